@@ -1,0 +1,71 @@
+# SoVITS Studio. `make run` starts the web UI, `make test` runs the test suite.
+# Both create .venv on first use and re-install only when a requirements file changed.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMPS := $(VENV)/.stamps
+ARGS ?=
+# Debian packages the tests (and audio decoding) need.
+APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format venv deps dev-deps system-deps bench clean-venv
+
+run: deps
+	$(PY) webui.py $(ARGS)
+
+test: dev-deps system-deps
+	HF_HUB_OFFLINE=1 OPEN_JTALK_DICT_DIR=/var/lib/mecab/dic/open-jtalk/naist-jdic \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: dev-deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+venv: $(STAMPS)/venv
+
+$(STAMPS)/venv:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 10) <= v <= (3, 12); \
+		print("Using Python %d.%d" % v) if ok else print("SoVITS Studio needs Python 3.10, 3.11 or 3.12; $(PYTHON) is %d.%d. Install one of those and run: make PYTHON=python3.11 ..." % v); \
+		sys.exit(0 if ok else 1)'
+	$(PYTHON) -m venv $(VENV)
+	@mkdir -p $(STAMPS)
+	@touch $@
+
+deps: $(STAMPS)/runtime
+
+$(STAMPS)/runtime: requirements.txt requirements-nodeps.txt $(STAMPS)/venv
+	$(PIP) install --upgrade "pip>=23" "setuptools<81" wheel
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -r requirements-nodeps.txt
+	@touch $@
+
+dev-deps: $(STAMPS)/dev
+
+$(STAMPS)/dev: requirements-dev.txt $(STAMPS)/runtime
+	$(PIP) install -r requirements-dev.txt
+	@touch $@
+
+# Installs the Debian packages when running as root with apt; otherwise names the missing ones.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "Missing Debian packages:$$missing"; \
+		echo "Install them with: sudo apt-get install$$missing"; exit 1; \
+	fi
+
+bench: deps
+	$(PY) bench/tts_cpu.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,5 @@
+"""Audio I/O and signal processing: one loader, one writer, resampling, spectrograms, slicing, pitch."""
+
+from app.audio.io import AudioError, AudioInfo, audio_info, load_audio, resample, save_audio
+
+__all__ = ["AudioError", "AudioInfo", "audio_info", "load_audio", "resample", "save_audio"]

@@ -1,0 +1,231 @@
+"""The one audio loader and writer.
+
+``load_audio(source, sr)`` returns float32 mono samples at ``sr`` for a path or raw bytes. WAV, FLAC,
+OGG and MP3 go through libsndfile (``soundfile``); anything else (m4a, aac, opus in mp4, video files)
+through the ``ffmpeg`` command when it is installed. Every failure raises :class:`AudioError` whose
+message names the source and says what was wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+# Sanity limits checked on the header before anything is decoded (a hostile header can claim
+# absurd sizes; libsndfile has had overflow bugs in exactly that class).
+MAX_CHANNELS = 16
+MAX_SAMPLE_RATE = 384_000
+MIN_SAMPLE_RATE = 1_000
+# Peak below which a clip counts as silent: -80 dBFS.
+SILENCE_PEAK = 1e-4
+FFMPEG_TIMEOUT_S = 600
+
+Source = str | os.PathLike | bytes
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says (nothing decoded)."""
+
+    sample_rate: int  # Hz
+    channels: int
+    frames: int  # samples per channel
+    format: str  # container name, e.g. "WAV", "FLAC", or "ffmpeg"
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _name(source: Source) -> str:
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes of uploaded audio>"
+    return str(source)
+
+
+def _open(source: Source):
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _check_exists(source: Source) -> None:
+    if isinstance(source, bytes):
+        if not source:
+            raise AudioError("the uploaded audio is empty (0 bytes)")
+        return
+    path = Path(source)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+
+
+def _check_header(info: AudioInfo, name: str) -> None:
+    if not (MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE):
+        raise AudioError(
+            f"{name}: sample rate {info.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if not (1 <= info.channels <= MAX_CHANNELS):
+        raise AudioError(f"{name}: {info.channels} channels is not supported (1-{MAX_CHANNELS})")
+
+
+def audio_info(source: Source) -> AudioInfo:
+    """Read the header of ``source`` without decoding the samples."""
+    _check_exists(source)
+    name = _name(source)
+    try:
+        info = sf.info(_open(source))
+        result = AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        probed = _ffprobe(source)
+        if probed is None:
+            raise AudioError(f"{name}: not a readable audio file ({exc})") from exc
+        result = probed
+    _check_header(result, name)
+    return result
+
+
+def _ffprobe(source: Source) -> AudioInfo | None:
+    """Header through ffprobe, for containers libsndfile does not read; None when unavailable."""
+    exe = shutil.which("ffprobe")
+    if exe is None or isinstance(source, bytes):
+        return None
+    cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration", "-of", "default=noprint_wrappers=1", str(source)]  # fmt: skip
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    try:
+        rate, channels = int(fields["sample_rate"]), int(fields["channels"])
+        duration = float(fields.get("duration", "nan"))
+    except (KeyError, ValueError):
+        return None
+    frames = int(duration * rate) if np.isfinite(duration) else 0
+    return AudioInfo(rate, channels, frames, "ffmpeg")
+
+
+def _decode_soundfile(source: Source) -> tuple[np.ndarray, int]:
+    data, rate = sf.read(_open(source), dtype="float32", always_2d=True)
+    return data, int(rate)
+
+
+def _decode_ffmpeg(source: Source, sr: int | None) -> tuple[np.ndarray, int]:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise AudioError(
+            f"{_name(source)}: this format needs ffmpeg, which is not installed "
+            "(Debian/Ubuntu: sudo apt-get install ffmpeg), or convert the file to WAV/FLAC first"
+        )
+    rate = sr or 44100
+    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(source, bytes) else str(source),
+           "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(rate), "pipe:1"]  # fmt: skip
+    try:
+        proc = subprocess.run(
+            cmd,
+            input=source if isinstance(source, bytes) else None,
+            capture_output=True,
+            timeout=FFMPEG_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(f"{_name(source)}: decoding took longer than {FFMPEG_TIMEOUT_S} s") from exc
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioError(
+            f"{_name(source)}: not a readable audio file ({reason[-1] if reason else 'ffmpeg failed'})"
+        )
+    return np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, 1).copy(), rate
+
+
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample float32 audio (shape ``(T,)`` or ``(T, C)``) with soxr's high-quality filter."""
+    if sr_in == sr_out:
+        return wav.astype(np.float32, copy=False)
+    # "HQ" is the filter librosa calls soxr_hq, its default since 0.10 (what upstream resamples with).
+    return soxr.resample(wav, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(
+    source: Source,
+    sr: int,
+    *,
+    mono: bool = True,
+    allow_silent: bool = False,
+    max_seconds: float | None = None,
+) -> np.ndarray:
+    """Decode ``source`` (a path or the bytes of a file) to float32 at ``sr`` Hz.
+
+    Returns shape ``(T,)`` when ``mono`` (channels averaged), else ``(T, C)``.
+    Raises :class:`AudioError` for a missing, empty, corrupt or non-audio file, a header outside
+    sane limits, a clip longer than ``max_seconds``, NaN/Inf samples, or silence (unless
+    ``allow_silent``).
+    """
+    name = _name(source)
+    _check_exists(source)
+    try:
+        info = sf.info(_open(source))
+        header = AudioInfo(int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        header = None
+    if header is not None:
+        _check_header(header, name)
+        if max_seconds is not None and header.duration > max_seconds:
+            raise AudioError(f"{name}: {header.duration:.1f} s is longer than the {max_seconds:.0f} s limit")
+        try:
+            data, rate = _decode_soundfile(source)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{name}: the file is damaged or truncated ({exc})") from exc
+    else:
+        data, rate = _decode_ffmpeg(source, sr if mono else None)
+        if max_seconds is not None and len(data) / rate > max_seconds:
+            raise AudioError(f"{name}: {len(data) / rate:.1f} s is longer than the {max_seconds:.0f} s limit")
+    if data.size == 0:
+        raise AudioError(f"{name}: contains no audio samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{name}: contains NaN or infinite sample values; re-export the file")
+    wav = data.mean(axis=1) if mono else data
+    wav = resample(np.ascontiguousarray(wav, dtype=np.float32), rate, sr)
+    if not allow_silent and float(np.abs(wav).max(initial=0.0)) < SILENCE_PEAK:
+        raise AudioError(f"{name}: is silent (peak below -80 dBFS)")
+    return wav
+
+
+def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, *, subtype: str | None = None) -> Path:
+    """Write ``wav`` (float in [-1, 1], shape ``(T,)`` or ``(T, C)``) atomically.
+
+    The format follows the extension (wav, flac, ogg, mp3); WAV is 16-bit PCM unless ``subtype``
+    says otherwise. Samples are clipped to [-1, 1].
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: refusing to write NaN or infinite samples")
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    if fmt == "WAV" and subtype is None:
+        subtype = "PCM_16"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        sf.write(tmp, data, sr, format=fmt, subtype=subtype)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

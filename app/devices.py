@@ -1,0 +1,29 @@
+"""Device and dtype choice, called explicitly (never at import time)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """Return the device to compute on: ``auto`` takes the first CUDA GPU when present, else CPU."""
+    if preference in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {preference!r} was asked for but no CUDA GPU is available; use 'cpu'")
+    return device
+
+
+def pick_dtype(device: torch.device, precision: str = "fp32") -> torch.dtype:
+    """Map a precision name (fp32, fp16, bf16) to a dtype usable on ``device``."""
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in table:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(table)}")
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is not supported on CPU; use fp32 or bf16")
+    return table[precision]
+
+
+def cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

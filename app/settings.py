@@ -1,0 +1,72 @@
+"""Process-wide settings: the one module that reads environment variables.
+
+Every other module receives a :class:`Settings` (or the values it needs) as an argument.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The repository root: app/settings.py -> app -> root.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_UI_PORT = 9874  # upstream GPT-SoVITS main web UI port
+DEFAULT_API_PORT = 9880  # upstream api_v2 port
+DEFAULT_MAX_UPLOAD_MB = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable from the environment, resolved once at start-up."""
+
+    # Root of every data folder (pretrained_models/, GPT_weights/, SoVITS_weights/, output/).
+    # STUDIO_HOME moves them all, e.g. to a shared volume used by several API replicas.
+    home: Path = REPO_ROOT
+    # Where base models live; defaults to <home>/pretrained_models (STUDIO_PRETRAINED).
+    pretrained_dir: Path | None = None
+    # Largest accepted upload in megabytes (STUDIO_MAX_UPLOAD_MB).
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    # Preferred compute device: "auto", "cpu", "cuda", "cuda:1" (STUDIO_DEVICE).
+    device: str = "auto"
+    # API key required by the HTTP API when set (STUDIO_API_KEY).
+    api_key: str | None = None
+    # Requests allowed to wait for the device before the API answers 503 (STUDIO_QUEUE_LIMIT).
+    queue_limit: int = 4
+    # Extra environment for child processes (jobs); never used as an argument channel.
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def pretrained(self) -> Path:
+        return self.pretrained_dir or self.home / "pretrained_models"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be a positive integer")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (``os.environ`` when omitted)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("STUDIO_HOME") or REPO_ROOT).expanduser().resolve()
+    pretrained = env.get("STUDIO_PRETRAINED")
+    return Settings(
+        home=home,
+        pretrained_dir=Path(pretrained).expanduser().resolve() if pretrained else None,
+        max_upload_mb=_int(env, "STUDIO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB),
+        device=env.get("STUDIO_DEVICE") or "auto",
+        api_key=env.get("STUDIO_API_KEY") or None,
+        queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 4),
+    )
