@@ -57,6 +57,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child process (a job): this process's environment plus ``overrides``.
+
+    Children get their arguments on the command line or in a config file, never through variables;
+    overrides are for process-level knobs such as ``CUDA_VISIBLE_DEVICES`` or thread counts.
+    """
+    env = dict(os.environ)
+    env.update(overrides or {})
+    return env
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (``os.environ`` when omitted)."""
     env = os.environ if env is None else env

@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "app.devices": 0,
     "app.assets": 0,
     "app.config_io": 0,
+    "app.runstatus": 0,
     "app.models": 1,
     "app.text": 1,
     "app.audio": 1,

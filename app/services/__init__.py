@@ -1,0 +1,1 @@
+"""Owned state: the loaded-pipeline cache, jobs, experiments and weight listings."""
