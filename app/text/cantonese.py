@@ -88,7 +88,7 @@ def _syllables(text: str) -> list[str | None]:
     return out
 
 
-def _split_syllable(syllable: str) -> list[str] | None:
+def split_syllable(syllable: str) -> list[str] | None:
     """Onset and toned rhyme of one syllable, without the "Y" prefix: "jat1" -> ["j", "at1"]."""
     tone = syllable[-1] if syllable[-1].isdigit() else ""
     bare = syllable[:-1] if tone else syllable
@@ -108,7 +108,7 @@ def g2p(norm_text: str, version: str = "v2") -> G2P:
             phones.append(syllable)
             word2ph.append(1)
             continue
-        parts = _split_syllable(syllable) if syllable else None
+        parts = split_syllable(syllable) if syllable else None
         if parts is None:
             phones.append(UNK)
             word2ph.append(1)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from app.text.symbols import check_version, to_known_phones
+from app.text.types import G2P
 
 # Language code -> module under app.text, per version.
 LANGUAGE_MODULES: dict[str, dict[str, str]] = {
@@ -69,27 +71,38 @@ def language_module(language: str, version: str) -> ModuleType:
     return importlib.import_module(f"app.text.{name}")
 
 
-def clean_text(text: str, language: str, version: str = "v2") -> CleanResult:
-    """Normalise and read ``text`` of one language (upstream ``clean_text``)."""
+def clean_text(text: str, language: str, version: str = "v2", *, g2pw_dir: Path | None = None) -> CleanResult:
+    """Normalise and read ``text`` of one language (upstream ``clean_text``).
+
+    ``g2pw_dir``: G2PW model folder for Mandarin polyphones (None: pypinyin's phrase dictionary).
+    """
     check_version(version)
     if language not in LANGUAGE_MODULES[version]:
         language, text = "en", " "  # upstream reads unknown languages as a blank English text
     for mark, mark_language, pause in PAUSE_MARKS:
         if mark in text and language == mark_language:
-            return _clean_with_pause(text, language, mark, pause, version)
+            return _clean_with_pause(text, language, mark, pause, version, g2pw_dir)
     module = language_module(language, version)
     norm_text = module.normalize(text, version)
-    result = module.g2p(norm_text, version)
+    result = _g2p(module, language, norm_text, version, g2pw_dir)
     word2ph = result.word2ph if language in WORD2PH_LANGUAGES else None
     if word2ph is not None:
         _check_alignment(result.phones, word2ph, norm_text, language)
     return CleanResult(to_known_phones(result.phones, version), word2ph, norm_text)
 
 
-def _clean_with_pause(text: str, language: str, mark: str, pause: str, version: str) -> CleanResult:
+def _g2p(module: ModuleType, language: str, norm_text: str, version: str, g2pw_dir: Path | None) -> G2P:
+    if language == "zh" and g2pw_dir is not None:
+        return module.g2p(norm_text, version, g2pw_dir=g2pw_dir)
+    return module.g2p(norm_text, version)
+
+
+def _clean_with_pause(
+    text: str, language: str, mark: str, pause: str, version: str, g2pw_dir: Path | None
+) -> CleanResult:
     module = language_module(language, version)
     norm_text = module.normalize(text.replace(mark, ","), version)
-    result = module.g2p(norm_text, version)
+    result = _g2p(module, language, norm_text, version, g2pw_dir)
     phones = tuple(pause if ph == "," else ph for ph in result.phones)
     return CleanResult(to_known_phones(phones, version), result.word2ph, norm_text)
 
