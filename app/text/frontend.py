@@ -151,9 +151,10 @@ def _language_runs(text: str, mode: LanguageMode) -> list[tuple[str, str]]:
 
     if mode in (LanguageMode.ALL_ZH, LanguageMode.ALL_YUE, LanguageMode.ALL_JA, LanguageMode.ALL_KO):
         default = {"all_zh": "zh", "all_yue": "zh", "all_ja": "ja", "all_ko": "ko"}[mode.value]
-        runs = langsegment.segment(text, default)
+        pairs = langsegment.segment(text, default)
     else:
-        runs = langsegment.segment(text)
+        pairs = langsegment.segment(text)
+    runs = [(piece, lang) for lang, piece in pairs]  # the segmenter gives (lang, text)
     if mode in (LanguageMode.ALL_YUE, LanguageMode.AUTO_YUE):
         return [(t, "yue" if lang == "zh" else lang) for t, lang in runs]
     if mode not in _MIXED:

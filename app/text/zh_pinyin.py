@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ JIEBA_CACHE_DIR = Path(tempfile.gettempdir()) / "sovits-studio-jieba"
 
 @lru_cache(maxsize=1)
 def _tokenizers() -> tuple[Any, Any]:
-    import jieba
-    import jieba.posseg
+    with warnings.catch_warnings():
+        # jieba 0.42 imports pkg_resources, which warns that it is deprecated; nothing to act on.
+        warnings.simplefilter("ignore", UserWarning)
+        import jieba
+        import jieba.posseg
 
     # jieba logs "Building prefix dict ..." on stderr at DEBUG level; keep its warnings only.
     logging.getLogger("jieba").setLevel(logging.WARNING)
