@@ -13,8 +13,8 @@ Public API (importing this package is cheap; dictionaries and models load on fir
 - :func:`split_text`, :func:`preview_split`, :class:`SplitMethod` (:mod:`app.text.split`):
   upstream's six sentence-splitting methods cut0..cut5.
 - :func:`clean_text` (:mod:`app.text.cleaner`): one language segment -> phones.
-- :func:`symbols`, :func:`phones_to_ids` (:mod:`app.text.symbols`): the v1 (322) and v2 (732)
-  phone tables; unknown phones map to ``UNK``.
+- :func:`phones_to_ids` and ``app.text.symbols.symbols(version)`` (:mod:`app.text.symbols`):
+  the v1 (322) and v2 (732) phone tables; unknown phones map to ``UNK``.
 
 ``python -m app.text "text" --lang auto --version v2`` prints the normalised text, phones and ids.
 """
@@ -26,7 +26,7 @@ from app.text.frontend import EmptyText, LanguageMode, Segment, TextResult, mode
 from app.text.overrides import OverrideError
 from app.text.split import SplitMethod, split_text
 from app.text.split import preview as preview_split
-from app.text.symbols import phones_to_ids, symbols
+from app.text.symbols import phones_to_ids
 
 __all__ = [
     "CleanResult",
@@ -42,6 +42,5 @@ __all__ = [
     "phones_to_ids",
     "preview_split",
     "split_text",
-    "symbols",
     "text_to_phones",
 ]
