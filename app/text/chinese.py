@@ -104,7 +104,7 @@ def word_readings(
     words = merge_words(zh_pinyin.words_with_pos(clause))
     predicted = None
     if g2pw_dir is not None:
-        from app.text import g2pw
+        from app.text import g2pw  # lazy: onnxruntime, numpy
 
         predicted = g2pw.predict(clause, g2pw_dir)
     out = []
