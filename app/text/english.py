@@ -184,7 +184,13 @@ def _token_phones(token: str, pos: str) -> list[str]:
     reading = homographs().get(word)
     if reading is not None:
         return list(reading.pick(pos))
-    return _lookup(word)
+    return list(_cached_lookup(word))
+
+
+@lru_cache(maxsize=8192)
+def _cached_lookup(word: str) -> tuple[str, ...]:
+    # Words repeat a lot and the OOV path (wordsegment, GRU decode) costs milliseconds.
+    return tuple(_lookup(word))
 
 
 def _lookup(word: str) -> list[str]:
