@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from app.text import zh_pinyin
@@ -126,6 +127,15 @@ def word_readings(
     return out
 
 
+@lru_cache(maxsize=8)
+def _log_reader(g2pw_dir: Path | None) -> None:
+    # Once per setting, so a log shows which reader decided the polyphones.
+    if g2pw_dir is None:
+        log.info("Mandarin polyphones: pypinyin phrase dictionary")
+    else:
+        log.info("Mandarin polyphones: G2PW model in %s", g2pw_dir)
+
+
 def g2p(norm_text: str, version: str = "v2", g2pw_dir: Path | None = None) -> G2P:
     """Phones and ``word2ph`` of normalised Mandarin text (output of :func:`normalize`).
 
@@ -133,6 +143,7 @@ def g2p(norm_text: str, version: str = "v2", g2pw_dir: Path | None = None) -> G2
     dictionary (what upstream does when G2PW is off).
     """
     check_version(version)
+    _log_reader(g2pw_dir)
     phones: list[str] = []
     word2ph: list[int] = []
     clauses = [c for c in _AFTER_PUNCT.split(norm_text) if c.strip() != ""]

@@ -105,3 +105,10 @@ def test_import_is_cheap_and_jieba_cache_is_outside_the_package() -> None:
     assert zh_pinyin.JIEBA_CACHE_DIR.is_dir()
     assert REPO not in zh_pinyin.JIEBA_CACHE_DIR.parents
     assert not list((REPO / "app").rglob("jieba*.cache"))
+
+
+def test_log_says_which_polyphone_reader(caplog: pytest.LogCaptureFixture) -> None:
+    chinese._log_reader.cache_clear()
+    with caplog.at_level("INFO", logger="app.text.chinese"):
+        chinese.g2p("好", "v2")
+    assert "Mandarin polyphones: pypinyin phrase dictionary" in caplog.text
