@@ -1,0 +1,218 @@
+"""Cutting long text into the sentences synthesised one by one, upstream's six methods.
+
+``SplitMethod`` names upstream's methods (its ids cut0..cut5 are the enum values, so requests
+written for upstream's API work unchanged):
+
+- ``NONE`` (cut0): no cut (text made of punctuation only becomes empty);
+- ``FOUR_SENTENCES`` (cut1, the UI default): four clauses per piece;
+- ``FIFTY_CHARS`` (cut2): clauses gathered until a piece passes 50 characters;
+- ``ZH_PERIOD`` (cut3): at Chinese full stops 。;
+- ``EN_PERIOD`` (cut4): at English full stops . (not inside numbers);
+- ``PUNCTUATION`` (cut5, the API default): after every punctuation mark (not decimal points).
+
+:func:`split_text` is the whole of upstream's pre-segmentation for synthesis (clause prefix,
+method, merging of short pieces, final punctuation, the 510-character BERT limit);
+:func:`preview` shows only the method's cut, as upstream's preview tool does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from enum import Enum
+
+
+class SplitMethod(str, Enum):
+    """Sentence-splitting methods; the values are upstream's ids."""
+
+    NONE = "cut0"
+    FOUR_SENTENCES = "cut1"
+    FIFTY_CHARS = "cut2"
+    ZH_PERIOD = "cut3"
+    EN_PERIOD = "cut4"
+    PUNCTUATION = "cut5"
+
+    @classmethod
+    def parse(cls, value: str | SplitMethod) -> SplitMethod:
+        """Accept an enum member, its value ("cut1") or its name ("four_sentences")."""
+        if isinstance(value, SplitMethod):
+            return value
+        key = str(value).strip()
+        for member in cls:
+            if key == member.value or key.upper() == member.name:
+                return member
+        names = ", ".join(f"{m.value} ({m.name.lower()})" for m in cls)
+        raise ValueError(f"unknown text split method {value!r}: use one of {names}")
+
+
+# Marks that end a clause for cut1/cut2 and for the first-clause test.
+CLAUSE_MARKS = frozenset("，。？！,.?!~:：—…")
+# Marks after which cut5 cuts.
+_CUT5_MARKS = frozenset(",.;?!、，。？！;：…")
+# Characters that make a piece "punctuation only" (dropped by every method).
+_BLANK_PIECE = frozenset("!?…,.- ")
+# Consecutive phone punctuation collapses to its first mark before splitting.
+_REPEATED_PUNCT = re.compile(r"([!?…,.\-])([!?…,.\-])+")
+MAX_PIECE_CHARS = 510  # BERT's 512 positions minus [CLS] and [SEP]
+MIN_PIECE_CHARS = 5  # shorter pieces are merged into their neighbour
+
+
+def _is_blank(piece: str) -> bool:
+    return set(piece).issubset(_BLANK_PIECE)
+
+
+def _clauses(text: str) -> list[str]:
+    """Cut after every clause mark, keeping the mark ("……" and "——" count as one)."""
+    text = text.replace("……", "。").replace("——", "，")
+    if text[-1] not in CLAUSE_MARKS:
+        text += "。"
+    out, start = [], 0
+    for i, ch in enumerate(text):
+        if ch in CLAUSE_MARKS:
+            out.append(text[start : i + 1])
+            start = i + 1
+    return out
+
+
+def _cut0(text: str) -> list[str]:
+    return [] if _is_blank(text) else [text]
+
+
+def _cut1(text: str) -> list[str]:
+    text = text.strip("\n")
+    clauses = _clauses(text)
+    if len(clauses) > 4:
+        pieces = ["".join(clauses[i : i + 4]) for i in range(0, len(clauses), 4)]
+        # Upstream's slicing folds the last group into the one before it (5..8 clauses: one piece).
+        pieces[-2:] = ["".join(pieces[-2:])]
+    else:
+        pieces = [text]
+    return [p for p in pieces if not _is_blank(p)]
+
+
+def _cut2(text: str) -> list[str]:
+    text = text.strip("\n")
+    clauses = _clauses(text)
+    if len(clauses) < 2:
+        return [text]
+    pieces, current = [], ""
+    for clause in clauses:
+        current += clause
+        if len(current) > 50:
+            pieces.append(current)
+            current = ""
+    if current:
+        pieces.append(current)
+    if len(pieces) > 1 and len(pieces[-1]) < 50:  # a short tail joins the piece before
+        pieces[-2:] = [pieces[-2] + pieces[-1]]
+    return [p for p in pieces if not _is_blank(p)]
+
+
+def _cut3(text: str) -> list[str]:
+    pieces = text.strip("\n").strip("。").split("。")
+    return [p for p in pieces if not _is_blank(p)]
+
+
+def _cut4(text: str) -> list[str]:
+    pieces = re.split(r"(?<!\d)\.(?!\d)", text.strip("\n").strip("."))
+    return [p for p in pieces if not _is_blank(p)]
+
+
+def _cut5(text: str) -> list[str]:
+    text = text.strip("\n")
+    pieces, current = [], []
+    for i, ch in enumerate(text):
+        current.append(ch)
+        decimal_point = (
+            ch == "." and 0 < i < len(text) - 1 and text[i - 1].isdigit() and text[i + 1].isdigit()
+        )
+        if ch in _CUT5_MARKS and not decimal_point:
+            pieces.append("".join(current))
+            current = []
+    if current:
+        pieces.append("".join(current))
+    return [p for p in pieces if not set(p).issubset(_CUT5_MARKS)]
+
+
+_METHODS: dict[SplitMethod, Callable[[str], list[str]]] = {
+    SplitMethod.NONE: _cut0,
+    SplitMethod.FOUR_SENTENCES: _cut1,
+    SplitMethod.FIFTY_CHARS: _cut2,
+    SplitMethod.ZH_PERIOD: _cut3,
+    SplitMethod.EN_PERIOD: _cut4,
+    SplitMethod.PUNCTUATION: _cut5,
+}
+
+
+def cut(text: str, method: str | SplitMethod) -> list[str]:
+    """The pieces one method makes of ``text`` (no pre- or post-processing)."""
+    if not text.strip("\n"):
+        return []
+    return _METHODS[SplitMethod.parse(method)](text)
+
+
+def preview(text: str, method: str | SplitMethod) -> str:
+    """What upstream's split preview shows: the method's pieces, one per line."""
+    if not text.strip():
+        return ""
+    return "\n".join(cut(text, method))
+
+
+def _merge_short(pieces: list[str], threshold: int) -> list[str]:
+    if len(pieces) < 2:
+        return pieces
+    out, current = [], ""
+    for piece in pieces:
+        current += piece
+        if len(current) >= threshold:
+            out.append(current)
+            current = ""
+    if current:
+        if out:
+            out[-1] += current
+        else:
+            out.append(current)
+    return out
+
+
+def _split_long(text: str, max_len: int = MAX_PIECE_CHARS) -> list[str]:
+    """Cut a piece longer than ``max_len`` at clause marks into pieces of at most ``max_len``."""
+    parts = re.split("([" + re.escape("".join(sorted(CLAUSE_MARKS))) + "])", text)
+    out, current = [], ""
+    for part in parts:
+        if len(current + part) > max_len:
+            out.append(current)
+            current = part
+        else:
+            current += part
+    if current:
+        out.append(current)
+    return out
+
+
+def split_text(
+    text: str, method: str | SplitMethod = SplitMethod.FOUR_SENTENCES, language: str = "zh"
+) -> list[str]:
+    """Sentences to synthesise one by one, as upstream's TTS pre-segmentation makes them.
+
+    ``language`` is the text's language mode; "en" uses "." instead of "。" where a full stop
+    is added. Returns [] for text with nothing to read.
+    """
+    method = SplitMethod.parse(method)
+    stop = "." if language in ("en", "all_en") else "。"
+    text = _REPEATED_PUNCT.sub(r"\1", text).strip("\n")
+    if not text:
+        return []
+    first_clause = re.split("[" + re.escape("".join(sorted(CLAUSE_MARKS))) + "]", text)[0].strip()
+    if text[0] not in CLAUSE_MARKS and len(first_clause) < 4:
+        text = stop + text  # a very short first clause is read badly without a lead-in
+    pieces = cut(text, method)
+    pieces = [p for p in "\n".join(pieces).split("\n") if p not in ("", " ")]
+    out = []
+    for piece in _merge_short(pieces, MIN_PIECE_CHARS):
+        if not piece.strip() or not re.sub(r"\W+", "", piece):
+            continue  # blank or symbols only
+        if piece[-1] not in CLAUSE_MARKS:
+            piece += stop
+        out.extend(_split_long(piece) if len(piece) > MAX_PIECE_CHARS else [piece])
+    return out
