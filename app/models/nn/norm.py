@@ -57,7 +57,7 @@ class _WeightNorm:
         del self.weight  # type: ignore[has-type]
         # g = ||w|| and v = w reproduce the initial kernel exactly.
         self.weight_g = nn.Parameter(_norm_except_dim0(weight))
-        self.weight_v = nn.Parameter(weight.clone())
+        self.weight_v = nn.Parameter(weight)
         # Not persistent: the file holds g and v only; a buffer follows .to(device/dtype).
         self.register_buffer("folded_weight", None, persistent=False)  # type: ignore[attr-defined]
 
@@ -71,7 +71,7 @@ class _WeightNorm:
         """Compute the kernel once for inference (dropped again by train() or a state-dict load)."""
         with torch.no_grad():
             self.folded_weight = None
-            self.folded_weight = self.normed_weight().detach().clone()
+            self.folded_weight = self.normed_weight().detach()
 
     def unfold(self) -> None:
         """Go back to computing the kernel from g and v on every call."""
