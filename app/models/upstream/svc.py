@@ -33,6 +33,7 @@ from typing import Any, Literal
 import torch
 
 from app.config_io import save as save_json
+from app.models.nn.norm import fold_weight_norm
 from app.models.svc.config import SvcConfig, SvcConfigError, Variant
 from app.models.svc.synthesizer import SvcSynthesizer
 from app.models.upstream.safe_pickle import CheckpointError, read_file
@@ -272,6 +273,8 @@ def load_svc(
             report.missing[0],
         )
     model = model.to(device=device, dtype=dtype).eval()
+    if purpose == "inference":
+        fold_weight_norm(model)  # compute g * v / ||v|| once; train() drops it again
     return SvcCheckpoint(model=model, config=config, file=file, report=report)
 
 
