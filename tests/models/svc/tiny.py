@@ -8,7 +8,14 @@ from app.models.svc.config import SvcConfig
 
 TINY_JSON = {
     "train": {"segment_size": 128, "learning_rate": 1e-4, "betas": [0.8, 0.99], "eps": 1e-9},
-    "data": {"sampling_rate": 16000, "filter_length": 64, "hop_length": 16, "win_length": 64},
+    "data": {
+        "sampling_rate": 16000,
+        "filter_length": 128,
+        "hop_length": 16,
+        "win_length": 128,
+        "n_mel_channels": 16,
+        "mel_fmax": 8000,
+    },
     "model": {
         "inter_channels": 8,
         "hidden_channels": 8,
