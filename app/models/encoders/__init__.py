@@ -1,0 +1,1 @@
+"""Pretrained encoders loaded with transformers from local files: HuBERT content features, BERT phone features."""
