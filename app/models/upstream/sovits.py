@@ -260,14 +260,16 @@ def load_sovits(
     dtype: torch.dtype = torch.float32,
     for_inference: bool = True,
     expect_version: str | None = None,
+    config: SoVITSConfig | None = None,
 ) -> tuple[SoVITS, SoVITSFile]:
     """Read a generator file and return the model with its weights (and the file record).
 
     ``for_inference`` drops the posterior encoder, switches to eval and folds weight norm;
     otherwise the model is in training mode with ``enc_q`` from the file when present (exported
     weights have none: it keeps its fresh initialisation, as upstream's fine-tuning does).
+    ``config`` is used for files without an embedded config (see :func:`read_sovits`).
     """
-    record = read_sovits(path, expect_version=expect_version)
+    record = read_sovits(path, expect_version=expect_version, config=config)
     # Built on the meta device and filled with the file's tensors: no wasted random init.
     with torch.device("meta"):
         model = SoVITS(record.config)
