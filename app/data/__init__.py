@@ -1,0 +1,1 @@
+"""Dataset building: label files, editing, and the preprocessing workflows."""

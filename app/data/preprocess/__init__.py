@@ -1,0 +1,1 @@
+"""Dataset preprocessing workflows: slicing, separation, transcription, feature extraction."""
