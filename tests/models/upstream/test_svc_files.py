@@ -143,3 +143,22 @@ def test_discriminator_truncated_and_empty_files(fixture_dir: Path, tmp_path: Pa
     torch.save({"model": {"encoder.layer.0.weight": torch.zeros(2)}}, other)
     with pytest.raises(CheckpointError, match="not a so-vits-svc generator"):
         read_svc(other)
+
+
+def test_legacy_32k_file_is_detected_and_round_trips(upstream_fixtures: Path, tmp_path: Path) -> None:
+    manifest = json.loads((upstream_fixtures / "manifest_svc_innnky32k.json").read_text())
+    data = {s: {k: v["value"] for k, v in d.items()} for s, d in manifest["config_structure"].items()}
+    data["model"].update(hidden_channels=16, inter_channels=8, filter_channels=16, gin_channels=256)
+    from app.models.svc.config import SvcConfig
+    from app.models.svc.synthesizer import SvcSynthesizer
+
+    config = SvcConfig.from_json(data)
+    torch.manual_seed(0)
+    model = SvcSynthesizer(config.synthesizer("legacy32k")).eval()
+    path = write_svc(tmp_path / "G_1000.pth", model, config, iteration=3)
+    loaded = load_svc(path)
+    assert loaded.file.variant == "legacy32k" and loaded.report.clean
+    assert json.loads((tmp_path / "config.json").read_text()) == data  # no 4.1 keys added
+    c, f0 = torch.randn(1, 256, 4), torch.full((1, 4), 300.0)
+    expected = model.infer(c, f0, sid=1, noise=ZeroNoise()).audio
+    torch.testing.assert_close(loaded.model.infer(c, f0, sid=1, noise=ZeroNoise()).audio, expected)
