@@ -1,0 +1,176 @@
+"""Content features for singing voice conversion: HuBERT-family encoders in transformers format.
+
+All take 16 kHz mono audio and return ``(B, C, T50)`` features, one frame per 320 samples
+(20 ms), computed by ``transformers.HubertModel`` from a local folder (never a hub name):
+
+| name | C | what | as so-vits-svc 4.1 |
+|---|---|---|---|
+| ``vec768l12`` (default) | 768 | ContentVec, output of transformer layer 12 | ``vec768l12`` |
+| ``vec256l9`` | 256 | ContentVec, layer 9 through ``final_proj`` (768 -> 256) | ``vec256l9`` (4.0 models) |
+| ``hubertsoft`` | 256 | HuBERT-Soft: last layer through its 768 -> 256 projection, audio padded 40 samples each side | ``hubertsoft``, innnky 32k |
+
+``hidden_states[N]`` of transformers' HuBERT equals fairseq's ``extract_features(output_layer=N)``.
+
+Folder layout we read (what RVC's current release ships as ``assets/hubert_base/``): a transformers
+HuBERT folder, ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``). Encoders that
+project (``vec256l9``, ``hubertsoft``) also need the projection in the same weights file as
+``final_proj.weight`` ``(256, 768)`` and ``final_proj.bias`` ``(256,)`` (its width is the config's
+``classifier_proj_size``). For HuBERT-Soft that projection is bshall's ``proj`` layer: convert
+``hubert-soft-0d54a1f4.pt`` into this layout (its other weights map 1:1 onto transformers' HuBERT
+base: conv feature extractor with group norm, feature projection with LayerNorm, weight-normed
+positional conv, post-norm layers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # every content encoder here reads 16 kHz audio
+HOP = 320  # samples per content frame (50 frames per second)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How one named content encoder reads a HuBERT model."""
+
+    name: str  # so-vits-svc's speech_encoder name
+    layer: int | None  # hidden_states index; None = last layer
+    project: bool  # apply final_proj
+    pad: int  # zero samples added on each side of the audio first
+    description: str  # one line for help texts
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        EncoderSpec("vec768l12", 12, False, 0, "ContentVec layer 12, 768-d (so-vits-svc 4.1 default)"),
+        EncoderSpec("vec256l9", 9, True, 0, "ContentVec layer 9 + final_proj, 256-d (so-vits-svc 4.0)"),
+        EncoderSpec("hubertsoft", None, True, 40, "HuBERT-Soft units, 256-d (innnky 32k)"),
+    )
+}
+DEFAULT_ENCODER = "vec768l12"
+
+
+class ContentEncoderError(ValueError):
+    """A content encoder folder or input that cannot be used; the message says what to do."""
+
+
+def _hubert_class():  # type: ignore[no-untyped-def]
+    """transformers' HubertModel plus the ``final_proj`` layer the weights file may hold."""
+    from transformers import HubertModel
+
+    class HubertWithProjection(HubertModel):
+        def __init__(self, config):  # type: ignore[no-untyped-def]
+            super().__init__(config)
+            self.final_proj = nn.Linear(config.hidden_size, config.classifier_proj_size)
+
+    return HubertWithProjection
+
+
+class ContentEncoder(nn.Module):
+    """16 kHz audio -> content features ``(B, C, T50)`` for one :class:`EncoderSpec`."""
+
+    def __init__(self, hubert: nn.Module, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.hubert = hubert
+        self.spec = spec
+        n_layers = hubert.config.num_hidden_layers
+        if spec.layer is not None and spec.layer > n_layers:
+            raise ContentEncoderError(
+                f"{spec.name} reads transformer layer {spec.layer}, but this model has only {n_layers} layers"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Feature width C."""
+        cfg = self.hubert.config
+        return cfg.classifier_proj_size if self.spec.project else cfg.hidden_size
+
+    @torch.no_grad()
+    def forward(self, wav16k: torch.Tensor) -> torch.Tensor:
+        """(N,) or (B, N) 16 kHz audio -> (B, C, T50) float32, T50 ~ N / 320."""
+        if wav16k.dim() == 1:
+            wav16k = wav16k.unsqueeze(0)
+        if wav16k.dim() != 2:
+            raise ContentEncoderError(
+                f"expected audio of shape (samples,) or (batch, samples), got {tuple(wav16k.shape)}"
+            )
+        param = next(self.hubert.parameters())
+        x = wav16k.to(device=param.device, dtype=param.dtype)
+        if self.spec.pad:
+            x = F.pad(x, (self.spec.pad, self.spec.pad))
+        if x.size(1) < 400:  # the conv front-end's receptive field (25 ms)
+            raise ContentEncoderError(
+                f"audio of {wav16k.size(1)} samples is too short for content features (needs 400)"
+            )
+        out = self.hubert(x, output_hidden_states=self.spec.layer is not None)
+        hidden = out.last_hidden_state if self.spec.layer is None else out.hidden_states[self.spec.layer]
+        if self.spec.project:
+            hidden = self.hubert.final_proj(hidden)
+        return hidden.transpose(1, 2).float()  # (B, T, C) -> (B, C, T)
+
+
+@lru_cache(maxsize=2)
+def load_content_encoder(name: str, folder: Path, device: str = "cpu") -> ContentEncoder:
+    """Load ``name`` (see :data:`ENCODERS`) from a local transformers HuBERT folder (cached)."""
+    if name not in ENCODERS:
+        raise ContentEncoderError(f"unknown content encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    spec = ENCODERS[name]
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ContentEncoderError(
+            f"{folder}: no transformers HuBERT model here (config.json missing); put the {name} "
+            f"encoder there (see app.models.encoders.content for the layout)"
+        )
+    try:
+        model, info = _hubert_class().from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True
+        )
+    except (OSError, ValueError) as exc:
+        raise ContentEncoderError(f"{folder}: cannot load the HuBERT model ({exc})") from exc
+    missing = set(info.get("missing_keys", ()))
+    if spec.project and missing & {"final_proj.weight", "final_proj.bias"}:
+        raise ContentEncoderError(
+            f"{folder}: {name} needs the projection final_proj.weight/bias in the weights file; "
+            f"this folder has none (a plain HuBERT/ContentVec export only serves vec768l12)"
+        )
+    other = sorted(k for k in missing if not k.startswith("final_proj."))
+    if other:
+        raise ContentEncoderError(
+            f"{folder}: weights file lacks {other[:4]}; is it a complete HuBERT export?"
+        )
+    logger.info("loaded content encoder %s from %s", name, folder)
+    return ContentEncoder(model.eval(), spec).to(device)
+
+
+def align_frames(units: torch.Tensor, n_frames: int, mode: str = "nearest") -> torch.Tensor:
+    """Stretch content frames to the synthesizer's frame count (so-vits-svc ``repeat_expand_2d``).
+
+    Args:
+        units: (C, T) or (B, C, T).
+        n_frames: target length (the f0 frame count).
+        mode: ``"nearest"`` (4.1 default: torch nearest interpolation) or ``"left"`` (4.0: target
+            frame i takes source frame ``floor(i * T / n_frames)``).
+
+    Returns:
+        units with the last axis resized to ``n_frames``.
+    """
+    squeeze = units.dim() == 2
+    x = units.unsqueeze(0) if squeeze else units
+    if mode == "nearest":
+        out = F.interpolate(x, size=n_frames, mode="nearest")
+    elif mode == "left":
+        index = torch.arange(n_frames, device=x.device) * x.size(-1) // n_frames
+        out = x[..., index]
+    else:
+        raise ContentEncoderError(f"unit_interpolate_mode must be 'nearest' or 'left', got {mode!r}")
+    return out[0] if squeeze else out

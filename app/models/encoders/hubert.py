@@ -1,0 +1,123 @@
+"""HuBERT content features (chinese-hubert-base), fed exactly as GPT-SoVITS feeds them.
+
+Upstream runs ``HubertModel`` directly on the raw 16 kHz waveform; the feature extractor's
+zero-mean/unit-variance normalisation is NOT applied. The two places it computes features scale
+the input differently, and the features depend on that scale, so both are reproduced:
+
+- prompts at inference (:meth:`HubertEncoder.prompt_features`): the reference clip as loaded at
+  16 kHz, followed by 9,600 zeros (upstream builds a 0.3 s pause at the model's 32 kHz rate and
+  appends it to the 16 kHz clip, i.e. 0.6 s of silence);
+- training data, step 1b (:func:`training_input`): the 32 kHz clip mixed from a peak-normalised
+  copy and the original, on a full scale of 1145.14, then resampled to 16 kHz.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.audio.io import resample
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # HuBERT input rate
+FRAME_RATE = 50  # one feature per 320 samples
+# Upstream: zeros of int(32000 * 0.3) samples appended to the 16 kHz prompt (see module doc).
+PROMPT_PAD_SAMPLES = 9600
+# Step 1b (prepare_datasets/2-get-hubert-wav32k.py): maxx 0.95, alpha 0.5, full scale 1145.14.
+TRAIN_PEAK = 0.95
+TRAIN_ALPHA = 0.5
+TRAIN_FULL_SCALE = 1145.14
+# Clips whose peak exceeds this are skipped by upstream as broken.
+TRAIN_MAX_PEAK = 2.2
+TRAIN_SOURCE_RATE = 32000
+
+
+class HubertEncoder:
+    """A local ``transformers.HubertModel`` in eval mode.
+
+    Args:
+        model_dir: folder with ``config.json`` and the weights (``pretrained_models/chinese-hubert-base``).
+        device: where to run.
+        dtype: float32, or float16 on CUDA.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        from transformers import HubertModel
+
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: no HuBERT model here (config.json missing); put chinese-hubert-base in this folder"
+            )
+        try:
+            model = HubertModel.from_pretrained(str(path), local_files_only=True)
+        except OSError as exc:
+            raise FileNotFoundError(f"{path}: cannot load the HuBERT weights: {exc}") from None
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.hidden_size = int(model.config.hidden_size)
+
+    @torch.inference_mode()
+    def features(self, wav_16k: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """(N,) or (1, N) 16 kHz waveform, used as is -> (1, hidden, N // 320 - ish) features at 50 Hz."""
+        wav = torch.as_tensor(wav_16k).reshape(1, -1).to(device=self.device, dtype=self.dtype)
+        hidden = self.model(wav).last_hidden_state  # (1, T, hidden)
+        return hidden.transpose(1, 2)
+
+    def prompt_features(
+        self, wav_16k: torch.Tensor | np.ndarray, pad_samples: int = PROMPT_PAD_SAMPLES
+    ) -> torch.Tensor:
+        """Features of a reference prompt as upstream's inference computes them.
+
+        Args:
+            wav_16k: (N,) reference clip at 16 kHz, as loaded (no normalisation).
+            pad_samples: zeros appended before encoding (upstream: 9,600).
+
+        Returns:
+            (1, hidden, T) features; a 5 s clip gives T = 279 with the default padding.
+        """
+        wav = torch.as_tensor(wav_16k, dtype=torch.float32).reshape(-1)
+        wav = torch.cat([wav, torch.zeros(pad_samples, dtype=wav.dtype)])
+        return self.features(wav)
+
+
+def training_input(wav_32k: np.ndarray) -> np.ndarray:
+    """Step-1b input: ``x / peak * (0.95 * 0.5 * 1145.14) + 0.5 * 1145.14 * x`` resampled to 16 kHz.
+
+    Args:
+        wav_32k: (N,) float32 clip at 32 kHz in [-1, 1].
+
+    Raises:
+        ValueError: silent clip, or peak above 2.2 (upstream skips such clips).
+    """
+    peak = float(np.abs(wav_32k).max()) if wav_32k.size else 0.0
+    if peak == 0.0:
+        raise ValueError("silent clip: HuBERT features of silence are undefined in upstream's scaling")
+    if peak > TRAIN_MAX_PEAK:
+        raise ValueError(
+            f"clip peak {peak:.2f} exceeds {TRAIN_MAX_PEAK}; upstream skips such clips as broken"
+        )
+    mixed = (
+        wav_32k / peak * (TRAIN_PEAK * TRAIN_ALPHA * TRAIN_FULL_SCALE)
+        + (1 - TRAIN_ALPHA) * TRAIN_FULL_SCALE * wav_32k
+    )
+    return resample(mixed.astype(np.float32), TRAIN_SOURCE_RATE, SAMPLE_RATE)
+
+
+@functools.lru_cache(maxsize=2)
+def load_hubert(model_dir: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> HubertEncoder:
+    """Cached :class:`HubertEncoder` per (folder, device, dtype)."""
+    logger.info("loading HuBERT from %s on %s", model_dir, device)
+    return HubertEncoder(model_dir, device=device, dtype=dtype)

@@ -1,0 +1,92 @@
+"""Linear and mel spectrograms with the VITS conventions (GPT-SoVITS and so-vits-svc training).
+
+The waveform is reflect-padded by ``(n_fft - hop) / 2`` on each side and transformed with
+``center=False``, so frame i covers samples around ``i * hop``; the frame count is
+``1 + (N + n_fft - hop - n_fft) // hop`` (= N // hop for N a multiple of hop). Magnitudes are
+``sqrt(re^2 + im^2 + 1e-8)`` (the epsilon keeps the gradient finite at zero); mel values are
+``log(max(mel, 1e-5))``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Added under the square root of the power spectrum (upstream ``spectrogram_torch``).
+MAGNITUDE_EPS = 1e-8
+# Floor before the log of mel energies (upstream ``dynamic_range_compression_torch``).
+LOG_CLIP = 1e-5
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(win_size: int) -> torch.Tensor:
+    # Periodic Hann (torch default), float32 on CPU; callers move/cast a copy.
+    return torch.hann_window(win_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(
+    sampling_rate: int, n_fft: int, num_mels: int, fmin: float, fmax: float | None
+) -> torch.Tensor:
+    import librosa  # only the mel path needs it
+
+    basis = librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax)
+    return torch.from_numpy(np.asarray(basis, dtype=np.float32))
+
+
+def linear_spectrogram(y: torch.Tensor, n_fft: int, hop_size: int, win_size: int) -> torch.Tensor:
+    """Magnitude spectrogram.
+
+    Args:
+        y: (B, N) or (N,) waveform in [-1, 1].
+        n_fft, hop_size, win_size: STFT size, hop and (periodic Hann) window length.
+
+    Returns:
+        (B, n_fft // 2 + 1, frames), frames = 1 + (N + 2*pad - n_fft) // hop, pad = (n_fft - hop) // 2.
+    """
+    if y.dim() == 1:
+        y = y.unsqueeze(0)
+    pad = (n_fft - hop_size) // 2
+    y = F.pad(y.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)  # (B, N + 2*pad)
+    window = _hann(win_size).to(dtype=y.dtype, device=y.device)
+    spec = torch.stft(
+        y,
+        n_fft,
+        hop_length=hop_size,
+        win_length=win_size,
+        window=window,
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + MAGNITUDE_EPS)
+
+
+def spec_to_mel(
+    spec: torch.Tensor, n_fft: int, num_mels: int, sampling_rate: int, fmin: float, fmax: float | None
+) -> torch.Tensor:
+    """(B, n_fft // 2 + 1, frames) magnitudes -> (B, num_mels, frames) log-mel (librosa Slaney filters)."""
+    basis = _mel_basis(sampling_rate, n_fft, num_mels, float(fmin), fmax).to(
+        dtype=spec.dtype, device=spec.device
+    )
+    return torch.log(torch.clamp(basis @ spec, min=LOG_CLIP))
+
+
+def mel_spectrogram(
+    y: torch.Tensor,
+    n_fft: int,
+    num_mels: int,
+    sampling_rate: int,
+    hop_size: int,
+    win_size: int,
+    fmin: float,
+    fmax: float | None,
+) -> torch.Tensor:
+    """(B, N) waveform -> (B, num_mels, frames) log-mel; composition of the two functions above."""
+    return spec_to_mel(
+        linear_spectrogram(y, n_fft, hop_size, win_size), n_fft, num_mels, sampling_rate, fmin, fmax
+    )

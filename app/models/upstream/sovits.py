@@ -1,0 +1,455 @@
+"""GPT-SoVITS stage-2 (SoVITS) files: read, tell the version, build the model, write.
+
+File kinds read here (all ``torch.save`` pickles, loaded through :mod:`safe_pickle`):
+
+- exported weights ``SoVITS_weights*/<exp>_e<N>_s<step>.pth``: ``{"weight": fp16 state dict minus
+  every ``enc_q`` key, "config": utils.HParams, "info": "<epoch>epoch_<step>iteration"}``; v2Pro and
+  v2ProPlus files have their first two bytes ``PK`` replaced by ASCII ``05``/``06`` (v3/v4 LoRA: 03/04).
+- pretrained generators (``s2G488k.pth``, ``gsv-v2final-pretrained/s2G2333k.pth``,
+  ``v2Pro/s2Gv2Pro*.pth``): the same dict, ``enc_q`` kept; upstream's training loads their
+  ``weight``.
+- upstream training checkpoints (``logs/<exp>/logs_s2_*/G_<step>.pth``):
+  ``{"model", "iteration", "optimizer", "learning_rate"}``, no config.
+- pretrained discriminators (``s2D*.pth``): ``{"weight": MultiPeriodDiscriminator state dict}``.
+
+The version comes from explicit rules on the contents (never from the file size, as upstream
+does): the header bytes, the phoneme-embedding rows (322 = v1, 732 = v2), the presence of the
+speaker-embedding layers (v2Pro*), and the decoder shape (v2ProPlus has a wider first stage);
+every rule that applies must agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.models.nn.discriminators import MultiPeriodDiscriminator
+from app.models.sovits.config import N_SYMBOLS, VERSIONS, SoVITSConfig, preset
+from app.models.sovits.model import SoVITS, build_posterior_encoder
+from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
+
+logger = logging.getLogger(__name__)
+
+# Leading bytes upstream writes instead of the zip's "PK" (process_ckpt.py), and what they mean.
+HEADER_VERSIONS = {
+    b"00": "v1",
+    b"01": "v2",
+    b"02": "v3",
+    b"03": "v3 LoRA",
+    b"04": "v4 LoRA",
+    b"05": "v2Pro",
+    b"06": "v2ProPlus",
+}
+VERSION_HEADERS = {"v2Pro": b"05", "v2ProPlus": b"06"}
+ZIP_HEADER = b"PK"
+# v2ProPlus's first upsampling kernel (s2v2ProPlus.json); v2Pro uses 16.
+PRO_PLUS_FIRST_KERNEL = 20
+
+
+@dataclass(frozen=True)
+class SoVITSFile:
+    """A SoVITS generator file as read (weights not yet in a model)."""
+
+    path: str  # where it came from
+    kind: str  # "weights" (exported), "pretrained" (enc_q kept), or "training" (G_*.pth)
+    version: str  # "v1", "v2", "v2Pro" or "v2ProPlus"
+    header: bytes  # the first two bytes of the file
+    config: SoVITSConfig  # model shape (from the embedded HParams, else upstream's preset)
+    state_dict: dict[str, torch.Tensor]  # tensors as stored (fp16 for exports)
+    info: str | None  # "<epoch>epoch_<step>iteration" of exports, else None
+    hparams: HParams | None  # the embedded config tree, if any
+
+
+def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any]:
+    """Read, restore the zip header, unpickle safely. Returns (original header, object)."""
+    data = read_file(path)
+    source = str(path)
+    if len(data) < 4:
+        raise CheckpointError(f"{source}: {len(data)} bytes is too short for {what}")
+    header = data[:2]
+    if header != ZIP_HEADER:
+        if header not in HEADER_VERSIONS:
+            raise CheckpointError(
+                f"{source}: not {what}: starts with {data[:4]!r}, expected a zip ('PK') or a "
+                "GPT-SoVITS version header '00'..'06'"
+            )
+        data = ZIP_HEADER + data[2:]
+    return header, load(data, source)
+
+
+def _describe_foreign(obj: Any, source: str, expected: str) -> None:
+    """Raise a clear error when the file is some other model's checkpoint."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: expected {expected}, found a pickled {type(obj).__name__}")
+    if "state_dict" in obj and ("pytorch-lightning_version" in obj or "epoch" in obj):
+        raise CheckpointError(f"{source}: this is a GPT (s1) Lightning checkpoint, expected {expected}")
+    weights = obj.get("weight", obj.get("model"))
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(
+            f"{source}: expected {expected} (a dict with 'weight' or 'model'), found keys {sorted(obj)[:8]}"
+        )
+    keys = [str(k) for k in weights]
+    if any(k.startswith("model.ar_") or k.startswith("model.h.") for k in keys):
+        raise CheckpointError(
+            f"{source}: this is a GPT (s1, text-to-semantic) checkpoint, expected {expected}"
+        )
+    if any(k.startswith(("enc_p.f0_emb", "emb_g.", "f0_decoder.", "emb_uv.")) for k in keys):
+        raise CheckpointError(f"{source}: this is a so-vits-svc model (G_*.pth), expected {expected}")
+    if any(k.startswith("cfm.") for k in keys) or "lora_rank" in obj:
+        raise CheckpointError(
+            f"{source}: this is a GPT-SoVITS v3/v4 model, which is not supported; expected {expected}"
+        )
+
+
+def _state_dict(obj: Mapping[str, Any], source: str) -> tuple[str, dict[str, torch.Tensor]]:
+    if "weight" in obj:
+        raw = obj["weight"]
+        kind = "weights"
+    else:
+        raw = obj["model"]
+        kind = "training"
+    bad = [k for k, v in raw.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source}: weight entries must be named tensors; {bad[:3]} are not")
+    return kind, dict(raw)
+
+
+def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str) -> str:
+    """Tell v1 / v2 / v2Pro / v2ProPlus from the weights (and the header when it says more).
+
+    Rules, each checked against the others:
+      1. ``sv_emb.weight`` present -> a Pro model; absent -> v1 or v2.
+      2. Non-Pro: ``enc_p.text_embedding.weight`` rows 322 -> v1, 732 -> v2.
+      3. Pro: header ``05`` -> v2Pro, ``06`` -> v2ProPlus; a ``PK`` header (pretrained files) ->
+         v2ProPlus when the first upsampling kernel is 20 wide, else v2Pro.
+      4. Headers ``02``-``04`` (v3, v4, LoRA) are not supported.
+    """
+    header_version = HEADER_VERSIONS.get(header)
+    if header_version in ("v3", "v3 LoRA", "v4 LoRA"):
+        raise CheckpointError(f"{source}: header says GPT-SoVITS {header_version}, which is not supported")
+    if "enc_p.text_embedding.weight" not in state:
+        raise CheckpointError(
+            f"{source}: no 'enc_p.text_embedding.weight'; not a v1/v2/v2Pro SoVITS generator "
+            "(v3/v4 models lack it and are not supported)"
+        )
+    is_pro = "sv_emb.weight" in state
+    rows = int(state["enc_p.text_embedding.weight"].shape[0])
+    if not is_pro:
+        if header_version in ("v2Pro", "v2ProPlus"):
+            raise CheckpointError(
+                f"{source}: header says {header_version} but the weights have no sv_emb layer"
+            )
+        by_rows = {n: v for v, n in N_SYMBOLS.items() if v in ("v1", "v2")}
+        if rows not in by_rows:
+            raise CheckpointError(
+                f"{source}: phoneme embedding has {rows} rows; expected 322 (v1) or 732 (v2)"
+            )
+        version = by_rows[rows]
+        if header_version in ("v1", "v2") and header_version != version:
+            # Upstream builds what the rows say, so do we; the header alone is not trusted.
+            logger.warning(
+                "%s: header says %s but the phoneme table is %s; using %s",
+                source,
+                header_version,
+                version,
+                version,
+            )
+        return version
+    if rows != N_SYMBOLS["v2Pro"]:
+        raise CheckpointError(f"{source}: a v2Pro model must have 732 phoneme rows, found {rows}")
+    if header_version in ("v1", "v2"):
+        raise CheckpointError(
+            f"{source}: header says {header_version} but the weights have v2Pro speaker layers"
+        )
+    if header_version in ("v2Pro", "v2ProPlus"):
+        return header_version
+    first_up = state.get("dec.ups.0.weight_v")
+    if first_up is not None and int(first_up.shape[-1]) == PRO_PLUS_FIRST_KERNEL:
+        return "v2ProPlus"
+    return "v2Pro"
+
+
+def _check_shapes(
+    config: SoVITSConfig, state: Mapping[str, torch.Tensor], source: str, need_enc_q: bool
+) -> None:
+    """The model this config builds must have exactly the file's keys and shapes."""
+    with torch.device("meta"):
+        expected = SoVITS(config).state_dict()
+    if not need_enc_q and not any(k.startswith("enc_q.") for k in state):
+        expected = {k: v for k, v in expected.items() if "enc_q" not in k}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+        if wrong:
+            parts.append(f"wrong shapes: {wrong[:3]}")
+        raise CheckpointError(
+            f"{source}: weights do not fit a {config.version} SoVITS model built from its config: "
+            + "; ".join(parts)
+        )
+
+
+def read_sovits(
+    path: str | os.PathLike, expect_version: str | None = None, config: SoVITSConfig | None = None
+) -> SoVITSFile:
+    """Read a SoVITS generator file (exported, pretrained or upstream training checkpoint).
+
+    Args:
+        path: the ``.pth`` file.
+        expect_version: raise unless the file is this version ("v1", "v2", "v2Pro", "v2ProPlus").
+        config: shape to use when the file has no embedded config (upstream ``G_*.pth``); by
+            default upstream's preset for the detected version.
+
+    Raises:
+        CheckpointError: unreadable, truncated, corrupt, another kind of model, a discriminator,
+            an unsupported or unexpected version, or weights that do not fit the config.
+        UnsafePickleError: the pickle asks for code outside the allow-list (nothing was run).
+    """
+    source = str(path)
+    what = "a GPT-SoVITS SoVITS generator (.pth)"
+    header, obj = _open(path, what)
+    _describe_foreign(obj, source, what)
+    kind, state = _state_dict(obj, source)
+    if any(k.startswith("discriminators.") for k in state):
+        raise CheckpointError(
+            f"{source}: this is a SoVITS discriminator (D) file, expected the generator (G)"
+        )
+    version = detect_version(state, header, source)
+    if expect_version is not None and version != expect_version:
+        raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
+    raw_config = obj.get("config")
+    hparams: HParams | None = None
+    if isinstance(raw_config, Mapping):
+        hparams = raw_config if isinstance(raw_config, HParams) else HParams.from_mapping(raw_config)
+        try:
+            cfg = SoVITSConfig.from_hparams(hparams, version=version)
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: embedded config is not usable: {exc}") from None
+    elif config is not None:
+        cfg = replace(config, version=version)
+    else:
+        cfg = preset(version)
+    has_enc_q = any(k.startswith("enc_q.") for k in state)
+    if kind == "weights" and has_enc_q:
+        kind = "pretrained"
+    _check_shapes(cfg, state, source, need_enc_q=kind == "training")
+    info = obj.get("info") if isinstance(obj.get("info"), str) else None
+    return SoVITSFile(source, kind, version, header, cfg, state, info, hparams)
+
+
+def load_sovits(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    for_inference: bool = True,
+    expect_version: str | None = None,
+    config: SoVITSConfig | None = None,
+) -> tuple[SoVITS, SoVITSFile]:
+    """Read a generator file and return the model with its weights (and the file record).
+
+    ``for_inference`` drops the posterior encoder, switches to eval and folds weight norm;
+    otherwise the model is in training mode with ``enc_q`` from the file when present (exported
+    weights have none: it keeps its fresh initialisation, as upstream's fine-tuning does).
+    ``config`` is used for files without an embedded config (see :func:`read_sovits`).
+    """
+    record = read_sovits(path, expect_version=expect_version, config=config)
+    # Built on the meta device and filled with the file's tensors: no wasted random init.
+    with torch.device("meta"):
+        model = SoVITS(record.config)
+    state = {k: v.to(dtype) for k, v in record.state_dict.items()}
+    if for_inference:
+        del model.enc_q
+        state = {k: v for k, v in state.items() if not k.startswith("enc_q.")}
+    elif not any(k.startswith("enc_q.") for k in state):
+        # Exported weights lack the posterior encoder: start it fresh, as upstream's fine-tuning does.
+        fresh = build_posterior_encoder(record.config)
+        state.update({f"enc_q.{k}": v.to(dtype) for k, v in fresh.state_dict().items()})
+    model.load_state_dict(state, strict=True, assign=True)
+    model = model.to(device=device)
+    if for_inference:
+        model.prepare_for_inference()
+    else:
+        model.train()
+    return model, record
+
+
+def read_discriminator(path: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, torch.Tensor]]:
+    """Read a pretrained or training discriminator file -> (periods, state dict)."""
+    source = str(path)
+    what = "a GPT-SoVITS SoVITS discriminator (s2D*.pth)"
+    _, obj = _open(path, what)
+    _describe_foreign(obj, source, what)
+    _, state = _state_dict(obj, source)
+    if not any(k.startswith("discriminators.") for k in state):
+        if "enc_p.text_embedding.weight" in state:
+            raise CheckpointError(
+                f"{source}: this is a SoVITS generator (G) file, expected the discriminator (D)"
+            )
+        raise CheckpointError(f"{source}: expected {what}; no 'discriminators.*' weights inside")
+    count = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("discriminators."))
+    # Discriminator 0 is the scale discriminator; the rest are period discriminators in order.
+    for periods in (preset("v2").mpd_periods, preset("v2Pro").mpd_periods):
+        if len(periods) + 1 == count:
+            break
+    else:
+        raise CheckpointError(f"{source}: {count} discriminators; expected 6 (v1/v2) or 8 (v2Pro*)")
+    with torch.device("meta"):
+        expected = MultiPeriodDiscriminator(periods).state_dict()
+    wrong = sorted(set(expected) ^ set(state)) or [
+        k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{source}: discriminator weights do not fit the upstream layout (e.g. {wrong[:3]})"
+        )
+    return periods, state
+
+
+def load_discriminator(
+    path: str | os.PathLike, device: torch.device | str = "cpu"
+) -> MultiPeriodDiscriminator:
+    """A :class:`MultiPeriodDiscriminator` with the file's weights (float32, training mode)."""
+    periods, state = read_discriminator(path)
+    disc = MultiPeriodDiscriminator(periods)
+    disc.load_state_dict({k: v.float() for k, v in state.items()})
+    return disc.to(device)
+
+
+# Run options of upstream's s2 json and the keys its web UI adds before training; written when the
+# config did not come from an upstream file, so our files carry the same tree upstream's do.
+_TRAIN_DEFAULTS: dict[str, Any] = {
+    "log_interval": 100,
+    "eval_interval": 500,
+    "seed": 1234,
+    "epochs": 8,
+    "learning_rate": 0.0001,
+    "betas": [0.8, 0.99],
+    "eps": 1e-09,
+    "batch_size": 4,
+    "fp16_run": False,
+    "lr_decay": 0.999875,
+    "segment_size": 20480,
+    "init_lr_ratio": 1,
+    "warmup_epochs": 0,
+    "c_mel": 45,
+    "c_kl": 1.0,
+    "text_low_lr_rate": 0.4,
+    "grad_ckpt": False,
+    "pretrained_s2G": "",
+    "pretrained_s2D": "",
+    "if_save_latest": True,
+    "if_save_every_weights": True,
+    "save_every_epoch": 4,
+    "gpu_numbers": "0",
+    "lora_rank": "32",
+}
+_DATA_DEFAULTS: dict[str, Any] = {
+    "max_wav_value": 32768.0,
+    "add_blank": True,
+    "n_speakers": 300,  # read by upstream's loader, unused by the model
+    "cleaned_text": True,
+}
+_MODEL_DEFAULTS: dict[str, Any] = {"n_layers_q": 3, "use_spectral_norm": False}
+
+
+def _hparams_for(config: SoVITSConfig, name: str) -> HParams:
+    """The config tree upstream expects: the original one when known, with the shape keys set."""
+    tree: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in config.extra.items()}
+    weights_dir = "SoVITS_weights" if config.version == "v1" else f"SoVITS_weights_{config.version}"
+    train = {**_TRAIN_DEFAULTS, **tree.get("train", {})}
+    data = {**_DATA_DEFAULTS, "exp_dir": f"logs/{name}", **tree.get("data", {})}
+    model = {**_MODEL_DEFAULTS, **tree.get("model", {})}
+    train.update(segment_size=config.segment_size, c_mel=config.c_mel, c_kl=config.c_kl)
+    data.update(
+        sampling_rate=config.sampling_rate,
+        filter_length=config.filter_length,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        n_mel_channels=config.n_mel_channels,
+        mel_fmin=config.mel_fmin,
+        mel_fmax=config.mel_fmax,
+    )
+    model.update(
+        inter_channels=config.inter_channels,
+        hidden_channels=config.hidden_channels,
+        filter_channels=config.filter_channels,
+        n_heads=config.n_heads,
+        n_layers=config.n_layers,
+        kernel_size=config.kernel_size,
+        p_dropout=config.p_dropout,
+        resblock=config.resblock,
+        resblock_kernel_sizes=list(config.resblock_kernel_sizes),
+        resblock_dilation_sizes=[list(d) for d in config.resblock_dilation_sizes],
+        upsample_rates=list(config.upsample_rates),
+        upsample_initial_channel=config.upsample_initial_channel,
+        upsample_kernel_sizes=list(config.upsample_kernel_sizes),
+        gin_channels=config.gin_channels,
+        semantic_frame_rate=config.semantic_frame_rate,
+        freeze_quantizer=config.freeze_quantizer,
+        version=config.version,
+    )
+    # Section order as upstream: train, data, model, then the run-level keys.
+    out: dict[str, Any] = {"train": train, "data": data, "model": model}
+    out["s2_ckpt_dir"] = tree.get("s2_ckpt_dir", f"logs/{name}")
+    out["content_module"] = tree.get("content_module", "cnhubert")
+    out["save_weight_dir"] = tree.get("save_weight_dir", weights_dir)
+    out["name"] = tree.get("name", name)
+    out["version"] = config.version
+    out["pretrain"] = tree.get("pretrain")
+    out["resume_step"] = tree.get("resume_step")
+    for key, value in tree.items():
+        out.setdefault(key, value)
+    return HParams.from_mapping(out)
+
+
+def write_sovits(
+    path: str | os.PathLike,
+    state_dict: Mapping[str, torch.Tensor],
+    config: SoVITSConfig,
+    epoch: int,
+    step: int,
+) -> Path:
+    """Write exported weights upstream's web UI loads (``SoVITS_weights*/``), atomically.
+
+    fp16 tensors without ``enc_q``, the config as ``utils.HParams``, info
+    ``"<epoch>epoch_<step>iteration"``, and the ``05``/``06`` header for v2Pro/v2ProPlus.
+    """
+    target = Path(path)
+    if config.version not in VERSIONS:
+        raise ValueError(f"cannot write SoVITS version {config.version!r}")
+    weights = {k: v.detach().to("cpu", torch.float16) for k, v in state_dict.items() if "enc_q" not in k}
+    payload: OrderedDict[str, Any] = OrderedDict()
+    payload["weight"] = weights
+    payload["config"] = _hparams_for(config, target.stem)
+    payload["info"] = f"{epoch}epoch_{step}iteration"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            save(payload, f)
+            header = VERSION_HEADERS.get(config.version)
+            if header is not None:
+                f.seek(0)
+                f.write(header)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

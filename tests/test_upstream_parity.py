@@ -1,0 +1,320 @@
+"""Parity with upstream GPT-SoVITS / so-vits-svc on the fixtures in ``$UPSTREAM_FIXTURES``.
+
+Each section is parametrized over the fixture files present, reads every size from the files,
+and uses the tolerances of the fixtures' README.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fixture_dir() -> Path:
+    """Same rule as the ``upstream_fixtures`` fixture, usable at collection time."""
+    return Path(os.environ.get("UPSTREAM_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures" / "upstream")
+
+
+# ======================================================================================= SoVITS
+# SoVITS (GPT-SoVITS stage 2): sovits_<v>_tiny.pth + sovits_<v>_tiny_io.pt, manifest_sovits_<v>.json
+
+from app.models.sovits.config import preset  # noqa: E402
+from app.models.sovits.model import SoVITS  # noqa: E402
+from app.models.sovits.reference import reference_spectrogram  # noqa: E402
+from app.models.upstream.sovits import VERSION_HEADERS, _hparams_for, load_sovits  # noqa: E402
+
+SOVITS_STEMS = sorted(
+    p.name.removesuffix(".pth")
+    for p in _fixture_dir().glob("sovits_*_tiny.pth")
+    if (p.parent / f"{p.name.removesuffix('.pth')}_io.pt").is_file()
+)
+SOVITS_MANIFESTS = sorted(p.name for p in _fixture_dir().glob("manifest_sovits_*.json"))
+SOVITS_ATOL = 1e-5  # README: ge, m_p, logs_p, z and audio atol 1e-5
+SOVITS_SPEC_RTOL_OF_MAX = 1e-5  # README: refer_spec rtol 1e-5 of its max
+
+
+@pytest.fixture(scope="module", params=SOVITS_STEMS or ["<no sovits fixtures>"])
+def sovits_case(request: pytest.FixtureRequest, upstream_fixtures: Path):
+    """(model ready for inference, file record, io dict) for one fixture, loaded once per module."""
+    stem = request.param
+    if stem not in SOVITS_STEMS:
+        pytest.fail(f"no sovits_*_tiny.pth with its _io.pt in {upstream_fixtures}")
+    model, record = load_sovits(upstream_fixtures / f"{stem}.pth")
+    io = torch.load(upstream_fixtures / f"{stem}_io.pt", weights_only=True)
+    return model, record, io
+
+
+def test_sovits_version_detected_as_upstream(sovits_case) -> None:
+    _, record, io = sovits_case
+    assert record.version == io["meta"]["detected_model_version"]
+    assert record.header.decode("ascii") == io["meta"]["file_head_bytes"]
+
+
+def test_sovits_refer_spec(sovits_case) -> None:
+    _, _, io = sovits_case
+    expected = io["refer_spec"]
+    ours = reference_spectrogram(io["inputs"]["ref_wav_32k"])
+    assert ours.shape == expected.shape
+    assert (ours - expected).abs().max() <= SOVITS_SPEC_RTOL_OF_MAX * expected.abs().max()
+
+
+def test_sovits_codes(sovits_case) -> None:
+    model, _, io = sovits_case
+    ssl = io["inputs"]["ssl"]
+    with torch.inference_mode():
+        projected = model.ssl_proj(ssl)
+    torch.testing.assert_close(projected, io["ssl_proj_out"], rtol=0, atol=1e-4)
+    codes = model.extract_codes(ssl)
+    assert codes.dtype == torch.int64
+    assert torch.equal(codes, io["codes"])
+
+
+def _sovits_decode_cases() -> list[str]:
+    cases: set[str] = set()
+    for stem in SOVITS_STEMS:
+        io = torch.load(_fixture_dir() / f"{stem}_io.pt", weights_only=True)
+        cases.update(io["decode"])
+    return sorted(cases) or ["<none>"]
+
+
+@pytest.mark.parametrize("case", _sovits_decode_cases())
+def test_sovits_decode(sovits_case, case: str) -> None:
+    model, record, io = sovits_case
+    if case not in io["decode"]:
+        pytest.fail(f"decode case {case} missing from this fixture")
+    expected = io["decode"][case]
+    sv_emb = io["inputs"].get("sv_emb") if record.config.is_pro else None
+    result = model.synthesize(
+        io["codes"],
+        io["inputs"]["phones"],
+        [io["refer_spec"]],
+        speed=float(expected["speed"]),
+        noise_scale=float(expected["noise_scale"]),
+        sv_emb=[sv_emb] if sv_emb is not None else None,
+    )
+    bins = record.config.ref_enc_bins
+    with torch.inference_mode():
+        spec = io["refer_spec"]
+        ge_ref_enc = model.ref_enc(spec[:, :bins], torch.ones(1, 1, spec.size(2)))
+    close = {"rtol": 0.0, "atol": SOVITS_ATOL}
+    torch.testing.assert_close(ge_ref_enc, expected["ge_ref_enc"], **close)
+    torch.testing.assert_close(result.ge, expected["ge"], **close)
+    if "ge512" in expected:
+        torch.testing.assert_close(result.ge_text, expected["ge512"], **close)
+    assert torch.equal(result.y_mask, expected["y_mask"])
+    for name in ("m_p", "logs_p", "z", "audio"):
+        torch.testing.assert_close(getattr(result, name), expected[name], **close, msg=f"{case} {name}")
+
+
+@pytest.mark.parametrize("manifest_name", SOVITS_MANIFESTS or ["<none>"])
+def test_sovits_manifest(upstream_fixtures: Path, manifest_name: str) -> None:
+    path = upstream_fixtures / manifest_name
+    if not path.is_file():
+        pytest.fail(f"no manifest_sovits_*.json in {upstream_fixtures}")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    version = manifest_name.removeprefix("manifest_sovits_").removesuffix(".json")
+    config = preset(version)
+    with torch.device("meta"):
+        state = SoVITS(config).state_dict()
+    exported = {k: list(v.shape) for k, v in state.items() if "enc_q" not in k}
+    dropped = {k: list(v.shape) for k, v in state.items() if "enc_q" in k}
+    # Same keys, same shapes, same order as upstream's files.
+    assert list(exported) == list(manifest["keys"])
+    assert exported == {k: v["shape"] for k, v in manifest["keys"].items()}
+    assert dropped == {k: v["shape"] for k, v in manifest["dropped_enc_q_keys"].items()}
+    assert sum(math.prod(s) for s in exported.values()) == manifest["n_params"]
+    assert {v["dtype"] for v in manifest["keys"].values()} == {"float16"}  # what write_sovits stores
+    header = VERSION_HEADERS.get(version, b"PK")
+    assert manifest["leading_bytes"].startswith((header.decode(), repr(header)))
+
+    # The config tree we write has upstream's keys and value types.
+    def structure(node: dict) -> dict:
+        return {
+            k: structure(v) if "__class__" in v else v["type"] for k, v in node.items() if k != "__class__"
+        }
+
+    def ours(node) -> dict:
+        return {k: ours(v) if hasattr(v, "to_dict") else type(v).__name__ for k, v in node.items()}
+
+    assert ours(_hparams_for(config, "fixture")) == structure(manifest["config_structure"])
+
+
+# =================================================================================== end SoVITS
+
+
+# ========================================================================================== SVC
+# so-vits-svc 4.1 / innnky 32k: svc41_tiny*/ (G_*.pth + config.json) + svc41_tiny*_io.pt, manifest_svc*.json
+
+from app.models.svc.config import SvcConfig  # noqa: E402
+from app.models.svc.noise import ReplayNoise, TorchNoise, ZeroNoise  # noqa: E402
+from app.models.svc.synthesizer import SvcSynthesizer  # noqa: E402
+from app.models.upstream.svc import load_svc  # noqa: E402
+
+SVC_ATOL = 1e-4  # README: zero-noise / seeded audio and predicted-f0 audio
+SVC_F0_ATOL = 1e-2  # Hz, predicted f0
+
+
+def _svc_fixture_dirs() -> list[Path]:
+    """Fixture folders ``svc41_tiny*/`` (G_*.pth + config.json) that have a ``<name>_io.pt``."""
+    root = _fixture_dir()
+    return sorted(p for p in root.glob("svc41_tiny*") if p.is_dir() and (root / f"{p.name}_io.pt").is_file())
+
+
+SVC_DIRS = _svc_fixture_dirs()
+
+
+@pytest.fixture(scope="module", params=SVC_DIRS, ids=[p.name for p in SVC_DIRS])
+def svc_case(request: pytest.FixtureRequest):
+    folder: Path = request.param
+    generator = sorted(folder.glob("G_*.pth"))
+    assert generator, f"{folder}: no G_*.pth"
+    checkpoint = load_svc(generator[0])
+    io = torch.load(folder.parent / f"{folder.name}_io.pt", weights_only=True)
+    return checkpoint.model, io
+
+
+def test_svc_fixtures_are_present(upstream_fixtures: Path) -> None:
+    assert SVC_DIRS, f"no svc41_tiny* fixture folders (with *_io.pt) under {upstream_fixtures}"
+
+
+def _svc_run(model: SvcSynthesizer, io: dict, noise, predict_f0: bool) -> tuple[dict, object]:
+    """Infer with the fixture inputs, collecting the intermediates upstream recorded via hooks."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(_module, _args, output) -> None:
+            seen[name] = output
+
+        return hook
+
+    handles = [
+        model.pre.register_forward_hook(keep("pre_out")),
+        model.emb_uv.register_forward_hook(keep("emb_uv_out")),
+        model.enc_p.f0_emb.register_forward_hook(keep("f0_emb_out")),
+        model.enc_p.register_forward_hook(keep("prior")),
+        model.flow.register_forward_hook(keep("z")),
+        model.dec.m_source.register_forward_hook(keep("har_source")),
+    ]
+    try:
+        inputs = io["inputs"]
+        out = model.infer(
+            inputs["c"],
+            inputs["f0"],
+            inputs["uv"],
+            sid=inputs["sid"],
+            noise_scale=float(io["meta"]["noice_scale"]),
+            predict_f0=predict_f0,
+            noise=noise,
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    seen["m_p"], seen["logs_p"] = seen.pop("prior")
+    seen["har_source"] = seen["har_source"].transpose(1, 2)  # ours (B, 1, N), upstream's (B, N, 1)
+    return seen, out
+
+
+@pytest.fixture(scope="module")
+def svc_runs(svc_case) -> dict[str, tuple[dict, object, ReplayNoise | None]]:
+    """The three recorded cases, each inferred once: name -> (intermediates, output, replay)."""
+    model, io = svc_case
+    replay = ReplayNoise([(d["fn"], d["value"]) for d in io["infer_seeded"]["random_draws"]])
+    return {
+        "infer_zero_noise": (*_svc_run(model, io, ZeroNoise(), predict_f0=False), None),
+        "infer_seeded": (*_svc_run(model, io, replay, predict_f0=False), replay),
+        "infer_zero_noise_predict_f0": (*_svc_run(model, io, ZeroNoise(), predict_f0=True), None),
+    }
+
+
+def test_svc_f0_coarse_is_exact(svc_case) -> None:
+    model, io = svc_case
+    assert torch.equal(model.coarse(io["inputs"]["f0"]), io["f0_coarse"])
+
+
+@pytest.mark.parametrize("case", ["infer_zero_noise", "infer_seeded"])
+@pytest.mark.parametrize("name", ["pre_out", "emb_uv_out", "f0_emb_out", "m_p", "logs_p", "z", "har_source"])
+def test_svc_intermediates(svc_case, svc_runs, case: str, name: str) -> None:
+    _, io = svc_case
+    seen, _, _ = svc_runs[case]
+    torch.testing.assert_close(seen[name], io[case][name], atol=SVC_ATOL, rtol=0)
+
+
+def test_svc_zero_noise_audio(svc_case, svc_runs) -> None:
+    _, io = svc_case
+    _, out, _ = svc_runs["infer_zero_noise"]
+    ref = io["infer_zero_noise"]
+    assert out.audio.shape == ref["audio"].shape
+    torch.testing.assert_close(out.audio, ref["audio"], atol=SVC_ATOL, rtol=0)
+    torch.testing.assert_close(out.f0, ref["f0_used"], atol=0, rtol=0)
+
+
+def test_svc_seeded_with_recorded_draws(svc_case, svc_runs) -> None:
+    _, io = svc_case
+    _, out, replay = svc_runs["infer_seeded"]
+    assert replay.remaining == 1  # upstream's last draw (its noise branch) is never used
+    ref = io["infer_seeded"]
+    torch.testing.assert_close(out.audio, ref["audio"], atol=SVC_ATOL, rtol=0)
+    # the draws matter: the seeded audio is not the zero-noise audio
+    assert (ref["audio"] - io["infer_zero_noise"]["audio"]).abs().max() > 10 * SVC_ATOL
+
+
+def test_svc_seeded_default_noise_draws_what_upstream_drew(svc_case) -> None:
+    """TorchNoise(seed) on the CPU reproduces upstream's torch.manual_seed(seed) draws."""
+    _, io = svc_case
+    noise = TorchNoise(int(io["meta"]["seed_arg"]))
+    like = torch.zeros(1)
+    for draw in io["infer_seeded"]["random_draws"]:
+        kind = noise.normal if "randn" in draw["fn"] else noise.uniform
+        assert torch.equal(kind(draw["value"].shape, like), draw["value"])
+
+
+def test_svc_zero_noise_predict_f0(svc_case, svc_runs) -> None:
+    _, io = svc_case
+    ref = io["infer_zero_noise_predict_f0"]
+    seen, out, _ = svc_runs["infer_zero_noise_predict_f0"]
+    torch.testing.assert_close(out.f0, ref["f0_used"], atol=SVC_F0_ATOL, rtol=0)
+    torch.testing.assert_close(seen["f0_emb_out"], ref["f0_emb_out"], atol=SVC_ATOL, rtol=0)
+    torch.testing.assert_close(out.audio, ref["audio"], atol=SVC_ATOL, rtol=0)
+
+
+def _config_from_manifest(manifest: dict) -> SvcConfig:
+    structure = manifest["config_structure"]
+    return SvcConfig.from_json({s: {k: v["value"] for k, v in d.items()} for s, d in structure.items()})
+
+
+@pytest.mark.parametrize(
+    ("manifest_name", "variant"),
+    [("manifest_svc41.json", "sovits41"), ("manifest_svc_innnky32k.json", "legacy32k")],
+)
+def test_svc_full_size_keys_and_shapes_equal_the_manifest(
+    upstream_fixtures: Path, manifest_name: str, variant: str
+) -> None:
+    manifest = json.loads((upstream_fixtures / manifest_name).read_text())
+    config = _config_from_manifest(manifest)
+    with torch.device("meta"):
+        model = SvcSynthesizer(config.synthesizer(variant))
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: v["shape"] for k, v in manifest["keys"].items()}
+    assert list(ours) == list(theirs)  # same names in the same order
+    assert ours == theirs
+    assert sum(v.numel() for v in model.state_dict().values()) == manifest["n_params"]
+
+
+def test_svc_vol_embedding_adds_the_manifest_keys(upstream_fixtures: Path) -> None:
+    manifest = json.loads((upstream_fixtures / "manifest_svc41.json").read_text())
+    config = _config_from_manifest(manifest)
+    config.model.vol_embedding = True
+    with torch.device("meta"):
+        model = SvcSynthesizer(config.synthesizer())
+    added = {k: list(v.shape) for k, v in model.state_dict().items() if k not in manifest["keys"]}
+    assert added == {k: v["shape"] for k, v in manifest["keys_added_when_vol_embedding_true"].items()}
+
+
+# ====================================================================================== end SVC
