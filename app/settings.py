@@ -70,6 +70,32 @@ def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, s
     return env
 
 
+@dataclass(frozen=True)
+class DistributedEnv:
+    """What ``torchrun`` tells each worker process (all 0/1 when not launched by torchrun)."""
+
+    rank: int = 0  # global rank (RANK)
+    local_rank: int = 0  # rank on this machine, the CUDA device index to use (LOCAL_RANK)
+    world_size: int = 1  # number of processes (WORLD_SIZE)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def distributed_env(env: Mapping[str, str] | None = None) -> DistributedEnv:
+    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE (torchrun's contract, not our argument channel)."""
+    env = os.environ if env is None else env
+    try:
+        return DistributedEnv(
+            rank=int(env.get("RANK", "0")),
+            local_rank=int(env.get("LOCAL_RANK", "0")),
+            world_size=int(env.get("WORLD_SIZE", "1")),
+        )
+    except ValueError as exc:
+        raise ValueError(f"malformed torchrun environment: {exc}") from None
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
 
