@@ -1,0 +1,1 @@
+"""Datasets: annotation lists, labelling edits and preprocessing workflows."""

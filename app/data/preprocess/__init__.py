@@ -1,0 +1,1 @@
+"""Preprocessing workflows: separation, slicing, transcription, feature extraction."""
