@@ -40,6 +40,11 @@ def retext(rows: Sequence[ListRow], index: int, text: str) -> Rows:
     _check_index(rows, index)
     if not text.strip():
         raise EditError(f"row {index}: the text cannot be empty; delete the row instead")
+    if "|" in text:
+        # Our reader keeps it, but upstream's dataset step splits on every "|" and would skip the row.
+        raise EditError(
+            f"row {index}: the text must not contain '|' (upstream reads it as a field separator)"
+        )
     try:
         # A pasted multi-line transcript becomes one line: the format has one row per line.
         new = rows[index].with_text(_LINE_BREAKS.sub(" ", text))

@@ -36,6 +36,8 @@ def test_retext_and_relang_change_only_their_row():
     assert rows[0].lang == "JA" and rows[0].language == "ja"
     with pytest.raises(EditError, match="empty"):
         retext(ROWS, 0, "   ")
+    with pytest.raises(EditError, match="field separator"):
+        retext(ROWS, 0, "a | b")
     with pytest.raises(EditError, match="unknown language"):
         relang(ROWS, 0, "fr")
     with pytest.raises(EditError, match="row 9 does not exist"):
