@@ -36,6 +36,8 @@ class Settings:
     api_key: str | None = None
     # Requests allowed to wait for the device before the API answers 503 (STUDIO_QUEUE_LIMIT).
     queue_limit: int = 4
+    # Never contact a model hub or download site (HF_HUB_OFFLINE=1 or STUDIO_OFFLINE=1).
+    offline: bool = False
     # Extra environment for child processes (jobs); never used as an argument channel.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -57,6 +59,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (``os.environ`` when omitted)."""
     env = os.environ if env is None else env
@@ -69,4 +75,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=env.get("STUDIO_DEVICE") or "auto",
         api_key=env.get("STUDIO_API_KEY") or None,
         queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 4),
+        offline=_flag(env, "HF_HUB_OFFLINE") or _flag(env, "STUDIO_OFFLINE"),
     )

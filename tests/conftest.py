@@ -64,3 +64,35 @@ def upstream_fixtures() -> Path:
     if not folder.is_dir():
         pytest.fail(f"upstream fixtures not found at {folder}; set UPSTREAM_FIXTURES")
     return folder
+
+
+# ---- browser harness (see tests/browser.py) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def studio_server(tmp_path_factory):
+    """``webui.py`` running on a free port with a fresh ``STUDIO_HOME`` (one per test module)."""
+    from tests.browser import run_studio
+
+    with run_studio(tmp_path_factory.mktemp("studio_home")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def studio_browser(tmp_path_factory):
+    """Headless Chromium context (fresh profile), shared by the session's browser tests."""
+    from tests.browser import chromium_context
+
+    with chromium_context(tmp_path_factory.mktemp("chromium_profile")) as context:
+        yield context
+
+
+@pytest.fixture
+def studio_page(studio_browser, studio_server):
+    """A page with the studio loaded; closed after the test."""
+    from tests.browser import open_studio
+
+    studio_browser.clear_cookies()
+    page = open_studio(studio_browser, studio_server)
+    yield page
+    page.close()

@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "app.models": 1,
     "app.text": 1,
     "app.audio": 1,
-    "app.data": 1,  # the package itself holds only a docstring
+    "app.data": 1,  # the package itself and domain modules such as filelist / labeling
     "app.data.filelist": 1,
     "app.data.labeling": 1,
     "app.infer": 2,

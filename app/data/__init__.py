@@ -1,1 +1,1 @@
-"""Datasets: annotation lists, labelling edits and preprocessing workflows."""
+"""Dataset building: label files, editing, and the preprocessing workflows."""

@@ -1,1 +1,1 @@
-"""Preprocessing workflows: separation, slicing, transcription, feature extraction."""
+"""Dataset preprocessing workflows: slicing, separation, transcription, feature extraction."""

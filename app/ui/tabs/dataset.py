@@ -1,0 +1,187 @@
+"""Dataset tab: cut long recordings into training clips (uploaded files or a folder in the data root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from app.audio.slicer import SlicerOptions, SlicerOptionsError
+from app.data.preprocess.slice import AUDIO_EXTENSIONS, SliceReport, collect_inputs, slice_files
+from app.paths import PathOutsideRoot, resolve_inside
+from app.ui.context import UIContext
+
+TAB_ID = "dataset"
+TITLE_KEY = "tab.dataset"
+DEFAULT_OUT = "slicer_opt"  # upstream's output folder name (output/slicer_opt)
+MAX_SHOWN = 60  # clips rendered as players; the rest are listed by name only
+
+STRINGS = {
+    "en": {
+        "tab.dataset": "Dataset",
+        "dataset.slicer.title": "### Slice recordings into clips\nLong recordings are cut at pauses into 32 kHz clips for training.",
+        "dataset.files": "Audio files to slice",
+        "dataset.folder": "…or a folder on the server (inside the data folder)",
+        "dataset.folder.info": "Relative paths start at the data folder; folders outside it are refused.",
+        "dataset.out": "Output folder (under output/)",
+        "dataset.params": "Slicer settings",
+        "dataset.threshold": "Silence threshold (dB)",
+        "dataset.min_length": "Minimum clip length (ms)",
+        "dataset.min_interval": "Minimum silence to cut at (ms)",
+        "dataset.hop": "Hop size (ms)",
+        "dataset.max_sil_kept": "Max silence kept around a cut (ms)",
+        "dataset.max": "Normalised peak (max)",
+        "dataset.alpha": "Normalised share (alpha)",
+        "dataset.workers": "Parallel processes",
+        "dataset.run": "Slice",
+        "dataset.status": "Result",
+        "dataset.clips": "Clips",
+    },
+    "zh": {
+        "tab.dataset": "数据集",
+        "dataset.slicer.title": "### 切分录音\n在停顿处把长录音切成 32 kHz 的训练片段。",
+        "dataset.files": "要切分的音频文件",
+        "dataset.folder": "…或服务器上的文件夹（须在数据目录内）",
+        "dataset.folder.info": "相对路径从数据目录开始；数据目录之外的文件夹会被拒绝。",
+        "dataset.out": "输出文件夹（在 output/ 下）",
+        "dataset.params": "切分参数",
+        "dataset.threshold": "静音阈值 (dB)",
+        "dataset.min_length": "每段最短长度 (ms)",
+        "dataset.min_interval": "最短切割静音 (ms)",
+        "dataset.hop": "帧移 (ms)",
+        "dataset.max_sil_kept": "切点两侧最多保留静音 (ms)",
+        "dataset.max": "归一化峰值 (max)",
+        "dataset.alpha": "归一化混合比例 (alpha)",
+        "dataset.workers": "并行进程数",
+        "dataset.run": "开始切分",
+        "dataset.status": "结果",
+        "dataset.clips": "切分结果",
+    },
+}
+
+
+def _sources(ctx: UIContext, files: list[str] | None, folder: str) -> list[Path]:
+    sources = [Path(f) for f in files or []]
+    if folder.strip():
+        try:
+            where = resolve_inside(folder.strip(), ctx.layout.home)
+        except PathOutsideRoot as exc:
+            raise gr.Error(str(exc)) from exc
+        if not where.exists():
+            raise gr.Error(f"{where} does not exist")
+        sources += collect_inputs(where)
+    if not sources:
+        raise gr.Error(
+            "Nothing to slice: upload audio files or name a folder inside the data folder "
+            f"that contains audio ({', '.join(sorted(AUDIO_EXTENSIONS))})."
+        )
+    return sources
+
+
+def _summary(report: SliceReport) -> str:
+    ok = len(report.files) - len(report.errors)
+    lines = [f"**{len(report.clips)}** clips from {ok} file(s) in `{report.out_dir}`"]
+    lines += [f"- failed: {f.error}" for f in report.errors]
+    if len(report.clips) > MAX_SHOWN:
+        lines.append(f"Showing the first {MAX_SHOWN} clips; all are in the folder above.")
+    return "\n".join(lines)
+
+
+def build(ctx: UIContext) -> None:
+    defaults = SlicerOptions()
+    cpus = os.cpu_count() or 1
+    gr.Markdown(ctx.t("dataset.slicer.title"))
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(
+                label=ctx.t("dataset.files"),
+                file_count="multiple",
+                file_types=sorted(AUDIO_EXTENSIONS),
+                elem_id="dataset-files",
+            )
+            folder = gr.Textbox(
+                label=ctx.t("dataset.folder"), info=ctx.t("dataset.folder.info"), elem_id="dataset-folder"
+            )
+            out_name = gr.Textbox(label=ctx.t("dataset.out"), value=DEFAULT_OUT, elem_id="dataset-out")
+        with gr.Column(), gr.Accordion(ctx.t("dataset.params"), open=True):
+            threshold = gr.Slider(
+                -80, 0, value=defaults.threshold_db, step=1, label=ctx.t("dataset.threshold")
+            )
+            min_length = gr.Number(
+                value=defaults.min_length_ms, precision=0, label=ctx.t("dataset.min_length")
+            )
+            min_interval = gr.Number(
+                value=defaults.min_interval_ms, precision=0, label=ctx.t("dataset.min_interval")
+            )
+            hop = gr.Number(value=defaults.hop_ms, precision=0, label=ctx.t("dataset.hop"))
+            max_sil = gr.Number(
+                value=defaults.max_sil_kept_ms, precision=0, label=ctx.t("dataset.max_sil_kept")
+            )
+            peak = gr.Slider(0.05, 1.0, value=defaults.peak, step=0.05, label=ctx.t("dataset.max"))
+            alpha = gr.Slider(0.0, 1.0, value=defaults.alpha, step=0.05, label=ctx.t("dataset.alpha"))
+            workers = gr.Slider(1, cpus, value=min(4, cpus), step=1, label=ctx.t("dataset.workers"))
+    run = gr.Button(ctx.t("dataset.run"), variant="primary", elem_id="dataset-run")
+    status = gr.Markdown(elem_id="dataset-status")
+    clips = gr.State([])
+
+    def slice_clips(
+        files_in, folder_in, out_in, thr, min_len, min_int, hop_ms, max_sil_ms, peak_v, alpha_v, n_workers,
+        progress=gr.Progress(),
+    ):  # fmt: skip
+        try:
+            opts = SlicerOptions(
+                threshold_db=float(thr),
+                min_length_ms=int(min_len),
+                min_interval_ms=int(min_int),
+                hop_ms=int(hop_ms),
+                max_sil_kept_ms=int(max_sil_ms),
+                peak=float(peak_v),
+                alpha=float(alpha_v),
+            )
+            out_dir = resolve_inside(out_in.strip() or DEFAULT_OUT, ctx.layout.output)
+        except (SlicerOptionsError, PathOutsideRoot, TypeError, ValueError) as exc:
+            raise gr.Error(str(exc)) from exc
+        sources = _sources(ctx, files_in, folder_in)
+        progress((0, len(sources)), desc="slicing")
+
+        def report_progress(done: int, total: int, name: str) -> None:
+            progress((done, total), desc=name)
+
+        report = slice_files(sources, out_dir, opts, workers=int(n_workers), progress=report_progress)
+        return _summary(report), [str(p) for p in report.clips]
+
+    run.click(
+        slice_clips,
+        inputs=[
+            files,
+            folder,
+            out_name,
+            threshold,
+            min_length,
+            min_interval,
+            hop,
+            max_sil,
+            peak,
+            alpha,
+            workers,
+        ],
+        outputs=[status, clips],
+        api_name="slice",
+        concurrency_id="cpu_heavy",
+    )
+
+    @gr.render(inputs=clips)
+    def show_clips(paths: list[str]) -> None:
+        if not paths:
+            return
+        gr.Markdown(ctx.t("dataset.clips"))
+        with gr.Column(elem_id="dataset-clips"):
+            for path in paths[:MAX_SHOWN]:
+                gr.Audio(
+                    value=path,
+                    label=Path(path).name,
+                    type="filepath",
+                    interactive=False,
+                    buttons=["download"],
+                )
