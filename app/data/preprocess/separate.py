@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import yaml
 
+from app import assets
+from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AudioError, load_audio, save_audio
 from app.devices import pick_device
 
@@ -48,7 +50,6 @@ DEMUCS_MODELS: tuple[str, ...] = (
     "mdx_q",
     "mdx_extra_q",
 )
-DOWNLOAD_COMMAND = "python tools/download_models.py"
 VOCALS = "vocals"
 ACCOMPANIMENT = "accompaniment"
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma", ".mp4", ".webm")
@@ -176,17 +177,16 @@ def missing_demucs_files(name: str, pretrained_root: Path) -> list[Path]:
 
 
 def _missing_message(name: str, missing: Sequence[Path], pretrained_root: Path) -> str:
+    """Which files are missing, where they go and how to get them (app.assets knows the published models)."""
     files = ", ".join(str(p) for p in missing)
-    known = name in DEMUCS_MODELS
-    how = (
-        f"Download it with: {DOWNLOAD_COMMAND} demucs-{name} (or copy the files demucs downloaded "
-        "earlier from ~/.cache/torch/hub/checkpoints into that folder)"
-        if known
-        else f"'{name}' is not a published demucs model ({', '.join(DEMUCS_MODELS)})"
-    )
-    return (
-        f"demucs model '{name}' is not installed in {demucs_folder(pretrained_root)}: missing {files}. {how}"
-    )
+    head = f"demucs model '{name}' is not installed in {demucs_folder(pretrained_root)}: missing {files}."
+    try:
+        asset = assets.get(f"demucs-{name}")
+    except assets.UnknownAsset:
+        return f"{head} '{name}' is not a published demucs model ({', '.join(DEMUCS_MODELS)})."
+    how = assets.missing_message([assets.asset_status(asset, pretrained_root)])
+    # A copy demucs downloaded earlier is in torch's hub cache under the same file names.
+    return f"{head}\n{how or f'download: {DOWNLOAD_COMMAND} {asset.id}'}\n  or copy them from ~/.cache/torch/hub/checkpoints/"
 
 
 def _safe_load_package(path: Path) -> dict:

