@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.data.preprocess.tiny_models import tiny_htdemucs
+
 # Sentences from the Harvard list (IEEE 1969), the usual phonetically balanced test set; plain words
 # only, so scoring needs no number or spelling normalisation beyond case and punctuation.
 PIPER_SENTENCES = (
@@ -106,3 +108,20 @@ def tiny_whisper(tmp_path_factory) -> Path:
         str(ct2_dir), quantization="int8", force=True
     )
     return ct2_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_demucs_root(tmp_path_factory) -> Path:
+    """A pretrained_models/ whose demucs/htdemucs.yaml names a tiny model saved as demucs saves weights."""
+    from demucs.htdemucs import HTDemucs
+    from demucs.states import save_with_checksum
+
+    root = tmp_path_factory.mktemp("pretrained")
+    repo = root / "demucs"
+    repo.mkdir()
+    model = tiny_htdemucs()
+    args, kwargs = model._init_args_kwargs
+    package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": model.state_dict()}
+    save_with_checksum(package, repo / "tinysig.th")  # writes tinysig-<sha256 prefix>.th
+    (repo / "htdemucs.yaml").write_text("models: ['tinysig']\n", encoding="utf-8")
+    return root

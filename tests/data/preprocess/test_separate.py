@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -18,42 +17,14 @@ from app.data.preprocess.separate import (
     missing_demucs_files,
     separate_files,
 )
+from tests.data.preprocess.tiny_models import tiny_htdemucs
 
 RATE = 44100
 
 
-def _tiny_htdemucs():
-    from demucs.htdemucs import HTDemucs
-
-    torch.manual_seed(0)
-    # Small enough for ~0.3 s per 2 s chunk on CPU; the segment is a Fraction as in the real files.
-    return HTDemucs(
-        sources=["drums", "bass", "other", "vocals"],
-        channels=8,
-        depth=3,
-        nfft=1024,
-        t_layers=1,
-        t_heads=2,
-        segment=Fraction(2, 1),
-    ).eval()
-
-
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """pretrained_models/ with demucs/htdemucs.yaml naming a tiny model saved as demucs saves weights."""
-    from demucs.htdemucs import HTDemucs
-    from demucs.states import save_with_checksum
-
-    root = tmp_path_factory.mktemp("pretrained")
-    repo = root / "demucs"
-    repo.mkdir()
-    model = _tiny_htdemucs()
-    args, kwargs = model._init_args_kwargs
-    save_with_checksum(
-        {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": model.state_dict()}, repo / "tinysig.th"
-    )
-    (repo / "htdemucs.yaml").write_text("models: ['tinysig']\n", encoding="utf-8")
-    return root
+def pretrained(tiny_demucs_root):
+    return tiny_demucs_root
 
 
 @pytest.fixture
@@ -93,9 +64,7 @@ def test_separates_through_the_local_repository(pretrained, song, tmp_path):
 
     mix = torch.from_numpy(sf.read(song / "song.wav", dtype="float32")[0].T.copy())
     ref = mix.mean(0)
-    expected = apply_model(_tiny_htdemucs(), ((mix - ref.mean()) / ref.std())[None], shifts=0, overlap=0.25)[
-        0
-    ]
+    expected = apply_model(tiny_htdemucs(), ((mix - ref.mean()) / ref.std())[None], shifts=0, overlap=0.25)[0]
     expected = expected * ref.std() + ref.mean()
     np.testing.assert_allclose(vocals, np.clip(expected[3].T.numpy(), -1, 1), atol=2e-4)
     np.testing.assert_allclose(accompaniment, np.clip(expected[:3].sum(0).T.numpy(), -1, 1), atol=4e-4)
