@@ -38,7 +38,7 @@ $(STAMPS)/venv:
 	@mkdir -p $(STAMPS)
 	@touch $@
 
-deps: $(STAMPS)/runtime
+deps: $(STAMPS)/project
 
 $(STAMPS)/runtime: requirements.txt requirements-nodeps.txt $(STAMPS)/venv
 	$(PIP) install --upgrade "pip>=23" "setuptools<81" wheel
@@ -46,9 +46,14 @@ $(STAMPS)/runtime: requirements.txt requirements-nodeps.txt $(STAMPS)/venv
 	$(PIP) install --no-deps -r requirements-nodeps.txt
 	@touch $@
 
+# The project itself, editable, so `python tools/download_models.py` finds the `app` package.
+$(STAMPS)/project: pyproject.toml $(STAMPS)/runtime
+	$(PIP) install --no-deps --no-build-isolation -e .
+	@touch $@
+
 dev-deps: $(STAMPS)/dev
 
-$(STAMPS)/dev: requirements-dev.txt $(STAMPS)/runtime
+$(STAMPS)/dev: requirements-dev.txt $(STAMPS)/project
 	$(PIP) install -r requirements-dev.txt
 	@touch $@
 

@@ -96,3 +96,11 @@ def studio_page(studio_browser, studio_server):
     page = open_studio(studio_browser, studio_server)
     yield page
     page.close()
+
+
+@pytest.fixture(scope="session")
+def espeak_wav(tmp_path_factory) -> Path:
+    """``speech.wav``: three espeak-ng sentences with pauses, 1 s silence before, 2 s after."""
+    from tests.synth import padded_speech
+
+    return padded_speech(tmp_path_factory.mktemp("speech") / "speech.wav")

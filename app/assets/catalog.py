@@ -8,7 +8,9 @@ found; the rest are checked by size or not at all (the download tool says which)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 
 from app.assets.registry import (
     Archive,
@@ -456,7 +458,9 @@ def get(asset_id: str) -> Asset:
     raise UnknownAsset(f"unknown asset {asset_id!r}; known assets: {known}")
 
 
-def status(pretrained_root, assets=None, *, verify: bool = False) -> tuple[AssetStatus, ...]:
+def status(
+    pretrained_root: Path, assets: Iterable[Asset] | None = None, *, verify: bool = False
+) -> tuple[AssetStatus, ...]:
     """Present/missing per file for ``assets`` (every registered asset when omitted)."""
     chosen = all_assets() if assets is None else tuple(assets)
     return tuple(asset_status(a, pretrained_root, verify=verify) for a in chosen)

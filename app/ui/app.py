@@ -12,6 +12,11 @@ from app.ui.context import UIContext
 from app.ui.i18n import COMMON, build_i18n
 from app.ui.tabs import TABS
 
+# Long result lists scroll inside their box instead of stretching the page.
+CSS = """
+#dataset-clips { max-height: 70vh; overflow-y: auto; }
+"""
+
 
 def build_app(settings: Settings, lang: str = "auto") -> gr.Blocks:
     """The whole page: a title and one ``gr.Tab`` per registered tab module.
@@ -51,4 +56,5 @@ def launch_kwargs(settings: Settings, lang: str = "auto") -> dict:
             font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
         ),
         "footer_links": ["api", "settings"],
+        "css": CSS,
     }

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from app.audio.io import AudioError, audio_info, load_audio, resample, save_audio
-from tests.audio.conftest import tone
+from tests.synth import tone
 
 SR = 44_100
 

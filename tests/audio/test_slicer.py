@@ -18,7 +18,7 @@ from app.audio.slicer import (
     normalize_clip,
     slice_audio,
 )
-from tests.audio.conftest import silence, tone
+from tests.synth import SENTENCES, silence, tone
 
 SR = 32_000
 
@@ -144,7 +144,8 @@ def test_normalize_clip_mix():
 def test_espeak_speech_is_cut_in_pauses(espeak_wav):
     wav = load_audio(espeak_wav, SR)
     segs = find_segments(wav, SR, SlicerOptions(min_length_ms=1000))
-    assert len(segs) >= 3, f"expected a clip per sentence, got {segs}"
+    assert len(segs) == len(SENTENCES), f"expected a clip per sentence, got {segs}"
+    assert find_segments(wav, SR) == segs, "with the default 4 s minimum the sentences stay apart too"
     rms = frame_rms(wav, 1280, 320)
     loud = rms.max()
     for seg in segs:
