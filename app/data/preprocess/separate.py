@@ -416,3 +416,61 @@ def _match_channels(wav: np.ndarray, channels: int) -> np.ndarray:
     if wav.shape[1] == 1:
         return np.repeat(wav, channels, axis=1)
     return np.repeat(wav.mean(axis=1, keepdims=True), channels, axis=1)
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m app.data.preprocess.separate IN OUT``: vocals and accompaniment of each file."""
+    import argparse
+    import sys
+
+    from app.settings import load_settings
+
+    defaults = SeparateOptions()
+    p = argparse.ArgumentParser(
+        prog="python -m app.data.preprocess.separate", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("input", type=Path, help="an audio file or a folder of audio files")
+    p.add_argument("output", type=Path, help="folder receiving vocals/ and accompaniment/")
+    p.add_argument("--model", default=defaults.model, help=f"demucs model: {', '.join(DEMUCS_MODELS)}")
+    p.add_argument("--segment", type=float, help="seconds per chunk (default: the model's own)")
+    p.add_argument(
+        "--overlap", type=float, default=defaults.overlap, help="chunk overlap (default %(default)s)"
+    )
+    p.add_argument(
+        "--shifts", type=int, default=defaults.shifts, help="random shifts averaged (default %(default)s)"
+    )
+    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
+    p.add_argument("--format", default=defaults.output_format, choices=OUTPUT_FORMATS)
+    p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default: the studio's)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        options = SeparateOptions(
+            model=args.model,
+            segment=args.segment,
+            overlap=args.overlap,
+            shifts=args.shifts,
+            device=args.device,
+            output_format=args.format,
+        )
+        result = separate_files(
+            args.input,
+            args.output,
+            args.pretrained or load_settings().pretrained,
+            options,
+            progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr),
+        )
+    except (SeparationError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(result.files)} file(s) separated into {result.vocals_dir} and {result.accompaniment_dir}")
+    for path, why in result.failed:
+        print(f"failed: {path}: {why}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -365,3 +365,63 @@ def transcribe_folder(
     return TranscribeResult(
         written.path, tuple(rows), tuple(skipped), engine.description, bundled, written.backup
     )
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m app.data.preprocess.transcribe CLIPS OUT``: write ``OUT/<speaker>.list``."""
+    import argparse
+    import sys
+
+    from app.settings import load_settings
+
+    d = TranscribeOptions()
+    p = argparse.ArgumentParser(
+        prog="python -m app.data.preprocess.transcribe", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("input", type=Path, help="folder of clips (its name is the speaker unless --speaker)")
+    p.add_argument("output", type=Path, help="folder receiving <speaker>.list")
+    p.add_argument("--model", default=d.model, help="default, a size (large-v3, ...) or a model folder")
+    p.add_argument("--language", default=d.language, choices=ASR_LANGUAGES)
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS)
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 (default %(default)s)")
+    p.add_argument("--no-vad", action="store_true", help="do not drop non-speech with the VAD filter")
+    p.add_argument("--beam-size", type=int, default=d.beam_size)
+    p.add_argument("--speaker", help="speaker name written in the list")
+    p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default: the studio's)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        options = TranscribeOptions(
+            model=args.model,
+            language=args.language,
+            precision=args.precision,
+            device=args.device,
+            vad_filter=not args.no_vad,
+            beam_size=args.beam_size,
+            speaker=args.speaker,
+        )
+        result = transcribe_folder(
+            args.input,
+            args.output,
+            args.pretrained or load_settings().pretrained,
+            options,
+            progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr),
+        )
+    except (TranscriptionError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(result.rows)} rows written to {result.list_path} by {result.model}")
+    if result.bundled_model:
+        print(
+            f"note: no Whisper model is installed, so the embedded {BUNDLED_NAME} was used", file=sys.stderr
+        )
+    for path, why in result.skipped:
+        print(f"skipped: {path}: {why}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -135,3 +135,23 @@ def test_unreadable_inputs_are_reported_not_fatal(pretrained, tmp_path):
         separate_files(tmp_path / "empty", tmp_path / "o2", pretrained)
     with pytest.raises(FileNotFoundError, match="no such file or folder"):
         separate_files(tmp_path / "nowhere", tmp_path / "o2", pretrained)
+
+
+def test_cli(pretrained, song, tmp_path, capsys):
+    code = sep.main(
+        [
+            str(song / "song.wav"),
+            str(tmp_path / "cli"),
+            "--pretrained",
+            str(pretrained),
+            "--shifts",
+            "0",
+            "--format",
+            "flac",
+        ]
+    )
+    assert code == 0
+    assert sf.info(tmp_path / "cli" / "vocals" / "song.flac").samplerate == 44100
+    assert "1 file(s) separated" in capsys.readouterr().out
+    assert sep.main([str(song), str(tmp_path / "cli2"), "--pretrained", str(tmp_path / "none")]) == 2
+    assert "download_models.py demucs-htdemucs" in capsys.readouterr().err

@@ -143,3 +143,31 @@ def test_bundled_tiny_en_labels_piper_speech(piper_clips, tmp_path):
     print(f"tiny.en WER on {len(refs)} Piper clips: {wer:.3f} ({elapsed:.1f} s)")
     assert wer <= MAX_WER, list(zip(refs, hyps, strict=True))
     assert all(r.lang == "EN" and r.speaker == "joe" for r in result.rows)
+
+
+def test_cli(tiny_whisper, tmp_path, capsys):
+    from app.data.preprocess.transcribe import main
+
+    folder = tmp_path / "carol"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    code = main(
+        [
+            str(folder),
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_whisper),
+            "--speaker",
+            "dave",
+            "--beam-size",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "out" / "dave.list").is_file()
+    captured = capsys.readouterr()
+    assert "rows written" in captured.out and "skipped:" in captured.err
+    assert (
+        main([str(folder), str(tmp_path / "out"), "--model", "large-v3", "--pretrained", str(tmp_path)]) == 2
+    )
+    assert "faster-whisper-large-v3" in capsys.readouterr().err
