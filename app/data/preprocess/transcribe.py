@@ -116,6 +116,9 @@ class ASREngine(Protocol):
     description: str  # which model runs, for results and the UI
     multilingual: bool  # False for English-only models
 
+    def supports(self, language: str) -> bool:
+        """Whether the model can be told to transcribe ``language`` (an id such as ``yue``)."""
+
     def transcribe(self, wav: np.ndarray, language: str | None) -> Transcript:
         """Transcribe ``wav`` (float32 mono at :data:`ASR_RATE`); ``language`` None = detect."""
 
@@ -257,6 +260,12 @@ class FasterWhisperEngine:
         self.multilingual = bool(self.model.model.is_multilingual)
         self.description = f"Whisper {choice.name} ({precision}, {device.type})"
 
+    def supports(self, language: str) -> bool:
+        if not self.multilingual:
+            return language == "en"
+        # Cantonese has a token only from large-v3 on; older multilingual models lack <|yue|>.
+        return self.model.hf_tokenizer.token_to_id(f"<|{language}|>") is not None
+
     def transcribe(self, wav: np.ndarray, language: str | None) -> Transcript:
         segments, info = self.model.transcribe(wav, **whisper_kwargs(self.options, language))
         kept, dropped = [], 0
@@ -328,10 +337,13 @@ def transcribe_folder(
         )
     engine = ASR_ENGINES[options.engine](options, Path(pretrained_root))
     forced = None if options.language == "auto" else options.language
-    if not engine.multilingual and forced not in (None, "en"):
+    if forced is not None and not engine.supports(forced):
+        only = (
+            " understands English only;" if not engine.multilingual else f" has no {forced!r} language token;"
+        )
         raise TranscriptionError(
-            f"{engine.description} understands English only; for {forced!r} install a multilingual model "
-            f"({DOWNLOAD_COMMAND} faster-whisper-large-v3) or choose language 'en'"
+            f"{engine.description}{only} for {forced!r} install a model that has it "
+            f"({DOWNLOAD_COMMAND} faster-whisper-large-v3) or choose another language"
         )
     rows: list[ListRow] = []
     skipped: list[tuple[Path, str]] = []
@@ -343,7 +355,7 @@ def transcribe_folder(
         except AudioError as exc:
             skipped.append((clip, str(exc)))
             continue
-        heard = engine.transcribe(wav, forced if engine.multilingual else "en")
+        heard = engine.transcribe(wav, forced)
         if not heard.text:
             reason = "no speech found" + (
                 f" ({heard.dropped} segments dropped as silence)" if heard.dropped else ""
