@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import soundfile as sf
 from playwright.sync_api import expect
@@ -48,3 +49,18 @@ def test_server_folder_outside_the_data_root_is_refused(studio_page):
     page.locator("#dataset-folder textarea, #dataset-folder input").first.fill("/etc")
     page.locator("#dataset-run").click()
     expect(page.get_by_text(re.compile("outside the data folder"))).to_be_visible(timeout=30_000)
+
+
+def test_uploads_over_the_cap_are_refused(studio_browser, tmp_path):
+    from tests.browser import open_studio, run_studio
+
+    big = tmp_path / "big.wav"
+    sf.write(big, np.random.default_rng(0).standard_normal(44_100 * 15).astype(np.float32) * 0.1, 44_100)
+    assert big.stat().st_size > 1 << 20
+    with run_studio(tmp_path / "home", env={"STUDIO_MAX_UPLOAD_MB": "1"}) as server:
+        page = open_studio(studio_browser, server)
+        page.locator("#dataset-files input[type=file]").set_input_files(str(big))
+        expect(page.get_by_text(re.compile(r"exceed the maximum allowed size of 1\.0"))).to_be_visible(
+            timeout=30_000
+        )
+        page.close()
