@@ -13,6 +13,7 @@ from app.ui.tabs.label_session import (
     delete_rows,
     merge_selected,
     open_list,
+    open_or_warn,
     page_view,
     save,
     selected,
@@ -121,3 +122,15 @@ def test_delete_merge_split_undo_and_save_with_backup(dataset):
     assert parsed.rows == deleted.rows and [e.line for e in parsed.errors] == ["this line is broken"]
     backups = list(listing.parent.glob("set.list.*.bak"))
     assert len(backups) == 1 and backups[0].read_bytes() == original
+
+
+def test_opening_another_list_does_not_drop_unsaved_changes(dataset):
+    home, _ = dataset
+    session = open_list(home, "output/set/set.list")
+    edited = delete_rows(session, [0])
+    warned, note = open_or_warn(edited, "output/set/set.list")
+    assert "unsaved changes" in note and warned.rows == edited.rows
+    reopened, note = open_or_warn(warned, "output/set/set.list")
+    assert note == "" and len(reopened.rows) == 13 and not reopened.unsaved
+    clean, note = open_or_warn(session, "output/set/set.list")
+    assert note == "" and clean.rows == session.rows

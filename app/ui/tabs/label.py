@@ -23,7 +23,7 @@ from app.ui.tabs.label_session import (
     bad_lines_table,
     delete_rows,
     merge_selected,
-    open_list,
+    open_or_warn,
     page_view,
     save,
     selected,
@@ -221,12 +221,13 @@ def build(ctx: UIContext) -> None:
 
     def do_open(current: ProofSession, path: str, folder: str):
         try:
-            return render(open_list(home, path, folder))
+            opened, note = open_or_warn(current, path, folder)
         except SessionError as exc:
             raise gr.Error(str(exc)) from exc
+        return render(opened, note)
 
     open_btn.click(do_open, [session, list_box, audio_dir], outputs, api_name="open_list")
-    built.then(do_open, [session, list_box, audio_dir], outputs)
+    built.success(do_open, [session, list_box, audio_dir], outputs)
 
     def bounded(x) -> float:
         return float(x) if x not in (None, "") else 0.0

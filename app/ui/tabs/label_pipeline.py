@@ -101,7 +101,7 @@ def summary(result: PipelineResult, home: Path) -> str:
 
 
 def build_pipeline(ctx: UIContext, list_box: gr.Textbox) -> gr.events.Dependency:
-    """The panel; returns the run event, which sets ``list_box`` to the new .list (chain ``.then`` to open it)."""
+    """The panel; returns the run event, which sets ``list_box`` to the new .list (chain ``.success`` to open it)."""
     pretrained = ctx.layout.pretrained
     slicer = SlicerOptions()
     with gr.Accordion(ctx.t("label.pipe.title"), open=False, elem_id="label-pipeline"):

@@ -46,6 +46,9 @@ class ProofSession:
     max_s: float | None = None
     page: int = 0  # 0-based page of the filtered rows
     shown: tuple[int, ...] = ()  # row indices in the page's slots, top to bottom
+    discard_request: tuple[str, str] | None = (
+        None  # (list, audio folder) asked for while changes were unsaved
+    )
 
     @property
     def rows(self) -> tuple[ListRow, ...]:
@@ -94,6 +97,16 @@ def open_list(home: Path, list_path: str, audio_dir: str = "") -> ProofSession:
         bad_lines=parsed.errors,
     )
     return show_page(_measure(session), 0)
+
+
+def open_or_warn(current: ProofSession, list_path: str, audio_dir: str = "") -> tuple[ProofSession, str]:
+    """Open a list, unless that would drop unsaved changes: then warn, and open on the second request."""
+    request = (list_path.strip(), audio_dir.strip())
+    if current.unsaved and current.discard_request != request:
+        name = current.list_path.name if current.list_path else "the open list"
+        note = f"**{name} has unsaved changes.** Save them, or click Open again to discard them."
+        return replace(current, discard_request=request), note
+    return open_list(current.home, list_path, audio_dir), ""
 
 
 def _measure(session: ProofSession) -> ProofSession:
