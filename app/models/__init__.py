@@ -1,0 +1,1 @@
+"""Neural models and the files they are stored in."""
