@@ -6,7 +6,9 @@ Per step, in upstream's order (``AR/models/utils.py`` ``logits_to_probs`` + ``in
 2. repetition penalty on every id present in prompt + generated tokens (each id once, however often
    it occurs): ``l / p`` where ``l > 0``, ``l * p`` otherwise;
 3. the penalised argmax is kept for the stop rule;
-4. top-p on the penalised, untempered distribution (the best token always survives);
+4. top-p on the penalised, untempered distribution: a token survives when the cumulative
+   probability of the tokens sorted before it, itself included, is <= top_p (upstream does not
+   shift this mask, so it is stricter than the usual nucleus); the best token always survives;
 5. temperature: logits / max(T, 1e-5);
 6. top-k: logits below the k-th best become -inf (ties survive);
 7. softmax, then "multinomial without sync": argmax(p / q) with q ~ Exp(1) drawn per entry;

@@ -27,6 +27,7 @@ import logging
 import os
 import pathlib
 import pickle
+import re
 import tempfile
 import zipfile
 from collections import OrderedDict
@@ -257,6 +258,8 @@ def _torch_load(path: Path) -> Any:
         )
     if head[:2] == b"PK" and not zipfile.is_zipfile(path):
         raise GPTFileError(f"{path}: the zip container is truncated or corrupt; download or copy it again")
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # zip, or a legacy torch.save pickle (PROTO opcode)
+        raise GPTFileError(f"{path}: not a torch checkpoint (starts with {head!r}); expected a GPT .ckpt")
     globals_ = [(_path_as_text, name) for name in _PATH_GLOBALS]
     try:
         with torch.serialization.safe_globals(globals_):
@@ -267,11 +270,13 @@ def _torch_load(path: Path) -> Any:
             raise GPTFileError(
                 f"{path}: holds an upstream HParams config, i.e. a SoVITS .pth; expected a GPT .ckpt"
             ) from None
-        raise GPTFileError(
-            f"{path}: refused to load: the pickle asks for objects other than tensors and containers "
-            f"({_first_line(text)}); only checkpoint files from a trusted source are usable, and even "
-            "those must hold plain weights"
-        ) from None
+        if "GLOBAL" in text or "global" in text:
+            raise GPTFileError(
+                f"{path}: refused to load: the pickle asks for objects other than tensors and containers "
+                f"({_first_line(text)}); nothing from it was run. A GPT .ckpt holds only weights and a "
+                "plain config"
+            ) from None
+        raise GPTFileError(f"{path}: cannot be unpickled (corrupt?): {_first_line(text)}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
         raise GPTFileError(
             f"{path}: cannot be read as a torch checkpoint (truncated or corrupt?): {_first_line(str(exc))}"
@@ -279,8 +284,11 @@ def _torch_load(path: Path) -> Any:
 
 
 def _first_line(text: str) -> str:
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it names the global {found.group(1)!r}"
     for line in text.splitlines():
-        if "GLOBAL" in line or "Unsupported" in line:
+        if "Unsupported" in line:
             return line.strip()[:200]
     return text.strip().splitlines()[0][:200] if text.strip() else "no details"
 
