@@ -49,6 +49,13 @@ class KVCache:
         self.length = 0
         self.batch = batch
         self.padded = False
+        self._layer_views(batch)
+
+    def _layer_views(self, batch: int) -> None:
+        # Per-layer views of the rows in use, (B, n_head, S, head_dim): the decoding step slices
+        # them with narrow() instead of indexing the 5-d buffers (Python indexing costs ~us per call).
+        self.k_layers = [self.k[i, :batch] for i in range(self.k.shape[0])]
+        self.v_layers = [self.v[i, :batch] for i in range(self.v.shape[0])]
 
     @property
     def capacity(self) -> int:
@@ -68,6 +75,7 @@ class KVCache:
                 "allocate a larger cache (capacity = prefill width + new tokens)"
             )
         self.batch = batch
+        self._layer_views(batch)
         self.length = width
         self.valid[:batch].fill_(False)
         for b, off in enumerate(offsets):
@@ -94,4 +102,5 @@ class KVCache:
         self.valid[:n] = self.valid[rows]
         self.audio_pos[:n] = self.audio_pos[rows]
         self.batch = n
+        self._layer_views(n)
         self.padded = bool((~self.valid[:n, :cols]).any())

@@ -283,7 +283,7 @@ class GPT(nn.Module):
         w = self.ar_audio_embedding.word_embeddings.weight
         return KVCache(c.n_layer, c.n_head, c.head_dim, batch, capacity, w.device, self._stream_dtype())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(
         self,
         cache: KVCache,
@@ -335,7 +335,7 @@ class GPT(nn.Module):
             xy = self._layer(xy, lk, cache, i, allowed, P)
         return kern.predict(xy[:, -1])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, cache: KVCache, tokens: torch.Tensor) -> torch.Tensor:
         """Append one token per row (``tokens (B,)``) and return the next logits ``(B, vocab)``."""
         kern = self._kernels
@@ -361,11 +361,10 @@ class GPT(nn.Module):
         B, T, D = x.shape
         H = self.config.n_head
         q, k, v = lk.qkv(x).view(B, T, 3, H, D // H).transpose(1, 3).unbind(2)  # 3 x (B, H, T, hd)
-        kc = cache.k[i, :B, :, :end]
-        vc = cache.v[i, :B, :, :end]
-        kc[:, :, end - T :] = k
-        vc[:, :, end - T :] = v
-        att = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask)  # (B, H, T, hd)
+        k_layer, v_layer = cache.k_layers[i], cache.v_layers[i]  # (B, H, S, hd)
+        k_layer.narrow(2, end - T, T).copy_(k)
+        v_layer.narrow(2, end - T, T).copy_(v)
+        att = F.scaled_dot_product_attention(q, k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end), mask)
         x = F.layer_norm(x + lk.out(att.transpose(1, 2).reshape(B, T, D)), (D,), *lk.norm1, LAYER_NORM_EPS)
         return F.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
 

@@ -24,6 +24,7 @@ Packs hold their own copy of the weights: re-pack after the module's parameters 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -111,7 +112,11 @@ def _int8_dynamic(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -
     # Symmetric per-output-row scales: a row's largest |w| maps to 127.
     scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
     zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
-    qweight = torch.quantize_per_channel(weight.contiguous(), scales, zero_points, 0, torch.qint8)
+    with warnings.catch_warnings():
+        # torch 2.13 announces the removal of quantized tensor types in a later release; this
+        # module is the only user and torch is pinned. Other warnings still show.
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        qweight = torch.quantize_per_channel(weight.contiguous(), scales, zero_points, 0, torch.qint8)
     packed = torch.ops.quantized.linear_prepack(qweight, bias)
     op = torch.ops.quantized.linear_relu_dynamic if relu else torch.ops.quantized.linear_dynamic
     # reduce_range=True: 7-bit activations, so the int16 accumulation of AVX2 kernels cannot saturate.
