@@ -221,3 +221,16 @@ def test_seed_reproduces_and_differs() -> None:
 def test_invalid_options_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         SamplingOptions(**bad)
+
+
+def test_streaming_does_not_leak_inference_mode_into_the_consumer() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    stream = generate(
+        model, phones, bert, prompt, SamplingOptions(max_new_tokens=12, suppress_eos=True), chunk_tokens=4
+    )
+    next(stream)
+    assert torch.is_grad_enabled()
+    assert not torch.is_inference_mode_enabled()
+    rest = list(stream)
+    assert rest[-1].finished == (True,)
