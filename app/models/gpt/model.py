@@ -168,6 +168,7 @@ class _LayerKernels:
 class _Kernels:
     precision: str
     device: torch.device
+    dtype: torch.dtype
     versions: tuple[int, ...]
     bert_proj: LinearFn
     predict: LinearFn
@@ -381,11 +382,15 @@ class GPT(nn.Module):
     def _ensure_kernels(self) -> _Kernels:
         """Pack the linear weights for decoding, again whenever a parameter changed since the last pack."""
         device = self.ar_predict_layer.weight.device
+        dtype = self._stream_dtype()
         versions = tuple(p._version for p in self.parameters())
         kern = self._kernels
-        if kern is not None and kern.versions == versions and kern.device == device:
+        if kern is not None and (kern.versions, kern.device, kern.dtype) == (versions, device, dtype):
             return kern
         precision = resolve_precision(self._precision, device)
+        if dtype != torch.float32:
+            # A model cast to fp16/bf16 as a whole (upstream's is_half on GPU) runs its own weights.
+            precision = "reference"
 
         def pack(lin_w: torch.Tensor, lin_b: torch.Tensor | None, relu: bool = False) -> LinearFn:
             return pack_linear(lin_w, lin_b, precision, relu)
@@ -406,6 +411,7 @@ class GPT(nn.Module):
         self._kernels = _Kernels(
             precision=precision,
             device=device,
+            dtype=dtype,
             versions=versions,
             bert_proj=pack(self.bert_proj.weight, self.bert_proj.bias),
             predict=pack(self.ar_predict_layer.weight, None),

@@ -206,3 +206,15 @@ def test_inference_errors_are_clear() -> None:
         model.prefill(model.new_cache(1, 8), phones, bert, prompt, phone_lens=torch.tensor([9]))
     with pytest.raises(ValueError, match="unknown precision"):
         model.set_precision("fp8")
+
+
+def test_model_cast_to_bfloat16_runs_its_own_weights() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    with torch.inference_mode():
+        want = model.prefill(model.new_cache(1, 8), phones, bert, prompt)
+        model.to(torch.bfloat16)
+        cache = model.new_cache(1, 8)
+        got = model.prefill(cache, phones, bert.bfloat16(), prompt)
+    assert cache.k.dtype == got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max() < 0.1 * want.std()
