@@ -233,6 +233,11 @@ class GPT(nn.Module):
         B, Tx = phones.shape
         Ty = semantic.shape[1]
         device = phones.device
+        if bool((phone_lens < 1).any()) or bool((phone_lens > Tx).any()) or bool((semantic_lens > Ty).any()):
+            raise ValueError(
+                f"phone_lens must be in [1, {Tx}] and semantic_lens in [0, {Ty}]; "
+                f"got {phone_lens.tolist()} and {semantic_lens.tolist()}"
+            )
         y_pad = torch.arange(Ty, device=device)[None] >= semantic_lens[:, None]  # (B, Ty) True = pad
         codes = semantic.masked_fill(y_pad, 0)
         # Targets are the codes followed by EOS; padding positions read EOS too (upstream pad_y_eos).
