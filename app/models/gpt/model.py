@@ -270,10 +270,11 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def set_precision(self, precision: str) -> None:
-        """Choose the linear kernels of :meth:`prefill` / :meth:`step`: reference, fp32, bf16 or int8.
+        """Choose the linear kernels of :meth:`prefill` / :meth:`step`.
 
-        ``fp32`` (default) is exact float32 maths; ``bf16`` and ``int8`` are approximations that
-        stream 2x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
+        ``fp32`` (default) is exact float32 maths in packed kernels; ``reference`` the plain
+        ``F.linear`` path; ``bf16``, ``int8`` and ``int8_dynamic`` are opt-in approximations that
+        stream 2x / 4x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
         """
         resolve_precision(precision, self.ar_predict_layer.weight.device)
         self._precision = precision
