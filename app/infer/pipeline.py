@@ -35,8 +35,9 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.infer import reference as ref
 from app.infer import scripts
 from app.infer.cache import LRUCache
+from app.infer.decoder import CastDecoder, WindowedDecoder
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
-from app.infer.precision import CastDecoder, PrecisionPlan, plan_for, release_packed_weights
+from app.infer.precision import PrecisionPlan, plan_for, release_packed_weights
 from app.infer.request import (
     AudioChunk,
     ModelLoadError,
@@ -98,6 +99,8 @@ class TTSPipeline:
         )
         if self.precision.decoder != torch.float32:
             self.sovits.dec = CastDecoder(self.sovits.dec, self.precision.decoder)
+        # Long segments decode in windows: same samples, a fraction of the activations in memory.
+        self.sovits.dec = WindowedDecoder(self.sovits.dec, sovits.config)
         self._hubert: HubertEncoder | None = None
         self._bert = None
         self._references: LRUCache[str, ReferenceFeatures] = LRUCache(16)
@@ -153,7 +156,9 @@ class TTSPipeline:
             if not (self.spec.hubert_dir / "config.json").is_file():
                 raise _missing_model("HuBERT", self.spec.hubert_dir, HUBERT_ASSET)
             try:
-                self._hubert = HubertEncoder(self.spec.hubert_dir, device=self.device)
+                self._hubert = HubertEncoder(
+                    self.spec.hubert_dir, device=self.device, dtype=self.precision.hubert
+                )
             except (FileNotFoundError, OSError, ValueError) as exc:
                 raise ModelLoadError(f"HuBERT model in {self.spec.hubert_dir}: {exc}") from exc
         return self._hubert

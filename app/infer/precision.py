@@ -3,12 +3,11 @@
 - ``fp32`` (default): every model in float32. The GPT's linears use the packed oneDNN fp32
   kernels (exact float32, only the summation order differs from ``F.linear``); this is the path
   the upstream parity tests check.
-- ``fast``: on CPU the GPT's linears run int8 (dynamic quantisation, a quarter of the weight
-  traffic of each decoding step) and the SoVITS HiFi-GAN decoder, which holds almost all of the
-  decode's arithmetic, runs bfloat16 when the CPU has native bf16 dot products (AVX512-BF16 /
-  AMX); without them bf16 is emulated and slower, so the decoder stays fp32. On CUDA the GPT and
-  the decoder run bf16. HuBERT, the prior encoder and the flow stay fp32 everywhere (cheap, and
-  the prompt tokens then equal the fp32 path's).
+- ``fast``: on CPU the GPT's linears run int8 (fbgemm dynamic quantisation: a quarter of the
+  weight traffic of each decoding step), and HuBERT and the SoVITS HiFi-GAN decoder (almost all
+  of the decode's arithmetic) run bfloat16 when the CPU has native bf16 dot products
+  (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. On CUDA the
+  GPT, HuBERT and the decoder run bf16. The prior encoder and the flow stay fp32 (cheap).
 
 The deviation of ``fast`` from ``fp32`` is measured by ``bench/tts_cpu.py`` and documented in the
 README ("Text to speech").
@@ -19,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from app.models.gpt.model import GPT
 from app.models.gpt.packed import resolve_precision
@@ -45,6 +43,8 @@ class PrecisionPlan:
     gpt: str
     # Compute dtype of the SoVITS HiFi-GAN decoder.
     decoder: torch.dtype
+    # Weights and compute dtype of HuBERT (the reference's prompt tokens).
+    hubert: torch.dtype = torch.float32
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -64,8 +64,9 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
     if precision != "fast":
         raise ValueError(f"unknown precision {precision!r}: use fp32 or fast")
     if device.type == "cuda":
-        return PrecisionPlan(gpt="bf16", decoder=torch.bfloat16)
-    return PrecisionPlan(gpt=FAST_CPU_GPT, decoder=torch.bfloat16 if native_bf16(device) else torch.float32)
+        return PrecisionPlan(gpt="bf16", decoder=torch.bfloat16, hubert=torch.bfloat16)
+    low = torch.bfloat16 if native_bf16(device) else torch.float32
+    return PrecisionPlan(gpt=FAST_CPU_GPT, decoder=low, hubert=low)
 
 
 def release_packed_weights(gpt: GPT) -> int:
@@ -92,17 +93,3 @@ def release_packed_weights(gpt: GPT) -> int:
         freed += w.numel() * w.element_size()
         w.data = torch.empty(0, dtype=w.dtype, device=w.device)
     return freed
-
-
-class CastDecoder(nn.Module):
-    """Runs a decoder ``f(x, g)`` in another dtype; inputs are cast in, the output back to float32."""
-
-    def __init__(self, decoder: nn.Module, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.inner = decoder.to(dtype)
-        self.dtype = dtype
-
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
-        out = self.inner(x.to(self.dtype), g=None if g is None else g.to(self.dtype))
-        return out.float()

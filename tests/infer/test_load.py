@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
-from app.infer.precision import FAST_CPU_GPT, CastDecoder, native_bf16, plan_for
+from app.infer.decoder import CastDecoder
+from app.infer.precision import FAST_CPU_GPT, native_bf16, plan_for
 from app.models.sovits.model import SoVITS
 from app.models.upstream.sovits import write_sovits
 from tests.infer.tiny import spec_for
@@ -60,7 +61,7 @@ def test_precision_plans():
 def test_fast_mode_synthesizes(tiny_home, ref_wav):
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
     assert pipe.gpt.precision == FAST_CPU_GPT
-    assert isinstance(pipe.sovits.dec, CastDecoder) == (pipe.precision.decoder != torch.float32)
+    assert isinstance(pipe.sovits.dec.inner, CastDecoder) == (pipe.precision.decoder != torch.float32)
     result = pipe.synthesize(
         TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)
     )
