@@ -183,19 +183,21 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
         "total_s": round(statistics.median(totals), 3),
         "chunks": [StreamOptions().first_chunk, StreamOptions().chunk],
     }
+    # Peak RSS of the workload (load, the three stages, streaming); the checks below allocate more.
+    out["peak_rss_mb"] = _peak_rss_mb()
+    out["rss_after_load_mb"] = round(rss_loaded, 1)
     timbre = p.timbre([p.spectrogram(inputs["wav32"])])
     if extras and precision == "fp32":
         whole = list(p.run(plan_of(prompt, timbre, noise=0.0)))[-1].result.audio
         chunked = list(p.run(plan_of(prompt, timbre, noise=0.0), token_chunks=True))[-1].result.audio
         out["stream"]["seam_snr_db_vs_whole_decode"] = _snr(whole, chunked)
         out["stream"]["seam_max_abs_err"] = int(np.abs(whole.astype(np.int32) - chunked).max())
-        # fp32 = the parity path: the packed kernels give the plain F.linear path's tokens.
-        p.gpt.set_precision("reference")
-        out["fp32_tokens_equal_reference_kernels"] = bool(torch.equal(ar(), tokens))
-        p.gpt.set_precision("fp32")
+        out["fp32_tokens_equal_reference_kernels"] = _reference_tokens_equal(
+            folder, ref_phones + target, zeros, prompt, options, tokens
+        )
+        out["windowed_decode_max_abs_err_vs_whole"] = _window_error(p, tokens, target, timbre)
     out["long_text"] = _long_text(p, plan_of, timbre, prompt, long_runs)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out["rss_after_load_mb"] = round(rss_loaded, 1)
+    out["peak_rss_mb_with_checks"] = _peak_rss_mb()
     if precision != "fp32":
         out["deviation_from_fp32"] = _deviation(
             folder, p, tokens, target, prompt, ref_phones, zeros, options, inputs
@@ -273,6 +275,38 @@ def _deviation(folder, fast, fast_tokens, target, prompt, ref_phones, zeros, opt
         "decoder_audio_snr_db": _snr(audio_ref, audio_fast),
         "decoder_audio_max_abs_err": float(f"{np.abs(audio_ref - audio_fast).max():.3g}"),
     }
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _reference_tokens_equal(folder, phones, bert, prompt, options, tokens) -> bool:
+    """fp32 is the parity path: its packed kernels give the plain ``F.linear`` path's tokens."""
+    import torch
+
+    from app.models.gpt.sampling import decode
+    from app.models.upstream.gpt import load_gpt
+
+    model = load_gpt(folder / "gpt.ckpt").model
+    model.set_precision("reference")
+    got = decode(model, torch.tensor([phones]), bert[None], prompt[None], options).tokens[0]
+    return bool(torch.equal(got, tokens))
+
+
+def _window_error(p, tokens, target, timbre) -> float:
+    """Max |windowed - whole| decoder output for the workload's 10 s (noise 0)."""
+    import torch
+
+    whole = p.decode_tokens(tokens, target, timbre, noise_scale=0.0)
+    windowed = p.sovits.dec
+    p.sovits.dec = windowed.inner  # the decoder without windows
+    try:
+        plain = p.decode_tokens(tokens, target, timbre, noise_scale=0.0)
+    finally:
+        p.sovits.dec = windowed
+    assert isinstance(windowed, torch.nn.Module)
+    return float(f"{np.abs(whole - plain).max():.3g}")
 
 
 def _r(values) -> list[float]:

@@ -103,7 +103,8 @@ class TTSPipeline:
         self.sovits.dec = WindowedDecoder(self.sovits.dec, sovits.config)
         self._hubert: HubertEncoder | None = None
         self._bert = None
-        self._references: LRUCache[str, ReferenceFeatures] = LRUCache(16)
+        # sha256 -> (clip, features); a clip holds <= 10 s of audio at two rates (~2 MB).
+        self._references: LRUCache[str, tuple[ref.ReferenceClip, ReferenceFeatures]] = LRUCache(8)
         self._extra_specs: LRUCache[str, torch.Tensor] = LRUCache(32)
         self._prompts: LRUCache[tuple[str, str], TextInput] = LRUCache(32)
         # A plain Lock, not an RLock: a streaming generator may be resumed on another thread
@@ -259,18 +260,27 @@ class TTSPipeline:
         return ReferenceFeatures(tokens, self.spectrogram(wav32))
 
     def reference_features(
-        self, clip: ref.ReferenceClip, need_tokens: bool
-    ) -> tuple[ReferenceFeatures, bool]:
-        """Features of ``clip`` from the cache, or computed (and cached); returns (features, cached)."""
-        cached = self._references.get(clip.sha256)
-        if cached is not None and (cached.prompt_tokens is not None or not need_tokens):
-            return cached, True
+        self, source: ref.AudioSource, need_tokens: bool = True
+    ) -> tuple[ref.ReferenceClip, ReferenceFeatures, bool]:
+        """The checked (maybe trimmed) clip and its features; returns (clip, features, from cache).
+
+        Keyed by the sha256 of the clip's bytes: a clip seen before is neither decoded nor encoded
+        again. ``need_tokens`` False skips HuBERT (reference-free mode); they are added later if
+        a request needs them.
+        """
+        data, name = ref.read_source(source)
+        digest = ref.sha256_of(data)
+        cached = self._references.get(digest)
+        if cached is not None and (cached[1].prompt_tokens is not None or not need_tokens):
+            return cached[0], cached[1], True
         if cached is not None:  # computed for a reference-free request; add the tokens now
-            features = replace(cached, prompt_tokens=self.prompt_tokens(clip.wav16))
+            clip = cached[0]
+            features = replace(cached[1], prompt_tokens=self.prompt_tokens(clip.wav16))
         else:
+            clip = ref.decode_clip(data, name)
             features = self.encode_reference(clip.wav16 if need_tokens else None, clip.wav32)
-        self._references.put(clip.sha256, features)
-        return features, False
+        self._references.put(digest, (clip, features))
+        return clip, features, False
 
     def timbre(self, spectrograms: Sequence[torch.Tensor]) -> Timbre:
         """Timbre of one or more references (averaged over clips)."""
@@ -360,7 +370,8 @@ class TTSPipeline:
         t_text = time.perf_counter() - start
 
         t0 = time.perf_counter()
-        clip = ref.load_clip(request.reference)
+        # Decode first without HuBERT: whether the prompt is used depends on the trimming.
+        clip, features, cached = self.reference_features(request.reference, need_tokens=False)
         prompt_text = request.prompt_text.strip("\n") if request.uses_prompt else ""
         if clip.trimmed:
             notes.append(
@@ -378,7 +389,8 @@ class TTSPipeline:
                 elif matched != prompt_text:
                     notes.append(f"The prompt text was cut to the kept phrases: {matched!r}.")
                     prompt_text = matched
-        features, cached = self.reference_features(clip, need_tokens=bool(prompt_text))
+        if prompt_text and features.prompt_tokens is None:
+            clip, features, cached = self.reference_features(request.reference, need_tokens=True)
         specs = [features.spectrogram] + [self._extra_spectrogram(s) for s in request.extra_references]
         timbre = self.timbre(specs)
         t_ref = time.perf_counter() - t0

@@ -97,7 +97,11 @@ def _load(data: bytes, name: str, sr: int) -> np.ndarray:
 
 def load_clip(source: AudioSource) -> ReferenceClip:
     """Read, check and (when longer than 10 s) trim a reference clip."""
-    data, name = read_source(source)
+    return decode_clip(*read_source(source))
+
+
+def decode_clip(data: bytes, name: str) -> ReferenceClip:
+    """:func:`load_clip` on a clip's bytes already read (``name`` is used in messages)."""
     wav32 = _load(data, name, SAMPLE_RATE)
     seconds = len(wav32) / SAMPLE_RATE
     if seconds < MIN_SECONDS:

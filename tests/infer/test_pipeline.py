@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.infer import ModelLoadError, TTSInputError, TTSPipeline, TTSRequest
+from app.infer import ModelLoadError, TTSInputError, TTSPipeline, TTSRequest, reference
 from app.infer.reference import clauses
 from tests.infer.tiny import MAX_TOKENS, spec_for, voice
 
@@ -79,13 +79,15 @@ def test_batched_segments_equal_one_by_one_when_sampling_is_greedy(pipeline, ref
 
 def test_the_same_clip_is_not_encoded_twice(pipeline, ref_wav, tmp_path, monkeypatch):
     pipeline.clear_cache()
-    calls = []
+    calls, decoded = [], []
     real = pipeline.hubert.prompt_features
     monkeypatch.setattr(pipeline.hubert, "prompt_features", lambda wav: calls.append(1) or real(wav))
+    real_decode = reference.decode_clip
+    monkeypatch.setattr(reference, "decode_clip", lambda *a: decoded.append(1) or real_decode(*a))
     first = pipeline.synthesize(_request(ref_wav, text="Cache me."))
     copy = shutil.copy(ref_wav, tmp_path / "renamed.wav")  # same bytes, other name
     second = pipeline.synthesize(_request(copy, text="Cache me."))
-    assert calls == [1] and not first.reference.cached and second.reference.cached
+    assert calls == [1] and decoded == [1] and not first.reference.cached and second.reference.cached
     assert first.reference.sha256 == second.reference.sha256
     assert np.array_equal(first.audio, second.audio)
     # Reference-free first, then with a prompt: the tokens are added to the cached entry.
