@@ -181,7 +181,7 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
         "first_audio_s": round(statistics.median(firsts), 3),
         "first_audio_runs_s": _r(firsts),
         "total_s": round(statistics.median(totals), 3),
-        "chunks": [StreamOptions().first_chunk, StreamOptions().chunk],
+        "chunk_tokens": [StreamOptions().first_chunk, StreamOptions().chunk, StreamOptions().max_chunk],
     }
     # Peak RSS of the workload (load, the three stages, streaming); the checks below allocate more.
     out["peak_rss_mb"] = _peak_rss_mb()

@@ -135,18 +135,19 @@ class Runner:
         decoder = ChunkDecoder(self.p.sovits, phones, self.plan.timbre, self.plan.noise_scale, gen, o)
         pending: list[torch.Tensor] = []
         all_tokens: list[torch.Tensor] = []
-        started = False
+        sizes = o.chunk_sizes()
+        wanted = next(sizes)
         for chunk in self._timed(it):
             tokens, final = chunk.tokens[0].cpu(), chunk.finished[0]
             pending.append(tokens)
             all_tokens.append(tokens)
-            if sum(t.numel() for t in pending) < (o.chunk if started else o.first_chunk) and not final:
+            if sum(t.numel() for t in pending) < wanted and not final:
                 continue
             t0 = time.perf_counter()
             audio = decoder.push(torch.cat(pending), final=final)
             self.sovits_s += time.perf_counter() - t0
             pending = []
-            started = started or len(audio) > 0
+            wanted = next(sizes)
             samples = to_int16(audio)
             if final:
                 samples = np.concatenate([samples, self.pause])

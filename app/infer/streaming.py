@@ -18,6 +18,7 @@ compared sample by sample with a whole-segment decode; ``tests/infer/test_stream
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,8 +34,11 @@ class StreamOptions:
 
     # Tokens before the first audio is decoded (12 tokens = 0.48 s of speech).
     first_chunk: int = 12
-    # Tokens per later chunk (larger chunks cost less overhead per second of audio).
+    # Tokens of the second chunk; each later chunk doubles, up to ``max_chunk``: small chunks start
+    # the audio early, larger ones later cost less context overhead per second of audio.
     chunk: int = 24
+    # Largest chunk.
+    max_chunk: int = 96
     # Earlier tokens the prior encoder sees with each chunk.
     encoder_context: int = 16
     # Earlier 50 Hz frames the flow and decoder see with each chunk (their receptive field).
@@ -43,10 +47,18 @@ class StreamOptions:
     hold: int = 4
 
     def __post_init__(self) -> None:
-        if min(self.first_chunk, self.chunk) < 1:
-            raise ValueError("stream chunks must hold at least one token")
+        if min(self.first_chunk, self.chunk) < 1 or self.max_chunk < self.chunk:
+            raise ValueError("stream chunks must hold at least one token and max_chunk >= chunk")
         if min(self.encoder_context, self.decoder_context, self.hold) < 0:
             raise ValueError("stream contexts and hold must be >= 0")
+
+    def chunk_sizes(self) -> Iterator[int]:
+        """Tokens per chunk: first_chunk, chunk, then doubling up to max_chunk."""
+        yield self.first_chunk
+        size = self.chunk
+        while True:
+            yield size
+            size = min(2 * size, self.max_chunk)
 
 
 class ChunkDecoder:
