@@ -115,9 +115,9 @@ def build(ctx: UIContext) -> None:
                 split = gr.Dropdown(splits, value=DEFAULTS.split_method, label=ctx.t("tts.split"))
                 top_k = gr.Slider(1, 100, value=DEFAULTS.top_k, step=1, label="top_k")
                 top_p = gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="top_p")
-                temperature = gr.Slider(0.05, 1.0, value=DEFAULTS.temperature, step=0.05, label="temperature")
+                temperature = gr.Slider(0.0, 1.0, value=DEFAULTS.temperature, step=0.05, label="temperature")
                 penalty = gr.Slider(
-                    0.0, 2.0, value=DEFAULTS.repetition_penalty, step=0.05, label=ctx.t("tts.penalty")
+                    0.05, 2.0, value=DEFAULTS.repetition_penalty, step=0.05, label=ctx.t("tts.penalty")
                 )
                 speed = gr.Slider(0.6, 1.65, value=DEFAULTS.speed, step=0.05, label=ctx.t("tts.speed"))
                 pause = gr.Slider(0.0, 1.0, value=DEFAULTS.pause_seconds, step=0.05, label=ctx.t("tts.pause"))
