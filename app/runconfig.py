@@ -28,6 +28,18 @@ FORMAT_STEPS: tuple[str, ...] = ("1a", "1b", "1c")
 TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2")
 # Mixed precision on CUDA; CPU always trains in fp32.
 PRECISIONS: tuple[str, ...] = ("fp16", "bf16", "fp32")
+# The kinds of run an experiment has, each in its own folder (run.yaml, status.json, logs, checkpoints).
+RUN_KINDS: tuple[str, ...] = ("format", "sovits", "gpt")
+MODULES = {"format": FORMAT_MODULE, "sovits": SOVITS_MODULE, "gpt": GPT_MODULE}
+
+
+def run_folder(kind: str, version: str) -> str:
+    """Folder of a run inside its experiment: upstream's ``logs_s2_<version>`` / ``logs_s1_<version>``
+    for training, ``format`` for dataset formatting."""
+    folders = {"format": "format", "sovits": f"logs_s2_{version}", "gpt": f"logs_s1_{version}"}
+    if kind not in folders:
+        raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}")
+    return folders[kind]
 
 
 @dataclass(frozen=True)

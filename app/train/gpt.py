@@ -75,11 +75,6 @@ class GPTTrainError(RuntimeError):
     """The run cannot start; the message says what to change."""
 
 
-def run_dir_name(version: str) -> str:
-    """Upstream's run folder inside the experiment: ``logs_s1_<version>``."""
-    return f"logs_s1_{version}"
-
-
 def _check_run(cfg: GPTRunConfig) -> None:
     if cfg.version not in TRAIN_VERSIONS:
         raise GPTTrainError(f"version {cfg.version!r} cannot be trained here: choose one of {TRAIN_VERSIONS}")

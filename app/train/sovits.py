@@ -70,11 +70,6 @@ class SoVITSTrainError(RuntimeError):
     """The run cannot start; the message says what to change."""
 
 
-def run_dir_name(version: str) -> str:
-    """Upstream's run folder inside the experiment: ``logs_s2_<version>``."""
-    return f"logs_s2_{version}"
-
-
 def _tuples(value: Any) -> Any:
     """YAML lists -> tuples, so they fit the frozen config's tuple fields."""
     if isinstance(value, list):
