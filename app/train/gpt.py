@@ -199,7 +199,7 @@ def train(cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: Distribu
     )
     loader = DataLoader(
         dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_code=model.config.eos),
-        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
+        num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
     )  # fmt: skip
     sampler.set_epoch(1)
     per_epoch = -(-len(sampler.batches()) // cfg.accumulate_batches)

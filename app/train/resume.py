@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 
 import torch
@@ -77,6 +78,16 @@ def agree(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the DataLoaders: workers ignore SIGTERM.
+
+    A job is stopped with SIGTERM to its whole process group; the trainer finishes its step,
+    saves and shuts its workers down itself. A worker that died of the signal first would make
+    the DataLoader raise and the run end as failed without its checkpoint.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -269,7 +269,7 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
     )
     loader = DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
     )  # fmt: skip
     sampler.set_epoch(1)
     per_epoch = len(sampler.batches())
