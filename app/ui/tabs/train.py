@@ -386,7 +386,7 @@ def build(ctx: UIContext) -> None:
 
     exp.change(
         on_experiment,
-        [exp, version, list_path, audio_dir],
+        [exp, version, list_path],
         [list_path, audio_dir, *refreshed],
         show_progress="hidden",
     )
