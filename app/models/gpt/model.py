@@ -168,6 +168,7 @@ class _LayerKernels:
 class _Kernels:
     precision: str
     device: torch.device
+    dtype: torch.dtype
     versions: tuple[int, ...]
     bert_proj: LinearFn
     predict: LinearFn
@@ -232,6 +233,11 @@ class GPT(nn.Module):
         B, Tx = phones.shape
         Ty = semantic.shape[1]
         device = phones.device
+        if bool((phone_lens < 1).any()) or bool((phone_lens > Tx).any()) or bool((semantic_lens > Ty).any()):
+            raise ValueError(
+                f"phone_lens must be in [1, {Tx}] and semantic_lens in [0, {Ty}]; "
+                f"got {phone_lens.tolist()} and {semantic_lens.tolist()}"
+            )
         y_pad = torch.arange(Ty, device=device)[None] >= semantic_lens[:, None]  # (B, Ty) True = pad
         codes = semantic.masked_fill(y_pad, 0)
         # Targets are the codes followed by EOS; padding positions read EOS too (upstream pad_y_eos).
@@ -264,10 +270,11 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def set_precision(self, precision: str) -> None:
-        """Choose the linear kernels of :meth:`prefill` / :meth:`step`: reference, fp32, bf16 or int8.
+        """Choose the linear kernels of :meth:`prefill` / :meth:`step`.
 
-        ``fp32`` (default) is exact float32 maths; ``bf16`` and ``int8`` are approximations that
-        stream 2x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
+        ``fp32`` (default) is exact float32 maths in packed kernels; ``reference`` the plain
+        ``F.linear`` path; ``bf16``, ``int8`` and ``int8_dynamic`` are opt-in approximations that
+        stream 2x / 4x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
         """
         resolve_precision(precision, self.ar_predict_layer.weight.device)
         self._precision = precision
@@ -381,11 +388,15 @@ class GPT(nn.Module):
     def _ensure_kernels(self) -> _Kernels:
         """Pack the linear weights for decoding, again whenever a parameter changed since the last pack."""
         device = self.ar_predict_layer.weight.device
+        dtype = self._stream_dtype()
         versions = tuple(p._version for p in self.parameters())
         kern = self._kernels
-        if kern is not None and kern.versions == versions and kern.device == device:
+        if kern is not None and (kern.versions, kern.device, kern.dtype) == (versions, device, dtype):
             return kern
         precision = resolve_precision(self._precision, device)
+        if dtype != torch.float32:
+            # A model cast to fp16/bf16 as a whole (upstream's is_half on GPU) runs its own weights.
+            precision = "reference"
 
         def pack(lin_w: torch.Tensor, lin_b: torch.Tensor | None, relu: bool = False) -> LinearFn:
             return pack_linear(lin_w, lin_b, precision, relu)
@@ -406,6 +417,7 @@ class GPT(nn.Module):
         self._kernels = _Kernels(
             precision=precision,
             device=device,
+            dtype=dtype,
             versions=versions,
             bert_proj=pack(self.bert_proj.weight, self.bert_proj.bias),
             predict=pack(self.ar_predict_layer.weight, None),

@@ -150,53 +150,58 @@ def generate(
     width = phones.shape[1] + (0 if prompt is None else prompt.shape[1])
     if cache is None:
         cache = model.new_cache(B, width + opt.max_new_tokens)
+    elif cache.capacity < width + opt.max_new_tokens or cache.max_batch < B:
+        raise ValueError(
+            f"the KV cache holds {cache.max_batch} rows x {cache.capacity} columns; this request needs "
+            f"{B} rows x {width + opt.max_new_tokens} (prefill {width} + max_new_tokens {opt.max_new_tokens})"
+        )
     generator = None
     if opt.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opt.seed)
 
-    with torch.inference_mode():
-        logits = model.prefill(cache, phones, bert, prompt, phone_lens, prompt_lens)
-        # seen[i, id]: id occurs in the prompt or output of active row i (repetition penalty).
-        seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
-        if prompt is not None and prompt.shape[1]:
-            valid = (
-                torch.arange(prompt.shape[1], device=device)[None]
-                < _row_lengths(prompt_lens, prompt)[:, None]
-            )
-            seen.scatter_(1, prompt.masked_fill(~valid, eos), valid)  # padding writes False onto EOS
-        out = torch.empty(B, opt.max_new_tokens, dtype=torch.long, device=device)
-        active = list(range(B))  # request row of each cache row
-        rows = torch.arange(B, device=device)
-        lengths, emitted = [0] * B, [0] * B
-        on_eos = [False] * B
-        step = 0
-        while True:
-            allow_eos = not opt.suppress_eos and step >= opt.min_tokens_before_eos
-            # Upstream cuts the EOS column off (rather than masking it) while EOS is not allowed.
-            tokens, greedy = choose_tokens(logits if allow_eos else logits[:, :eos], seen, opt, generator)
-            out[rows, step] = tokens
-            step += 1
-            hit = []
-            if allow_eos:
-                stop = (tokens == eos) | (greedy == eos)
-                if bool(stop.any()):
-                    hit = torch.nonzero(stop).flatten().tolist()
-            for i, r in enumerate(active):
-                lengths[r] = step - 1 if i in hit else step
-                on_eos[r] = i in hit
-            ended = set(range(len(active))) if step == opt.max_new_tokens else set(hit)
-            if ended or (chunk_tokens and step % chunk_tokens == 0):
-                done = {active[i] for i in ended}
-                yield _chunk(out, lengths, emitted, done, on_eos, step)
-            if len(ended) == len(active):
-                return
-            seen.scatter_(1, tokens[:, None], True)
-            if ended:
-                keep = torch.tensor([i for i in range(len(active)) if i not in ended], device=device)
-                active = [active[i] for i in keep.tolist()]
-                rows, seen, tokens = rows[keep], seen[keep], tokens[keep]
-                cache.keep(keep)
-            logits = model.step(cache, tokens)
+    # No grad-mode context is held across the yields below (it would leak into the consumer);
+    # prefill() and step() run in inference mode themselves.
+    logits = model.prefill(cache, phones, bert, prompt, phone_lens, prompt_lens)
+    # seen[i, id]: id occurs in the prompt or output of active row i (repetition penalty).
+    seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
+    if prompt is not None and prompt.shape[1]:
+        valid = (
+            torch.arange(prompt.shape[1], device=device)[None] < _row_lengths(prompt_lens, prompt)[:, None]
+        )
+        seen.scatter_(1, prompt.masked_fill(~valid, eos), valid)  # padding writes False onto EOS
+    out = torch.empty(B, opt.max_new_tokens, dtype=torch.long, device=device)
+    active = list(range(B))  # request row of each cache row
+    rows = torch.arange(B, device=device)
+    lengths, emitted = [0] * B, [0] * B
+    on_eos = [False] * B
+    step = 0
+    while True:
+        allow_eos = not opt.suppress_eos and step >= opt.min_tokens_before_eos
+        # Upstream cuts the EOS column off (rather than masking it) while EOS is not allowed.
+        tokens, greedy = choose_tokens(logits if allow_eos else logits[:, :eos], seen, opt, generator)
+        out[rows, step] = tokens
+        step += 1
+        hit = []
+        if allow_eos:
+            stop = (tokens == eos) | (greedy == eos)
+            if bool(stop.any()):
+                hit = torch.nonzero(stop).flatten().tolist()
+        for i, r in enumerate(active):
+            lengths[r] = step - 1 if i in hit else step
+            on_eos[r] = i in hit
+        ended = set(range(len(active))) if step == opt.max_new_tokens else set(hit)
+        if ended or (chunk_tokens and step % chunk_tokens == 0):
+            done = {active[i] for i in ended}
+            yield _chunk(out, lengths, emitted, done, on_eos, step)
+        if len(ended) == len(active):
+            return
+        seen.scatter_(1, tokens[:, None], True)
+        if ended:
+            keep = torch.tensor([i for i in range(len(active)) if i not in ended], device=device)
+            active = [active[i] for i in keep.tolist()]
+            rows, seen, tokens = rows[keep], seen[keep], tokens[keep]
+            cache.keep(keep)
+        logits = model.step(cache, tokens)
 
 
 def decode(

@@ -153,7 +153,9 @@ def test_batched_decoding_rows_match_single_rows() -> None:
                 torch.testing.assert_close(got[b], want[0], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 0.05), ("int8", 0.15)])
+@pytest.mark.parametrize(
+    ("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 0.05), ("int8", 0.1), ("int8_dynamic", 0.15)]
+)
 def test_precisions_follow_reference(precision: str, tolerance: float) -> None:
     model = tiny_gpt(dim=64, n_layer=3)
     phones, bert, prompt = tiny_inputs(model, 10, 8)
@@ -206,3 +208,15 @@ def test_inference_errors_are_clear() -> None:
         model.prefill(model.new_cache(1, 8), phones, bert, prompt, phone_lens=torch.tensor([9]))
     with pytest.raises(ValueError, match="unknown precision"):
         model.set_precision("fp8")
+
+
+def test_model_cast_to_bfloat16_runs_its_own_weights() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    with torch.inference_mode():
+        want = model.prefill(model.new_cache(1, 8), phones, bert, prompt)
+        model.to(torch.bfloat16)
+        cache = model.new_cache(1, 8)
+        got = model.prefill(cache, phones, bert.bfloat16(), prompt)
+    assert cache.k.dtype == got.dtype == torch.bfloat16
+    assert (got.float() - want).abs().max() < 0.1 * want.std()

@@ -90,6 +90,19 @@ def test_top_p_uses_untempered_distribution_before_temperature() -> None:
     assert set(tokens.tolist()) == {0, 1}
 
 
+def test_penalty_comes_before_top_p() -> None:
+    logits = torch.full((2000, 6), -5.0)
+    logits[:, 0], logits[:, 1] = 3.0, 2.6  # token 0 was seen: 3.0 / 1.35 = 2.22 < 2.6
+    seen = torch.zeros(2000, 6, dtype=torch.bool)
+    seen[:, 0] = True
+    gen = torch.Generator().manual_seed(5)
+    tokens, greedy = choose_tokens(
+        logits, seen, SamplingOptions(top_k=0, top_p=0.5, repetition_penalty=1.35), gen
+    )
+    assert set(tokens.tolist()) == {1}
+    assert set(greedy.tolist()) == {1}
+
+
 def test_top_k_keeps_k_best_and_ties() -> None:
     logits = torch.tensor([[5.0, 4.0, 4.0, 1.0, 0.0, 3.0]]).expand(3000, -1)
     seen = torch.zeros_like(logits, dtype=torch.bool)
@@ -221,3 +234,23 @@ def test_seed_reproduces_and_differs() -> None:
 def test_invalid_options_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         SamplingOptions(**bad)
+
+
+def test_streaming_does_not_leak_inference_mode_into_the_consumer() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    stream = generate(
+        model, phones, bert, prompt, SamplingOptions(max_new_tokens=12, suppress_eos=True), chunk_tokens=4
+    )
+    next(stream)
+    assert torch.is_grad_enabled()
+    assert not torch.is_inference_mode_enabled()
+    rest = list(stream)
+    assert rest[-1].finished == (True,)
+
+
+def test_a_too_small_cache_is_refused_before_decoding() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    with pytest.raises(ValueError, match="needs 1 rows x 28"):
+        decode(model, phones, bert, prompt, SamplingOptions(max_new_tokens=20), cache=model.new_cache(1, 27))
