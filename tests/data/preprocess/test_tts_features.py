@@ -197,3 +197,19 @@ def test_a_missing_base_model_names_the_download(tmp_path, tts_dataset, tts_pret
     torch.save(torch.zeros(1, 768, 10), tmp_path / "voice" / "4-cnhubert" / "piper_00.wav.pt")
     with pytest.raises(BaseModelMissing, match=r"download_models\.py gpt-sovits-v2"):
         run_format(config)
+
+
+@pytest.mark.slow
+def test_worker_processes_phonemise_the_same(
+    tmp_path, monkeypatch, tts_experiment, tts_dataset, tts_pretrained
+) -> None:
+    from app.data.preprocess import tts_steps
+
+    monkeypatch.setattr(tts_steps, "MIN_ITEMS_PER_PROCESS", 1)  # use the pool even for 20 lines
+    audio_dir, _, list_path = tts_dataset
+    config = make_config(tts_pretrained, list_path, audio_dir, tmp_path / "voice", steps=("1a",), workers=2)
+    report = run_format(config)
+    assert report.steps[0].processed == 20 and not report.problems
+    assert (tmp_path / "voice" / "2-name2text.txt").read_bytes() == (
+        tts_experiment / "2-name2text.txt"
+    ).read_bytes()
