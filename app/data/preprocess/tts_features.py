@@ -217,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop["requested"] = True
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    write_status(status.path, status.status)  # replaces the status a previous run left
     try:
         config = config_io.load(FormatRunConfig, args.config)
         report = run_format(config, progress=status, should_stop=lambda: stop["requested"])
