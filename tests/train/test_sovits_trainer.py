@@ -11,9 +11,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
-from app.models.upstream.sovits import read_sovits
+from app.models.upstream.sovits import load_sovits, read_sovits, write_sovits
 from app.runconfig import SoVITSRunConfig
-from app.train.sovits import SoVITSTrainError, build_discriminator, build_generator, optimizers, train_step
+from app.train.sovits import (
+    SoVITSTrainError,
+    build_discriminator,
+    build_generator,
+    export_config,
+    optimizers,
+    train_step,
+)
 from app.train.sovits_data import SoVITSDataset, TrainingDataError, collate
 from tests.tts_data import TINY_SOVITS
 
@@ -74,6 +81,22 @@ def test_pretrained_generator_is_loaded_and_frozen_parts_get_no_updates(
     assert torch.equal(model.ssl_proj.weight, frozen)
     assert torch.equal(model.quantizer.vq.layers[0]._codebook.embed, codebook)
     assert not torch.equal(model.enc_p.text_embedding.weight, trained)
+
+    # The export keeps the pretrained file's shape and tree, with this run's settings.
+    path = write_sovits(
+        tmp_path / "voice_e1_s1.pth", model.state_dict(), export_config(model.config, cfg, tmp_path), 1, 1
+    )
+    loaded, record = load_sovits(path, expect_version="v2")
+    assert record.config == read_sovits(tts_pretrained.s2g).config and record.info == "1epoch_1iteration"
+    assert record.hparams["name"] == "voice" and record.hparams["train"]["pretrained_s2G"] == str(
+        tts_pretrained.s2g
+    )
+    assert record.hparams["train"]["text_low_lr_rate"] == 0.4 and record.hparams["data"]["exp_dir"] == str(
+        tts_experiment
+    )
+    torch.testing.assert_close(
+        loaded.enc_p.text_embedding.weight, model.enc_p.text_embedding.weight.half().float()
+    )
 
 
 def test_missing_pretrained_files_warn_and_start_from_scratch(tmp_path, tts_experiment, caplog) -> None:
