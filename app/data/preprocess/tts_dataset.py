@@ -24,7 +24,7 @@ from pathlib import Path
 from app.assets import catalog
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.data.experiment import atomic_write_text
-from app.data.filelist import read_list, resolve_audio
+from app.data.filelist import FileListError, read_list, resolve_audio
 from app.text.cleaner import UnsupportedLanguage, check_language
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,6 @@ def read_items(list_path: Path, audio_dir: Path | None, version: str) -> tuple[l
 
     Raises :class:`FormatError` when the file itself cannot be read.
     """
-    from app.data.filelist import FileListError
-
     try:
         parsed = read_list(list_path)
     except FileListError as exc:

@@ -374,6 +374,15 @@ def build(ctx: UIContext) -> None:
                 ex.start(layout, jobs, name, kind, config, tuple(int(g) for g in gpu_values or ()))
             except ex.ExperimentError as exc:
                 raise gr.Error(str(exc)) from None
+            starts = (
+                [config.pretrained_g, config.pretrained_d] if kind == "sovits" else [config.pretrained_s1]
+            )
+            missing = [str(p) for p in starts if p is None or not Path(p).is_file()]
+            if missing:
+                gr.Warning(
+                    f"Not found: {', '.join(missing)}. Training starts from random weights there; "
+                    f"download the base models with: python tools/download_models.py gpt-sovits-{version_value}"
+                )
             return refresh(name, version_value)
 
         return run
