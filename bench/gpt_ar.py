@@ -87,12 +87,13 @@ def worker(threads: int, runs: int, precisions: list[str], deviation: bool) -> d
     tokens: dict[str, torch.Tensor] = {}
     for precision in precisions:
         model.set_precision(precision)
-        times = []
+        times, cpu_times = [], []
         for i in range(runs + 1):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             result = decode(model, phones, bert, prompt, options, cache=cache)
             if i:  # the first run is the warm-up (packing, allocator)
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
         tokens[precision] = result.tokens[0]
         assert result.tokens[0].numel() == NEW_TOKENS
         with torch.inference_mode():
@@ -103,6 +104,10 @@ def worker(threads: int, runs: int, precisions: list[str], deviation: bool) -> d
             "tokens_per_s_median": round(NEW_TOKENS / statistics.median(times), 1),
             "tokens_per_s_best": round(NEW_TOKENS / min(times), 1),
             "decode_s_runs": [round(t, 3) for t in times],
+            # CPU seconds of this process per decode: with 1 thread, what the wall time would be
+            # on an idle machine (robust to other processes sharing the cores); with 2 threads it
+            # also counts OpenMP spin-waiting
+            "decode_cpu_s_runs": [round(t, 3) for t in cpu_times],
             "prefill_s": round(prefill_s, 3),
         }
     out = {
@@ -169,7 +174,7 @@ def main() -> None:
         cmd += ["--precisions", *args.precisions] + (["--deviation"] if i == 0 else [])
         out = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    load = os.getloadavg()[0]
+    load = os.getloadavg()[0]  # other processes on the machine distort wall times
     print(
         json.dumps(
             {

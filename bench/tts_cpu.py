@@ -266,7 +266,9 @@ def _deviation(folder, fast, fast_tokens, target, prompt, ref_phones, zeros, opt
     audio_fast = fast.decode_tokens(ref_tokens, target, timbre_fast, noise_scale=0.0)
     diverged = (~same).nonzero()
     return {
-        "hubert_code_agreement": round((ref.prompt_tokens(inputs["wav16"]) == prompt).float().mean().item(), 4),
+        "hubert_code_agreement": round(
+            (ref.prompt_tokens(inputs["wav16"]) == prompt).float().mean().item(), 4
+        ),
         "sampled_token_agreement": round(same.float().mean().item(), 4),
         "first_divergent_token": int(diverged[0]) if len(diverged) else None,
         "logits_max_abs_err": float(f"{err.max().item():.3g}"),

@@ -38,6 +38,8 @@ import torch.nn.functional as F
 logger = logging.getLogger(__name__)
 
 Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
+# Inputs with more rows than this (prefill) use a dequantised bf16 GEMM in the "int8" kernels.
+_INT8_GEMV_ROWS = 8
 PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
 
 LinearFn = Callable[[torch.Tensor], torch.Tensor]
@@ -141,7 +143,12 @@ def _int8_weight_only(weight: torch.Tensor, bias: torch.Tensor | None, relu: boo
 
     def run(x: torch.Tensor) -> torch.Tensor:
         shape = x.shape  # (..., in) -> the op takes a contiguous 2-d bf16 input
-        y = op(x.reshape(-1, shape[-1]).bfloat16().contiguous(), qweight, scales_bf16)
+        flat = x.reshape(-1, shape[-1]).bfloat16().contiguous()
+        if flat.shape[0] > _INT8_GEMV_ROWS:
+            # Prefill: a bf16 GEMM on the dequantised weight beats the int8 kernel, built for GEMV.
+            y = F.linear(flat, qweight.bfloat16() * scales_bf16[:, None])
+        else:
+            y = op(flat, qweight, scales_bf16)
         y = y.float().view(*shape[:-1], -1)
         if bias is not None:
             y = y + bias
