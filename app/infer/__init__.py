@@ -1,0 +1,45 @@
+"""Voice-clone inference: one TTS pipeline behind the TTS tab, the CLI and the HTTP API.
+
+    from app.infer import PipelineSpec, TTSPipeline, TTSRequest
+
+    pipeline = TTSPipeline.load(PipelineSpec(gpt_path, sovits_path, hubert_dir, bert_dir))
+    result = pipeline.synthesize(TTSRequest(text="...", reference="ref.wav", prompt_text="..."))
+    for chunk in pipeline.stream(request): ...
+
+- :mod:`app.infer.request`: PipelineSpec, TTSRequest, TTSResult, AudioChunk, errors.
+- :mod:`app.infer.pipeline`: TTSPipeline (stages callable one by one).
+- :mod:`app.infer.reference`: reference loading and trimming; :mod:`app.infer.streaming`: chunked decoding.
+- :mod:`app.infer.history`: output/tts history files; :mod:`app.infer.tts`: the CLI.
+"""
+
+from app.infer.pipeline import TTSPipeline
+from app.infer.request import (
+    PRECISIONS,
+    AudioChunk,
+    ModelLoadError,
+    PipelineSpec,
+    ReferenceAudioError,
+    ReferenceInfo,
+    Timings,
+    TTSError,
+    TTSInputError,
+    TTSRequest,
+    TTSResult,
+)
+from app.infer.streaming import StreamOptions
+
+__all__ = [
+    "PRECISIONS",
+    "AudioChunk",
+    "ModelLoadError",
+    "PipelineSpec",
+    "ReferenceAudioError",
+    "ReferenceInfo",
+    "StreamOptions",
+    "TTSError",
+    "TTSInputError",
+    "TTSPipeline",
+    "TTSRequest",
+    "TTSResult",
+    "Timings",
+]

@@ -1,0 +1,446 @@
+"""The one TTS pipeline: reference clip + text -> 32 kHz speech in the reference's voice.
+
+Stages (each callable on its own, so parity can be checked with fixture inputs):
+
+1. text (:meth:`TTSPipeline.prompt_input`, :meth:`TTSPipeline.segment_inputs`): the prompt text gets
+   a final "。" (or "." for English) when it ends without punctuation; the target text is split
+   (``app.text.split_text``: method, merging of short pieces, final punctuation); each piece is read
+   into phones, and Chinese parts get BERT features (zeros elsewhere; BERT loads on first use).
+2. reference (:meth:`TTSPipeline.reference_features`): trim (``app.infer.reference``), then the GPT
+   prompt = semantic tokens of the 16 kHz clip + 0.3 s of silence through HuBERT and the SoVITS
+   quantizer, and the timbre spectrogram of the 32 kHz clip. Cached per clip (sha256 of its bytes).
+3. tokens (:meth:`TTSPipeline.generate_tokens`): the GPT decodes each segment on phones = prompt
+   phones + segment phones (BERT likewise), prompted with the reference tokens; ``batch_size``
+   segments share one batched decoding loop.
+4. audio (:meth:`TTSPipeline.decode_tokens`): SoVITS decodes each segment's tokens with the
+   segment's phones (not the prompt's) and the timbre; a segment louder than full scale is
+   divided by its peak; ``pause_seconds`` of silence follow every segment; int16 output.
+
+:meth:`TTSPipeline.synthesize` returns the whole result; :meth:`TTSPipeline.stream` yields audio as
+soon as the first segment (or, with ``token_chunks``, the first tokens) is decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from app.assets.registry import DOWNLOAD_COMMAND
+from app.infer import reference as ref
+from app.infer import scripts
+from app.infer.cache import LRUCache
+from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
+from app.infer.precision import CastDecoder, PrecisionPlan, plan_for
+from app.infer.request import (
+    AudioChunk,
+    ModelLoadError,
+    PipelineSpec,
+    ReferenceInfo,
+    Timings,
+    TTSInputError,
+    TTSRequest,
+    TTSResult,
+)
+from app.infer.seeds import random_seed
+from app.infer.streaming import StreamOptions
+from app.models.encoders.hubert import HubertEncoder
+from app.models.gpt.sampling import MAX_NEW_TOKENS, SamplingOptions, TokenChunk, generate
+from app.models.sovits.model import SoVITS, Timbre
+from app.models.sovits.reference import normalize_reference, reference_spectrogram
+from app.models.upstream.gpt import GPTFile, load_gpt
+from app.models.upstream.sovits import load_sovits
+from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
+from app.text.frontend import TextResult
+from app.text.split import CLAUSE_MARKS
+
+log = logging.getLogger(__name__)
+
+TOKEN_RATE = 25  # semantic tokens per second; upstream stops the GPT after 25 * max_sec tokens
+BERT_LANGUAGE = "zh"  # the only language whose segments get BERT features
+HUBERT_ASSET, BERT_ASSET = "chinese-hubert-base", "chinese-roberta-wwm-ext-large"
+
+
+def _missing_model(kind: str, folder: object, asset: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{kind} model missing in {folder} (no config.json): download it with "
+        f"`{DOWNLOAD_COMMAND} {asset}` or copy GPT-SoVITS's pretrained_models/{asset} there"
+    )
+
+
+class TTSPipeline:
+    """GPT + SoVITS (+ HuBERT and BERT, loaded on first use) for one :class:`PipelineSpec`.
+
+    Thread-safe: one synthesis runs at a time per pipeline.
+    """
+
+    def __init__(self, spec: PipelineSpec, gpt: GPTFile, sovits: SoVITS) -> None:
+        self.spec = spec
+        self.device = torch.device(spec.device)
+        self.gpt = gpt.model
+        self.gpt_version = gpt.version
+        # Upstream: early_stop_num = 25 * max_sec, and it stops once more tokens than that exist.
+        self.max_new_tokens = TOKEN_RATE * gpt.max_sec + 1 if gpt.max_sec else MAX_NEW_TOKENS
+        self.sovits = sovits
+        self.version = sovits.config.version
+        self.text_version = "v1" if self.version == "v1" else "v2"
+        self.sample_rate = sovits.config.sampling_rate
+        self.precision: PrecisionPlan = plan_for(spec.precision, self.device)
+        self.gpt.set_precision(self.precision.gpt)
+        if self.precision.decoder != torch.float32:
+            self.sovits.dec = CastDecoder(self.sovits.dec, self.precision.decoder)
+        self._hubert: HubertEncoder | None = None
+        self._bert = None
+        self._references: LRUCache[str, ReferenceFeatures] = LRUCache(16)
+        self._extra_specs: LRUCache[str, torch.Tensor] = LRUCache(32)
+        self._prompts: LRUCache[tuple[str, str], TextInput] = LRUCache(32)
+        # A plain Lock, not an RLock: a streaming generator may be resumed on another thread
+        # (web servers run each step in a worker pool), and only Lock may be released there.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, spec: PipelineSpec) -> TTSPipeline:
+        """Load the GPT and SoVITS files of ``spec``; :class:`ModelLoadError` names what is wrong."""
+        device = torch.device(spec.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"device {spec.device!r} was asked for but no CUDA GPU is available; use cpu"
+            )
+        try:
+            gpt = load_gpt(spec.gpt_path, device=device)
+        except ValueError as exc:  # GPTFileError and friends: the message names the file
+            raise ModelLoadError(f"GPT model: {exc}") from exc
+        try:
+            sovits, record = load_sovits(spec.sovits_path, device=device)
+        except ValueError as exc:  # CheckpointError / UnsafePickleError
+            raise ModelLoadError(f"SoVITS model: {exc}") from exc
+        if record.config.is_pro:
+            raise ModelLoadError(
+                f"{spec.sovits_path} is a {record.version} SoVITS model; it needs the ERes2NetV2 "
+                "speaker-verification embedding, which this version does not compute yet: pick a v1 or "
+                "v2 SoVITS model"
+            )
+        if gpt.version == "v1" and record.version != "v1":
+            raise ModelLoadError(
+                f"{spec.gpt_path} is a v1 GPT (322 phone symbols) but {spec.sovits_path} is a "
+                f"{record.version} SoVITS model: pick a GPT and a SoVITS model of the same version"
+            )
+        log.info(
+            "TTS pipeline: GPT %s (%s), SoVITS %s (%s), %s, %s",
+            spec.gpt_path.name,
+            gpt.version,
+            spec.sovits_path.name,
+            record.version,
+            device,
+            spec.precision,
+        )
+        return cls(spec, gpt, sovits)
+
+    @property
+    def hubert(self) -> HubertEncoder:
+        """The content encoder, loaded on first use."""
+        if self._hubert is None:
+            if not (self.spec.hubert_dir / "config.json").is_file():
+                raise _missing_model("HuBERT", self.spec.hubert_dir, HUBERT_ASSET)
+            try:
+                self._hubert = HubertEncoder(self.spec.hubert_dir, device=self.device)
+            except (FileNotFoundError, OSError, ValueError) as exc:
+                raise ModelLoadError(f"HuBERT model in {self.spec.hubert_dir}: {exc}") from exc
+        return self._hubert
+
+    @property
+    def bert(self):
+        """The BERT phone featurizer, loaded on first use (only Chinese text needs it)."""
+        if self._bert is None:
+            from app.models.encoders.bert import BertFeaturizer, BertModelMissing, BertOptions
+
+            if not (self.spec.bert_dir / "config.json").is_file():
+                raise _missing_model("BERT", self.spec.bert_dir, BERT_ASSET)
+            try:
+                bert = BertFeaturizer(BertOptions(self.spec.bert_dir, device=str(self.device)))
+            except (BertModelMissing, OSError, ValueError) as exc:
+                raise ModelLoadError(f"BERT model in {self.spec.bert_dir}: {exc}") from exc
+            if bert.dim != self.gpt.config.bert_dim:
+                raise ModelLoadError(
+                    f"BERT in {self.spec.bert_dir} gives {bert.dim}-wide features but the GPT expects "
+                    f"{self.gpt.config.bert_dim}: use chinese-roberta-wwm-ext-large"
+                )
+            self._bert = bert
+        return self._bert
+
+    def languages(self) -> tuple[str, ...]:
+        """Language mode ids this pipeline's models can read."""
+        from app.text import modes
+
+        return modes(self.text_version)
+
+    # -------------------------------------------------------------------------- 1: text
+    def _read(self, text: str, language: str, what: str = "text") -> TextResult:
+        """Phones of ``text``; refuses text in which nothing can be read as ``language``."""
+        try:
+            result = text_to_phones(text, language, self.text_version)
+        except (EmptyText, UnsupportedLanguage, OverrideError) as exc:
+            raise TTSInputError(f"{what}: {exc}") from exc
+        if not scripts.speaks(result.phones):
+            foreign = scripts.unreadable_letters(text)
+            why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
+            raise TTSInputError(
+                f"{what} {text.strip()!r} cannot be read as {LanguageMode.parse(language).value}: {why} "
+                f"the models cannot speak (they read {scripts.LANGUAGES}); choose the text's language "
+                "or write it in one of those"
+            )
+        return result
+
+    def text_features(self, results: Sequence[TextResult]) -> list[torch.Tensor]:
+        """(bert_dim, n_phones) float32 per result; BERT runs only when a Chinese segment exists."""
+        needs_bert = any(
+            s.lang == BERT_LANGUAGE and s.word2ph is not None and s.phones
+            for r in results
+            for s in r.segments
+        )
+        if needs_bert:
+            return self.bert.text_features_batch(results)
+        return [torch.zeros(self.gpt.config.bert_dim, len(r.phones)) for r in results]
+
+    def prompt_input(self, text: str, language: str) -> TextInput:
+        """Phones and BERT of the prompt text, "。"/"." appended when it ends without punctuation."""
+        text = text.strip("\n")
+        if text and text[-1] not in CLAUSE_MARKS:
+            text += "." if LanguageMode.parse(language) is LanguageMode.EN else "。"
+        key = (text, LanguageMode.parse(language).value)
+        cached = self._prompts.get(key)
+        if cached is None:
+            result = self._read(text, language, "prompt text")
+            cached = TextInput(text, result.phone_ids, self.text_features([result])[0])
+            self._prompts.put(key, cached)
+        return cached
+
+    def segment_inputs(self, text: str, language: str, split_method: str) -> list[TextInput]:
+        """The target text split into segments, each with phones and BERT features."""
+        try:
+            pieces = split_text(text, split_method, LanguageMode.parse(language).value)
+        except (ValueError, UnsupportedLanguage) as exc:
+            raise TTSInputError(str(exc)) from exc
+        if not pieces:
+            raise TTSInputError("the text is empty (or punctuation only): enter something to read")
+        results = [self._read(p, language) for p in pieces]
+        feats = self.text_features(results)
+        return [TextInput(p, r.phone_ids, f) for p, r, f in zip(pieces, results, feats, strict=True)]
+
+    # --------------------------------------------------------------------- 2: reference
+    def prompt_tokens(self, wav16: np.ndarray) -> torch.Tensor:
+        """(T,) semantic tokens of a 16 kHz clip, 0.3 s of silence appended as upstream does."""
+        ssl = self.hubert.prompt_features(torch.from_numpy(np.ascontiguousarray(wav16)))
+        return self.sovits.extract_codes(ssl.float())[0, 0]
+
+    def spectrogram(self, wav32: np.ndarray) -> torch.Tensor:
+        """(1, 1025, F) timbre spectrogram of a 32 kHz clip (upstream's level rule applied)."""
+        wav = normalize_reference(torch.from_numpy(np.ascontiguousarray(wav32)).to(self.device)[None])
+        return reference_spectrogram(wav)
+
+    def encode_reference(self, wav16: np.ndarray | None, wav32: np.ndarray) -> ReferenceFeatures:
+        """Features of an already loaded clip; ``wav16`` None skips the prompt tokens."""
+        tokens = None if wav16 is None else self.prompt_tokens(wav16)
+        return ReferenceFeatures(tokens, self.spectrogram(wav32))
+
+    def reference_features(
+        self, clip: ref.ReferenceClip, need_tokens: bool
+    ) -> tuple[ReferenceFeatures, bool]:
+        """Features of ``clip`` from the cache, or computed (and cached); returns (features, cached)."""
+        cached = self._references.get(clip.sha256)
+        if cached is not None and (cached.prompt_tokens is not None or not need_tokens):
+            return cached, True
+        if cached is not None:  # computed for a reference-free request; add the tokens now
+            features = replace(cached, prompt_tokens=self.prompt_tokens(clip.wav16))
+        else:
+            features = self.encode_reference(clip.wav16 if need_tokens else None, clip.wav32)
+        self._references.put(clip.sha256, features)
+        return features, False
+
+    def timbre(self, spectrograms: Sequence[torch.Tensor]) -> Timbre:
+        """Timbre of one or more references (averaged over clips)."""
+        return self.sovits.timbre(list(spectrograms))
+
+    def _extra_spectrogram(self, source: ref.AudioSource) -> torch.Tensor:
+        data, name = ref.read_source(source, "extra reference clip")
+        digest = ref.sha256_of(data)
+        spec = self._extra_specs.get(digest)
+        if spec is None:
+            spec = self.spectrogram(ref._load(data, name, ref.SAMPLE_RATE))
+            self._extra_specs.put(digest, spec)
+        return spec
+
+    def clear_cache(self) -> None:
+        """Forget cached reference and prompt features (call between syntheses)."""
+        self._references.clear()
+        self._extra_specs.clear()
+        self._prompts.clear()
+
+    # ------------------------------------------------------------------------ 3: tokens
+    def sampling_options(self, request: TTSRequest) -> SamplingOptions:
+        return SamplingOptions(
+            top_k=int(request.top_k),
+            top_p=float(request.top_p),
+            temperature=float(request.temperature),
+            repetition_penalty=float(request.repetition_penalty),
+            max_new_tokens=self.max_new_tokens,
+        )
+
+    def generate_tokens(
+        self,
+        phones: Sequence[Sequence[int] | torch.Tensor],
+        berts: Sequence[torch.Tensor],
+        prompt_tokens: torch.Tensor | None,
+        options: SamplingOptions,
+        chunk_tokens: int | None = None,
+    ) -> Iterator[TokenChunk]:
+        """Decode rows of (phones (n_i,), bert (bert_dim, n_i)) together; yields token chunks.
+
+        Rows are right-padded; every row gets the same prompt. See :func:`app.models.gpt.generate`.
+        """
+        lens = [len(p) for p in phones]
+        B, width = len(lens), max(lens)
+        ids = torch.zeros(B, width, dtype=torch.long)
+        bert = torch.zeros(B, self.gpt.config.bert_dim, width)
+        for b, (p, f) in enumerate(zip(phones, berts, strict=True)):
+            ids[b, : lens[b]] = torch.as_tensor(p, dtype=torch.long)
+            bert[b, :, : lens[b]] = f
+        prompt = None if prompt_tokens is None else prompt_tokens.view(1, -1).expand(B, -1).to(self.device)
+        phone_lens = None if len(set(lens)) == 1 else torch.tensor(lens)
+        return generate(
+            self.gpt,
+            ids.to(self.device),
+            bert.to(self.device),
+            prompt,
+            options,
+            phone_lens=phone_lens,
+            chunk_tokens=chunk_tokens,
+        )
+
+    # ------------------------------------------------------------------------- 4: audio
+    def decode_tokens(
+        self,
+        tokens: torch.Tensor,
+        phones: Sequence[int] | torch.Tensor,
+        timbre: Timbre,
+        speed: float = 1.0,
+        noise_scale: float = 0.5,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """(n,) semantic tokens + the segment's phones -> float32 audio (n * 1280 samples at speed 1)."""
+        codes = tokens.view(1, 1, -1).to(self.device)
+        ids = torch.as_tensor(phones, dtype=torch.long).view(1, -1).to(self.device)
+        audio = self.sovits.decode(codes, ids, timbre, speed, noise_scale, generator=generator)
+        return audio[0, 0].float().cpu().numpy()
+
+    # ---------------------------------------------------------------------- whole request
+    def plan(self, request: TTSRequest) -> tuple[SynthesisPlan, ReferenceInfo, tuple[str, ...], Timings]:
+        """Run stages 1 and 2 for ``request``: the plan, how the reference was used, notes, timings."""
+        start = time.perf_counter()
+        notes: list[str] = []
+        segments = self.segment_inputs(request.text, request.text_language, request.split_method)
+        foreign = scripts.unreadable_letters(request.text)
+        if foreign:
+            notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
+        t_text = time.perf_counter() - start
+
+        t0 = time.perf_counter()
+        clip = ref.load_clip(request.reference)
+        prompt_text = request.prompt_text.strip("\n") if request.uses_prompt else ""
+        if clip.trimmed:
+            notes.append(
+                f"The reference clip is {clip.original_seconds:.1f} s long; its best span between pauses, "
+                f"{clip.start_seconds:.1f}-{clip.end_seconds:.1f} s, was used."
+            )
+            if prompt_text:
+                matched = ref.matching_prompt(prompt_text, clip)
+                if matched is None:
+                    notes.append(
+                        "The prompt text could not be matched to the kept part of the clip, so reference-free "
+                        "mode was used; give a 3-10 s clip with its exact text for the best result."
+                    )
+                    prompt_text = ""
+                elif matched != prompt_text:
+                    notes.append(f"The prompt text was cut to the kept phrases: {matched!r}.")
+                    prompt_text = matched
+        features, cached = self.reference_features(clip, need_tokens=bool(prompt_text))
+        specs = [features.spectrogram] + [self._extra_spectrogram(s) for s in request.extra_references]
+        timbre = self.timbre(specs)
+        t_ref = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        prompt = self.prompt_input(prompt_text, request.prompt_language) if prompt_text else None
+        t_text += time.perf_counter() - t0
+        seed = random_seed() if request.seed is None else int(request.seed)
+        plan = SynthesisPlan(
+            segments=tuple(segments),
+            prompt=prompt,
+            prompt_tokens=features.prompt_tokens if prompt is not None else None,
+            timbre=timbre,
+            sampling=self.sampling_options(request),
+            seed=seed,
+            speed=float(request.speed),
+            pause_seconds=float(request.pause_seconds),
+            batch_size=int(request.batch_size),
+        )
+        info = ReferenceInfo(
+            original_seconds=clip.original_seconds,
+            start_seconds=clip.start_seconds,
+            end_seconds=clip.end_seconds,
+            trimmed=clip.trimmed,
+            prompt_text=prompt.text if prompt is not None else "",
+            reference_free=prompt is None,
+            cached=cached,
+            sha256=clip.sha256,
+        )
+        return plan, info, tuple(notes), Timings(text=t_text, reference=t_ref)
+
+    def synthesize(self, request: TTSRequest) -> TTSResult:
+        """The whole audio of ``request``."""
+        result = None
+        for chunk in self.stream(request, token_chunks=False):
+            result = chunk.result or result
+        assert result is not None, "stream() ends with the result"
+        return result
+
+    def stream(
+        self, request: TTSRequest, token_chunks: bool = True, options: StreamOptions | None = None
+    ) -> Iterator[AudioChunk]:
+        """Yield audio as it is decoded; the last chunk carries the complete :class:`TTSResult`.
+
+        ``token_chunks``: decode a segment in pieces while the GPT is still producing it (batch
+        size 1 and speed 1 only; otherwise whole segments are yielded as they finish). Closing
+        the generator stops the synthesis at the next chunk.
+        """
+        with self._lock:
+            start = time.perf_counter()
+            plan, info, notes, timings = self.plan(request)
+            yield from self._run(plan, info, notes, timings, start, token_chunks, options)
+
+    def run(
+        self, plan: SynthesisPlan, token_chunks: bool = False, options: StreamOptions | None = None
+    ) -> Iterator[AudioChunk]:
+        """Stages 3 and 4 of a plan built by hand (tests, benchmarks); chunks as :meth:`stream`."""
+        with self._lock:
+            yield from self._run(plan, None, (), Timings(), time.perf_counter(), token_chunks, options)
+
+    def _run(
+        self,
+        plan: SynthesisPlan,
+        info: ReferenceInfo | None,
+        notes: tuple[str, ...],
+        timings: Timings,
+        start: float,
+        token_chunks: bool,
+        options: StreamOptions | None,
+    ) -> Iterator[AudioChunk]:
+        from app.infer.runner import Runner  # the decoding loop, kept in its own module
+
+        runner = Runner(self, plan, options or StreamOptions(), token_chunks)
+        yield from runner.chunks(info, notes, timings, start)

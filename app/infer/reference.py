@@ -1,0 +1,199 @@
+"""Reference clips: load, check, and trim a long clip to its best 3-10 s span cut at pauses.
+
+Upstream refuses references outside 3-10 s (48,000-160,000 samples at 16 kHz). Here a clip in
+that range is used as is; a longer one is cut into phrases at its pauses (the RMS slicer of
+:mod:`app.audio.slicer`, on a peak-normalised copy so quiet recordings are cut too) and the run
+of whole phrases spanning 3-10 s with the most speech is kept. A clip shorter than 3 s, silent,
+or with less than 3 s of speech is refused with a message saying so.
+
+When a trimmed clip came with a prompt text, the text must be cut the same way: if the text has
+exactly one clause per phrase (people pause at punctuation), the clauses of the kept phrases are
+used; otherwise no prompt text can be trusted and the caller falls back to reference-free mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.audio.io import AudioError, load_audio
+from app.audio.slicer import SlicerOptions, find_segments, frame_rms
+from app.infer.request import AudioSource, ReferenceAudioError
+from app.text.split import CLAUSE_MARKS
+
+SAMPLE_RATE = 32000  # SoVITS rate: the timbre spectrogram and trimming work here
+HUBERT_RATE = 16000  # HuBERT rate: the prompt tokens are computed here
+MIN_SECONDS = 3.0  # upstream: 48,000 samples at 16 kHz
+MAX_SECONDS = 10.0  # upstream: 160,000 samples at 16 kHz
+# Longest clip read at all (a 10-minute upload is already far more than a reference needs).
+MAX_SOURCE_SECONDS = 600.0
+# Phrase finding on the peak-normalised clip: a pause is >= 200 ms below -40 dB of the peak;
+# phrases keep up to 150 ms of their pauses so words are not clipped.
+PHRASE_SLICER = SlicerOptions(
+    threshold_db=-40.0, min_length_ms=300, min_interval_ms=200, hop_ms=10, max_sil_kept_ms=150
+)
+# Clause ends of a prompt text when it is matched to phrases: the split marks plus ; and 、.
+_CLAUSE_END = re.compile("([" + re.escape("".join(sorted(CLAUSE_MARKS | set(";；、")))) + "]+)")
+
+
+@dataclass(frozen=True)
+class ReferenceClip:
+    """A reference ready for encoding: the kept span at both model rates."""
+
+    # (N,) float32 at 16 kHz, as loaded (HuBERT input; upstream feeds it unnormalised).
+    wav16: np.ndarray
+    # (M,) float32 at 32 kHz, as loaded (timbre spectrogram input).
+    wav32: np.ndarray
+    # Length of the whole clip in seconds.
+    original_seconds: float
+    # Kept span in seconds.
+    start_seconds: float
+    end_seconds: float
+    # True when the span is not the whole clip.
+    trimmed: bool
+    # Pause-separated phrases of the whole clip, and the [first, last] phrase indices kept
+    # (None when untrimmed or when the cut fell inside a phrase).
+    phrase_count: int
+    phrases_kept: tuple[int, int] | None
+    # sha256 of the source bytes (cache key).
+    sha256: str
+
+
+def read_source(source: AudioSource, what: str = "reference clip") -> tuple[bytes, str]:
+    """The bytes of ``source`` and a name for messages; missing files raise ReferenceAudioError."""
+    if isinstance(source, bytes):
+        if not source:
+            raise ReferenceAudioError(f"the uploaded {what} is empty (0 bytes): upload an audio file")
+        return source, f"uploaded {what}"
+    path = Path(source)
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise ReferenceAudioError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ReferenceAudioError(f"{path}: is a folder, not an audio file") from None
+    except OSError as exc:
+        raise ReferenceAudioError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load(data: bytes, name: str, sr: int) -> np.ndarray:
+    try:
+        return load_audio(data, sr, max_seconds=MAX_SOURCE_SECONDS)
+    except AudioError as exc:
+        # The loader names "<N bytes of uploaded audio>"; say which clip it was instead.
+        detail = str(exc).split(": ", 1)[-1]
+        raise ReferenceAudioError(
+            f"{name}: {detail}. Use a WAV/FLAC/MP3/OGG recording of 3-10 s of clear speech"
+        ) from None
+
+
+def load_clip(source: AudioSource) -> ReferenceClip:
+    """Read, check and (when longer than 10 s) trim a reference clip."""
+    data, name = read_source(source)
+    wav32 = _load(data, name, SAMPLE_RATE)
+    seconds = len(wav32) / SAMPLE_RATE
+    if seconds < MIN_SECONDS:
+        raise ReferenceAudioError(
+            f"{name} is {seconds:.1f} s long; a reference must hold {MIN_SECONDS:g}-{MAX_SECONDS:g} s "
+            "of speech: record or upload a longer clip"
+        )
+    wav16 = _load(data, name, HUBERT_RATE)
+    digest = sha256_of(data)
+    if seconds <= MAX_SECONDS:
+        return ReferenceClip(wav16, wav32, seconds, 0.0, seconds, False, 0, None, digest)
+    start, end, phrases, kept = best_span(wav32, SAMPLE_RATE, name)
+    a16, b16 = round(start * HUBERT_RATE / SAMPLE_RATE), round(end * HUBERT_RATE / SAMPLE_RATE)
+    return ReferenceClip(
+        wav16=np.ascontiguousarray(wav16[a16:b16]),
+        wav32=np.ascontiguousarray(wav32[start:end]),
+        original_seconds=seconds,
+        start_seconds=start / SAMPLE_RATE,
+        end_seconds=end / SAMPLE_RATE,
+        trimmed=True,
+        phrase_count=phrases,
+        phrases_kept=kept,
+        sha256=digest,
+    )
+
+
+def best_span(
+    wav: np.ndarray, sr: int, name: str = "reference clip"
+) -> tuple[int, int, int, tuple[int, int] | None]:
+    """(start, end) in samples of the run of whole phrases spanning 3-10 s with the most speech.
+
+    Also returns the number of phrases and the kept phrase range. Without such a run (one phrase
+    longer than 10 s), the first 10 s of speech are cut at their quietest point after 3 s.
+    """
+    peak = float(np.abs(wav).max(initial=0.0))
+    if peak == 0.0:
+        raise ReferenceAudioError(f"{name} is silent: record or upload a clip of clear speech")
+    phrases = find_segments(wav / peak, sr, PHRASE_SLICER)
+    lo, hi = round(MIN_SECONDS * sr), round(MAX_SECONDS * sr)
+    speech = sum(p.end - p.start for p in phrases)
+    if speech < lo:
+        raise ReferenceAudioError(
+            f"{name} holds only {speech / sr:.1f} s of speech in {len(wav) / sr:.1f} s; a reference "
+            f"needs {MIN_SECONDS:g}-{MAX_SECONDS:g} s of speech"
+        )
+    best: tuple[int, int, int, int] | None = None  # (speech, -first, first, last)
+    for i in range(len(phrases)):
+        voiced = 0
+        for j in range(i, len(phrases)):
+            if phrases[j].end - phrases[i].start > hi:
+                break
+            voiced += phrases[j].end - phrases[j].start
+            if phrases[j].end - phrases[i].start >= lo and (best is None or (voiced, -i) > best[:2]):
+                best = (voiced, -i, i, j)
+    if best is not None:
+        i, j = best[2], best[3]
+        return phrases[i].start, phrases[j].end, len(phrases), (i, j)
+    # One phrase longer than 10 s: cut the first 10 s of it at the quietest 10 ms after 3 s.
+    start = phrases[0].start if phrases else 0
+    hop = sr // 100
+    window = wav[start : start + hi] / peak
+    rms = frame_rms(window, 2 * hop, hop)
+    first = lo // hop
+    cut = first + int(np.argmin(rms[first:])) if len(rms) > first else len(rms)
+    return start, min(start + cut * hop, len(wav)), len(phrases), None
+
+
+def clauses(text: str) -> list[str]:
+    """``text`` cut after each run of clause marks, marks kept, blank pieces dropped."""
+    parts = _CLAUSE_END.split(text.strip())
+    out = []
+    for k in range(0, len(parts), 2):
+        piece = parts[k] + (parts[k + 1] if k + 1 < len(parts) else "")
+        if piece.strip(" \n"):
+            out.append(piece.strip(" \n"))
+    return out
+
+
+def matching_prompt(prompt_text: str, clip: ReferenceClip) -> str | None:
+    """The part of ``prompt_text`` spoken in the kept span of a trimmed clip, or None if unknown.
+
+    Only when the text has one clause per phrase of the clip can the kept phrases be mapped to
+    clauses; any other count means the pauses do not follow the punctuation.
+    """
+    if not clip.trimmed:
+        return prompt_text
+    if clip.phrases_kept is None:
+        return None
+    pieces = clauses(prompt_text)
+    if len(pieces) != clip.phrase_count:
+        return None
+    first, last = clip.phrases_kept
+    return "".join(pieces[first : last + 1])
+
+
+def load_extra(source: AudioSource) -> tuple[np.ndarray, str]:
+    """An extra (timbre-only) reference at 32 kHz and its sha256; any length up to 10 minutes."""
+    data, name = read_source(source, "extra reference clip")
+    return _load(data, name, SAMPLE_RATE), sha256_of(data)

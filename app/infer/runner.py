@@ -1,0 +1,181 @@
+"""Stages 3 and 4 of one plan: GPT batches, SoVITS decoding, audio chunks in segment order.
+
+Whole-segment mode decodes a segment as soon as its GPT row has finished (rows of a batch finish
+at different steps) and yields it with its pause, in order. Token-chunk mode (batch size 1,
+speed 1) feeds the tokens of the running segment to a :class:`~app.infer.streaming.ChunkDecoder`
+every :class:`~app.infer.streaming.StreamOptions` chunk, so audio starts before the segment ends.
+Both modes draw the same GPT tokens for the same seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from app.infer import seeds
+from app.infer.inputs import SynthesisPlan
+from app.infer.request import AudioChunk, ReferenceInfo, Timings, TTSResult
+from app.infer.streaming import ChunkDecoder, StreamOptions
+from app.models.gpt.sampling import TokenChunk
+
+if TYPE_CHECKING:
+    from app.infer.pipeline import TTSPipeline
+
+# GPT steps between two looks at a streamed segment's tokens (they are regrouped into chunks).
+STREAM_STEP = 4
+NO_REFERENCE = ReferenceInfo(0.0, 0.0, 0.0, False, "", True, False, "")
+
+
+def to_int16(audio: np.ndarray) -> np.ndarray:
+    """Upstream's output format: float * 32767 as int16 (clipped first so loud samples cannot wrap)."""
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def peak_normalise(audio: np.ndarray) -> np.ndarray:
+    """Upstream's guard against 16-bit clipping: a segment louder than full scale is divided by its peak."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    return audio / peak if peak > 1.0 else audio
+
+
+class Runner:
+    """Runs one :class:`SynthesisPlan` on a pipeline; :meth:`chunks` is the generator."""
+
+    def __init__(
+        self, pipeline: TTSPipeline, plan: SynthesisPlan, options: StreamOptions, token_chunks: bool
+    ) -> None:
+        self.p = pipeline
+        self.plan = plan
+        self.options = options
+        self.chunked = token_chunks and plan.batch_size == 1 and plan.speed == 1.0
+        self.pause = np.zeros(round(pipeline.sample_rate * plan.pause_seconds), np.int16)
+        self.tokens: list[torch.Tensor | None] = [None] * len(plan.segments)
+        self.parts: list[np.ndarray] = []
+        self.gpt_s = 0.0
+        self.sovits_s = 0.0
+        self.first_audio: float | None = None
+        self.begin = 0.0
+
+    def chunks(
+        self, info: ReferenceInfo | None, notes: tuple[str, ...], timings: Timings, begin: float
+    ) -> Iterator[AudioChunk]:
+        self.begin = begin
+        plan, bs = self.plan, self.plan.batch_size
+        for batch, first in enumerate(range(0, len(plan.segments), bs)):
+            rows = list(range(first, min(len(plan.segments), first + bs)))
+            prompt = plan.prompt
+            phones = [(prompt.phones if prompt else ()) + plan.segments[i].phones for i in rows]
+            berts = [
+                torch.cat([prompt.bert, plan.segments[i].bert], dim=1) if prompt else plan.segments[i].bert
+                for i in rows
+            ]
+            options = replace(plan.sampling, seed=seeds.derive_seed(plan.seed, "gpt", batch))
+            step = STREAM_STEP if self.chunked else None
+            it = self.p.generate_tokens(phones, berts, plan.prompt_tokens, options, chunk_tokens=step)
+            try:
+                if self.chunked:
+                    yield from self._stream_segment(it, rows[0])
+                else:
+                    yield from self._whole_segments(it, rows)
+            finally:
+                it.close()  # type: ignore[attr-defined]
+        yield self._final(info or NO_REFERENCE, notes, timings)
+
+    # ------------------------------------------------------------------------------------
+    def _timed(self, it: Iterator[TokenChunk]) -> Iterator[TokenChunk]:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                chunk = next(it)
+            except StopIteration:
+                self.gpt_s += time.perf_counter() - t0
+                return
+            self.gpt_s += time.perf_counter() - t0
+            yield chunk
+
+    def _emit(self, audio: np.ndarray, segment: int, done: bool) -> AudioChunk:
+        if self.first_audio is None and len(audio):
+            self.first_audio = time.perf_counter() - self.begin
+        self.parts.append(audio)
+        return AudioChunk(audio, self.p.sample_rate, segment, len(self.plan.segments), done)
+
+    def _whole_segments(self, it: Iterator[TokenChunk], rows: list[int]) -> Iterator[AudioChunk]:
+        parts: list[list[torch.Tensor]] = [[] for _ in rows]
+        done = [False] * len(rows)
+        nxt = 0
+        for chunk in self._timed(it):
+            for r, t in enumerate(chunk.tokens):
+                parts[r].append(t)
+                done[r] = done[r] or chunk.finished[r]
+            while nxt < len(rows) and done[nxt]:
+                seg = rows[nxt]
+                tokens = torch.cat(parts[nxt]).cpu()
+                self.tokens[seg] = tokens
+                t0 = time.perf_counter()
+                audio = self.p.decode_tokens(
+                    tokens,
+                    self.plan.segments[seg].phones,
+                    self.plan.timbre,
+                    self.plan.speed,
+                    self.plan.noise_scale,
+                    seeds.generator(self.plan.seed, "sovits", seg, self.p.device),
+                )
+                self.sovits_s += time.perf_counter() - t0
+                yield self._emit(np.concatenate([to_int16(peak_normalise(audio)), self.pause]), seg, True)
+                nxt += 1
+
+    def _stream_segment(self, it: Iterator[TokenChunk], seg: int) -> Iterator[AudioChunk]:
+        o = self.options
+        phones = torch.tensor(self.plan.segments[seg].phones, dtype=torch.long, device=self.p.device)[None]
+        gen = seeds.generator(self.plan.seed, "sovits", seg, self.p.device)
+        decoder = ChunkDecoder(self.p.sovits, phones, self.plan.timbre, self.plan.noise_scale, gen, o)
+        pending: list[torch.Tensor] = []
+        all_tokens: list[torch.Tensor] = []
+        started = False
+        for chunk in self._timed(it):
+            tokens, final = chunk.tokens[0].cpu(), chunk.finished[0]
+            pending.append(tokens)
+            all_tokens.append(tokens)
+            if sum(t.numel() for t in pending) < (o.chunk if started else o.first_chunk) and not final:
+                continue
+            t0 = time.perf_counter()
+            audio = decoder.push(torch.cat(pending), final=final)
+            self.sovits_s += time.perf_counter() - t0
+            pending = []
+            started = started or len(audio) > 0
+            samples = to_int16(audio)
+            if final:
+                samples = np.concatenate([samples, self.pause])
+            yield self._emit(samples, seg, final)
+            if final:
+                break
+        self.tokens[seg] = torch.cat(all_tokens) if all_tokens else torch.zeros(0, dtype=torch.long)
+
+    def _final(self, info: ReferenceInfo, notes: tuple[str, ...], timings: Timings) -> AudioChunk:
+        total = time.perf_counter() - self.begin
+        tokens = tuple(t if t is not None else torch.zeros(0, dtype=torch.long) for t in self.tokens)
+        result = TTSResult(
+            audio=np.concatenate(self.parts) if self.parts else np.zeros(0, np.int16),
+            sample_rate=self.p.sample_rate,
+            seed=self.plan.seed,
+            segments=tuple(s.text for s in self.plan.segments),
+            tokens=tokens,
+            reference=info,
+            notes=notes,
+            timings=replace(
+                timings,
+                gpt=self.gpt_s,
+                sovits=self.sovits_s,
+                total=total,
+                tokens=sum(int(t.numel()) for t in tokens),
+                first_audio=self.first_audio if self.first_audio is not None else total,
+            ),
+        )
+        last = len(self.plan.segments) - 1
+        return AudioChunk(
+            np.zeros(0, np.int16), self.p.sample_rate, max(last, 0), len(self.plan.segments), True, result
+        )

@@ -1,0 +1,111 @@
+"""Tiny random model files for the TTS pipeline: GPT and SoVITS written with the upstream writers,
+HuBERT and a RoBERTa-style BERT (+ tokenizer) saved with transformers, laid out like the data root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from app.infer.request import PipelineSpec
+from app.models.sovits.model import SoVITS
+from app.models.upstream.gpt import default_config, save_gpt
+from app.models.upstream.sovits import write_sovits
+from tests.models.conftest import randomize, tiny_sovits_config
+from tests.models.gpt.tiny import tiny_gpt
+
+HUBERT_DIR = "chinese-hubert-base"
+BERT_DIR = "chinese-roberta-wwm-ext-large"
+GPT_NAME = "tiny-e2.ckpt"
+SOVITS_NAME = "tiny_e2_s10.pth"
+# Upstream stops the GPT after 25 * max_sec tokens (+1): 2 s keeps random models short.
+MAX_SEC = 2
+MAX_TOKENS = 25 * MAX_SEC + 1
+CHARS = "你好欢迎来到我们的节目今天天气很不错是一个测试。，！？,.!?"
+
+
+def write_hubert(folder: Path) -> Path:
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(0)
+    config = HubertConfig(
+        hidden_size=768,  # the SoVITS ssl_proj input width is fixed at 768
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
+    HubertModel(config).eval().save_pretrained(folder)
+    return folder
+
+
+def write_bert(folder: Path) -> Path:
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(CHARS)]
+    BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokens),
+        hidden_size=1024,  # the GPT's bert_proj input width
+        num_hidden_layers=2,  # hidden_states[-3] needs two layers
+        num_attention_heads=4,
+        intermediate_size=64,
+    )
+    BertForMaskedLM(config).eval().save_pretrained(folder)
+    return folder
+
+
+def write_gpt_file(path: Path, seed: int = 0) -> Path:
+    model = tiny_gpt("v2", seed=seed)
+    config = default_config(model.config, exp_name="tiny")
+    config["data"]["max_sec"] = MAX_SEC
+    return save_gpt(model, path, epoch=2, config=config)
+
+
+def write_sovits_file(path: Path, seed: int = 1) -> Path:
+    config = tiny_sovits_config("v2")
+    torch.manual_seed(seed)
+    model = randomize(SoVITS(config), seed=seed)
+    return write_sovits(path, model.state_dict(), config, epoch=2, step=10)
+
+
+def build_home(home: Path) -> Path:
+    """A data root with tiny encoders in pretrained_models/ and one GPT + SoVITS pair of weights."""
+    pretrained = home / "pretrained_models"
+    write_hubert(pretrained / HUBERT_DIR)
+    write_bert(pretrained / BERT_DIR)
+    write_gpt_file(home / "GPT_weights" / GPT_NAME)
+    write_sovits_file(home / "SoVITS_weights" / SOVITS_NAME)
+    return home
+
+
+def spec_for(home: Path, precision: str = "fp32") -> PipelineSpec:
+    pretrained = home / "pretrained_models"
+    return PipelineSpec(
+        gpt_path=home / "GPT_weights" / GPT_NAME,
+        sovits_path=home / "SoVITS_weights" / SOVITS_NAME,
+        hubert_dir=pretrained / HUBERT_DIR,
+        bert_dir=pretrained / BERT_DIR,
+        precision=precision,
+    )
+
+
+def voice(path: Path, seconds: float, sr: int = 32000, pauses: tuple[float, ...] = ()) -> Path:
+    """A harmonic 'voice' with syllable-rate amplitude and silent gaps at ``pauses`` (seconds, 0.4 s each)."""
+    t = np.arange(round(seconds * sr)) / sr
+    f0 = 140 + 20 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    wav = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    for p in pauses:
+        wav[(t >= p) & (t < p + 0.4)] = 0.0
+    rng = np.random.default_rng(0)
+    wav = 0.25 * wav / np.abs(wav).max() + 0.002 * rng.standard_normal(len(t))
+    for p in pauses:
+        wav[(t >= p) & (t < p + 0.4)] = 0.0
+    sf.write(path, wav.astype(np.float32), sr)
+    return path
