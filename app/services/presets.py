@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app import config_io
-from app.audio.io import AudioError, audio_info
+from app.audio.io import AudioError, audio_info, load_audio
 from app.paths import resolve_inside, safe_name
 from app.text import LanguageMode, SplitMethod, UnsupportedLanguage
 
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PRESET_FILE = "preset.json"
 MAX_NAME_CHARS = 64
+# Longest clip kept: the pipeline uses 3-10 s (longer clips are trimmed at pauses); beyond this
+# an upload is a mistake, not a reference.
+MAX_CLIP_SECONDS = 60.0
 # Formats libsndfile names in its header info -> the extension the clip is stored under.
 SNIFFED_EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
@@ -116,10 +119,10 @@ def _clip_suffix(clip: ClipUpload, what: str) -> str:
     """The extension to store ``clip`` under, from its content (the client's name is a fallback)."""
     try:
         info = audio_info(clip.data)
+        # Decode it all once: a damaged, silent or overlong clip is refused now, not at synthesis.
+        load_audio(clip.data, info.sample_rate, max_seconds=MAX_CLIP_SECONDS)
     except AudioError as exc:
         raise PresetError(f"{what}: {exc}") from None
-    if info.duration <= 0:
-        raise PresetError(f"{what}: contains no audio")
     sniffed = SNIFFED_EXTENSIONS.get(info.format.upper())
     if sniffed:
         return sniffed
