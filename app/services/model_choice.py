@@ -68,6 +68,28 @@ def relative_name(path: Path, layout: Layout) -> str:
     return path.name
 
 
+def _candidates(layout: Layout, text: str) -> list[Path]:
+    """Where ``text`` may point: absolute paths under the data root or pretrained_models/, paths
+    relative to the data root, upstream's ``GPT_SoVITS/pretrained_models/...`` relative to ours.
+
+    A path (or a link on it) that leads out of those folders raises :class:`PathOutsideRoot`.
+    """
+    given = Path(text)
+    if given.is_absolute():
+        for root in (layout.home, layout.pretrained):
+            if given.is_relative_to(root) or given.is_relative_to(root.resolve()):
+                return [resolve_inside(given, root)]
+        raise PathOutsideRoot(
+            f"{text} is outside the data folder; name a file under {layout.gpt_weights.name}/, "
+            f"{layout.sovits_weights.name}/ or pretrained_models/"
+        )
+    out = [resolve_inside(given, layout.home)]
+    for prefix in UPSTREAM_PREFIXES:
+        if text.startswith(prefix):
+            out.append(resolve_inside(text[len(prefix) :], layout.pretrained))
+    return out
+
+
 def resolve_weight(layout: Layout, kind: str, value: str, listing: WeightsListing | None = None) -> Path:
     """The listed model file ``value`` names: a path relative to the data root, upstream's
     ``GPT_SoVITS/pretrained_models/...`` form, or a bare file name found in the listing.
@@ -87,23 +109,7 @@ def resolve_weight(layout: Layout, kind: str, value: str, listing: WeightsListin
         )
     listing = listing or list_weights(layout)
     files = {w.path.resolve(): w for w in _listed(listing, kind)}
-    candidates = [text]
-    for prefix in UPSTREAM_PREFIXES:
-        if text.startswith(prefix):
-            candidates.append(str(layout.pretrained / text[len(prefix) :]))
-    for candidate in candidates:
-        try:
-            path = resolve_inside(candidate, layout.home)
-        except PathOutsideRoot:
-            try:
-                path = resolve_inside(candidate, layout.pretrained)
-            except PathOutsideRoot:
-                if candidate is text:
-                    raise PathOutsideRoot(
-                        f"{text} is outside the data folder; name a file under {layout.gpt_weights.name}/, "
-                        f"{layout.sovits_weights.name}/ or pretrained_models/"
-                    ) from None
-                continue
+    for path in _candidates(layout, text):
         if path in files:
             return path
     by_name = [p for p in files if p.name == Path(text).name] if "/" not in text else []
