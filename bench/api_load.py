@@ -6,7 +6,8 @@
 Without ``--url`` it builds a data root of tiny random models in a temporary folder (the test
 fixtures of ``tests/infer/tiny.py``) and starts ``python -m app.api --no-ui`` on a free port with
 ``STUDIO_QUEUE_LIMIT=--queue-limit``; ``--concurrency`` defaults to 4x the queue limit. Every
-client sends ``--rounds`` upstream-style ``GET /tts`` requests, all released at once.
+client sends ``--rounds`` upstream-style ``GET /tts`` requests back to back, all clients released
+at once (a client refused with 503 sends its next request at once, without waiting).
 
 A response counts as ``ok`` only when it is a WAV that parses (32 kHz mono 16-bit, finite, not
 silent, length within bounds), as ``busy`` only when it is a 503 with a ``Retry-After`` header;
@@ -262,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lang", default="zh")
     p.add_argument("--queue-limit", type=int, default=2, help="STUDIO_QUEUE_LIMIT of the started server")
     p.add_argument("--concurrency", type=int, help="concurrent clients (default 4x the queue limit)")
-    p.add_argument("--rounds", type=int, default=1, help="requests per client")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="requests per client (a refused client retries at once)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the started server (OMP_NUM_THREADS)"
+    )
     args = p.parse_args(argv)
     concurrency = args.concurrency or 4 * args.queue_limit
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
@@ -274,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="api-load-") as tmp:
             home = tiny_home(Path(tmp))
-            env = {"STUDIO_QUEUE_LIMIT": str(args.queue_limit)}
+            env = {"STUDIO_QUEUE_LIMIT": str(args.queue_limit), "OMP_NUM_THREADS": str(args.threads)}
             with start_api_server(home, env) as server:
                 # One request first so model loading is not part of the figures.
                 warm = one_request(
@@ -285,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 alive = server.process.poll() is None
             figures.update(
                 queue_limit=args.queue_limit,
+                threads=args.threads,
                 models="tiny random (tests/infer/tiny.py)",
                 warmup_s=round(warm.latency, 3),
                 server_alive_after=alive,
