@@ -165,15 +165,19 @@ def best_span(
     return start, min(start + cut * hop, len(wav)), len(phrases), None
 
 
+def clause_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause of ``text``: cut after each run of clause marks, blanks dropped."""
+    spans, begin = [], 0
+    for mark in _CLAUSE_END.finditer(text):
+        spans.append((begin, mark.end()))
+        begin = mark.end()
+    spans.append((begin, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
 def clauses(text: str) -> list[str]:
-    """``text`` cut after each run of clause marks, marks kept, blank pieces dropped."""
-    parts = _CLAUSE_END.split(text.strip())
-    out = []
-    for k in range(0, len(parts), 2):
-        piece = parts[k] + (parts[k + 1] if k + 1 < len(parts) else "")
-        if piece.strip(" \n"):
-            out.append(piece.strip(" \n"))
-    return out
+    """The clauses of ``text`` (marks kept, surrounding blanks stripped)."""
+    return [text[a:b].strip() for a, b in clause_spans(text)]
 
 
 def matching_prompt(prompt_text: str, clip: ReferenceClip) -> str | None:
@@ -186,11 +190,11 @@ def matching_prompt(prompt_text: str, clip: ReferenceClip) -> str | None:
         return prompt_text
     if clip.phrases_kept is None:
         return None
-    pieces = clauses(prompt_text)
-    if len(pieces) != clip.phrase_count:
+    spans = clause_spans(prompt_text)
+    if len(spans) != clip.phrase_count:
         return None
     first, last = clip.phrases_kept
-    return "".join(pieces[first : last + 1])
+    return prompt_text[spans[first][0] : spans[last][1]].strip()
 
 
 def load_extra(source: AudioSource) -> tuple[np.ndarray, str]:

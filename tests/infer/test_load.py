@@ -1,0 +1,66 @@
+"""Loading: clear errors for unusable model files; the fast precision mode's plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from app.infer import ModelLoadError, TTSPipeline, TTSRequest
+from app.infer.precision import CastDecoder, native_bf16, plan_for
+from app.models.sovits.model import SoVITS
+from app.models.upstream.sovits import write_sovits
+from tests.infer.tiny import spec_for
+from tests.models.conftest import randomize, tiny_sovits_config
+
+
+def test_unusable_files_are_named(tiny_home, tmp_path):
+    spec = spec_for(tiny_home)
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    cases = [
+        (
+            dataclasses.replace(spec, gpt_path=broken),
+            r"GPT model: .*broken.ckpt: the zip container is truncated",
+        ),
+        (dataclasses.replace(spec, gpt_path=tmp_path / "none.ckpt"), "GPT model: .*none.ckpt: no such file"),
+        (dataclasses.replace(spec, sovits_path=spec.gpt_path), "SoVITS model: .*tiny-e2.ckpt"),
+        (dataclasses.replace(spec, device="cuda:7"), "no CUDA GPU")
+        if not torch.cuda.is_available()
+        else None,
+    ]
+    for changed, message in filter(None, cases):
+        with pytest.raises(ModelLoadError, match=message):
+            TTSPipeline.load(changed)
+
+
+def test_v2pro_sovits_is_refused_until_speaker_embeddings_exist(tiny_home, tmp_path):
+    config = tiny_sovits_config("v2Pro")
+    torch.manual_seed(0)
+    path = write_sovits(tmp_path / "pro.pth", randomize(SoVITS(config), 3).state_dict(), config, 1, 1)
+    with pytest.raises(ModelLoadError, match="v2Pro SoVITS model; it needs the ERes2NetV2"):
+        TTSPipeline.load(dataclasses.replace(spec_for(tiny_home), sovits_path=path))
+
+
+def test_precision_plans():
+    cpu = torch.device("cpu")
+    assert plan_for("fp32", cpu).gpt == "fp32" and plan_for("fp32", cpu).decoder == torch.float32
+    fast = plan_for("fast", cpu)
+    assert fast.gpt == "int8" and fast.decoder == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
+    cuda = plan_for("fast", torch.device("cuda"))
+    assert cuda.gpt == "bf16" and cuda.decoder == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision"):
+        plan_for("fp8", cpu)
+
+
+def test_fast_mode_synthesizes(tiny_home, ref_wav):
+    pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
+    assert pipe.gpt.precision == "int8"
+    assert isinstance(pipe.sovits.dec, CastDecoder) == (pipe.precision.decoder != torch.float32)
+    result = pipe.synthesize(
+        TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)
+    )
+    n = int(result.tokens[0].numel())
+    assert len(result.audio) == n * 1280 + round(0.3 * 32000) and np.abs(result.audio).max() > 100

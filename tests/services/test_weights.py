@@ -1,0 +1,102 @@
+"""Model listing for the TTS tab: base and fine-tuned files, upstream folders, missing-model messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.infer import ModelLoadError
+from app.paths import Layout
+from app.services.weights import list_weights, pipeline_spec
+
+
+def _touch(path: Path, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _encoders(layout: Layout) -> None:
+    for folder in ("chinese-hubert-base", "chinese-roberta-wwm-ext-large"):
+        _touch(layout.pretrained / folder / "config.json")
+        _touch(layout.pretrained / folder / "model.safetensors")
+
+
+def test_empty_data_root_names_every_missing_model(tmp_path):
+    layout = Layout(tmp_path).ensure()
+    listing = list_weights(layout)
+    assert listing.gpt == () and listing.sovits == () and not listing.ready
+    msg = listing.message
+    assert msg.startswith("No GPT and SoVITS model found")
+    for needed in (
+        "chinese-hubert-base",
+        "chinese-roberta-wwm-ext-large",
+        "gsv-v2final-pretrained/s2G2333k.pth",
+        "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt",
+        "python tools/download_models.py gpt-sovits-v2",
+        "python tools/download_models.py chinese-hubert-base",
+    ):
+        assert needed in msg, needed
+
+
+def test_fine_tuned_and_base_files_are_listed(tmp_path):
+    layout = Layout(tmp_path).ensure()
+    _encoders(layout)
+    old = _touch(layout.gpt_weights / "voice-e5.ckpt", 1_000)
+    new = _touch(layout.gpt_weights / "sub" / "voice-e15.ckpt", 2_000)
+    upstream = _touch(tmp_path / "GPT_weights_v2" / "community-e10.ckpt", 1_500)
+    _touch(layout.gpt_weights / ".hidden.ckpt")
+    _touch(layout.gpt_weights / "notes.txt")
+    sov = _touch(tmp_path / "SoVITS_weights_v2" / "community_e8_s100.pth")
+    base_gpt = _touch(
+        layout.pretrained / "gsv-v2final-pretrained" / "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
+    )
+    base_g = _touch(layout.pretrained / "gsv-v2final-pretrained" / "s2G2333k.pth")
+    _touch(layout.pretrained / "gsv-v2final-pretrained" / "s2D2333k.pth")
+    listing = list_weights(layout)
+    assert [w.path for w in listing.gpt] == [
+        new,
+        upstream,
+        old,
+        base_gpt,
+    ]  # fine-tuned newest first, base last
+    assert [w.label for w in listing.gpt][:2] == [
+        "GPT_weights/sub/voice-e15.ckpt",
+        "GPT_weights_v2/community-e10.ckpt",
+    ]
+    assert listing.gpt[-1].base and listing.gpt[-1].label.startswith("base v2: ")
+    assert [w.path for w in listing.sovits] == [sov, base_g]  # the discriminator is not offered
+    assert listing.ready and listing.message == ""
+
+
+def test_missing_encoder_is_reported_but_listing_works(tmp_path):
+    layout = Layout(tmp_path).ensure()
+    _encoders(layout)
+    (layout.pretrained / "chinese-roberta-wwm-ext-large" / "model.safetensors").unlink()
+    _touch(layout.gpt_weights / "a.ckpt")
+    _touch(layout.sovits_weights / "a.pth")
+    listing = list_weights(layout)
+    assert listing.ready and "chinese-roberta-wwm-ext-large" in listing.message
+    assert "chinese-hubert-base (" not in listing.message
+
+
+def test_pipeline_spec_resolves_inside_the_data_root_only(tmp_path):
+    layout = Layout(tmp_path).ensure()
+    gpt = _touch(layout.gpt_weights / "a.ckpt")
+    sov = _touch(layout.sovits_weights / "a.pth")
+    spec = pipeline_spec(layout, "GPT_weights/a.ckpt", str(sov), device="cpu", precision="fast")
+    assert spec.gpt_path == gpt.resolve() and spec.sovits_path == sov.resolve() and spec.precision == "fast"
+    assert spec.hubert_dir == layout.pretrained / "chinese-hubert-base"
+    outside = _touch(tmp_path.parent / f"{tmp_path.name}-outside.ckpt")
+    with pytest.raises(ModelLoadError, match="outside the data folder"):
+        pipeline_spec(layout, outside, sov)
+    with pytest.raises(ModelLoadError, match=r"GPT model .*missing\.ckpt not found"):
+        pipeline_spec(layout, "GPT_weights/missing.ckpt", sov)
+    with pytest.raises(ModelLoadError, match="no SoVITS model chosen"):
+        pipeline_spec(layout, gpt, "")
+    with pytest.raises(ModelLoadError, match="unknown precision"):
+        pipeline_spec(layout, gpt, sov, precision="fp16")
