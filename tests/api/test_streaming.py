@@ -40,7 +40,7 @@ def test_first_bytes_leave_before_synthesis_ends(gated, mode, media):
         first = next(parts)
         while len(first) <= 44:  # the header may come alone
             first += next(parts)
-        assert gate.held.wait(10) and not gate.release.is_set()
+        assert gate.held.wait(30) and not gate.release.is_set()
         assert not gate.finished  # audio arrived while the synthesis was still held
         gate.release.set()
         body = first + b"".join(parts)
@@ -60,9 +60,9 @@ def test_a_client_that_leaves_stops_the_synthesis_and_frees_the_queue(gated):
     with httpx.Client(timeout=60) as http, http.stream("GET", f"{url}/tts", params=query) as response:
         assert response.status_code == 200
         next(response.iter_raw())
-        assert gate.held.wait(10)
+        assert gate.held.wait(30)
     # The connection is closed while the synthesis is held; then let it go on.
-    time.sleep(0.3)
+    time.sleep(1.0)
     gate.release.set()
     deadline = time.monotonic() + 20
     while api.queue.pending and time.monotonic() < deadline:
@@ -88,7 +88,7 @@ def test_concurrent_streams_queue_and_overflow_gets_503(gated):
 
     with httpx.Client(timeout=60) as http, http.stream("GET", f"{url}/tts", params=query) as first:
         assert first.status_code == 200
-        assert gate.held.wait(10)  # the device is busy with the first request
+        assert gate.held.wait(30)  # the device is busy with the first request
         waiting = [threading.Thread(target=fetch) for _ in range(2)]  # queue_limit = 2
         for t in waiting:
             t.start()
