@@ -28,7 +28,7 @@ def key_matches(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
-def require_key(
+async def require_key(
     request: Request,
     _bearer: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
     _header: str | None = Depends(header_scheme),

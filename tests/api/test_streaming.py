@@ -59,8 +59,10 @@ def test_a_client_that_leaves_stops_the_synthesis_and_frees_the_queue(gated):
     query = tts_query(text=LONG_TEXT, streaming_mode="2")
     with httpx.Client(timeout=60) as http, http.stream("GET", f"{url}/tts", params=query) as response:
         assert response.status_code == 200
-        next(response.iter_raw())
+        parts = response.iter_raw()  # kept: dropping the iterator would close the response now
+        next(parts)
         assert gate.held.wait(30)
+        parts.close()
     # The connection is closed while the synthesis is held; then let it go on.
     time.sleep(1.0)
     gate.release.set()

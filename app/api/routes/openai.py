@@ -7,6 +7,8 @@ one of :data:`MODEL_IDS` (they all run the same engine: OpenAI SDKs insist on se
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -15,7 +17,7 @@ from app.api.responses import audio_response
 from app.api.routes.tts import load_preset, state
 from app.api.schemas import SpeechRequest
 from app.api.security import require_key
-from app.infer.request import TTSRequest
+from app.infer.request import PipelineSpec, TTSRequest
 
 router = APIRouter(tags=["OpenAI compatible"], dependencies=[Depends(require_key)])
 
@@ -33,23 +35,26 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         raise ApiError(
             400, f"model: {body.model!r} is unknown; use one of {', '.join(MODEL_IDS)}", param="model"
         )
-    preset = load_preset(api, body.voice, "voice")
-    given = body.model_fields_set
-    settings = preset.defaults()
-    if "speed" in given or "speed" not in settings:
-        settings["speed"] = body.speed
-    if body.seed is not None:
-        settings["seed"] = body.seed
-    tts_request = TTSRequest(
-        text=body.input,
-        reference=api.presets.reference_path(preset),
-        text_language=body.language or preset.text_language,
-        prompt_text=preset.prompt_text,
-        prompt_language=preset.prompt_language,
-        extra_references=api.presets.extra_paths(preset),
-        **settings,
-    )
-    spec = api.spec_for(preset=preset)
+
+    def prepare() -> tuple[TTSRequest, PipelineSpec]:
+        preset = load_preset(api, body.voice, "voice")
+        settings = preset.defaults()
+        if "speed" in body.model_fields_set or "speed" not in settings:
+            settings["speed"] = body.speed
+        if body.seed is not None:
+            settings["seed"] = body.seed
+        tts_request = TTSRequest(
+            text=body.input,
+            reference=api.presets.reference_path(preset),
+            text_language=body.language or preset.text_language,
+            prompt_text=preset.prompt_text,
+            prompt_language=preset.prompt_language,
+            extra_references=api.presets.extra_paths(preset),
+            **settings,
+        )
+        return tts_request, api.spec_for(preset=preset)
+
+    tts_request, spec = await asyncio.to_thread(prepare)
     streaming = 2 if body.stream or body.stream_format == "audio" else 0
     pcm_rate = OPENAI_PCM_RATE if body.response_format == "pcm" else None
     return await audio_response(api, spec, tts_request, body.response_format, streaming, None, pcm_rate)

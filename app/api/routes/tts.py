@@ -22,7 +22,7 @@ from app.api.errors import ApiError
 from app.api.responses import audio_response, stream_options
 from app.api.schemas import TTSParams
 from app.api.security import require_key
-from app.infer.request import AudioSource, TTSRequest
+from app.infer.request import AudioSource, PipelineSpec, TTSRequest
 from app.paths import PathOutsideRoot
 from app.services.model_choice import inspect_weight, relative_name, resolve_weight
 from app.services.presets import PresetNotFound, VoicePreset
@@ -118,8 +118,13 @@ async def respond(
     ref_upload: bytes | None = None,
     aux_uploads: tuple[bytes, ...] = (),
 ) -> Response:
-    request, preset = build_request(api, params, explicit, ref_upload, aux_uploads)
-    spec = api.spec_for(params.gpt_weights, params.sovits_weights, preset)
+    def prepare() -> tuple[TTSRequest, PipelineSpec]:
+        # File system work (paths, presets, the weights listing) stays off the event loop: the
+        # data root may be a network volume.
+        request, preset = build_request(api, params, explicit, ref_upload, aux_uploads)
+        return request, api.spec_for(params.gpt_weights, params.sovits_weights, preset)
+
+    request, spec = await asyncio.to_thread(prepare)
     return await audio_response(
         api,
         spec,
