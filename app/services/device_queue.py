@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -25,8 +27,9 @@ T = TypeVar("T")
 
 # Suggested wait before the first job has been timed (a short synthesis on a GPU or a CPU).
 INITIAL_JOB_SECONDS = 2.0
-# Weight of the newest job in the running mean of job durations.
-DURATION_SMOOTHING = 0.3
+# Recent job durations kept; their median is the expected job time (robust to the one slow job
+# that loaded the models).
+DURATION_WINDOW = 16
 # Retry-After is clamped to this range (seconds).
 RETRY_AFTER_RANGE = (1, 600)
 
@@ -59,7 +62,7 @@ class DeviceQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._pending = 0  # admitted jobs not finished: the running one + the waiting ones
-        self._mean_s = INITIAL_JOB_SECONDS
+        self._durations: deque[float] = deque(maxlen=DURATION_WINDOW)
         self.completed = 0  # jobs finished (successfully or not)
         self.refused = 0  # submissions refused with QueueFull
 
@@ -70,10 +73,11 @@ class DeviceQueue:
             return self._pending
 
     def retry_after(self, pending: int | None = None) -> int:
-        """Seconds until a slot is likely free: mean job time times the jobs ahead, rounded up."""
+        """Seconds until a slot is likely free: typical job time times the jobs ahead, rounded up."""
         with self._lock:
             ahead = self._pending if pending is None else pending
-            estimate = self._mean_s * max(1, ahead - self.limit)
+            typical = statistics.median(self._durations) if self._durations else INITIAL_JOB_SECONDS
+            estimate = typical * max(1, ahead - self.limit)
         low, high = RETRY_AFTER_RANGE
         return int(min(high, max(low, math.ceil(estimate))))
 
@@ -107,7 +111,7 @@ class DeviceQueue:
         finally:
             elapsed = time.perf_counter() - start
             with self._lock:
-                self._mean_s += DURATION_SMOOTHING * (elapsed - self._mean_s)
+                self._durations.append(elapsed)
 
     def _release(self, _: object) -> None:
         with self._lock:

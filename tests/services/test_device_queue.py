@@ -103,13 +103,15 @@ def test_errors_reach_the_caller_and_free_the_slot():
 
 def test_retry_after_follows_measured_job_time():
     queue = DeviceQueue(limit=0)
-    for _ in range(8):
+    assert queue.retry_after(1) == 2  # nothing measured yet: the initial guess
+    queue.submit(lambda: time.sleep(2.5)).result(5)  # one slow job (say, loading the models)
+    for _ in range(4):
         queue.submit(lambda: time.sleep(0.01)).result(5)
-    assert queue.retry_after(1) == 1  # short jobs: the minimum
+    assert queue.retry_after(1) == 1  # short jobs: the minimum; the slow one does not dominate
     gate, started = threading.Event(), threading.Event()
     slow = queue.submit(_blocker(gate, started))
     assert started.wait(5)
-    queue._mean_s = 7.2  # as if jobs took ~7 s
+    queue._durations.extend([7.2] * 9)  # as if jobs took ~7 s
     with pytest.raises(QueueFull) as info:
         queue.submit(lambda: None)
     assert info.value.retry_after_s == 8
