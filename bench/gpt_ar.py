@@ -8,12 +8,12 @@ step 0: one prefill + 249 KV-cached steps), EOS forced off, sampling as the work
 repetition penalty 1.35 over prompt + output, top_k 15, top_p 1, temperature 1 (seeded).
 
 Per precision (``reference`` = plain ``F.linear`` fp32, ``fp32`` = packed oneDNN fp32 (default),
-``bf16``, ``int8``) the decode wall time (prefill included) is taken ``--runs`` times after one
+``bf16``, ``int8`` weight-only, ``int8_dynamic``; see app/models/gpt/packed.py) the decode wall time (prefill included) is taken ``--runs`` times after one
 warm-up; tokens/s = 250 / time. Each thread count runs in a fresh process with OMP/MKL threads set.
 The 2-thread process also measures how far each precision is from ``reference``: the free-running
 sampled tokens (same seed) and the logits along the reference's tokens. Prints one JSON line.
 
-    python -m bench.gpt_ar [--threads 2 1] [--runs 3] [--precisions reference fp32 bf16 int8]
+    python -m bench.gpt_ar [--threads 2 1] [--runs 3] [--precisions reference fp32 bf16 int8 int8_dynamic]
 """
 
 from __future__ import annotations
@@ -153,7 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--precisions", nargs="+", default=["reference", "fp32", "bf16", "int8"])
+    parser.add_argument(
+        "--precisions", nargs="+", default=["reference", "fp32", "bf16", "int8", "int8_dynamic"]
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--deviation", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

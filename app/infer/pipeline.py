@@ -36,7 +36,7 @@ from app.infer import reference as ref
 from app.infer import scripts
 from app.infer.cache import LRUCache
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
-from app.infer.precision import CastDecoder, PrecisionPlan, plan_for
+from app.infer.precision import CastDecoder, PrecisionPlan, plan_for, release_packed_weights
 from app.infer.request import (
     AudioChunk,
     ModelLoadError,
@@ -92,6 +92,10 @@ class TTSPipeline:
         self.sample_rate = sovits.config.sampling_rate
         self.precision: PrecisionPlan = plan_for(spec.precision, self.device)
         self.gpt.set_precision(self.precision.gpt)
+        freed = release_packed_weights(self.gpt)
+        log.debug(
+            "GPT %s kernels packed; %.0f MB of unpacked weights freed", self.precision.gpt, freed / 2**20
+        )
         if self.precision.decoder != torch.float32:
             self.sovits.dec = CastDecoder(self.sovits.dec, self.precision.decoder)
         self._hubert: HubertEncoder | None = None

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
-from app.infer.precision import CastDecoder, native_bf16, plan_for
+from app.infer.precision import FAST_CPU_GPT, CastDecoder, native_bf16, plan_for
 from app.models.sovits.model import SoVITS
 from app.models.upstream.sovits import write_sovits
 from tests.infer.tiny import spec_for
@@ -48,7 +48,9 @@ def test_precision_plans():
     cpu = torch.device("cpu")
     assert plan_for("fp32", cpu).gpt == "fp32" and plan_for("fp32", cpu).decoder == torch.float32
     fast = plan_for("fast", cpu)
-    assert fast.gpt == "int8" and fast.decoder == (torch.bfloat16 if native_bf16(cpu) else torch.float32)
+    assert fast.gpt == FAST_CPU_GPT and fast.decoder == (
+        torch.bfloat16 if native_bf16(cpu) else torch.float32
+    )
     cuda = plan_for("fast", torch.device("cuda"))
     assert cuda.gpt == "bf16" and cuda.decoder == torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision"):
@@ -57,10 +59,30 @@ def test_precision_plans():
 
 def test_fast_mode_synthesizes(tiny_home, ref_wav):
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
-    assert pipe.gpt.precision == "int8"
+    assert pipe.gpt.precision == FAST_CPU_GPT
     assert isinstance(pipe.sovits.dec, CastDecoder) == (pipe.precision.decoder != torch.float32)
     result = pipe.synthesize(
         TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)
     )
     n = int(result.tokens[0].numel())
     assert len(result.audio) == n * 1280 + round(0.3 * 32000) and np.abs(result.audio).max() > 100
+
+
+def test_packed_gpt_weights_are_freed_and_decoding_is_unchanged(tiny_home):
+    from app.models.gpt.sampling import SamplingOptions, decode
+    from app.models.upstream.gpt import load_gpt
+
+    pipe = TTSPipeline.load(spec_for(tiny_home))
+    layer = pipe.gpt.h.layers[0]
+    assert layer.linear1.weight.numel() == 0 and pipe.gpt.ar_predict_layer.weight.numel() == 0
+    assert pipe.gpt.ar_audio_embedding.word_embeddings.weight.numel() > 0  # embeddings are still read
+    full = load_gpt(spec_for(tiny_home).gpt_path).model
+    full.set_precision("fp32")
+    phones = torch.randint(1, 700, (1, 20), generator=torch.Generator().manual_seed(0))
+    bert, prompt = (
+        torch.zeros(1, 1024, 20),
+        torch.randint(0, 1024, (1, 15), generator=torch.Generator().manual_seed(1)),
+    )
+    options = SamplingOptions(max_new_tokens=30, suppress_eos=True, seed=4)
+    expected = decode(full, phones, bert, prompt, options).tokens[0]
+    assert torch.equal(decode(pipe.gpt, phones, bert, prompt, options).tokens[0], expected)

@@ -233,6 +233,11 @@ class GPT(nn.Module):
         B, Tx = phones.shape
         Ty = semantic.shape[1]
         device = phones.device
+        if bool((phone_lens < 1).any()) or bool((phone_lens > Tx).any()) or bool((semantic_lens > Ty).any()):
+            raise ValueError(
+                f"phone_lens must be in [1, {Tx}] and semantic_lens in [0, {Ty}]; "
+                f"got {phone_lens.tolist()} and {semantic_lens.tolist()}"
+            )
         y_pad = torch.arange(Ty, device=device)[None] >= semantic_lens[:, None]  # (B, Ty) True = pad
         codes = semantic.masked_fill(y_pad, 0)
         # Targets are the codes followed by EOS; padding positions read EOS too (upstream pad_y_eos).
@@ -265,10 +270,11 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def set_precision(self, precision: str) -> None:
-        """Choose the linear kernels of :meth:`prefill` / :meth:`step`: reference, fp32, bf16 or int8.
+        """Choose the linear kernels of :meth:`prefill` / :meth:`step`.
 
-        ``fp32`` (default) is exact float32 maths; ``bf16`` and ``int8`` are approximations that
-        stream 2x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
+        ``fp32`` (default) is exact float32 maths in packed kernels; ``reference`` the plain
+        ``F.linear`` path; ``bf16``, ``int8`` and ``int8_dynamic`` are opt-in approximations that
+        stream 2x / 4x / 4x fewer weight bytes (see :mod:`app.models.gpt.packed`).
         """
         resolve_precision(precision, self.ar_predict_layer.weight.device)
         self._precision = precision

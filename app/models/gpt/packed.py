@@ -14,9 +14,13 @@ these precisions:
 - ``bf16``: weights rounded to bfloat16 (oneDNN on CPU); activations are cast to bf16 for the
   product and the result back to float32, so norms, residuals, attention and the KV cache stay
   float32. Half the weight traffic.
-- ``int8``: dynamic quantisation (fbgemm): weights int8 with one scale per output row, activations
-  quantised per call with ``reduce_range`` (7-bit, safe on CPUs without VNNI). A quarter of the
-  weight traffic; CPU only.
+- ``int8``: weight-only int8 (one scale per output row, symmetric); activations stay bf16 and the
+  products accumulate in float32 (``torch._weight_int8pack_mm``). A quarter of the weight traffic;
+  CPU only.
+- ``int8_dynamic``: fbgemm dynamic quantisation: the same int8 weights, activations quantised per
+  call to 7 bits (``reduce_range``, safe on CPUs without VNNI). Fastest on x86, about twice the
+  logit error of ``int8``; CPU only, and built on torch's quantized tensors, which torch 2.13
+  marks deprecated.
 
 Packs hold their own copy of the weights: re-pack after the module's parameters change.
 """
@@ -33,8 +37,8 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["reference", "fp32", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8")
+Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
+PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
 
 LinearFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,8 +56,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision actually used on ``device`` (``fp32`` without oneDNN runs as ``reference``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
-    if precision == "int8" and device.type != "cpu":
-        raise ValueError("precision 'int8' (fbgemm dynamic quantisation) runs on CPU only; use 'bf16' on GPU")
+    if precision.startswith("int8") and device.type != "cpu":
+        # Only the CPU kernels were measured and tested here; GPUs have memory bandwidth to spare.
+        raise ValueError(
+            f"precision {precision!r} is for CPU decoding; use 'bf16' or 'reference' on {device}"
+        )
     if precision == "fp32" and not _onednn_available(device):
         return "reference"
     return precision
@@ -77,6 +84,8 @@ def pack_linear(
             return _onednn(weight.bfloat16(), None if bias is None else bias.bfloat16(), relu, torch.bfloat16)
         return _cast_linear(weight.bfloat16(), bias, relu)
     if precision == "int8":
+        return _int8_weight_only(weight.float(), None if bias is None else bias.float(), relu)
+    if precision == "int8_dynamic":
         return _int8_dynamic(weight.float(), None if bias is None else bias.float(), relu)
     raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
 
@@ -121,3 +130,21 @@ def _int8_dynamic(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -
     op = torch.ops.quantized.linear_relu_dynamic if relu else torch.ops.quantized.linear_dynamic
     # reduce_range=True: 7-bit activations, so the int16 accumulation of AVX2 kernels cannot saturate.
     return lambda x: op(x.contiguous(), packed, True)
+
+
+def _int8_weight_only(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:
+    # Symmetric per-output-row scales: a row's largest |w| maps to 127.
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    qweight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    scales_bf16 = scales.bfloat16()
+    op = torch._weight_int8pack_mm
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape  # (..., in) -> the op takes a contiguous 2-d bf16 input
+        y = op(x.reshape(-1, shape[-1]).bfloat16().contiguous(), qweight, scales_bf16)
+        y = y.float().view(*shape[:-1], -1)
+        if bias is not None:
+            y = y + bias
+        return F.relu(y) if relu else y
+
+    return run

@@ -150,6 +150,11 @@ def generate(
     width = phones.shape[1] + (0 if prompt is None else prompt.shape[1])
     if cache is None:
         cache = model.new_cache(B, width + opt.max_new_tokens)
+    elif cache.capacity < width + opt.max_new_tokens or cache.max_batch < B:
+        raise ValueError(
+            f"the KV cache holds {cache.max_batch} rows x {cache.capacity} columns; this request needs "
+            f"{B} rows x {width + opt.max_new_tokens} (prefill {width} + max_new_tokens {opt.max_new_tokens})"
+        )
     generator = None
     if opt.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opt.seed)

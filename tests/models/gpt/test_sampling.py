@@ -247,3 +247,10 @@ def test_streaming_does_not_leak_inference_mode_into_the_consumer() -> None:
     assert not torch.is_inference_mode_enabled()
     rest = list(stream)
     assert rest[-1].finished == (True,)
+
+
+def test_a_too_small_cache_is_refused_before_decoding() -> None:
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 5, 3)
+    with pytest.raises(ValueError, match="needs 1 rows x 28"):
+        decode(model, phones, bert, prompt, SamplingOptions(max_new_tokens=20), cache=model.new_cache(1, 27))

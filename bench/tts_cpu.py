@@ -1,0 +1,337 @@
+"""CPU benchmark of the whole TTS pipeline on workload ``gsv-v2-cpu-anchor/1`` (shared/bench/WORKLOAD.md).
+
+Full-size v2 GPT, SoVITS and HuBERT-base with random weights (seed 1234), written once to model
+files with the upstream writers and loaded through ``TTSPipeline.load`` like any user model.
+Stages, each timed as the median of ``--runs`` runs after one warm-up:
+
+1. ``hubert_vq``: the workload's 5 s 16 kHz reference + 0.3 s pad -> HuBERT -> 139 prompt tokens;
+2. ``ar_decode``: phones = 60 reference + 80 target, BERT zeros, the 139-token prompt: one prefill
+   and exactly 250 tokens (EOS forced off), top_k 15, top_p 1, temperature 1, penalty 1.35;
+3. ``sovits_decode``: spectrogram of the 32 kHz clip, timbre, decode of the 250 tokens with the 80
+   target phones, noise 0.5 -> 320,000 samples.
+
+RTF = (1 + 2 + 3) / 10 s; tokens/s = 250 / stage 2. Also: time to first audio when the same request
+is streamed (token chunks, reference encoding included), the seam error of streaming against a
+whole decode (noise 0), a long text (10 segments of 100 tokens, batched vs one by one), and, for
+``fast``, its deviation from ``fp32``. Every (threads, precision) runs in a fresh process with
+OMP/MKL threads set. Prints one JSON line.
+
+    python -m bench.tts_cpu [--threads 2 1] [--precisions fp32 fast] [--runs 3] [--long-runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORKLOAD = "gsv-v2-cpu-anchor/1"
+SEED = 1234
+NEW_TOKENS = 250
+AUDIO_SECONDS = 10.0
+LONG_SEGMENTS, LONG_TOKENS = 10, 100
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_models(folder: Path) -> None:
+    """Random full-size v2 models (seed 1234) as files: GPT .ckpt, SoVITS .pth, HuBERT folder."""
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    from app.models.gpt.config import GPTConfig
+    from app.models.gpt.model import GPT
+    from app.models.sovits.config import preset
+    from app.models.sovits.model import SoVITS
+    from app.models.upstream.gpt import save_gpt
+    from app.models.upstream.sovits import write_sovits
+
+    torch.manual_seed(SEED)
+    HubertModel(HubertConfig()).eval().save_pretrained(folder / "chinese-hubert-base")
+    torch.manual_seed(SEED)
+    save_gpt(GPT(GPTConfig()).eval(), folder / "gpt.ckpt", epoch=1)
+    torch.manual_seed(SEED)
+    sovits = SoVITS(preset("v2"))
+    with torch.no_grad():  # the codebook is zero until trained; give it values so codes mean something
+        sovits.quantizer.vq.layers[0]._codebook.embed.normal_()
+    write_sovits(folder / "sovits.pth", sovits.state_dict(), sovits.config, epoch=1, step=1)
+
+
+def _median(fn, runs: int) -> tuple[float, list[float], object]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def _snr(ref: np.ndarray, other: np.ndarray) -> float:
+    err = float(np.sum((ref.astype(np.float64) - other) ** 2))
+    return (
+        float("inf")
+        if err == 0
+        else round(10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err), 2)
+    )
+
+
+def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int, extras: bool) -> dict:
+    """One (threads, precision) in this fresh process; ``extras``: also seams and kernel parity."""
+    import torch
+
+    from app.infer import PipelineSpec, StreamOptions, TTSPipeline
+    from app.infer.inputs import SynthesisPlan, TextInput
+    from app.models.gpt.sampling import SamplingOptions
+    from bench.sovits_cpu import workload_inputs
+
+    torch.set_num_threads(threads)
+    inputs = workload_inputs()
+    spec = PipelineSpec(
+        folder / "gpt.ckpt",
+        folder / "sovits.pth",
+        folder / "chinese-hubert-base",
+        folder / "none",
+        "cpu",
+        precision,
+    )
+    t0 = time.perf_counter()
+    p = TTSPipeline.load(spec)
+    load_s = time.perf_counter() - t0
+    rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ref_phones = tuple(int(x) for x in inputs["ref_phones"])
+    target = tuple(int(x) for x in inputs["target_phones"])
+    zeros = torch.zeros(1024, len(ref_phones) + len(target))
+    options = SamplingOptions(
+        top_k=15, top_p=1.0, temperature=1.0, repetition_penalty=1.35, max_new_tokens=NEW_TOKENS,
+        suppress_eos=True, seed=SEED,
+    )  # fmt: skip
+
+    s1, s1_runs, prompt = _median(lambda: p.prompt_tokens(inputs["wav16"]), runs)
+    assert prompt.numel() == 139, prompt.shape
+
+    def ar():
+        (chunk,) = list(p.generate_tokens([ref_phones + target], [zeros], prompt, options))
+        return chunk.tokens[0]
+
+    s2, s2_runs, tokens = _median(ar, runs)
+    assert tokens.numel() == NEW_TOKENS
+
+    def sovits():
+        timbre = p.timbre([p.spectrogram(inputs["wav32"])])
+        return p.decode_tokens(
+            tokens, target, timbre, noise_scale=0.5, generator=torch.Generator().manual_seed(SEED)
+        )
+
+    s3, s3_runs, audio = _median(sovits, runs)
+    assert audio.shape == (320_000,), audio.shape
+    total = s1 + s2 + s3
+    out: dict = {
+        "threads": threads,
+        "precision": precision,
+        "plan": {"gpt": p.precision.gpt, "sovits_decoder": str(p.precision.decoder).removeprefix("torch.")},
+        "load_s": round(load_s, 2),
+        "stage1_hubert_vq_s": round(s1, 3),
+        "stage2_ar_decode_s": round(s2, 3),
+        "stage3_sovits_decode_s": round(s3, 3),
+        "total_s": round(total, 3),
+        "runs_s": {"hubert_vq": _r(s1_runs), "ar_decode": _r(s2_runs), "sovits_decode": _r(s3_runs)},
+        "ar_tokens_per_s": round(NEW_TOKENS / s2, 1),
+        "rtf": round(total / AUDIO_SECONDS, 3),
+    }
+
+    # The same request streamed: reference encoding, then token chunks (first audio measured).
+    segment = TextInput("target", target, torch.zeros(1024, len(target)))
+    prompt_in = TextInput("reference", ref_phones, torch.zeros(1024, len(ref_phones)))
+
+    def plan_of(prompt_tokens, timbre, noise=0.5, segments=(segment,), batch=1, sampling=options):
+        return SynthesisPlan(
+            segments=segments, prompt=prompt_in, prompt_tokens=prompt_tokens, timbre=timbre,
+            sampling=sampling, seed=SEED, pause_seconds=0.0, batch_size=batch, noise_scale=noise,
+        )  # fmt: skip
+
+    def streamed():
+        start = time.perf_counter()
+        first = None
+        pt = p.prompt_tokens(inputs["wav16"])
+        timbre = p.timbre([p.spectrogram(inputs["wav32"])])
+        n = 0
+        for chunk in p.run(plan_of(pt, timbre), token_chunks=True):
+            if first is None and len(chunk.audio):
+                first = time.perf_counter() - start
+            n += len(chunk.audio)
+        return first, time.perf_counter() - start, n
+
+    firsts, totals = [], []
+    streamed()  # warm-up
+    for _ in range(runs):
+        first, whole, n = streamed()
+        firsts.append(first)
+        totals.append(whole)
+    assert n == 320_000, n
+    out["stream"] = {
+        "first_audio_s": round(statistics.median(firsts), 3),
+        "first_audio_runs_s": _r(firsts),
+        "total_s": round(statistics.median(totals), 3),
+        "chunks": [StreamOptions().first_chunk, StreamOptions().chunk],
+    }
+    timbre = p.timbre([p.spectrogram(inputs["wav32"])])
+    if extras and precision == "fp32":
+        whole = list(p.run(plan_of(prompt, timbre, noise=0.0)))[-1].result.audio
+        chunked = list(p.run(plan_of(prompt, timbre, noise=0.0), token_chunks=True))[-1].result.audio
+        out["stream"]["seam_snr_db_vs_whole_decode"] = _snr(whole, chunked)
+        out["stream"]["seam_max_abs_err"] = int(np.abs(whole.astype(np.int32) - chunked).max())
+        # fp32 = the parity path: the packed kernels give the plain F.linear path's tokens.
+        p.gpt.set_precision("reference")
+        out["fp32_tokens_equal_reference_kernels"] = bool(torch.equal(ar(), tokens))
+        p.gpt.set_precision("fp32")
+    out["long_text"] = _long_text(p, plan_of, timbre, prompt, long_runs)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["rss_after_load_mb"] = round(rss_loaded, 1)
+    if precision != "fp32":
+        out["deviation_from_fp32"] = _deviation(
+            folder, p, tokens, target, prompt, ref_phones, zeros, options, inputs
+        )
+    return out
+
+
+def _long_text(p, plan_of, timbre, prompt, runs: int) -> dict:
+    """10 segments of 100 tokens: one by one vs batched (all 10 rows in one GPT loop)."""
+    import torch
+
+    from app.infer.inputs import TextInput
+    from app.models.gpt.sampling import SamplingOptions
+
+    rng = np.random.default_rng(SEED + 1)
+    segments = tuple(
+        TextInput(f"s{i}", tuple(int(x) for x in rng.integers(1, 732, n)), torch.zeros(1024, int(n)))
+        for i, n in enumerate(rng.integers(40, 81, LONG_SEGMENTS))
+    )
+    sampling = SamplingOptions(max_new_tokens=LONG_TOKENS, suppress_eos=True, seed=SEED)
+    report = {"segments": LONG_SEGMENTS, "tokens_per_segment": LONG_TOKENS, "runs": runs}
+    for batch in (1, LONG_SEGMENTS):
+        plan = plan_of(prompt, timbre, segments=segments, batch=batch, sampling=sampling)
+        results = [list(p.run(plan))[-1].result for _ in range(runs)]
+        t = sorted(results, key=lambda r: r.timings.total)[len(results) // 2].timings
+        seconds = len(results[0].audio) / p.sample_rate
+        report[f"batch_{batch}"] = {
+            "gpt_s": round(t.gpt, 3),
+            "sovits_s": round(t.sovits, 3),
+            "total_s": round(t.total, 3),
+            "ar_tokens_per_s": round(t.tokens / t.gpt, 1),
+            "rtf": round(t.total / seconds, 3),
+            "first_audio_s": round(t.first_audio, 3),
+        }
+    return report
+
+
+def _deviation(folder, fast, fast_tokens, target, prompt, ref_phones, zeros, options, inputs) -> dict:
+    """How far ``fast`` is from fp32: sampled tokens, logits along fp32's tokens, decoded audio."""
+    import torch
+
+    from app.infer import PipelineSpec, TTSPipeline
+
+    spec = PipelineSpec(
+        folder / "gpt.ckpt", folder / "sovits.pth", folder / "chinese-hubert-base", folder / "none"
+    )
+    ref = TTSPipeline.load(spec)
+    (chunk,) = list(ref.generate_tokens([ref_phones + target], [zeros], prompt, options))
+    ref_tokens = chunk.tokens[0]
+    same = fast_tokens == ref_tokens
+    phones = torch.tensor([ref_phones + target])
+    bert = zeros[None]
+
+    def teacher_forced(model):
+        cache = model.new_cache(1, phones.shape[1] + prompt.numel() + NEW_TOKENS)
+        with torch.inference_mode():
+            rows = [model.prefill(cache, phones, bert, prompt[None])]
+            rows += [model.step(cache, t.view(1)) for t in ref_tokens[:-1]]
+        return torch.cat(rows)
+
+    a, b = teacher_forced(ref.gpt), teacher_forced(fast.gpt)
+    err = (a - b).abs()
+    timbre_ref = ref.timbre([ref.spectrogram(inputs["wav32"])])
+    timbre_fast = fast.timbre([fast.spectrogram(inputs["wav32"])])
+    audio_ref = ref.decode_tokens(ref_tokens, target, timbre_ref, noise_scale=0.0)
+    audio_fast = fast.decode_tokens(ref_tokens, target, timbre_fast, noise_scale=0.0)
+    diverged = (~same).nonzero()
+    return {
+        "hubert_codes_equal": bool(torch.equal(ref.prompt_tokens(inputs["wav16"]), prompt)),
+        "sampled_token_agreement": round(same.float().mean().item(), 4),
+        "first_divergent_token": int(diverged[0]) if len(diverged) else None,
+        "logits_max_abs_err": float(f"{err.max().item():.3g}"),
+        "logits_max_err_over_std": float(f"{err.max().item() / a.std().item():.3g}"),
+        "argmax_agreement": round((a.argmax(-1) == b.argmax(-1)).float().mean().item(), 4),
+        "decoder_audio_snr_db": _snr(audio_ref, audio_fast),
+        "decoder_audio_max_abs_err": float(f"{np.abs(audio_ref - audio_fast).max():.3g}"),
+    }
+
+
+def _r(values) -> list[float]:
+    return [round(v, 3) for v in values]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "fast"], choices=["fp32", "fast"])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--long-runs", type=int, default=1, help="runs of the 10-segment case (median)")
+    parser.add_argument(
+        "--models", type=Path, help="folder of models built before (default: build in a temp dir)"
+    )
+    parser.add_argument("--worker", nargs=2, metavar=("THREADS", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--extras", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        threads, precision = int(args.worker[0]), args.worker[1]
+        result = worker(args.models, threads, precision, args.runs, args.long_runs, args.extras)
+        print(json.dumps(result))
+        return
+    with tempfile.TemporaryDirectory(prefix="tts-bench-") as tmp:
+        folder = args.models or Path(tmp)
+        if not (folder / "gpt.ckpt").is_file():
+            build_models(folder)
+        results = []
+        for n in args.threads:
+            for precision in args.precisions:
+                env = {**os.environ, "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bench.tts_cpu",
+                    "--worker",
+                    str(n),
+                    precision,
+                    "--models",
+                    str(folder),
+                ]
+                cmd += ["--runs", str(args.runs), "--long-runs", str(args.long_runs)]
+                cmd += ["--extras"] if n == args.threads[0] else []
+                proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"worker {n} threads {precision} failed:\n{proc.stderr[-3000:]}")
+                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(
+        json.dumps(
+            {
+                "workload": WORKLOAD,
+                "bench": "tts_cpu",
+                "models": "gpt + sovits v2 + hubert-base, full size, random weights (seed 1234), CPU",
+                "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+                "results": results,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
