@@ -11,26 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
 
-from app.settings import DEFAULT_HOST, DEFAULT_UI_PORT, load_settings
+from app.settings import DEFAULT_HOST, DEFAULT_UI_PORT, is_loopback, load_settings
 
 log = logging.getLogger("webui")
 
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["exposure_problem", "is_loopback", "main", "parse_auth"]
 
 
 def parse_auth(value: str) -> tuple[str, str]:

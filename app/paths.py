@@ -41,6 +41,11 @@ class Layout:
         return self.home / "output"
 
     @property
+    def presets(self) -> Path:
+        """Saved voices of the HTTP API: ``presets/<name>/preset.json`` + the reference clip."""
+        return self.home / "presets"
+
+    @property
     def experiments(self) -> Path:
         return self.output / "experiments"
 

@@ -5,6 +5,7 @@ Every other module receives a :class:`Settings` (or the values it needs) as an a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,17 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_UI_PORT = 9874  # upstream GPT-SoVITS main web UI port
 DEFAULT_API_PORT = 9880  # upstream api_v2 port
 DEFAULT_MAX_UPLOAD_MB = 200
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

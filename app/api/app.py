@@ -1,0 +1,83 @@
+"""The FastAPI application: routes, error handlers, the upload cap, shared state."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from app.api import errors
+from app.api.engine import ApiState
+from app.api.routes import health, openai, presets, tts
+from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
+from app.paths import Layout
+from app.services.device_queue import DeviceQueue
+from app.services.model_choice import ModelChoiceStore
+from app.services.pipelines import PipelineCache, shared_pipelines
+from app.services.presets import PresetStore
+from app.settings import Settings
+
+DESCRIPTION = """
+Voice-cloning text to speech (GPT-SoVITS class) over HTTP.
+
+* **api_v2 compatible**: `GET|POST /tts` with upstream's parameter names and defaults,
+  `/set_gpt_weights`, `/set_sovits_weights`. Paths resolve only inside the data folder.
+* **OpenAI compatible**: `POST /v1/audio/speech` where `voice` is a saved preset.
+* **Voice presets**: reference clip + what it says + models + defaults (`/presets`).
+
+Send the API key (when the server has one) as `Authorization: Bearer <key>` or `X-API-Key`.
+Busy servers answer 503 with `Retry-After`. There is no `/control` endpoint.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    precision: str = "fp32",
+    pipelines: PipelineCache | None = None,
+    queue: DeviceQueue | None = None,
+) -> FastAPI:
+    """The API for ``settings`` (data root, key, queue limit, upload cap, device).
+
+    ``pipelines`` defaults to the process-wide cache the UI uses too; ``queue`` to a new
+    :class:`DeviceQueue` of ``settings.queue_limit``.
+    """
+    layout = Layout(settings.home, settings.pretrained_dir).ensure()
+    api = ApiState(
+        settings=settings,
+        layout=layout,
+        queue=queue or DeviceQueue(settings.queue_limit, name="tts-device"),
+        pipelines=pipelines or shared_pipelines(),
+        presets=PresetStore(layout.presets),
+        models=ModelChoiceStore(layout),
+        precision=precision,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        api.queue.shutdown(wait=False)
+
+    app = FastAPI(
+        title="SoVITS Studio API",
+        description=DESCRIPTION,
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.api = api
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * (1 << 20) + FORM_OVERHEAD_BYTES)
+    for module in (health, tts):
+        app.include_router(module.open_router)
+    for module in (health, tts, openai, presets):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/" if getattr(app.state, "ui", False) else "/docs")
+
+    return app

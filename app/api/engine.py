@@ -1,0 +1,216 @@
+"""What the routes share: settings, the device queue, the pipeline cache, presets, the model choice.
+
+Every synthesis goes through :class:`ApiState`: the route builds a :class:`~app.infer.TTSRequest`
+(the same object the UI and the CLI build) and a :class:`~app.infer.PipelineSpec` (the models
+this request uses), then :meth:`ApiState.synthesize` or :meth:`ApiState.open_stream` queue a job
+that fetches the pipeline from the shared cache and runs it on the queue's worker thread. Each
+request carries its own reference and models, so nothing leaks from one to the next; a model
+swap happens inside a job, after the previous job finished on its own models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+
+from app.api.errors import ApiError
+from app.infer.pipeline import TTSPipeline
+from app.infer.request import AudioChunk, PipelineSpec, TTSRequest, TTSResult
+from app.infer.streaming import StreamOptions
+from app.paths import Layout, PathOutsideRoot, resolve_inside
+from app.services.device_queue import DeviceQueue
+from app.services.model_choice import ModelChoiceStore, resolve_weight
+from app.services.pipelines import PipelineCache
+from app.services.presets import PresetStore, VoicePreset
+from app.services.weights import list_weights, pipeline_spec
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ApiState:
+    """The server's shared parts (one per process; ``app.state.api``)."""
+
+    # Process settings (data root, key, queue limit, upload cap, device).
+    settings: Settings
+    # Data folders under settings.home.
+    layout: Layout
+    # The bounded queue in front of the device.
+    queue: DeviceQueue
+    # Loaded pipelines, shared with the UI mounted on the same server.
+    pipelines: PipelineCache
+    # Saved voices (presets/ under the data root).
+    presets: PresetStore
+    # The current models (/set_*_weights), a file under the data root.
+    models: ModelChoiceStore
+    # Pipeline precision: "fp32" or "fast".
+    precision: str = "fp32"
+
+    # ------------------------------------------------------------------ paths and models
+    def data_file(self, value: str, param: str) -> Path:
+        """A file under the data root named by a client (relative paths start at the root).
+
+        ``..`` components, absolute paths elsewhere and links leading out are refused with 403.
+        """
+        text = str(value).strip()
+        if not text:
+            raise ApiError(400, f"{param} is empty: name a file under the data folder", param=param)
+        if ".." in PureWindowsPath(text).parts:
+            raise ApiError(
+                403, f"{param}: '..' is not allowed; name a file under the data folder", param=param
+            )
+        try:
+            path = resolve_inside(text, self.layout.home)
+        except PathOutsideRoot:
+            raise ApiError(
+                403,
+                f"{param}: {text} is outside the data folder; name a file under it (relative paths "
+                "start there), upload the clip, or use a preset",
+                param=param,
+                code="path_not_allowed",
+            ) from None
+        if not path.is_file():
+            raise ApiError(400, f"{param}: {text} not found in the data folder", param=param)
+        return path
+
+    def spec_for(
+        self, gpt: str | None = None, sovits: str | None = None, preset: VoicePreset | None = None
+    ) -> PipelineSpec:
+        """The models of one request: its own, else the preset's, else the current ones."""
+        listing = list_weights(self.layout)
+        current: tuple[Path, Path] | None = None
+        chosen = []
+        for kind, explicit, from_preset in (
+            ("gpt", gpt, preset.gpt_weights if preset else ""),
+            ("sovits", sovits, preset.sovits_weights if preset else ""),
+        ):
+            param = f"{kind}_weights"
+            value = explicit or from_preset
+            if value:
+                try:
+                    chosen.append(resolve_weight(self.layout, kind, value, listing))
+                except PathOutsideRoot as exc:
+                    raise ApiError(403, f"{param}: {exc}", param=param, code="path_not_allowed") from None
+                except ValueError as exc:
+                    raise ApiError(400, f"{param}: {exc}", param=param, code="model_unavailable") from None
+            else:
+                if current is None:
+                    try:
+                        current = self.models.current(listing)
+                    except ValueError as exc:
+                        raise ApiError(503, str(exc), param=param, code="no_model") from None
+                chosen.append(current[0 if kind == "gpt" else 1])
+        return pipeline_spec(self.layout, chosen[0], chosen[1], self.settings.device, self.precision)
+
+    # ------------------------------------------------------------------ synthesis
+    def _pipeline(self, spec: PipelineSpec) -> TTSPipeline:
+        return self.pipelines.get(spec)
+
+    async def synthesize(self, spec: PipelineSpec, request: TTSRequest) -> TTSResult:
+        """The whole audio of ``request`` (queued; 503 at once when the queue is full)."""
+        future = self.queue.submit(lambda: self._pipeline(spec).synthesize(request))
+        return await asyncio.wrap_future(future)
+
+    async def open_stream(
+        self, spec: PipelineSpec, request: TTSRequest, token_chunks: bool, options: StreamOptions | None
+    ) -> ChunkStream:
+        """Queue a streaming synthesis and wait for its first chunk.
+
+        Errors before the first chunk (bad reference, unloadable models) raise here, so the
+        client gets a 4xx instead of a 200 with an empty stream.
+        """
+        stream = ChunkStream(asyncio.get_running_loop())
+
+        def job() -> None:
+            if stream.cancelled.is_set():
+                return
+            try:
+                chunks = self._pipeline(spec).stream(request, token_chunks=token_chunks, options=options)
+                try:
+                    for chunk in chunks:
+                        stream.put(chunk)
+                        if stream.cancelled.is_set():
+                            log.info("stream cancelled by the client; stopping synthesis")
+                            break
+                finally:
+                    chunks.close()
+            except Exception as exc:
+                stream.fail(exc)
+                return
+            stream.finish()
+
+        stream.future = self.queue.submit(job)
+        try:
+            await stream.prime()
+        except BaseException:
+            stream.cancel()
+            raise
+        return stream
+
+
+_END = object()
+
+
+class ChunkStream:
+    """Audio chunks handed from the worker thread to the event loop, in order.
+
+    :meth:`prime` waits for the first chunk; iterating yields it and the rest. :meth:`cancel`
+    (the client went away) stops the job at its next chunk, or before it starts.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: asyncio.Queue[object] = asyncio.Queue()
+        self._first: object = None
+        self.cancelled = threading.Event()
+        self.future = None
+
+    # worker side
+    def _post(self, item: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed (server shutting down)
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+
+    def put(self, chunk: AudioChunk) -> None:
+        self._post(chunk)
+
+    def fail(self, exc: BaseException) -> None:
+        self._post(exc)
+
+    def finish(self) -> None:
+        self._post(_END)
+
+    # event-loop side
+    async def _next(self) -> object:
+        item = await self._items.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def prime(self) -> None:
+        self._first = await self._next()
+
+    @property
+    def sample_rate(self) -> int:
+        """Samples per second of the stream (known once primed)."""
+        if not isinstance(self._first, AudioChunk):
+            raise RuntimeError("the stream has no audio yet; call prime() first")
+        return self._first.sample_rate
+
+    async def chunks(self) -> AsyncIterator[AudioChunk]:
+        item = self._first
+        self._first = None
+        while item is not _END and item is not None:
+            assert isinstance(item, AudioChunk)
+            yield item
+            item = await self._next()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.future is not None:
+            self.future.cancel()  # frees the queue slot when the job has not started yet

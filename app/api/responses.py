@@ -1,0 +1,83 @@
+"""Audio responses: a whole file, or a stream that starts before synthesis ends."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi.responses import Response, StreamingResponse
+
+from app.api.encoding import FORMATS, OPUS_RATE, PcmStream, encode, wav_stream_header
+from app.api.engine import ApiState, ChunkStream
+from app.infer.request import PipelineSpec, TTSRequest
+from app.infer.streaming import StreamOptions
+
+log = logging.getLogger(__name__)
+
+# streaming_mode 3 ("fixed-length chunks, fastest"): the first audio after this many tokens.
+FAST_FIRST_CHUNK = 8
+
+
+def stream_options(mode: int, min_chunk_length: int) -> StreamOptions | None:
+    """api_v2's streaming modes -> chunking (mode 1 streams whole segments, no token chunks)."""
+    if mode == 3:
+        return StreamOptions(first_chunk=min(FAST_FIRST_CHUNK, min_chunk_length), chunk=min_chunk_length)
+    return None
+
+
+async def _stream_body(
+    stream: ChunkStream, media: str, sample_rate: int, pcm_rate: int | None
+) -> AsyncIterator[bytes]:
+    pcm = PcmStream(sample_rate, pcm_rate or sample_rate)
+    try:
+        if media == "wav":
+            yield wav_stream_header(sample_rate)
+        async for chunk in stream.chunks():
+            data = pcm.encode(chunk.audio, final=chunk.result is not None)
+            if data:
+                yield data
+    except Exception:
+        # The status line went out with the first bytes; all that is left is to end the audio.
+        log.exception("synthesis failed while streaming; the audio ends here")
+    finally:
+        stream.cancel()
+
+
+async def audio_response(
+    api: ApiState,
+    spec: PipelineSpec,
+    request: TTSRequest,
+    media: str,
+    streaming_mode: int = 0,
+    options: StreamOptions | None = None,
+    pcm_rate: int | None = None,
+) -> Response:
+    """Synthesise ``request`` on ``spec``'s models and answer with format ``media``.
+
+    ``streaming_mode`` 1 sends each segment as it is done, 2 and 3 pieces of segments while the
+    GPT still runs; only wav and raw/pcm stream (other containers are sent whole when done).
+    ``pcm_rate`` resamples raw PCM (OpenAI clients expect 24 kHz).
+    """
+    fmt = FORMATS[media]
+    if streaming_mode and fmt.streamable:
+        stream = await api.open_stream(spec, request, token_chunks=streaming_mode >= 2, options=options)
+        rate = stream.sample_rate
+        headers = {"X-Sample-Rate": str(pcm_rate or rate), "Cache-Control": "no-store"}
+        return StreamingResponse(
+            _stream_body(stream, media, rate, pcm_rate), media_type=fmt.mime, headers=headers
+        )
+    if streaming_mode:
+        log.debug("%s is not a streaming format; sending the whole file", media)
+    result = await api.synthesize(spec, request)
+    data = await asyncio.to_thread(encode, result.audio, result.sample_rate, media, pcm_rate)
+    if fmt.via == "pcm" and pcm_rate:
+        rate = pcm_rate
+    else:
+        rate = OPUS_RATE if media == "opus" else result.sample_rate
+    headers = {
+        "X-Seed": str(result.seed),
+        "X-Sample-Rate": str(rate),
+        "X-Audio-Seconds": f"{result.duration:.3f}",
+    }
+    return Response(data, media_type=fmt.mime, headers=headers)

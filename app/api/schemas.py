@@ -1,0 +1,203 @@
+"""Request bodies and query parameters of the HTTP API (pydantic), with api_v2's names and defaults.
+
+Ranges mirror :class:`app.infer.TTSRequest` so a bad value is refused here, with the API's field
+name in the message, before anything is queued.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.api.encoding import check_format
+from app.infer.request import MAX_BATCH_SIZE, MAX_PAUSE_SECONDS, MAX_SEED, SPEED_RANGE
+from app.text import LanguageMode, SplitMethod, UnsupportedLanguage
+
+MAX_TEXT_CHARS = 20_000  # /tts (the text is split into segments and synthesised one by one)
+OPENAI_MAX_INPUT_CHARS = 4096  # OpenAI's limit on `input`
+TTS_MEDIA_TYPES = ("wav", "raw", "ogg", "flac", "aac", "mp3")
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+STREAMING_MODES = (0, 1, 2, 3)
+
+TopK = Annotated[int, Field(ge=1, le=1000, description="GPT sampling: keep the k most likely tokens")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0, description="GPT sampling: nucleus filter (1 = off)")]
+Temperature = Annotated[float, Field(ge=0.0, le=5.0, description="GPT sampling temperature")]
+Penalty = Annotated[float, Field(ge=0.01, le=5.0, description="penalty on repeated tokens (1 = off)")]
+Speed = Annotated[
+    float, Field(ge=SPEED_RANGE[0], le=SPEED_RANGE[1], description="speaking rate (> 1 faster)")
+]
+Pause = Annotated[float, Field(ge=0.0, le=MAX_PAUSE_SECONDS, description="silence after each segment (s)")]
+Seed = Annotated[int, Field(ge=-1, le=MAX_SEED, description="random seed (-1: draw one)")]
+
+
+def language_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return LanguageMode.parse(value).value
+    except UnsupportedLanguage as exc:
+        raise ValueError(str(exc)) from None
+
+
+def split_id(value: str | None) -> str | None:
+    return None if value is None else SplitMethod.parse(value).value
+
+
+def _speakable(value: str, limit: int) -> str:
+    if not value.strip():
+        raise ValueError("is empty: give the text to speak")
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+class TTSParams(BaseModel):
+    """``GET|POST /tts``: api_v2's parameters and defaults, plus ``preset`` and per-request models."""
+
+    model_config = ConfigDict(extra="ignore")  # api_v2 ignores unknown fields too
+
+    text: str = Field(description="text to speak (required)")
+    text_lang: str | None = Field(
+        None, description="language mode of text: zh, en, ja, ko, yue, auto, all_zh, ..."
+    )
+    ref_audio_path: str | None = Field(
+        None,
+        description="reference clip, a path under the data folder (or upload ref_audio, or name a preset)",
+    )
+    aux_ref_audio_paths: list[str] | None = Field(None, description="more clips of the voice (paths)")
+    prompt_text: str = Field("", description="what the reference clip says ('' = timbre only)")
+    prompt_lang: str | None = Field(None, description="language mode of prompt_text (default auto)")
+    top_k: TopK = 15
+    top_p: TopP = 1.0
+    temperature: Temperature = 1.0
+    text_split_method: str = Field("cut5", description="cut0 (none) .. cut5 (every punctuation mark)")
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH_SIZE, description="segments decoded together")
+    speed_factor: Speed = 1.0
+    fragment_interval: Pause = 0.3
+    seed: Seed = -1
+    media_type: str = Field("wav", description="wav, raw (s16le), ogg, flac, aac, mp3")
+    streaming_mode: bool | int = Field(
+        False,
+        description="0/false: whole file; 1/true: per segment; 2: token chunks; 3: smaller token chunks",
+    )
+    repetition_penalty: Penalty = 1.35
+    # Extensions of this server.
+    preset: str | None = Field(None, description="saved voice: its clip, prompt, models and defaults")
+    gpt_weights: str | None = Field(None, description="GPT model for this request (default: the current one)")
+    sovits_weights: str | None = Field(None, description="SoVITS model for this request")
+    # Accepted for compatibility with api_v2 clients and ignored (v3/v4 or batching knobs).
+    batch_threshold: float = Field(0.75, description="ignored")
+    split_bucket: bool = Field(True, description="ignored")
+    parallel_infer: bool = Field(True, description="ignored")
+    sample_steps: int = Field(32, description="ignored (v3/v4 models only)")
+    super_sampling: bool = Field(False, description="ignored (v3/v4 models only)")
+    overlap_length: int = Field(2, description="ignored")
+    min_chunk_length: int = Field(16, ge=1, le=500, description="tokens per chunk in streaming_mode 3")
+    return_fragment: bool = Field(False, description="ignored (use streaming_mode 1)")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _speakable(v, MAX_TEXT_CHARS)
+
+    @field_validator("text_lang", "prompt_lang")
+    @classmethod
+    def _lang(cls, v: str | None) -> str | None:
+        return language_id(v)
+
+    @field_validator("text_split_method")
+    @classmethod
+    def _split(cls, v: str) -> str:
+        return SplitMethod.parse(v).value
+
+    @field_validator("media_type")
+    @classmethod
+    def _media(cls, v: str) -> str:
+        check_format(v.lower(), "media_type", TTS_MEDIA_TYPES)
+        return v.lower()
+
+    @field_validator("streaming_mode", mode="before")
+    @classmethod
+    def _streaming(cls, v: Any) -> int:
+        text = str(v).strip().lower()
+        mapping = {"true": 1, "false": 0, "": 0, **{str(m): m for m in STREAMING_MODES}}
+        if isinstance(v, bool):
+            return int(v)
+        if text not in mapping:
+            raise ValueError("must be 0, 1, 2, 3, true or false")
+        return mapping[text]
+
+
+class SpeechRequest(BaseModel):
+    """``POST /v1/audio/speech``: OpenAI's fields; ``voice`` names a saved preset."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts or gpt-sovits (all the same engine)")
+    input: str = Field(description=f"text to speak (at most {OPENAI_MAX_INPUT_CHARS} characters)")
+    voice: str = Field(description="name of a saved voice preset (GET /v1/audio/voices)")
+    response_format: str = Field("mp3", description="mp3, opus, aac, flac, wav or pcm (s16le, 24 kHz)")
+    speed: Speed = 1.0
+    instructions: str | None = Field(None, description="accepted and ignored")
+    stream_format: Literal["audio", "sse"] | None = Field(None, description="'audio' only")
+    stream: bool = Field(False, description="send audio while it is synthesised (wav and pcm)")
+    # Extensions.
+    language: str | None = Field(None, description="language mode of input (default: the preset's)")
+    seed: Seed | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, v: str) -> str:
+        return _speakable(v, OPENAI_MAX_INPUT_CHARS)
+
+    @field_validator("response_format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        check_format(v.lower(), "response_format", SPEECH_FORMATS)
+        return v.lower()
+
+    @field_validator("language")
+    @classmethod
+    def _lang(cls, v: str | None) -> str | None:
+        return language_id(v)
+
+    @field_validator("stream_format")
+    @classmethod
+    def _stream_format(cls, v: str | None) -> str | None:
+        if v == "sse":
+            raise ValueError("'sse' is not supported; use 'audio' (or leave it out)")
+        return v
+
+
+class PresetFields(BaseModel):
+    """Form fields of ``POST /presets`` (the clip is the ``ref_audio`` file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="preset name: letters, digits, spaces, '-', '_' or '.'")
+    prompt_text: str = ""
+    prompt_lang: str = "auto"
+    text_lang: str = "auto"
+    gpt_weights: str | None = None
+    sovits_weights: str | None = None
+    top_k: TopK | None = None
+    top_p: TopP | None = None
+    temperature: Temperature | None = None
+    repetition_penalty: Penalty | None = None
+    speed_factor: Speed | None = None
+    fragment_interval: Pause | None = None
+    text_split_method: str | None = None
+    seed: Seed | None = None
+    description: str = Field("", max_length=500)
+    overwrite: bool = False
+
+    @field_validator("prompt_lang", "text_lang")
+    @classmethod
+    def _lang(cls, v: str) -> str:
+        return LanguageMode.parse(v).value if v else "auto"
+
+    @field_validator("text_split_method")
+    @classmethod
+    def _split(cls, v: str | None) -> str | None:
+        return split_id(v or None)

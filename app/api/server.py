@@ -1,0 +1,118 @@
+"""``python -m app.api``: the HTTP API (and the web UI at ``/ui``) on one uvicorn server.
+
+    python -m app.api [--host 127.0.0.1] [--port 9880] [--api-key KEY] [--no-ui] [--lang auto]
+                      [--queue-limit 4] [--max-upload-mb 200] [--precision fp32|fast]
+
+Binding anything but a loopback address needs an API key (STUDIO_API_KEY, or --api-key; the
+variable keeps it out of the process list). With a key, the UI asks for it as its password.
+STUDIO_HOME moves every data folder (weights, presets), e.g. to a volume shared by replicas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.settings import DEFAULT_API_PORT, DEFAULT_HOST, Settings, is_loopback, load_settings
+
+log = logging.getLogger(__name__)
+
+UI_PATH = "/ui"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app.api", description="SoVITS Studio HTTP API (+ web UI)")
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_API_PORT, help="port (default %(default)s, as api_v2)")
+    p.add_argument(
+        "--api-key", help="require this key (default STUDIO_API_KEY); needed to bind beyond loopback"
+    )
+    p.add_argument("--no-ui", action="store_true", help="serve the API only, without the web UI at /ui")
+    p.add_argument("--lang", default="auto", choices=["auto", "en", "zh"], help="UI language")
+    p.add_argument("--queue-limit", type=int, help="requests waiting for the device before 503 (default 4)")
+    p.add_argument("--max-upload-mb", type=int, help="largest request body in MB (default 200)")
+    p.add_argument("--precision", choices=["fp32", "fast"], default="fp32", help="pipeline precision")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def exposure_problem(host: str, api_key: str | None) -> str | None:
+    """Why this launch would expose an API without a key, or None when it is fine."""
+    if api_key or is_loopback(host):
+        return None
+    return (
+        f"--host {host} makes the API reachable from other machines, so an API key is required. "
+        "Set one with the STUDIO_API_KEY environment variable (preferred; e.g. "
+        "STUDIO_API_KEY=$(openssl rand -hex 24)) or --api-key KEY, or bind 127.0.0.1."
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings | str:
+    settings = load_settings()
+    changes: dict[str, object] = {}
+    if args.api_key is not None:
+        if not args.api_key.strip():
+            return "--api-key must not be empty"
+        changes["api_key"] = args.api_key
+    for flag, field in (("queue_limit", "queue_limit"), ("max_upload_mb", "max_upload_mb")):
+        value = getattr(args, flag)
+        if value is not None:
+            if value <= 0:
+                return f"--{flag.replace('_', '-')} must be a positive number"
+            changes[field] = value
+    return dataclasses.replace(settings, **changes)
+
+
+def build_server(settings: Settings, *, ui: bool = True, lang: str = "auto", precision: str = "fp32"):
+    """The API app, with the web UI mounted at ``/ui`` unless ``ui`` is False."""
+    from app.api.app import create_app
+    from app.api.security import key_matches
+
+    app = create_app(settings, precision=precision)
+    if not ui:
+        return app
+    import gradio as gr
+
+    from app.ui.app import build_app, launch_kwargs
+
+    key = settings.api_key
+    auth = (lambda _user, password: key_matches(key, password)) if key else None
+    app = gr.mount_gradio_app(
+        app,
+        build_app(settings, lang=lang),
+        path=UI_PATH,
+        auth=auth,
+        auth_message="Log in with any user name and the server's API key as the password." if key else None,
+        show_error=True,
+        **launch_kwargs(settings, lang),
+    )
+    app.state.ui = True
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # a malformed STUDIO_* variable
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(settings, str):
+        print(f"error: {settings}", file=sys.stderr)
+        return 2
+    problem = exposure_problem(args.host, settings.api_key)
+    if problem:
+        print(f"refusing to start: {problem}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    app = build_server(settings, ui=not args.no_ui, lang=args.lang, precision=args.precision)
+    log.info("data folder: %s; API docs at http://%s:%d/docs", settings.home, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
+    return 0

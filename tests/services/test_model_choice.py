@@ -1,0 +1,110 @@
+"""Model choice: names resolve to listed weight files only; files are checked with the safe readers."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+
+from app.infer.request import ModelLoadError
+from app.paths import Layout, PathOutsideRoot
+from app.services.model_choice import (
+    ModelChoice,
+    ModelChoiceStore,
+    inspect_weight,
+    relative_name,
+    resolve_weight,
+)
+from tests.infer.tiny import write_gpt_file, write_sovits_file
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    home = tmp_path_factory.mktemp("choice_home")
+    layout = Layout(home).ensure()
+    write_gpt_file(layout.gpt_weights / "a-e1.ckpt")
+    write_gpt_file(layout.gpt_weights / "sub" / "b-e2.ckpt", seed=3)
+    write_sovits_file(layout.sovits_weights / "a_e1_s1.pth")
+    # An upstream-style base model in pretrained_models/ (named as the v2 asset names it).
+    base = layout.pretrained / "gsv-v2final-pretrained"
+    write_gpt_file(base / "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt")
+    return layout
+
+
+def test_relative_paths_bare_names_and_upstream_paths_resolve(layout):
+    gpt = layout.gpt_weights / "a-e1.ckpt"
+    assert resolve_weight(layout, "gpt", "GPT_weights/a-e1.ckpt") == gpt.resolve()
+    assert resolve_weight(layout, "gpt", "a-e1.ckpt") == gpt.resolve()  # bare file name
+    assert resolve_weight(layout, "gpt", str(gpt)) == gpt.resolve()  # absolute, inside
+    upstream = (
+        "GPT_SoVITS/pretrained_models/gsv-v2final-pretrained/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt"
+    )
+    assert resolve_weight(layout, "gpt", upstream).parent.name == "gsv-v2final-pretrained"
+    assert resolve_weight(layout, "sovits", "SoVITS_weights/a_e1_s1.pth").name == "a_e1_s1.pth"
+    assert relative_name(gpt, layout) == "GPT_weights/a-e1.ckpt"
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../outside.ckpt", "GPT_weights/../../x.ckpt"])
+def test_paths_leaving_the_data_root_are_refused(layout, value):
+    with pytest.raises(PathOutsideRoot):
+        resolve_weight(layout, "gpt", value)
+
+
+def test_unlisted_files_are_refused_even_inside_the_root(layout):
+    stray = layout.output / "stray.ckpt"
+    stray.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match="not one of the available GPT models"):
+        resolve_weight(layout, "gpt", "output/stray.ckpt")
+    # A SoVITS file is not a GPT model, and the reverse.
+    with pytest.raises(ModelLoadError, match=r"GPT_weights/a-e1\.ckpt"):
+        resolve_weight(layout, "gpt", "SoVITS_weights/a_e1_s1.pth")
+    with pytest.raises(ModelLoadError):
+        resolve_weight(layout, "sovits", "GPT_weights/a-e1.ckpt")
+    with pytest.raises(ModelLoadError, match="no GPT model named"):
+        resolve_weight(layout, "gpt", "  ")
+
+
+def test_a_link_out_of_the_root_is_refused(layout, tmp_path):
+    outside = tmp_path / "evil.ckpt"
+    write_gpt_file(outside)
+    link = layout.gpt_weights / "link.ckpt"
+    os.symlink(outside, link)
+    try:
+        with pytest.raises(PathOutsideRoot):
+            resolve_weight(layout, "gpt", "GPT_weights/link.ckpt")
+    finally:
+        link.unlink()
+
+
+def test_inspect_reads_versions_and_refuses_bad_files(layout, tmp_path):
+    assert inspect_weight(layout.gpt_weights / "a-e1.ckpt", "gpt").version == "v2"
+    assert inspect_weight(layout.sovits_weights / "a_e1_s1.pth", "sovits").version == "v2"
+    with pytest.raises(ModelLoadError):
+        inspect_weight(layout.sovits_weights / "a_e1_s1.pth", "gpt")
+    with pytest.raises(ModelLoadError):
+        inspect_weight(layout.gpt_weights / "a-e1.ckpt", "sovits")
+    evil = tmp_path / "evil.ckpt"
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil.write_bytes(pickle.dumps({"weight": Boom(), "config": {}}))
+    with pytest.raises(ModelLoadError):
+        inspect_weight(evil, "gpt")
+
+
+def test_store_persists_the_choice_and_falls_back_to_the_first_listed(layout):
+    store = ModelChoiceStore(layout)
+    store.path.unlink(missing_ok=True)
+    gpt, sovits = store.current()
+    assert gpt.suffix == ".ckpt" and sovits.name == "a_e1_s1.pth"
+    chosen = layout.gpt_weights / "sub" / "b-e2.ckpt"
+    assert store.set("gpt", chosen) == ModelChoice(gpt="GPT_weights/sub/b-e2.ckpt", sovits="")
+    # Another process (replica) on the same root sees the choice.
+    assert ModelChoiceStore(layout).current()[0] == chosen.resolve()
+    # A chosen file that disappeared falls back instead of failing every request.
+    store.path.write_text('{"gpt": "GPT_weights/gone.ckpt", "sovits": ""}')
+    assert store.current()[0].suffix == ".ckpt"
+    store.path.unlink()
