@@ -104,3 +104,11 @@ def espeak_wav(tmp_path_factory) -> Path:
     from tests.synth import padded_speech
 
     return padded_speech(tmp_path_factory.mktemp("speech") / "speech.wav")
+
+
+@pytest.fixture(scope="session")
+def svc_trained(tmp_path_factory):
+    """A tiny so-vits-svc model trained from scratch by a real training job (see tests/svc_data.py)."""
+    from tests.svc_data import train_tiny_svc
+
+    return train_tiny_svc(tmp_path_factory.mktemp("svc_trained"))

@@ -8,6 +8,7 @@ saved the way ``pretrained_models/content-vec-best/`` holds the real one.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,13 @@ import soundfile as sf
 import torch
 
 from app.models.svc.config import SvcConfig
+from app.paths import SvcExperiment
+from app.services.jobs import JobManager, JobView
+from app.train.svc_config import SvcTrainConfig
 from tests.synth import espeak, silence
 
 SR = 16_000  # the tiny model's sampling rate
-HOP = 128  # its hop (upsample 8 x 4 x 4)
+HOP = 128  # its hop (upsample 64 x 2)
 
 TINY_TEMPLATE = {
     "train": {
@@ -27,7 +31,7 @@ TINY_TEMPLATE = {
         "eval_interval": 20,
         "log_interval": 1,
         "keep_ckpts": 2,
-        "learning_rate": 2e-4,
+        "learning_rate": 1e-4,  # 4.1's
         "max_speclen": 512,
     },
     "data": {
@@ -49,9 +53,11 @@ TINY_TEMPLATE = {
         "resblock": "1",
         "resblock_kernel_sizes": [3, 5],
         "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
-        "upsample_rates": [8, 4, 4],
+        # Two stages, the first already at 8 kHz: the harmonic excitation of notes up to ~440 Hz
+        # reaches every stage without aliasing, so the output's pitch is the f0 it is given.
+        "upsample_rates": [64, 2],
         "upsample_initial_channel": 32,
-        "upsample_kernel_sizes": [16, 8, 8],
+        "upsample_kernel_sizes": [128, 4],
         "n_flow_layer": 2,
         "gin_channels": 16,
         "ssl_dim": 16,
@@ -143,3 +149,59 @@ def tiny_hubert(folder: Path, seed: int = 0) -> Path:
     )
     _hubert_class()(config).save_pretrained(folder, safe_serialization=False)
     return folder
+
+
+@dataclass(frozen=True)
+class TrainedSvc:
+    """A tiny SVC model trained from scratch by a real ``python -m app.train.svc`` job."""
+
+    root: Path  # everything lives under here
+    experiment: SvcExperiment
+    pretrained: Path  # holds content-vec-best/ (the tiny HuBERT)
+    run_yaml: Path
+    job: JobView  # the finished job
+    log: str  # its output
+    steps: int
+
+    @property
+    def model(self) -> Path:
+        return self.experiment.models / f"G_{self.steps}.pth"
+
+
+def prepare_experiment(root: Path, *, bad_files: bool = False) -> tuple[SvcExperiment, Path]:
+    """Raw dataset + tiny encoder + preprocessing (pm f0) under ``root``."""
+    from app.data.preprocess.svc_features import SvcPreprocessOptions, preprocess_svc
+
+    experiment = SvcExperiment(root / "exp")
+    make_raw_dataset(experiment.raw, with_bad_files=bad_files)
+    pretrained = root / "pretrained"
+    tiny_hubert(pretrained / "content-vec-best")
+    options = SvcPreprocessOptions(pretrained_root=pretrained, f0_method="pm", template=tiny_template())
+    preprocess_svc(experiment, options)
+    return experiment, pretrained
+
+
+def run_training_job(jobs: JobManager, run: SvcTrainConfig, timeout: float = 900) -> JobView:
+    """Write run.yaml, start the trainer as a job, wait for it to end."""
+    from app.services.jobs import JobSpec
+    from app.train.svc_config import TRAIN_MODULE, write_run_config
+
+    view = jobs.submit(
+        JobSpec(module=TRAIN_MODULE, config=write_run_config(run), name="svc test", kind="svc")
+    )
+    return jobs.wait(view.id, timeout=timeout)
+
+
+def train_tiny_svc(root: Path, steps: int = 30) -> TrainedSvc:
+    """Preprocess the generated dataset and train ``steps`` steps from scratch in a subprocess job."""
+    experiment, pretrained = prepare_experiment(root)
+    jobs = JobManager(root / "jobs")
+    run = SvcTrainConfig(
+        experiment=experiment.root, max_steps=steps, save_every=steps // 2, keep_checkpoints=2,
+        log_every=1, cpu_threads=1,
+    )  # fmt: skip
+    view = run_training_job(jobs, run)
+    return TrainedSvc(
+        root=root, experiment=experiment, pretrained=pretrained, run_yaml=experiment.models / "run.yaml",
+        job=view, log=jobs.tail(view.id, 400), steps=steps,
+    )  # fmt: skip

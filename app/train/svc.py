@@ -28,9 +28,8 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -55,7 +54,6 @@ from app.models.upstream.svc import (
     write_discriminator,
     write_svc,
 )
-from app.paths import SvcExperiment
 from app.settings import DistributedEnv
 from app.train.common import (
     TrainSession,
@@ -67,41 +65,12 @@ from app.train.common import (
     setup_distributed,
     train_device,
 )
+from app.train.svc_config import SvcTrainConfig
 from app.train.svc_data import SvcBatch, SvcDataset, collate
 
 log = logging.getLogger(__name__)
 
-RUN_FILE = "run.yaml"
 RELEASE_DIR = "release"
-
-
-@dataclass(frozen=True)
-class SvcTrainConfig:
-    """One training run (``run.yaml``); None = take the value from config.json's ``train`` section."""
-
-    experiment: Path  # the 4.1 tree (dataset/44k, filelists, configs/config.json, logs/44k)
-    base_g: Path | None = None  # generator to start from when the run has no checkpoint (default logs/44k/G_0.pth)
-    base_d: Path | None = None  # its discriminator (default logs/44k/D_0.pth)
-    epochs: int | None = None  # last epoch (config.json train.epochs)
-    max_steps: int | None = None  # stop after this many optimiser steps in total (None: no limit)
-    save_every: int | None = None  # steps between G_/D_ checkpoints (config.json train.eval_interval)
-    keep_checkpoints: int | None = None  # newest G_/D_ pairs kept, 0 = all (config.json train.keep_ckpts)
-    batch_size: int | None = None  # per process (config.json train.batch_size)
-    log_every: int | None = None  # steps between status/metrics lines (config.json train.log_interval)
-    learning_rate: float | None = None  # config.json train.learning_rate
-    precision: Literal["fp32", "fp16", "bf16"] | None = None  # CUDA autocast (None: config.json fp16_run/half_type)
-    device: str = "auto"  # "auto", "cpu", "cuda:N" (torchrun workers take their local GPU)
-    num_workers: int = 0  # DataLoader processes
-    cpu_threads: int | None = None  # torch intra-op threads (None: torch's default); 1 avoids thrashing a busy CPU
-    seed: int | None = None  # config.json train.seed
-    export: bool = True  # write the compressed inference file at the end
-    export_half: bool = False  # store it in float16
-    tensorboard: bool = True
-    extra: dict[str, str] = field(default_factory=dict)  # free-form notes (e.g. who started the run)
-
-    @property
-    def tree(self) -> SvcExperiment:
-        return SvcExperiment(Path(self.experiment))
 
 
 @dataclass
@@ -121,7 +90,9 @@ class _Resolved:
 
 def _resolve(run: SvcTrainConfig, cfg: SvcConfig) -> _Resolved:
     t = cfg.train
-    precision = run.precision or ((t.half_type if t.half_type in ("fp16", "bf16") else "fp16") if t.fp16_run else "fp32")
+    precision = run.precision or (
+        (t.half_type if t.half_type in ("fp16", "bf16") else "fp16") if t.fp16_run else "fp32"
+    )
 
     def pick(value, default):  # type: ignore[no-untyped-def]
         return default if value is None else value
@@ -139,11 +110,6 @@ def _resolve(run: SvcTrainConfig, cfg: SvcConfig) -> _Resolved:
     )
 
 
-def write_run_config(run: SvcTrainConfig) -> Path:
-    """Save ``run`` as ``logs/44k/run.yaml`` (what the job is started with)."""
-    return config_io.save(run, run.tree.models / RUN_FILE)
-
-
 def lr_at(epoch: int, cfg: SvcConfig, base_lr: float) -> float:
     """4.1's learning rate in ``epoch`` (1-based): linear warm-up, then exponential decay per epoch."""
     warmup = cfg.train.warmup_epochs
@@ -155,7 +121,10 @@ def lr_at(epoch: int, cfg: SvcConfig, base_lr: float) -> float:
 def training_checkpoints(folder: Path, prefix: str) -> list[Path]:
     """``<prefix>_<step>.pth`` files with step > 0, oldest first (the ``_0`` base is not a run checkpoint)."""
     files = [p for p in Path(folder).glob(f"{prefix}_*.pth") if not p.name.startswith(".")]
-    return sorted((p for p in files if p.stem[len(prefix) + 1 :].isdigit() and checkpoint_number(p) > 0), key=checkpoint_number)
+    return sorted(
+        (p for p in files if p.stem[len(prefix) + 1 :].isdigit() and checkpoint_number(p) > 0),
+        key=checkpoint_number,
+    )
 
 
 def prune(folder: Path, keep: int) -> None:
@@ -182,7 +151,7 @@ def _build(run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, device: torch.de
     tree = run.tree
     net_g = SvcSynthesizer(cfg.synthesizer("sovits41"))
     net_d = build_discriminator()
-    g_ckpts, d_ckpts = training_checkpoints(tree.models, "G"), training_checkpoints(tree.models, "D")
+    g_ckpts = training_checkpoints(tree.models, "G")
     step, epoch, g_opt, d_opt = 0, 1, None, None
     if g_ckpts:
         g_path = g_ckpts[-1]
@@ -204,9 +173,15 @@ def _build(run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, device: torch.de
         if Path(base_g).is_file():
             loaded = load_svc(base_g, cfg, purpose="training")
             if loaded.file.variant != "sovits41":
-                raise ValueError(f"{base_g}: a {loaded.file.variant} model cannot be the base of 4.1 training")
+                raise ValueError(
+                    f"{base_g}: a {loaded.file.variant} model cannot be the base of 4.1 training"
+                )
             net_g.load_state_dict(loaded.model.state_dict())
-            log.info("starting from base model %s (%d tensors kept their initial values)", base_g, len(loaded.report.missing) + len(loaded.report.mismatched))
+            log.info(
+                "starting from base model %s (%d tensors kept their initial values)",
+                base_g,
+                len(loaded.report.missing) + len(loaded.report.mismatched),
+            )
             if Path(base_d).is_file():
                 copy_matching(net_d, read_discriminator(base_d).state_dict)
             else:
@@ -246,13 +221,26 @@ def _save(state: _State, run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, se
     return g_path
 
 
-def _step(state: _State, net_g, net_d, batch: SvcBatch, cfg: SvcConfig, res: _Resolved, scaler, device) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _step(
+    state: _State, net_g, net_d, batch: SvcBatch, cfg: SvcConfig, res: _Resolved, scaler, device
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """One discriminator + one generator update; returns the named losses."""
     data = cfg.data
     segment = cfg.train.segment_size // data.hop_length
-    mel = spec_to_mel(batch.spec, data.filter_length, data.n_mel_channels, data.sampling_rate, data.mel_fmin, data.mel_fmax)
+    mel = spec_to_mel(
+        batch.spec, data.filter_length, data.n_mel_channels, data.sampling_rate, data.mel_fmin, data.mel_fmax
+    )
     with autocast(device, res.precision):
-        out = net_g(batch.content, batch.f0, batch.uv, batch.spec, batch.speakers, batch.lengths, batch.lengths, batch.volume)
+        out = net_g(
+            batch.content,
+            batch.f0,
+            batch.uv,
+            batch.spec,
+            batch.speakers,
+            batch.lengths,
+            batch.lengths,
+            batch.volume,
+        )
         y_mel = slice_segments(mel, out.ids_slice, segment)
         y_hat_mel = mel_spectrogram(out.audio.squeeze(1).float(), data)
         y = slice_audio(batch.audio, out, data.hop_length)
@@ -263,7 +251,9 @@ def _step(state: _State, net_g, net_d, batch: SvcBatch, cfg: SvcConfig, res: _Re
     scaler.step(state.optim_d)
     with autocast(device, res.precision):
         _, fake, fmap_r, fmap_g = net_d(y, out.audio)
-        losses = generator_losses(out, y_mel, y_hat_mel, fake, fmap_r, fmap_g, cfg.train.c_mel, cfg.train.c_kl)
+        losses = generator_losses(
+            out, y_mel, y_hat_mel, fake, fmap_r, fmap_g, cfg.train.c_mel, cfg.train.c_kl
+        )
     state.optim_g.zero_grad(set_to_none=True)
     scaler.scale(losses["total"]).backward()
     scaler.step(state.optim_g)
@@ -282,7 +272,9 @@ def _stop_everywhere(session: TrainSession, env: DistributedEnv, device: torch.d
     return bool(flag.item())
 
 
-def _validation_sample(state: _State, dataset: SvcDataset | None, session: TrainSession, cfg: SvcConfig) -> None:
+def _validation_sample(
+    state: _State, dataset: SvcDataset | None, session: TrainSession, cfg: SvcConfig
+) -> None:
     if dataset is None or not len(dataset):
         return
     item = dataset.load(dataset.clips[0])
@@ -310,15 +302,23 @@ def train(run: SvcTrainConfig) -> Path | None:
     train_set = SvcDataset(read_list(tree.train_list, tree), cfg, seed=res.seed + env.rank)
     if not len(train_set):
         raise ValueError(f"{tree.train_list}: no usable training clips; run the SVC preprocessing first")
-    val_set = SvcDataset(read_list(tree.val_list, tree), cfg, augment=False) if tree.val_list.is_file() else None
-    sampler = DistributedSampler(train_set, env.world_size, env.rank, shuffle=True, seed=res.seed) if env.enabled else None
+    val_set = (
+        SvcDataset(read_list(tree.val_list, tree), cfg, augment=False) if tree.val_list.is_file() else None
+    )
+    sampler = (
+        DistributedSampler(train_set, env.world_size, env.rank, shuffle=True, seed=res.seed)
+        if env.enabled
+        else None
+    )
     generator = torch.Generator().manual_seed(res.seed)
     loader = DataLoader(
         train_set, batch_size=res.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=collate,
         num_workers=run.num_workers, drop_last=False, generator=generator, pin_memory=device.type == "cuda",
     )  # fmt: skip
     exported = None
-    with TrainSession(tree.models, stage="svc", total_epochs=res.epochs, env=env, tensorboard=run.tensorboard) as session:
+    with TrainSession(
+        tree.models, stage="svc", total_epochs=res.epochs, env=env, tensorboard=run.tensorboard
+    ) as session:
         state = _build(run, cfg, res, device)
         if env.rank == 0:
             report = tree.config.parent / REPORT_FILE
@@ -352,7 +352,9 @@ def train(run: SvcTrainConfig) -> Path | None:
                     _validation_sample(state, val_set, session, cfg)
                     last_saved = state.step
                 if stop:
-                    session.stopped(f"stopped at step {state.step}; G_{state.step}.pth saved, resume continues from it")
+                    session.stopped(
+                        f"stopped at step {state.step}; G_{state.step}.pth saved, resume continues from it"
+                    )
                     cleanup_distributed()
                     return None
                 if state.step >= total:
@@ -366,7 +368,10 @@ def train(run: SvcTrainConfig) -> Path | None:
             if run.export:
                 name = f"{tree.root.name}_{state.step}.pth"
                 exported = compress_checkpoint(
-                    tree.models / f"G_{state.step}.pth", tree.models / RELEASE_DIR / name, cfg, half=run.export_half
+                    tree.models / f"G_{state.step}.pth",
+                    tree.models / RELEASE_DIR / name,
+                    cfg,
+                    half=run.export_half,
                 )
                 session.message(f"exported {exported.relative_to(tree.root)}")
         session.done(f"finished at step {state.step}")
@@ -375,8 +380,12 @@ def train(run: SvcTrainConfig) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.train.svc", description="Train a so-vits-svc 4.1 model.")
-    parser.add_argument("--config", type=Path, required=True, help="run.yaml (see app.train.svc.SvcTrainConfig)")
+    parser = argparse.ArgumentParser(
+        prog="python -m app.train.svc", description="Train a so-vits-svc 4.1 model."
+    )
+    parser.add_argument(
+        "--config", type=Path, required=True, help="run.yaml (see app.train.svc.SvcTrainConfig)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -65,21 +65,28 @@ class SvcBatch:
     volume: torch.Tensor | None  # (B, T)
 
     def to(self, device: torch.device) -> SvcBatch:
-        move = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        move = {
+            k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+            for k, v in vars(self).items()
+        }
         return SvcBatch(**move)
 
 
 def _read_audio(path: Path, sr: int) -> torch.Tensor:
     data, rate = sf.read(path, dtype="float32", always_2d=True)
     if rate != sr:
-        raise SvcDataError(f"{path}: sampled at {rate} Hz, config.json says {sr}; run the preprocessing again")
+        raise SvcDataError(
+            f"{path}: sampled at {rate} Hz, config.json says {sr}; run the preprocessing again"
+        )
     return torch.from_numpy(data.mean(axis=1))
 
 
 class SvcDataset(Dataset):
     """Items of one filelist (see module doc); clips shorter than the training window are left out."""
 
-    def __init__(self, clips: Sequence[Path], config: SvcConfig, *, augment: bool = True, seed: int = 1234) -> None:
+    def __init__(
+        self, clips: Sequence[Path], config: SvcConfig, *, augment: bool = True, seed: int = 1234
+    ) -> None:
         self.config = config
         self.hop = config.data.hop_length
         self.segment = config.train.segment_size // self.hop
