@@ -6,7 +6,7 @@ The UI writes this file and starts ``python -m app.train.svc --config run.yaml``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -45,7 +45,6 @@ class SvcTrainConfig:
     export: bool = True  # write the compressed inference file at the end
     export_half: bool = False  # store it in float16
     tensorboard: bool = True
-    extra: dict[str, str] = field(default_factory=dict)  # free-form notes (e.g. who started the run)
 
     @property
     def tree(self) -> SvcExperiment:
