@@ -145,3 +145,26 @@ def test_prune_keeps_the_newest_pairs_and_the_base(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "D_0.pth", "D_10.pth", "D_15.pth", "G_0.pth", "G_10.pth", "G_15.pth",
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from app.train.svc_config import write_run_config
+
+    tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
+    run_yaml = write_run_config(
+        SvcTrainConfig(
+            experiment=tree.root, max_steps=2, log_every=1, batch_size=2, cpu_threads=1, export=False
+        )
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "app.train.svc", "--config", str(run_yaml)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "rank 1 of 2 (gloo)" in done.stderr
+    assert read_status(tree.models / "status.json").state == "done"
+    assert [r["step"] for r in read_metrics(tree.models / "metrics.jsonl")] == [1, 2]  # rank 0 writes alone
+    assert (tree.models / "G_2.pth").is_file()
