@@ -27,7 +27,7 @@ HOP = 128  # its hop (upsample 64 x 2)
 TINY_TEMPLATE = {
     "train": {
         "segment_size": 2048,  # 16 frames
-        "batch_size": 4,
+        "batch_size": 2,
         "eval_interval": 20,
         "log_interval": 1,
         "keep_ckpts": 2,

@@ -65,7 +65,7 @@ from app.train.common import (
     setup_distributed,
     train_device,
 )
-from app.train.svc_config import SvcTrainConfig
+from app.train.svc_config import SvcTrainConfig, write_run_config
 from app.train.svc_data import SvcBatch, SvcDataset, collate
 
 log = logging.getLogger(__name__)
@@ -383,13 +383,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m app.train.svc", description="Train a so-vits-svc 4.1 model."
     )
-    parser.add_argument(
-        "--config", type=Path, required=True, help="run.yaml (see app.train.svc.SvcTrainConfig)"
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="run.yaml (see app.train.svc_config.SvcTrainConfig)")
+    source.add_argument(
+        "--experiment",
+        type=Path,
+        help="write EXPERIMENT/logs/44k/run.yaml from the options below, then train",
     )
+    parser.add_argument("--max-steps", type=int, help="with --experiment: stop after this many steps")
+    parser.add_argument(
+        "--precision", choices=["fp32", "fp16", "bf16"], help="with --experiment: CUDA autocast"
+    )
+    parser.add_argument("--device", default="auto", help="with --experiment: auto, cpu, cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run = config_io.load(SvcTrainConfig, args.config)
+        if args.experiment is not None:
+            run = SvcTrainConfig(
+                experiment=args.experiment.resolve(),
+                max_steps=args.max_steps,
+                precision=args.precision,
+                device=args.device,
+            )
+            if not run.tree.config.is_file():
+                raise config_io.ConfigError(
+                    f"{run.tree.config} does not exist; run the SVC preprocessing first"
+                )
+            write_run_config(run)
+        else:
+            run = config_io.load(SvcTrainConfig, args.config)
     except config_io.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

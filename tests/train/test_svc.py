@@ -168,3 +168,14 @@ def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
     assert read_status(tree.models / "status.json").state == "done"
     assert [r["step"] for r in read_metrics(tree.models / "metrics.jsonl")] == [1, 2]  # rank 0 writes alone
     assert (tree.models / "G_2.pth").is_file()
+
+
+def test_cli_refuses_an_experiment_without_preprocessing(tmp_path, capsys) -> None:
+    from app.train.svc import main
+
+    assert main(["--experiment", str(tmp_path / "nothing")]) == 2
+    assert "run the SVC preprocessing first" in capsys.readouterr().err
+    bad = tmp_path / "run.yaml"
+    bad.write_text("experiment: x\nmax_steps: many\n")
+    assert main(["--config", str(bad)]) == 2
+    assert "max_steps" in capsys.readouterr().err

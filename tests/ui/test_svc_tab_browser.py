@@ -65,7 +65,9 @@ def test_convert_an_uploaded_clip_and_find_the_training_job(studio_browser, svc_
         status = page.locator("#svc-tr-status")
         expect(status).to_contain_text("done", timeout=30_000)
         expect(status).to_contain_text(f"step {svc_trained.steps}/{svc_trained.steps}")
-        expect(page.locator("#svc-tr-plot canvas").first).to_be_visible(timeout=30_000)  # the loss plot
+        plot = page.locator("#svc-tr-plot")  # the loss plot from metrics.jsonl (vega draws SVG)
+        expect(plot.locator("svg").first).to_be_visible(timeout=30_000)
+        expect(plot).to_contain_text("loss_g")
 
         page.get_by_role("tab", name="3 · Convert").click()
         expect(page.locator("#svc-cv-model input")).to_have_value(f"alto_voice / {svc_trained.model.name}")
