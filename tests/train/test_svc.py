@@ -179,3 +179,25 @@ def test_cli_refuses_an_experiment_without_preprocessing(tmp_path, capsys) -> No
     bad.write_text("experiment: x\nmax_steps: many\n")
     assert main(["--config", str(bad)]) == 2
     assert "max_steps" in capsys.readouterr().err
+
+
+def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
+    """vol_embedding: .vol.npy features, 4.1's volume augmentation in training, volume at conversion."""
+    from app.data.preprocess.svc_features import SvcPreprocessOptions, preprocess_svc
+    from app.infer.svc import SVCPipeline, SvcRequest
+    from app.models.upstream.svc_features import feature_paths, read_volume
+
+    tree = SvcExperiment(tmp_path / "exp")
+    shutil.copytree(svc_trained.experiment.raw / "alto", tree.raw / "alto")
+    options = SvcPreprocessOptions(
+        pretrained_root=svc_trained.pretrained, f0_method="pm", vol_embedding=True, template=tiny_template()
+    )
+    report = preprocess_svc(tree, options)
+    clip = tree.dataset / "alto" / "phrase0.wav"
+    volume = read_volume(feature_paths(clip)["volume"])
+    assert report.speakers == {"alto": 0} and volume.max() > 0.1
+    train(SvcTrainConfig(experiment=tree.root, max_steps=2, log_every=1, cpu_threads=1, tensorboard=False))
+    model = load_svc(tree.models / "G_2.pth").model
+    assert model.cfg.vol_embedding and "emb_vol.weight" in model.state_dict()
+    loud = SVCPipeline(svc_trained.pretrained).convert(SvcRequest(audio=clip, model=tree.models / "G_2.pth"))
+    assert np.isfinite(loud.audio).all() and np.abs(loud.audio).max() > 0.01

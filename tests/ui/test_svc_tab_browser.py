@@ -92,3 +92,42 @@ def test_convert_an_uploaded_clip_and_find_the_training_job(studio_browser, svc_
     assert info.samplerate == SR and info.duration == pytest.approx(sf.info(clip).duration, abs=0.01)
     audio, _ = sf.read(written)
     assert np.abs(audio).max() > 0.01  # real sound came back, not silence
+
+
+def test_dataset_step_adds_uploads_and_preprocesses(studio_browser, tmp_path) -> None:
+    from tests.browser import open_studio, run_studio
+    from tests.svc_data import tiny_hubert, tiny_template
+
+    home = tmp_path / "home"
+    tiny_hubert(home / "pretrained_models" / "content-vec-best")
+    experiment = home / "output" / "svc" / "fresh"
+    (experiment / "configs").mkdir(parents=True)
+    # An existing config.json is the template the step keeps (here: the tiny test model's widths).
+    (experiment / "configs" / "config.json").write_text(json.dumps(tiny_template().to_json()))
+    uploads = []
+    for i, notes in enumerate(([220, 247, 262], [262, 294, 330], [196, 220, 247])):
+        path = tmp_path / f"take{i}.flac"
+        sf.write(path, melody(notes, note_s=0.5, seed=i), SR)
+        uploads.append(str(path))
+    with run_studio(home, env={"STUDIO_DEVICE": "cpu"}) as server:
+        page = open_studio(studio_browser, server)
+        page.get_by_role("tab", name="SVC").click()
+        expect(page.locator("#svc-experiment input")).to_have_value("fresh")
+        page.locator("#svc-ds-speaker textarea, #svc-ds-speaker input").first.fill("bob")
+        page.locator("#svc-ds-files input[type=file]").set_input_files(uploads)
+        expect(page.locator("#svc-ds-files")).to_contain_text("take2", timeout=30_000)
+        page.locator("#svc-ds-add").click()
+        status = page.locator("#svc-ds-status")
+        expect(status).to_contain_text("Added 3 file(s)", timeout=30_000)
+        expect(status).to_contain_text("bob: 3 file(s)")
+        f0 = page.locator("#svc-ds-f0 input")
+        f0.click()
+        page.get_by_role("option", name="pm", exact=True).click()
+        expect(f0).to_have_value("pm")
+        page.locator("#svc-ds-run").click()
+        expect(status).to_contain_text("3 clips of 1 speaker(s)", timeout=120_000)
+        expect(status).to_contain_text("bob: median")
+    assert (experiment / "filelists" / "train.txt").read_text().count("./dataset/44k/bob/") == 1
+    assert sorted(p.name for p in (experiment / "dataset" / "44k" / "bob").glob("*.wav.f0.npy")) == [
+        "take0.wav.f0.npy", "take1.wav.f0.npy", "take2.wav.f0.npy",
+    ]  # fmt: skip
