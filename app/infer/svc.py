@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.audio.chunks import OverlapAdd, plan_pieces
+from app.audio.chunks import OverlapAdd, Piece, plan_pieces
 from app.audio.io import SILENCE_PEAK, AudioError, load_audio, resample, save_audio
 from app.audio.pitch import F0_MAX, TRACKERS, extract, transpose
 from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, read_report, semitones
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 RANGE_MARGIN_ST = 5.0  # semitones outside the speaker's trained 5-95 % range that still pass
 HIGH_SHARE = 0.05  # share of voiced frames above F0_MAX that makes an input out of range
+# 4.1's inference slicer (inference/slicer.py defaults): long clips, short pauses cut, silence kept.
+INFER_SLICER = {"min_length_ms": 5000, "min_interval_ms": 300, "hop_ms": 20, "max_sil_kept_ms": 5000}
 # progress(fraction in [0, 1], message)
 Progress = Callable[[float, str], None]
 
@@ -272,24 +274,7 @@ class SVCPipeline:
         source_name = "the separated vocals" if request.separate else "the input"
         if float(np.abs(wav).max(initial=0.0)) < SILENCE_PEAK:
             raise SvcInputError(f"{source_name} is silent (peak below -80 dBFS): there is nothing to convert")
-        segments = find_segments(
-            wav,
-            sr,
-            SlicerOptions(
-                threshold_db=request.slice_db,
-                min_length_ms=5000,
-                min_interval_ms=300,
-                hop_ms=20,
-                max_sil_kept_ms=5000,
-            ),
-        )
-        pieces = plan_pieces(
-            segments,
-            round(request.max_slice_seconds * sr),
-            round(request.crossfade_seconds * sr),
-            align=hop,
-            total=len(wav),
-        )
+        pieces = self._pieces(wav, sr, hop, request)
         if not pieces:
             raise SvcInputError(
                 f"{source_name} has no sound above the slicing threshold of {request.slice_db} dB: nothing to convert"
@@ -343,6 +328,16 @@ class SVCPipeline:
             vocals=separate_vocals,
             warnings=tuple(warnings),
             timings=timings,
+        )
+
+    @staticmethod
+    def _pieces(wav: np.ndarray, sr: int, hop: int, request: SvcRequest) -> list[Piece]:
+        """Voiced stretches (4.1's inference slicer settings) cut to at most ``max_slice_seconds``."""
+        options = SlicerOptions(threshold_db=request.slice_db, **INFER_SLICER)
+        segments = find_segments(wav, sr, options)
+        overlap = round(request.crossfade_seconds * sr)
+        return plan_pieces(
+            segments, round(request.max_slice_seconds * sr), overlap, align=hop, total=len(wav)
         )
 
     def _check_pitch(
