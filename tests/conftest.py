@@ -106,6 +106,53 @@ def espeak_wav(tmp_path_factory) -> Path:
     return padded_speech(tmp_path_factory.mktemp("speech") / "speech.wav")
 
 
+# ---- TTS fine-tuning data (see tests/tts_data.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tts_pretrained(tmp_path_factory):
+    """Tiny random base models in upstream's pretrained_models/ layout (tests.tts_data.Pretrained)."""
+    from tests.tts_data import make_pretrained
+
+    return make_pretrained(tmp_path_factory.mktemp("tts_models") / "pretrained_models")
+
+
+@pytest.fixture(scope="session")
+def tts_dataset(tmp_path_factory):
+    """(audio folder, clips, .list path): 20 Piper/espeak-ng clips and their annotation list."""
+    from tests.tts_data import make_clips, write_dataset_list
+
+    root = tmp_path_factory.mktemp("tts_dataset")
+    clips = make_clips(root / "clips")
+    return root / "clips", clips, write_dataset_list(root / "voice.list", clips)
+
+
+@pytest.fixture(scope="session")
+def tts_experiment(tmp_path_factory, tts_pretrained, tts_dataset) -> Path:
+    """The dataset formatted once (1a, 1b, 1c) into an experiment folder; copy it before changing it."""
+    from app.data.preprocess.tts_features import run_format
+    from app.runconfig import FormatRunConfig
+
+    audio_dir, _, list_path = tts_dataset
+    exp_dir = tmp_path_factory.mktemp("tts_experiment") / "voice"
+    report = run_format(
+        FormatRunConfig(
+            list_path=list_path,
+            audio_dir=audio_dir,
+            exp_dir=exp_dir,
+            bert_dir=tts_pretrained.bert,
+            hubert_dir=tts_pretrained.hubert,
+            pretrained_s2g=tts_pretrained.s2g,
+            workers=1,
+        )
+    )
+    assert not report.problems, report.problems
+    return exp_dir
+
+
+# ---- singing voice conversion (see tests/svc_data.py) -------------------------------------------
+
+
 @pytest.fixture(scope="session")
 def svc_trained(tmp_path_factory):
     """A tiny so-vits-svc model trained from scratch by a real training job (see tests/svc_data.py)."""

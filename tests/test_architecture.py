@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "app.assets": 0,
     "app.config_io": 0,
     "app.runstatus": 0,
+    "app.runconfig": 0,
     "app.models": 1,
     "app.text": 1,
     "app.audio": 1,

@@ -202,12 +202,16 @@ class JobManager:
         if record.state == "started" and _alive(record):
             self._signal(record, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline and _alive(record):
+            while time.monotonic() < deadline and self._running(job_id, record):
                 self._reap(job_id)
                 time.sleep(0.1)
-            if _alive(record):
+            if self._running(job_id, record):
                 log.warning("job %s did not stop within %.0f s; killing it", job_id, grace_s)
                 self._signal(record, signal.SIGKILL)
+                proc = self._procs.get(job_id)
+                if proc is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=10)
         self.poll()
         return self.get(job_id)
 
@@ -308,6 +312,15 @@ class JobManager:
         record = replace(record, state="ended", ended=time.time(), returncode=code)
         self._save(record)
         return record
+
+    def _running(self, job_id: str, record: JobRecord) -> bool:
+        """Whether the job's process still runs. Our own children are asked through their Popen
+        handle: a process whose main thread has exited while other threads still finish shows as
+        a zombie to psutil, yet cannot be reaped (nor has it written its last files) until they do."""
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            return proc.poll() is None
+        return _alive(record)
 
     def _signal(self, record: JobRecord, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -45,7 +45,7 @@ def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 @pytest.fixture(scope="session")
 def tiny_sovits() -> Callable[[str], SoVITS]:
-    """Factory: a tiny random SoVITS of a version (fresh copy per call, cached build per version)."""
+    """Factory: a tiny random SoVITS of a version (new module per call, weights built once per version)."""
     cache: dict[str, dict[str, torch.Tensor]] = {}
 
     def make(version: str = "v2") -> SoVITS:
@@ -55,7 +55,8 @@ def tiny_sovits() -> Callable[[str], SoVITS]:
             cache[version] = randomize(SoVITS(config), seed=len(cache) + 1).state_dict()
         with torch.device("meta"):
             model = SoVITS(config)
-        model.load_state_dict({k: v.clone() for k, v in cache[version].items()}, assign=True)
+        # Shares the cached tensors (no copy): tests must not modify weights in place.
+        model.load_state_dict(cache[version], assign=True)
         return model.eval()
 
     return make

@@ -22,18 +22,19 @@ class DiscriminatorP(nn.Module):
     Args:
         period: p.
         kernel_size, stride: temporal kernel and stride of the first four convs.
+        width_divisor: divides every hidden width (1 = upstream's layout, the only one its files fit).
     """
 
-    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3) -> None:
+    def __init__(self, period: int, kernel_size: int = 5, stride: int = 3, width_divisor: int = 1) -> None:
         super().__init__()
         self.period = period
         pad = (same_padding(kernel_size), 0)
-        widths = (1, 32, 128, 512, 1024, 1024)
+        widths = (1, *(max(1, w // width_divisor) for w in (32, 128, 512, 1024, 1024)))
         self.convs = nn.ModuleList(
             WNConv2d(widths[i], widths[i + 1], (kernel_size, 1), (stride if i < 4 else 1, 1), padding=pad)
             for i in range(5)
         )
-        self.conv_post = WNConv2d(1024, 1, (3, 1), 1, padding=(1, 0))
+        self.conv_post = WNConv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 1, T) -> (scores (B, N), feature maps of every layer)."""
@@ -53,21 +54,28 @@ class DiscriminatorP(nn.Module):
 
 
 class DiscriminatorS(nn.Module):
-    """Scale discriminator on the raw waveform: grouped strided 1-D convs."""
+    """Scale discriminator on the raw waveform: grouped strided 1-D convs.
 
-    def __init__(self) -> None:
+    ``width_divisor`` divides every width and group count (1 = upstream's layout).
+    """
+
+    def __init__(self, width_divisor: int = 1) -> None:
         super().__init__()
+
+        def w(n: int) -> int:
+            return max(1, n // width_divisor)
+
         self.convs = nn.ModuleList(
             [
-                WNConv1d(1, 16, 15, 1, padding=7),
-                WNConv1d(16, 64, 41, 4, groups=4, padding=20),
-                WNConv1d(64, 256, 41, 4, groups=16, padding=20),
-                WNConv1d(256, 1024, 41, 4, groups=64, padding=20),
-                WNConv1d(1024, 1024, 41, 4, groups=256, padding=20),
-                WNConv1d(1024, 1024, 5, 1, padding=2),
+                WNConv1d(1, w(16), 15, 1, padding=7),
+                WNConv1d(w(16), w(64), 41, 4, groups=w(4), padding=20),
+                WNConv1d(w(64), w(256), 41, 4, groups=w(16), padding=20),
+                WNConv1d(w(256), w(1024), 41, 4, groups=w(64), padding=20),
+                WNConv1d(w(1024), w(1024), 41, 4, groups=w(256), padding=20),
+                WNConv1d(w(1024), w(1024), 5, 1, padding=2),
             ]
         )
-        self.conv_post = WNConv1d(1024, 1, 3, 1, padding=1)
+        self.conv_post = WNConv1d(w(1024), 1, 3, 1, padding=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 1, T) -> (scores (B, N), feature maps of every layer)."""
@@ -81,11 +89,22 @@ class DiscriminatorS(nn.Module):
 
 
 class MultiPeriodDiscriminator(nn.Module):
-    """``discriminators.0`` = :class:`DiscriminatorS`, then one :class:`DiscriminatorP` per period."""
+    """``discriminators.0`` = :class:`DiscriminatorS`, then one :class:`DiscriminatorP` per period.
 
-    def __init__(self, periods: Sequence[int] = DEFAULT_PERIODS) -> None:
+    ``width_divisor`` > 1 builds a narrower discriminator (tests, experiments); upstream's files
+    fit only the default.
+    """
+
+    def __init__(self, periods: Sequence[int] = DEFAULT_PERIODS, width_divisor: int = 1) -> None:
         super().__init__()
-        self.discriminators = nn.ModuleList([DiscriminatorS(), *(DiscriminatorP(p) for p in periods)])
+        if width_divisor < 1:
+            raise ValueError(f"width_divisor must be >= 1, got {width_divisor}")
+        self.discriminators = nn.ModuleList(
+            [
+                DiscriminatorS(width_divisor),
+                *(DiscriminatorP(p, width_divisor=width_divisor) for p in periods),
+            ]
+        )
 
     def forward(
         self, y: torch.Tensor, y_hat: torch.Tensor

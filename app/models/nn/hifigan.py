@@ -37,13 +37,14 @@ class ResBlock1(nn.Module):
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, T) -> (B, C, T)"""
         for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-            xt = F.leaky_relu(x, LRELU_SLOPE)
+            xt = F.leaky_relu(x, LRELU_SLOPE)  # out of place: x is the residual
             if x_mask is not None:
                 xt = xt * x_mask
-            xt = F.leaky_relu(c1(xt), LRELU_SLOPE)
+            # In place on fresh conv outputs: same values, less memory traffic (autograd-safe).
+            xt = F.leaky_relu(c1(xt), LRELU_SLOPE, inplace=True)
             if x_mask is not None:
                 xt = xt * x_mask
-            x = c2(xt) + x
+            x = c2(xt).add_(x)
         if x_mask is not None:
             x = x * x_mask
         return x
@@ -65,7 +66,7 @@ class ResBlock2(nn.Module):
             xt = F.leaky_relu(x, LRELU_SLOPE)
             if x_mask is not None:
                 xt = xt * x_mask
-            x = conv(xt) + x
+            x = conv(xt).add_(x)
         if x_mask is not None:
             x = x * x_mask
         return x
@@ -134,13 +135,15 @@ class HiFiGANGenerator(nn.Module):
         x = self.conv_pre(x)
         if g is not None:
             x = x + self.cond(g)
+        # In-place activations and sums act on tensors created here (never on the input):
+        # identical values, less memory traffic on the long late stages, autograd-safe.
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = up(F.leaky_relu(x, LRELU_SLOPE, inplace=True))
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             xs = blocks[0](x)
             for block in blocks[1:]:
-                xs = xs + block(x)
-            x = xs / self.num_kernels
+                xs += block(x)
+            x = xs.div_(self.num_kernels)
         # Upstream uses torch's default slope (0.01) here, not LRELU_SLOPE.
-        x = self.conv_post(F.leaky_relu(x))
-        return torch.tanh(x)
+        x = self.conv_post(F.leaky_relu(x, inplace=True))
+        return torch.tanh_(x)

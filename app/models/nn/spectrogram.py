@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# Added under the square root of the power spectrum (upstream ``spectrogram_torch``).
+# Added under the square root of the power spectrum: GPT-SoVITS uses 1e-8, so-vits-svc 1e-6.
 MAGNITUDE_EPS = 1e-8
 # Floor before the log of mel energies (upstream ``dynamic_range_compression_torch``).
 LOG_CLIP = 1e-5
@@ -37,12 +37,15 @@ def _mel_basis(
     return torch.from_numpy(np.asarray(basis, dtype=np.float32))
 
 
-def linear_spectrogram(y: torch.Tensor, n_fft: int, hop_size: int, win_size: int) -> torch.Tensor:
+def linear_spectrogram(
+    y: torch.Tensor, n_fft: int, hop_size: int, win_size: int, magnitude_eps: float = MAGNITUDE_EPS
+) -> torch.Tensor:
     """Magnitude spectrogram.
 
     Args:
         y: (B, N) or (N,) waveform in [-1, 1].
         n_fft, hop_size, win_size: STFT size, hop and (periodic Hann) window length.
+        magnitude_eps: added to re^2 + im^2 before the square root.
 
     Returns:
         (B, n_fft // 2 + 1, frames), frames = 1 + (N + 2*pad - n_fft) // hop, pad = (n_fft - hop) // 2.
@@ -63,7 +66,7 @@ def linear_spectrogram(y: torch.Tensor, n_fft: int, hop_size: int, win_size: int
         onesided=True,
         return_complex=True,
     )
-    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + MAGNITUDE_EPS)
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + magnitude_eps)
 
 
 def spec_to_mel(

@@ -33,6 +33,14 @@ POSTERIOR_KERNEL, POSTERIOR_LAYERS = 5, 16
 
 
 @dataclass(frozen=True)
+class Timbre:
+    """The reference voice as the decoder uses it; compute once per reference, reuse per sentence."""
+
+    ge: torch.Tensor  # (1, gin, 1) conditioning of flow and decoder
+    ge_text: torch.Tensor  # (1, 512, 1) conditioning of MRTE (= ge for v1/v2)
+
+
+@dataclass(frozen=True)
 class DecodeResult:
     """Everything ``synthesize`` computed, for callers that want more than the audio."""
 
@@ -138,9 +146,10 @@ class SoVITS(nn.Module):
         """
         return self.quantizer.encode(self.ssl_proj(ssl)).transpose(0, 1)
 
+    @torch.inference_mode()
     def timbre(
         self, refer_specs: Sequence[torch.Tensor], sv_embs: Sequence[torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> Timbre:
         """Timbre vectors from one or more reference spectrograms, averaged over references.
 
         Args:
@@ -148,7 +157,7 @@ class SoVITS(nn.Module):
             sv_embs: v2Pro* only: one (1, 20480) speaker-verification embedding per reference.
 
         Returns:
-            (ge (1, gin, 1) for flow/decoder, ge_text (1, 512, 1) for MRTE).
+            :class:`Timbre`: ge (1, gin, 1) for flow/decoder, ge_text (1, 512, 1) for MRTE.
         """
         if not refer_specs:
             raise ValueError("decode needs at least one reference spectrogram")
@@ -164,14 +173,14 @@ class SoVITS(nn.Module):
             ges.append(ge)
         ge = ges[0] if len(ges) == 1 else torch.stack(ges, 0).mean(0)
         ge_text = self.ge_to512(ge.transpose(2, 1)).transpose(2, 1) if self.config.is_pro else ge
-        return ge, ge_text
+        return Timbre(ge=ge, ge_text=ge_text)
 
     @torch.inference_mode()
     def synthesize(
         self,
         codes: torch.Tensor,
         phones: torch.Tensor,
-        refer_specs: torch.Tensor | Sequence[torch.Tensor],
+        refer_specs: torch.Tensor | Sequence[torch.Tensor] | Timbre,
         speed: float = 1.0,
         noise_scale: float = 0.5,
         sv_emb: torch.Tensor | Sequence[torch.Tensor] | None = None,
@@ -182,7 +191,8 @@ class SoVITS(nn.Module):
         Args:
             codes: (1, 1, T) semantic tokens at 25 Hz (n_q first, as upstream's ``decode``).
             phones: (1, P) phoneme ids of the text these tokens speak.
-            refer_specs: one (1, 1025, F) reference spectrogram or a list (timbres averaged).
+            refer_specs: one (1, 1025, F) reference spectrogram, a list (timbres averaged), or
+                a :class:`Timbre` from :meth:`timbre` (then ``sv_emb`` is not needed).
             speed: speaking-rate factor (> 1 faster).
             noise_scale: prior sampling temperature (0 = deterministic).
             sv_emb: v2Pro*: (1, 20480) speaker embedding, or one per reference.
@@ -191,9 +201,17 @@ class SoVITS(nn.Module):
         Returns:
             :class:`DecodeResult` with audio (1, 1, L * hop).
         """
-        specs = [refer_specs] if isinstance(refer_specs, torch.Tensor) else list(refer_specs)
-        svs = [sv_emb] if isinstance(sv_emb, torch.Tensor) else (list(sv_emb) if sv_emb is not None else None)
-        ge, ge_text = self.timbre(specs, svs)
+        if isinstance(refer_specs, Timbre):
+            timbre = refer_specs
+        else:
+            specs = [refer_specs] if isinstance(refer_specs, torch.Tensor) else list(refer_specs)
+            svs = (
+                [sv_emb]
+                if isinstance(sv_emb, torch.Tensor)
+                else (list(sv_emb) if sv_emb is not None else None)
+            )
+            timbre = self.timbre(specs, svs)
+        ge, ge_text = timbre.ge, timbre.ge_text
         quantized = self.quantizer.decode(codes)  # (1, 768, T)
         if self.config.semantic_frame_rate == "25hz":
             quantized = F.interpolate(quantized, size=quantized.shape[-1] * 2, mode="nearest")
@@ -213,7 +231,7 @@ class SoVITS(nn.Module):
         self,
         codes: torch.Tensor,
         phones: torch.Tensor,
-        refer_specs: torch.Tensor | Sequence[torch.Tensor],
+        refer_specs: torch.Tensor | Sequence[torch.Tensor] | Timbre,
         speed: float = 1.0,
         noise_scale: float = 0.5,
         sv_emb: torch.Tensor | Sequence[torch.Tensor] | None = None,

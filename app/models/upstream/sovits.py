@@ -242,6 +242,8 @@ def read_sovits(
             cfg = SoVITSConfig.from_hparams(hparams, version=version)
         except ValueError as exc:
             raise CheckpointError(f"{source}: embedded config is not usable: {exc}") from None
+        # Upstream's loader forces 25 Hz tokens whatever the file says; so do we.
+        cfg = replace(cfg, semantic_frame_rate="25hz")
     elif config is not None:
         cfg = replace(config, version=version)
     else:

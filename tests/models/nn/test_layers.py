@@ -157,3 +157,17 @@ def test_losses_values() -> None:
     assert kl_loss(z, z, z, z, mask).item() == pytest.approx(-0.5 * 2)
     windows, starts = rand_slice_segments(torch.arange(10.0).view(1, 1, 10), torch.tensor([6]), 4)
     assert int(starts) <= 2 and windows[0, 0, 0].item() == float(starts)
+
+
+def test_spectrogram_epsilon_and_frames() -> None:
+    from app.models.nn.spectrogram import linear_spectrogram
+
+    silent = torch.zeros(1, 2048 * 3)
+    assert linear_spectrogram(silent, 2048, 512, 2048).shape == (1, 1025, 12)
+    torch.testing.assert_close(linear_spectrogram(silent, 2048, 512, 2048).max(), torch.tensor(1e-4))
+    torch.testing.assert_close(
+        linear_spectrogram(silent, 2048, 512, 2048, magnitude_eps=1e-6).max(), torch.tensor(1e-3)
+    )
+    tone = torch.sin(2 * math.pi * 1000 * torch.arange(32000) / 32000).unsqueeze(0)
+    spec = linear_spectrogram(tone, 2048, 640, 2048)
+    assert int(spec[0, :, 10].argmax()) == 64  # 1 kHz at 32 kHz / 2048 bins per 15.625 Hz

@@ -1,0 +1,157 @@
+"""Inference kernels for the GPT's linear layers: the same maths, weights laid out for fast GEMV.
+
+Decoding one token is a chain of matrix-vector products whose cost is reading the weights (the
+full-size model streams ~300 MB of fp32 weights per token), so the kernel and the weight layout
+decide the speed. :func:`pack_linear` turns a ``(weight, bias)`` pair into a callable for one of
+these precisions:
+
+- ``reference``: ``F.linear`` on the module's own tensors (the straightforward path; used on GPUs
+  and as the yardstick in tests).
+- ``fp32``: the same float32 weights reordered once into oneDNN's blocked layout
+  (``torch.ops.mkldnn``), about 2x faster for batch-1 GEMV on x86 CPUs than MKL on the plain
+  row-major weight. Exact float32 maths; results differ from ``reference`` only by summation order
+  (~1e-6). Falls back to ``reference`` where oneDNN is unavailable (GPU, non-x86 builds).
+- ``bf16``: weights rounded to bfloat16 (oneDNN on CPU); activations are cast to bf16 for the
+  product and the result back to float32, so norms, residuals, attention and the KV cache stay
+  float32. Half the weight traffic.
+- ``int8``: weight-only int8 (one scale per output row, symmetric); activations stay bf16 and the
+  products accumulate in float32 (``torch._weight_int8pack_mm``). A quarter of the weight traffic;
+  CPU only.
+- ``int8_dynamic``: fbgemm dynamic quantisation: the same int8 weights, activations quantised per
+  call to 7 bits (``reduce_range``, safe on CPUs without VNNI). Fastest on x86, about twice the
+  logit error of ``int8``; CPU only, and built on torch's quantized tensors, which torch 2.13
+  marks deprecated.
+
+Packs hold their own copy of the weights: re-pack after the module's parameters change.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
+# Inputs with more rows than this (prefill) use a dequantised bf16 GEMM in the "int8" kernels.
+_INT8_GEMV_ROWS = 8
+PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
+
+LinearFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _onednn_available(device: torch.device) -> bool:
+    return (
+        device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision actually used on ``device`` (``fp32`` without oneDNN runs as ``reference``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    if precision.startswith("int8") and device.type != "cpu":
+        # Only the CPU kernels were measured and tested here; GPUs have memory bandwidth to spare.
+        raise ValueError(
+            f"precision {precision!r} is for CPU decoding; use 'bf16' or 'reference' on {device}"
+        )
+    if precision == "fp32" and not _onednn_available(device):
+        return "reference"
+    return precision
+
+
+def pack_linear(
+    weight: torch.Tensor, bias: torch.Tensor | None, precision: str, relu: bool = False
+) -> LinearFn:
+    """Return ``f(x) = [relu](x @ weight.T + bias)`` for ``x`` of shape ``(..., in)``, float32 out.
+
+    ``precision`` must already be resolved for the weight's device (:func:`resolve_precision`).
+    """
+    weight = weight.detach()
+    bias = None if bias is None else bias.detach()
+    if precision == "reference":
+        return _reference(weight, bias, relu)
+    if precision == "fp32":
+        return _onednn(weight.float(), None if bias is None else bias.float(), relu, torch.float32)
+    if precision == "bf16":
+        if _onednn_available(weight.device):
+            return _onednn(weight.bfloat16(), None if bias is None else bias.bfloat16(), relu, torch.bfloat16)
+        return _cast_linear(weight.bfloat16(), bias, relu)
+    if precision == "int8":
+        return _int8_weight_only(weight.float(), None if bias is None else bias.float(), relu)
+    if precision == "int8_dynamic":
+        return _int8_dynamic(weight.float(), None if bias is None else bias.float(), relu)
+    raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+
+
+def _reference(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:
+    if relu:
+        return lambda x: F.relu(F.linear(x, weight, bias))
+    return lambda x: F.linear(x, weight, bias)
+
+
+def _onednn(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, dtype: torch.dtype) -> LinearFn:
+    # The reorder takes the expected batch as a hint; decoding is batch 1 and larger inputs
+    # (prefill, batched rows) still compute correctly with the same packed weight.
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), 1)
+    attr = "relu" if relu else "none"
+    op = torch.ops.mkldnn._linear_pointwise
+    if dtype == torch.float32:
+        return lambda x: op(x, packed, bias, attr, [], "")
+    return lambda x: op(x.to(dtype), packed, bias, attr, [], "").float()
+
+
+def _cast_linear(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:
+    low_bias = None if bias is None else bias.to(weight.dtype)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = F.linear(x.to(weight.dtype), weight, low_bias).float()
+        return F.relu(y) if relu else y
+
+    return run
+
+
+def _int8_dynamic(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:
+    # Symmetric per-output-row scales: a row's largest |w| maps to 127.
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
+    zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        # torch 2.13 announces the removal of quantized tensor types in a later release; this
+        # module is the only user and torch is pinned. Other warnings still show.
+        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+        qweight = torch.quantize_per_channel(weight.contiguous(), scales, zero_points, 0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(qweight, bias)
+    op = torch.ops.quantized.linear_relu_dynamic if relu else torch.ops.quantized.linear_dynamic
+    # reduce_range=True: 7-bit activations, so the int16 accumulation of AVX2 kernels cannot saturate.
+    return lambda x: op(x.contiguous(), packed, True)
+
+
+def _int8_weight_only(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:
+    # Symmetric per-output-row scales: a row's largest |w| maps to 127.
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    qweight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    scales_bf16 = scales.bfloat16()
+    op = torch._weight_int8pack_mm
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape  # (..., in) -> the op takes a contiguous 2-d bf16 input
+        flat = x.reshape(-1, shape[-1]).bfloat16().contiguous()
+        if flat.shape[0] > _INT8_GEMV_ROWS:
+            # Prefill: a bf16 GEMM on the dequantised weight beats the int8 kernel, built for GEMV.
+            y = F.linear(flat, qweight.bfloat16() * scales_bf16[:, None])
+        else:
+            y = op(flat, qweight, scales_bf16)
+        y = y.float().view(*shape[:-1], -1)
+        if bias is not None:
+            y = y + bias
+        return F.relu(y) if relu else y
+
+    return run

@@ -1,0 +1,334 @@
+"""GPT-SoVITS GPT (s1) checkpoint files: read them safely, build our model, write files upstream loads.
+
+Layouts read (all ``torch.save`` pickles, no magic bytes, opened with ``weights_only=True`` so a
+file can only produce tensors and plain containers; nothing in it runs):
+
+- exported weights, ``GPT_weights*/<exp>-e<N>.ckpt`` and the released pretrained files
+  (``s1bert25hz-*.ckpt``, ``s1v3.ckpt``): ``{"weight": {"model.<name>": fp16 tensor}, "config": dict,
+  "info": "GPT-e<N>"}``. Upstream opens both the same way (``dict_s1["weight"]``, ``dict_s1["config"]``);
+  ``info`` is optional here.
+- a Lightning training checkpoint from ``logs_s1*/ckpt/epoch=..-step=...ckpt``: weights under
+  ``state_dict``, the config under ``hyper_parameters["config"]``. Its hyper-parameters hold
+  ``pathlib`` paths, which are read back as plain strings (no class from the file is built).
+
+The version is decided by an explicit rule on ``config["model"]["phoneme_vocab_size"]``: 512 -> v1
+(322-symbol table), 732 -> v2 (also the GPT of v2Pro/v2ProPlus/v3/v4, which share its shape);
+anything else is refused. The embedding rows in the weights must agree with the config.
+
+Upstream's CPU inference builds the model in float32 and copies the fp16 values in; loading here
+does the same, which is an exact upcast.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import pathlib
+import pickle
+import re
+import tempfile
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.models.gpt.config import GPTConfig, GPTConfigError
+from app.models.gpt.model import GPT
+
+logger = logging.getLogger(__name__)
+
+# Upstream's Lightning module keeps the decoder as ``self.model``, so every weight name has this prefix.
+KEY_PREFIX = "model."
+# phoneme_vocab_size -> version of the symbol table the model was trained with.
+VERSION_BY_PHONEME_VOCAB = {512: "v1", 732: "v2"}
+# Folder upstream's web UI writes GPT weights to, by version.
+WEIGHTS_DIR = {"v1": "GPT_weights", "v2": "GPT_weights_v2"}
+# Leading bytes of upstream SoVITS files whose zip "PK" header was replaced by a version tag.
+_SOVITS_HEADERS = {b"00", b"01", b"02", b"03", b"04", b"05", b"06"}
+# Pickled path classes allowed in Lightning hyper-parameters; they are rebuilt as strings.
+_PATH_GLOBALS = (
+    "pathlib.PosixPath",
+    "pathlib.WindowsPath",
+    "pathlib.PurePosixPath",
+    "pathlib.PureWindowsPath",
+    "pathlib._local.PosixPath",
+    "pathlib._local.WindowsPath",
+)
+
+
+class GPTFileError(ValueError):
+    """A file that is not a usable GPT-SoVITS GPT checkpoint; the message names the file."""
+
+
+@dataclass(frozen=True)
+class GPTFile:
+    """What an upstream GPT checkpoint holds, with the model built from it (float32, eval mode)."""
+
+    # The model with the file's weights.
+    model: GPT
+    # "v1" (322-symbol table) or "v2".
+    version: str
+    # The full upstream config dict stored in the file (train/data/model/... sections).
+    config: dict[str, Any]
+    # The "info" string ("GPT-e<N>"), None when the file has none.
+    info: str | None
+    # config["data"]["max_sec"]: upstream's early stop is 50 x max_sec steps (None if absent).
+    max_sec: int | None
+
+
+def gpt_version(model_config: dict[str, Any], where: str = "config") -> str:
+    """The version rule: ``phoneme_vocab_size`` 512 -> "v1", 732 -> "v2", else an error."""
+    rows = model_config.get("phoneme_vocab_size")
+    if rows not in VERSION_BY_PHONEME_VOCAB:
+        raise GPTFileError(
+            f"{where}: phoneme_vocab_size {rows!r} matches no GPT-SoVITS version "
+            f"(expected 512 for v1 or 732 for v2)"
+        )
+    return VERSION_BY_PHONEME_VOCAB[rows]
+
+
+def load_gpt(
+    path: str | os.PathLike, expect_version: str | None = None, device: str | torch.device = "cpu"
+) -> GPTFile:
+    """Read an upstream GPT ``.ckpt`` and build the model (float32, ``eval()``) on ``device``.
+
+    Raises :class:`GPTFileError` (naming the file) for a missing, truncated or corrupt file, a
+    file of another kind (SoVITS ``.pth``, so-vits-svc ``G_*.pth``, our own checkpoints), a
+    pickle that asks for anything but tensors and containers, weights that do not match the
+    config, or a version other than ``expect_version``.
+    """
+    path = Path(path)
+    weights, config, info = read_gpt_file(path)
+    model_cfg = config.get("model")
+    if not isinstance(model_cfg, dict):
+        raise GPTFileError(f"{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint")
+    version = gpt_version(model_cfg, where=str(path))
+    if expect_version is not None and version != expect_version:
+        raise GPTFileError(
+            f"{path}: this is a {version} GPT (phoneme_vocab_size {model_cfg['phoneme_vocab_size']}) "
+            f"but a {expect_version} GPT was expected; pick a {expect_version} file or switch version"
+        )
+    try:
+        gcfg = GPTConfig.from_upstream(model_cfg)
+    except GPTConfigError as exc:
+        raise GPTFileError(f"{path}: {exc}") from exc
+    rows = weights.get("ar_text_embedding.word_embeddings.weight")
+    if rows is not None and rows.shape[0] != gcfg.phoneme_vocab_size:
+        raise GPTFileError(
+            f"{path}: config says phoneme_vocab_size {gcfg.phoneme_vocab_size} but the phoneme "
+            f"embedding has {rows.shape[0]} rows; the file is inconsistent"
+        )
+    model = GPT(gcfg)
+    _load_strict(model, weights, path)
+    model.eval().to(device)
+    data = config.get("data")
+    max_sec = data.get("max_sec") if isinstance(data, dict) else None
+    return GPTFile(model, version, config, info, int(max_sec) if isinstance(max_sec, (int, float)) else None)
+
+
+def read_gpt_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any], str | None]:
+    """Low-level read: (weights without the ``model.`` prefix, full config dict, info or None)."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if not isinstance(obj, dict):
+        raise GPTFileError(f"{path}: holds a {type(obj).__name__}, expected a GPT checkpoint dict")
+    _reject_other_kinds(obj, path)
+    if "weight" in obj and "config" in obj:
+        weights, config, info = obj["weight"], obj["config"], obj.get("info")
+    elif "state_dict" in obj and isinstance(obj.get("hyper_parameters"), dict):
+        weights, config, info = obj["state_dict"], obj["hyper_parameters"].get("config"), None
+        if isinstance(obj.get("epoch"), int):
+            info = f"GPT-e{obj['epoch'] + 1}"
+    else:
+        raise GPTFileError(
+            f"{path}: top-level keys {sorted(map(str, obj))[:8]} are not those of a GPT-SoVITS GPT "
+            "checkpoint (expected 'weight' + 'config', or a Lightning 'state_dict' + 'hyper_parameters')"
+        )
+    if not isinstance(config, dict):
+        raise GPTFileError(f"{path}: 'config' is a {type(config).__name__}, expected a dict")
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise GPTFileError(f"{path}: the weights are not a mapping of names to tensors")
+    stripped = {}
+    for name, tensor in weights.items():
+        if not isinstance(name, str) or not name.startswith(KEY_PREFIX):
+            raise GPTFileError(
+                f"{path}: weight {name!r} lacks the {KEY_PREFIX!r} prefix of GPT-SoVITS GPT files"
+            )
+        stripped[name[len(KEY_PREFIX) :]] = tensor
+    return stripped, config, info if isinstance(info, str) else None
+
+
+def gpt_weights(model: GPT) -> OrderedDict[str, torch.Tensor]:
+    """The ``weight`` entry upstream expects: ``model.``-prefixed names, fp16, in state-dict order."""
+    return OrderedDict(
+        (KEY_PREFIX + name, t.detach().to(torch.float16).contiguous())
+        for name, t in model.state_dict().items()
+    )
+
+
+def default_config(model_config: GPTConfig, exp_name: str = "") -> dict[str, Any]:
+    """A complete upstream config dict (``s1longer(-v2).yaml`` + the keys the web UI adds)."""
+    version = VERSION_BY_PHONEME_VOCAB.get(model_config.phoneme_vocab_size, "v2")
+    return {
+        "train": {
+            "seed": 1234,
+            "epochs": 20,
+            "batch_size": 8,
+            "save_every_n_epoch": 1,
+            "precision": "32",
+            "gradient_clip": 1.0,
+            "if_save_every_weights": True,
+            "if_save_latest": True,
+            "if_dpo": False,
+            "half_weights_save_dir": WEIGHTS_DIR[version],
+            "exp_name": exp_name,
+        },
+        "optimizer": {
+            "lr": 0.01,
+            "lr_init": 1e-05,
+            "lr_end": 0.0001,
+            "warmup_steps": 2000,
+            "decay_steps": 40000,
+        },
+        "data": {"max_eval_sample": 8, "max_sec": 54, "num_workers": 4, "pad_val": model_config.eos},
+        "model": model_config.to_upstream(),
+        # upstream's v1 yaml samples with top_k 5, v2 with 15
+        "inference": {"top_k": 5 if version == "v1" else 15},
+        "pretrained_s1": "",
+        "train_semantic_path": "",
+        "train_phoneme_path": "",
+        "output_dir": "",
+    }
+
+
+def save_gpt(
+    model: GPT,
+    path: str | os.PathLike,
+    epoch: int,
+    config: dict[str, Any] | None = None,
+    exp_name: str = "",
+) -> Path:
+    """Write ``model`` as an upstream GPT ``.ckpt`` (fp16 weights, config dict, ``info`` "GPT-e<epoch>").
+
+    ``config`` is a full upstream config dict (for example the one of the file the model was
+    fine-tuned from); its ``model`` section is replaced by the model's own shape. Without it a
+    default config is written. The file is written to a temporary name and renamed, so a crash
+    never leaves a half-written checkpoint.
+    """
+    path = Path(path)
+    cfg = copy.deepcopy(config) if config is not None else default_config(model.config, exp_name)
+    cfg["model"] = model.config.to_upstream()
+    payload = OrderedDict(weight=gpt_weights(model), config=cfg, info=f"GPT-e{int(epoch)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("wrote GPT checkpoint %s (%s)", path, payload["info"])
+    return path
+
+
+def _path_as_text(*parts: object) -> str:
+    """Stand-in for pickled ``pathlib`` paths: returns the joined text, builds no path object."""
+    if not all(isinstance(p, str) for p in parts):
+        raise pickle.UnpicklingError("path parts must be strings")
+    return str(pathlib.PurePosixPath(*parts))
+
+
+def _torch_load(path: Path) -> Any:
+    if not path.is_file():
+        raise GPTFileError(f"{path}: no such file; expected a GPT-SoVITS GPT .ckpt")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise GPTFileError(f"{path}: the file is empty; expected a GPT-SoVITS GPT .ckpt")
+    if head[:2] in _SOVITS_HEADERS:
+        raise GPTFileError(
+            f"{path}: starts with the version tag {head[:2].decode()!r} of an upstream SoVITS .pth; "
+            "this is a SoVITS model, expected a GPT .ckpt"
+        )
+    if head[:2] == b"PK" and not zipfile.is_zipfile(path):
+        raise GPTFileError(f"{path}: the zip container is truncated or corrupt; download or copy it again")
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # zip, or a legacy torch.save pickle (PROTO opcode)
+        raise GPTFileError(f"{path}: not a torch checkpoint (starts with {head!r}); expected a GPT .ckpt")
+    globals_ = [(_path_as_text, name) for name in _PATH_GLOBALS]
+    try:
+        with torch.serialization.safe_globals(globals_):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "HParams" in text:
+            raise GPTFileError(
+                f"{path}: holds an upstream HParams config, i.e. a SoVITS .pth; expected a GPT .ckpt"
+            ) from None
+        if "GLOBAL" in text or "global" in text:
+            raise GPTFileError(
+                f"{path}: refused to load: the pickle asks for objects other than tensors and containers "
+                f"({_first_line(text)}); nothing from it was run. A GPT .ckpt holds only weights and a "
+                "plain config"
+            ) from None
+        raise GPTFileError(f"{path}: cannot be unpickled (corrupt?): {_first_line(text)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
+        raise GPTFileError(
+            f"{path}: cannot be read as a torch checkpoint (truncated or corrupt?): {_first_line(str(exc))}"
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it names the global {found.group(1)!r}"
+    for line in text.splitlines():
+        if "Unsupported" in line:
+            return line.strip()[:200]
+    return text.strip().splitlines()[0][:200] if text.strip() else "no details"
+
+
+def _reject_other_kinds(obj: dict[Any, Any], path: Path) -> None:
+    """Name the kind of file when it is a known non-GPT checkpoint."""
+    weights = obj.get("weight")
+    if isinstance(weights, dict) and any(str(k).startswith(("enc_p.", "dec.", "flow.")) for k in weights):
+        raise GPTFileError(f"{path}: holds SoVITS (s2) weights (enc_p/dec/flow); expected a GPT .ckpt")
+    if "model" in obj and "iteration" in obj:
+        raise GPTFileError(
+            f"{path}: looks like a so-vits-svc / VITS training checkpoint (G_*.pth or D_*.pth: "
+            "'model' + 'iteration'); expected a GPT-SoVITS GPT .ckpt"
+        )
+    if "format" in obj and "model_config" in obj:
+        raise GPTFileError(
+            f"{path}: is a SoVITS Studio training checkpoint; load it with app.models.checkpoint, "
+            "or export it as an upstream .ckpt first"
+        )
+
+
+def _load_strict(model: GPT, weights: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    if missing or unexpected:
+        raise GPTFileError(
+            f"{path}: weights do not match a GPT of this config: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for name, tensor in weights.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise GPTFileError(
+                f"{path}: weight {KEY_PREFIX}{name} has shape {tuple(tensor.shape)}, "
+                f"the config implies {tuple(expected[name].shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise GPTFileError(
+                f"{path}: weight {KEY_PREFIX}{name} is {tensor.dtype}, expected floating point"
+            )
+    # load_state_dict copies into the float32 parameters: the same exact fp16 -> fp32 upcast as upstream.
+    model.load_state_dict(weights, strict=True)

@@ -1,0 +1,122 @@
+"""What a long-running child process is told: the run configs written to ``run.yaml``.
+
+Each job (:mod:`app.services.jobs`) is ``python -m <module> --config <run dir>/run.yaml``; the
+child reads one of these dataclasses with :func:`app.config_io.load` (unknown keys are errors) and
+reports progress through :mod:`app.runstatus` beside it. Foundation layer: the services write
+these files, the workflows (``app.data.preprocess``, ``app.train``) read them, and neither imports
+the other.
+
+Defaults are upstream GPT-SoVITS's (``webui.py``, ``configs/s2.json``, ``configs/s1longer-v2.yaml``)
+unless a comment says otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUN_FILE = "run.yaml"
+# Python modules started as jobs.
+FORMAT_MODULE = "app.data.preprocess.tts_features"
+SOVITS_MODULE = "app.train.sovits"
+GPT_MODULE = "app.train.gpt"
+
+# Dataset formatting steps, upstream's names: 1a text + BERT, 1b HuBERT + 32 kHz audio, 1c semantic tokens.
+FORMAT_STEPS: tuple[str, ...] = ("1a", "1b", "1c")
+# Versions we train. v2Pro/v2ProPlus need speaker-verification embeddings (7-sv_cn/), not supported yet.
+TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2")
+# Mixed precision on CUDA; CPU always trains in fp32.
+PRECISIONS: tuple[str, ...] = ("fp16", "bf16", "fp32")
+# The kinds of run an experiment has, each in its own folder (run.yaml, status.json, logs, checkpoints).
+RUN_KINDS: tuple[str, ...] = ("format", "sovits", "gpt")
+MODULES = {"format": FORMAT_MODULE, "sovits": SOVITS_MODULE, "gpt": GPT_MODULE}
+
+
+def run_folder(kind: str, version: str) -> str:
+    """Folder of a run inside its experiment: upstream's ``logs_s2_<version>`` / ``logs_s1_<version>``
+    for training, ``format`` for dataset formatting."""
+    folders = {"format": "format", "sovits": f"logs_s2_{version}", "gpt": f"logs_s1_{version}"}
+    if kind not in folders:
+        raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}")
+    return folders[kind]
+
+
+@dataclass(frozen=True)
+class FormatRunConfig:
+    """Dataset formatting (``python -m app.data.preprocess.tts_features --config run.yaml``)."""
+
+    list_path: Path  # the .list annotation file (wav_path|speaker|language|text)
+    audio_dir: Path | None  # folder with the clips (file names taken from the list); None: paths as listed
+    exp_dir: Path  # experiment folder: 2-name2text.txt, 3-bert/, 4-cnhubert/, 5-wav32k/, 6-name2semantic.tsv
+    bert_dir: Path  # chinese-roberta-wwm-ext-large (1a, Chinese lines only)
+    hubert_dir: Path  # chinese-hubert-base (1b)
+    pretrained_s2g: Path  # SoVITS generator whose quantizer turns HuBERT features into semantic tokens (1c)
+    version: str = "v2"  # phone symbol table (v1: 322 symbols, v2: 732)
+    steps: tuple[str, ...] = FORMAT_STEPS  # which steps to run, in this order
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
+    half: bool = True  # fp16 models on CUDA (upstream is_half); ignored on CPU
+    workers: int = 2  # processes for phonemisation (1a) and threads for audio decoding (1b)
+
+
+@dataclass(frozen=True)
+class SoVITSRunConfig:
+    """SoVITS fine-tuning (``python -m app.train.sovits --config run.yaml``)."""
+
+    exp_name: str  # names the exported weights <exp_name>_e<epoch>_s<step>.pth
+    exp_dir: Path  # the formatted experiment folder (2-name2text.txt, 4-cnhubert/, 5-wav32k/)
+    weights_dir: Path  # where exported inference weights go (SoVITS_weights/)
+    pretrained_g: Path | None  # generator to start from (s2G*.pth, exported weights or upstream G_*.pth)
+    pretrained_d: Path | None  # discriminator to start from (s2D*.pth or upstream D_*.pth)
+    version: str = "v2"  # v1 or v2
+    batch_size: int = 4  # per GPU (the UI proposes upstream's memory-based default)
+    epochs: int = 8  # upstream web UI default for v1/v2
+    save_every_epoch: int = 4  # checkpoint + export every N epochs (and always after the last epoch)
+    text_low_lr_rate: float = 0.4  # learning-rate factor of enc_p.text_embedding / encoder_text / mrte
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    eps: float = 1e-9
+    lr_decay: float = 0.999875  # ExponentialLR factor per epoch
+    seed: int = 1234
+    precision: str = "fp16"  # autocast on CUDA (upstream fp16_run); CPU uses fp32
+    device: str = "auto"  # "auto" (the job's GPU, else CPU), "cpu", "cuda:N"
+    log_interval: int = 10  # optimiser steps between logged losses (upstream logs every 100)
+    export_weights: bool = True  # write SoVITS_weights/ files when saving (upstream if_save_every_weights)
+    keep_checkpoints: int = 1  # resume checkpoints kept (upstream if_save_latest keeps 1); 0 keeps all
+    min_items_per_epoch: int = 100  # upstream repeats a smaller dataset until an epoch has about this many
+    num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
+    # SoVITSConfig fields replacing those of the starting point (tests use tiny shapes; empty for real runs).
+    model: dict[str, Any] = field(default_factory=dict)
+    # Divides every discriminator width (1 = upstream's discriminator, required with a pretrained D).
+    discriminator_width_divisor: int = 1
+
+
+@dataclass(frozen=True)
+class GPTRunConfig:
+    """GPT (text-to-semantic) fine-tuning (``python -m app.train.gpt --config run.yaml``)."""
+
+    exp_name: str  # names the exported weights <exp_name>_e<epoch>_s<step>.ckpt
+    exp_dir: Path  # the formatted experiment folder (2-name2text.txt, 3-bert/, 6-name2semantic.tsv)
+    weights_dir: Path  # where exported inference weights go (GPT_weights/)
+    pretrained_s1: Path | None  # GPT to start from (s1bert25hz-*.ckpt or an exported .ckpt)
+    version: str = "v2"  # phone symbol table: v1 or v2
+    batch_size: int = 8  # per GPU (upstream caps it at a quarter of the dataset)
+    epochs: int = 15  # upstream web UI default
+    save_every_epoch: int = 5  # checkpoint + export every N epochs (and always after the last epoch)
+    # AdamW (not upstream's ScaledAdam; see README "Fine-tuning"): lr held constant after warm-up.
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)  # upstream's ScaledAdam betas
+    warmup_steps: int = 0  # optimiser steps of linear warm-up from 0
+    accumulate_batches: int = 4  # batches per optimiser step (upstream steps every 4th batch)
+    grad_clip: float = 1.0  # max gradient norm (upstream config gradient_clip)
+    seed: int = 1234
+    precision: str = "fp16"  # autocast on CUDA (upstream 16-mixed); CPU uses fp32
+    device: str = "auto"
+    log_interval: int = 10  # optimiser steps between logged losses
+    export_weights: bool = True  # write GPT_weights/ files when saving
+    keep_checkpoints: int = 1  # resume checkpoints kept; 0 keeps all
+    min_items_per_epoch: int = 100  # upstream repeats a smaller dataset until an epoch has about this many
+    max_sec: float = 54.0  # clips with more semantic tokens than max_sec * 25 are left out (upstream)
+    num_workers: int = 2  # DataLoader worker processes
+    # GPTConfig fields for a model trained from scratch (ignored keys are errors; empty for real runs).
+    model: dict[str, Any] = field(default_factory=dict)

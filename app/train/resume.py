@@ -1,0 +1,95 @@
+"""Resume checkpoints, exported-weight names and stop agreement shared by the GPT and SoVITS trainers.
+
+A run folder (``<experiment>/logs_s2_v2/``, ``logs_s1_v2/``) holds ``run.yaml``, the status and
+metrics files, TensorBoard events and ``resume_<step>.pt`` checkpoints (:mod:`app.models.checkpoint`
+format: model, optimiser, scheduler, step, completed epochs, plus ``extra``). A checkpoint written
+mid-epoch (on a stop request) records how many batches of the current epoch were done, so the
+resumed run skips exactly those batches of the same deterministic batch plan.
+
+Our checkpoints are named ``resume_*`` so that upstream's own ``G_*.pth`` / ``D_*.pth`` in a copied
+experiment never collide with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from app.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from app.runstatus import METRICS_FILE, read_metrics
+from app.train.common import checkpoint_number, prune_checkpoints
+
+log = logging.getLogger(__name__)
+
+RESUME_PATTERN = "resume_*.pt"
+
+
+def resume_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / f"resume_{int(step)}.pt"
+
+
+def load_latest(run_dir: Path, kind: str) -> tuple[Path, Checkpoint] | None:
+    """The newest readable resume checkpoint of ``kind`` (an unreadable newer one is skipped with a warning)."""
+    candidates = sorted(
+        (p for p in Path(run_dir).glob(RESUME_PATTERN) if not p.name.startswith(".")),
+        key=checkpoint_number,
+        reverse=True,
+    )
+    for path in candidates:
+        try:
+            return path, read_checkpoint(path, kind)
+        except CheckpointError as exc:
+            log.warning("skipping unusable checkpoint: %s", exc)
+    return None
+
+
+def prune(run_dir: Path, keep: int) -> list[Path]:
+    """Keep the ``keep`` newest resume checkpoints (0 keeps all)."""
+    return prune_checkpoints(Path(run_dir), RESUME_PATTERN, keep)
+
+
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Drop metric rows logged after ``step`` (a resumed run logs those steps again); returns rows dropped."""
+    path = Path(run_dir) / METRICS_FILE
+    rows = read_metrics(path)
+    kept = [r for r in rows if r.get("step", 0) <= step]
+    if len(kept) == len(rows):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in kept), encoding="utf-8")
+    tmp.replace(path)
+    return len(rows) - len(kept)
+
+
+def weights_name(exp_name: str, epoch: int, step: int, suffix: str) -> str:
+    """``<exp>_e<epoch>_s<step><suffix>``: upstream's SoVITS naming, used for both models here."""
+    return f"{exp_name}_e{int(epoch)}_s{int(step)}{suffix}"
+
+
+def agree(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is True on any (a stop request reaches ranks at different steps)."""
+    if not dist.is_initialized():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def loader_worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the DataLoaders: workers ignore SIGTERM.
+
+    A job is stopped with SIGTERM to its whole process group; the trainer finishes its step,
+    saves and shuts its workers down itself. A worker that died of the signal first would make
+    the DataLoader raise and the run end as failed without its checkpoint.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") else model

@@ -1,0 +1,395 @@
+"""SoVITS fine-tuning: ``python -m app.train.sovits --config <experiment>/logs_s2_<version>/run.yaml``.
+
+What it does (upstream ``s2_train.py`` rebuilt; config :class:`app.runconfig.SoVITSRunConfig`):
+
+- Starting point: the pretrained generator (``s2G2333k.pth`` for v2, an exported ``.pth`` or an
+  upstream ``G_*.pth``) and discriminator (``s2D2333k.pth``). A missing file gives a warning and
+  that network starts from random weights (fine-tuning then needs far more data and epochs).
+- Frozen: ``ssl_proj`` and the quantizer codebook. Upstream keeps them in eval mode and, because
+  its eval-mode quantizer has no straight-through path, they get no gradient either; freezing
+  them keeps the semantic tokens of step 1c (and of the GPT) valid for the fine-tuned model.
+  Everything else trains.
+- Learning rates: AdamW (betas 0.8/0.99, eps 1e-9, weight decay 0.01) at ``learning_rate`` for
+  the acoustic side and ``learning_rate * text_low_lr_rate`` (0.4) for ``enc_p.text_embedding``,
+  ``enc_p.encoder_text`` and ``enc_p.mrte``; both decay by ``lr_decay`` per epoch.
+- Step: discriminator update on the detached generated window, then generator update on
+  LSGAN + feature matching + 45 x mel L1 + KL (:mod:`app.models.sovits.losses`).
+- Data: clips of 0.6-54 s, bucketed by length (:mod:`app.train.buckets`), small sets repeated.
+
+Every ``save_every_epoch`` epochs and after the last one it writes a resume checkpoint and
+exports ``SoVITS_weights/<exp>_e<epoch>_s<step>.pth`` (upstream's format). It resumes from the
+newest ``resume_*.pt`` in the run folder; SIGTERM saves a checkpoint at the current step and exits.
+Under ``torchrun`` each process trains on its GPU (DDP); fp16/bf16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from app import config_io
+from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_checkpoint
+from app.models.nn.discriminators import MultiPeriodDiscriminator
+from app.models.sovits.config import SoVITSConfig, preset
+from app.models.sovits.losses import discriminator_objective, generator_objectives
+from app.models.sovits.model import SoVITS, TrainOutput
+from app.models.upstream.sovits import read_discriminator, read_sovits, write_sovits
+from app.runconfig import PRECISIONS, TRAIN_VERSIONS, SoVITSRunConfig
+from app.settings import DistributedEnv
+from app.train import resume
+from app.train.buckets import SOVITS_BOUNDARIES, PlannedBatches, boundary_batches
+from app.train.common import (
+    TrainSession,
+    all_reduce_mean,
+    autocast,
+    cleanup_distributed,
+    grad_scaler,
+    seed_everything,
+    setup_distributed,
+    train_device,
+)
+from app.train.sovits_data import SoVITSDataset, TrainingDataError, collate
+
+log = logging.getLogger(__name__)
+
+KIND = "sovits"
+WEIGHT_DECAY = 0.01  # torch AdamW's default, which upstream keeps
+TEXT_MODULES = ("text_embedding", "encoder_text", "mrte")  # enc_p parts at the lower learning rate
+
+
+class SoVITSTrainError(RuntimeError):
+    """The run cannot start; the message says what to change."""
+
+
+def _tuples(value: Any) -> Any:
+    """YAML lists -> tuples, so they fit the frozen config's tuple fields."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _with_overrides(base: SoVITSConfig, overrides: dict[str, Any]) -> SoVITSConfig:
+    known = {f.name for f in dataclasses.fields(SoVITSConfig)} - {"extra", "version"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SoVITSTrainError(
+            f"model overrides {unknown} are not SoVITSConfig fields; known: {sorted(known)}"
+        )
+    # freeze_quantizer is a choice of this trainer, not an option (see the module docstring).
+    return dataclasses.replace(base, **{k: _tuples(v) for k, v in overrides.items()}, freeze_quantizer=True)
+
+
+def _check_run(cfg: SoVITSRunConfig) -> None:
+    if cfg.version not in TRAIN_VERSIONS:
+        raise SoVITSTrainError(
+            f"version {cfg.version!r} cannot be trained here: choose one of {TRAIN_VERSIONS} "
+            "(v2Pro/v2ProPlus need speaker-verification features, not supported yet)"
+        )
+    if cfg.precision not in PRECISIONS:
+        raise SoVITSTrainError(f"precision {cfg.precision!r}: choose one of {PRECISIONS}")
+    for name in ("batch_size", "epochs", "save_every_epoch", "log_interval", "discriminator_width_divisor"):
+        if getattr(cfg, name) < 1:
+            raise SoVITSTrainError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+
+
+def build_generator(cfg: SoVITSRunConfig, resumed: Checkpoint | None) -> tuple[SoVITS, str]:
+    """The generator to train and where its weights came from (frozen parts already frozen)."""
+    if resumed is not None:
+        config = SoVITSConfig(**resumed.model_config)
+        wanted = _with_overrides(config, cfg.model)
+        if wanted != config:
+            raise SoVITSTrainError(
+                "the model settings differ from those of the checkpoint being resumed; "
+                "choose another experiment name (or delete its resume_*.pt) to start over"
+            )
+        model, source = SoVITS(config), "checkpoint"
+    elif cfg.pretrained_g is not None and Path(cfg.pretrained_g).is_file():
+        record = read_sovits(cfg.pretrained_g, expect_version=cfg.version)
+        config = _with_overrides(record.config, cfg.model)
+        model = SoVITS(config)
+        state = {k: v.float() for k, v in record.state_dict.items()}
+        if not any(k.startswith("enc_q.") for k in state):
+            # Exported weights lack the posterior encoder: it starts fresh, as upstream's does.
+            state.update({f"enc_q.{k}": v for k, v in model.enc_q.state_dict().items()})
+        _load_exactly(model, state, str(cfg.pretrained_g))
+        source = str(cfg.pretrained_g)
+    else:
+        log.warning(
+            "no pretrained SoVITS generator at %s: training from scratch, which needs much more data "
+            "and many more epochs (download: python tools/download_models.py gpt-sovits-%s)",
+            cfg.pretrained_g,
+            cfg.version,
+        )
+        model, source = SoVITS(_with_overrides(preset(cfg.version), cfg.model)), "scratch"
+    model.ssl_proj.requires_grad_(False)
+    model.quantizer.requires_grad_(False)
+    return model, source
+
+
+def build_discriminator(
+    cfg: SoVITSRunConfig, config: SoVITSConfig, resumed: bool
+) -> tuple[MultiPeriodDiscriminator, str]:
+    disc = MultiPeriodDiscriminator(config.mpd_periods, cfg.discriminator_width_divisor)
+    if resumed:
+        return disc, "checkpoint"
+    path = cfg.pretrained_d
+    if path is None or not Path(path).is_file():
+        log.warning("no pretrained SoVITS discriminator at %s: it starts from random weights", path)
+        return disc, "scratch"
+    if cfg.discriminator_width_divisor != 1:
+        raise SoVITSTrainError("a pretrained discriminator needs discriminator_width_divisor 1")
+    periods, state = read_discriminator(path)
+    if tuple(periods) != tuple(config.mpd_periods):
+        raise SoVITSTrainError(f"{path}: discriminator periods {periods} do not match {config.version}'s")
+    _load_exactly(disc, {k: v.float() for k, v in state.items()}, str(path))
+    return disc, str(path)
+
+
+def _load_exactly(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = module.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) + [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if wrong:
+        raise SoVITSTrainError(f"{source}: weights do not fit the model to train (e.g. {wrong[:3]})")
+    module.load_state_dict(state, strict=True)
+
+
+def optimizers(
+    model: SoVITS, disc: MultiPeriodDiscriminator, cfg: SoVITSRunConfig
+) -> tuple[torch.optim.AdamW, torch.optim.AdamW]:
+    text_params = [p for name in TEXT_MODULES for p in getattr(model.enc_p, name).parameters()]
+    text_ids = {id(p) for p in text_params}
+    base = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
+    lr = cfg.learning_rate
+    common = {"betas": tuple(cfg.betas), "eps": cfg.eps, "weight_decay": WEIGHT_DECAY}
+    optim_g = torch.optim.AdamW(
+        [{"params": base, "lr": lr}, {"params": text_params, "lr": lr * cfg.text_low_lr_rate}], lr, **common
+    )
+    optim_d = torch.optim.AdamW(disc.parameters(), lr, **common)
+    return optim_g, optim_d
+
+
+def _as_float(out: TrainOutput) -> TrainOutput:
+    """Losses in float32 whatever the autocast dtype (the STFT of the mel loss refuses bf16)."""
+    return dataclasses.replace(
+        out,
+        **{
+            f.name: getattr(out, f.name).float()
+            for f in dataclasses.fields(out)
+            if getattr(out, f.name).is_floating_point()
+        },
+    )
+
+
+def export_config(config: SoVITSConfig, cfg: SoVITSRunConfig, run_dir: Path) -> SoVITSConfig:
+    """The config written into exported weights: the starting point's tree with this run's settings."""
+    extra = {k: dict(v) if isinstance(v, dict) else v for k, v in config.extra.items()}
+    train = dict(extra.get("train", {}))
+    train.update(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, betas=list(cfg.betas),
+        eps=cfg.eps, lr_decay=cfg.lr_decay, text_low_lr_rate=cfg.text_low_lr_rate, seed=cfg.seed,
+        save_every_epoch=cfg.save_every_epoch, if_save_latest=cfg.keep_checkpoints == 1,
+        if_save_every_weights=cfg.export_weights, fp16_run=cfg.precision == "fp16",
+        pretrained_s2G=str(cfg.pretrained_g or ""), pretrained_s2D=str(cfg.pretrained_d or ""),
+    )  # fmt: skip
+    data = dict(extra.get("data", {}))
+    data["exp_dir"] = str(cfg.exp_dir)
+    extra.update(
+        train=train,
+        data=data,
+        name=cfg.exp_name,
+        s2_ckpt_dir=str(run_dir),
+        save_weight_dir=str(cfg.weights_dir),
+    )
+    return dataclasses.replace(config, extra=extra)
+
+
+def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
+    """The training run (called inside a :class:`TrainSession`)."""
+    _check_run(cfg)
+    device = train_device(env, cfg.device)
+    seed_everything(cfg.seed, env.rank)
+    found = resume.load_latest(run_dir, KIND)
+    resumed = found[1] if found else None
+    model, g_source = build_generator(cfg, resumed)
+    config = model.config
+    disc, d_source = build_discriminator(cfg, config, resumed is not None)
+    model.to(device).train()
+    disc.to(device).train()
+    optim_g, optim_d = optimizers(model, disc, cfg)
+    sched_g = torch.optim.lr_scheduler.ExponentialLR(optim_g, gamma=cfg.lr_decay)
+    sched_d = torch.optim.lr_scheduler.ExponentialLR(optim_d, gamma=cfg.lr_decay)
+    scaler = grad_scaler(device, cfg.precision)
+    step, done_epochs, skip = 0, 0, 0
+    if resumed is not None and found is not None:
+        try:
+            restore(resumed, model, optim_g, sched_g, source=str(found[0]))
+            disc.load_state_dict(resumed.extra["discriminator"], strict=True)
+            optim_d.load_state_dict(resumed.extra["optimizer_d"])
+            sched_d.load_state_dict(resumed.extra["scheduler_d"])
+            scaler.load_state_dict(resumed.extra["scaler"])
+        except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
+            raise SoVITSTrainError(
+                f"{found[0]}: cannot resume from it ({exc}); delete it to start over"
+            ) from exc
+        step, done_epochs, skip = resumed.step, resumed.epoch, int(resumed.extra.get("batches_done", 0))
+        if env.rank == 0:
+            resume.truncate_metrics(run_dir, step)
+        session.message(
+            f"resumed from {found[0].name} at step {step} (epoch {done_epochs + 1}, batch {skip})"
+        )
+    else:
+        session.message(f"starting from generator: {g_source}; discriminator: {d_source}")
+
+    dataset = SoVITSDataset(cfg.exp_dir, config, cfg.version, cfg.min_items_per_epoch)
+    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
+    lengths = dataset.lengths
+    sampler = PlannedBatches(
+        lambda epoch: boundary_batches(
+            lengths,
+            cfg.batch_size,
+            SOVITS_BOUNDARIES,
+            epoch=epoch,
+            seed=cfg.seed,
+            rank=env.rank,
+            world=env.world_size,
+        )
+    )
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
+    )  # fmt: skip
+    sampler.set_epoch(1)
+    per_epoch = len(sampler.batches())
+    session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
+    if env.enabled:
+        model_ddp: torch.nn.Module = DistributedDataParallel(
+            model, device_ids=_ids(device), find_unused_parameters=True
+        )
+        disc_ddp: torch.nn.Module = DistributedDataParallel(disc, device_ids=_ids(device))
+    else:
+        model_ddp, disc_ddp = model, disc
+
+    def save(epoch_done: int, batches_done: int) -> None:
+        if env.rank != 0:
+            return
+        path = resume.resume_path(run_dir, step)
+        save_checkpoint(
+            path, kind=KIND, model=model, model_config=config, step=step, epoch=epoch_done,
+            optimizer=optim_g, scheduler=sched_g,
+            extra={
+                "discriminator": {k: v.detach().cpu() for k, v in disc.state_dict().items()},
+                "optimizer_d": optim_d.state_dict(), "scheduler_d": sched_d.state_dict(),
+                "scaler": scaler.state_dict(), "batches_done": batches_done,
+            },
+        )  # fmt: skip
+        resume.prune(run_dir, cfg.keep_checkpoints)
+        session.message(f"saved {path.name}")
+
+    def export(epoch: int) -> None:
+        if env.rank != 0 or not cfg.export_weights:
+            return
+        target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, step, ".pth")
+        write_sovits(target, model.state_dict(), export_config(config, cfg, run_dir), epoch, step)
+        session.message(f"exported {target.name}")
+
+    for epoch in range(done_epochs + 1, cfg.epochs + 1):
+        sampler.set_epoch(epoch, skip if epoch == done_epochs + 1 else 0)
+        first = sampler.skip
+        for index, batch in enumerate(loader, start=first):
+            losses = train_step(
+                batch, model_ddp, disc_ddp, optim_g, optim_d, scaler, config, device, cfg.precision
+            )
+            step += 1
+            if step % cfg.log_interval == 0 or step == 1:
+                session.log_step(step, epoch, all_reduce_mean(losses), lr=optim_g.param_groups[0]["lr"])
+            if resume.agree(session.stop_requested, device):
+                save(epoch - 1, index + 1)
+                session.stopped()
+                return
+        sched_g.step()
+        sched_d.step()
+        if epoch % cfg.save_every_epoch == 0 or epoch == cfg.epochs:
+            save(epoch, 0)
+            export(epoch)
+    session.done(f"finished {cfg.epochs} epochs, {step} steps")
+
+
+def train_step(
+    batch: dict[str, torch.Tensor],
+    model: torch.nn.Module,
+    disc: torch.nn.Module,
+    optim_g: torch.optim.Optimizer,
+    optim_d: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: SoVITSConfig,
+    device: torch.device,
+    precision: str,
+) -> dict[str, float]:
+    """One discriminator and one generator update; returns the named losses."""
+    b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with autocast(device, precision):
+        out = model(b["ssl"], b["spec"], b["spec_lengths"], b["text"], b["text_lengths"])
+    out = _as_float(out)
+    with autocast(device, precision):
+        loss_d = discriminator_objective(out, b["wav"], disc, config)
+    optim_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.step(optim_d)
+    with autocast(device, precision):
+        parts = generator_objectives(out, b["spec"], b["wav"], disc, config)
+    loss_g = sum(parts.values())
+    optim_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(optim_g)
+    scaler.update()
+    named = {"d": float(loss_d.detach()), "g": float(loss_g.detach())}
+    named.update({k: float(v.detach()) for k, v in parts.items() if k != "commit"})
+    return named
+
+
+def _ids(device: torch.device) -> list[int] | None:
+    return [device.index] if device.type == "cuda" and device.index is not None else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app.train.sovits", description="Fine-tune a SoVITS model.")
+    p.add_argument("--config", type=Path, required=True, help="run.yaml (SoVITSRunConfig) in the run folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_dir = args.config.resolve().parent
+    env = setup_distributed()
+    try:
+        with TrainSession(run_dir, stage=KIND, env=env) as session:
+            try:
+                cfg = config_io.load(SoVITSRunConfig, args.config)
+                train(cfg, run_dir, session, env)
+            except (config_io.ConfigError, SoVITSTrainError, CheckpointError, TrainingDataError) as exc:
+                log.error("%s", exc)
+                session.failed(str(exc))
+                return 2
+    except Exception:
+        return 1
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

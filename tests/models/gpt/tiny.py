@@ -1,0 +1,40 @@
+"""Tiny random GPTs shared by the GPT model, sampling and file tests."""
+
+from __future__ import annotations
+
+import torch
+
+from app.models.gpt.config import GPTConfig
+from app.models.gpt.model import GPT
+
+PHONEMES = {"v1": 512, "v2": 732}
+
+
+def tiny_config(version: str = "v2", dim: int = 32, n_head: int = 4, n_layer: int = 2) -> GPTConfig:
+    return GPTConfig(phoneme_vocab_size=PHONEMES[version], dim=dim, n_head=n_head, n_layer=n_layer)
+
+
+def tiny_gpt(version: str = "v2", seed: int = 0, **sizes: int) -> GPT:
+    """A tiny GPT in eval mode whose constant-initialised tensors (norms, biases, alphas) are perturbed."""
+    torch.manual_seed(seed)
+    model = GPT(tiny_config(version, **sizes))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+            if "embeddings" in name:
+                p.mul_(0.5)
+    return model.eval()
+
+
+def tiny_inputs(
+    model: GPT, tx: int, ty: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(phones (1, tx), bert (1, bert_dim, tx), prompt (1, ty)) drawn at random."""
+    gen = torch.Generator().manual_seed(seed)
+    c = model.config
+    phones = torch.randint(1, c.phoneme_vocab_size, (1, tx), generator=gen)
+    bert = torch.randn(1, c.bert_dim, tx, generator=gen) * 0.1
+    prompt = torch.randint(0, c.vocab_size - 1, (1, ty), generator=gen)
+    return phones, bert, prompt

@@ -1,0 +1,107 @@
+"""Experiments service: run configs with upstream's defaults, jobs started, refused, stopped and found again."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from app.paths import Layout, PathOutsideRoot
+from app.runconfig import GPTRunConfig, SoVITSRunConfig
+from app.runstatus import read_status
+from app.services import experiments as ex
+from app.services.jobs import JobManager
+
+
+@pytest.fixture
+def layout(tmp_path, tts_pretrained, tts_dataset) -> Layout:
+    audio_dir, _, list_path = tts_dataset
+    home = tmp_path / "home"
+    shutil.copytree(audio_dir, home / "data" / "clips")
+    shutil.copy2(list_path, home / "data" / "voice.list")
+    return Layout(home, pretrained_dir=tts_pretrained.root).ensure()
+
+
+def test_configs_start_from_the_versions_base_models(layout) -> None:
+    sovits = ex.sovits_config(layout, "voice", batch_size=3, epochs=2)
+    assert isinstance(sovits, SoVITSRunConfig)
+    assert sovits.pretrained_g == layout.pretrained / "gsv-v2final-pretrained" / "s2G2333k.pth"
+    assert sovits.pretrained_d == layout.pretrained / "gsv-v2final-pretrained" / "s2D2333k.pth"
+    assert (sovits.batch_size, sovits.epochs, sovits.save_every_epoch, sovits.text_low_lr_rate) == (
+        3,
+        2,
+        4,
+        0.4,
+    )
+    assert sovits.exp_dir == layout.experiment("voice") and sovits.weights_dir == layout.sovits_weights
+    gpt = ex.gpt_config(layout, "voice", version="v1")
+    assert isinstance(gpt, GPTRunConfig) and gpt.pretrained_s1.name.startswith("s1bert25hz-2kh")
+    assert (gpt.epochs, gpt.save_every_epoch) == (15, 5)
+    with pytest.raises(ex.ExperimentError, match="unknown SoVITSRunConfig options"):
+        ex.sovits_config(layout, "voice", batchsize=3)
+    with pytest.raises(ex.ExperimentError, match="expected int"):
+        ex.gpt_config(layout, "voice", epochs="many")
+    with pytest.raises(ex.ExperimentError, match="cannot be trained here"):
+        ex.sovits_config(layout, "voice", version="v2Pro")
+    assert ex.default_batch_size() >= 1
+
+
+def test_format_config_stays_inside_the_data_folder(layout, tmp_path) -> None:
+    config = ex.format_config(layout, "voice", "data/voice.list", "data/clips", steps=("1a", "1b"))
+    assert config.list_path == layout.home / "data" / "voice.list" and config.steps == ("1a", "1b")
+    assert config.hubert_dir == layout.pretrained / "chinese-hubert-base"
+    (tmp_path / "outside.list").write_text("x|y|EN|z\n")
+    with pytest.raises(PathOutsideRoot):
+        ex.format_config(layout, "voice", str(tmp_path / "outside.list"), "")
+    with pytest.raises(ex.ExperimentError, match="does not exist"):
+        ex.format_config(layout, "voice", "data/missing.list", "")
+    with pytest.raises(ex.ExperimentError, match="steps"):
+        ex.format_config(layout, "voice", "data/voice.list", "", steps=("2a",))
+
+
+@pytest.mark.slow
+def test_jobs_run_are_refused_twice_stop_and_are_found_after_a_restart(layout) -> None:
+    jobs = JobManager(layout.jobs)
+    view = ex.start(
+        layout, jobs, "voice", "format", ex.format_config(layout, "voice", "data/voice.list", "data/clips")
+    )
+    assert view.state in ("running", "done")
+    gpt = ex.gpt_config(
+        layout,
+        "voice",
+        epochs=400,
+        batch_size=4,
+        log_interval=1,
+        min_items_per_epoch=0,
+        num_workers=0,
+        save_every_epoch=400,
+    )
+    queued = ex.start(layout, jobs, "voice", "gpt", gpt)  # waits in the device queue behind formatting
+    assert queued.state == "queued"
+    with pytest.raises(ex.ExperimentError, match="already queued"):
+        ex.start(layout, jobs, "voice", "gpt", gpt)
+    formatted = jobs.wait(view.id, timeout=300)
+    assert formatted.state == "done", jobs.tail(view.id)
+
+    restarted = JobManager(layout.jobs)  # as after a UI restart
+    state = ex.experiment_state(layout, restarted, "voice")
+    assert state.formatted.text_rows == 20 and state.formatted.semantic_rows == 20
+    assert state.formatted.bert_files == 2 and state.formatted.sovits_ready and state.formatted.gpt_ready
+    assert state.runs["format"].state == "done" and state.runs["format"].job.id == view.id
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = ex.experiment_state(layout, restarted, "voice").runs["gpt"]
+        if run.status is not None and run.status.step >= 2:
+            break
+        time.sleep(0.2)
+    assert run.state == "running" and run.job.id == queued.id
+    rows = ex.loss_rows(run.folder)
+    assert {r["loss"] for r in rows} == {"loss", "top3_acc"} and rows[0]["step"] == 1
+    stopped = ex.stop(layout, restarted, "voice", "gpt")
+    assert stopped.state == "stopped"
+    assert read_status(run.folder / "status.json").state == "stopped"
+    assert list(run.folder.glob("resume_*.pt"))  # the stop saved a checkpoint
+    with pytest.raises(ex.ExperimentError, match="no gpt job"):
+        ex.stop(layout, restarted, "voice", "gpt")
+    assert ex.experiment_state(layout, restarted, "voice").runs["gpt"].state == "stopped"
