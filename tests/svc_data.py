@@ -17,8 +17,8 @@ import torch
 
 from app.models.svc.config import SvcConfig
 from app.paths import SvcExperiment
+from app.runconfig import SvcRunConfig
 from app.services.jobs import JobManager, JobView
-from app.train.svc_config import SvcTrainConfig
 from tests.synth import espeak, silence
 
 SR = 16_000  # the tiny model's sampling rate
@@ -181,14 +181,12 @@ def prepare_experiment(root: Path, *, bad_files: bool = False) -> tuple[SvcExper
     return experiment, pretrained
 
 
-def run_training_job(jobs: JobManager, run: SvcTrainConfig, timeout: float = 900) -> JobView:
+def run_training_job(jobs: JobManager, run: SvcRunConfig, timeout: float = 900) -> JobView:
     """Write run.yaml, start the trainer as a job, wait for it to end."""
+    from app.runconfig import SVC_MODULE, save_svc_run
     from app.services.jobs import JobSpec
-    from app.train.svc_config import TRAIN_MODULE, write_run_config
 
-    view = jobs.submit(
-        JobSpec(module=TRAIN_MODULE, config=write_run_config(run), name="svc test", kind="svc")
-    )
+    view = jobs.submit(JobSpec(module=SVC_MODULE, config=save_svc_run(run), name="svc test", kind="svc"))
     return jobs.wait(view.id, timeout=timeout)
 
 
@@ -196,7 +194,7 @@ def train_tiny_svc(root: Path, steps: int = 30) -> TrainedSvc:
     """Preprocess the generated dataset and train ``steps`` steps from scratch in a subprocess job."""
     experiment, pretrained = prepare_experiment(root)
     jobs = JobManager(root / "jobs")
-    run = SvcTrainConfig(
+    run = SvcRunConfig(
         experiment=experiment.root, max_steps=steps, save_every=steps // 2, keep_checkpoints=2,
         log_every=1, cpu_threads=1,
     )  # fmt: skip

@@ -3,8 +3,9 @@
 - experiments: ``output/svc/<name>/``, each a so-vits-svc 4.1 tree (:class:`app.paths.SvcExperiment`);
 - models to convert with: every ``G_*.pth`` and ``release/*.pth`` of every experiment's ``logs/44k``
   and every uploaded model (``output/svc_models/<name>/`` holding the ``.pth`` and its config.json);
-- training runs as jobs of the one :class:`~app.services.jobs.JobManager` of this process
-  (``python -m app.train.svc --config logs/44k/run.yaml``; found again after a restart);
+- training runs as jobs of the one :class:`~app.services.jobs.JobManager` of this process (the
+  same one the TTS experiments use: one device queue), ``python -m app.train.svc --config
+  logs/44k/run.yaml`` with a :class:`app.runconfig.SvcRunConfig` written here; found again after a restart;
 - one :class:`~app.infer.svc.SVCPipeline` per pretrained folder and device (models cached inside).
 """
 
@@ -19,9 +20,10 @@ from pathlib import Path
 from app.infer.svc import SVCPipeline
 from app.models.upstream.svc import read_config, read_svc
 from app.paths import Layout, SvcExperiment, safe_name
-from app.services.jobs import JobManager, JobSpec, JobView
+from app.runconfig import SVC_MODULE, SvcRunConfig, save_svc_run
+from app.services.experiments import job_manager
+from app.services.jobs import JobSpec, JobView
 
-TRAIN_MODULE = "app.train.svc"  # started by name, never imported here
 JOB_KIND = "svc"
 UPLOADS = "svc_models"  # under output/
 _STEP = re.compile(r"_(\d+)\.pth$")
@@ -34,12 +36,6 @@ class SvcModelChoice:
     label: str  # shown in the UI, e.g. "my_voice / G_800.pth"
     model: Path  # the .pth
     config: Path  # its config.json
-
-
-@lru_cache(maxsize=4)
-def job_manager(jobs_root: Path) -> JobManager:
-    """The one job manager of this process for ``jobs_root`` (it owns the child processes it starts)."""
-    return JobManager(jobs_root)
 
 
 @lru_cache(maxsize=2)
@@ -101,9 +97,10 @@ def add_uploaded_model(layout: Layout, model: Path, config: Path, name: str | No
     return SvcModelChoice(f"uploaded / {folder.name} / {target.name}", target, folder / "config.json")
 
 
-def submit_training(layout: Layout, run_yaml: Path, experiment: str, gpus: tuple[int, ...] = ()) -> JobView:
-    """Start (or queue) ``python -m app.train.svc --config run_yaml`` as a job."""
-    spec = JobSpec(module=TRAIN_MODULE, config=run_yaml, name=f"svc: {experiment}", kind=JOB_KIND, gpus=gpus)
+def submit_training(layout: Layout, run: SvcRunConfig, gpus: tuple[int, ...] = ()) -> JobView:
+    """Write ``run.yaml`` and start (or queue) ``python -m app.train.svc --config run.yaml`` as a job."""
+    name = f"svc: {run.tree.root.name}"
+    spec = JobSpec(module=SVC_MODULE, config=save_svc_run(run), name=name, kind=JOB_KIND, gpus=gpus)
     return job_manager(layout.jobs).submit(spec)
 
 

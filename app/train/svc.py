@@ -1,6 +1,6 @@
 """Train a so-vits-svc 4.1 model: ``python -m app.train.svc --config logs/44k/run.yaml``.
 
-The run's settings are one :class:`SvcTrainConfig` saved as ``run.yaml`` in the experiment's
+The run's settings are one :class:`SvcRunConfig` saved as ``run.yaml`` in the experiment's
 ``logs/44k/`` (beside the checkpoints, ``status.json``, ``metrics.jsonl`` and ``tensorboard/``);
 the network and optimiser settings come from the experiment's ``configs/config.json`` as in 4.1.
 
@@ -54,6 +54,7 @@ from app.models.upstream.svc import (
     write_discriminator,
     write_svc,
 )
+from app.runconfig import SvcRunConfig, save_svc_run
 from app.settings import DistributedEnv
 from app.train.common import (
     TrainSession,
@@ -65,7 +66,6 @@ from app.train.common import (
     setup_distributed,
     train_device,
 )
-from app.train.svc_config import SvcTrainConfig, write_run_config
 from app.train.svc_data import SvcBatch, SvcDataset, collate
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class _Resolved:
     seed: int
 
 
-def _resolve(run: SvcTrainConfig, cfg: SvcConfig) -> _Resolved:
+def _resolve(run: SvcRunConfig, cfg: SvcConfig) -> _Resolved:
     t = cfg.train
     precision = run.precision or (
         (t.half_type if t.half_type in ("fp16", "bf16") else "fp16") if t.fp16_run else "fp32"
@@ -146,7 +146,7 @@ class _State:
     epoch: int = 1
 
 
-def _build(run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, device: torch.device) -> _State:
+def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.device) -> _State:
     """Models and optimisers, from the newest checkpoint, a base pair or random weights."""
     tree = run.tree
     net_g = SvcSynthesizer(cfg.synthesizer("sovits41"))
@@ -206,7 +206,7 @@ def _build(run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, device: torch.de
     return _State(net_g, net_d, optim_g, optim_d, step=step, epoch=epoch)
 
 
-def _save(state: _State, run: SvcTrainConfig, cfg: SvcConfig, res: _Resolved, session: TrainSession) -> Path:
+def _save(state: _State, run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, session: TrainSession) -> Path:
     folder = run.tree.models
     g_path = write_svc(
         folder / f"G_{state.step}.pth", state.net_g, cfg, iteration=state.epoch,
@@ -289,7 +289,7 @@ def _validation_sample(
     session.log_audio("val/generated", out.audio[0, 0], state.step, cfg.data.sampling_rate)
 
 
-def train(run: SvcTrainConfig) -> Path | None:
+def train(run: SvcRunConfig) -> Path | None:
     """Run the training described by ``run`` (module doc); returns the exported file, if any."""
     if run.cpu_threads:
         torch.set_num_threads(run.cpu_threads)
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m app.train.svc", description="Train a so-vits-svc 4.1 model."
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="run.yaml (see app.train.svc_config.SvcTrainConfig)")
+    source.add_argument("--config", type=Path, help="run.yaml (see app.runconfig.SvcRunConfig)")
     source.add_argument(
         "--experiment",
         type=Path,
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.experiment is not None:
-            run = SvcTrainConfig(
+            run = SvcRunConfig(
                 experiment=args.experiment.resolve(),
                 max_steps=args.max_steps,
                 precision=args.precision,
@@ -409,9 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise config_io.ConfigError(
                     f"{run.tree.config} does not exist; run the SVC preprocessing first"
                 )
-            write_run_config(run)
+            save_svc_run(run)
         else:
-            run = config_io.load(SvcTrainConfig, args.config)
+            run = config_io.load(SvcRunConfig, args.config)
     except config_io.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,10 +12,10 @@ import torch
 from app import config_io
 from app.models.upstream.svc import load_svc, read_discriminator, read_svc
 from app.paths import SvcExperiment
+from app.runconfig import SvcRunConfig
 from app.runstatus import read_metrics, read_status
 from app.services.jobs import JobManager
 from app.train.svc import lr_at, prune, train, training_checkpoints
-from app.train.svc_config import SvcTrainConfig
 from tests.svc_data import run_training_job, tiny_template
 
 
@@ -51,7 +51,7 @@ def test_checkpoints_are_41_files_and_the_newest_are_kept(svc_trained) -> None:
     d = read_discriminator(models / f"D_{steps}.pth")
     assert d.optimizer is not None and any(k.startswith("discriminators.5.") for k in d.state_dict)
     assert (models / "config.json").is_file() and (models / "pitch_report.json").is_file()
-    run = config_io.load(SvcTrainConfig, svc_trained.run_yaml)
+    run = config_io.load(SvcRunConfig, svc_trained.run_yaml)
     assert run.max_steps == steps and run.experiment == svc_trained.experiment.root
 
 
@@ -77,13 +77,13 @@ def _copy_dataset(source: SvcExperiment, target: SvcExperiment) -> SvcExperiment
 def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_path) -> None:
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     jobs = JobManager(tmp_path / "jobs")
-    run = SvcTrainConfig(
+    run = SvcRunConfig(
         experiment=tree.root, max_steps=500, save_every=1000, log_every=1, cpu_threads=1, export=False
     )
+    from app.runconfig import SVC_MODULE, save_svc_run
     from app.services.jobs import JobSpec
-    from app.train.svc_config import TRAIN_MODULE, write_run_config
 
-    view = jobs.submit(JobSpec(module=TRAIN_MODULE, config=write_run_config(run), kind="svc"))
+    view = jobs.submit(JobSpec(module=SVC_MODULE, config=save_svc_run(run), kind="svc"))
     deadline = 300
     while deadline > 0:
         status = read_status(tree.models / "status.json")
@@ -101,7 +101,7 @@ def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_pa
 
     resumed = run_training_job(
         jobs,
-        SvcTrainConfig(experiment=tree.root, max_steps=step + 2, log_every=1, cpu_threads=1, export=False),
+        SvcRunConfig(experiment=tree.root, max_steps=step + 2, log_every=1, cpu_threads=1, export=False),
     )
     log = jobs.tail(resumed.id)
     assert resumed.state == "done", log
@@ -117,7 +117,7 @@ def test_base_g0_is_the_start_when_present(svc_trained, tmp_path, caplog) -> Non
     shutil.copyfile(svc_trained.experiment.models / f"D_{svc_trained.steps}.pth", tree.models / "D_0.pth")
     caplog.set_level("INFO")
     train(
-        SvcTrainConfig(
+        SvcRunConfig(
             experiment=tree.root, max_steps=1, log_every=1, cpu_threads=1, export=False, tensorboard=False
         )
     )
@@ -152,11 +152,11 @@ def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
     import subprocess
     import sys
 
-    from app.train.svc_config import write_run_config
+    from app.runconfig import save_svc_run
 
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
-    run_yaml = write_run_config(
-        SvcTrainConfig(
+    run_yaml = save_svc_run(
+        SvcRunConfig(
             experiment=tree.root, max_steps=2, log_every=1, batch_size=2, cpu_threads=1, export=False
         )
     )
@@ -196,7 +196,7 @@ def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
     clip = tree.dataset / "alto" / "phrase0.wav"
     volume = read_volume(feature_paths(clip)["volume"])
     assert report.speakers == {"alto": 0} and volume.max() > 0.1
-    train(SvcTrainConfig(experiment=tree.root, max_steps=2, log_every=1, cpu_threads=1, tensorboard=False))
+    train(SvcRunConfig(experiment=tree.root, max_steps=2, log_every=1, cpu_threads=1, tensorboard=False))
     model = load_svc(tree.models / "G_2.pth").model
     assert model.cfg.vol_embedding and "emb_vol.weight" in model.state_dict()
     loud = SVCPipeline(svc_trained.pretrained).convert(SvcRequest(audio=clip, model=tree.models / "G_2.pth"))

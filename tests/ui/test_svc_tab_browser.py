@@ -127,6 +127,23 @@ def test_dataset_step_adds_uploads_and_preprocesses(studio_browser, tmp_path) ->
         page.locator("#svc-ds-run").click()
         expect(status).to_contain_text("3 clips of 1 speaker(s)", timeout=120_000)
         expect(status).to_contain_text("bob: median")
+
+        # Train from the tab: start a job, see it run, stop it (it saves), find the checkpoint to convert.
+        page.get_by_role("tab", name="2 · Train").click()
+        page.locator("#svc-tr-batch input").fill("2")
+        page.locator("#svc-tr-save input").fill("1000")
+        page.locator("#svc-tr-start").click()
+        training = page.locator("#svc-tr-status")
+        expect(training).to_contain_text("running", timeout=60_000)
+        expect(training).to_contain_text("step 2", timeout=120_000)
+        page.locator("#svc-tr-stop").click()
+        expect(training).to_contain_text("stopped", timeout=60_000)
+        saved = sorted((experiment / "logs" / "44k").glob("G_*.pth"))
+        assert len(saved) == 1
+        page.get_by_role("tab", name="3 · Convert").click()
+        page.locator("#svc-cv-refresh").click()
+        expect(page.locator("#svc-cv-model input")).to_have_value(f"fresh / {saved[0].name}", timeout=30_000)
+        expect(page.locator("#svc-cv-speaker input")).to_have_value("bob")
     assert (experiment / "filelists" / "train.txt").read_text().count("./dataset/44k/bob/") == 1
     assert sorted(p.name for p in (experiment / "dataset" / "44k" / "bob").glob("*.wav.f0.npy")) == [
         "take0.wav.f0.npy", "take1.wav.f0.npy", "take2.wav.f0.npy",

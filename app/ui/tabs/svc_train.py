@@ -14,10 +14,10 @@ import pandas as pd
 
 from app.data.preprocess.svc_cluster import train_clusters
 from app.paths import PathOutsideRoot, SvcExperiment, resolve_inside
+from app.runconfig import PRECISIONS, SvcRunConfig
 from app.runstatus import METRICS_FILE, read_metrics
 from app.services import svc as svc_service
 from app.services.jobs import JobError, JobView
-from app.train.svc_config import SvcTrainConfig, write_run_config
 from app.ui.context import UIContext
 
 PLOTTED = ("loss_g", "loss_d", "mel", "kl", "fm", "lf0")  # metrics.jsonl columns drawn
@@ -110,7 +110,7 @@ def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
         with gr.Column():
             batch = gr.Number(value=6, precision=0, label=ctx.t("svc.tr.batch"), elem_id="svc-tr-batch")
             lr = gr.Number(value=1e-4, label=ctx.t("svc.tr.lr"))
-            precision = gr.Dropdown(["fp32", "fp16", "bf16"], value="fp32", label=ctx.t("svc.tr.precision"))
+            precision = gr.Dropdown(list(PRECISIONS), value="fp32", label=ctx.t("svc.tr.precision"))
             base = gr.Textbox(label=ctx.t("svc.tr.base"))
             half = gr.Checkbox(value=False, label=ctx.t("svc.tr.half"))
     with gr.Row():
@@ -152,14 +152,14 @@ def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
                 raise gr.Error(f"{base_g} does not exist")
             candidate = base_g.with_name(base_g.name.replace("G_", "D_", 1))
             base_d = candidate if candidate.is_file() and candidate != base_g else None
-        run = SvcTrainConfig(
+        run = SvcRunConfig(
             experiment=tree.root, base_g=base_g, base_d=base_d, epochs=int(n_epochs) or None,
             max_steps=int(n_steps) or None, save_every=int(every) or None, keep_checkpoints=int(n_keep),
             batch_size=int(n_batch) or None, learning_rate=float(rate) or None, precision=prec,
             device=ctx.settings.device, export_half=bool(export_half),
         )  # fmt: skip
         try:
-            view = svc_service.submit_training(ctx.layout, write_run_config(run), tree.root.name)
+            view = svc_service.submit_training(ctx.layout, run)
         except JobError as exc:
             raise gr.Error(str(exc)) from exc
         return status_text(view), loss_frame(tree.models)
