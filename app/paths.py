@@ -57,8 +57,64 @@ class Layout:
         """Folder of one experiment (upstream: ``logs/<exp_name>``)."""
         return self.experiments / safe_name(name)
 
+    @property
+    def svc_experiments(self) -> Path:
+        """Singing voice conversion experiments, one so-vits-svc 4.1 tree each."""
+        return self.output / "svc"
+
+    def svc_experiment(self, name: str) -> SvcExperiment:
+        return SvcExperiment(self.svc_experiments / safe_name(name))
+
     def ensure(self) -> Layout:
         for folder in (self.pretrained, self.gpt_weights, self.sovits_weights, self.output):
+            folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@dataclass(frozen=True)
+class SvcExperiment:
+    """One singing voice conversion experiment, laid out as a so-vits-svc 4.1 checkout.
+
+    Copying ``dataset/``, ``filelists/``, ``configs/`` and ``logs/`` into a 4.1 checkout (or
+    the other way round) moves a dataset or a training run between the tools. 4.1 names the
+    dataset and log folders ``44k`` whatever the sampling rate in ``config.json``.
+    """
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        """Source recordings, one folder per speaker (4.1's ``dataset_raw/<speaker>/``)."""
+        return self.root / "dataset_raw"
+
+    @property
+    def dataset(self) -> Path:
+        """Resampled clips and their features: ``dataset/44k/<speaker>/<clip>.wav``."""
+        return self.root / "dataset" / "44k"
+
+    @property
+    def filelists(self) -> Path:
+        return self.root / "filelists"
+
+    @property
+    def train_list(self) -> Path:
+        return self.filelists / "train.txt"
+
+    @property
+    def val_list(self) -> Path:
+        return self.filelists / "val.txt"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "configs" / "config.json"
+
+    @property
+    def models(self) -> Path:
+        """Checkpoints ``G_<step>.pth`` / ``D_<step>.pth`` (and the base ``G_0``/``D_0``), TensorBoard, run.yaml."""
+        return self.root / "logs" / "44k"
+
+    def ensure(self) -> SvcExperiment:
+        for folder in (self.raw, self.dataset, self.filelists, self.config.parent, self.models):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

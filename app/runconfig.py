@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app import config_io
+from app.paths import SvcExperiment
+
 RUN_FILE = "run.yaml"
 # Python modules started as jobs.
 FORMAT_MODULE = "app.data.preprocess.tts_features"
@@ -120,3 +123,49 @@ class GPTRunConfig:
     num_workers: int = 2  # DataLoader worker processes
     # GPTConfig fields for a model trained from scratch (ignored keys are errors; empty for real runs).
     model: dict[str, Any] = field(default_factory=dict)
+
+
+# -- singing voice conversion ----------------------------------------------------------------------
+SVC_MODULE = "app.train.svc"
+
+
+@dataclass(frozen=True)
+class SvcRunConfig:
+    """so-vits-svc 4.1 training (``python -m app.train.svc --config run.yaml``).
+
+    ``run.yaml`` lives in the experiment's ``logs/44k/`` beside the checkpoints. Network and
+    optimiser settings come from the experiment's ``configs/config.json`` as in 4.1; a field left
+    at None takes that file's ``train`` value.
+    """
+
+    experiment: Path  # the 4.1 tree (dataset/44k, filelists, configs/config.json, logs/44k)
+    base_g: Path | None = None  # start here when the run has no checkpoint (None: logs/44k/G_0.pth)
+    base_d: Path | None = None  # its discriminator (None: logs/44k/D_0.pth)
+    epochs: int | None = None  # last epoch (train.epochs)
+    max_steps: int | None = None  # stop after this many optimiser steps in all (None: no limit)
+    save_every: int | None = None  # steps between G_/D_ checkpoints (train.eval_interval)
+    keep_checkpoints: int | None = None  # newest G_/D_ pairs kept, 0 = all (train.keep_ckpts)
+    batch_size: int | None = None  # per process (train.batch_size)
+    log_every: int | None = None  # steps between status/metrics lines (train.log_interval)
+    learning_rate: float | None = None  # train.learning_rate
+    precision: str | None = None  # fp16/bf16/fp32 CUDA autocast (None: train.fp16_run/half_type)
+    device: str = "auto"  # "auto", "cpu", "cuda:N" (torchrun workers take their local GPU)
+    num_workers: int = 0  # DataLoader processes
+    cpu_threads: int | None = None  # torch intra-op threads (None: torch's choice; 1 on a busy CPU)
+    seed: int | None = None  # train.seed
+    export: bool = True  # write the compressed inference file at the end
+    export_half: bool = False  # store it in float16
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {PRECISIONS}")
+
+    @property
+    def tree(self) -> SvcExperiment:
+        return SvcExperiment(Path(self.experiment))
+
+
+def save_svc_run(run: SvcRunConfig) -> Path:
+    """Write ``run`` to ``<experiment>/logs/44k/run.yaml`` (what the job is started with)."""
+    return config_io.save(run, run.tree.models / RUN_FILE)

@@ -148,3 +148,14 @@ def tts_experiment(tmp_path_factory, tts_pretrained, tts_dataset) -> Path:
     )
     assert not report.problems, report.problems
     return exp_dir
+
+
+# ---- singing voice conversion (see tests/svc_data.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def svc_trained(tmp_path_factory):
+    """A tiny so-vits-svc model trained from scratch by a real training job (see tests/svc_data.py)."""
+    from tests.svc_data import train_tiny_svc
+
+    return train_tiny_svc(tmp_path_factory.mktemp("svc_trained"))

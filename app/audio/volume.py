@@ -27,3 +27,31 @@ def frame_volume(wav: np.ndarray | torch.Tensor, hop: int) -> torch.Tensor:
     power = F.pad((x * x)[None, None], (hop // 2, (hop + 1) // 2), mode="reflect")[0, 0]
     frames = power[: n_frames * hop].reshape(n_frames, hop)  # (T, hop)
     return frames.mean(dim=1).sqrt()
+
+
+def match_loudness(source: np.ndarray, output: np.ndarray, sr: int, rate: float) -> np.ndarray:
+    """Give ``output`` the loudness envelope of ``source`` by ``1 - rate`` (so-vits-svc 4.1 / RVC ``change_rms``).
+
+    Both envelopes are RMS over half-second frames, linearly interpolated to every sample;
+    ``output * rms_source^(1 - rate) * rms_output^(rate - 1)``. ``rate = 1`` keeps the output as
+    it is, ``rate = 0`` follows the source's loudness fully.
+
+    Args:
+        source, output: (N,) audio at ``sr`` (same length).
+    """
+    from app.audio.slicer import frame_rms
+
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"loudness mix must be between 0 and 1, got {rate}")
+    output = np.asarray(output, dtype=np.float32)
+    if rate == 1.0 or len(output) == 0:
+        return output
+    hop = sr // 2
+    n = len(output)
+
+    def envelope(x: np.ndarray) -> np.ndarray:
+        rms = frame_rms(np.asarray(x, dtype=np.float32)[:n], 2 * hop, hop)
+        return np.interp(np.arange(n), np.linspace(0, n - 1, len(rms)), rms)
+
+    src, out = envelope(source), np.maximum(envelope(output), 1e-6)
+    return (output * src ** (1.0 - rate) * out ** (rate - 1.0)).astype(np.float32)

@@ -29,3 +29,20 @@ def test_frames_are_centred_on_their_start() -> None:
 def test_too_short() -> None:
     with pytest.raises(ValueError, match="shorter than one frame"):
         frame_volume(np.zeros(10, np.float32), 100)
+
+
+def test_match_loudness_follows_the_source_envelope() -> None:
+    import numpy as np
+
+    from app.audio.volume import match_loudness
+
+    sr = 8000
+    t = np.arange(4 * sr) / sr
+    source = (np.sin(2 * np.pi * 200 * t) * np.where(t < 2, 0.8, 0.1)).astype(np.float32)
+    output = (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    same = match_loudness(source, output, sr, 1.0)
+    np.testing.assert_array_equal(same, output)
+    followed = match_loudness(source, output, sr, 0.0)
+    loud, quiet = np.abs(followed[sr // 2 : sr]).max(), np.abs(followed[3 * sr : int(3.5 * sr)]).max()
+    assert loud / quiet > 5  # the 8:1 step of the source's loudness is now in the output
+    assert abs(loud - 0.8) < 0.15

@@ -58,6 +58,14 @@ ENCODERS: dict[str, EncoderSpec] = {
     )
 }
 DEFAULT_ENCODER = "vec768l12"
+# Where each encoder's transformers folder lives under pretrained_models/: the app.assets id that
+# provides it, or None with the folder name when no download exists in that form (HuBERT-Soft is
+# published as bshall's .pt and must be converted, see the module docstring).
+ENCODER_ASSETS: dict[str, tuple[str | None, str]] = {
+    "vec768l12": ("content-vec-best", "content-vec-best"),
+    "vec256l9": ("content-vec-best", "content-vec-best"),
+    "hubertsoft": (None, "hubert-soft-transformers"),
+}
 
 
 class ContentEncoderError(ValueError):
@@ -117,6 +125,34 @@ class ContentEncoder(nn.Module):
         if self.spec.project:
             hidden = self.hubert.final_proj(hidden)
         return hidden.transpose(1, 2).float()  # (B, T, C) -> (B, C, T)
+
+
+def encoder_folder(name: str, pretrained_root: Path) -> Path:
+    """The folder under ``pretrained_root`` that holds encoder ``name``'s transformers model."""
+    if name not in ENCODER_ASSETS:
+        raise ContentEncoderError(
+            f"content encoder {name!r} is not supported; so-vits-svc models using one of "
+            f"{', '.join(ENCODER_ASSETS)} can be used"
+        )
+    return Path(pretrained_root) / ENCODER_ASSETS[name][1]
+
+
+def missing_encoder_message(name: str, pretrained_root: Path) -> str:
+    """Why encoder ``name`` cannot be loaded from ``pretrained_root`` and how to get it; "" when present."""
+    from app import assets
+
+    folder = encoder_folder(name, pretrained_root)
+    asset_id = ENCODER_ASSETS[name][0]
+    weights = ("pytorch_model.bin", "model.safetensors")  # either serialisation loads
+    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights):
+        return ""
+    if asset_id is None:
+        return (
+            f"the {name} content encoder is missing: put a transformers HuBERT folder with the HuBERT-Soft "
+            f"projection in {folder}/ (convert hubert-soft-0d54a1f4.pt, see app.models.encoders.content)"
+        )
+    message = assets.missing_message(assets.status(pretrained_root, [assets.get(asset_id)]))
+    return f"the {name} content encoder is missing.\n{message}" if message else ""
 
 
 @lru_cache(maxsize=2)

@@ -37,6 +37,32 @@ VOICED_NOISE_STD = 0.003
 UNVOICED_NOISE_STD = SINE_AMP / 3  # so unvoiced noise peaks near the sine amplitude
 
 
+INIT_STD = 0.01  # HiFi-GAN's init_weights: normal(0, 0.01)
+
+
+def init_small(*modules: nn.Module) -> None:
+    """HiFi-GAN's initialisation: weight-normed kernels of ``modules`` drawn from N(0, 0.01).
+
+    Upstream calls the same ``init_weights`` on the upsampling, residual and output convs, but
+    after torch's legacy ``weight_norm`` has split the kernel into ``weight_g``/``weight_v``, so the
+    call changes a copy that the next forward overwrites: its models start from PyTorch's default
+    (much larger) kernels. Applied for real, the small kernels let the harmonic excitation, which
+    enters through the default-initialised ``noise_convs``, dominate the output from the first
+    step, so a model trained from scratch follows the f0 it is given early on. Loaded weights
+    replace all of this; only training from scratch sees it.
+    """
+    with torch.no_grad():
+        for module in modules:
+            for layer in module.modules():
+                if hasattr(layer, "weight_v") and hasattr(layer, "weight_g"):
+                    layer.weight_v.normal_(0.0, INIT_STD)
+                    layer.weight_g.copy_(
+                        torch.linalg.vector_norm(
+                            layer.weight_v, dim=tuple(range(1, layer.weight_v.dim())), keepdim=True
+                        )
+                    )
+
+
 def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
     """(B, T) Hz per frame -> (B, T * hop) Hz per sample (each frame value repeated)."""
     return f0.repeat_interleave(hop, dim=1)
@@ -136,6 +162,7 @@ class NSFGenerator(nn.Module):
                 self.resblocks.append(make_resblock(resblock, ch, k, d))
         self.conv_post = WNConv1d(ch, 1, 7, 1, padding=3)
         self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)
+        init_small(self.ups, self.resblocks, self.conv_post)
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> audio (B, 1, T * hop) in (-1, 1)."""

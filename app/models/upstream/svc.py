@@ -326,6 +326,23 @@ def write_svc(
         else _fresh_optimizer_state(model, config),
         "learning_rate": float(config.train.learning_rate),
     }
+    _atomic_torch_save(payload, path)
+    if write_config_json:
+        write_config(config, path.parent / "config.json")
+    return path
+
+
+@dataclass(frozen=True)
+class DiscriminatorFile:
+    """A ``D_*.pth`` as read: 4.1's four keys around the discriminator's state dict."""
+
+    path: str
+    state_dict: dict[str, torch.Tensor]
+    iteration: int  # the epoch, as in G files
+    optimizer: dict[str, Any] | None  # AdamW state, None when the file has none
+
+
+def _atomic_torch_save(payload: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -335,6 +352,57 @@ def write_svc(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if write_config_json:
-        write_config(config, path.parent / "config.json")
     return path
+
+
+def write_discriminator(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    optimizer_state: dict[str, Any],
+    learning_rate: float,
+    iteration: int,
+) -> Path:
+    """Write ``D_<step>.pth`` as 4.1's ``save_checkpoint`` does (float32 state, AdamW state, epoch)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "model": state,
+        "iteration": int(iteration),
+        "optimizer": optimizer_state,
+        "learning_rate": float(learning_rate),
+    }
+    return _atomic_torch_save(payload, Path(path))
+
+
+def read_discriminator(path: str | os.PathLike) -> DiscriminatorFile:
+    """Read a ``D_*.pth`` (4.1's or ours); errors name the file."""
+    source = str(path)
+    data = read_file(path)
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{source}: cannot be read as a so-vits-svc D_*.pth ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        ) from None
+    model = obj.get("model") if isinstance(obj, Mapping) else None
+    if not isinstance(model, Mapping) or not any(str(k).startswith("discriminators.") for k in model):
+        raise CheckpointError(
+            f"{source}: not a so-vits-svc discriminator (expected a 'model' dict with discriminators.* tensors)"
+        )
+    return DiscriminatorFile(
+        path=source,
+        state_dict={str(k): v for k, v in model.items() if isinstance(v, torch.Tensor)},
+        iteration=int(obj.get("iteration", 0) or 0),
+        optimizer=obj.get("optimizer") if isinstance(obj.get("optimizer"), dict) else None,
+    )
+
+
+def compress_checkpoint(
+    source: str | os.PathLike, target: str | os.PathLike, config: SvcConfig, *, half: bool = False
+) -> Path:
+    """An inference-only copy of a training ``G_*.pth`` (4.1 ``compress_model.py``; ``half`` = its ``-hf``).
+
+    ``config.json`` is written beside the target, so the pair loads anywhere.
+    """
+    loaded = load_svc(source, config, purpose="training")
+    return write_svc(target, loaded.model, config, compress=True, half=half, write_config_json=True)

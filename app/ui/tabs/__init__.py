@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from app.ui.context import UIContext
-from app.ui.tabs import dataset, label, train, tts
+from app.ui.tabs import dataset, label, svc, train, tts
 
 
 class TabModule(Protocol):
@@ -28,4 +28,4 @@ class TabModule(Protocol):
     def build(self, ctx: UIContext) -> None: ...
 
 
-TABS: tuple[TabModule, ...] = (dataset, label, train, tts)
+TABS: tuple[TabModule, ...] = (tts, dataset, label, train, svc)

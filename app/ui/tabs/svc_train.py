@@ -1,0 +1,188 @@
+"""The train step of the SVC tab: start/stop ``app.train.svc`` as a job, live status and loss plot.
+
+Progress comes from the run's ``status.json`` and ``metrics.jsonl`` (never from the job's prints);
+jobs are listed from the jobs folder, so a restarted UI shows a running training again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from app.data.preprocess.svc_cluster import train_clusters
+from app.paths import PathOutsideRoot, SvcExperiment, resolve_inside
+from app.runconfig import PRECISIONS, SvcRunConfig
+from app.runstatus import METRICS_FILE, read_metrics
+from app.services import svc as svc_service
+from app.services.jobs import JobError, JobView
+from app.ui.context import UIContext
+
+PLOTTED = ("loss_g", "loss_d", "mel", "kl", "fm", "lf0")  # metrics.jsonl columns drawn
+REFRESH_S = 2.0
+
+STRINGS = {
+    "en": {
+        "svc.tr.steps": "Stop after this many steps (0: run the epochs)",
+        "svc.tr.epochs": "Epochs",
+        "svc.tr.save_every": "Save G_/D_ checkpoints every N steps",
+        "svc.tr.keep": "Checkpoints kept (0: all)",
+        "svc.tr.batch": "Batch size",
+        "svc.tr.lr": "Learning rate",
+        "svc.tr.precision": "Precision (fp16/bf16 only on a GPU)",
+        "svc.tr.base": "Base model G_0.pth (inside the data folder; empty: logs/44k/G_0.pth if present)",
+        "svc.tr.half": "Export the inference file in float16",
+        "svc.tr.start": "Start training",
+        "svc.tr.stop": "Stop (saves a checkpoint)",
+        "svc.tr.cluster": "Build cluster model (for the cluster ratio)",
+        "svc.tr.status": "Training",
+        "svc.tr.plot": "Losses",
+    },
+    "zh": {
+        "svc.tr.steps": "训练多少步后停止（0：按轮数）",
+        "svc.tr.epochs": "轮数",
+        "svc.tr.save_every": "每 N 步保存 G_/D_ 检查点",
+        "svc.tr.keep": "保留的检查点数（0：全部）",
+        "svc.tr.batch": "批大小",
+        "svc.tr.lr": "学习率",
+        "svc.tr.precision": "精度（fp16/bf16 仅用于 GPU）",
+        "svc.tr.base": "底模 G_0.pth（须在数据目录内；留空：若有则用 logs/44k/G_0.pth）",
+        "svc.tr.half": "以 float16 导出推理文件",
+        "svc.tr.start": "开始训练",
+        "svc.tr.stop": "停止（会保存检查点）",
+        "svc.tr.cluster": "构建聚类模型（用于聚类比例）",
+        "svc.tr.status": "训练",
+        "svc.tr.plot": "损失",
+    },
+}
+
+
+def experiment_tree(ctx: UIContext, name: str | None) -> SvcExperiment:
+    """The experiment named in the UI; raises gr.Error for an empty or invalid name."""
+    try:
+        return ctx.layout.svc_experiment((name or "").strip())
+    except ValueError as exc:
+        raise gr.Error(f"Choose or type an experiment name first ({exc}).") from exc
+
+
+def status_text(view: JobView | None) -> str:
+    """A few Markdown lines about a training job."""
+    if view is None:
+        return "No training job for this experiment yet."
+    st = view.status
+    lines = [f"**{view.state}** · job `{view.id}`"]
+    if st is not None:
+        total = f"/{st.total_steps}" if st.total_steps else ""
+        lines.append(f"step {st.step}{total} · epoch {st.epoch}")
+        if st.losses:
+            lines.append(" · ".join(f"{k} {v:.3f}" for k, v in st.losses.items()))
+        if st.eta_s:
+            lines.append(f"about {st.eta_s / 60:.1f} min left")
+        if st.message:
+            lines.append(st.message)
+        if st.last_error:
+            lines.append(f"error: {st.last_error}")
+    return "\n\n".join(lines)
+
+
+def loss_frame(models_dir: Path) -> pd.DataFrame:
+    """metrics.jsonl as long rows (step, loss, value) for the plot."""
+    rows = [
+        {"step": r["step"], "loss": name, "value": r[name]}
+        for r in read_metrics(models_dir / METRICS_FILE)
+        for name in PLOTTED
+        if name in r
+    ]
+    return pd.DataFrame(rows, columns=["step", "loss", "value"])
+
+
+def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
+    with gr.Row():
+        with gr.Column():
+            steps = gr.Number(value=0, precision=0, label=ctx.t("svc.tr.steps"), elem_id="svc-tr-steps")
+            epochs = gr.Number(value=10000, precision=0, label=ctx.t("svc.tr.epochs"))
+            save_every = gr.Number(
+                value=800, precision=0, label=ctx.t("svc.tr.save_every"), elem_id="svc-tr-save"
+            )
+            keep = gr.Number(value=3, precision=0, label=ctx.t("svc.tr.keep"))
+        with gr.Column():
+            batch = gr.Number(value=6, precision=0, label=ctx.t("svc.tr.batch"), elem_id="svc-tr-batch")
+            lr = gr.Number(value=1e-4, label=ctx.t("svc.tr.lr"))
+            precision = gr.Dropdown(list(PRECISIONS), value="fp32", label=ctx.t("svc.tr.precision"))
+            base = gr.Textbox(label=ctx.t("svc.tr.base"))
+            half = gr.Checkbox(value=False, label=ctx.t("svc.tr.half"))
+    with gr.Row():
+        start = gr.Button(ctx.t("svc.tr.start"), variant="primary", elem_id="svc-tr-start")
+        stop = gr.Button(ctx.t("svc.tr.stop"), variant="stop", elem_id="svc-tr-stop")
+        cluster = gr.Button(ctx.t("svc.tr.cluster"))
+    status = gr.Markdown(elem_id="svc-tr-status")
+    plot = gr.LinePlot(x="step", y="value", color="loss", label=ctx.t("svc.tr.plot"), elem_id="svc-tr-plot")
+    timer = gr.Timer(REFRESH_S)
+
+    def latest(name: str | None) -> JobView | None:
+        if not (name or "").strip():
+            return None
+        views = svc_service.training_jobs(ctx.layout, name.strip())
+        return views[0] if views else None
+
+    def refresh(name):  # type: ignore[no-untyped-def]
+        if not (name or "").strip():
+            return "", pd.DataFrame(columns=["step", "loss", "value"])
+        tree = experiment_tree(ctx, name)
+        return status_text(latest(name)), loss_frame(tree.models)
+
+    def start_job(name, n_steps, n_epochs, every, n_keep, n_batch, rate, prec, base_path, export_half):  # type: ignore[no-untyped-def]
+        tree = experiment_tree(ctx, name)
+        if not tree.config.is_file() or not tree.train_list.is_file():
+            raise gr.Error(
+                f"{tree.root.name}: run the dataset step first (no configs/config.json or filelists)"
+            )
+        running = latest(name)
+        if running is not None and running.state in ("running", "queued"):
+            raise gr.Error(f"job {running.id} is already {running.state} for this experiment")
+        base_g = base_d = None
+        if (base_path or "").strip():
+            try:
+                base_g = resolve_inside(base_path.strip(), ctx.layout.home)
+            except PathOutsideRoot as exc:
+                raise gr.Error(str(exc)) from exc
+            if not base_g.is_file():
+                raise gr.Error(f"{base_g} does not exist")
+            candidate = base_g.with_name(base_g.name.replace("G_", "D_", 1))
+            base_d = candidate if candidate.is_file() and candidate != base_g else None
+        run = SvcRunConfig(
+            experiment=tree.root, base_g=base_g, base_d=base_d, epochs=int(n_epochs) or None,
+            max_steps=int(n_steps) or None, save_every=int(every) or None, keep_checkpoints=int(n_keep),
+            batch_size=int(n_batch) or None, learning_rate=float(rate) or None, precision=prec,
+            device=ctx.settings.device, export_half=bool(export_half),
+        )  # fmt: skip
+        try:
+            view = svc_service.submit_training(ctx.layout, run)
+        except JobError as exc:
+            raise gr.Error(str(exc)) from exc
+        return status_text(view), loss_frame(tree.models)
+
+    def stop_job(name):  # type: ignore[no-untyped-def]
+        view = latest(name)
+        if view is None or view.state not in ("running", "queued"):
+            raise gr.Error("No running training job for this experiment.")
+        stopped = svc_service.stop_job(ctx.layout, view.id)
+        time.sleep(0.2)
+        return status_text(stopped)
+
+    def build_cluster(name, progress=gr.Progress()):  # type: ignore[no-untyped-def]
+        tree = experiment_tree(ctx, name)
+        try:
+            path = train_clusters(tree, progress=lambda done, total, spk: progress((done, total), desc=spk))
+        except (FileNotFoundError, ValueError) as exc:
+            raise gr.Error(str(exc)) from exc
+        return f"cluster model written: `{path}`"
+
+    inputs = [experiment, steps, epochs, save_every, keep, batch, lr, precision, base, half]
+    start.click(start_job, inputs, [status, plot], api_name="svc_train_start")
+    stop.click(stop_job, [experiment], [status], api_name="svc_train_stop")
+    cluster.click(build_cluster, [experiment], [status], concurrency_id="cpu_heavy")
+    timer.tick(refresh, [experiment], [status, plot], show_progress="hidden")
+    experiment.change(refresh, [experiment], [status, plot], show_progress="hidden")
