@@ -4,7 +4,7 @@ Use the fixtures from ``tests/conftest.py`` (``studio_server``, ``studio_page``)
 launches, :func:`run_studio` and :func:`chromium_context` directly::
 
     def test_my_tab(studio_page, studio_server):
-        studio_page.get_by_role("tab", name="TTS").click()
+        studio_page.get_by_role("tab", name="Text to speech").click()
         ...
 
 Every server gets a free port and its own ``STUDIO_HOME`` (other engineers run browser tests at

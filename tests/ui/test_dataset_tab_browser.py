@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 def test_upload_slice_and_play_clips(studio_page, studio_server, espeak_wav, tmp_path):
     page = studio_page
-    expect(page.get_by_role("tab", name="Dataset")).to_be_visible()
+    page.get_by_role("tab", name="Dataset").click()
     page.locator("#dataset-files input[type=file]").set_input_files(str(espeak_wav))
     expect(page.locator("#dataset-files")).to_contain_text("speech.wav", timeout=30_000)
     # A slicer setting typed into the form reaches the slicer: 20 s minimum keeps the recording whole.
@@ -46,6 +46,7 @@ def test_upload_slice_and_play_clips(studio_page, studio_server, espeak_wav, tmp
 
 def test_server_folder_outside_the_data_root_is_refused(studio_page):
     page = studio_page
+    page.get_by_role("tab", name="Dataset").click()
     page.locator("#dataset-folder textarea, #dataset-folder input").first.fill("/etc")
     page.locator("#dataset-run").click()
     expect(page.get_by_text(re.compile("outside the data folder"))).to_be_visible(timeout=30_000)
@@ -59,6 +60,7 @@ def test_uploads_over_the_cap_are_refused(studio_browser, tmp_path):
     assert big.stat().st_size > 1 << 20
     with run_studio(tmp_path / "home", env={"STUDIO_MAX_UPLOAD_MB": "1"}) as server:
         page = open_studio(studio_browser, server)
+        page.get_by_role("tab", name="Dataset").click()
         page.locator("#dataset-files input[type=file]").set_input_files(str(big))
         expect(page.get_by_text(re.compile(r"exceed the maximum allowed size of 1\.0"))).to_be_visible(
             timeout=30_000
