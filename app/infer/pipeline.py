@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
+from app.devices import release_free_memory
 from app.infer import reference as ref
 from app.infer import scripts
 from app.infer.cache import LRUCache
@@ -148,7 +149,10 @@ class TTSPipeline:
             device,
             spec.precision,
         )
-        return cls(spec, gpt, sovits)
+        pipeline = cls(spec, gpt, sovits)
+        del gpt, sovits, record
+        release_free_memory()  # the files' state dicts and the GPT weights its kernels copied
+        return pipeline
 
     @property
     def hubert(self) -> HubertEncoder:
@@ -162,6 +166,7 @@ class TTSPipeline:
                 )
             except (FileNotFoundError, OSError, ValueError) as exc:
                 raise ModelLoadError(f"HuBERT model in {self.spec.hubert_dir}: {exc}") from exc
+            release_free_memory()
         return self._hubert
 
     @property
@@ -182,6 +187,7 @@ class TTSPipeline:
                     f"{self.gpt.config.bert_dim}: use chinese-roberta-wwm-ext-large"
                 )
             self._bert = bert
+            release_free_memory()
         return self._bert
 
     def languages(self) -> tuple[str, ...]:
@@ -247,7 +253,9 @@ class TTSPipeline:
     def prompt_tokens(self, wav16: np.ndarray) -> torch.Tensor:
         """(T,) semantic tokens of a 16 kHz clip, 0.3 s of silence appended as upstream does."""
         ssl = self.hubert.prompt_features(torch.from_numpy(np.ascontiguousarray(wav16)))
-        return self.sovits.extract_codes(ssl.float())[0, 0]
+        codes = self.sovits.extract_codes(ssl.float())[0, 0]
+        release_free_memory()  # HuBERT's activations (~150 MB for 10 s) are done with
+        return codes
 
     def spectrogram(self, wav32: np.ndarray) -> torch.Tensor:
         """(1, 1025, F) timbre spectrogram of a 32 kHz clip (upstream's level rule applied)."""
