@@ -70,7 +70,7 @@ system-deps:
 	fi
 
 bench: deps
-	$(PY) bench/tts_cpu.py
+	$(PY) -m bench.tts_cpu
 
 clean-venv:
 	rm -rf $(VENV)
