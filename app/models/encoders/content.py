@@ -15,10 +15,8 @@ Folder layout we read (what RVC's current release ships as ``assets/hubert_base/
 HuBERT folder, ``config.json`` + ``model.safetensors`` (or ``pytorch_model.bin``). Encoders that
 project (``vec256l9``, ``hubertsoft``) also need the projection in the same weights file as
 ``final_proj.weight`` ``(256, 768)`` and ``final_proj.bias`` ``(256,)`` (its width is the config's
-``classifier_proj_size``). For HuBERT-Soft that projection is bshall's ``proj`` layer: convert
-``hubert-soft-0d54a1f4.pt`` into this layout (its other weights map 1:1 onto transformers' HuBERT
-base: conv feature extractor with group norm, feature projection with LayerNorm, weight-normed
-positional conv, post-norm layers).
+``classifier_proj_size``). For HuBERT-Soft that projection is bshall's ``proj`` layer:
+``python -m app.models.upstream.hubert_soft`` converts ``hubert-soft-0d54a1f4.pt`` into this layout.
 """
 
 from __future__ import annotations
@@ -148,8 +146,8 @@ def missing_encoder_message(name: str, pretrained_root: Path) -> str:
         return ""
     if asset_id is None:
         return (
-            f"the {name} content encoder is missing: put a transformers HuBERT folder with the HuBERT-Soft "
-            f"projection in {folder}/ (convert hubert-soft-0d54a1f4.pt, see app.models.encoders.content)"
+            f"the {name} content encoder is missing: download bshall's file with `python tools/download_models.py "
+            f"hubert-soft`, then convert it into {folder}/ with `python -m app.models.upstream.hubert_soft`"
         )
     message = assets.missing_message(assets.status(pretrained_root, [assets.get(asset_id)]))
     return f"the {name} content encoder is missing.\n{message}" if message else ""
