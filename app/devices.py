@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -37,18 +39,24 @@ def release_free_memory() -> None:
     long-lived server that loads a few models then carries ~100-200 MB it never uses again.
     Cheap (a walk over the free lists): call it after loads and large one-off computations.
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():  # type: ignore[no-untyped-def]
+    """glibc's ``malloc_trim``, looked up once; None off Linux or with another libc (musl)."""
     import ctypes
     import ctypes.util
     import sys
 
     if not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
+        return None
+    name = ctypes.util.find_library("c")  # runs ldconfig: once per process, not per call
     if name is None:
-        return
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # musl and other libcs have no malloc_trim
-        return
-    trim(0)
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
