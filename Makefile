@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 ARGS ?=
 # Debian packages the tests (and audio decoding) need.
-APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox
+APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox g++
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format venv deps dev-deps system-deps bench clean-venv
@@ -47,8 +47,11 @@ $(STAMPS)/runtime: requirements.txt requirements-nodeps.txt $(STAMPS)/venv
 	@touch $@
 
 # The project itself, editable, so `python tools/download_models.py` finds the `app` package.
+# Then the GPT's native attention kernel is compiled once (~30 s; without a C++ compiler the
+# fast mode runs without it, so a failure here does not stop the setup).
 $(STAMPS)/project: pyproject.toml $(STAMPS)/runtime
 	$(PIP) install --no-deps --no-build-isolation -e .
+	-$(PY) -m app.models.gpt.native
 	@touch $@
 
 dev-deps: $(STAMPS)/dev

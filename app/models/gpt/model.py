@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,10 @@ from torch import nn
 
 from app.models.gpt.cache import KVCache
 from app.models.gpt.config import GPTConfig
-from app.models.gpt.packed import LinearFn, pack_linear, resolve_precision
+from app.models.gpt.packed import APPROXIMATE, LinearFn, pack_linear, resolve_precision
+
+if TYPE_CHECKING:
+    from app.models.gpt.native import AttentionFn
 
 LAYER_NORM_EPS = 1e-5
 # Targets ignored by the cross-entropy in correctly masked batches (padding beyond a row's EOS).
@@ -170,6 +174,8 @@ class _Kernels:
     device: torch.device
     dtype: torch.dtype
     versions: tuple[int, ...]
+    # Native single-query attention of the decoding step (bf16 cache), or None for SDPA.
+    attention: AttentionFn | None
     bert_proj: LinearFn
     predict: LinearFn
     layers: list[_LayerKernels]
@@ -288,7 +294,7 @@ class GPT(nn.Module):
         """A cache for ``batch`` rows of up to ``capacity`` columns (prefill width + new tokens)."""
         c = self.config
         w = self.ar_audio_embedding.word_embeddings.weight
-        return KVCache(c.n_layer, c.n_head, c.head_dim, batch, capacity, w.device, self._stream_dtype())
+        return KVCache(c.n_layer, c.n_head, c.head_dim, batch, capacity, w.device, self._kv_dtype())
 
     @torch.inference_mode()
     def prefill(
@@ -310,6 +316,11 @@ class GPT(nn.Module):
                 ``prompt_lens`` is given; None (or zero lengths) for reference-free decoding.
         """
         kern = self._ensure_kernels()
+        if cache.k.dtype != self._kv_dtype():
+            raise ValueError(
+                f"this KV cache holds {cache.k.dtype} but the model now decodes with "
+                f"{self._kv_dtype()} keys (its precision changed): allocate it with new_cache()"
+            )
         B, Tx = phones.shape
         device = phones.device
         x_lens = _lengths(phone_lens, B, Tx, "phone_lens")
@@ -353,13 +364,33 @@ class GPT(nn.Module):
         x = self.ar_audio_embedding.word_embeddings(tokens[:B])
         pe = self._pe(cache.capacity, x.device, x.dtype)
         x = (x + self.ar_audio_position.alpha * pe[pos])[:, None]  # (B, 1, D)
-        mask = cache.key_mask()
         n = cache.length
-        for i, lk in enumerate(kern.layers):
-            x = self._layer(x, lk, cache, i, mask, n + 1)
+        x = x[:, 0]  # (B, D): one new column per row
+        D = x.shape[1]
+        H = self.config.n_head
+        # The layer of _layer() for T = 1, written out: every call here is one torch op (no
+        # reshapes of a (B, 1, D) layout, no Python wrappers); at batch 1 per-op overhead counts.
+        layers = zip(kern.layers, cache.k_layers, cache.v_layers, strict=False)
+        if kern.attention is not None:
+            valid = cache.valid if cache.padded else None
+            for lk, k_layer, v_layer in layers:
+                att = kern.attention(lk.qkv(x), k_layer, v_layer, n, valid)  # (B, D); writes column n
+                x = torch.layer_norm(x + lk.out(att), (D,), *lk.norm1, LAYER_NORM_EPS)
+                x = torch.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
+        else:
+            mask = cache.key_mask()
+            heads = (B, 3, H, 1, D // H)
+            for lk, k_layer, v_layer in layers:
+                q, k, v = lk.qkv(x).view(heads).unbind(1)  # 3 x (B, H, 1, hd)
+                k_layer.narrow(2, n, 1).copy_(k)
+                v_layer.narrow(2, n, 1).copy_(v)
+                keys, values = k_layer.narrow(2, 0, n + 1), v_layer.narrow(2, 0, n + 1)
+                att = F.scaled_dot_product_attention(q, keys, values, mask)
+                x = torch.layer_norm(x + lk.out(att.view(B, D)), (D,), *lk.norm1, LAYER_NORM_EPS)
+                x = torch.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
         cache.length = n + 1
         pos += 1
-        return kern.predict(x[:, 0])
+        return kern.predict(x)
 
     def _layer(
         self, x: torch.Tensor, lk: _LayerKernels, cache: KVCache, i: int, mask: torch.Tensor | None, end: int
@@ -371,12 +402,35 @@ class GPT(nn.Module):
         k_layer, v_layer = cache.k_layers[i], cache.v_layers[i]  # (B, H, S, hd)
         k_layer.narrow(2, end - T, T).copy_(k)
         v_layer.narrow(2, end - T, T).copy_(v)
-        att = F.scaled_dot_product_attention(q, k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end), mask)
+        if k_layer.dtype == q.dtype:
+            keys, values = k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end)
+        elif end == T:  # a bf16 cache filled by this pass: attend its exact float32 keys
+            keys, values = k, v
+        else:
+            raise RuntimeError("a low-precision KV cache is only read by the decoding step")
+        att = F.scaled_dot_product_attention(q, keys, values, mask)
         x = F.layer_norm(x + lk.out(att.transpose(1, 2).reshape(B, T, D)), (D,), *lk.norm1, LAYER_NORM_EPS)
         return F.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
 
     def _stream_dtype(self) -> torch.dtype:
         return self.ar_audio_embedding.word_embeddings.weight.dtype
+
+    def _native_attention(self) -> AttentionFn | None:
+        """The native step attention where the precision is approximate anyway (CPU, float32 model)."""
+        device = self.ar_predict_layer.weight.device
+        if device.type != "cpu" or self._stream_dtype() != torch.float32:
+            return None
+        if resolve_precision(self._precision, device) not in APPROXIMATE:
+            return None
+        from app.models.gpt.native import HEAD_DIMS, attention_kernel  # here: `python -m` runs that module
+
+        if self.config.head_dim not in HEAD_DIMS:
+            return None
+        return attention_kernel()
+
+    def _kv_dtype(self) -> torch.dtype:
+        """bfloat16 under the native attention (half the bytes the step reads), else the model's dtype."""
+        return torch.bfloat16 if self._native_attention() is not None else self._stream_dtype()
 
     def _pe(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         table = getattr(self, "_pe_table", None)
@@ -419,6 +473,7 @@ class GPT(nn.Module):
             device=device,
             dtype=dtype,
             versions=versions,
+            attention=self._native_attention(),
             bert_proj=pack(self.bert_proj.weight, self.bert_proj.bias),
             predict=pack(self.ar_predict_layer.weight, None),
             layers=layers,

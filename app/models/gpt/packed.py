@@ -41,6 +41,8 @@ Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
 # Inputs with more rows than this (prefill) use a dequantised bf16 GEMM in the "int8" kernels.
 _INT8_GEMV_ROWS = 8
 PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
+# The opt-in precisions whose results differ from float32 beyond summation order.
+APPROXIMATE: tuple[str, ...] = ("bf16", "int8", "int8_dynamic")
 
 LinearFn = Callable[[torch.Tensor], torch.Tensor]
 

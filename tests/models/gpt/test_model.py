@@ -9,24 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from app.models.gpt.model import GPT, _prefill_mask, _text_audio_mask, sine_table
-from tests.models.gpt.tiny import tiny_gpt, tiny_inputs
-
-
-def _pad_batch(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Right-pad several (phones, bert, prompt/semantic) rows into one batch with lengths."""
-    B = len(rows)
-    tx = max(r[0].shape[1] for r in rows)
-    ty = max(r[2].shape[1] for r in rows)
-    phones = torch.zeros(B, tx, dtype=torch.long)
-    bert = torch.zeros(B, rows[0][1].shape[1], tx)
-    codes = torch.full((B, ty), 1024, dtype=torch.long)
-    for b, (p, be, c) in enumerate(rows):
-        phones[b, : p.shape[1]] = p[0]
-        bert[b, :, : p.shape[1]] = be[0]
-        codes[b, : c.shape[1]] = c[0]
-    x_lens = torch.tensor([r[0].shape[1] for r in rows])
-    y_lens = torch.tensor([r[2].shape[1] for r in rows])
-    return phones, x_lens, bert, codes, y_lens
+from tests.models.gpt.tiny import pad_batch, tiny_gpt, tiny_inputs
 
 
 def test_sine_table_matches_formula() -> None:
@@ -68,7 +51,7 @@ def test_training_loss_is_batch_invariant_with_correct_masking() -> None:
         tiny_inputs(model, 5, 4, seed=2),
         tiny_inputs(model, 7, 6, seed=3),
     ]
-    phones, x_lens, bert, codes, y_lens = _pad_batch(rows)
+    phones, x_lens, bert, codes, y_lens = pad_batch(rows)
     with torch.no_grad():
         batch = model(phones, x_lens, bert, codes, y_lens)
         alone = [model(p, torch.tensor([p.shape[1]]), b, c, torch.tensor([c.shape[1]])) for p, b, c in rows]
@@ -138,7 +121,7 @@ def test_batched_decoding_rows_match_single_rows() -> None:
         tiny_inputs(model, 4, 2, seed=2),
         tiny_inputs(model, 6, 0, seed=3),
     ]
-    phones, x_lens, bert, prompt, y_lens = _pad_batch(rows)
+    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
     steps = torch.randint(0, 1024, (3, 4), generator=torch.Generator().manual_seed(5))
     cache = model.new_cache(3, 16 + 4)
     with torch.inference_mode():

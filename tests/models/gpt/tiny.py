@@ -38,3 +38,20 @@ def tiny_inputs(
     bert = torch.randn(1, c.bert_dim, tx, generator=gen) * 0.1
     prompt = torch.randint(0, c.vocab_size - 1, (1, ty), generator=gen)
     return phones, bert, prompt
+
+
+def pad_batch(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Right-pad several (phones, bert, prompt/semantic) rows into one batch with lengths."""
+    B = len(rows)
+    tx = max(r[0].shape[1] for r in rows)
+    ty = max(r[2].shape[1] for r in rows)
+    phones = torch.zeros(B, tx, dtype=torch.long)
+    bert = torch.zeros(B, rows[0][1].shape[1], tx)
+    codes = torch.full((B, ty), 1024, dtype=torch.long)
+    for b, (p, be, c) in enumerate(rows):
+        phones[b, : p.shape[1]] = p[0]
+        bert[b, :, : p.shape[1]] = be[0]
+        codes[b, : c.shape[1]] = c[0]
+    x_lens = torch.tensor([r[0].shape[1] for r in rows])
+    y_lens = torch.tensor([r[2].shape[1] for r in rows])
+    return phones, x_lens, bert, codes, y_lens

@@ -1,0 +1,114 @@
+"""Native CPU kernel of the decoding step: single-query attention over the KV cache.
+
+At batch 1 the generic ``scaled_dot_product_attention`` reaches about half the memory bandwidth
+on the GPT's shapes (16 heads of 32, a few hundred cached columns), and attention is then ~40 % of
+a decoding step. ``csrc/attention.cpp`` reads each head's keys and values once, in order, on
+ATen's own threads, and also reads a bfloat16 cache (half the bytes). The approximate GPT
+precisions (``int8_dynamic``, ``int8``, ``bf16``) use it on CPU; ``fp32`` and ``reference`` keep
+the SDPA path, whose outputs are the parity outputs.
+
+The kernel is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
+``ninja``; ~30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``). Where that is impossible (no compiler, e.g. a stock Windows
+machine) :func:`attention_kernel` returns None after one logged warning and decoding uses SDPA
+with a float32 cache: the same results to float rounding, only slower.
+``STUDIO_NATIVE_KERNELS=0`` turns the kernel off. ``python -m app.models.gpt.native`` builds it
+ahead of time (``make`` does).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "attention.cpp"
+ENV_SWITCH = "STUDIO_NATIVE_KERNELS"
+# Head sizes the kernel is instantiated for (the released models use 32).
+HEAD_DIMS = (8, 16, 32, 64, 128)
+
+# (qkv (B, 3D), k_cache (B, H, S, hd), v_cache, column n, valid (B, > n) bool or None) -> (B, D):
+# writes the step's keys/values at column n, then attends columns [0, n].
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+
+
+def _arch_flags() -> tuple[str, list[str]]:
+    """A build tag and compiler flags for this CPU's vector level (a shared cache dir stays valid).
+
+    The level comes from ATen's own CPU detection, so the module uses the instructions torch
+    itself uses here; ``-march=native`` is avoided because a home directory may be shared by
+    machines of different generations.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability.startswith("AVX512"):
+        return "avx512", ["-march=x86-64-v4", "-mtune=generic"]
+    if capability == "AVX2":
+        return "avx2", ["-march=x86-64-v3", "-mtune=generic"]
+    return "generic", []
+
+
+def _module_name(tag: str) -> str:
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:10]
+    return f"sovits_gpt_attention_{tag}_{digest}"
+
+
+def build():
+    """Compile (or load the cached build of) the extension module; raises when that fails."""
+    from torch.utils import cpp_extension
+
+    tag, flags = _arch_flags()
+    # The ninja of this interpreter's environment (PyPI `ninja`) is found even when the venv is
+    # not activated.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    return cpp_extension.load(
+        name=_module_name(tag),
+        sources=[str(SOURCE)],
+        # -ffast-math lets the compiler vectorise the reductions and exp; the kernel uses no
+        # infinities or NaNs (masked columns get a large finite negative score).
+        extra_cflags=["-O3", "-ffast-math", "-fopenmp", *flags],
+        # Resolves to the libgomp torch already loaded (same soname): one OpenMP thread pool.
+        extra_ldflags=["-fopenmp"],
+        verbose=False,
+    )
+
+
+@functools.cache
+def attention_kernel() -> AttentionFn | None:
+    """The native single-query attention, or None when switched off or not buildable here."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        module = build()
+    except Exception as exc:  # no compiler, no ninja, a failing build: decode without it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning(
+            "native GPT attention kernel unavailable (%s); the fast mode decodes with torch's SDPA "
+            "instead (slower). Install a C++ compiler and `pip install ninja` to enable it, or set "
+            "%s=0 to silence this.",
+            first,
+            ENV_SWITCH,
+        )
+        return None
+    return module.decode_attention
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    kernel = attention_kernel()
+    if kernel is None:
+        sys.exit(f"the native kernel could not be built (see the warning above); {ENV_SWITCH}=0 skips it")
+    print(f"native GPT attention kernel ready ({_module_name(_arch_flags()[0])})")
+
+
+if __name__ == "__main__":
+    main()
