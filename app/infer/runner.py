@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from app.devices import release_free_memory
 from app.infer import seeds
 from app.infer.inputs import SynthesisPlan
 from app.infer.request import AudioChunk, ReferenceInfo, Timings, TTSResult
@@ -145,6 +146,9 @@ class Runner:
                 continue
             t0 = time.perf_counter()
             audio = decoder.push(torch.cat(pending), final=final)
+            # The chunk's decoder activations are done with; left in glibc's heap they would sit
+            # under the next chunk's (streaming peaks 50-100 MB higher). Costs ~1 ms.
+            release_free_memory()
             self.sovits_s += time.perf_counter() - t0
             pending = []
             wanted = next(sizes)

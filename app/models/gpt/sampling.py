@@ -148,6 +148,7 @@ def generate(
     eos = model.config.eos
     device = phones.device
     width = phones.shape[1] + (0 if prompt is None else prompt.shape[1])
+    own_cache = cache is None
     if cache is None:
         cache = model.new_cache(B, width + opt.max_new_tokens)
     elif cache.capacity < width + opt.max_new_tokens or cache.max_batch < B:
@@ -190,6 +191,10 @@ def generate(
             lengths[r] = step - 1 if i in hit else step
             on_eos[r] = i in hit
         ended = set(range(len(active))) if step == opt.max_new_tokens else set(hit)
+        if own_cache and len(ended) == len(active):
+            # Free the keys/values before the consumer decodes the last chunk (streaming), not
+            # when this generator is closed after it: they are the largest buffer at that point.
+            cache = logits = None
         if ended or (chunk_tokens and step % chunk_tokens == 0):
             done = {active[i] for i in ended}
             yield _chunk(out, lengths, emitted, done, on_eos, step)

@@ -127,11 +127,16 @@ class SoVITS(nn.Module):
     # ----------------------------------------------------------------- inference
 
     def prepare_for_inference(self) -> SoVITS:
-        """eval(), drop the training-only posterior encoder, fold weight norm once. Returns self."""
+        """eval(), drop the training-only posterior encoder, fold weight norm once. Returns self.
+
+        The folding is in place (no second copy of the kernels, ~100 MB less for v2): the model
+        computes the same, but its weight-norm parameters are rescaled, so a state dict saved
+        from it is equivalent to, not byte-equal with, the file it came from.
+        """
         self.eval()
         if hasattr(self, "enc_q"):
             del self.enc_q
-        fold_weight_norm(self)
+        fold_weight_norm(self, in_place=True)
         return self
 
     @torch.inference_mode()

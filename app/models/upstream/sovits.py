@@ -20,6 +20,7 @@ every rule that applies must agree.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -32,6 +33,7 @@ from typing import Any
 import torch
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
+from app.models.nn.skip_init import without_init
 from app.models.sovits.config import N_SYMBOLS, VERSIONS, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
@@ -177,20 +179,25 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
     return "v2Pro"
 
 
+@functools.lru_cache(maxsize=8)
+def _expected_shapes(config: SoVITSConfig) -> dict[str, torch.Size]:
+    """Key -> shape of the state dict a model of ``config`` has (built once per config)."""
+    return {k: v.shape for k, v in without_init(lambda: SoVITS(config)).state_dict().items()}
+
+
 def _check_shapes(
     config: SoVITSConfig, state: Mapping[str, torch.Tensor], source: str, need_enc_q: bool
 ) -> None:
     """The model this config builds must have exactly the file's keys and shapes."""
-    with torch.device("meta"):
-        expected = SoVITS(config).state_dict()
+    expected = _expected_shapes(config)
     if not need_enc_q and not any(k.startswith("enc_q.") for k in state):
         expected = {k: v for k, v in expected.items() if "enc_q" not in k}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
         for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+        if k in state and tuple(state[k].shape) != tuple(expected[k])
     ]
     if missing or unexpected or wrong:
         parts = []
@@ -272,9 +279,8 @@ def load_sovits(
     ``config`` is used for files without an embedded config (see :func:`read_sovits`).
     """
     record = read_sovits(path, expect_version=expect_version, config=config)
-    # Built on the meta device and filled with the file's tensors: no wasted random init.
-    with torch.device("meta"):
-        model = SoVITS(record.config)
+    # Built without random initialisation and filled with the file's tensors.
+    model = without_init(lambda: SoVITS(record.config))
     state = {k: v.to(dtype) for k, v in record.state_dict.items()}
     if for_inference:
         del model.enc_q
@@ -312,10 +318,11 @@ def read_discriminator(path: str | os.PathLike) -> tuple[tuple[int, ...], dict[s
             break
     else:
         raise CheckpointError(f"{source}: {count} discriminators; expected 6 (v1/v2) or 8 (v2Pro*)")
-    with torch.device("meta"):
-        expected = MultiPeriodDiscriminator(periods).state_dict()
+    expected = {
+        k: v.shape for k, v in without_init(lambda: MultiPeriodDiscriminator(periods)).state_dict().items()
+    }
     wrong = sorted(set(expected) ^ set(state)) or [
-        k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)
+        k for k in expected if tuple(expected[k]) != tuple(state[k].shape)
     ]
     if wrong:
         raise CheckpointError(

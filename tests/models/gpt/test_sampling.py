@@ -254,3 +254,30 @@ def test_a_too_small_cache_is_refused_before_decoding() -> None:
     phones, bert, prompt = tiny_inputs(model, 5, 3)
     with pytest.raises(ValueError, match="needs 1 rows x 28"):
         decode(model, phones, bert, prompt, SamplingOptions(max_new_tokens=20), cache=model.new_cache(1, 27))
+
+
+def test_generate_frees_its_own_cache_before_the_last_chunk() -> None:
+    """Streaming decodes the last chunk while the generator is still open: the keys/values must
+    already be gone then (the largest buffer at that point), and a caller's cache is untouched."""
+    import gc
+    import weakref
+
+    model = tiny_gpt()
+    phones, bert, prompt = tiny_inputs(model, 6, 4)
+    made = []
+    new_cache = model.new_cache
+    model.new_cache = lambda *a: made.append(new_cache(*a)) or made[-1]  # type: ignore[method-assign]
+    options = SamplingOptions(max_new_tokens=9, suppress_eos=True)
+    it = generate(model, phones, bert, prompt, options, chunk_tokens=4)
+    chunk = next(it)
+    ref = weakref.ref(made.pop())
+    gc.collect()
+    assert ref() is not None and chunk.finished == (False,)  # alive while decoding goes on
+    while not all(chunk.finished):
+        chunk = next(it)  # the generator stays open here, as in the streaming runner
+    gc.collect()
+    assert ref() is None
+    it.close()
+    mine = new_cache(1, 10 + 9)
+    list(generate(model, phones, bert, prompt, options, cache=mine))
+    assert mine.length == 10 + 8  # the caller's cache was used and kept

@@ -53,6 +53,33 @@ def test_fold_matches_and_is_dropped_on_load_and_train() -> None:
     assert wn.cond_layer.folded_weight is None
 
 
+def test_in_place_fold_keeps_one_copy_and_the_same_layer() -> None:
+    torch.manual_seed(1)
+    wn = WaveNet(8, 5, 1, 3, gin_channels=4)
+    with torch.no_grad():  # g != ||v||, as in trained files
+        for name, p in wn.named_parameters():
+            if name.endswith("weight_g"):
+                p.mul_(1.5)
+    x, mask, g = torch.randn(1, 8, 11), torch.ones(1, 1, 11), torch.randn(1, 4, 1)
+    before = wn(x, mask, g)
+    exact = {k: v.clone() for k, v in wn.state_dict().items()}
+    fold_weight_norm(wn, in_place=True)
+    for conv in [*wn.in_layers, *wn.res_skip_layers, wn.cond_layer]:
+        # The folded kernel is the parameter v itself: no second copy of any kernel.
+        assert conv.folded_weight.data_ptr() == conv.weight_v.data_ptr()
+    torch.testing.assert_close(wn(x, mask, g), before, rtol=0, atol=1e-6)
+    # The rewritten (g, v) pairs are the same layer: unfolded (training) maths and a reload agree.
+    wn.train()
+    assert wn.cond_layer.folded_weight is None
+    torch.testing.assert_close(wn(x, mask, g), before, rtol=0, atol=1e-5)
+    reloaded = WaveNet(8, 5, 1, 3, gin_channels=4)
+    reloaded.load_state_dict(wn.state_dict())
+    torch.testing.assert_close(reloaded(x, mask, g), before, rtol=0, atol=1e-5)
+    rescaled = wn.state_dict()["cond_layer.weight_v"]
+    assert not torch.equal(rescaled, exact["cond_layer.weight_v"])  # v holds the kernel now
+    torch.testing.assert_close(wn.state_dict()["cond_layer.weight_g"], exact["cond_layer.weight_g"])
+
+
 def test_wavenet_key_layout() -> None:
     keys = list(WaveNet(4, 5, 1, 2, gin_channels=3).state_dict())
     assert keys[0] == "in_layers.0.bias" and keys[-3:] == [
