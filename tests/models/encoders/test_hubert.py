@@ -70,3 +70,86 @@ def test_training_input_scaling() -> None:
 def test_missing_model_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"config\.json missing"):
         HubertEncoder(tmp_path / "nothing")
+
+
+def test_own_network_reproduces_transformers_exactly(hubert_dir: Path) -> None:
+    """The encoder runs app's HubertNet, not transformers: same values to the bit."""
+    from app.models.encoders.hubert_net import HubertNet
+
+    enc = HubertEncoder(hubert_dir)
+    assert isinstance(enc.model, HubertNet)
+    wav = 0.1 * torch.randn(24000, generator=torch.Generator().manual_seed(3))
+    reference = HubertModel.from_pretrained(hubert_dir).eval()
+    with torch.no_grad():
+        expected = reference(wav.unsqueeze(0)).last_hidden_state.transpose(1, 2)
+    assert torch.equal(enc.features(wav), expected)
+
+
+def test_legacy_bin_files_load_with_the_old_key_names(hubert_dir: Path, tmp_path: Path) -> None:
+    """pytorch_model.bin of the transformers-4 era (chinese-hubert-base): a ``hubert.`` prefix, weight
+    norm as weight_g/weight_v, LayerNorm as gamma/beta."""
+    model = HubertModel.from_pretrained(hubert_dir).eval()
+    with torch.no_grad():
+        model.encoder.pos_conv_embed.conv.parametrizations.weight.original0.mul_(1.3)  # g != ||v||
+    legacy = {}
+    for key, value in model.state_dict().items():
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        key = key.replace("parametrizations.weight.original1", "weight_v")
+        if key == "encoder.layer_norm.weight":
+            key = "encoder.layer_norm.gamma"
+        legacy["hubert." + key] = value.clone()
+    legacy["lm_head.weight"] = torch.zeros(3, 32)  # a head HubertModel does not have: ignored
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    (folder / "config.json").write_text((hubert_dir / "config.json").read_text())
+    torch.save(legacy, folder / "pytorch_model.bin")
+    wav = 0.1 * torch.randn(16000, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = model(wav.unsqueeze(0)).last_hidden_state.transpose(1, 2)
+    enc = HubertEncoder(folder)
+    assert type(enc.model).__name__ == "HubertNet"
+    torch.testing.assert_close(enc.features(wav), expected, rtol=0, atol=1e-6)
+
+
+def test_configurations_it_does_not_implement_load_through_transformers(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    config = HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )  # fmt: skip
+    HubertModel(config).save_pretrained(tmp_path)
+    enc = HubertEncoder(tmp_path)
+    assert isinstance(enc.model, HubertModel)
+    wav = 0.1 * torch.randn(16000)
+    with torch.no_grad():
+        expected = HubertModel.from_pretrained(tmp_path).eval()(wav[None]).last_hidden_state.transpose(1, 2)
+    torch.testing.assert_close(enc.features(wav), expected)
+
+
+def test_a_truncated_weight_file_is_named(hubert_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    (folder / "config.json").write_text((hubert_dir / "config.json").read_text())
+    data = (hubert_dir / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileNotFoundError, match="truncated"):
+        HubertEncoder(folder)
+
+
+def test_encoding_does_not_import_transformers(hubert_dir: Path) -> None:
+    """transformers' modeling stack (torch._dynamo, sympy) costs ~127 MB resident for good."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from app.models.encoders.hubert import HubertEncoder\n"
+        f"HubertEncoder({str(hubert_dir)!r}).features(torch.zeros(16000))\n"
+        "bad = [m for m in ('transformers.modeling_utils', 'torch._dynamo') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]

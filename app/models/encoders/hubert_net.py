@@ -1,0 +1,306 @@
+"""HuBERT-base as plain torch modules: the same maths and key names as ``transformers.HubertModel``.
+
+Why not ``transformers``: importing ``HubertModel`` pulls in transformers' modeling stack, which
+imports ``torch._dynamo`` and sympy — ~127 MB of Python objects kept for the life of the process,
+a third as much again as the model's own weights. Inference needs 150 lines of it.
+
+The network (config defaults of HuBERT-base, ``chinese-hubert-base``):
+
+- feature encoder: 7 convolutions without bias (kernels 10,3,3,3,3,2,2, strides 5,2,2,2,2,2,2,
+  512 channels), GroupNorm(512 groups) after the first, GELU after each: 320 samples per frame;
+- projection: LayerNorm(512) -> Linear(512, 768);
+- positional convolution: Conv1d(768, 768, 128, padding 64, 16 groups) with weight norm over
+  dim 2, the last frame dropped (even kernel), GELU, added; then LayerNorm;
+- 12 post-norm layers: ``h = LN(h + MHA(h))``, ``h = LN'(h + W2 gelu(W1 h))`` (12 heads, FFN 3072).
+
+:func:`load_hubert_net` reads a transformers folder (``config.json`` + ``model.safetensors`` or
+``pytorch_model.bin``) and returns None for configurations this module does not implement
+(stable layer norm, layer-normed feature encoder, other activations...), so the caller can fall
+back to transformers. Weights are memory-mapped, not copied.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.models.nn.skip_init import without_init
+
+
+@dataclass(frozen=True)
+class HubertNetConfig:
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    conv_dim: tuple[int, ...] = (512,) * 7
+    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    layer_norm_eps: float = 1e-5
+
+    @classmethod
+    def from_transformers(cls, raw: dict) -> HubertNetConfig | None:
+        """The config of a transformers ``config.json``, or None when it asks for other maths."""
+        same = {
+            "feat_extract_norm": "group",
+            "do_stable_layer_norm": False,
+            "hidden_act": "gelu",
+            "feat_extract_activation": "gelu",
+            "feat_proj_layer_norm": True,
+            "conv_bias": False,
+            "conv_pos_batch_norm": False,
+        }
+        if any(raw.get(key, value) != value for key, value in same.items()):
+            return None
+        try:
+            return cls(
+                hidden_size=int(raw.get("hidden_size", 768)),
+                num_hidden_layers=int(raw.get("num_hidden_layers", 12)),
+                num_attention_heads=int(raw.get("num_attention_heads", 12)),
+                intermediate_size=int(raw.get("intermediate_size", 3072)),
+                conv_dim=tuple(int(v) for v in raw.get("conv_dim", cls.conv_dim)),
+                conv_kernel=tuple(int(v) for v in raw.get("conv_kernel", cls.conv_kernel)),
+                conv_stride=tuple(int(v) for v in raw.get("conv_stride", cls.conv_stride)),
+                num_conv_pos_embeddings=int(raw.get("num_conv_pos_embeddings", 128)),
+                num_conv_pos_embedding_groups=int(raw.get("num_conv_pos_embedding_groups", 16)),
+                layer_norm_eps=float(raw.get("layer_norm_eps", 1e-5)),
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+class _ConvLayer(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, group_norm: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, bias=False)
+        if group_norm:
+            self.layer_norm = nn.GroupNorm(c_out, c_out, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if hasattr(self, "layer_norm"):
+            x = self.layer_norm(x)
+        return F.gelu(x)
+
+
+class _FeatureEncoder(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        dims = (1, *c.conv_dim)
+        self.conv_layers = nn.ModuleList(
+            _ConvLayer(dims[i], dims[i + 1], c.conv_kernel[i], c.conv_stride[i], group_norm=i == 0)
+            for i in range(len(c.conv_dim))
+        )
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav[:, None]
+        for layer in self.conv_layers:
+            x = layer(x)
+        return x
+
+
+class _FeatureProjection(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(c.conv_dim[-1], eps=c.layer_norm_eps)
+        self.projection = nn.Linear(c.conv_dim[-1], c.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.layer_norm(x))
+
+
+class _WeightNormConv(nn.Conv1d):
+    """Conv1d whose kernel is ``g * v / ||v||`` over dim 2 (parameters named as transformers' parametrization).
+
+    The kernel is computed per call, as transformers does (torch's own weight-norm op, so the
+    values are the same), rather than kept: a folded copy would hold 19 MB for good.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        shape = self.weight.shape
+        del self.weight
+        self.weight_g = nn.Parameter(torch.empty(1, 1, shape[2]))
+        self.weight_v = nn.Parameter(torch.empty(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, torch._weight_norm(self.weight_v, self.weight_g, 2), self.bias)
+
+
+class _PositionalConv(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        k = c.num_conv_pos_embeddings
+        self.conv = _WeightNormConv(
+            c.hidden_size, c.hidden_size, k, padding=k // 2, groups=c.num_conv_pos_embedding_groups
+        )
+        self.trim = 1 if k % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x.transpose(1, 2))
+        if self.trim:
+            x = x[:, :, : -self.trim]
+        return F.gelu(x).transpose(1, 2)
+
+
+class _Attention(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        d = c.hidden_size
+        self.heads = c.num_attention_heads
+        self.head_dim = d // self.heads
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.q_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        shape = (B, T, -1, self.head_dim)
+        q = self.q_proj(x).view(shape).transpose(1, 2)
+        k = self.k_proj(x).view(shape).transpose(1, 2)
+        v = self.v_proj(x).view(shape).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.head_dim**-0.5)
+        return self.out_proj(out.transpose(1, 2).contiguous().reshape(B, T, -1).contiguous())
+
+
+class _FeedForward(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        self.intermediate_dense = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.output_dense = nn.Linear(c.intermediate_size, c.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_dense(F.gelu(self.intermediate_dense(x)))
+
+
+class _Layer(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        self.attention = _Attention(c)
+        self.layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.feed_forward = _FeedForward(c)
+        self.final_layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer_norm(x + self.attention(x))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class _Encoder(nn.Module):
+    def __init__(self, c: HubertNetConfig) -> None:
+        super().__init__()
+        self.pos_conv_embed = _PositionalConv(c)
+        self.layer_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.layers = nn.ModuleList(_Layer(c) for _ in range(c.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer_norm(x + self.pos_conv_embed(x))
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class HubertNet(nn.Module):
+    """``wav (B, N)`` at 16 kHz, unnormalised -> last hidden state ``(B, T, hidden)``."""
+
+    def __init__(self, config: HubertNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.feature_extractor = _FeatureEncoder(config)
+        self.feature_projection = _FeatureProjection(config)
+        self.encoder = _Encoder(config)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        features = self.feature_extractor(wav).transpose(1, 2)
+        return self.encoder(self.feature_projection(features))
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Floating-point tensors of a safetensors file as views of one private memory map (no copy)."""
+    size_on_disk = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size_on_disk - 8:
+                raise ValueError(f"header of {header_len} bytes in a {size_on_disk}-byte file")
+            header = json.loads(f.read(header_len))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        raise OSError(f"{path}: not a safetensors file or truncated ({exc})") from None
+    base = 8 + header_len
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size_on_disk)
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__" or info.get("dtype") not in _SAFETENSORS_DTYPES:
+            continue
+        dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        start, end = info["data_offsets"]
+        if base + end > size_on_disk:
+            raise OSError(f"{path}: truncated ({name} ends at byte {base + end} of {size_on_disk})")
+        size = torch.empty(0, dtype=dtype).element_size()
+        if (base + start) % size:  # not aligned for its dtype: copy these bytes out
+            raw = torch.empty(0, dtype=torch.uint8).set_(storage, base + start, (end - start,))
+            out[name] = raw.clone().view(dtype).reshape(info["shape"])
+        else:
+            out[name] = torch.empty(0, dtype=dtype).set_(storage, (base + start) // size, info["shape"])
+    return out
+
+
+def _transformers_key(key: str) -> str:
+    """A key of a transformers HuBERT file (any era) -> this module's name for it."""
+    key = key.removeprefix("hubert.")
+    key = key.replace("parametrizations.weight.original0", "weight_g")
+    key = key.replace("parametrizations.weight.original1", "weight_v")
+    if key.endswith(".gamma"):
+        key = key[: -len("gamma")] + "weight"
+    elif key.endswith(".beta"):
+        key = key[: -len("beta")] + "bias"
+    return key
+
+
+def load_hubert_net(folder: Path) -> HubertNet | None:
+    """The model in a transformers HuBERT folder, or None when this module cannot run it as is.
+
+    Raises OSError when the folder's files cannot be read.
+    """
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise OSError(f"{folder / 'config.json'}: {exc}") from None
+    if raw.get("model_type", "hubert") != "hubert":
+        return None
+    config = HubertNetConfig.from_transformers(raw)
+    if config is None:
+        return None
+    if (folder / "model.safetensors").is_file():
+        state = read_safetensors(folder / "model.safetensors")
+    elif (folder / "pytorch_model.bin").is_file():
+        try:
+            state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # truncated / not a zip: transformers gives its own message
+            raise OSError(f"{folder / 'pytorch_model.bin'}: {exc}") from None
+    else:
+        return None  # sharded or other formats: transformers knows them
+    model = without_init(lambda: HubertNet(config))
+    own = model.state_dict()
+    state = {name: value for key, value in state.items() if (name := _transformers_key(key)) in own}
+    if set(state) != set(own) or any(tuple(state[k].shape) != tuple(own[k].shape) for k in own):
+        return None
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
