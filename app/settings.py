@@ -108,6 +108,22 @@ def distributed_env(env: Mapping[str, str] | None = None) -> DistributedEnv:
         raise ValueError(f"malformed torchrun environment: {exc}") from None
 
 
+NATIVE_KERNELS_VAR = "STUDIO_NATIVE_KERNELS"
+
+
+def native_kernels_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """False when ``STUDIO_NATIVE_KERNELS`` is 0/false/no/off: the GPT's compiled kernel stays unused."""
+    env = os.environ if env is None else env
+    return (env.get(NATIVE_KERNELS_VAR) or "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def prepend_to_path(directory: str) -> None:
+    """Put ``directory`` first on this process's PATH (and its children's) unless it is on it."""
+    current = os.environ.get("PATH", "")
+    if directory not in current.split(os.pathsep):
+        os.environ["PATH"] = directory + os.pathsep + current if current else directory
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
 

@@ -21,17 +21,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from app.settings import NATIVE_KERNELS_VAR, native_kernels_enabled, prepend_to_path
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "attention.cpp"
-ENV_SWITCH = "STUDIO_NATIVE_KERNELS"
+ENV_SWITCH = NATIVE_KERNELS_VAR
 # Head sizes the kernel is instantiated for (the released models use 32).
 HEAD_DIMS = (8, 16, 32, 64, 128)
 
@@ -67,9 +68,7 @@ def build():
     tag, flags = _arch_flags()
     # The ninja of this interpreter's environment (PyPI `ninja`) is found even when the venv is
     # not activated.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    prepend_to_path(str(Path(sys.executable).parent))
     return cpp_extension.load(
         name=_module_name(tag),
         sources=[str(SOURCE)],
@@ -85,7 +84,7 @@ def build():
 @functools.cache
 def attention_kernel() -> AttentionFn | None:
     """The native single-query attention, or None when switched off or not buildable here."""
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not native_kernels_enabled():
         return None
     try:
         module = build()
