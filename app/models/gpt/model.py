@@ -316,10 +316,11 @@ class GPT(nn.Module):
                 ``prompt_lens`` is given; None (or zero lengths) for reference-free decoding.
         """
         kern = self._ensure_kernels()
-        if cache.k.dtype != self._kv_dtype():
+        kv_dtype = torch.bfloat16 if kern.attention is not None else kern.dtype  # what step() reads
+        if cache.k.dtype != kv_dtype:
             raise ValueError(
                 f"this KV cache holds {cache.k.dtype} but the model now decodes with "
-                f"{self._kv_dtype()} keys (its precision changed): allocate it with new_cache()"
+                f"{kv_dtype} keys (its precision changed): allocate it with new_cache()"
             )
         B, Tx = phones.shape
         device = phones.device
@@ -363,9 +364,8 @@ class GPT(nn.Module):
         pos = cache.audio_pos[:B]
         x = self.ar_audio_embedding.word_embeddings(tokens[:B])
         pe = self._pe(cache.capacity, x.device, x.dtype)
-        x = (x + self.ar_audio_position.alpha * pe[pos])[:, None]  # (B, 1, D)
+        x = x + self.ar_audio_position.alpha * pe[pos]  # (B, D): one new column per row
         n = cache.length
-        x = x[:, 0]  # (B, D): one new column per row
         D = x.shape[1]
         H = self.config.n_head
         # The layer of _layer() for T = 1, written out: every call here is one torch op (no

@@ -32,7 +32,6 @@ from app.settings import NATIVE_KERNELS_VAR, native_kernels_enabled, prepend_to_
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "attention.cpp"
-ENV_SWITCH = NATIVE_KERNELS_VAR
 # Head sizes the kernel is instantiated for (the released models use 32).
 HEAD_DIMS = (8, 16, 32, 64, 128)
 
@@ -95,7 +94,7 @@ def attention_kernel() -> AttentionFn | None:
             "instead (slower). Install a C++ compiler and `pip install ninja` to enable it, or set "
             "%s=0 to silence this.",
             first,
-            ENV_SWITCH,
+            NATIVE_KERNELS_VAR,
         )
         return None
     return module.decode_attention
@@ -105,7 +104,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     kernel = attention_kernel()
     if kernel is None:
-        sys.exit(f"the native kernel could not be built (see the warning above); {ENV_SWITCH}=0 skips it")
+        sys.exit(
+            f"the native kernel could not be built (see the warning above); {NATIVE_KERNELS_VAR}=0 skips it"
+        )
     print(f"native GPT attention kernel ready ({_module_name(_arch_flags()[0])})")
 
 

@@ -57,3 +57,8 @@ def without_init(factory: Callable[[], T]) -> T:
     """``factory()`` with random initialisation skipped (see the module docstring)."""
     with _SkipInit():
         return factory()
+
+
+def state_shapes(factory: Callable[[], torch.nn.Module]) -> dict[str, torch.Size]:
+    """Key -> shape of the state dict of the module ``factory`` builds (built without init)."""
+    return {key: value.shape for key, value in without_init(factory).state_dict().items()}

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
-from app.models.nn.skip_init import without_init
+from app.models.nn.skip_init import state_shapes, without_init
 from app.models.sovits.config import N_SYMBOLS, VERSIONS, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
@@ -182,7 +182,13 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
 @functools.lru_cache(maxsize=8)
 def _expected_shapes(config: SoVITSConfig) -> dict[str, torch.Size]:
     """Key -> shape of the state dict a model of ``config`` has (built once per config)."""
-    return {k: v.shape for k, v in without_init(lambda: SoVITS(config)).state_dict().items()}
+    return state_shapes(lambda: SoVITS(config))
+
+
+@functools.lru_cache(maxsize=2)
+def _discriminator_shapes(periods: tuple[int, ...]) -> dict[str, torch.Size]:
+    """Key -> shape of a discriminator with these periods (built once per period set)."""
+    return state_shapes(lambda: MultiPeriodDiscriminator(periods))
 
 
 def _check_shapes(
@@ -318,9 +324,7 @@ def read_discriminator(path: str | os.PathLike) -> tuple[tuple[int, ...], dict[s
             break
     else:
         raise CheckpointError(f"{source}: {count} discriminators; expected 6 (v1/v2) or 8 (v2Pro*)")
-    expected = {
-        k: v.shape for k, v in without_init(lambda: MultiPeriodDiscriminator(periods)).state_dict().items()
-    }
+    expected = _discriminator_shapes(tuple(periods))
     wrong = sorted(set(expected) ^ set(state)) or [
         k for k in expected if tuple(expected[k]) != tuple(state[k].shape)
     ]
