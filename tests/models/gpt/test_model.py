@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from app.models.gpt.model import GPT, _prefill_mask, _text_audio_mask, sine_table
-from tests.models.gpt.tiny import pad_batch, tiny_gpt, tiny_inputs
+from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
 
 def test_sine_table_matches_formula() -> None:
@@ -121,19 +121,9 @@ def test_batched_decoding_rows_match_single_rows() -> None:
         tiny_inputs(model, 4, 2, seed=2),
         tiny_inputs(model, 6, 0, seed=3),
     ]
-    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
     steps = torch.randint(0, 1024, (3, 4), generator=torch.Generator().manual_seed(5))
-    cache = model.new_cache(3, 16 + 4)
-    with torch.inference_mode():
-        batch = [model.prefill(cache, phones, bert, prompt, x_lens, y_lens)]
-        batch += [model.step(cache, steps[:, i]) for i in range(3)]
-        assert cache.padded
-        for b, (p, be, pr) in enumerate(rows):
-            single = model.new_cache(1, 20)
-            alone = [model.prefill(single, p, be, pr if pr.shape[1] else None)]
-            alone += [model.step(single, steps[b : b + 1, i]) for i in range(3)]
-            for got, want in zip(batch, alone, strict=True):
-                torch.testing.assert_close(got[b], want[0], rtol=0, atol=1e-5)
+    for got, want in batched_and_single_logits(model, rows, steps):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(

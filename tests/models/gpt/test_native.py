@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from app.models.gpt import native
 from app.models.gpt.sampling import SamplingOptions, decode
-from tests.models.gpt.tiny import pad_batch, tiny_gpt, tiny_inputs
+from app.settings import NATIVE_KERNELS_VAR
+from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
 
 @pytest.fixture(scope="module")
@@ -129,22 +130,12 @@ def test_batched_padded_rows_match_single_rows_with_the_kernel() -> None:
         tiny_inputs(model, 4, 2, seed=2),
         tiny_inputs(model, 6, 0, seed=3),
     ]
-    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
-    steps = torch.randint(0, 1024, (3, 4), generator=torch.Generator().manual_seed(5))
-    cache = model.new_cache(3, 16 + 4)
     assert model._native_attention() is not None
-    with torch.inference_mode():
-        batch = [model.prefill(cache, phones, bert, prompt, x_lens, y_lens)]
-        batch += [model.step(cache, steps[:, i]) for i in range(3)]
-        assert cache.padded
-        for b, (p, be, pr) in enumerate(rows):
-            single = model.new_cache(1, 20)
-            alone = [model.prefill(single, p, be, pr if pr.shape[1] else None)]
-            alone += [model.step(single, steps[b : b + 1, i]) for i in range(3)]
-            for got, want in zip(batch, alone, strict=True):
-                # int8_dynamic quantises activations per call, i.e. per batch: not bit-equal; a
-                # padding column leaking into attention would move the logits by ~their std.
-                assert (got[b] - want[0]).abs().max().item() < 0.1 * want.std().item()
+    steps = torch.randint(0, 1024, (3, 4), generator=torch.Generator().manual_seed(5))
+    for got, want in batched_and_single_logits(model, rows, steps):
+        # int8_dynamic quantises activations per call, i.e. per batch: not bit-equal; a padding
+        # column leaking into attention would move the logits by ~their std.
+        assert (got - want).abs().max().item() < 0.1 * want.std().item()
 
 
 def test_sampled_decoding_with_the_kernel_drops_finished_rows() -> None:
@@ -190,11 +181,11 @@ def test_an_unbuildable_kernel_falls_back_with_one_warning(monkeypatch, caplog) 
 
 
 def test_the_switch_turns_the_kernel_off(monkeypatch) -> None:
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    monkeypatch.setenv(NATIVE_KERNELS_VAR, "0")
     native.attention_kernel.cache_clear()
     try:
         assert native.attention_kernel() is None
     finally:
-        monkeypatch.delenv(native.ENV_SWITCH)
+        monkeypatch.delenv(NATIVE_KERNELS_VAR)
         native.attention_kernel.cache_clear()
     assert native.attention_kernel() is not None

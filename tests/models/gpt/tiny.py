@@ -55,3 +55,24 @@ def pad_batch(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     x_lens = torch.tensor([r[0].shape[1] for r in rows])
     y_lens = torch.tensor([r[2].shape[1] for r in rows])
     return phones, x_lens, bert, codes, y_lens
+
+
+def batched_and_single_logits(model: GPT, rows: list, steps: torch.Tensor) -> list[tuple]:
+    """Rows decoded together (padded) and each alone: ``(batched row b, alone)`` logits per step.
+
+    ``rows``: (phones, bert, prompt) of each row; ``steps (B, n)``: the tokens fed at each step.
+    """
+    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
+    n = steps.shape[1] - 1
+    cache = model.new_cache(len(rows), phones.shape[1] + prompt.shape[1] + n)
+    pairs = []
+    with torch.inference_mode():
+        batch = [model.prefill(cache, phones, bert, prompt, x_lens, y_lens)]
+        batch += [model.step(cache, steps[:, i]) for i in range(n)]
+        assert cache.padded
+        for b, (p, be, pr) in enumerate(rows):
+            single = model.new_cache(1, phones.shape[1] + prompt.shape[1] + n)
+            alone = [model.prefill(single, p, be, pr if pr.shape[1] else None)]
+            alone += [model.step(single, steps[b : b + 1, i]) for i in range(n)]
+            pairs += [(got[b], want[0]) for got, want in zip(batch, alone, strict=True)]
+    return pairs
