@@ -58,6 +58,10 @@ class SoVITSConfig:
     segment_size: int = 20480  # training decoder window in samples
     c_mel: float = 45  # weight of the mel L1 loss
     c_kl: float = 1.0  # weight of the KL loss
+    # v2Pro*: width of the speaker-verification embedding ``sv_emb`` reads. Upstream hard-codes
+    # 20480 (ERes2NetV2 w24s4ep4); files are read with the width their weights have, so a small
+    # speaker encoder (tests) can feed a small model.
+    sv_dim: int = SV_EMB_DIM
     # Everything else found in the file's HParams (run options), kept only to write it back.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -75,6 +79,8 @@ class SoVITSConfig:
             raise ValueError(f"upsample_rates multiply to {product}, but hop_length is {self.hop_length}")
         if self.hidden_channels != 192:
             raise ValueError("hidden_channels must be 192: upstream's MRTE block is fixed to 192 channels")
+        if self.sv_dim < 1:
+            raise ValueError(f"sv_dim must be positive, got {self.sv_dim}")
         if not self.is_pro and self.gin_channels != MRTE_HIDDEN:
             raise ValueError(f"v1/v2 need gin_channels {MRTE_HIDDEN} (MRTE adds the timbre vector there)")
 

@@ -22,7 +22,7 @@ from app.models.nn.flow import ResidualCouplingBlock
 from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.nn.masks import length_mask, rand_slice_segments
 from app.models.nn.norm import fold_weight_norm
-from app.models.sovits.config import CODEBOOK_SIZE, MRTE_HIDDEN, SSL_DIM, SV_EMB_DIM, SoVITSConfig
+from app.models.sovits.config import CODEBOOK_SIZE, MRTE_HIDDEN, SSL_DIM, SoVITSConfig
 from app.models.sovits.encoders import PosteriorEncoder, TextEncoder
 from app.models.sovits.quantizer import ResidualVectorQuantizer
 from app.models.sovits.style import MelStyleEncoder
@@ -120,7 +120,7 @@ class SoVITS(nn.Module):
         self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, stride, stride=stride)
         self.quantizer = ResidualVectorQuantizer(SSL_DIM, CODEBOOK_SIZE, n_q=1)
         if c.is_pro:
-            self.sv_emb = nn.Linear(SV_EMB_DIM, c.gin_channels)
+            self.sv_emb = nn.Linear(c.sv_dim, c.gin_channels)
             self.ge_to512 = nn.Linear(c.gin_channels, MRTE_HIDDEN)
             self.prelu = nn.PReLU(num_parameters=c.gin_channels)
 
@@ -159,7 +159,8 @@ class SoVITS(nn.Module):
 
         Args:
             refer_specs: each (1, 1025, F) linear spectrogram (see ``reference_spectrogram``).
-            sv_embs: v2Pro* only: one (1, 20480) speaker-verification embedding per reference.
+            sv_embs: v2Pro* only: one (1, sv_dim) speaker-verification embedding per reference
+                (sv_dim 20480 for upstream's models).
 
         Returns:
             :class:`Timbre`: ge (1, gin, 1) for flow/decoder, ge_text (1, 512, 1) for MRTE.

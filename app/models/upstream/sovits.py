@@ -34,7 +34,7 @@ import torch
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.skip_init import state_shapes, without_init
-from app.models.sovits.config import N_SYMBOLS, VERSIONS, SoVITSConfig, preset
+from app.models.sovits.config import N_SYMBOLS, SV_EMB_DIM, VERSIONS, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
 
@@ -261,6 +261,9 @@ def read_sovits(
         cfg = replace(config, version=version)
     else:
         cfg = preset(version)
+    if cfg.is_pro:
+        # The speaker-embedding width is the file's (20480 for upstream's models).
+        cfg = replace(cfg, sv_dim=int(state["sv_emb.weight"].shape[1]))
     has_enc_q = any(k.startswith("enc_q.") for k in state)
     if kind == "weights" and has_enc_q:
         kind = "pretrained"
@@ -418,6 +421,8 @@ def _hparams_for(config: SoVITSConfig, name: str) -> HParams:
         freeze_quantizer=config.freeze_quantizer,
         version=config.version,
     )
+    if config.is_pro and config.sv_dim != SV_EMB_DIM:
+        model["sv_dim"] = config.sv_dim  # a small model of ours; upstream's are always 20480
     # Section order as upstream: train, data, model, then the run-level keys.
     out: dict[str, Any] = {"train": train, "data": data, "model": model}
     out["s2_ckpt_dir"] = tree.get("s2_ckpt_dir", f"logs/{name}")
