@@ -45,6 +45,11 @@ def _gpt_sovits_assets() -> list[Asset]:
     roberta = "chinese-roberta-wwm-ext-large"
     v2 = "gsv-v2final-pretrained"
     s1v3 = _gsv("s1v3.ckpt", "87133414860ea14ff6620c483a3db5ed07b44be42e2c3fcdad65523a729a745a")
+    # v2Pro/v2ProPlus cannot synthesize or train without the speaker-verification model, so their
+    # bundles carry it (it is also the asset sv-eres2netv2 on its own).
+    sv_file = "pretrained_eres2netv2w24s4ep4.ckpt"
+    sv_sha = "4f5a0bf73c61eb41b174e1bb54e7ee3c83233892be8e0af1f187024e8e581a35"
+    sv = AssetFile(path=f"sv/{sv_file}", origin=f"sv/{sv_file}", sha256=sv_sha)
     common = {"source": "hf", "repo_id": GSV_REPO, "revision": GSV_REVISION}
     return [
         Asset(
@@ -127,16 +132,22 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v2pro",
-            description="GPT-SoVITS v2Pro pretrained GPT (s1v3) + SoVITS G/D (upstream's default version; needs sv-eres2netv2)",
+            description=(
+                "GPT-SoVITS v2Pro pretrained GPT (s1v3) + SoVITS G/D + the ERes2NetV2 speaker model "
+                "(upstream's default version)"
+            ),
             folder="",
-            files=(s1v3, _gsv("v2Pro/s2Gv2Pro.pth"), _gsv("v2Pro/s2Dv2Pro.pth")),
+            files=(s1v3, _gsv("v2Pro/s2Gv2Pro.pth"), _gsv("v2Pro/s2Dv2Pro.pth"), sv),
             required=False,
             used_by=f"{TRAIN} of v2Pro models, base-model {TTS}",
             **common,
         ),
         Asset(
             id="gpt-sovits-v2proplus",
-            description="GPT-SoVITS v2ProPlus pretrained GPT (s1v3) + SoVITS G/D (larger decoder)",
+            description=(
+                "GPT-SoVITS v2ProPlus pretrained GPT (s1v3) + SoVITS G/D (larger decoder) + the "
+                "ERes2NetV2 speaker model"
+            ),
             folder="",
             files=(
                 s1v3,
@@ -145,6 +156,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                     "d42a22bbbf65fb2bbdd45ad6a66841156977db45c7aabe0a6992ff378d9c7d3b",
                 ),
                 _gsv("v2Pro/s2Dv2ProPlus.pth"),
+                sv,
             ),
             required=False,
             used_by=f"{TRAIN} of v2ProPlus models, base-model {TTS}",
@@ -155,11 +167,7 @@ def _gpt_sovits_assets() -> list[Asset]:
             description="ERes2NetV2 speaker-verification model (speaker embedding of v2Pro/v2ProPlus)",
             folder="sv",
             files=(
-                _gsv(
-                    "pretrained_eres2netv2w24s4ep4.ckpt",
-                    "4f5a0bf73c61eb41b174e1bb54e7ee3c83233892be8e0af1f187024e8e581a35",
-                    folder="sv",
-                ),
+                _gsv(sv_file, sv_sha, folder="sv"),
             ),
             required=False,
             used_by=f"v2Pro/v2ProPlus {TTS} and {TRAIN} (speaker embedding)",
