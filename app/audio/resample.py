@@ -66,12 +66,14 @@ def output_length(length: int, orig_sr: int, new_sr: int) -> int:
     """Samples :func:`sinc_resample` returns for ``length`` input samples.
 
     ``ceil(new * length / orig)`` on the gcd-reduced rates; torchaudio takes the ceiling of the
-    quotient rounded to float32, which matters only past 2**24 output samples.
+    quotient rounded to float32 (which matters only past 2**24 output samples), capped by what the
+    convolution produces, ``new`` samples per started block of ``orig`` inputs.
     """
     if orig_sr == new_sr:
         return length
     g = math.gcd(orig_sr, new_sr)
-    return math.ceil(np.float32(new_sr // g * length / (orig_sr // g)))
+    orig, new = orig_sr // g, new_sr // g
+    return min(math.ceil(np.float32(new * length / orig)), (length // orig + 1) * new)
 
 
 def sinc_resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
