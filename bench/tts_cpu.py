@@ -10,7 +10,13 @@ Stages, each timed as the median of ``--runs`` runs after one warm-up:
 3. ``sovits_decode``: spectrogram of the 32 kHz clip, timbre, decode of the 250 tokens with the 80
    target phones, noise 0.5 -> 320,000 samples.
 
-RTF = (1 + 2 + 3) / 10 s; tokens/s = 250 / stage 2. Also: time to first audio when the same request
+RTF = (1 + 2 + 3) / 10 s; tokens/s = 250 / stage 2.
+
+``--workload v2ProPlus`` (``gsv-v2proplus-cpu/1``): the same inputs and stages with a full-size
+v2ProPlus SoVITS (gin 1024, the 768-wide decoder) and a full-size ERes2NetV2 speaker model
+(w24 s4 ep4, random weights, seed 1234) in place of the v2 SoVITS, plus stage ``sv_embedding``: the
+32 kHz clip after the level rule, resampled to 16 kHz, 80-bin fbank, ERes2NetV2 -> (1, 20480). It
+counts in the total and the RTF (upstream computes it for every reference it has not seen). Also: time to first audio when the same request
 is streamed (token chunks, reference encoding included), the seam error of streaming against a
 whole decode (noise 0), a long text (10 segments of 100 tokens, batched vs one by one), and, for
 ``fast``, its deviation from ``fp32``. Every (threads, precision) runs in a fresh process with
@@ -35,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 WORKLOAD = "gsv-v2-cpu-anchor/1"
+WORKLOADS = {"v2": WORKLOAD, "v2ProPlus": "gsv-v2proplus-cpu/1"}
 SEED = 1234
 NEW_TOKENS = 250
 AUDIO_SECONDS = 10.0
@@ -42,8 +49,17 @@ LONG_SEGMENTS, LONG_TOKENS = 10, 100
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def build_models(folder: Path) -> None:
-    """Random full-size v2 models (seed 1234) as files: GPT .ckpt, SoVITS .pth, HuBERT folder."""
+def sovits_file(folder: Path, version: str) -> Path:
+    return folder / ("sovits.pth" if version == "v2" else f"sovits_{version}.pth")
+
+
+def sv_file(folder: Path) -> Path:
+    return folder / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt"
+
+
+def build_models(folder: Path, version: str = "v2") -> None:
+    """Random full-size models (seed 1234) as files: GPT .ckpt, HuBERT folder, the ``version``
+    SoVITS .pth and, for v2ProPlus, the ERes2NetV2 speaker model; files already there are kept."""
     import torch
     from transformers import HubertConfig, HubertModel
 
@@ -54,15 +70,23 @@ def build_models(folder: Path) -> None:
     from app.models.upstream.gpt import save_gpt
     from app.models.upstream.sovits import write_sovits
 
-    torch.manual_seed(SEED)
-    HubertModel(HubertConfig()).eval().save_pretrained(folder / "chinese-hubert-base")
-    torch.manual_seed(SEED)
-    save_gpt(GPT(GPTConfig()).eval(), folder / "gpt.ckpt", epoch=1)
-    torch.manual_seed(SEED)
-    sovits = SoVITS(preset("v2"))
-    with torch.no_grad():  # the codebook is zero until trained; give it values so codes mean something
-        sovits.quantizer.vq.layers[0]._codebook.embed.normal_()
-    write_sovits(folder / "sovits.pth", sovits.state_dict(), sovits.config, epoch=1, step=1)
+    if not (folder / "gpt.ckpt").is_file():
+        torch.manual_seed(SEED)
+        HubertModel(HubertConfig()).eval().save_pretrained(folder / "chinese-hubert-base")
+        torch.manual_seed(SEED)
+        save_gpt(GPT(GPTConfig()).eval(), folder / "gpt.ckpt", epoch=1)
+    if not sovits_file(folder, version).is_file():
+        torch.manual_seed(SEED)
+        sovits = SoVITS(preset(version))
+        with torch.no_grad():  # the codebook is zero until trained; give it values so codes mean something
+            sovits.quantizer.vq.layers[0]._codebook.embed.normal_()
+        write_sovits(sovits_file(folder, version), sovits.state_dict(), sovits.config, epoch=1, step=1)
+    if sovits_file(folder, version).name != "sovits.pth" and not sv_file(folder).is_file():
+        from app.models.encoders.sv import ERes2NetV2, SVConfig
+
+        torch.manual_seed(SEED)
+        sv_file(folder).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ERes2NetV2(SVConfig()).eval().state_dict(), sv_file(folder))
 
 
 def _median(fn, runs: int) -> tuple[float, list[float], object]:
@@ -84,7 +108,9 @@ def _snr(ref: np.ndarray, other: np.ndarray) -> float:
     )
 
 
-def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int, extras: bool) -> dict:
+def worker(
+    folder: Path, threads: int, precision: str, runs: int, long_runs: int, extras: bool, version: str = "v2"
+) -> dict:
     """One (threads, precision) in this fresh process; ``extras``: also seams and kernel parity."""
     import torch
 
@@ -97,11 +123,12 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
     inputs = workload_inputs()
     spec = PipelineSpec(
         folder / "gpt.ckpt",
-        folder / "sovits.pth",
+        sovits_file(folder, version),
         folder / "chinese-hubert-base",
         folder / "none",
         "cpu",
         precision,
+        sv_path=sv_file(folder),
     )
     t0 = time.perf_counter()
     p = TTSPipeline.load(spec)
@@ -125,16 +152,25 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
     s2, s2_runs, tokens = _median(ar, runs)
     assert tokens.numel() == NEW_TOKENS
 
+    pro = p.speaker is not None
+    if pro:
+        wav32 = torch.from_numpy(inputs["wav32"])[None]
+        s_sv, s_sv_runs, embedding = _median(lambda: p.speaker.embed_32k(wav32), runs)
+
+    def timbre_of():
+        spec = p.spectrogram(inputs["wav32"])
+        return p.timbre([spec], [embedding] if pro else None)
+
     def sovits():
-        timbre = p.timbre([p.spectrogram(inputs["wav32"])])
         return p.decode_tokens(
-            tokens, target, timbre, noise_scale=0.5, generator=torch.Generator().manual_seed(SEED)
+            tokens, target, timbre_of(), noise_scale=0.5, generator=torch.Generator().manual_seed(SEED)
         )
 
     s3, s3_runs, audio = _median(sovits, runs)
     assert audio.shape == (320_000,), audio.shape
-    total = s1 + s2 + s3
+    total = s1 + s2 + s3 + (s_sv if pro else 0.0)
     out: dict = {
+        "workload": WORKLOADS[version],
         "threads": threads,
         "precision": precision,
         "plan": {"gpt": p.precision.gpt, "sovits_decoder": str(p.precision.decoder).removeprefix("torch.")},
@@ -147,6 +183,9 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
         "ar_tokens_per_s": round(NEW_TOKENS / s2, 1),
         "rtf": round(total / AUDIO_SECONDS, 3),
     }
+    if pro:
+        out["stage_sv_embedding_s"] = round(s_sv, 3)
+        out["runs_s"]["sv_embedding"] = _r(s_sv_runs)
 
     # The same request streamed: reference encoding, then token chunks (first audio measured).
     segment = TextInput("target", target, torch.zeros(1024, len(target)))
@@ -162,7 +201,8 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
         start = time.perf_counter()
         first = None
         pt = p.prompt_tokens(inputs["wav16"])
-        timbre = p.timbre([p.spectrogram(inputs["wav32"])])
+        spec, sv = p.timbre_inputs(inputs["wav32"])  # the speaker embedding too, for v2Pro*
+        timbre = p.timbre([spec], [sv])
         n = 0
         for chunk in p.run(plan_of(pt, timbre), token_chunks=True):
             if first is None and len(chunk.audio):
@@ -186,7 +226,7 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
     # Peak RSS of the workload (load, the three stages, streaming); the checks below allocate more.
     out["peak_rss_mb"] = _peak_rss_mb()
     out["rss_after_load_mb"] = round(rss_loaded, 1)
-    timbre = p.timbre([p.spectrogram(inputs["wav32"])])
+    timbre = timbre_of()
     if extras and precision == "fp32":
         whole = list(p.run(plan_of(prompt, timbre, noise=0.0)))[-1].result.audio
         chunked = list(p.run(plan_of(prompt, timbre, noise=0.0), token_chunks=True))[-1].result.audio
@@ -200,7 +240,7 @@ def worker(folder: Path, threads: int, precision: str, runs: int, long_runs: int
     out["peak_rss_mb_with_checks"] = _peak_rss_mb()
     if precision != "fp32":
         out["deviation_from_fp32"] = _deviation(
-            folder, p, tokens, target, prompt, ref_phones, zeros, options, inputs
+            spec, p, tokens, target, prompt, ref_phones, zeros, options, inputs
         )
     return out
 
@@ -235,16 +275,15 @@ def _long_text(p, plan_of, timbre, prompt, runs: int) -> dict:
     return report
 
 
-def _deviation(folder, fast, fast_tokens, target, prompt, ref_phones, zeros, options, inputs) -> dict:
+def _deviation(fast_spec, fast, fast_tokens, target, prompt, ref_phones, zeros, options, inputs) -> dict:
     """How far ``fast`` is from fp32: sampled tokens, logits along fp32's tokens, decoded audio."""
+    import dataclasses
+
     import torch
 
-    from app.infer import PipelineSpec, TTSPipeline
+    from app.infer import TTSPipeline
 
-    spec = PipelineSpec(
-        folder / "gpt.ckpt", folder / "sovits.pth", folder / "chinese-hubert-base", folder / "none"
-    )
-    ref = TTSPipeline.load(spec)
+    ref = TTSPipeline.load(dataclasses.replace(fast_spec, precision="fp32"))
     (chunk,) = list(ref.generate_tokens([ref_phones + target], [zeros], prompt, options))
     ref_tokens = chunk.tokens[0]
     same = fast_tokens == ref_tokens
@@ -260,8 +299,8 @@ def _deviation(folder, fast, fast_tokens, target, prompt, ref_phones, zeros, opt
 
     a, b = teacher_forced(ref.gpt), teacher_forced(fast.gpt)
     err = (a - b).abs()
-    timbre_ref = ref.timbre([ref.spectrogram(inputs["wav32"])])
-    timbre_fast = fast.timbre([fast.spectrogram(inputs["wav32"])])
+    timbre_ref = ref.timbre(*([x] for x in ref.timbre_inputs(inputs["wav32"])))
+    timbre_fast = fast.timbre(*([x] for x in fast.timbre_inputs(inputs["wav32"])))
     audio_ref = ref.decode_tokens(ref_tokens, target, timbre_ref, noise_scale=0.0)
     audio_fast = fast.decode_tokens(ref_tokens, target, timbre_fast, noise_scale=0.0)
     diverged = (~same).nonzero()
@@ -319,6 +358,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "fast"], choices=["fp32", "fast"])
+    parser.add_argument(
+        "--workloads", nargs="+", default=["v2", "v2ProPlus"], choices=list(WORKLOADS), help="SoVITS version"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--long-runs", type=int, default=1, help="runs of the 10-segment case (median)")
     parser.add_argument(
@@ -329,39 +371,42 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         threads, precision = int(args.worker[0]), args.worker[1]
-        result = worker(args.models, threads, precision, args.runs, args.long_runs, args.extras)
+        version = args.workloads[0]
+        result = worker(args.models, threads, precision, args.runs, args.long_runs, args.extras, version)
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(prefix="tts-bench-") as tmp:
         folder = args.models or Path(tmp)
-        if not (folder / "gpt.ckpt").is_file():
-            build_models(folder)
+        for version in args.workloads:
+            build_models(folder, version)
         results = []
-        for n in args.threads:
-            for precision in args.precisions:
-                env = {**os.environ, "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "bench.tts_cpu",
-                    "--worker",
-                    str(n),
-                    precision,
-                    "--models",
-                    str(folder),
-                ]
-                cmd += ["--runs", str(args.runs), "--long-runs", str(args.long_runs)]
-                cmd += ["--extras"] if n == args.threads[0] else []
-                proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise SystemExit(f"worker {n} threads {precision} failed:\n{proc.stderr[-3000:]}")
-                results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for version, n, precision in (
+            (v, n, p) for v in args.workloads for n in args.threads for p in args.precisions
+        ):
+            env = {**os.environ, "OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.tts_cpu",
+                "--worker",
+                str(n),
+                precision,
+                "--models",
+                str(folder),
+            ]
+            cmd += ["--runs", str(args.runs), "--long-runs", str(args.long_runs), "--workloads", version]
+            cmd += ["--extras"] if n == args.threads[0] else []
+            proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"worker {n} threads {precision} failed:\n{proc.stderr[-3000:]}")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(
         json.dumps(
             {
-                "workload": WORKLOAD,
+                "workloads": [WORKLOADS[v] for v in args.workloads],
                 "bench": "tts_cpu",
-                "models": "gpt + sovits v2 + hubert-base, full size, random weights (seed 1234), CPU",
+                "models": "gpt + sovits (v2 / v2ProPlus + ERes2NetV2) + hubert-base, full size, "
+                "random weights (seed 1234), CPU",
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "results": results,
             }

@@ -45,6 +45,9 @@ class ReferenceFeatures:
     prompt_tokens: torch.Tensor | None
     # (1, 1025, F) linear spectrogram of the 32 kHz clip after upstream's level rule (timbre input).
     spectrogram: torch.Tensor
+    # v2Pro*: (1, sv_dim) speaker-verification embedding of the same 32 kHz clip resampled to
+    # 16 kHz (part of the timbre); None for v1/v2 models.
+    sv_embedding: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from app.infer.request import (
 from app.infer.seeds import random_seed
 from app.infer.streaming import StreamOptions
 from app.models.encoders.hubert import HubertEncoder
+from app.models.encoders.sv import SV_ASSET, SV_FILE, SpeakerEncoder
 from app.models.gpt.sampling import MAX_NEW_TOKENS, SamplingOptions, TokenChunk, generate
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.sovits.reference import normalize_reference, reference_spectrogram
@@ -68,6 +69,21 @@ BERT_LANGUAGE = "zh"  # the only language whose segments get BERT features
 HUBERT_ASSET, BERT_ASSET = "chinese-hubert-base", "chinese-roberta-wwm-ext-large"
 
 
+def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str) -> SpeakerEncoder:
+    """The ERes2NetV2 speaker-verification model a v2Pro/v2ProPlus SoVITS needs."""
+    path = spec.sv_path or spec.hubert_dir.parent / SV_FILE
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{spec.sovits_path.name} is a {version} SoVITS model, which needs the speaker-verification "
+            f"model {path} (missing): download it with `{DOWNLOAD_COMMAND} {SV_ASSET}` or copy "
+            f"GPT-SoVITS's pretrained_models/{SV_FILE.as_posix()} there"
+        )
+    try:
+        return SpeakerEncoder(path, device=device)
+    except (OSError, ValueError) as exc:  # CheckpointError / UnsafePickleError name the file
+        raise ModelLoadError(f"speaker-verification model: {exc}") from exc
+
+
 def _missing_model(kind: str, folder: object, asset: str) -> ModelLoadError:
     return ModelLoadError(
         f"{kind} model missing in {folder} (no config.json): download it with "
@@ -81,7 +97,9 @@ class TTSPipeline:
     Thread-safe: one synthesis runs at a time per pipeline.
     """
 
-    def __init__(self, spec: PipelineSpec, gpt: GPTFile, sovits: SoVITS) -> None:
+    def __init__(
+        self, spec: PipelineSpec, gpt: GPTFile, sovits: SoVITS, speaker: SpeakerEncoder | None = None
+    ) -> None:
         self.spec = spec
         self.device = torch.device(spec.device)
         self.gpt = gpt.model
@@ -89,6 +107,13 @@ class TTSPipeline:
         # Upstream: early_stop_num = 25 * max_sec, and it stops once more tokens than that exist.
         self.max_new_tokens = TOKEN_RATE * gpt.max_sec + 1 if gpt.max_sec else MAX_NEW_TOKENS
         self.sovits = sovits
+        # v2Pro*: the speaker-verification encoder whose embedding joins the timbre.
+        self.speaker = speaker
+        if sovits.config.is_pro and (speaker is None or speaker.dim != sovits.config.sv_dim):
+            raise ModelLoadError(
+                f"{sovits.config.version} SoVITS needs a {sovits.config.sv_dim}-wide speaker embedding; "
+                f"got {'none' if speaker is None else f'a {speaker.dim}-wide one'}"
+            )
         self.version = sovits.config.version
         self.text_version = "v1" if self.version == "v1" else "v2"
         self.sample_rate = sovits.config.sampling_rate
@@ -106,7 +131,8 @@ class TTSPipeline:
         self._bert = None
         # sha256 -> (clip, features); a clip holds <= 10 s of audio at two rates (~2 MB).
         self._references: LRUCache[str, tuple[ref.ReferenceClip, ReferenceFeatures]] = LRUCache(8)
-        self._extra_specs: LRUCache[str, torch.Tensor] = LRUCache(32)
+        # sha256 -> (spectrogram, speaker embedding or None) of extra reference clips.
+        self._extra_specs: LRUCache[str, tuple[torch.Tensor, torch.Tensor | None]] = LRUCache(32)
         self._prompts: LRUCache[tuple[str, str], TextInput] = LRUCache(32)
         # A plain Lock, not an RLock: a streaming generator may be resumed on another thread
         # (web servers run each step in a worker pool), and only Lock may be released there.
@@ -129,11 +155,12 @@ class TTSPipeline:
             sovits, record = load_sovits(spec.sovits_path, device=device)
         except ValueError as exc:  # CheckpointError / UnsafePickleError
             raise ModelLoadError(f"SoVITS model: {exc}") from exc
-        if record.config.is_pro:
+        speaker = _load_speaker_encoder(spec, device, record.version) if record.config.is_pro else None
+        if speaker is not None and speaker.dim != record.config.sv_dim:
             raise ModelLoadError(
-                f"{spec.sovits_path} is a {record.version} SoVITS model; it needs the ERes2NetV2 "
-                "speaker-verification embedding, which this version does not compute yet: pick a v1 or "
-                "v2 SoVITS model"
+                f"{speaker.path} gives {speaker.dim}-wide speaker embeddings but {spec.sovits_path} "
+                f"expects {record.config.sv_dim}: use upstream's ERes2NetV2 file "
+                f"({SV_FILE.as_posix()}) with upstream's v2Pro/v2ProPlus models"
             )
         if gpt.version == "v1" and record.version != "v1":
             raise ModelLoadError(
@@ -149,8 +176,8 @@ class TTSPipeline:
             device,
             spec.precision,
         )
-        pipeline = cls(spec, gpt, sovits)
-        del gpt, sovits, record
+        pipeline = cls(spec, gpt, sovits, speaker)
+        del gpt, sovits, record, speaker
         release_free_memory()  # the files' state dicts and the GPT weights its kernels copied
         return pipeline
 
@@ -259,13 +286,25 @@ class TTSPipeline:
 
     def spectrogram(self, wav32: np.ndarray) -> torch.Tensor:
         """(1, 1025, F) timbre spectrogram of a 32 kHz clip (upstream's level rule applied)."""
+        return self.timbre_inputs(wav32)[0]
+
+    def timbre_inputs(self, wav32: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A 32 kHz clip's spectrogram (1, 1025, F) and, for v2Pro*, its (1, sv_dim) speaker
+        embedding: upstream's level rule, then the spectrogram of that wave and the embedding
+        of the same wave resampled to 16 kHz (torchaudio's resampler, as upstream)."""
         wav = normalize_reference(torch.from_numpy(np.ascontiguousarray(wav32)).to(self.device)[None])
-        return reference_spectrogram(wav)
+        spec = reference_spectrogram(wav)
+        if self.speaker is None:
+            return spec, None
+        embedding = self.speaker.embed_32k(wav).to(self.device)
+        release_free_memory()  # the speaker model's activations (~100 MB for 10 s)
+        return spec, embedding
 
     def encode_reference(self, wav16: np.ndarray | None, wav32: np.ndarray) -> ReferenceFeatures:
         """Features of an already loaded clip; ``wav16`` None skips the prompt tokens."""
         tokens = None if wav16 is None else self.prompt_tokens(wav16)
-        return ReferenceFeatures(tokens, self.spectrogram(wav32))
+        spec, embedding = self.timbre_inputs(wav32)
+        return ReferenceFeatures(tokens, spec, embedding)
 
     def reference_features(
         self, source: ref.AudioSource, need_tokens: bool = True
@@ -290,18 +329,31 @@ class TTSPipeline:
         self._references.put(digest, (clip, features))
         return clip, features, False
 
-    def timbre(self, spectrograms: Sequence[torch.Tensor]) -> Timbre:
-        """Timbre of one or more references (averaged over clips)."""
-        return self.sovits.timbre(list(spectrograms))
+    def timbre(
+        self,
+        spectrograms: Sequence[torch.Tensor],
+        sv_embeddings: Sequence[torch.Tensor | None] | None = None,
+    ) -> Timbre:
+        """Timbre of one or more references (averaged over clips, as upstream averages them).
 
-    def _extra_spectrogram(self, source: ref.AudioSource) -> torch.Tensor:
+        v2Pro*: ``sv_embeddings`` holds one speaker embedding per spectrogram.
+        """
+        if not self.sovits.config.is_pro:
+            return self.sovits.timbre(list(spectrograms))
+        embeddings = list(sv_embeddings or [])
+        if len(embeddings) != len(spectrograms) or any(e is None for e in embeddings):
+            raise ValueError(f"{self.version} needs one speaker embedding per reference spectrogram")
+        return self.sovits.timbre(list(spectrograms), [e for e in embeddings if e is not None])
+
+    def _extra_reference(self, source: ref.AudioSource) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(spectrogram, speaker embedding or None) of an extra reference clip, cached per clip."""
         data, name = ref.read_source(source, "extra reference clip")
         digest = ref.sha256_of(data)
-        spec = self._extra_specs.get(digest)
-        if spec is None:
-            spec = self.spectrogram(ref._load(data, name, ref.SAMPLE_RATE))
-            self._extra_specs.put(digest, spec)
-        return spec
+        found = self._extra_specs.get(digest)
+        if found is None:
+            found = self.timbre_inputs(ref._load(data, name, ref.SAMPLE_RATE))
+            self._extra_specs.put(digest, found)
+        return found
 
     def clear_cache(self) -> None:
         """Forget cached reference and prompt features (call between syntheses)."""
@@ -402,8 +454,10 @@ class TTSPipeline:
                     prompt_text = matched
         if prompt_text and features.prompt_tokens is None:
             clip, features, cached = self.reference_features(request.reference, need_tokens=True)
-        specs = [features.spectrogram] + [self._extra_spectrogram(s) for s in request.extra_references]
-        timbre = self.timbre(specs)
+        extras = [self._extra_reference(s) for s in request.extra_references]
+        specs = [features.spectrogram] + [spec for spec, _ in extras]
+        embeddings = [features.sv_embedding] + [emb for _, emb in extras]
+        timbre = self.timbre(specs, embeddings)
         t_ref = time.perf_counter() - t0
 
         t0 = time.perf_counter()

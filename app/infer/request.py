@@ -65,10 +65,15 @@ class PipelineSpec:
     device: str = "cpu"
     # "fp32" (default, numerically the upstream path) or "fast" (see app.infer.precision).
     precision: str = "fp32"
+    # ERes2NetV2 speaker-verification checkpoint (v2Pro/v2ProPlus SoVITS only); None: upstream's
+    # place, ``sv/pretrained_eres2netv2w24s4ep4.ckpt`` in the pretrained folder (hubert_dir's parent).
+    sv_path: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("gpt_path", "sovits_path", "hubert_dir", "bert_dir"):
             object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.sv_path is not None:
+            object.__setattr__(self, "sv_path", Path(self.sv_path))
         if self.precision not in PRECISIONS:
             raise TTSInputError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
 

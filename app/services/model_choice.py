@@ -135,11 +135,6 @@ def inspect_weight(path: Path, kind: str) -> WeightInfo:
         raise
     except ValueError as exc:  # GPTFileError, CheckpointError, UnsafePickleError: they name the file
         raise ModelLoadError(str(exc)) from None
-    if record.config.is_pro:
-        raise ModelLoadError(
-            f"{path.name} is a {record.version} SoVITS model, which needs a speaker-verification model "
-            "this version does not run yet: pick a v1 or v2 SoVITS model"
-        )
     return WeightInfo(path, kind, record.version)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from app.assets import asset_status, get, missing_message
 from app.devices import pick_device
 from app.infer.request import PRECISIONS, ModelLoadError, PipelineSpec
+from app.models.encoders.sv import SV_FILE
 from app.paths import Layout, PathOutsideRoot, resolve_inside
 
 HUBERT_ASSET = "chinese-hubert-base"
@@ -167,4 +168,5 @@ def pipeline_spec(
         bert_dir=layout.pretrained / get(BERT_ASSET).folder,
         device=str(dev),
         precision=precision,
+        sv_path=layout.pretrained / SV_FILE,  # read only by v2Pro/v2ProPlus models
     )

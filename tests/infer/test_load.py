@@ -11,10 +11,7 @@ import torch
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
 from app.infer.decoder import CastDecoder
 from app.infer.precision import FAST_CPU_GPT, native_bf16, plan_for
-from app.models.sovits.model import SoVITS
-from app.models.upstream.sovits import write_sovits
 from tests.infer.tiny import spec_for
-from tests.models.conftest import randomize, tiny_sovits_config
 
 
 def test_unusable_files_are_named(tiny_home, tmp_path):
@@ -35,14 +32,6 @@ def test_unusable_files_are_named(tiny_home, tmp_path):
     for changed, message in filter(None, cases):
         with pytest.raises(ModelLoadError, match=message):
             TTSPipeline.load(changed)
-
-
-def test_v2pro_sovits_is_refused_until_speaker_embeddings_exist(tiny_home, tmp_path):
-    config = tiny_sovits_config("v2Pro")
-    torch.manual_seed(0)
-    path = write_sovits(tmp_path / "pro.pth", randomize(SoVITS(config), 3).state_dict(), config, 1, 1)
-    with pytest.raises(ModelLoadError, match="v2Pro SoVITS model; it needs the ERes2NetV2"):
-        TTSPipeline.load(dataclasses.replace(spec_for(tiny_home), sovits_path=path))
 
 
 def test_precision_plans():

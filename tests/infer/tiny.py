@@ -3,6 +3,7 @@ HuBERT and a RoBERTa-style BERT (+ tokenizer) saved with transformers, laid out 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,42 @@ def write_sovits_file(path: Path, seed: int = 1) -> Path:
     return write_sovits(path, model.state_dict(), config, epoch=2, step=10)
 
 
+# A small ERes2NetV2 (embedding 8 * 4 * 2 * 10 = 640 wide); Pro SoVITS test models read that width.
+TINY_SV = {"m_channels": 4, "base_width": 32, "scale": 2, "expansion": 2, "num_blocks": (1, 1, 1, 1)}
+PRO_SOVITS_NAME = "tiny_pro_e2_s10.pth"
+
+
+def write_sv(path: Path, seed: int = 0) -> Path:
+    """A tiny speaker-verification checkpoint in upstream's format (a bare state dict)."""
+    from app.models.encoders.sv import ERes2NetV2, SVConfig
+
+    torch.manual_seed(seed)
+    model = randomize(ERes2NetV2(SVConfig(**TINY_SV)), seed=seed).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def write_pro_sovits_file(path: Path, version: str = "v2ProPlus", seed: int = 2) -> Path:
+    """A tiny v2Pro/v2ProPlus SoVITS export (header 05/06) fed by :func:`write_sv`'s embedding."""
+    from app.models.encoders.sv import SVConfig
+
+    config = dataclasses.replace(tiny_sovits_config(version), sv_dim=SVConfig(**TINY_SV).emb_dim)
+    torch.manual_seed(seed)
+    model = randomize(SoVITS(config), seed=seed)
+    return write_sovits(path, model.state_dict(), config, epoch=2, step=10)
+
+
+def build_pro_home(home: Path, version: str = "v2ProPlus") -> Path:
+    """:func:`build_home` plus a tiny Pro SoVITS and the speaker model where upstream keeps it."""
+    from app.models.encoders.sv import SV_FILE
+
+    build_home(home)
+    write_sv(home / "pretrained_models" / SV_FILE)
+    write_pro_sovits_file(home / "SoVITS_weights" / PRO_SOVITS_NAME, version)
+    return home
+
+
 def build_home(home: Path) -> Path:
     """A data root with tiny encoders in pretrained_models/ and one GPT + SoVITS pair of weights."""
     pretrained = home / "pretrained_models"
@@ -84,11 +121,11 @@ def build_home(home: Path) -> Path:
     return home
 
 
-def spec_for(home: Path, precision: str = "fp32") -> PipelineSpec:
+def spec_for(home: Path, precision: str = "fp32", sovits: str = SOVITS_NAME) -> PipelineSpec:
     pretrained = home / "pretrained_models"
     return PipelineSpec(
         gpt_path=home / "GPT_weights" / GPT_NAME,
-        sovits_path=home / "SoVITS_weights" / SOVITS_NAME,
+        sovits_path=home / "SoVITS_weights" / sovits,
         hubert_dir=pretrained / HUBERT_DIR,
         bert_dir=pretrained / BERT_DIR,
         precision=precision,
