@@ -100,3 +100,21 @@ def test_pipeline_spec_resolves_inside_the_data_root_only(tmp_path):
         pipeline_spec(layout, gpt, "")
     with pytest.raises(ModelLoadError, match="unknown precision"):
         pipeline_spec(layout, gpt, sov, precision="fp16")
+
+
+def test_pro_base_models_are_offered_without_training(tmp_path):
+    """Upstream's "infer with the v2Pro / v2ProPlus base model" entries: s2Gv2Pro*.pth and s1v3.ckpt."""
+    layout = Layout(tmp_path).ensure()
+    _encoders(layout)
+    s1v3 = _touch(layout.pretrained / "s1v3.ckpt")
+    pro = _touch(layout.pretrained / "v2Pro" / "s2Gv2Pro.pth")
+    plus = _touch(layout.pretrained / "v2Pro" / "s2Gv2ProPlus.pth")
+    _touch(layout.pretrained / "v2Pro" / "s2Dv2ProPlus.pth")
+    listing = list_weights(layout)
+    assert [(w.path, w.label) for w in listing.sovits] == [
+        (pro, "base v2Pro: s2Gv2Pro.pth"),
+        (plus, "base v2ProPlus: s2Gv2ProPlus.pth"),
+    ]
+    assert [w.path for w in listing.gpt] == [s1v3] and listing.gpt[0].label.startswith("base v2Pro")
+    spec = pipeline_spec(layout, "pretrained_models/s1v3.ckpt", str(plus), device="cpu")
+    assert spec.sv_path == layout.pretrained / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt"
