@@ -469,3 +469,155 @@ def test_gpt_manifest_keys_shapes_dtypes(manifest_name: str, upstream_fixtures: 
     assert ours == manifest["keys"]
     assert len(ours) == manifest["n_tensors"]
     assert sum(p.numel() for p in model.parameters()) == manifest["n_params"]
+
+
+# ============================================================================ speaker verification
+# ERes2NetV2 speaker model of v2Pro/v2ProPlus: sv_<name>_tiny.ckpt + sv_<name>_tiny_io.pt,
+# manifest_sv_eres2netv2.json
+
+from app.audio.fbank import kaldi_fbank  # noqa: E402
+from app.audio.resample import prepare_sv_reference  # noqa: E402
+from app.models.encoders.sv import ERes2NetV2, SpeakerEncoder, SVConfig  # noqa: E402
+
+SV_STEMS = sorted(
+    p.name.removesuffix(".ckpt")
+    for p in _fixture_dir().glob("sv_*_tiny.ckpt")
+    if (p.parent / f"{p.name.removesuffix('.ckpt')}_io.pt").is_file()
+)
+SV_WAVE_ATOL = 1e-6  # README: ref_wav_32k / ref_wav_16k
+SV_FBANK_ATOL = 1e-3  # README: fbank
+SV_NET_ATOL = 1e-4  # README: intermediates and sv_emb
+SV_INTERMEDIATES = ("layer3", "layer4", "layer3_ds", "fuse34")
+
+
+@pytest.fixture(scope="module", params=SV_STEMS or ["<no sv fixtures>"])
+def sv_case(request: pytest.FixtureRequest, upstream_fixtures: Path):
+    """(encoder, io dict) for one fixture, loaded once per module."""
+    stem = request.param
+    if stem not in SV_STEMS:
+        pytest.fail(f"no sv_*_tiny.ckpt with its _io.pt in {upstream_fixtures}")
+    encoder = SpeakerEncoder(upstream_fixtures / f"{stem}.ckpt")
+    io = torch.load(upstream_fixtures / f"{stem}_io.pt", weights_only=True)
+    return encoder, io
+
+
+def _sv_trace(encoder: SpeakerEncoder, run) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple[int, int]]:
+    """``run()``'s embedding, the modules' outputs the fixture records, and (clipped, total) block activations."""
+    model = encoder.model
+    seen: dict[str, torch.Tensor] = {}
+    counts = [0, 0]
+
+    def count(module, inputs, output) -> None:
+        counts[0] += int((inputs[0] > 20).sum())  # Hardtanh(0, 20) clips exactly these
+        counts[1] += output.numel()
+
+    hooks = [model.bn1.register_forward_hook(lambda m, i, o: seen.__setitem__("stem_bn1_pre_relu", o))]
+    hooks += [
+        getattr(model, name).register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o))
+        for name in SV_INTERMEDIATES
+    ]
+    hooks += [m.register_forward_hook(count) for m in model.modules() if isinstance(m, torch.nn.Hardtanh)]
+    try:
+        emb = run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return emb, seen, (counts[0], counts[1])
+
+
+def test_sv_config_read_from_the_file(sv_case) -> None:
+    encoder, io = sv_case
+    kwargs = io["meta"]["constructor_kwargs_tiny"]
+    expected = SVConfig(
+        m_channels=kwargs["m_channels"],
+        base_width=kwargs["baseWidth"],
+        scale=kwargs["scale"],
+        expansion=kwargs["expansion"],
+        num_blocks=tuple(kwargs["num_blocks"]),
+        feat_dim=kwargs.get("feat_dim", 80),
+        embedding_size=kwargs["embedding_size"],
+    )
+    assert encoder.config == expected
+    assert encoder.dim == io["sv_emb"].shape[-1]
+
+
+def test_sv_reference_waves(sv_case) -> None:
+    _, io = sv_case
+    wav32, wav16 = prepare_sv_reference(io["inputs"]["ref_wav_loaded"], io["inputs"]["ref_sr"])
+    for name, ours in (("ref_wav_32k", wav32), ("ref_wav_16k", wav16)):
+        assert ours.shape == io[name].shape, name
+        torch.testing.assert_close(ours, io[name], rtol=0, atol=SV_WAVE_ATOL, msg=name)
+
+
+def test_sv_fbank(sv_case) -> None:
+    _, io = sv_case
+    expected = io["fbank"]
+    ours = torch.stack([kaldi_fbank(row, expected.shape[-1]) for row in io["ref_wav_16k"]])
+    assert ours.shape == expected.shape
+    torch.testing.assert_close(ours, expected, rtol=0, atol=SV_FBANK_ATOL)
+
+
+def test_sv_network_from_the_recorded_fbank(sv_case) -> None:
+    encoder, io = sv_case
+    with torch.inference_mode():
+        emb, seen, clipped = _sv_trace(encoder, lambda: encoder.model.forward3(io["fbank"]))
+    inter = io["intermediates"]
+    stem = inter["stem_bn1_pre_relu"]
+    torch.testing.assert_close(
+        seen["stem_bn1_pre_relu"][0, :, :, : stem.shape[-1]], stem, rtol=0, atol=SV_NET_ATOL
+    )
+    for name in SV_INTERMEDIATES:
+        assert seen[name].shape == inter[name].shape, name
+        torch.testing.assert_close(seen[name], inter[name], rtol=0, atol=SV_NET_ATOL, msg=name)
+    torch.testing.assert_close(emb, io["sv_emb"], rtol=0, atol=SV_NET_ATOL)
+    # The fixture's weights push some block activations past 20: an unclipped ReLU cannot pass.
+    assert clipped == (int(io["hardtanh_clipped_count"]), int(io["hardtanh_output_count"]))
+
+
+def test_sv_embedding_from_the_decoded_reference(sv_case) -> None:
+    """The whole path the UI runs: decoded file -> 32 kHz -> 16 kHz -> fbank -> forward3."""
+    encoder, io = sv_case
+    wav32, _ = prepare_sv_reference(io["inputs"]["ref_wav_loaded"], io["inputs"]["ref_sr"])
+    emb, seen, _ = _sv_trace(encoder, lambda: encoder.embed_32k(wav32))
+    assert emb.shape == io["sv_emb"].shape and emb.dtype == torch.float32
+    torch.testing.assert_close(emb, io["sv_emb"], rtol=0, atol=SV_NET_ATOL)
+    for name in SV_INTERMEDIATES:
+        torch.testing.assert_close(seen[name], io["intermediates"][name], rtol=0, atol=SV_NET_ATOL, msg=name)
+
+
+def test_sv_manifest_keys_and_shapes(upstream_fixtures: Path) -> None:
+    """Upstream's full-size model (baseWidth 24, scale 4, expansion 4, defaults otherwise)."""
+    path = upstream_fixtures / "manifest_sv_eres2netv2.json"
+    if not path.is_file():
+        pytest.fail(f"no manifest_sv_eres2netv2.json in {upstream_fixtures}")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    ctor = manifest["constructor"]
+    defaults = ctor["defaults_used"]
+    assert (defaults["pooling_func"], defaults["two_emb_layer"]) == ("TSTP", False)  # no weights in the head
+    config = SVConfig(
+        m_channels=defaults["m_channels"],
+        base_width=ctor["baseWidth"],
+        scale=ctor["scale"],
+        expansion=ctor["expansion"],
+        num_blocks=tuple(defaults["num_blocks"]),
+        feat_dim=defaults["feat_dim"],
+        embedding_size=defaults["embedding_size"],
+    )
+    assert config == SVConfig()  # our defaults are upstream's pretrained model
+    with torch.device("meta"):
+        model = ERes2NetV2(config)
+    ours = {
+        k: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
+        for k, t in model.state_dict().items()
+    }
+    assert list(ours) == list(manifest["keys"])
+    assert ours == manifest["keys"]
+    assert len(ours) == manifest["n_tensors"]
+    # n_params counts every stored value (BatchNorm statistics included), as the file holds them.
+    assert sum(t.numel() for t in model.state_dict().values()) == manifest["n_params"]
+    assert config.emb_dim == 20480
+    # The shapes alone give the config back (the real file holds no config).
+    assert SVConfig.from_state_dict(model.state_dict()) == config
+
+
+# ======================================================================== end speaker verification
