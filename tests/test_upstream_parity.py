@@ -30,24 +30,54 @@ from app.models.sovits.model import SoVITS  # noqa: E402
 from app.models.sovits.reference import reference_spectrogram  # noqa: E402
 from app.models.upstream.sovits import VERSION_HEADERS, _hparams_for, load_sovits  # noqa: E402
 
-SOVITS_STEMS = sorted(
-    p.name.removesuffix(".pth")
-    for p in _fixture_dir().glob("sovits_*_tiny.pth")
-    if (p.parent / f"{p.name.removesuffix('.pth')}_io.pt").is_file()
-)
+# SoVITS fixtures come from two folders: $UPSTREAM_FIXTURES (the shared set) and the repo's own
+# tests/fixtures/upstream/ (v2Pro/v2ProPlus, made by tools/fixtures/make_sovits_pro_fixtures.py
+# from upstream code in the same format). A stem present in both runs from both.
+REPO_UPSTREAM_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "upstream"
+
+
+def _sovits_fixtures() -> list[tuple[Path, str]]:
+    """(folder, stem) of every VITS-decoder sovits_*_tiny.pth that has its _io.pt, shared folder
+    first. v3/v4 files (sovits_v3*_tiny, sovits_v4*_tiny: CFM + vocoder) have another io layout."""
+    found: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for folder in (_fixture_dir(), REPO_UPSTREAM_FIXTURES):
+        if folder.resolve() in seen:
+            continue
+        seen.add(folder.resolve())
+        for p in sorted(folder.glob("sovits_*_tiny.pth")):
+            stem = p.name.removesuffix(".pth")
+            if stem.startswith(("sovits_v3", "sovits_v4")):
+                continue
+            if (folder / f"{stem}_io.pt").is_file():
+                found.append((folder, stem))
+    return found
+
+
+def _sovits_fixture_id(fixture: tuple[Path, str]) -> str:
+    folder, stem = fixture
+    where = "repo" if folder.resolve() == REPO_UPSTREAM_FIXTURES.resolve() else "UPSTREAM_FIXTURES"
+    return f"{where}/{stem}"
+
+
+SOVITS_FIXTURES = _sovits_fixtures()
 SOVITS_MANIFESTS = sorted(p.name for p in _fixture_dir().glob("manifest_sovits_*.json"))
 SOVITS_ATOL = 1e-5  # README: ge, m_p, logs_p, z and audio atol 1e-5
 SOVITS_SPEC_RTOL_OF_MAX = 1e-5  # README: refer_spec rtol 1e-5 of its max
 
 
-@pytest.fixture(scope="module", params=SOVITS_STEMS or ["<no sovits fixtures>"])
-def sovits_case(request: pytest.FixtureRequest, upstream_fixtures: Path):
+@pytest.fixture(
+    scope="module",
+    params=SOVITS_FIXTURES or [None],
+    ids=[_sovits_fixture_id(f) for f in SOVITS_FIXTURES] or ["<no sovits fixtures>"],
+)
+def sovits_case(request: pytest.FixtureRequest):
     """(model ready for inference, file record, io dict) for one fixture, loaded once per module."""
-    stem = request.param
-    if stem not in SOVITS_STEMS:
-        pytest.fail(f"no sovits_*_tiny.pth with its _io.pt in {upstream_fixtures}")
-    model, record = load_sovits(upstream_fixtures / f"{stem}.pth")
-    io = torch.load(upstream_fixtures / f"{stem}_io.pt", weights_only=True)
+    if request.param is None:
+        pytest.fail(f"no sovits_*_tiny.pth with its _io.pt in {_fixture_dir()} or {REPO_UPSTREAM_FIXTURES}")
+    folder, stem = request.param
+    model, record = load_sovits(folder / f"{stem}.pth")
+    io = torch.load(folder / f"{stem}_io.pt", weights_only=True)
     return model, record, io
 
 
@@ -78,8 +108,8 @@ def test_sovits_codes(sovits_case) -> None:
 
 def _sovits_decode_cases() -> list[str]:
     cases: set[str] = set()
-    for stem in SOVITS_STEMS:
-        io = torch.load(_fixture_dir() / f"{stem}_io.pt", weights_only=True)
+    for folder, stem in SOVITS_FIXTURES:
+        io = torch.load(folder / f"{stem}_io.pt", weights_only=True)
         cases.update(io["decode"])
     return sorted(cases) or ["<none>"]
 
