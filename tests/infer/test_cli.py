@@ -77,3 +77,18 @@ def _corrupt(folder):
     path = folder / "corrupt.wav"
     path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
     return path
+
+
+def test_cli_speaks_with_a_v2proplus_model(tmp_path, ref_wav, capsys):
+    from tests.infer.tiny import PRO_SOVITS_NAME, build_pro_home
+
+    home = build_pro_home(tmp_path / "home")
+    out = tmp_path / "pro.wav"
+    args = _args(home, ref_wav, out)
+    args[args.index("--sovits") + 1] = str(home / "SoVITS_weights" / PRO_SOVITS_NAME)
+    assert tts.main(args) == 0, capsys.readouterr().err
+    audio, sr = sf.read(out, dtype="int16")
+    assert sr == 32000 and np.abs(audio).max() > 100
+    (home / "pretrained_models" / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt").unlink()
+    assert tts.main(args) == 3
+    assert "download_models.py sv-eres2netv2" in capsys.readouterr().err
