@@ -25,15 +25,48 @@ FORMAT_MODULE = "app.data.preprocess.tts_features"
 SOVITS_MODULE = "app.train.sovits"
 GPT_MODULE = "app.train.gpt"
 
-# Dataset formatting steps, upstream's names: 1a text + BERT, 1b HuBERT + 32 kHz audio, 1c semantic tokens.
-FORMAT_STEPS: tuple[str, ...] = ("1a", "1b", "1c")
-# Versions we train. v2Pro/v2ProPlus need speaker-verification embeddings (7-sv_cn/), not supported yet.
-TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2")
+# Speaker embeddings of v2Pro/v2ProPlus (7-sv_cn/), named after upstream's script 2-get-sv.py,
+# which its web UI runs inside step 1Ab right after the HuBERT features.
+SV_STEP = "2-get-sv"
+# Dataset formatting steps in the order they run, upstream's names: 1a text + BERT, 1b HuBERT +
+# 32 kHz audio, 2-get-sv speaker embeddings (v2Pro/v2ProPlus only), 1c semantic tokens.
+FORMAT_STEPS: tuple[str, ...] = ("1a", "1b", SV_STEP, "1c")
+# Versions we train (upstream's training radio without v3/v4, which need other trainers).
+TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
+# Versions whose SoVITS takes a speaker-verification embedding besides the reference spectrogram.
+PRO_VERSIONS = frozenset({"v2Pro", "v2ProPlus"})
+# The version upstream's web UI starts with (webui.py: version = "v2Pro").
+DEFAULT_TRAIN_VERSION = "v2Pro"
 # Mixed precision on CUDA; CPU always trains in fp32.
 PRECISIONS: tuple[str, ...] = ("fp16", "bf16", "fp32")
 # The kinds of run an experiment has, each in its own folder (run.yaml, status.json, logs, checkpoints).
 RUN_KINDS: tuple[str, ...] = ("format", "sovits", "gpt")
 MODULES = {"format": FORMAT_MODULE, "sovits": SOVITS_MODULE, "gpt": GPT_MODULE}
+
+
+def is_pro(version: str) -> bool:
+    """v2Pro / v2ProPlus: formatting adds 2-get-sv, SoVITS training reads 7-sv_cn/."""
+    return version in PRO_VERSIONS
+
+
+def text_version(version: str) -> str:
+    """The phone symbol table of a model version: v1's 322 symbols, or v2's 732 (v2Pro* included)."""
+    return "v1" if version == "v1" else "v2"
+
+
+def format_steps(version: str, steps: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The steps a formatting run of ``version`` carries out when ``steps`` are asked, in run order.
+
+    v2Pro/v2ProPlus: 1b brings 2-get-sv along, as upstream's 1Ab runs 2-get-sv.py after the HuBERT
+    features. v1/v2: 2-get-sv is left out (their SoVITS takes no speaker embedding).
+    """
+    wanted = set(steps)
+    if is_pro(version):
+        if "1b" in wanted:
+            wanted.add(SV_STEP)
+    else:
+        wanted.discard(SV_STEP)
+    return tuple(s for s in FORMAT_STEPS if s in wanted)
 
 
 def run_folder(kind: str, version: str) -> str:
@@ -51,15 +84,18 @@ class FormatRunConfig:
 
     list_path: Path  # the .list annotation file (wav_path|speaker|language|text)
     audio_dir: Path | None  # folder with the clips (file names taken from the list); None: paths as listed
-    exp_dir: Path  # experiment folder: 2-name2text.txt, 3-bert/, 4-cnhubert/, 5-wav32k/, 6-name2semantic.tsv
+    exp_dir: Path  # experiment folder: 2-name2text.txt, 3-bert/, 4-cnhubert/, 5-wav32k/, 6-name2semantic.tsv, 7-sv_cn/
     bert_dir: Path  # chinese-roberta-wwm-ext-large (1a, Chinese lines only)
     hubert_dir: Path  # chinese-hubert-base (1b)
     pretrained_s2g: Path  # SoVITS generator whose quantizer turns HuBERT features into semantic tokens (1c)
-    version: str = "v2"  # phone symbol table (v1: 322 symbols, v2: 732)
-    steps: tuple[str, ...] = FORMAT_STEPS  # which steps to run, in this order
+    version: str = "v2"  # v1 (322 phone symbols), v2 (732); v2Pro/v2ProPlus: v2's table plus 2-get-sv
+    steps: tuple[str, ...] = FORMAT_STEPS  # steps asked; run in FORMAT_STEPS order (see format_steps)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
     half: bool = True  # fp16 models on CUDA (upstream is_half); ignored on CPU
     workers: int = 2  # processes for phonemisation (1a) and threads for audio decoding (1b)
+    # ERes2NetV2 speaker-verification model (pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt)
+    # for 2-get-sv; None for v1/v2, which do not run that step.
+    sv_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -67,13 +103,15 @@ class SoVITSRunConfig:
     """SoVITS fine-tuning (``python -m app.train.sovits --config run.yaml``)."""
 
     exp_name: str  # names the exported weights <exp_name>_e<epoch>_s<step>.pth
-    exp_dir: Path  # the formatted experiment folder (2-name2text.txt, 4-cnhubert/, 5-wav32k/)
+    exp_dir: (
+        Path  # the formatted experiment folder (2-name2text.txt, 4-cnhubert/, 5-wav32k/, 7-sv_cn/ for Pro)
+    )
     weights_dir: Path  # where exported inference weights go (SoVITS_weights/)
     pretrained_g: Path | None  # generator to start from (s2G*.pth, exported weights or upstream G_*.pth)
     pretrained_d: Path | None  # discriminator to start from (s2D*.pth or upstream D_*.pth)
-    version: str = "v2"  # v1 or v2
+    version: str = "v2"  # v1, v2, v2Pro or v2ProPlus (Pro: reads 7-sv_cn/ speaker embeddings)
     batch_size: int = 4  # per GPU (the UI proposes upstream's memory-based default)
-    epochs: int = 8  # upstream web UI default for v1/v2
+    epochs: int = 8  # upstream web UI default for v1/v2/v2Pro/v2ProPlus
     save_every_epoch: int = 4  # checkpoint + export every N epochs (and always after the last epoch)
     text_low_lr_rate: float = 0.4  # learning-rate factor of enc_p.text_embedding / encoder_text / mrte
     learning_rate: float = 1e-4
@@ -101,8 +139,8 @@ class GPTRunConfig:
     exp_name: str  # names the exported weights <exp_name>_e<epoch>_s<step>.ckpt
     exp_dir: Path  # the formatted experiment folder (2-name2text.txt, 3-bert/, 6-name2semantic.tsv)
     weights_dir: Path  # where exported inference weights go (GPT_weights/)
-    pretrained_s1: Path | None  # GPT to start from (s1bert25hz-*.ckpt or an exported .ckpt)
-    version: str = "v2"  # phone symbol table: v1 or v2
+    pretrained_s1: Path | None  # GPT to start from (s1bert25hz-*.ckpt, s1v3.ckpt or an exported .ckpt)
+    version: str = "v2"  # v1, v2, v2Pro or v2ProPlus; the GPT of v2Pro* is a v2-table model (s1v3)
     batch_size: int = 8  # per GPU (upstream caps it at a quarter of the dataset)
     epochs: int = 15  # upstream web UI default
     save_every_epoch: int = 5  # checkpoint + export every N epochs (and always after the last epoch)

@@ -4,7 +4,14 @@
   and 2 Mandarin ones spoken by espeak-ng (Mandarin read from pinyin, listed in hanzi).
 - :func:`make_pretrained`: random tiny base models in upstream's ``pretrained_models/`` layout:
   chinese-hubert-base (768 wide, one layer), chinese-roberta-wwm-ext-large (1024 wide, two
-  layers), and v2 ``s2G2333k.pth`` / ``s1bert25hz-...ckpt`` written with the upstream writers.
+  layers), v2 ``s2G2333k.pth`` / ``s1bert25hz-...ckpt``, and for v2Pro/v2ProPlus
+  ``v2Pro/s2Gv2Pro.pth`` / ``v2Pro/s2Gv2ProPlus.pth`` / ``s1v3.ckpt`` plus a tiny ERes2NetV2 at
+  ``sv/pretrained_eres2netv2w24s4ep4.ckpt`` (640-wide embeddings, the ``sv_dim`` of the tiny Pro
+  SoVITS models), all written with the upstream writers.
+- :func:`write_discriminator`: an upstream-layout ``s2D*.pth``. Upstream's discriminator has a
+  fixed shape (~63 M parameters with v2Pro*'s 7 periods, 126 MB in fp16), so it is written only
+  by the tests that load one, not with the base models.
+- :func:`add_speaker_embeddings`: step 2-get-sv on a formatted experiment (makes it v2Pro*-ready).
 """
 
 from __future__ import annotations
@@ -62,12 +69,29 @@ TINY_SOVITS: dict = {
     "segment_size": 640 * 4,
 }
 TINY_GPT: dict = {"dim": 32, "n_head": 4, "n_layer": 2}
+# A small ERes2NetV2: speaker embeddings of 8 m_channels * expansion * 10 rows = 640 values.
+TINY_SV: dict = {"m_channels": 4, "base_width": 32, "scale": 2, "expansion": 2, "num_blocks": (1, 1, 1, 1)}
+TINY_SV_DIM = 8 * TINY_SV["m_channels"] * TINY_SV["expansion"] * 10
+# What upstream's s2v2Pro.json / s2v2ProPlus.json change in s2.json (tiny widths kept): no dropout,
+# gin 1024; v2ProPlus also widens the decoder and its first upsampling kernel.
+PRO_CHANGES: dict[str, dict] = {
+    "v2Pro": {"p_dropout": 0.0, "gin_channels": 1024},
+    "v2ProPlus": {
+        "p_dropout": 0.0,
+        "gin_channels": 1024,
+        "upsample_initial_channel": 48,
+        "upsample_kernel_sizes": (20, 16, 8, 2, 2),
+    },
+}
 
 
 def tiny_sovits_config(version: str = "v2") -> SoVITSConfig:
+    """A tiny SoVITS of ``version``; v2Pro* read :data:`TINY_SV_DIM`-wide speaker embeddings."""
     values = dict(TINY_SOVITS)
     values["resblock_kernel_sizes"] = tuple(values["resblock_kernel_sizes"])
     values["resblock_dilation_sizes"] = tuple(tuple(d) for d in values["resblock_dilation_sizes"])
+    if version in PRO_CHANGES:
+        values.update(PRO_CHANGES[version], sv_dim=TINY_SV_DIM)
     return SoVITSConfig(version=version, **values)  # type: ignore[arg-type]
 
 
@@ -124,6 +148,9 @@ class Pretrained:
     bert: Path
     s2g: Path
     s1: Path
+    sv: Path  # speaker-verification model of v2Pro* (2-get-sv)
+    s2g_pro: dict[str, Path]  # "v2Pro" / "v2ProPlus" -> generator
+    s1_pro: Path  # s1v3.ckpt, the GPT of both Pro versions
 
 
 def pretrained_paths(root: Path) -> Pretrained:
@@ -134,7 +161,43 @@ def pretrained_paths(root: Path) -> Pretrained:
         bert=root / "chinese-roberta-wwm-ext-large",
         s2g=v2 / "s2G2333k.pth",
         s1=v2 / "s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt",
+        sv=root / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt",
+        s2g_pro={"v2Pro": root / "v2Pro" / "s2Gv2Pro.pth", "v2ProPlus": root / "v2Pro" / "s2Gv2ProPlus.pth"},
+        s1_pro=root / "s1v3.ckpt",
     )
+
+
+def _write_generator(path: Path, version: str) -> Path:
+    sovits = SoVITS(tiny_sovits_config(version))
+    with torch.no_grad():
+        # A codebook of distinct random vectors, as a trained one is (fresh ones are all zero).
+        for name, tensor in sovits.state_dict().items():
+            if name.endswith("_codebook.embed"):
+                tensor.copy_(torch.randn(tensor.shape))
+            elif name.endswith("inited"):
+                tensor.fill_(1)
+    return write_sovits(path, sovits.state_dict(), sovits.config, epoch=1, step=1)
+
+
+def write_sv(path: Path) -> Path:
+    """A tiny ERes2NetV2 saved as upstream's file is: a bare state dict."""
+    from app.models.encoders.sv import ERes2NetV2, SVConfig
+
+    model = ERes2NetV2(SVConfig(**TINY_SV)).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def write_discriminator(path: Path, periods: tuple[int, ...], seed: int = 0) -> Path:
+    """A random discriminator in upstream's ``s2D*.pth`` layout (``{"weight": state dict}``, fp16)."""
+    from app.models.nn.discriminators import MultiPeriodDiscriminator
+
+    torch.manual_seed(seed)
+    state = MultiPeriodDiscriminator(periods).state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": {k: v.half() for k, v in state.items()}}, path)
+    return path
 
 
 def make_pretrained(root: Path, seed: int = 0) -> Pretrained:
@@ -166,16 +229,26 @@ def make_pretrained(root: Path, seed: int = 0) -> Pretrained:
     )
     BertForMaskedLM(bert).eval().save_pretrained(paths.bert)
 
-    sovits = SoVITS(tiny_sovits_config("v2"))
-    with torch.no_grad():
-        # A codebook of distinct random vectors, as a trained one is (fresh ones are all zero).
-        for name, tensor in sovits.state_dict().items():
-            if name.endswith("_codebook.embed"):
-                tensor.copy_(torch.randn(tensor.shape))
-            elif name.endswith("inited"):
-                tensor.fill_(1)
-    write_sovits(paths.s2g, sovits.state_dict(), sovits.config, epoch=1, step=1)
-
+    _write_generator(paths.s2g, "v2")
     gpt = GPT(GPTConfig(phoneme_vocab_size=732, **TINY_GPT))
     save_gpt(gpt, paths.s1, epoch=1)
+
+    for version, path in paths.s2g_pro.items():
+        _write_generator(path, version)
+    save_gpt(GPT(GPTConfig(phoneme_vocab_size=732, **TINY_GPT)), paths.s1_pro, epoch=1)
+    write_sv(paths.sv)
     return paths
+
+
+def add_speaker_embeddings(exp_dir: Path, pre: Pretrained, list_path: Path, audio_dir: Path) -> Path:
+    """Run 2-get-sv (v2ProPlus) on an experiment formatted by 1a/1b: 7-sv_cn/ for every clip."""
+    from app.data.preprocess.tts_features import run_format
+    from app.runconfig import SV_STEP, FormatRunConfig
+
+    config = FormatRunConfig(
+        list_path=list_path, audio_dir=audio_dir, exp_dir=exp_dir, bert_dir=pre.bert, hubert_dir=pre.hubert,
+        pretrained_s2g=pre.s2g_pro["v2ProPlus"], version="v2ProPlus", steps=(SV_STEP,), workers=1, sv_path=pre.sv,
+    )  # fmt: skip
+    report = run_format(config)
+    assert not report.problems, report.problems
+    return exp_dir

@@ -12,6 +12,8 @@ training reads, keyed by the clip's file name (``name``, e.g. ``clip_001.wav``):
   that ends in ``.flac`` or ``.mp3`` (upstream writes it so) (1b).
 - ``6-name2semantic.tsv``: header ``item_name\\tsemantic_audio`` then ``name\\tcodes`` with the codes
   joined by spaces, final ``\\n`` (1c).
+- ``7-sv_cn/<name>.pt``: ``(1, 20480)`` float32 speaker-verification embedding of the ``5-wav32k/``
+  clip, v2Pro/v2ProPlus only (2-get-sv).
 
 Readers are as lenient as upstream's training loaders (a text line without four fields is
 skipped); writers are atomic.
@@ -31,6 +33,7 @@ HUBERT_DIR = "4-cnhubert"
 WAV32K_DIR = "5-wav32k"
 SEMANTIC = "6-name2semantic.tsv"
 SEMANTIC_HEADER = "item_name\tsemantic_audio"
+SV_DIR = "7-sv_cn"
 
 
 class ExperimentFileError(ValueError):
@@ -63,6 +66,10 @@ class ExperimentFiles:
     def semantic(self) -> Path:
         return self.root / SEMANTIC
 
+    @property
+    def sv_dir(self) -> Path:
+        return self.root / SV_DIR
+
     def bert(self, name: str) -> Path:
         return self.bert_dir / f"{name}.pt"
 
@@ -71,6 +78,10 @@ class ExperimentFiles:
 
     def wav32k(self, name: str) -> Path:
         return self.wav32k_dir / name
+
+    def sv(self, name: str) -> Path:
+        """Speaker embedding of a clip: upstream names it after the wav file, as 4-cnhubert/ does."""
+        return self.sv_dir / f"{name}.pt"
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class Item:
 class Problem:
     """A line or clip that was left out, and why."""
 
-    step: str  # "list", "1a", "1b" or "1c"
+    step: str  # "list", "1a", "1b", "2-get-sv" or "1c"
     line_no: int | None  # line of the .list, when known
     name: str  # clip name ("" when the line did not parse)
     reason: str  # what is wrong, in words
@@ -87,7 +87,7 @@ class Problem:
 class StepReport:
     """What one step did."""
 
-    step: str  # "1a", "1b" or "1c"
+    step: str  # "1a", "1b", "2-get-sv" or "1c"
     total: int  # items the step had to cover
     processed: int  # items computed by this run
     skipped: int  # items already done earlier (resumed)

@@ -1,7 +1,8 @@
 """Dataset formatting for GPT-SoVITS fine-tuning: a ``.list`` + its clips -> an experiment folder.
 
-Library: :func:`run_format` runs the chosen steps (1a text + BERT, 1b HuBERT + 32 kHz audio, 1c
-semantic tokens; see :mod:`app.data.preprocess.tts_steps`) and returns a
+Library: :func:`run_format` runs the chosen steps (1a text + BERT, 1b HuBERT + 32 kHz audio,
+2-get-sv speaker embeddings for v2Pro/v2ProPlus, 1c semantic tokens; see
+:mod:`app.data.preprocess.tts_steps`) and returns a
 :class:`~app.data.preprocess.tts_dataset.FormatReport`. The folder has upstream's layout and file
 formats (:mod:`app.data.experiment`), so an experiment moves between the two tools. Every step
 is resumable: a rerun skips what is done and redoes what changed. Lines of the ``.list`` that
@@ -12,6 +13,10 @@ CLI (also what a formatting job runs)::
 
     python -m app.data.preprocess.tts_features --config output/experiments/NAME/format/run.yaml
     python -m app.data.preprocess.tts_features --list data.list --audio-dir clips/ --exp NAME [--steps 1a 1b]
+        [--version v2Pro]
+
+For v2Pro/v2ProPlus, 1b brings 2-get-sv along (upstream's 1Ab runs both); v1/v2 never run it
+(:func:`app.runconfig.format_steps`).
 
 With ``--config`` the run reports progress in ``status.json`` beside the config
 (:mod:`app.runstatus`) and lists the problems in ``problems.txt``; SIGTERM stops it after the
@@ -43,14 +48,29 @@ from app.data.preprocess.tts_dataset import (
     StepReport,
     read_items,
 )
-from app.data.preprocess.tts_steps import step_hubert, step_semantic, step_text
+from app.data.preprocess.tts_steps import step_hubert, step_semantic, step_sv, step_text
 from app.devices import pick_device
-from app.runconfig import FORMAT_STEPS, FormatRunConfig
+from app.runconfig import (
+    FORMAT_STEPS,
+    PRO_VERSIONS,
+    SV_STEP,
+    TRAIN_VERSIONS,
+    FormatRunConfig,
+    format_steps,
+    text_version,
+)
 from app.runstatus import RunStatus, write_status
 
 log = logging.getLogger(__name__)
 
 PROBLEMS_FILE = "problems.txt"
+# The CLI's pretrained SoVITS generator per version (1c), upstream's names under pretrained_models/.
+S2G_FILES = {
+    "v1": "s2G488k.pth",
+    "v2": "gsv-v2final-pretrained/s2G2333k.pth",
+    "v2Pro": "v2Pro/s2Gv2Pro.pth",
+    "v2ProPlus": "v2Pro/s2Gv2ProPlus.pth",
+}
 STATUS_EVERY_S = 0.5  # status.json is rewritten at most this often (and at every step change)
 
 
@@ -67,16 +87,30 @@ def run_format(
     progress: Progress = _noop_progress,
     should_stop: ShouldStop = _never,
 ) -> FormatReport:
-    """Run ``config.steps`` in order on the clips of ``config.list_path``.
+    """Run the steps :func:`app.runconfig.format_steps` plans for ``config`` on the clips of its list.
 
     Raises:
-        FormatError: the list cannot be read, a step is unknown, or a base model a step needs is
-            missing (the message names the download command).
+        FormatError: the list cannot be read, a step is unknown or does not apply to the version,
+            or a base model a step needs is missing (the message names the download command).
     """
     unknown = [s for s in config.steps if s not in FORMAT_STEPS]
     if unknown:
         raise FormatError(f"unknown formatting steps {unknown}; choose from {list(FORMAT_STEPS)}")
-    items, list_problems = read_items(config.list_path, config.audio_dir, config.version)
+    if config.version not in TRAIN_VERSIONS:
+        raise FormatError(f"version {config.version!r}: choose one of {list(TRAIN_VERSIONS)}")
+    steps = format_steps(config.version, config.steps)
+    if not steps:
+        raise FormatError(
+            f"{SV_STEP} computes speaker embeddings for {' and '.join(sorted(PRO_VERSIONS))} only; "
+            f"a {config.version} experiment does not need it"
+        )
+    if SV_STEP in steps and config.sv_path is None:
+        raise FormatError(
+            f"{config.version} formatting needs the speaker-verification model: set sv_path "
+            "(pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt)"
+        )
+    symbols = text_version(config.version)  # v2Pro* read text with v2's phone table
+    items, list_problems = read_items(config.list_path, config.audio_dir, symbols)
     for problem in list_problems:
         log.warning("%s", problem)
     if not items:
@@ -90,19 +124,23 @@ def run_format(
     files = ExperimentFiles(config.exp_dir)
     files.root.mkdir(parents=True, exist_ok=True)
     reports: list[StepReport] = []
-    for step in FORMAT_STEPS:  # always upstream's order, whatever order was asked
-        if step not in config.steps:
-            continue
+    for step in steps:  # always upstream's order, whatever order was asked
         log.info("step %s: %d clips", step, len(items))
         if step == "1a":
             report = step_text(
-                items, files, version=config.version, bert_dir=config.bert_dir, device=device,
+                items, files, version=symbols, bert_dir=config.bert_dir, device=device,
                 dtype=dtype, workers=config.workers, progress=progress, should_stop=should_stop,
             )  # fmt: skip
         elif step == "1b":
             report = step_hubert(
                 items, files, hubert_dir=config.hubert_dir, device=device, dtype=dtype,
                 workers=config.workers, progress=progress, should_stop=should_stop,
+            )  # fmt: skip
+        elif step == SV_STEP:
+            assert config.sv_path is not None  # checked above
+            report = step_sv(
+                items, files, sv_path=Path(config.sv_path), device=device, dtype=dtype,
+                progress=progress, should_stop=should_stop,
             )  # fmt: skip
         else:
             report = step_semantic(
@@ -154,7 +192,7 @@ class _StatusWriter:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m app.data.preprocess.tts_features",
-        description="Format a .list dataset into a GPT-SoVITS experiment folder (steps 1a, 1b, 1c).",
+        description="Format a .list dataset into a GPT-SoVITS experiment folder (steps 1a, 1b, 2-get-sv, 1c).",
     )
     p.add_argument("--config", type=Path, help="run.yaml of a formatting job (FormatRunConfig)")
     p.add_argument("--list", type=Path, help=".list file (wav_path|speaker|language|text)")
@@ -162,13 +200,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--exp", help="experiment name (folder under output/experiments/)")
     p.add_argument("--exp-dir", type=Path, help="experiment folder (instead of --exp)")
     p.add_argument("--steps", nargs="+", choices=FORMAT_STEPS, default=list(FORMAT_STEPS))
-    p.add_argument("--version", choices=("v1", "v2"), default="v2")
+    p.add_argument("--version", choices=TRAIN_VERSIONS, default="v2")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     return p
 
 
 def _config_from_args(args: argparse.Namespace) -> FormatRunConfig:
+    from app.models.encoders.sv import SV_FILE
     from app.paths import Layout
     from app.settings import load_settings
 
@@ -177,22 +216,18 @@ def _config_from_args(args: argparse.Namespace) -> FormatRunConfig:
     settings = load_settings()
     layout = Layout(settings.home, settings.pretrained_dir)
     pretrained = layout.pretrained
-    s2g = (
-        pretrained / "s2G488k.pth"
-        if args.version == "v1"
-        else pretrained / "gsv-v2final-pretrained" / "s2G2333k.pth"
-    )
     return FormatRunConfig(
         list_path=args.list,
         audio_dir=args.audio_dir,
         exp_dir=args.exp_dir or layout.experiment(args.exp),
         bert_dir=pretrained / "chinese-roberta-wwm-ext-large",
         hubert_dir=pretrained / "chinese-hubert-base",
-        pretrained_s2g=s2g,
+        pretrained_s2g=pretrained / S2G_FILES[args.version],
         version=args.version,
         steps=tuple(args.steps),
         device=args.device,
         workers=args.workers,
+        sv_path=pretrained / SV_FILE if args.version in PRO_VERSIONS else None,
     )
 
 

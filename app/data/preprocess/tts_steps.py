@@ -1,4 +1,4 @@
-"""The three dataset formatting steps of GPT-SoVITS, each resumable item by item.
+"""The dataset formatting steps of GPT-SoVITS, each resumable item by item.
 
 - 1a (:func:`step_text`): phones, ``word2ph`` and normalised text per line -> ``2-name2text.txt``;
   BERT phone features for Chinese lines -> ``3-bert/<name>.pt``. Phonemisation runs in
@@ -6,13 +6,16 @@
 - 1b (:func:`step_hubert`): the clip at 32 kHz, mixed as upstream (half peak-normalised, half
   as is) -> ``5-wav32k/<name>`` (int16) and HuBERT features of that mix -> ``4-cnhubert/<name>.pt``.
   Audio is decoded and resampled in ``workers`` threads while the model runs.
+- 2-get-sv (:func:`step_sv`, v2Pro/v2ProPlus only): the ``5-wav32k/`` clip as upstream's
+  ``torchaudio.load`` reads it through the ERes2NetV2 speaker-verification model ->
+  ``7-sv_cn/<name>.pt``, a float32 ``(1, 20480)`` embedding (upstream ``2-get-sv.py``).
 - 1c (:func:`step_semantic`): HuBERT features through the pretrained SoVITS quantizer ->
   ``6-name2semantic.tsv``.
 
 Finished items of 1a and 1c are appended to a hidden partial file as they come, so an
 interrupted step loses nothing; the final file is written (atomically, in list order) at the
-end of the step and the partial file removed. 1b's outputs are per-clip files written
-atomically, the features last.
+end of the step and the partial file removed. 1b's and 2-get-sv's outputs are per-clip files
+written atomically (1b's features last).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from app.data.preprocess.tts_dataset import (
     text_key,
 )
 from app.models.encoders.hubert import TRAIN_ALPHA, TRAIN_PEAK, training_input
+from app.runconfig import SV_STEP
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,13 @@ PENDING_PER_WORKER = 2  # clips decoded ahead of the HuBERT model, per thread
 LEDGER_FLUSH_EVERY = 20  # items between ledger writes in 1b
 PARTIAL_TEXT = ".2-name2text.partial"
 PARTIAL_SEMANTIC = ".6-name2semantic.partial"
+# Download of each version's pretrained SoVITS generator (app.assets.catalog ids), named when 1c lacks it.
+S2G_ASSETS = {
+    "v1": "gpt-sovits-v1",
+    "v2": "gpt-sovits-v2",
+    "v2Pro": "gpt-sovits-v2pro",
+    "v2ProPlus": "gpt-sovits-v2proplus",
+}
 
 
 def _noop_progress(step: str, done: int, total: int, name: str) -> None:
@@ -368,6 +379,99 @@ def _write_wav(path: Path, clip: np.ndarray) -> None:
         raise
 
 
+# ------------------------------------------------------------------------------------- 2-get-sv
+def read_wav32k(path: Path) -> torch.Tensor:
+    """A ``5-wav32k/`` clip as upstream's ``torchaudio.load`` gives it: ``(N,)`` float32 = int16 / 32768.
+
+    Raises:
+        ValueError: unreadable file or a rate other than 32 kHz (the message names the file).
+    """
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="int16", always_2d=True)
+    except (OSError, RuntimeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path} is {rate} Hz, expected {SAMPLE_RATE} (rerun 1b)")
+    return torch.from_numpy(data[:, 0].astype(np.float32) / INT16_FULL_SCALE)
+
+
+def step_sv(
+    items: Sequence[Item],
+    files: ExperimentFiles,
+    *,
+    sv_path: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress: Progress = _noop_progress,
+    should_stop: ShouldStop = _never,
+) -> StepReport:
+    """Step 2-get-sv. See the module docstring.
+
+    An item is done when its ``7-sv_cn/`` file exists and was made from the current ``5-wav32k/``
+    clip and speaker model (or was made by upstream, which the ledger does not know).
+    """
+    from app.models.encoders.sv import SV_ASSET, SpeakerEncoder
+
+    ledger = Ledger(files.root)
+    model_key = f"{sv_path.name}:{sv_path.stat().st_size}" if sv_path.is_file() else ""
+
+    def key_of(item: Item) -> str:
+        return f"{file_key(files.wav32k(item.name))}|{model_key}"
+
+    problems: list[Problem] = []
+    todo: list[Item] = []
+    for item in items:
+        if not files.wav32k(item.name).is_file():
+            problems.append(
+                Problem(SV_STEP, item.line_no, item.name, f"no {item.name} in 5-wav32k/ (run 1b)")
+            )
+        elif not (files.sv(item.name).is_file() and ledger.matches(SV_STEP, item.name, key_of(item))):
+            todo.append(item)
+    skipped = len(items) - len(todo) - len(problems)
+    processed = 0
+    stopped = False
+    progress(SV_STEP, skipped + len(problems), len(items), "")
+    if not todo:
+        return StepReport(SV_STEP, len(items), 0, skipped, tuple(problems))
+    if not sv_path.is_file():
+        raise base_model_missing(SV_ASSET, sv_path)
+    encoder = SpeakerEncoder(sv_path, device=device, dtype=dtype)
+    fp32_encoder = None
+    files.sv_dir.mkdir(parents=True, exist_ok=True)
+    for n, item in enumerate(todo, start=1):
+        key = key_of(item)
+        try:
+            wav = read_wav32k(files.wav32k(item.name))
+        except ValueError as exc:
+            problems.append(Problem(SV_STEP, item.line_no, item.name, str(exc)))
+            wav = None
+        if wav is not None:
+            embedding = encoder.embed_32k(wav[None])  # (1, dim) float32 on the CPU
+            if not torch.isfinite(embedding).all() and dtype != torch.float32:
+                # fp16 can overflow on loud clips; redo those in fp32, as 1b does for HuBERT.
+                if fp32_encoder is None:
+                    fp32_encoder = SpeakerEncoder(sv_path, device=device, dtype=torch.float32)
+                embedding = fp32_encoder.embed_32k(wav[None])
+            if not torch.isfinite(embedding).all():
+                problems.append(
+                    Problem(SV_STEP, item.line_no, item.name, "speaker embedding contains NaN/inf")
+                )
+            else:
+                atomic_torch_save(embedding.clone(), files.sv(item.name))  # clone: a plain tensor
+                ledger.record(SV_STEP, item.name, key)
+                processed += 1
+        progress(SV_STEP, skipped + processed + len(problems), len(items), item.name)
+        if n % LEDGER_FLUSH_EVERY == 0:
+            ledger.save()
+        if should_stop():
+            stopped = True
+            break
+    ledger.save()
+    return StepReport(SV_STEP, len(items), processed, skipped, tuple(problems), stopped)
+
+
 # ------------------------------------------------------------------------------------------- 1c
 def _parse_semantic_payload(line: str) -> tuple[str, object] | None:
     name, sep, codes = line.partition("\t")
@@ -426,8 +530,7 @@ def step_semantic(
     progress("1c", skipped + len(problems), len(items), "")
     if todo:
         if not pretrained_s2g.is_file():
-            asset = "gpt-sovits-v1" if version == "v1" else "gpt-sovits-v2"
-            raise base_model_missing(asset, pretrained_s2g)
+            raise base_model_missing(S2G_ASSETS.get(version, "gpt-sovits-v2"), pretrained_s2g)
         model, _ = load_sovits(pretrained_s2g, device=device, dtype=dtype, expect_version=version)
         with partial.open("a", encoding="utf-8") as out:
             for item in todo:
