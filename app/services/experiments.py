@@ -3,7 +3,9 @@
 An experiment is a folder under ``output/experiments/<name>/`` with upstream's layout (the
 formatted dataset, :mod:`app.data.experiment`) and one folder per run: ``format/`` for dataset
 formatting, ``logs_s2_<version>/`` for SoVITS, ``logs_s1_<version>/`` for GPT training. Each run
-folder holds the run's ``run.yaml`` and the status and metrics files its job writes.
+folder holds the run's ``run.yaml`` and the status and metrics files its job writes. Exported
+weights of every version go to ``SoVITS_weights/`` and ``GPT_weights/`` (upstream keeps one folder
+per version; the files themselves say their version).
 
 Jobs are started through :class:`app.services.jobs.JobManager` (one device queue; ``torchrun``
 for several GPUs); their state is found again from the jobs folder after a restart. This module
@@ -31,6 +33,8 @@ from app.runconfig import (
     FormatRunConfig,
     GPTRunConfig,
     SoVITSRunConfig,
+    format_steps,
+    is_pro,
     run_folder,
 )
 from app.runstatus import METRICS_FILE, STATUS_FILE, RunStatus, read_metrics, read_status
@@ -51,7 +55,13 @@ PRETRAINED_FILES = {
         "s2d": f"{_V2}/s2D2333k.pth",
         "s1": f"{_V2}/s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt",
     },
+    # v2Pro*: the GPT is s1v3 (a v2-table model), the SoVITS files sit in v2Pro/ (upstream config.py).
+    "v2Pro": {"s2g": "v2Pro/s2Gv2Pro.pth", "s2d": "v2Pro/s2Dv2Pro.pth", "s1": "s1v3.ckpt"},
+    "v2ProPlus": {"s2g": "v2Pro/s2Gv2ProPlus.pth", "s2d": "v2Pro/s2Dv2ProPlus.pth", "s1": "s1v3.ckpt"},
 }
+# ERes2NetV2 speaker-verification model of v2Pro* (2-get-sv), as app.models.encoders.sv.SV_FILE names it
+# (spelled out here so listing experiments does not import torch).
+SV_FILE = "sv/pretrained_eres2netv2w24s4ep4.ckpt"
 ACTIVE = ("queued", "running")
 
 
@@ -68,6 +78,7 @@ class BaseModels:
     s2g: Path  # SoVITS generator
     s2d: Path  # SoVITS discriminator
     s1: Path  # GPT
+    sv: Path | None  # speaker-verification model (v2Pro*), None for v1/v2
 
 
 def base_models(layout: Layout, version: str) -> BaseModels:
@@ -81,6 +92,7 @@ def base_models(layout: Layout, version: str) -> BaseModels:
         s2g=root / files["s2g"],
         s2d=root / files["s2d"],
         s1=root / files["s1"],
+        sv=root / SV_FILE if is_pro(version) else None,
     )
 
 
@@ -104,14 +116,28 @@ class FormatState:
     hubert_files: int  # 4-cnhubert/*.pt (1b)
     wav_files: int  # 5-wav32k/* (1b)
     semantic_rows: int  # rows of 6-name2semantic.tsv (1c)
+    sv_files: int = 0  # 7-sv_cn/*.pt (2-get-sv, v2Pro*)
 
     @property
     def sovits_ready(self) -> bool:
+        """Enough for v1/v2 SoVITS training (see :meth:`ready` for v2Pro*)."""
         return self.text_rows > 0 and self.hubert_files > 0 and self.wav_files > 0
 
     @property
     def gpt_ready(self) -> bool:
         return self.text_rows > 0 and self.semantic_rows > 0
+
+    def ready(self, kind: str, version: str) -> bool:
+        """Whether a ``kind`` ("sovits" or "gpt") run of ``version`` has data to train on."""
+        if kind == "gpt":
+            return self.gpt_ready
+        return self.sovits_ready and (self.sv_files > 0 or not is_pro(version))
+
+    def missing_steps(self, kind: str, version: str) -> str:
+        """The formatting steps a ``kind`` run of ``version`` needs, in words ("1a and 1b", ...)."""
+        if kind == "gpt":
+            return "1a, 1b and 1c"
+        return "1a, 1b and 2-get-sv" if is_pro(version) else "1a and 1b"
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,7 @@ def format_state(folder: Path) -> FormatState:
         hubert_files=count(files.hubert_dir, "*.pt"),
         wav_files=count(files.wav32k_dir, "[!.]*"),
         semantic_rows=_count_lines(files.semantic, header=True),
+        sv_files=count(files.sv_dir, "*.pt"),
     )
 
 
@@ -229,7 +256,11 @@ def format_config(
     device: str = "auto",
     workers: int = 2,
 ) -> FormatRunConfig:
-    """A formatting config; the list and audio folder must be inside the data folder."""
+    """A formatting config; the list and audio folder must be inside the data folder.
+
+    For v2Pro/v2ProPlus, 1b brings 2-get-sv along (:func:`app.runconfig.format_steps`); a v1/v2
+    run asked for 2-get-sv alone is refused.
+    """
     if not str(list_path).strip():
         raise ExperimentError("give the .list file of the dataset")
     listed = resolve_inside(str(list_path).strip(), layout.home)
@@ -244,10 +275,13 @@ def format_config(
     if bad or not steps:
         raise ExperimentError(f"formatting steps must be among {list(FORMAT_STEPS)}, got {list(steps)}")
     models = base_models(layout, version)
+    planned = format_steps(version, steps)
+    if not planned:
+        raise ExperimentError(f"{version} experiments have no speaker embeddings to compute (v2Pro* only)")
     return FormatRunConfig(
         list_path=listed, audio_dir=audio, exp_dir=layout.experiment(name), bert_dir=models.bert,
-        hubert_dir=models.hubert, pretrained_s2g=models.s2g, version=version, steps=tuple(steps),
-        device=device, workers=workers,
+        hubert_dir=models.hubert, pretrained_s2g=models.s2g, version=version, steps=planned,
+        device=device, workers=workers, sv_path=models.sv,
     )  # fmt: skip
 
 

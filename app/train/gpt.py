@@ -3,9 +3,11 @@
 What it does (upstream ``s1_train.py`` + ``t2s_lightning_module.py`` rebuilt; config
 :class:`app.runconfig.GPTRunConfig`):
 
-- Starting point: the pretrained GPT (``s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt`` for v2)
-  or any exported ``.ckpt``; a missing file gives a warning and a model from scratch, shaped by
-  ``model`` (defaults: upstream's 24 layers x 512).
+- Starting point: the pretrained GPT (``s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt`` for v2,
+  ``s1v3.ckpt`` for v2Pro/v2ProPlus) or any exported ``.ckpt``; a missing file gives a warning and
+  a model from scratch, shaped by ``model`` (defaults: upstream's 24 layers x 512). The GPT of
+  v2Pro* reads v2's phone table and is a v2 GPT file (upstream trains it with ``s1longer-v2.yaml``,
+  as for v2); only the SoVITS side differs.
 - Objective: teacher-forced cross-entropy over every semantic token and the EOS
   (:meth:`app.models.gpt.model.GPT.forward`), with each row masked by its own lengths (upstream's
   left-padding quirk is not reproduced), plus top-3 accuracy for the log.
@@ -47,7 +49,7 @@ from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_che
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
 from app.models.upstream.gpt import GPTFileError, default_config, load_gpt, save_gpt
-from app.runconfig import PRECISIONS, TRAIN_VERSIONS, GPTRunConfig
+from app.runconfig import PRECISIONS, TRAIN_VERSIONS, GPTRunConfig, text_version
 from app.settings import DistributedEnv
 from app.train import resume
 from app.train.buckets import PlannedBatches, duration_batches
@@ -67,7 +69,7 @@ from app.train.sovits_data import TrainingDataError
 log = logging.getLogger(__name__)
 
 KIND = "gpt"
-PHONEME_ROWS = {"v1": 512, "v2": 732}  # phoneme embedding rows of each symbol-table version
+PHONEME_ROWS = {"v1": 512, "v2": 732}  # phoneme embedding rows of each symbol-table version (text_version)
 SHAPE_FIELDS = ("vocab_size", "eos", "phoneme_vocab_size", "dim", "n_head", "n_layer", "bert_dim")
 
 
@@ -116,7 +118,7 @@ def build_model(cfg: GPTRunConfig, resumed: Checkpoint | None) -> tuple[GPT, dic
         return GPT(config), copy.deepcopy(upstream), "checkpoint"
     if cfg.pretrained_s1 is not None and Path(cfg.pretrained_s1).is_file():
         try:
-            found = load_gpt(cfg.pretrained_s1, expect_version=cfg.version)
+            found = load_gpt(cfg.pretrained_s1, expect_version=text_version(cfg.version))
         except GPTFileError as exc:
             raise GPTTrainError(str(exc)) from None
         config = _with_overrides(found.model.config, cfg.model, shape_fixed=True)
@@ -127,10 +129,10 @@ def build_model(cfg: GPTRunConfig, resumed: Checkpoint | None) -> tuple[GPT, dic
         "no pretrained GPT at %s: training from scratch, which needs far more data than fine-tuning "
         "(download: python tools/download_models.py gpt-sovits-%s)",
         cfg.pretrained_s1,
-        cfg.version,
+        cfg.version.lower(),
     )
     config = _with_overrides(
-        GPTConfig(phoneme_vocab_size=PHONEME_ROWS[cfg.version]), cfg.model, shape_fixed=False
+        GPTConfig(phoneme_vocab_size=PHONEME_ROWS[text_version(cfg.version)]), cfg.model, shape_fixed=False
     )
     return GPT(config), default_config(config, cfg.exp_name), "scratch"
 

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from app.data.experiment import ExperimentFiles, read_name2text, read_semantic
 from app.models.gpt.config import BERT_DIM
+from app.runconfig import text_version
 from app.text.symbols import phones_to_ids
 from app.train.sovits_data import TrainingDataError, repeat_small
 
@@ -58,7 +59,7 @@ class GPTDataset(Dataset):
             if row is None:
                 counts["no text row"] += 1
                 continue
-            ids = tuple(phones_to_ids(row.phones, version))
+            ids = tuple(phones_to_ids(row.phones, text_version(version)))
             if (
                 len(codes) > max_sec * TOKENS_PER_SECOND
                 or len(ids) > max_sec * TOKENS_PER_SECOND / MAX_PHONES_PER_TOKEN_SECOND

@@ -2,9 +2,14 @@
 
 What it does (upstream ``s2_train.py`` rebuilt; config :class:`app.runconfig.SoVITSRunConfig`):
 
-- Starting point: the pretrained generator (``s2G2333k.pth`` for v2, an exported ``.pth`` or an
-  upstream ``G_*.pth``) and discriminator (``s2D2333k.pth``). A missing file gives a warning and
-  that network starts from random weights (fine-tuning then needs far more data and epochs).
+- Starting point: the pretrained generator (``s2G2333k.pth`` for v2, ``v2Pro/s2Gv2Pro.pth`` /
+  ``s2Gv2ProPlus.pth`` for v2Pro*, an exported ``.pth`` or an upstream ``G_*.pth``) and
+  discriminator (``s2D2333k.pth``; v2Pro*'s ``s2Dv2Pro*.pth`` add periods 17 and 23). Its shape
+  (v2Pro*: no dropout, gin 1024, v2ProPlus's wider decoder) comes from the file, as upstream's
+  ``s2v2Pro*.json`` give it. A missing file gives a warning and that network starts from random
+  weights (fine-tuning then needs far more data and epochs).
+- v2Pro*: each clip's speaker embedding (``7-sv_cn/``, formatting step 2-get-sv) goes into the
+  timbre vector beside the reference encoder's, as upstream's ``s2_train.py`` feeds ``sv_emb``.
 - Frozen: ``ssl_proj`` and the quantizer codebook. Upstream keeps them in eval mode and, because
   its eval-mode quantizer has no straight-through path, they get no gradient either; freezing
   them keeps the semantic tokens of step 1c (and of the GPT) valid for the fine-tuned model.
@@ -91,8 +96,7 @@ def _with_overrides(base: SoVITSConfig, overrides: dict[str, Any]) -> SoVITSConf
 def _check_run(cfg: SoVITSRunConfig) -> None:
     if cfg.version not in TRAIN_VERSIONS:
         raise SoVITSTrainError(
-            f"version {cfg.version!r} cannot be trained here: choose one of {TRAIN_VERSIONS} "
-            "(v2Pro/v2ProPlus need speaker-verification features, not supported yet)"
+            f"version {cfg.version!r} cannot be trained here: choose one of {TRAIN_VERSIONS}"
         )
     if cfg.precision not in PRECISIONS:
         raise SoVITSTrainError(f"precision {cfg.precision!r}: choose one of {PRECISIONS}")
@@ -111,6 +115,10 @@ def build_generator(cfg: SoVITSRunConfig, resumed: Checkpoint | None) -> tuple[S
                 "the model settings differ from those of the checkpoint being resumed; "
                 "choose another experiment name (or delete its resume_*.pt) to start over"
             )
+        if config.version != cfg.version:
+            raise SoVITSTrainError(
+                f"the checkpoint being resumed is a {config.version} model, this run trains {cfg.version}"
+            )
         model, source = SoVITS(config), "checkpoint"
     elif cfg.pretrained_g is not None and Path(cfg.pretrained_g).is_file():
         record = read_sovits(cfg.pretrained_g, expect_version=cfg.version)
@@ -127,7 +135,7 @@ def build_generator(cfg: SoVITSRunConfig, resumed: Checkpoint | None) -> tuple[S
             "no pretrained SoVITS generator at %s: training from scratch, which needs much more data "
             "and many more epochs (download: python tools/download_models.py gpt-sovits-%s)",
             cfg.pretrained_g,
-            cfg.version,
+            cfg.version.lower(),
         )
         model, source = SoVITS(_with_overrides(preset(cfg.version), cfg.model)), "scratch"
     model.ssl_proj.requires_grad_(False)
@@ -341,7 +349,8 @@ def train_step(
     """One discriminator and one generator update; returns the named losses."""
     b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     with autocast(device, precision):
-        out = model(b["ssl"], b["spec"], b["spec_lengths"], b["text"], b["text_lengths"])
+        # sv_emb: v2Pro*'s (B, sv_dim) speaker embeddings; absent for v1/v2.
+        out = model(b["ssl"], b["spec"], b["spec_lengths"], b["text"], b["text_lengths"], b.get("sv_emb"))
     out = _as_float(out)
     with autocast(device, precision):
         loss_d = discriminator_objective(out, b["wav"], disc, config)

@@ -1,19 +1,21 @@
 """SoVITS training data from a formatted experiment, selected and batched as upstream does.
 
 A clip is used when it has a row in ``2-name2text.txt``, HuBERT features in ``4-cnhubert/`` and
-audio in ``5-wav32k/``, and lasts between 0.6 s and 54 s (upstream ``TextAudioSpeakerLoader``).
+audio in ``5-wav32k/`` (v2Pro*: and a speaker embedding in ``7-sv_cn/``), and lasts between 0.6 s
+and 54 s (upstream ``TextAudioSpeakerLoader``).
 A dataset of fewer than ``min_items`` clips is repeated ``max(2, min_items // n)`` times so an
 epoch is long enough to be worth a checkpoint (upstream does this with 100).
 
 Each item: HuBERT features ``(768, T)``, linear spectrogram ``(1025, F)`` of the 32 kHz clip
 (VITS conventions, :func:`app.models.nn.spectrogram.linear_spectrogram`), the waveform ``(1, N)``
-and the phone ids. Features one frame shorter than the spectrogram are padded by repeating their
-last frame, as upstream does.
+and the phone ids; v2Pro* adds the ``(sv_dim,)`` speaker embedding. Features one frame shorter
+than the spectrogram are padded by repeating their last frame, as upstream does.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from torch.utils.data import Dataset
 from app.data.experiment import ExperimentFiles, read_name2text
 from app.models.nn.spectrogram import linear_spectrogram
 from app.models.sovits.config import SoVITSConfig
+from app.runconfig import SV_STEP, text_version
 from app.text.symbols import phones_to_ids
 
 log = logging.getLogger(__name__)
@@ -64,12 +67,23 @@ class SoVITSDataset(Dataset):
             raise TrainingDataError(
                 f"{files.name2text} is missing: format the dataset first (step 1a, then 1b)"
             )
+        if config.is_pro and not files.sv_dir.is_dir():
+            raise TrainingDataError(
+                f"{files.sv_dir} is missing: {config.version} training needs the speaker embeddings of "
+                f"formatting step {SV_STEP} (run 1b again with the {config.version} version chosen)"
+            )
         rows = read_name2text(files.name2text)
         have_features = {p.name[: -len(".pt")] for p in files.hubert_dir.glob("*.pt")}
         have_audio = {
             p.name for p in files.wav32k_dir.glob("*") if p.is_file() and not p.name.startswith(".")
         }
+        # Upstream: 2-name2text ∩ 4-cnhubert ∩ 5-wav32k (∩ 7-sv_cn for v2Pro*).
         names = [n for n in rows if n in have_features and n in have_audio]
+        without_sv = 0
+        if config.is_pro:
+            have_sv = {p.name[: -len(".pt")] for p in files.sv_dir.glob("*.pt")}
+            without_sv = sum(1 for n in names if n not in have_sv)
+            names = [n for n in names if n in have_sv]
         clips, too_short_or_long = [], 0
         for name in names:
             frames_total = sf.info(str(files.wav32k(name))).frames
@@ -77,19 +91,40 @@ class SoVITSDataset(Dataset):
             if not MIN_SECONDS < seconds < MAX_SECONDS:
                 too_short_or_long += 1
                 continue
-            ids = tuple(phones_to_ids(rows[name].phones, version))
+            ids = tuple(phones_to_ids(rows[name].phones, text_version(version)))
             clips.append(Clip(name, ids, frames_total // config.hop_length))
         self.left_out = {
-            "no features or audio (run 1b)": len(rows) - len(names),
+            "no features or audio (run 1b)": len(rows) - len(names) - without_sv,
             f"shorter than {MIN_SECONDS} s or longer than {MAX_SECONDS:.0f} s": too_short_or_long,
         }
+        if config.is_pro:
+            self.left_out[f"no speaker embedding in 7-sv_cn/ (run {SV_STEP})"] = without_sv
         if not clips:
             raise TrainingDataError(
                 f"{files.root}: no clip can be trained on ({', '.join(f'{v} {k}' for k, v in self.left_out.items())}); "
-                "format the dataset (1a and 1b) first"
+                f"format the dataset ({'1a, 1b and ' + SV_STEP if config.is_pro else '1a and 1b'}) first"
             )
         self.unique = len(clips)
         self.clips = repeat_small(clips, min_items)
+        if config.is_pro:
+            self._speaker(clips[0].name)  # a wrong width fails here, not in a loader worker
+
+    def _speaker(self, name: str) -> torch.Tensor:
+        """The ``(sv_dim,)`` speaker embedding of a clip (``7-sv_cn/<name>.pt`` holds ``(1, sv_dim)``)."""
+        path = self.files.sv(name)
+        try:
+            emb = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+            raise TrainingDataError(
+                f"{path}: cannot read the speaker embedding ({exc}); rerun {SV_STEP}"
+            ) from exc
+        if not isinstance(emb, torch.Tensor) or emb.numel() != self.config.sv_dim:
+            shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
+            raise TrainingDataError(
+                f"{path}: speaker embedding {shape}, the model reads (1, {self.config.sv_dim}); "
+                f"it was made by another speaker model: delete 7-sv_cn/ and rerun {SV_STEP}"
+            )
+        return emb.float().reshape(-1)
 
     @property
     def lengths(self) -> list[int]:
@@ -98,8 +133,8 @@ class SoVITSDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(ssl (768, T), spec (1025, F), wav (1, N), phone ids (P,))."""
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        """(ssl (768, T), spec (1025, F), wav (1, N), phone ids (P,)), then v2Pro*'s sv_emb (sv_dim,)."""
         clip = self.clips[index]
         c = self.config
         path = self.files.wav32k(clip.name)
@@ -115,14 +150,16 @@ class SoVITSDataset(Dataset):
         ssl = ssl.float()[0] if ssl.dim() == 3 else ssl.float()  # (768, T)
         if ssl.shape[-1] != spec.shape[-1]:
             ssl = F.pad(ssl[None], (0, 1), mode="replicate")[0]
-        return ssl, spec, wav, torch.tensor(clip.phone_ids, dtype=torch.long)
+        item = (ssl, spec, wav, torch.tensor(clip.phone_ids, dtype=torch.long))
+        return (*item, self._speaker(clip.name)) if c.is_pro else item
 
 
 def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
     """Zero-pad a batch, longest spectrogram first (upstream ``TextAudioSpeakerCollate``).
 
     Feature and spectrogram widths are rounded up to the next even number (the 25 Hz tokens halve
-    them); both get the same width so the decoder's inputs line up.
+    them); both get the same width so the decoder's inputs line up. Items of v2Pro* carry a fifth
+    tensor, the speaker embedding, stacked into ``sv_emb`` ``(B, sv_dim)``.
     """
     order = sorted(range(len(batch)), key=lambda i: batch[i][1].shape[1], reverse=True)
     width = max(max(b[0].shape[1], b[1].shape[1]) for b in batch)
@@ -136,7 +173,7 @@ def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
     text = torch.zeros(n, max_text, dtype=torch.long)
     lengths = {k: torch.zeros(n, dtype=torch.long) for k in ("ssl", "spec", "wav", "text")}
     for row, i in enumerate(order):
-        s, sp, w, t = batch[i]
+        s, sp, w, t = batch[i][:4]
         ssl[row, :, : s.shape[1]] = s
         spec[row, :, : sp.shape[1]] = sp
         wav[row, :, : w.shape[1]] = w
@@ -145,7 +182,7 @@ def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
             ("ssl", "spec", "wav", "text"), (s.shape[1], sp.shape[1], w.shape[1], t.shape[0]), strict=True
         ):
             lengths[key][row] = value
-    return {
+    out = {
         "ssl": ssl,
         "spec": spec,
         "spec_lengths": lengths["spec"],
@@ -154,3 +191,6 @@ def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
         "text": text,
         "text_lengths": lengths["text"],
     }
+    if len(batch[0]) > 4:
+        out["sv_emb"] = torch.stack([batch[i][4] for i in order])  # (B, sv_dim), in the sorted order
+    return out

@@ -43,8 +43,42 @@ def test_configs_start_from_the_versions_base_models(layout) -> None:
     with pytest.raises(ex.ExperimentError, match="expected int"):
         ex.gpt_config(layout, "voice", epochs="many")
     with pytest.raises(ex.ExperimentError, match="cannot be trained here"):
-        ex.sovits_config(layout, "voice", version="v2Pro")
+        ex.sovits_config(layout, "voice", version="v4")
     assert ex.default_batch_size() >= 1
+
+
+def test_pro_versions_start_from_upstreams_v2pro_files(layout, tts_pretrained) -> None:
+    from app.models.encoders.sv import SV_FILE
+
+    assert SV_FILE.as_posix() == ex.SV_FILE
+    for version, g, d in (
+        ("v2Pro", "s2Gv2Pro.pth", "s2Dv2Pro.pth"),
+        ("v2ProPlus", "s2Gv2ProPlus.pth", "s2Dv2ProPlus.pth"),
+    ):
+        sovits = ex.sovits_config(layout, "voice", version=version)
+        assert sovits.pretrained_g == layout.pretrained / "v2Pro" / g == tts_pretrained.s2g_pro[version]
+        assert sovits.pretrained_d == layout.pretrained / "v2Pro" / d
+        assert sovits.weights_dir == layout.sovits_weights and sovits.version == version
+        # Upstream's web UI defaults are the same for v2Pro* as for v2 (webui.py set_default).
+        assert (sovits.epochs, sovits.save_every_epoch, sovits.text_low_lr_rate) == (8, 4, 0.4)
+        gpt = ex.gpt_config(layout, "voice", version=version)
+        assert gpt.pretrained_s1 == layout.pretrained / "s1v3.ckpt" == tts_pretrained.s1_pro
+        assert ex.run_dir(layout, "voice", "sovits", version).name == f"logs_s2_{version}"
+
+    config = ex.format_config(
+        layout, "voice", "data/voice.list", "data/clips", steps=("1a", "1b"), version="v2Pro"
+    )
+    assert config.steps == ("1a", "1b", "2-get-sv") and config.sv_path == tts_pretrained.sv
+    assert config.pretrained_s2g == tts_pretrained.s2g_pro["v2Pro"]
+    v2 = ex.format_config(layout, "voice", "data/voice.list", "data/clips", version="v2")
+    assert "2-get-sv" not in v2.steps and v2.sv_path is None
+    with pytest.raises(ex.ExperimentError, match="v2Pro"):
+        ex.format_config(layout, "voice", "data/voice.list", "data/clips", steps=("2-get-sv",), version="v2")
+
+    ready = ex.FormatState(20, 2, 20, 20, 20)
+    assert ready.ready("sovits", "v2") and not ready.ready("sovits", "v2Pro") and ready.ready("gpt", "v2Pro")
+    assert "2-get-sv" in ready.missing_steps("sovits", "v2ProPlus")
+    assert ex.FormatState(20, 2, 20, 20, 20, sv_files=20).ready("sovits", "v2ProPlus")
 
 
 def test_format_config_stays_inside_the_data_folder(layout, tmp_path) -> None:

@@ -39,6 +39,9 @@ def test_format_then_train_gpt_and_watch_it(studio_browser, train_server) -> Non
         name.fill("voice")
         name.press("Enter")
         expect(page.locator("#train-format-status")).to_contain_text("Formatting: none", timeout=30_000)
+        expect(page.locator("#train-format-2-get-sv")).to_be_visible()  # upstream's default v2Pro
+        page.locator("#train-version").get_by_label("v2", exact=True).check()
+        expect(page.locator("#train-format-2-get-sv")).to_be_hidden()
         page.locator("#train-list textarea, #train-list input").first.fill("data/voice.list")
         page.locator("#train-audio textarea, #train-audio input").first.fill("data/clips")
         page.locator("#train-format-all").click()

@@ -3,7 +3,9 @@
 Everything runs as jobs (:mod:`app.services.experiments`): formatting steps and trainings wait in
 one device queue, report through their status files, and are found again after the UI
 restarts. A timer polls the status files every few seconds; the loss plots read the runs'
-``metrics.jsonl``. Parameters default to upstream GPT-SoVITS's web UI values.
+``metrics.jsonl``. Parameters default to upstream GPT-SoVITS's web UI values, the version too
+(v2Pro). For v2Pro/v2ProPlus, 1b brings the speaker embeddings (2-get-sv) along, and a button
+for 2-get-sv alone is shown.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import pandas as pd
 from app import config_io
 from app.paths import PathOutsideRoot, safe_name
 from app.runconfig import (
+    DEFAULT_TRAIN_VERSION,
     FORMAT_STEPS,
     PRECISIONS,
     RUN_FILE,
+    SV_STEP,
     TRAIN_VERSIONS,
     FormatRunConfig,
     GPTRunConfig,
     SoVITSRunConfig,
+    is_pro,
 )
 from app.services import experiments as ex
 from app.ui.context import UIContext
@@ -33,7 +38,12 @@ TITLE_KEY = "tab.train"
 POLL_S = 2.0  # status refresh period
 PROBLEMS_SHOWN = 20  # formatting problems listed in the status box
 SOVITS_PLOTTED = ("mel", "kl", "fm", "gen", "d")  # comparable scales; "g" would dwarf them
-STEP_LABELS = {"1a": "1a text + BERT", "1b": "1b HuBERT + 32 kHz audio", "1c": "1c semantic tokens"}
+STEP_LABELS = {
+    "1a": "1a text + BERT",
+    "1b": "1b HuBERT + 32 kHz audio",
+    SV_STEP: "2-get-sv speaker embeddings",
+    "1c": "1c semantic tokens",
+}
 
 STRINGS = {
     "en": {
@@ -45,7 +55,8 @@ STRINGS = {
         "train.list": ".list file (inside the data folder)",
         "train.audio": "Audio folder (optional: clips are looked up here by file name)",
         "train.format.1a": "1a: text + BERT",
-        "train.format.1b": "1b: HuBERT + 32 kHz audio",
+        "train.format.1b": "1b: HuBERT + 32 kHz audio (v2Pro*: + speaker embeddings)",
+        "train.format.2-get-sv": "2-get-sv: speaker embeddings",
         "train.format.1c": "1c: semantic tokens",
         "train.format.all": "Run all steps",
         "train.format.stop": "Stop formatting",
@@ -73,7 +84,8 @@ STRINGS = {
         "train.list": ".list 标注文件（须在数据目录内）",
         "train.audio": "音频文件夹（可选：按文件名在此查找音频）",
         "train.format.1a": "1a：文本 + BERT",
-        "train.format.1b": "1b：HuBERT + 32 kHz 音频",
+        "train.format.1b": "1b：HuBERT + 32 kHz 音频（v2Pro*：含说话人向量）",
+        "train.format.2-get-sv": "2-get-sv：说话人向量",
         "train.format.1c": "1c：语义 token",
         "train.format.all": "一键三连",
         "train.format.stop": "停止格式化",
@@ -140,6 +152,8 @@ def format_summary(run: ex.RunState, state: ex.ExperimentState) -> str:
         f"2-name2text: {f.text_rows} rows · 3-bert: {f.bert_files} · 4-cnhubert: {f.hubert_files} · "
         f"5-wav32k: {f.wav_files} · 6-name2semantic: {f.semantic_rows} rows"
     )
+    if is_pro(state.version) or f.sv_files:
+        counts += f" · 7-sv_cn: {f.sv_files}"
     text = run_summary("Formatting", run) + "\n\n" + counts
     problems_file = run.folder / "problems.txt"
     if problems_file.is_file():
@@ -179,7 +193,10 @@ def build(ctx: UIContext) -> None:
             label=ctx.t("train.exp"), elem_id="train-exp", scale=3,
         )  # fmt: skip
         version = gr.Radio(
-            list(reversed(TRAIN_VERSIONS)), value="v2", label=ctx.t("train.version"), elem_id="train-version"
+            list(TRAIN_VERSIONS),
+            value=DEFAULT_TRAIN_VERSION,
+            label=ctx.t("train.version"),
+            elem_id="train-version",
         )
 
     with gr.Accordion(ctx.t("train.format"), open=True):
@@ -188,7 +205,11 @@ def build(ctx: UIContext) -> None:
             audio_dir = gr.Textbox(label=ctx.t("train.audio"), elem_id="train-audio", scale=2)
         with gr.Row():
             step_buttons = {
-                step: gr.Button(ctx.t(f"train.format.{step}"), elem_id=f"train-format-{step}")
+                step: gr.Button(
+                    ctx.t(f"train.format.{step}"),
+                    elem_id=f"train-format-{step}",
+                    visible=step != SV_STEP or is_pro(DEFAULT_TRAIN_VERSION),
+                )
                 for step in FORMAT_STEPS
             }
             format_all = gr.Button(ctx.t("train.format.all"), variant="primary", elem_id="train-format-all")
@@ -355,10 +376,9 @@ def build(ctx: UIContext) -> None:
             else:
                 lr, keep_latest, export, precision, gpu_values = rest
             state = ex.experiment_state(layout, jobs, name, version_value)
-            ready = state.formatted.sovits_ready if kind == "sovits" else state.formatted.gpt_ready
-            if not ready:
-                needs = "1a and 1b" if kind == "sovits" else "1a, 1b and 1c"
-                raise gr.Error(f"Format the dataset of {name!r} first (steps {needs}).")
+            if not state.formatted.ready(kind, version_value):
+                needs = state.formatted.missing_steps(kind, version_value)
+                raise gr.Error(f"Format the dataset of {name!r} for {version_value} first (steps {needs}).")
             options = {
                 "batch_size": int(batch), "epochs": int(epochs), "save_every_epoch": int(save_every),
                 "learning_rate": float(lr), "keep_checkpoints": 1 if keep_latest else 0,
@@ -381,7 +401,7 @@ def build(ctx: UIContext) -> None:
             if missing:
                 gr.Warning(
                     f"Not found: {', '.join(missing)}. Training starts from random weights there; "
-                    f"download the base models with: python tools/download_models.py gpt-sovits-{version_value}"
+                    f"download the base models with: python tools/download_models.py gpt-sovits-{version_value.lower()}"
                 )
             return refresh(name, version_value)
 
@@ -399,6 +419,10 @@ def build(ctx: UIContext) -> None:
         [list_path, audio_dir, *refreshed],
         show_progress="hidden",
     )
-    version.change(refresh, [exp, version], refreshed, show_progress="hidden")
+
+    def on_version(exp_value: str | None, version_value: str):
+        return (gr.update(visible=is_pro(version_value)), *refresh(exp_value, version_value))
+
+    version.change(on_version, [exp, version], [step_buttons[SV_STEP], *refreshed], show_progress="hidden")
     timer = gr.Timer(POLL_S)
     timer.tick(refresh, [exp, version], refreshed, show_progress="hidden", queue=False)
