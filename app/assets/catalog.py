@@ -166,9 +166,7 @@ def _gpt_sovits_assets() -> list[Asset]:
             id="sv-eres2netv2",
             description="ERes2NetV2 speaker-verification model (speaker embedding of v2Pro/v2ProPlus)",
             folder="sv",
-            files=(
-                _gsv(sv_file, sv_sha, folder="sv"),
-            ),
+            files=(_gsv(sv_file, sv_sha, folder="sv"),),
             required=False,
             used_by=f"v2Pro/v2ProPlus {TTS} and {TRAIN} (speaker embedding)",
             **common,
