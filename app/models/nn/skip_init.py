@@ -16,7 +16,7 @@ same time are untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import torch
@@ -62,3 +62,23 @@ def without_init(factory: Callable[[], T]) -> T:
 def state_shapes(factory: Callable[[], torch.nn.Module]) -> dict[str, torch.Size]:
     """Key -> shape of the state dict of the module ``factory`` builds (built without init)."""
     return {key: value.shape for key, value in without_init(factory).state_dict().items()}
+
+
+def shape_mismatch(expected: Mapping[str, torch.Size], state: Mapping[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading strictly into a module with ``expected`` shapes:
+    "missing N keys (e.g. ...); unexpected ...; wrong shapes: ..." or "" when it fits."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k])
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+    if wrong:
+        parts.append(f"wrong shapes: {wrong[:3]}")
+    return "; ".join(parts)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
-from app.models.nn.skip_init import state_shapes, without_init
+from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.sovits.config import N_SYMBOLS, SV_EMB_DIM, VERSIONS, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
@@ -198,24 +198,10 @@ def _check_shapes(
     expected = _expected_shapes(config)
     if not need_enc_q and not any(k.startswith("enc_q.") for k in state):
         expected = {k: v for k, v in expected.items() if "enc_q" not in k}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k])
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if wrong:
-            parts.append(f"wrong shapes: {wrong[:3]}")
+    mismatch = shape_mismatch(expected, state)
+    if mismatch:
         raise CheckpointError(
-            f"{source}: weights do not fit a {config.version} SoVITS model built from its config: "
-            + "; ".join(parts)
+            f"{source}: weights do not fit a {config.version} SoVITS model built from its config: {mismatch}"
         )
 
 

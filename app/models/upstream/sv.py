@@ -21,7 +21,7 @@ import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.models.encoders.sv import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
-from app.models.nn.skip_init import state_shapes
+from app.models.nn.skip_init import shape_mismatch, state_shapes
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
 
 # Leading bytes GPT-SoVITS writes instead of a zip's "PK" on exported SoVITS files (process_ckpt.py).
@@ -83,25 +83,10 @@ def expected_shapes(config: SVConfig) -> dict[str, torch.Size]:
 
 
 def _check_shapes(config: SVConfig, state: Mapping[str, torch.Tensor], source: str) -> None:
-    expected = expected_shapes(config)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
-        for k in expected
-        if k in state and state[k].shape != expected[k]
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if wrong:
-            parts.append(f"wrong shapes: {wrong[:3]}")
+    mismatch = shape_mismatch(expected_shapes(config), state)
+    if mismatch:
         raise CheckpointError(
-            f"{source}: weights do not fit the ERes2NetV2 their shapes describe ({config}): "
-            + "; ".join(parts)
+            f"{source}: weights do not fit the ERes2NetV2 their shapes describe ({config}): {mismatch}"
         )
     not_float = [k for k, v in state.items() if not v.is_floating_point() and "num_batches_tracked" not in k]
     if not_float:
