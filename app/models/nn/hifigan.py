@@ -1,4 +1,9 @@
-"""HiFi-GAN pieces: the two residual block types and the upsampling generator of VITS."""
+"""HiFi-GAN pieces: the two residual block types and the upsampling generator of VITS.
+
+The convolutions are weight-normalised by default (``weight_g``/``weight_v``, what SoVITS files
+store); ``weight_norm=False`` builds plain convolutions (``weight``), the layout of files saved
+after upstream's ``remove_weight_norm`` such as the GPT-SoVITS v4 vocoder.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,11 @@ from app.models.nn.norm import WNConv1d, WNConvTranspose1d
 LRELU_SLOPE = 0.1
 
 
+def _conv1d(weight_norm: bool) -> type[nn.Conv1d]:
+    """The Conv1d class of a layer: weight-normalised or plain."""
+    return WNConv1d if weight_norm else nn.Conv1d
+
+
 class ResBlock1(nn.Module):
     """Three (dilated conv, conv) pairs with residual connections (HiFi-GAN "1").
 
@@ -22,16 +32,24 @@ class ResBlock1(nn.Module):
         channels: C (kept).
         kernel_size: kernel of every conv.
         dilation: dilations of the three first convs of each pair.
+        weight_norm: weight-normalised convs (``weight_g``/``weight_v``) or plain ones (``weight``).
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: Sequence[int] = (1, 3, 5)) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        dilation: Sequence[int] = (1, 3, 5),
+        weight_norm: bool = True,
+    ) -> None:
         super().__init__()
+        conv = _conv1d(weight_norm)
         self.convs1 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
+            conv(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
             for d in dilation
         )
         self.convs2 = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, padding=same_padding(kernel_size)) for _ in dilation
+            conv(channels, channels, kernel_size, padding=same_padding(kernel_size)) for _ in dilation
         )
 
     def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,12 +69,19 @@ class ResBlock1(nn.Module):
 
 
 class ResBlock2(nn.Module):
-    """Two dilated convs with residual connections (HiFi-GAN "2")."""
+    """Two dilated convs with residual connections (HiFi-GAN "2"); arguments as :class:`ResBlock1`."""
 
-    def __init__(self, channels: int, kernel_size: int = 3, dilation: Sequence[int] = (1, 3)) -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        dilation: Sequence[int] = (1, 3),
+        weight_norm: bool = True,
+    ) -> None:
         super().__init__()
+        conv = _conv1d(weight_norm)
         self.convs = nn.ModuleList(
-            WNConv1d(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
+            conv(channels, channels, kernel_size, dilation=d, padding=same_padding(kernel_size, d))
             for d in dilation
         )
 
@@ -72,12 +97,14 @@ class ResBlock2(nn.Module):
         return x
 
 
-def make_resblock(kind: str, channels: int, kernel_size: int, dilation: Sequence[int]) -> nn.Module:
+def make_resblock(
+    kind: str, channels: int, kernel_size: int, dilation: Sequence[int], weight_norm: bool = True
+) -> nn.Module:
     """``"1"`` -> :class:`ResBlock1`, ``"2"`` -> :class:`ResBlock2` (the config's ``resblock`` value)."""
     if kind == "1":
-        return ResBlock1(channels, kernel_size, dilation)
+        return ResBlock1(channels, kernel_size, dilation, weight_norm)
     if kind == "2":
-        return ResBlock2(channels, kernel_size, dilation)
+        return ResBlock2(channels, kernel_size, dilation, weight_norm)
     raise ValueError(f"resblock must be '1' or '2', got {kind!r}")
 
 
@@ -91,7 +118,10 @@ class HiFiGANGenerator(nn.Module):
         upsample_rates, upsample_kernel_sizes: per stage; output length = T * prod(rates).
         upsample_initial_channel: width after ``conv_pre``; halves at every stage.
         gin_channels: global conditioning width added after ``conv_pre`` (0 = none).
-        conv_post_bias: whether the final conv has a bias (GPT-SoVITS: no).
+        conv_post_bias: whether the final conv has a bias (SoVITS v1/v2: no; the v4 vocoder: yes).
+        weight_norm: weight-normalised upsampling and residual-block convs (SoVITS files) or plain
+            ones (files saved after ``remove_weight_norm``); ``conv_pre``/``conv_post`` are plain
+            either way, as upstream's.
     """
 
     def __init__(
@@ -105,13 +135,15 @@ class HiFiGANGenerator(nn.Module):
         upsample_kernel_sizes: Sequence[int],
         gin_channels: int = 0,
         conv_post_bias: bool = False,
+        weight_norm: bool = True,
     ) -> None:
         super().__init__()
         self.num_kernels = len(resblock_kernel_sizes)
         self.num_upsamples = len(upsample_rates)
         self.conv_pre = nn.Conv1d(initial_channel, upsample_initial_channel, 7, 1, padding=3)
+        conv_transpose = WNConvTranspose1d if weight_norm else nn.ConvTranspose1d
         self.ups = nn.ModuleList(
-            WNConvTranspose1d(
+            conv_transpose(
                 upsample_initial_channel // (2**i),
                 upsample_initial_channel // (2 ** (i + 1)),
                 k,
@@ -125,7 +157,7 @@ class HiFiGANGenerator(nn.Module):
         for i in range(self.num_upsamples):
             ch = upsample_initial_channel // (2 ** (i + 1))
             for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes, strict=True):
-                self.resblocks.append(make_resblock(resblock, ch, k, d))
+                self.resblocks.append(make_resblock(resblock, ch, k, d, weight_norm))
         self.conv_post = nn.Conv1d(ch, 1, 7, 1, padding=3, bias=conv_post_bias)
         if gin_channels:
             self.cond = nn.Conv1d(gin_channels, upsample_initial_channel, 1)

@@ -17,6 +17,8 @@ bytes it was loaded from, so file round trips (SVC export) fold without it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,3 +166,29 @@ def unfold_weight_norm(module: nn.Module) -> None:
     for sub in module.modules():
         if isinstance(sub, _WeightNorm):
             sub.unfold()
+
+
+def fold_weight_norm_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with every ``<name>.weight_g``/``<name>.weight_v`` pair replaced by ``<name>.weight``.
+
+    The file-level twin of :func:`fold_weight_norm`, for networks run without weight norm (what
+    upstream's ``remove_weight_norm`` leaves): the kernel is ``g * v / ||v||`` (norm over every dim
+    but 0), computed by the same torch op as ``remove_weight_norm``, so the kernels equal upstream's
+    bit for bit. Order is kept (the kernel takes the place of ``weight_g``); other entries are
+    passed through; a ``weight_g`` without its ``weight_v`` (or the reverse) raises ``KeyError``.
+    """
+    folded: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.endswith(".weight_v"):
+            if key.removesuffix("_v") + "_g" not in state:
+                raise KeyError(f"{key} has no matching weight_g")
+            continue
+        if key.endswith(".weight_g"):
+            base = key.removesuffix(".weight_g")
+            v = state.get(f"{base}.weight_v")
+            if v is None:
+                raise KeyError(f"{key} has no matching weight_v")
+            folded[f"{base}.weight"] = torch._weight_norm(v, value, 0)
+            continue
+        folded[key] = value
+    return folded
