@@ -3,7 +3,13 @@
 Upstream keeps the model shape in three sections of its s2 json (``model``, ``data``, ``train``);
 :meth:`SoVITSConfig.from_hparams` reads the keys that shape the network and ignores run options
 (batch size, paths, save flags). :func:`preset` gives upstream's published configs
-(``GPT_SoVITS/configs/s2.json``, ``s2v2Pro.json``, ``s2v2ProPlus.json``).
+(``GPT_SoVITS/configs/s2.json``, ``s2v2Pro.json``, ``s2v2ProPlus.json``; v3/v4 use ``s2.json``
+with upstream's hard-coded DiT and ``wns1`` sizes).
+
+Two model families share the config: the VITS decoder (v1, v2, v2Pro, v2ProPlus:
+:class:`app.models.sovits.model.SoVITS`) and the flow-matching mel decoder (v3, v4:
+:class:`app.models.sovits.cfm_model.CfmSoVITS`, which reads the ``dit_*``/``wns1_*`` fields and
+the fixed audio constants of :data:`CFM_AUDIO`; the HiFi-GAN fields are unused there).
 """
 
 from __future__ import annotations
@@ -13,18 +19,54 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Version = Literal["v1", "v2", "v2Pro", "v2ProPlus"]
-VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
+Version = Literal["v1", "v2", "v2Pro", "v2ProPlus", "v3", "v4"]
+# VITS-decoder versions (SoVITS); the flow-matching ones (CfmSoVITS) have their own tuple.
+VITS_VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
+CFM_VERSIONS: tuple[str, ...] = ("v3", "v4")
+VERSIONS: tuple[str, ...] = VITS_VERSIONS + CFM_VERSIONS
 PRO_VERSIONS = frozenset({"v2Pro", "v2ProPlus"})
 
-# Phoneme symbol tables (app.text): v1 has 322 symbols, v2 extends it to 732.
-N_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732}
+# Phoneme symbol tables (app.text): v1 has 322 symbols, v2 extends it to 732 (v3/v4 use v2's).
+N_SYMBOLS = {"v1": 322, "v2": 732, "v2Pro": 732, "v2ProPlus": 732, "v3": 732, "v4": 732}
 # Constants hard-coded upstream, independent of the config:
 SSL_DIM = 768  # chinese-hubert-base feature width
 CODEBOOK_SIZE = 1024  # semantic token vocabulary (GPT vocab 1025 = codes + EOS)
 REF_ENC_BINS_V2 = 704  # v2+ reference encoder sees only the lowest 704 of 1025 bins
 MRTE_HIDDEN = 512  # MRTE cross-attention width; the timbre vector added there is 512 wide
 SV_EMB_DIM = 20480  # ERes2NetV2 speaker-verification embedding (v2Pro)
+# v3/v4 (SynthesizerTrnV3): the bridge widens the 192-wide text-encoder output to 512, the width of
+# wns1's input/output and of the DiT's condition (``text_dim``); the CFM generates 100-bin mels.
+CFM_FEATURE_DIM = 512
+CFM_MEL_BINS = 100
+# Normalised mel = (log-mel - MEL_MIN) / (MEL_MAX - MEL_MIN) * 2 - 1 (upstream spec_min / spec_max).
+MEL_MIN, MEL_MAX = -12.0, 2.0
+
+
+@dataclass(frozen=True)
+class CfmAudio:
+    """Fixed audio constants of a flow-matching version (upstream ``inference_webui.py``,
+    ``SynthesizerTrnV3.decode_encp``); the vocoder turns one mel frame into ``hop_length`` samples
+    at ``sampling_rate`` x its own upsampling (v4 HiFi-GAN 48 kHz, v3 BigVGAN 24 kHz)."""
+
+    sampling_rate: int  # rate of the reference mel (the reference is resampled to it)
+    n_fft: int  # STFT size of the reference mel
+    win_length: int  # Hann window length
+    hop_length: int  # samples per mel frame at sampling_rate
+    fea_upsample: float  # nearest upsampling of the 50 Hz encoder frames to mel frames
+    wns1_frames_per_code: float  # wns1 mask length per 25 Hz code (v3: 3.875 > 3.75 = no masking)
+    max_prompt_frames: int  # reference frames kept as the CFM prompt (the last ones when longer)
+    window_frames: int  # prompt + generated frames per CFM chunk
+    n_mels: int = CFM_MEL_BINS
+    fmin: float = 0.0
+    fmax: float | None = None  # None = sampling_rate / 2
+
+
+CFM_AUDIO = {
+    # 24 kHz, hop 256 (93.75 frames/s): 1.875 mel frames per 50 Hz frame.
+    "v3": CfmAudio(24000, 1024, 1024, 256, 1.875, 3.875, 468, 934),
+    # 32 kHz, hop 320 (100 frames/s): 2 mel frames per 50 Hz frame, 4 per code.
+    "v4": CfmAudio(32000, 1280, 1280, 320, 2.0, 4.0, 500, 1000),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +104,16 @@ class SoVITSConfig:
     # 20480 (ERes2NetV2 w24s4ep4); files are read with the width their weights have, so a small
     # speaker encoder (tests) can feed a small model.
     sv_dim: int = SV_EMB_DIM
+    # v3/v4 only: shape of the DiT (``cfm.estimator``) and of ``wns1``. Upstream hard-codes these
+    # in SynthesizerTrnV3 (not in its config); files are read with the sizes their weights have.
+    dit_dim: int = 1024  # transformer width
+    dit_depth: int = 22  # transformer blocks
+    dit_heads: int = 16  # attention heads
+    dit_dim_head: int = 64  # width per head (rotary embedding size)
+    dit_ff_mult: int = 2  # feed-forward width = dit_dim * dit_ff_mult
+    dit_conv_layers: int = 4  # ConvNeXt-V2 blocks on the 512-wide condition
+    wns1_hidden: int = 512  # hidden width of wns1 (its input and output stay 512)
+    wns1_layers: int = 8  # WaveNet layers of wns1 (kernel 5, dilation 1)
     # Everything else found in the file's HParams (run options), kept only to write it back.
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -82,12 +134,46 @@ class SoVITSConfig:
         if self.sv_dim < 1:
             raise ValueError(f"sv_dim must be positive, got {self.sv_dim}")
         if not self.is_pro and self.gin_channels != MRTE_HIDDEN:
-            raise ValueError(f"v1/v2 need gin_channels {MRTE_HIDDEN} (MRTE adds the timbre vector there)")
+            raise ValueError(
+                f"{self.version} needs gin_channels {MRTE_HIDDEN} (MRTE adds the timbre vector there)"
+            )
+        if self.is_cfm:
+            positive = (
+                "dit_dim",
+                "dit_depth",
+                "dit_heads",
+                "dit_dim_head",
+                "dit_ff_mult",
+                "wns1_hidden",
+                "wns1_layers",
+            )
+            bad = [f"{name}={getattr(self, name)}" for name in positive if getattr(self, name) < 1]
+            if self.dit_conv_layers < 0:
+                bad.append(f"dit_conv_layers={self.dit_conv_layers}")
+            if bad:
+                raise ValueError(f"DiT/wns1 sizes must be positive: {', '.join(bad)}")
+            if self.dit_dim_head % 2:
+                raise ValueError(f"dit_dim_head must be even (rotary pairs), got {self.dit_dim_head}")
+            if self.dit_dim % 16:
+                # The DiT's convolutional position embedding uses 16 groups.
+                raise ValueError(f"dit_dim must be a multiple of 16, got {self.dit_dim}")
 
     @property
     def is_pro(self) -> bool:
         """v2Pro / v2ProPlus: the timbre vector also carries a speaker-verification embedding."""
         return self.version in PRO_VERSIONS
+
+    @property
+    def is_cfm(self) -> bool:
+        """v3 / v4: flow-matching mel decoder + separate vocoder instead of the VITS decoder."""
+        return self.version in CFM_VERSIONS
+
+    @property
+    def cfm_audio(self) -> CfmAudio:
+        """Mel and chunking constants of a v3/v4 model (:data:`CFM_AUDIO`)."""
+        if not self.is_cfm:
+            raise ValueError(f"{self.version} has no flow-matching decoder (v3/v4 only)")
+        return CFM_AUDIO[self.version]
 
     @property
     def n_symbols(self) -> int:
@@ -169,8 +255,9 @@ def _plain(value: Any) -> Any:
 
 
 def preset(version: str) -> SoVITSConfig:
-    """Upstream's published full-size config for ``version`` (v1 and v2 share ``s2.json``)."""
-    if version in ("v1", "v2"):
+    """Upstream's published full-size config for ``version`` (v1, v2, v3 and v4 share ``s2.json``;
+    the DiT/wns1 defaults are v3/v4's hard-coded sizes)."""
+    if version in ("v1", "v2", "v3", "v4"):
         return SoVITSConfig(version=version)  # type: ignore[arg-type]
     if version == "v2Pro":
         return SoVITSConfig(version="v2Pro", p_dropout=0.0, gin_channels=1024)

@@ -83,6 +83,37 @@ class TextEncoder(nn.Module):
         self.encoder2 = TransformerEncoder(*args, n_layers // 2, kernel_size, p_dropout)
         self.proj = nn.Conv1d(hidden_channels, out_channels * 2, 1)
 
+    def hidden(
+        self,
+        y: torch.Tensor,
+        y_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        ge: torch.Tensor | None,
+        speed: float = 1.0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's hidden frames before the projection (what v3/v4's ``bridge`` reads).
+
+        Args: as :meth:`forward`.
+
+        Returns:
+            y (B, hidden_channels, L) and y_mask (B, 1, L); L = T when speed == 1, else
+            ``int(T / speed) + 1`` (y linearly resampled, the mask by nearest).
+        """
+        y_mask = length_mask(y_lengths, y.size(2), y.dtype)
+        y = self.ssl_proj(y * y_mask) * y_mask
+        y = self.encoder_ssl(y * y_mask, y_mask)
+        text_mask = length_mask(text_lengths, text.size(1), y.dtype)
+        t = self.text_embedding(text).transpose(1, 2)  # (B, C, P)
+        t = self.encoder_text(t * text_mask, text_mask)
+        y = self.mrte(y, y_mask, t, text_mask, ge)
+        y = self.encoder2(y * y_mask, y_mask)
+        if speed != 1:
+            # Upstream's speed control: resample the encoded frames, not the audio.
+            y = F.interpolate(y, size=int(y.shape[-1] / speed) + 1, mode="linear")
+            y_mask = F.interpolate(y_mask, size=y.shape[-1], mode="nearest")
+        return y, y_mask
+
     def forward(
         self,
         y: torch.Tensor,
@@ -104,18 +135,7 @@ class TextEncoder(nn.Module):
         Returns:
             m_p, logs_p (B, out_channels, L) and y_mask (B, 1, L); L = T when speed == 1.
         """
-        y_mask = length_mask(y_lengths, y.size(2), y.dtype)
-        y = self.ssl_proj(y * y_mask) * y_mask
-        y = self.encoder_ssl(y * y_mask, y_mask)
-        text_mask = length_mask(text_lengths, text.size(1), y.dtype)
-        t = self.text_embedding(text).transpose(1, 2)  # (B, C, P)
-        t = self.encoder_text(t * text_mask, text_mask)
-        y = self.mrte(y, y_mask, t, text_mask, ge)
-        y = self.encoder2(y * y_mask, y_mask)
-        if speed != 1:
-            # Upstream's speed control: resample the encoded frames, not the audio.
-            y = F.interpolate(y, size=int(y.shape[-1] / speed) + 1, mode="linear")
-            y_mask = F.interpolate(y_mask, size=y.shape[-1], mode="nearest")
+        y, y_mask = self.hidden(y, y_lengths, text, text_lengths, ge, speed)
         stats = self.proj(y) * y_mask
         m_p, logs_p = torch.split(stats, self.out_channels, dim=1)
         return m_p, logs_p, y_mask
@@ -160,3 +180,37 @@ class PosteriorEncoder(nn.Module):
         m, logs = torch.split(stats, self.out_channels, dim=1)
         z = (m + torch.randn_like(m) * torch.exp(logs)) * x_mask
         return z, m, logs, x_mask
+
+
+class WaveNetEncoder(nn.Module):
+    """1x1 conv -> conditioned WaveNet -> 1x1 conv, masked (upstream ``models.Encoder``; v3/v4 ``wns1``).
+
+    Args:
+        in_channels, out_channels: widths of input and output (512 for ``wns1``).
+        hidden_channels: WaveNet width (512 upstream).
+        kernel_size, dilation_rate, n_layers: WaveNet shape (5, 1, 8 upstream).
+        gin_channels: conditioning width (the timbre vector).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        kernel_size: int,
+        dilation_rate: int,
+        n_layers: int,
+        gin_channels: int = 0,
+    ) -> None:
+        super().__init__()
+        self.pre = nn.Conv1d(in_channels, hidden_channels, 1)
+        self.enc = WaveNet(hidden_channels, kernel_size, dilation_rate, n_layers, gin_channels=gin_channels)
+        self.proj = nn.Conv1d(hidden_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, in, T), x_mask (B, 1, T), g (B, gin, 1) -> (B, out, T), zero where the mask is."""
+        if g is not None:
+            g = g.detach()  # upstream trains the timbre vector through the other paths only
+        x = self.pre(x) * x_mask
+        x = self.enc(x, x_mask, g=g)
+        return self.proj(x) * x_mask

@@ -88,6 +88,11 @@ class SoVITS(nn.Module):
 
     def __init__(self, config: SoVITSConfig) -> None:
         super().__init__()
+        if config.is_cfm:
+            raise ValueError(
+                f"SoVITS builds the VITS-decoder versions; {config.version} uses "
+                "app.models.sovits.cfm_model.CfmSoVITS"
+            )
         self.config = config
         c = config
         self.enc_p = TextEncoder(

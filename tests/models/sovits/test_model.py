@@ -8,6 +8,7 @@ import torch
 from app.models.nn.spectrogram import mel_spectrogram, spec_to_mel
 from app.models.sovits.config import SoVITSConfig, preset
 from app.models.sovits.losses import discriminator_objective, generator_objectives
+from app.models.sovits.model import SoVITS
 from app.models.sovits.reference import normalize_reference, reference_spectrogram
 
 HOP = 640
@@ -138,7 +139,11 @@ def test_config_validation_and_presets() -> None:
     with pytest.raises(ValueError, match="MRTE"):
         SoVITSConfig(hidden_channels=128)
     with pytest.raises(ValueError, match="version"):
-        preset("v3")
+        preset("v5")
+    # v3/v4 are flow-matching models (CfmSoVITS), not buildable as the VITS SoVITS.
+    assert preset("v3").is_cfm and not preset("v2").is_cfm
+    with pytest.raises(ValueError, match="CfmSoVITS"):
+        SoVITS(preset("v4"))
 
 
 def test_reference_level_rule_and_spectrogram_frames() -> None:
