@@ -27,6 +27,9 @@ from app.services.presets import PresetError, PresetExists, PresetNotFound
 
 log = logging.getLogger(__name__)
 
+# TTSRequest fields whose errors name an api_v2 parameter (fields of other names map here).
+REQUEST_FIELD_PARAMS = {"sample_steps": "sample_steps"}
+
 
 class ApiError(Exception):
     """An error the client can act on: an HTTP status and a message naming the field."""
@@ -119,6 +122,8 @@ def as_api_error(exc: Exception, param: str | None = None) -> ApiError | None:
         return ApiError(404, str(exc), param=param, code="preset_not_found")
     if isinstance(exc, PresetExists):
         return ApiError(409, str(exc), param=param, code="preset_exists")
+    if isinstance(exc, TTSInputError) and param is None and exc.field in REQUEST_FIELD_PARAMS:
+        param = REQUEST_FIELD_PARAMS[exc.field]
     if isinstance(exc, (PresetError, TTSInputError, AudioError)):
         return ApiError(400, str(exc), param=param, code="invalid_value")
     if isinstance(exc, ModelLoadError):

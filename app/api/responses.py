@@ -19,10 +19,28 @@ log = logging.getLogger(__name__)
 FAST_FIRST_CHUNK = 8
 
 
-def stream_options(mode: int, min_chunk_length: int) -> StreamOptions | None:
-    """api_v2's streaming modes -> chunking (mode 1 streams whole segments, no token chunks)."""
+def stream_options(mode: int, min_chunk_length: int, overlap_length: int = 2) -> StreamOptions | None:
+    """api_v2's streaming modes -> chunking (mode 1 streams whole segments, no token chunks).
+
+    Mode 2 decodes chunks of at least ``min_chunk_length`` tokens that grow as the segment goes
+    on (less context overhead); mode 3 starts with a smaller first chunk and keeps
+    ``min_chunk_length``-token chunks. ``overlap_length`` tokens (two 50 Hz frames each) are held
+    back at each chunk's end and cross-faded with the next.
+    """
+    hold = 2 * overlap_length
     if mode == 3:
-        return StreamOptions(first_chunk=min(FAST_FIRST_CHUNK, min_chunk_length), chunk=min_chunk_length)
+        return StreamOptions(
+            first_chunk=min(FAST_FIRST_CHUNK, min_chunk_length),
+            chunk=min_chunk_length,
+            max_chunk=min_chunk_length,
+            hold=hold,
+        )
+    if mode == 2:
+        base = StreamOptions()
+        chunk = max(base.chunk, min_chunk_length)
+        return StreamOptions(
+            first_chunk=min_chunk_length, chunk=chunk, max_chunk=max(base.max_chunk, chunk), hold=hold
+        )
     return None
 
 

@@ -11,7 +11,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.encoding import check_format
-from app.infer.request import MAX_BATCH_SIZE, MAX_PAUSE_SECONDS, MAX_SEED, SPEED_RANGE
+from app.infer.request import (
+    DEFAULT_SAMPLE_STEPS,
+    MAX_BATCH_SIZE,
+    MAX_PAUSE_SECONDS,
+    MAX_SEED,
+    SAMPLE_STEPS_RANGE,
+    SPEED_RANGE,
+)
 from app.text import LanguageMode, SplitMethod, UnsupportedLanguage
 
 MAX_TEXT_CHARS = 20_000  # /tts (the text is split into segments and synthesised one by one)
@@ -19,6 +26,7 @@ OPENAI_MAX_INPUT_CHARS = 4096  # OpenAI's limit on `input`
 TTS_MEDIA_TYPES = ("wav", "raw", "ogg", "flac", "aac", "mp3")
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAMING_MODES = (0, 1, 2, 3)
+MAX_OVERLAP_TOKENS = 20  # streaming cross-fade (upstream default 2 tokens = 80 ms)
 
 TopK = Annotated[int, Field(ge=1, le=1000, description="GPT sampling: keep the k most likely tokens")]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, description="GPT sampling: nucleus filter (1 = off)")]
@@ -86,15 +94,42 @@ class TTSParams(BaseModel):
     preset: str | None = Field(None, description="saved voice: its clip, prompt, models and defaults")
     gpt_weights: str | None = Field(None, description="GPT model for this request (default: the current one)")
     sovits_weights: str | None = Field(None, description="SoVITS model for this request")
-    # Accepted for compatibility with api_v2 clients and ignored (v3/v4 or batching knobs).
-    batch_threshold: float = Field(0.75, description="ignored")
-    split_bucket: bool = Field(True, description="ignored")
-    parallel_infer: bool = Field(True, description="ignored")
-    sample_steps: int = Field(32, description="ignored (v3/v4 models only)")
-    super_sampling: bool = Field(False, description="ignored (v3/v4 models only)")
-    overlap_length: int = Field(2, description="ignored")
-    min_chunk_length: int = Field(16, ge=1, le=500, description="tokens per chunk in streaming_mode 3")
-    return_fragment: bool = Field(False, description="ignored (use streaming_mode 1)")
+    # api_v2's batching, streaming and v3/v4 knobs: each is honoured or refused, none ignored.
+    batch_threshold: float = Field(
+        0.75, ge=0.0, le=1.0, description="split_bucket: least middle/mean length ratio in a batch"
+    )
+    split_bucket: bool = Field(
+        True, description="batch_size > 1: batch segments of similar length (off while streaming)"
+    )
+    parallel_infer: bool = Field(True, description="false: decode the segments one at a time (batch_size 1)")
+    sample_steps: int = Field(
+        DEFAULT_SAMPLE_STEPS,
+        ge=SAMPLE_STEPS_RANGE[0],
+        le=SAMPLE_STEPS_RANGE[1],
+        description="flow-matching steps of v3/v4 models; other models accept only the default 32",
+    )
+    super_sampling: bool = Field(False, description="not available: true is refused (v4 models give 48 kHz)")
+    overlap_length: int = Field(
+        2, ge=0, le=MAX_OVERLAP_TOKENS, description="streaming_mode 2/3: tokens cross-faded between chunks"
+    )
+    min_chunk_length: int = Field(16, ge=1, le=500, description="streaming_mode 2/3: tokens per chunk")
+    return_fragment: bool = Field(False, description="true: per-segment streaming (= streaming_mode 1)")
+
+    @property
+    def stream_mode(self) -> int:
+        """streaming_mode as an int; return_fragment (older api_v2) asks for mode 1."""
+        mode = int(self.streaming_mode)
+        return 1 if mode == 0 and self.return_fragment else mode
+
+    @field_validator("super_sampling")
+    @classmethod
+    def _super_sampling(cls, v: bool) -> bool:
+        if v:
+            raise ValueError(
+                "is not available here (upstream's AP-BWE 24 -> 48 kHz upsampler of v3 models); "
+                "leave it false, or use a v4 model, which gives 48 kHz audio directly"
+            )
+        return v
 
     @field_validator("text")
     @classmethod

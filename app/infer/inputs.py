@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from app.infer.batching import plan_batches
 from app.models.gpt.sampling import SamplingOptions
 from app.models.sovits.model import Timbre
 
@@ -74,3 +75,11 @@ class SynthesisPlan:
     batch_size: int = 1
     # SoVITS prior noise scale.
     noise_scale: float = NOISE_SCALE
+    # Segment indices of each GPT batch (see app.infer.batching); None: text order, batch_size each.
+    batches: tuple[tuple[int, ...], ...] | None = None
+
+    def batch_rows(self) -> tuple[tuple[int, ...], ...]:
+        """The GPT batches: ``batches`` when set, else consecutive segments ``batch_size`` at a time."""
+        if self.batches is not None:
+            return self.batches
+        return plan_batches([0] * len(self.segments), self.batch_size, split_bucket=False)

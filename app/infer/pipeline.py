@@ -35,11 +35,13 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.devices import release_free_memory
 from app.infer import reference as ref
 from app.infer import scripts
+from app.infer.batching import plan_batches
 from app.infer.cache import LRUCache
 from app.infer.decoder import CastDecoder, WindowedDecoder
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
 from app.infer.precision import PrecisionPlan, plan_for, release_packed_weights
 from app.infer.request import (
+    DEFAULT_SAMPLE_STEPS,
     AudioChunk,
     ModelLoadError,
     PipelineSpec,
@@ -425,6 +427,12 @@ class TTSPipeline:
     def plan(self, request: TTSRequest) -> tuple[SynthesisPlan, ReferenceInfo, tuple[str, ...], Timings]:
         """Run stages 1 and 2 for ``request``: the plan, how the reference was used, notes, timings."""
         start = time.perf_counter()
+        if request.sample_steps not in (None, DEFAULT_SAMPLE_STEPS):
+            raise TTSInputError(
+                f"sample_steps applies to v3/v4 models (flow matching); {self.spec.sovits_path.name} is a "
+                f"{self.version} model: leave sample_steps out (or at api_v2's default, {DEFAULT_SAMPLE_STEPS})",
+                field="sample_steps",
+            )
         notes: list[str] = []
         segments = self.segment_inputs(request.text, request.text_language, request.split_method)
         foreign = scripts.unreadable_letters(request.text)
@@ -474,6 +482,12 @@ class TTSPipeline:
             speed=float(request.speed),
             pause_seconds=float(request.pause_seconds),
             batch_size=int(request.batch_size),
+            batches=plan_batches(
+                [len(s.text) for s in segments],
+                int(request.batch_size),
+                request.split_bucket,
+                float(request.batch_threshold),
+            ),
         )
         info = ReferenceInfo(
             original_seconds=clip.original_seconds,

@@ -28,6 +28,9 @@ MAX_PAUSE_SECONDS = 10.0
 MAX_BATCH_SIZE = 64  # rows decoded together by the GPT (upstream's UI allows 200)
 MAX_SEED = 2**32 - 1
 MAX_EXTRA_REFERENCES = 16
+SAMPLE_STEPS_RANGE = (4, 128)  # flow-matching steps of v3/v4 (upstream offers 4, 8, 16, 32, 64, 128)
+# api_v2's sample_steps default, which its clients send whatever the model; other models accept it.
+DEFAULT_SAMPLE_STEPS = 32
 
 # A reference clip: a path, or the bytes of an audio file (an upload).
 AudioSource = str | os.PathLike | bytes
@@ -38,7 +41,14 @@ class TTSError(ValueError):
 
 
 class TTSInputError(TTSError):
-    """The request cannot be synthesised as given (text, reference, parameters)."""
+    """The request cannot be synthesised as given (text, reference, parameters).
+
+    ``field``: the :class:`TTSRequest` field at fault, when one is (interfaces name it).
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ReferenceAudioError(TTSInputError):
@@ -119,6 +129,14 @@ class TTSRequest:
     seed: int | None = None
     # Segments decoded together by the GPT (1 = one by one, as upstream's classic UI).
     batch_size: int = 1
+    # With batch_size > 1: batch segments of similar length together (upstream's split_bucket);
+    # the audio keeps the text's order either way.
+    split_bucket: bool = True
+    # Smallest ratio of a batch's middle segment length to its mean (upstream's batch_threshold).
+    batch_threshold: float = 0.75
+    # Flow-matching steps of v3/v4 models (more: finer, slower); None: the model's default.
+    # Other models have no such step, and refuse a value.
+    sample_steps: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -152,6 +170,11 @@ class TTSRequest:
         _check_range("speed", self.speed, *SPEED_RANGE)
         _check_range("pause_seconds", self.pause_seconds, 0.0, MAX_PAUSE_SECONDS)
         _check_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _check_range("batch_threshold", self.batch_threshold, 0.0, 1.0)
+        if self.sample_steps is not None:
+            if isinstance(self.sample_steps, bool) or int(self.sample_steps) != self.sample_steps:
+                raise TTSInputError(f"sample_steps must be a whole number, got {self.sample_steps!r}")
+            _check_range("sample_steps", self.sample_steps, *SAMPLE_STEPS_RANGE)
 
     @property
     def uses_prompt(self) -> bool:

@@ -56,6 +56,10 @@ class Runner:
         self.pause = np.zeros(round(pipeline.sample_rate * plan.pause_seconds), np.int16)
         self.tokens: list[torch.Tensor | None] = [None] * len(plan.segments)
         self.parts: list[np.ndarray] = []
+        # Whole-segment mode: audio of finished segments waiting for the earlier ones (batches
+        # of similar-length segments finish out of text order).
+        self.waiting: dict[int, np.ndarray] = {}
+        self.next_segment = 0
         self.gpt_s = 0.0
         self.sovits_s = 0.0
         self.first_audio: float | None = None
@@ -65,9 +69,9 @@ class Runner:
         self, info: ReferenceInfo | None, notes: tuple[str, ...], timings: Timings, begin: float
     ) -> Iterator[AudioChunk]:
         self.begin = begin
-        plan, bs = self.plan, self.plan.batch_size
-        for batch, first in enumerate(range(0, len(plan.segments), bs)):
-            rows = list(range(first, min(len(plan.segments), first + bs)))
+        plan = self.plan
+        for batch, batch_rows in enumerate(plan.batch_rows()):
+            rows = list(batch_rows)
             prompt = plan.prompt
             phones = [(prompt.phones if prompt else ()) + plan.segments[i].phones for i in rows]
             berts = [
@@ -105,16 +109,17 @@ class Runner:
         return AudioChunk(audio, self.p.sample_rate, segment, len(self.plan.segments), done)
 
     def _whole_segments(self, it: Iterator[TokenChunk], rows: list[int]) -> Iterator[AudioChunk]:
+        """Decode each row's segment when its tokens are complete; yield segments in text order."""
         parts: list[list[torch.Tensor]] = [[] for _ in rows]
         done = [False] * len(rows)
-        nxt = 0
+        r = 0  # rows decoded so far, in batch order
         for chunk in self._timed(it):
-            for r, t in enumerate(chunk.tokens):
-                parts[r].append(t)
-                done[r] = done[r] or chunk.finished[r]
-            while nxt < len(rows) and done[nxt]:
-                seg = rows[nxt]
-                tokens = torch.cat(parts[nxt]).cpu()
+            for i, t in enumerate(chunk.tokens):
+                parts[i].append(t)
+                done[i] = done[i] or chunk.finished[i]
+            while r < len(rows) and done[r]:
+                seg = rows[r]
+                tokens = torch.cat(parts[r]).cpu()
                 self.tokens[seg] = tokens
                 t0 = time.perf_counter()
                 audio = self.p.decode_tokens(
@@ -126,8 +131,12 @@ class Runner:
                     seeds.generator(self.plan.seed, "sovits", seg, self.p.device),
                 )
                 self.sovits_s += time.perf_counter() - t0
-                yield self._emit(np.concatenate([to_int16(peak_normalise(audio)), self.pause]), seg, True)
-                nxt += 1
+                r += 1
+                self.waiting[seg] = np.concatenate([to_int16(peak_normalise(audio)), self.pause])
+                while self.next_segment in self.waiting:
+                    seg_now = self.next_segment
+                    self.next_segment += 1
+                    yield self._emit(self.waiting.pop(seg_now), seg_now, True)
 
     def _stream_segment(self, it: Iterator[TokenChunk], seg: int) -> Iterator[AudioChunk]:
         o = self.options

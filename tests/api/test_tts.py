@@ -28,7 +28,7 @@ def test_upstream_readme_request_works_unchanged(client):
     assert_speech(audio, rate)
 
 
-def test_upstream_post_json_with_ignored_fields_is_reproducible(client):
+def test_upstream_post_json_with_every_api_v2_field_is_reproducible(client):
     body = {
         **tts_query(seed=1234),
         "aux_ref_audio_paths": [],
@@ -106,6 +106,13 @@ def test_aux_reference_paths_and_per_request_models(client):
         ({"text_split_method": "cut9"}, "text_split_method"),
         ({"batch_size": 0}, "batch_size"),
         ({"seed": -2}, "seed"),
+        ({"super_sampling": True}, "super_sampling"),
+        ({"sample_steps": 3}, "sample_steps"),
+        ({"sample_steps": 129}, "sample_steps"),
+        ({"sample_steps": 16}, "sample_steps"),  # a v2 model has no flow-matching steps
+        ({"batch_threshold": 1.5}, "batch_threshold"),
+        ({"overlap_length": -1}, "overlap_length"),
+        ({"min_chunk_length": 0}, "min_chunk_length"),
         ({"preset": "nobody"}, "preset"),
         ({"ref_audio_path": "missing.wav"}, "ref_audio_path"),
     ],
@@ -210,3 +217,47 @@ def test_ready_is_503_without_models(tmp_path):
         assert response.status_code == 503
         assert response.json()["ready"] is False and response.json()["problems"]
         assert_error(empty.get("/tts", params=tts_query()), 400, "ref_audio_path")  # no ref.wav there
+
+
+def test_api_v2_knobs_reach_the_request() -> None:
+    """batch_threshold, split_bucket, parallel_infer, sample_steps and return_fragment are honoured."""
+    from app.api.routes.tts import build_request
+    from app.api.schemas import TTSParams
+
+    def built(**fields):
+        params = TTSParams(text="Hello.", text_lang="en", **fields)
+        return build_request(None, params, set(fields), ref_upload=b"RIFF")[0]
+
+    request = built(batch_size=4, batch_threshold=0.5, split_bucket=True, sample_steps=8)
+    assert (request.batch_size, request.batch_threshold, request.split_bucket, request.sample_steps) == (
+        4,
+        0.5,
+        True,
+        8,
+    )
+    assert built(batch_size=4, parallel_infer=False).batch_size == 1
+    assert not built(batch_size=4, split_bucket=False).split_bucket
+    # Upstream turns bucketing off while streaming (segments of a bucket finish out of order).
+    assert not built(batch_size=4, streaming_mode=2).split_bucket
+    assert not built(batch_size=4, return_fragment=True).split_bucket
+    assert TTSParams(text="x", return_fragment=True).stream_mode == 1
+    assert TTSParams(text="x", return_fragment=True, streaming_mode=3).stream_mode == 3
+
+
+def test_streaming_chunks_follow_min_chunk_length_and_overlap_length() -> None:
+    from app.api.responses import stream_options
+
+    assert stream_options(0, 16) is None and stream_options(1, 16) is None
+    fixed = stream_options(3, 20, overlap_length=3)
+    sizes = fixed.chunk_sizes()
+    assert [next(sizes) for _ in range(4)] == [8, 20, 20, 20] and fixed.hold == 6
+    growing = stream_options(2, 30, overlap_length=1)
+    sizes = growing.chunk_sizes()
+    assert [next(sizes) for _ in range(4)] == [30, 30, 60, 96] and growing.hold == 2
+
+
+def test_return_fragment_streams_per_segment(client):
+    response = client.get("/tts", params=tts_query(return_fragment="true"))
+    assert response.status_code == 200, response.text
+    assert response.content[4:8] == b"\xff\xff\xff\xff"  # a streamed WAV header (open-ended sizes)
+    assert "content-length" not in response.headers

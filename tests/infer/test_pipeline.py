@@ -77,6 +77,31 @@ def test_batched_segments_equal_one_by_one_when_sampling_is_greedy(pipeline, ref
     assert np.array_equal(one.audio, batched.audio)
 
 
+def test_length_buckets_decode_out_of_order_but_the_audio_keeps_the_text_order(
+    pipeline, ref_wav, monkeypatch
+):
+    text = "Good day. A much longer sentence that goes on and on for a while. Thanks a lot. Another long sentence also going on."
+    greedy = {"top_k": 1, "text": text, "split_method": "cut4"}
+    one = pipeline.synthesize(_request(ref_wav, **greedy))
+    batches = []
+    real = pipeline.generate_tokens
+    monkeypatch.setattr(
+        pipeline,
+        "generate_tokens",
+        lambda phones, *a, **k: batches.append([len(p) for p in phones]) or real(phones, *a, **k),
+    )
+    chunks = list(pipeline.stream(_request(ref_wav, batch_size=2, **greedy), token_chunks=False))
+    bucketed = chunks[-1].result
+    assert (
+        len(one.segments) == 4 and [len(b) for b in batches] == [2, 2] and bucketed.segments == one.segments
+    )
+    assert max(batches[0]) < min(batches[1])  # segments 0 and 2 (short) first, then 1 and 3
+    assert [c.segment for c in chunks[:-1]] == [0, 1, 2, 3]  # the short pair (0, 2) is decoded first
+    for a, b in zip(one.tokens, bucketed.tokens, strict=True):
+        assert torch.equal(a, b)
+    assert np.array_equal(one.audio, bucketed.audio)
+
+
 def test_the_same_clip_is_not_encoded_twice(pipeline, ref_wav, tmp_path, monkeypatch):
     pipeline.clear_cache()
     calls, decoded = [], []

@@ -98,6 +98,8 @@ def build_request(
     for param, field in PARAM_TO_FIELD.items():
         use_own = param in explicit or field not in defaults
         sampling[field] = getattr(params, param) if use_own else defaults[field]
+    if not params.parallel_infer:
+        sampling["batch_size"] = 1  # api_v2's sequential mode: one segment at a time
     own_prompt = "prompt_text" in explicit or preset is None
     request = TTSRequest(
         text=params.text,
@@ -106,6 +108,10 @@ def build_request(
         prompt_text=params.prompt_text if own_prompt else preset.prompt_text,
         prompt_language=params.prompt_lang or (preset.prompt_language if preset else "auto"),
         extra_references=extra,
+        # Upstream turns bucketing off while streaming: a bucket's segments finish out of order.
+        split_bucket=params.split_bucket and params.stream_mode == 0,
+        batch_threshold=params.batch_threshold,
+        sample_steps=params.sample_steps,
         **sampling,
     )
     return request, preset
@@ -130,8 +136,8 @@ async def respond(
         spec,
         request,
         params.media_type,
-        int(params.streaming_mode),
-        stream_options(int(params.streaming_mode), params.min_chunk_length),
+        params.stream_mode,
+        stream_options(params.stream_mode, params.min_chunk_length, params.overlap_length),
     )
 
 
