@@ -51,7 +51,10 @@ from app.models.vocoders.hifigan import (
 logger = logging.getLogger(__name__)
 
 V4_EXPECTED = f"the GPT-SoVITS v4 vocoder ({V4_VOCODER_FILE}, a bare state dict without weight norm)"
-BIGVGAN_EXPECTED = f"BigVGAN generator weights ({BIGVGAN_WEIGHTS_FILE}, a dict {{'generator': state dict}}, as in {BIGVGAN_DIR})"
+BIGVGAN_EXPECTED = (
+    f"BigVGAN generator weights ({BIGVGAN_WEIGHTS_FILE}, a dict {{'generator': state dict}}, "
+    f"as in {BIGVGAN_DIR})"
+)
 
 # config.json keys the generator is built from (BigVGAN.__init__ / AMPBlock reads them unconditionally),
 # plus the output rate and hop our Vocoder interface reports.

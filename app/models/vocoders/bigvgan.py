@@ -48,7 +48,7 @@ class BigVGANConfigError(ValueError):
 
 @dataclass(frozen=True)
 class BigVGANConfig:
-    """BigVGAN generator hyper-parameters (``config.json`` names); defaults = ``bigvgan_v2_24khz_100band_256x``."""
+    """BigVGAN generator hyper-parameters (``config.json`` names); defaults: the 24 kHz 100-band v2 model."""
 
     num_mels: int = 100  # input mel bands
     sampling_rate: int = 24_000  # output rate in Hz
@@ -171,7 +171,7 @@ class AMPBlock1(nn.Module):
 
 
 class AMPBlock2(nn.Module):
-    """Per dilation: anti-aliased activation -> dilated conv, plus the input (arguments as :class:`AMPBlock1`)."""
+    """Per dilation: anti-aliased activation -> dilated conv, plus the input (arguments of AMPBlock1)."""
 
     def __init__(
         self,

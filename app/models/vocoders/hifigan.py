@@ -122,7 +122,7 @@ class HiFiGANVocoder(HiFiGANGenerator):
         self.num_mels = config.num_mels
 
     def forward(self, mel: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """mel (B, num_mels, T) log-mel (natural log, GPT-SoVITS scale) -> audio (B, 1, T * hop_length) in [-1, 1].
+        """mel (B, num_mels, T) natural-log mel -> audio (B, 1, T * hop_length) in [-1, 1].
 
         ``g`` exists for the parent's signature; the v4 vocoder has no conditioning and refuses one.
         """

@@ -1,4 +1,4 @@
-"""Anti-aliased activations: filter design, resampling lengths and gains, Snake formulas, weight-norm folding."""
+"""Anti-aliased activations: filter design, resampling, Snake formulas; weight-norm folding of files."""
 
 from __future__ import annotations
 
