@@ -5,6 +5,9 @@ File kinds read here (all ``torch.save`` pickles, loaded through :mod:`safe_pick
 - exported weights ``SoVITS_weights*/<exp>_e<N>_s<step>.pth``: ``{"weight": fp16 state dict minus
   every ``enc_q`` key, "config": utils.HParams, "info": "<epoch>epoch_<step>iteration"}``; v2Pro and
   v2ProPlus files have their first two bytes ``PK`` replaced by ASCII ``05``/``06`` (v3/v4 LoRA: 03/04).
+- v3/v4 base weights (``s2Gv3.pth``, ``gsv-v4-pretrained/s2Gv4.pth``) and non-LoRA v3/v4 exports:
+  the same dict (leading bytes ``PK``, or ``02`` for v3) with the flow-matching synthesizer's
+  weights (``cfm.*``, ``wns1.*``, ``bridge.*``, no ``enc_q``); built as :class:`CfmSoVITS`.
 - pretrained generators (``s2G488k.pth``, ``gsv-v2final-pretrained/s2G2333k.pth``,
   ``v2Pro/s2Gv2Pro*.pth``): the same dict, ``enc_q`` kept; upstream's training loads their
   ``weight``.
@@ -15,12 +18,19 @@ File kinds read here (all ``torch.save`` pickles, loaded through :mod:`safe_pick
 The version comes from explicit rules on the contents (never from the file size, as upstream
 does): the header bytes, the phoneme-embedding rows (322 = v1, 732 = v2), the presence of the
 speaker-embedding layers (v2Pro*), and the decoder shape (v2ProPlus has a wider first stage);
-every rule that applies must agree.
+every rule that applies must agree. Flow-matching weights (``cfm.*``) make a v3/v4 model, told
+apart by :func:`detect_cfm_version` (v3 and v4 weights have identical shapes).
+
+Which loader: :func:`load_sovits` builds the VITS-decoder :class:`SoVITS` (v1-v2ProPlus) and
+refuses v3/v4 files with a pointer to :func:`load_cfm_sovits`; :func:`read_sovits` reads every
+kind, so ``record.config.is_cfm`` picks the builder (:func:`build_cfm_sovits` takes the record's
+state dict and config, which is also how a LoRA state merged onto its base is loaded).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import tempfile
@@ -34,7 +44,8 @@ import torch
 
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
-from app.models.sovits.config import N_SYMBOLS, SV_EMB_DIM, VERSIONS, SoVITSConfig, preset
+from app.models.sovits.cfm_model import CfmSoVITS
+from app.models.sovits.config import CFM_VERSIONS, N_SYMBOLS, SV_EMB_DIM, VITS_VERSIONS, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
 
@@ -51,7 +62,19 @@ HEADER_VERSIONS = {
     b"06": "v2ProPlus",
 }
 VERSION_HEADERS = {"v2Pro": b"05", "v2ProPlus": b"06"}
+LORA_HEADERS = {b"03": "v3", b"04": "v4"}
 ZIP_HEADER = b"PK"
+# Upstream recognises its official v3/v4 base files by the MD5 of their first 8192 bytes
+# (process_ckpt.hash_pretrained_dict); the same content rule, for files whose config may not say.
+HASH_BYTES = 8192
+PRETRAINED_CFM_HASHES = {
+    "43797be674a37c1c83ee81081941ed0f": "v3",  # s2Gv3.pth
+    "4f26b9476d0c5033e04162c486074374": "v4",  # gsv-v4-pretrained/s2Gv4.pth
+}
+# Prefix of every flow-matching weight (the DiT is cfm.estimator.*).
+CFM_PREFIX = "cfm."
+# Training-only head of v3/v4 files: loaded when present, not required.
+OPTIONAL_CFM_PREFIX = "linear_mel."
 # v2ProPlus's first upsampling kernel (s2v2ProPlus.json); v2Pro uses 16.
 PRO_PLUS_FIRST_KERNEL = 20
 
@@ -61,8 +84,8 @@ class SoVITSFile:
     """A SoVITS generator file as read (weights not yet in a model)."""
 
     path: str  # where it came from
-    kind: str  # "weights" (exported), "pretrained" (enc_q kept), or "training" (G_*.pth)
-    version: str  # "v1", "v2", "v2Pro" or "v2ProPlus"
+    kind: str  # "weights" (exported / v3-v4 base), "pretrained" (enc_q kept), or "training" (G_*.pth)
+    version: str  # "v1", "v2", "v2Pro", "v2ProPlus", "v3" or "v4" (config.is_cfm for the last two)
     header: bytes  # the first two bytes of the file
     config: SoVITSConfig  # model shape (from the embedded HParams, else upstream's preset)
     state_dict: dict[str, torch.Tensor]  # tensors as stored (fp16 for exports)
@@ -70,12 +93,16 @@ class SoVITSFile:
     hparams: HParams | None  # the embedded config tree, if any
 
 
-def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any]:
-    """Read, restore the zip header, unpickle safely. Returns (original header, object)."""
+def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any, str]:
+    """Read, restore the zip header, unpickle safely.
+
+    Returns (original header, object, MD5 hex digest of the first 8192 bytes as stored).
+    """
     data = read_file(path)
     source = str(path)
     if len(data) < 4:
         raise CheckpointError(f"{source}: {len(data)} bytes is too short for {what}")
+    digest = hashlib.md5(data[:HASH_BYTES], usedforsecurity=False).hexdigest()
     header = data[:2]
     if header != ZIP_HEADER:
         if header not in HEADER_VERSIONS:
@@ -84,7 +111,7 @@ def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any]:
                 "GPT-SoVITS version header '00'..'06'"
             )
         data = ZIP_HEADER + data[2:]
-    return header, load(data, source)
+    return header, load(data, source), digest
 
 
 def _describe_foreign(obj: Any, source: str, expected: str) -> None:
@@ -105,9 +132,10 @@ def _describe_foreign(obj: Any, source: str, expected: str) -> None:
         )
     if any(k.startswith(("enc_p.f0_emb", "emb_g.", "f0_decoder.", "emb_uv.")) for k in keys):
         raise CheckpointError(f"{source}: this is a so-vits-svc model (G_*.pth), expected {expected}")
-    if any(k.startswith("cfm.") for k in keys) or "lora_rank" in obj:
+    if "lora_rank" in obj or any(k.startswith("cfm.base_model.") for k in keys):
         raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS v3/v4 model, which is not supported; expected {expected}"
+            f"{source}: this is a GPT-SoVITS v3/v4 LoRA file (rank {obj.get('lora_rank')}): it holds "
+            "only the trained adapters; merge it onto its base model (s2Gv3.pth / s2Gv4.pth) first"
         )
 
 
@@ -135,12 +163,18 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
       4. Headers ``02``-``04`` (v3, v4, LoRA) are not supported.
     """
     header_version = HEADER_VERSIONS.get(header)
+    if any(k.startswith(CFM_PREFIX) for k in state):
+        raise CheckpointError(
+            f"{source}: flow-matching (cfm.*) weights: a v3/v4 model, not a v1/v2/v2Pro SoVITS generator"
+        )
     if header_version in ("v3", "v3 LoRA", "v4 LoRA"):
-        raise CheckpointError(f"{source}: header says GPT-SoVITS {header_version}, which is not supported")
+        raise CheckpointError(
+            f"{source}: header says GPT-SoVITS {header_version} but the weights have no "
+            "flow-matching (cfm.*) layers"
+        )
     if "enc_p.text_embedding.weight" not in state:
         raise CheckpointError(
-            f"{source}: no 'enc_p.text_embedding.weight'; not a v1/v2/v2Pro SoVITS generator "
-            "(v3/v4 models lack it and are not supported)"
+            f"{source}: no 'enc_p.text_embedding.weight'; not a v1/v2/v2Pro/v3/v4 SoVITS generator"
         )
     is_pro = "sv_emb.weight" in state
     rows = int(state["enc_p.text_embedding.weight"].shape[0])
@@ -179,6 +213,133 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
     return "v2Pro"
 
 
+def _config_tree_version(tree: Mapping[str, Any] | None) -> Any:
+    """``model.version`` of an upstream config tree, else its top-level ``version`` (None if neither)."""
+    if tree is None:
+        return None
+    model = tree.get("model")
+    if isinstance(model, Mapping) and model.get("version") is not None:
+        return model.get("version")
+    return tree.get("version")
+
+
+def detect_cfm_version(header: bytes, digest: str, tree: Mapping[str, Any] | None, source: str) -> str:
+    """Tell v3 from v4 for a file with flow-matching (``cfm.*``) weights.
+
+    The weights cannot tell (v3 and v4 have the same layers and shapes; they differ in the mel
+    the CFM was trained on: 24 kHz hop 256 vs 32 kHz hop 320). Rules, in order:
+      1. header ``02`` -> v3 (upstream's v3 header; ``03``/``04`` are LoRA files, not read here);
+      2. the MD5 of the first 8192 bytes equals upstream's official ``s2Gv3.pth`` / ``s2Gv4.pth``
+         -> that version (upstream's own rule for its base files);
+      3. the embedded config's ``model.version`` (else its top-level ``version``): "v3" or "v4".
+    A rule that applies but disagrees with the config is logged and wins (as upstream, which
+    never reads the config's version). With none of them usable the file is refused.
+    """
+    header_version = HEADER_VERSIONS.get(header)
+    if header_version is not None and header_version != "v3":
+        raise CheckpointError(
+            f"{source}: header says GPT-SoVITS {header_version} but the weights are a v3/v4 flow-matching model"
+        )
+    said = _config_tree_version(tree)
+    by_header = "v3" if header == b"02" else None
+    decided = by_header or PRETRAINED_CFM_HASHES.get(digest)
+    if decided is not None:
+        if said in CFM_VERSIONS and said != decided:
+            logger.warning(
+                "%s: config says %s but the file is upstream's %s; using %s", source, said, decided, decided
+            )
+        return decided
+    if said in CFM_VERSIONS:
+        return str(said)
+    raise CheckpointError(
+        f"{source}: flow-matching (cfm.*) weights of a GPT-SoVITS v3/v4 model, but no usable version: "
+        f"the config's model.version is {said!r} (v3 and v4 weights look the same; set model.version "
+        "to 'v3' or 'v4' in the file's config, or use upstream's s2Gv3.pth / s2Gv4.pth)"
+    )
+
+
+def _count_indexed(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """Number of ``<prefix>N.`` sub-modules (N = 0, 1, ...) with weights in ``state``."""
+    indices = {key[len(prefix) :].split(".", 1)[0] for key in state if key.startswith(prefix)}
+    return len({int(i) for i in indices if i.isdigit()})
+
+
+def cfm_config(
+    state: Mapping[str, torch.Tensor], tree: Mapping[str, Any] | None, version: str, source: str
+) -> SoVITSConfig:
+    """The v3/v4 config of a flow-matching state dict: the embedded config tree for the text
+    encoder (upstream's ``s2.json``; preset when absent) and the DiT/wns1 sizes, which upstream
+    hard-codes, from the weights:
+
+    - DiT depth = number of ``transformer_blocks.N``, width = ``proj_out``'s input, ConvNeXt
+      blocks = number of ``text_embed.text_blocks.N``, FFN factor = FFN width / width;
+    - heads x dim_head from the config's ``model.fixture_dit`` (tiny test files) when present,
+      else from the rotary table (``rotary_embed.inv_freq`` has dim_head / 2 entries; the full
+      size is 16 x 64);
+    - wns1 width = ``wns1.pre``'s output, depth = number of ``wns1.enc.in_layers.N``.
+    """
+    dit = "cfm.estimator."
+    needed = (
+        f"{dit}proj_out.weight",
+        f"{dit}rotary_embed.inv_freq",
+        f"{dit}transformer_blocks.0.attn.to_q.weight",
+        f"{dit}transformer_blocks.0.ff.ff.0.0.weight",
+        "wns1.pre.weight",
+    )
+    missing = [k for k in needed if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{source}: flow-matching weights without {missing[:3]}; not a v3/v4 SoVITS file"
+        )
+    dim = int(state[f"{dit}proj_out.weight"].shape[1])
+    inner = int(state[f"{dit}transformer_blocks.0.attn.to_q.weight"].shape[0])
+    model = tree.get("model") if tree is not None else None
+    fixture = model.get("fixture_dit") if isinstance(model, Mapping) else None
+    if isinstance(fixture, Mapping) and "dim_head" in fixture:
+        dim_head = int(fixture["dim_head"])
+        heads = int(fixture.get("heads", inner // dim_head))
+    else:
+        dim_head = 2 * int(state[f"{dit}rotary_embed.inv_freq"].numel())
+        heads = inner // dim_head
+    sizes = {
+        "dit_dim": dim,
+        "dit_depth": _count_indexed(state, f"{dit}transformer_blocks."),
+        "dit_heads": heads,
+        "dit_dim_head": dim_head,
+        "dit_ff_mult": int(state[f"{dit}transformer_blocks.0.ff.ff.0.0.weight"].shape[0]) // dim,
+        "dit_conv_layers": _count_indexed(state, f"{dit}text_embed.text_blocks."),
+        "wns1_hidden": int(state["wns1.pre.weight"].shape[0]),
+        "wns1_layers": _count_indexed(state, "wns1.enc.in_layers."),
+    }
+    try:
+        base = SoVITSConfig.from_hparams(tree, version=version) if tree is not None else preset(version)
+        # Upstream's loader forces 25 Hz tokens whatever the file says; so do we.
+        return replace(base, semantic_frame_rate="25hz", **sizes)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"{source}: embedded config is not usable for a {version} model: {exc}"
+        ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _cfm_expected_shapes(config: SoVITSConfig) -> dict[str, torch.Size]:
+    """Key -> shape of a :class:`CfmSoVITS` of ``config`` (built once per config, without init)."""
+    return state_shapes(lambda: CfmSoVITS(config))
+
+
+def _check_cfm_shapes(config: SoVITSConfig, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every key of the model but ``linear_mel.*`` (training only) must be in ``state`` with its
+    shape, and nothing else; ``linear_mel.*``, when present, must fit too."""
+    expected = _cfm_expected_shapes(config)
+    if not any(k.startswith(OPTIONAL_CFM_PREFIX) for k in state):
+        expected = {k: v for k, v in expected.items() if not k.startswith(OPTIONAL_CFM_PREFIX)}
+    mismatch = shape_mismatch(expected, state)
+    if mismatch:
+        raise CheckpointError(
+            f"{source}: weights do not fit a {config.version} (flow-matching) SoVITS model: {mismatch}"
+        )
+
+
 @functools.lru_cache(maxsize=8)
 def _expected_shapes(config: SoVITSConfig) -> dict[str, torch.Size]:
     """Key -> shape of the state dict a model of ``config`` has (built once per config)."""
@@ -210,33 +371,53 @@ def read_sovits(
 ) -> SoVITSFile:
     """Read a SoVITS generator file (exported, pretrained or upstream training checkpoint).
 
+    v1-v2ProPlus files and non-LoRA v3/v4 files (``config.is_cfm``; version by
+    :func:`detect_cfm_version`, DiT/wns1 sizes by :func:`cfm_config`) are read. For v3/v4 every
+    key of :class:`CfmSoVITS` is required with its shape except the training-only
+    ``linear_mel.*``, which upstream's files carry and which may be absent.
+
     Args:
         path: the ``.pth`` file.
-        expect_version: raise unless the file is this version ("v1", "v2", "v2Pro", "v2ProPlus").
+        expect_version: raise unless the file is this version ("v1", "v2", "v2Pro", "v2ProPlus",
+            "v3", "v4").
         config: shape to use when the file has no embedded config (upstream ``G_*.pth``); by
             default upstream's preset for the detected version.
 
     Raises:
         CheckpointError: unreadable, truncated, corrupt, another kind of model, a discriminator,
-            an unsupported or unexpected version, or weights that do not fit the config.
+            a LoRA file, an unsupported or unexpected version, or weights that do not fit the config.
         UnsafePickleError: the pickle asks for code outside the allow-list (nothing was run).
     """
     source = str(path)
     what = "a GPT-SoVITS SoVITS generator (.pth)"
-    header, obj = _open(path, what)
+    header, obj, digest = _open(path, what)
     _describe_foreign(obj, source, what)
+    if header in LORA_HEADERS:
+        raise CheckpointError(
+            f"{source}: header says GPT-SoVITS {LORA_HEADERS[header]} LoRA; a LoRA file holds only the "
+            "trained adapters: merge it onto its base model first"
+        )
     kind, state = _state_dict(obj, source)
     if any(k.startswith("discriminators.") for k in state):
         raise CheckpointError(
             f"{source}: this is a SoVITS discriminator (D) file, expected the generator (G)"
         )
-    version = detect_version(state, header, source)
-    if expect_version is not None and version != expect_version:
-        raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
     raw_config = obj.get("config")
     hparams: HParams | None = None
     if isinstance(raw_config, Mapping):
         hparams = raw_config if isinstance(raw_config, HParams) else HParams.from_mapping(raw_config)
+    info = obj.get("info") if isinstance(obj.get("info"), str) else None
+    if any(k.startswith(CFM_PREFIX) for k in state):
+        version = detect_cfm_version(header, digest, hparams, source)
+        if expect_version is not None and version != expect_version:
+            raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
+        cfg = cfm_config(state, hparams, version, source)
+        _check_cfm_shapes(cfg, state, source)
+        return SoVITSFile(source, kind, version, header, cfg, state, info, hparams)
+    version = detect_version(state, header, source)
+    if expect_version is not None and version != expect_version:
+        raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
+    if hparams is not None:
         try:
             cfg = SoVITSConfig.from_hparams(hparams, version=version)
         except ValueError as exc:
@@ -254,7 +435,6 @@ def read_sovits(
     if kind == "weights" and has_enc_q:
         kind = "pretrained"
     _check_shapes(cfg, state, source, need_enc_q=kind == "training")
-    info = obj.get("info") if isinstance(obj.get("info"), str) else None
     return SoVITSFile(source, kind, version, header, cfg, state, info, hparams)
 
 
@@ -272,8 +452,14 @@ def load_sovits(
     otherwise the model is in training mode with ``enc_q`` from the file when present (exported
     weights have none: it keeps its fresh initialisation, as upstream's fine-tuning does).
     ``config`` is used for files without an embedded config (see :func:`read_sovits`).
+    v3/v4 files are refused here: they build another model (:func:`load_cfm_sovits`).
     """
     record = read_sovits(path, expect_version=expect_version, config=config)
+    if record.config.is_cfm:
+        raise CheckpointError(
+            f"{record.path}: this is a GPT-SoVITS {record.version} model (flow-matching mel decoder + "
+            "vocoder), which this loader does not build; load it with load_cfm_sovits"
+        )
     # Built without random initialisation and filled with the file's tensors.
     model = without_init(lambda: SoVITS(record.config))
     state = {k: v.to(dtype) for k, v in record.state_dict.items()}
@@ -293,11 +479,55 @@ def load_sovits(
     return model, record
 
 
+def build_cfm_sovits(
+    state: Mapping[str, torch.Tensor],
+    config: SoVITSConfig,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    source: str = "state dict",
+) -> CfmSoVITS:
+    """A v3/v4 :class:`CfmSoVITS` ready for inference from a state dict and its config.
+
+    The state must fit the config strictly (every key but the optional ``linear_mel.*``, same
+    shapes, nothing else); tensors are cast to ``dtype`` (fp16 files are upcast exactly). For a
+    file use :func:`load_cfm_sovits`; this entry point also takes a LoRA state already merged
+    onto its base (``config`` = the base file's).
+
+    Raises:
+        CheckpointError: the config is not v3/v4 or the weights do not fit it (names ``source``).
+    """
+    if not config.is_cfm:
+        raise CheckpointError(f"{source}: build_cfm_sovits needs a v3/v4 config, got {config.version}")
+    _check_cfm_shapes(config, state, source)
+    # Built without random initialisation and filled with the given tensors.
+    model = without_init(lambda: CfmSoVITS(config))
+    del model.linear_mel  # training only
+    weights = {k: v.to(dtype) for k, v in state.items() if not k.startswith(OPTIONAL_CFM_PREFIX)}
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model.to(device=device).prepare_for_inference()
+
+
+def load_cfm_sovits(
+    path: str | os.PathLike,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    expect_version: str | None = None,
+) -> tuple[CfmSoVITS, SoVITSFile]:
+    """Read a non-LoRA v3/v4 file (``s2Gv3.pth``, ``s2Gv4.pth`` or an export) and return the
+    model ready for inference with the file record; see :func:`read_sovits` for the rules."""
+    record = read_sovits(path, expect_version=expect_version)
+    if not record.config.is_cfm:
+        raise CheckpointError(
+            f"{record.path}: this is a {record.version} SoVITS model (VITS decoder); load it with load_sovits"
+        )
+    return build_cfm_sovits(record.state_dict, record.config, device, dtype, record.path), record
+
+
 def read_discriminator(path: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, torch.Tensor]]:
     """Read a pretrained or training discriminator file -> (periods, state dict)."""
     source = str(path)
     what = "a GPT-SoVITS SoVITS discriminator (s2D*.pth)"
-    _, obj = _open(path, what)
+    _, obj, _ = _open(path, what)
     _describe_foreign(obj, source, what)
     _, state = _state_dict(obj, source)
     if not any(k.startswith("discriminators.") for k in state):
@@ -436,8 +666,10 @@ def write_sovits(
     ``"<epoch>epoch_<step>iteration"``, and the ``05``/``06`` header for v2Pro/v2ProPlus.
     """
     target = Path(path)
-    if config.version not in VERSIONS:
-        raise ValueError(f"cannot write SoVITS version {config.version!r}")
+    if config.version not in VITS_VERSIONS:
+        raise ValueError(
+            f"cannot write SoVITS version {config.version!r} (writes {', '.join(VITS_VERSIONS)})"
+        )
     weights = {k: v.detach().to("cpu", torch.float16) for k, v in state_dict.items() if "enc_q" not in k}
     payload: OrderedDict[str, Any] = OrderedDict()
     payload["weight"] = weights
