@@ -9,8 +9,9 @@ Per text segment (upstream ``get_tts_wav``, v3/v4 branch):
    (only the last 500 (v4) / 468 (v3) frames when longer). Computed once per reference.
 3. :meth:`CfmSoVITS.synthesize`: the target tokens through :meth:`decode_encp` (``fea_todo``),
    then flow matching in chunks of ``window - T_min`` frames, each continuing the previous one
-   (prompt = last T_min generated frames, their features the condition), concatenated and
-   de-normalised.
+   (prompt = the last T_min generated frames, their features the condition), concatenated and
+   de-normalised. As upstream, a prompt is at most as long as the previous chunk: v3 with a long
+   reference (T_min 468) has 466-frame chunks, so from the second chunk on its prompt is 466.
 
 :meth:`decode_encp`: codes -> codebook vectors (25 -> 50 Hz) -> the v2 text encoder with MRTE
 (hidden output, 192 wide) -> ``bridge`` (1x1 conv to 512, LeakyReLU 0.01) -> nearest upsampling
@@ -287,7 +288,8 @@ class CfmSoVITS(nn.Module):
             outputs.append(out)
             result = out[..., prompt_mel.size(-1) :]  # the generated frames
             results.append(result)
-            # The next chunk continues this one: its last T_min frames become the prompt.
+            # The next chunk continues this one: its last T_min frames (all of them when the
+            # chunk is shorter, as upstream's slicing) become the prompt.
             prompt_mel, fea_ref = result[..., -t_min:], chunk[..., -t_min:]
         mel_norm = torch.cat(results, dim=2)
         return CfmDecodeResult(
