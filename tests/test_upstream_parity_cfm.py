@@ -1,8 +1,11 @@
 """Parity with upstream GPT-SoVITS v3/v4 (flow-matching SoVITS) on the fixtures in ``$UPSTREAM_FIXTURES``.
 
 Files: ``sovits_v{4,3}_tiny.pth`` + ``sovits_v{4,3}_tiny_io.pt`` (README section "SoVITS v4 and v3
-(CFM + vocoder)") and ``manifest_sovits_v{3,4}.json``. Every size is read from the files; the
-tolerances are the README's. The vocoder stage (``audio``) belongs to the vocoder tests.
+(CFM + vocoder)"), the LoRA exports ``sovits_v{4,3}_lora_tiny.pth`` + io merged onto their base
+(section "LoRA-trained v4/v3 files"; the merged weights themselves are checked in
+tests/models/upstream/test_sovits_lora.py) and ``manifest_sovits_v{3,4}.json``. Every size is
+read from the files; the tolerances are the README's. The vocoder stage (``audio``) belongs to
+the vocoder tests.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from app.audio.resample import prepare_sv_reference, sinc_resample
 from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.sovits.config import preset
 from app.models.sovits.reference import normalize_mel, reference_mel, reference_spectrogram
-from app.models.upstream.sovits import cfm_config, load_cfm_sovits
+from app.models.upstream.sovits import build_cfm_sovits, cfm_config, load_cfm_sovits, read_sovits
+from app.models.upstream.sovits_lora import merge_lora, read_lora
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,11 +42,10 @@ def _fixture_dir() -> Path:
 
 
 def _cfm_stems() -> list[str]:
-    """Non-LoRA v3/v4 tiny checkpoints that have their io file."""
+    """v3/v4 tiny checkpoints (base and LoRA exports) that have their io file."""
     folder = _fixture_dir()
-    return [
-        p.stem for p in sorted(folder.glob("sovits_v[34]_tiny.pth")) if (folder / f"{p.stem}_io.pt").is_file()
-    ]
+    files = sorted(folder.glob("sovits_v[34]_tiny.pth")) + sorted(folder.glob("sovits_v[34]_lora*.pth"))
+    return [p.stem for p in files if (folder / f"{p.stem}_io.pt").is_file()]
 
 
 CFM_STEMS = _cfm_stems()
@@ -51,12 +54,19 @@ CFM_MANIFESTS = sorted(p.name for p in _fixture_dir().glob("manifest_sovits_v[34
 
 @pytest.fixture(scope="module", params=CFM_STEMS or [None], ids=CFM_STEMS or ["<no v3/v4 fixtures>"])
 def cfm_case(request: pytest.FixtureRequest, upstream_fixtures: Path):
-    """(model ready for inference, file record, io dict), loaded once per module."""
+    """(model ready for inference, record of the (base) file, io dict, the file's leading bytes),
+    loaded once per module; a LoRA export is merged onto the base its io file names."""
     if request.param is None:
         pytest.fail(f"no sovits_v3_tiny.pth / sovits_v4_tiny.pth with its _io.pt in {upstream_fixtures}")
-    model, record = load_cfm_sovits(upstream_fixtures / f"{request.param}.pth")
+    path = upstream_fixtures / f"{request.param}.pth"
     io = torch.load(upstream_fixtures / f"{request.param}_io.pt", weights_only=True)
-    return model, record, io
+    if "base_checkpoint" in io["meta"]:
+        lora = read_lora(path)
+        record = read_sovits(upstream_fixtures / io["meta"]["base_checkpoint"], expect_version=lora.version)
+        merged = merge_lora(record.state_dict, lora, record.path)
+        return build_cfm_sovits(merged, record.config, source=f"{path} on its base"), record, io, path
+    model, record = load_cfm_sovits(path)
+    return model, record, io, path
 
 
 def _runs(io: dict) -> list[str]:
@@ -75,9 +85,9 @@ def _close(ours: torch.Tensor, expected: torch.Tensor, atol: float, what: str) -
 
 
 def test_version_and_sizes_read_from_the_file(cfm_case) -> None:
-    _, record, io = cfm_case
+    _, record, io, path = cfm_case
     assert record.version == io["version"] == io["meta"]["model_version"]
-    assert record.header.decode("ascii") == io["meta"]["file_head_bytes"]
+    assert path.read_bytes()[:2].decode("ascii") == io["meta"]["file_head_bytes"]
     c = record.config
     dit, wns1 = io["meta"]["fixture_dit"], io["meta"]["fixture_wns1"]
     assert (c.dit_dim, c.dit_depth, c.dit_heads, c.dit_dim_head, c.dit_ff_mult, c.dit_conv_layers) == (
@@ -94,7 +104,7 @@ def test_version_and_sizes_read_from_the_file(cfm_case) -> None:
 
 def test_reference_chain_from_the_decoded_file(cfm_case) -> None:
     """refer_spec (32 kHz, level rule) and the resampled wave the reference mel reads."""
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     wav, sr = io["inputs"]["ref_wav_loaded"], int(io["inputs"]["ref_sr"])
     shared = io["shared"]
     wav32, _ = prepare_sv_reference(wav, sr)
@@ -107,7 +117,7 @@ def test_reference_chain_from_the_decoded_file(cfm_case) -> None:
 
 
 def test_reference_mel(cfm_case) -> None:
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     shared = io["shared"]
     raw = reference_mel(shared["ref_wav_tgt_sr"], model.config.cfm_audio)
     _close(raw, shared["ref_mel_raw"], MEL_RAW_ATOL, "ref_mel_raw")
@@ -115,7 +125,7 @@ def test_reference_mel(cfm_case) -> None:
 
 
 def test_timbre_features_and_prompt(cfm_case) -> None:
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     inputs, shared = io["inputs"], io["shared"]
     ge = model.timbre(shared["refer_spec"])
     _close(ge, shared["ge"], FEATURE_ATOL, "ge")
@@ -142,7 +152,7 @@ def _upstream_prompt(model: CfmSoVITS, io: dict):
 
 def test_velocity_of_every_step(cfm_case) -> None:
     """The DiT at each Euler step, fed upstream's own trajectory (noise + recorded velocities)."""
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     shared = io["shared"]
     runs = [r for r in _runs(io) if "velocity_per_step" in io["runs"][r]["chunks"][0]]
     assert runs, "no run records velocity_per_step"
@@ -174,7 +184,7 @@ def test_velocity_of_every_step(cfm_case) -> None:
 
 @pytest.mark.parametrize("run", ["steps_4", "steps_8"])
 def test_cfm_output_and_mel(cfm_case, run: str) -> None:
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     if run not in io["runs"]:
         pytest.fail(f"run {run} missing from this fixture (has {_runs(io)})")
     expected = io["runs"][run]
@@ -195,7 +205,7 @@ def test_cfm_output_and_mel(cfm_case, run: str) -> None:
 
 def test_whole_segment_from_the_reference_file(cfm_case) -> None:
     """From the decoded reference file to the mel, nothing recorded fed in but inputs and noise."""
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     inputs = io["inputs"]
     wav, sr = inputs["ref_wav_loaded"], int(inputs["ref_sr"])
     wav32, _ = prepare_sv_reference(wav, sr)
@@ -212,7 +222,7 @@ def test_whole_segment_from_the_reference_file(cfm_case) -> None:
 
 def test_default_noise_draws_what_upstream_drew(cfm_case) -> None:
     """After torch.manual_seed(seed) the global generator gives upstream's noise (no injection)."""
-    model, _, io = cfm_case
+    model, _, io, _ = cfm_case
     run = io["runs"][_runs(io)[0]]
     torch.manual_seed(int(io["shared"]["seed"]))
     mel = model.decode_mel(

@@ -135,7 +135,8 @@ def _describe_foreign(obj: Any, source: str, expected: str) -> None:
     if "lora_rank" in obj or any(k.startswith("cfm.base_model.") for k in keys):
         raise CheckpointError(
             f"{source}: this is a GPT-SoVITS v3/v4 LoRA file (rank {obj.get('lora_rank')}): it holds "
-            "only the trained adapters; merge it onto its base model (s2Gv3.pth / s2Gv4.pth) first"
+            "only the trained adapters; merge it onto its base model (s2Gv3.pth / s2Gv4.pth) with "
+            "sovits_lora.read_lora + merge_lora, then build_cfm_sovits"
         )
 
 
@@ -395,7 +396,7 @@ def read_sovits(
     if header in LORA_HEADERS:
         raise CheckpointError(
             f"{source}: header says GPT-SoVITS {LORA_HEADERS[header]} LoRA; a LoRA file holds only the "
-            "trained adapters: merge it onto its base model first"
+            "trained adapters: merge it onto its base model (sovits_lora.merge_lora) first"
         )
     kind, state = _state_dict(obj, source)
     if any(k.startswith("discriminators.") for k in state):
