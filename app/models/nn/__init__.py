@@ -13,6 +13,9 @@ Modules, one concern each:
 - ``discriminators``: ``DiscriminatorS``, ``DiscriminatorP``, ``MultiPeriodDiscriminator``.
 - ``losses``: LSGAN discriminator/generator losses, feature matching, KL.
 - ``spectrogram``: linear and mel spectrograms with the VITS conventions.
+- ``rotary``: rotary position embedding with x-transformers' conventions (partial, interleaved pairs).
+- ``dit``: F5-TTS DiT blocks (timestep embedding, ConvNeXt-V2, adaLN-Zero, rotary attention) of the
+  v3/v4 flow-matching estimator; layout ``(B, N, D)`` there.
 
 Layouts are ``(B, C, T)`` unless a docstring says otherwise. Parameter names equal upstream's so
 state dicts load without renaming.
