@@ -154,8 +154,9 @@ class CfmSoVITS(nn.Module):
     @torch.inference_mode()
     def reference_mel(self, wav: torch.Tensor) -> torch.Tensor:
         """(N,) or (1, N) mono reference at ``config.cfm_audio.sampling_rate`` (v4 32 kHz, v3 24 kHz)
-        -> (1, 100, F) normalised log-mel (F = N // hop for N a multiple of hop 320 / 256)."""
-        return normalize_mel(reference_mel(wav, self.config.cfm_audio))
+        -> (1, 100, F) normalised log-mel (F = N // hop for N a multiple of hop 320 / 256), float32
+        whatever the input's dtype, as upstream (:meth:`prompt` casts it to the model's dtype)."""
+        return normalize_mel(reference_mel(wav.float(), self.config.cfm_audio))
 
     @torch.inference_mode()
     def decode_encp(

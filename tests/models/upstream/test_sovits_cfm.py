@@ -202,3 +202,27 @@ def test_foreign_files_are_named(upstream_fixtures: Path, tmp_path: Path) -> Non
     junk.write_bytes(b"ID3\x03not a model")
     with pytest.raises(CheckpointError, match=r"junk\.pth: not a GPT-SoVITS SoVITS generator"):
         load_cfm_sovits(junk)
+
+
+def test_reduced_precision_runs_in_the_models_dtype(tmp_path: Path) -> None:
+    path = _write(tmp_path / "v4.pth")
+    reference, _ = load_cfm_sovits(path)
+    half, _ = load_cfm_sovits(path, dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    gen = torch.Generator().manual_seed(3)
+    codes = torch.randint(0, 1024, (1, 1, 12), generator=gen)
+    phones = torch.randint(1, 732, (1, 9), generator=gen)
+    spec = reference_spectrogram(0.3 * torch.randn(640 * 12, generator=gen))
+    wav = 0.3 * torch.randn(320 * 40, generator=gen)
+    mels = []
+    for model in (reference, half):
+        dtype = next(model.parameters()).dtype
+        ge = model.timbre(spec.to(dtype))
+        ref_mel = model.reference_mel(wav.to(dtype))
+        assert ref_mel.dtype == torch.float32  # computed in float32 as upstream
+        prompt = model.prompt(codes, phones, ge, ref_mel)
+        assert prompt.mel.dtype == dtype
+        mels.append(model.decode_mel(codes, phones, prompt, 3, generator=torch.Generator().manual_seed(4)))
+    assert mels[1].dtype == torch.bfloat16
+    scale = mels[0].abs().max()
+    assert (mels[1].float() - mels[0]).abs().max() < 0.05 * scale
