@@ -45,7 +45,7 @@ import torch
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.sovits.cfm_model import CfmSoVITS
-from app.models.sovits.config import CFM_VERSIONS, N_SYMBOLS, SV_EMB_DIM, VITS_VERSIONS, SoVITSConfig, preset
+from app.models.sovits.config import CFM_VERSIONS, N_SYMBOLS, SV_EMB_DIM, SoVITSConfig, preset
 from app.models.sovits.model import SoVITS, build_posterior_encoder
 from app.models.upstream.safe_pickle import CheckpointError, HParams, load, read_file, save
 
@@ -600,6 +600,10 @@ _DATA_DEFAULTS: dict[str, Any] = {
     "cleaned_text": True,
 }
 _MODEL_DEFAULTS: dict[str, Any] = {"n_layers_q": 3, "use_spectral_norm": False}
+_CFM_SIZE_FIELDS = (
+    "dit_dim", "dit_depth", "dit_heads", "dit_dim_head", "dit_ff_mult", "dit_conv_layers", "wns1_hidden",
+    "wns1_layers",
+)  # fmt: skip
 
 
 def _hparams_for(config: SoVITSConfig, name: str) -> HParams:
@@ -640,6 +644,15 @@ def _hparams_for(config: SoVITSConfig, name: str) -> HParams:
     )
     if config.is_pro and config.sv_dim != SV_EMB_DIM:
         model["sv_dim"] = config.sv_dim  # a small model of ours; upstream's are always 20480
+    full = preset(config.version) if config.is_cfm else None
+    if full is not None and any(getattr(config, k) != getattr(full, k) for k in _CFM_SIZE_FIELDS):
+        # A small v3/v4 model (tests): upstream hard-codes the DiT and wns1 sizes, so they travel
+        # in the config as the upstream fixtures carry them.
+        model["fixture_dit"] = {
+            "dim": config.dit_dim, "depth": config.dit_depth, "heads": config.dit_heads,
+            "dim_head": config.dit_dim_head, "ff_mult": config.dit_ff_mult, "conv_layers": config.dit_conv_layers,
+        }  # fmt: skip
+        model["fixture_wns1"] = {"hidden_channels": config.wns1_hidden, "n_layers": config.wns1_layers}
     # Section order as upstream: train, data, model, then the run-level keys.
     out: dict[str, Any] = {"train": train, "data": data, "model": model}
     out["s2_ckpt_dir"] = tree.get("s2_ckpt_dir", f"logs/{name}")
@@ -664,13 +677,11 @@ def write_sovits(
     """Write exported weights upstream's web UI loads (``SoVITS_weights*/``), atomically.
 
     fp16 tensors without ``enc_q``, the config as ``utils.HParams``, info
-    ``"<epoch>epoch_<step>iteration"``, and the ``05``/``06`` header for v2Pro/v2ProPlus.
+    ``"<epoch>epoch_<step>iteration"``, and the ``05``/``06`` header for v2Pro/v2ProPlus. v3/v4
+    (whole models, as ``s2Gv3.pth``/``s2Gv4.pth``) keep the zip's ``PK``, as upstream's exporter
+    does; LoRA exports are written by :mod:`app.models.upstream.sovits_lora`.
     """
     target = Path(path)
-    if config.version not in VITS_VERSIONS:
-        raise ValueError(
-            f"cannot write SoVITS version {config.version!r} (writes {', '.join(VITS_VERSIONS)})"
-        )
     weights = {k: v.detach().to("cpu", torch.float16) for k, v in state_dict.items() if "enc_q" not in k}
     payload: OrderedDict[str, Any] = OrderedDict()
     payload["weight"] = weights

@@ -226,3 +226,22 @@ def test_reduced_precision_runs_in_the_models_dtype(tmp_path: Path) -> None:
     assert mels[1].dtype == torch.bfloat16
     scale = mels[0].abs().max()
     assert (mels[1].float() - mels[0]).abs().max() < 0.05 * scale
+
+
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_written_v3_v4_files_read_back_as_the_same_model(tmp_path, version) -> None:
+    """write_sovits: a whole v3/v4 model as upstream's s2Gv3/s2Gv4 (``PK``, small sizes in fixture_dit)."""
+    from app.models.upstream.sovits import load_cfm_sovits, write_sovits
+    from tests.models.sovits.cfm_tiny import tiny_cfm_config, tiny_weights
+
+    config = tiny_cfm_config(version)
+    path = write_sovits(tmp_path / f"s2G{version}.pth", tiny_weights(version), config, epoch=3, step=7)
+    assert path.read_bytes()[:2] == b"PK"
+    model, record = load_cfm_sovits(path)
+    assert record.version == version and record.info == "3epoch_7iteration"
+    for field in ("dit_dim", "dit_depth", "dit_heads", "dit_dim_head", "dit_conv_layers", "wns1_hidden"):
+        assert getattr(record.config, field) == getattr(config, field)
+    stored = {k: v.half().float() for k, v in tiny_weights(version).items() if not k.startswith("linear_mel")}
+    for key, value in model.state_dict().items():
+        if key in stored and "wns1" not in key:  # wns1's weight norm is folded for inference
+            torch.testing.assert_close(value, stored[key], rtol=0, atol=0)
