@@ -5,6 +5,7 @@
   kept samples are the whole decode's up to float summation order, while the activations in memory
   shrink with the window (10 s of audio: 255 -> 150 MB at the decoder's peak, for ~6 % more work).
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode).
+- :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
 """
 
 from __future__ import annotations
@@ -78,3 +79,35 @@ class CastDecoder(nn.Module):
         """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
         out = self.inner(x.to(self.dtype), g=None if g is None else g.to(self.dtype))
         return out.float()
+
+
+class CastSampler(nn.Module):
+    """Runs a flow-matching sampler (``CFM.sample``) in another dtype; returns float32."""
+
+    def __init__(self, sampler: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = sampler.to(dtype)
+        self.dtype = dtype
+
+    def sample(
+        self, cond: torch.Tensor, prompt: torch.Tensor, steps: int, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """As ``CFM.sample``: (B, C, N), (B, mel, P), steps, (B, mel, N) -> (B, mel, N) float32."""
+        d = self.dtype
+        return self.inner.sample(cond.to(d), prompt.to(d), steps, noise.to(d)).float()
+
+
+class CastVocoder(nn.Module):
+    """Runs a mel vocoder in another dtype; keeps its ``sample_rate``/``hop_length``; returns float32."""
+
+    def __init__(self, vocoder: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = vocoder.to(dtype)
+        self.dtype = dtype
+        self.sample_rate = vocoder.sample_rate
+        self.hop_length = vocoder.hop_length
+        self.num_mels = vocoder.num_mels
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, mel, T) -> (B, 1, T * hop) float32"""
+        return self.inner(mel.to(self.dtype)).float()

@@ -13,6 +13,7 @@ import torch
 
 from app.infer.batching import plan_batches
 from app.models.gpt.sampling import SamplingOptions
+from app.models.sovits.cfm_model import CfmPrompt
 from app.models.sovits.model import Timbre
 
 # SoVITS decodes with this prior noise scale (upstream's decode default, not exposed by its UIs).
@@ -49,6 +50,9 @@ class ReferenceFeatures:
     # v2Pro*: (1, sv_dim) speaker-verification embedding of the same 32 kHz clip resampled to
     # 16 kHz (part of the timbre); None for v1/v2 models.
     sv_embedding: torch.Tensor | None = None
+    # v3/v4: (1, 100, F) normalised log-mel of the clip at the model's mel rate (the frames the
+    # flow matching continues); None for the VITS versions.
+    mel: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,9 @@ class SynthesisPlan:
     prompt: TextInput | None
     # (T,) semantic tokens of the reference (the GPT prompt), None in reference-free mode.
     prompt_tokens: torch.Tensor | None
-    # Timbre of the reference (and extra references), on the pipeline's device.
-    timbre: Timbre
+    # Timbre of the reference (and extra references), on the pipeline's device; for v3/v4 the
+    # reference as the flow matching continues it (timbre, prompt features and mel).
+    timbre: Timbre | CfmPrompt
     # GPT sampling; its seed is replaced per batch by one derived from ``seed``.
     sampling: SamplingOptions
     # Seed of the whole synthesis.
@@ -73,8 +78,10 @@ class SynthesisPlan:
     pause_seconds: float = 0.3
     # Segments decoded together by the GPT.
     batch_size: int = 1
-    # SoVITS prior noise scale.
+    # SoVITS prior noise scale (VITS versions).
     noise_scale: float = NOISE_SCALE
+    # Flow-matching steps per segment (v3/v4).
+    sample_steps: int = 32
     # Segment indices of each GPT batch (see app.infer.batching); None: text order, batch_size each.
     batches: tuple[tuple[int, ...], ...] | None = None
 

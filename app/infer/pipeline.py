@@ -32,12 +32,13 @@ import numpy as np
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
+from app.audio.resample import sinc_resample
 from app.devices import release_free_memory
 from app.infer import reference as ref
 from app.infer import scripts
 from app.infer.batching import plan_batches
 from app.infer.cache import LRUCache
-from app.infer.decoder import CastDecoder, WindowedDecoder
+from app.infer.decoder import CastDecoder, CastSampler, CastVocoder, WindowedDecoder
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
 from app.infer.precision import PrecisionPlan, plan_for, release_packed_weights
 from app.infer.request import (
@@ -56,10 +57,14 @@ from app.infer.streaming import StreamOptions
 from app.models.encoders.hubert import HubertEncoder
 from app.models.encoders.sv import SV_ASSET, SV_FILE, SpeakerEncoder
 from app.models.gpt.sampling import MAX_NEW_TOKENS, SamplingOptions, TokenChunk, generate
+from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.sovits.reference import normalize_reference, reference_spectrogram
+from app.models.upstream.cfm_voice import LORA_BASE_FILES, is_cfm_file, load_cfm_voice, lora_base
 from app.models.upstream.gpt import GPTFile, load_gpt
-from app.models.upstream.sovits import load_sovits
+from app.models.upstream.sovits import FlowMatchingModel, SoVITSFile, load_sovits
+from app.models.upstream.vocoder import load_vocoder
+from app.models.vocoders import VOCODER_PATHS, Vocoder
 from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
 from app.text.frontend import TextResult
 from app.text.split import CLAUSE_MARKS
@@ -86,6 +91,41 @@ def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str
         raise ModelLoadError(f"speaker-verification model: {exc}") from exc
 
 
+# Flow-matching steps when a request leaves sample_steps out: upstream's web UI defaults.
+DEFAULT_CFM_STEPS = {"v3": 32, "v4": 8}
+SOVITS_RATE = 32000  # the reference clip's timbre rate (ReferenceClip.wav32)
+
+
+def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVITSFile, Vocoder]:
+    """A v3/v4 SoVITS file (a LoRA merged onto its base) and its version's vocoder."""
+    pretrained = spec.hubert_dir.parent
+    base = lora_base(spec.sovits_path, pretrained)
+    if base is not None and not base.is_file():
+        version = "v3" if base.name == LORA_BASE_FILES["v3"].name else "v4"
+        raise ModelLoadError(
+            f"{spec.sovits_path.name} is a {version} LoRA voice, merged at load onto the {version} base "
+            f"model {base} (missing): download it with `{DOWNLOAD_COMMAND} gpt-sovits-{version}` or copy "
+            f"GPT-SoVITS's pretrained_models/{LORA_BASE_FILES[version].as_posix()} there"
+        )
+    try:
+        voice = load_cfm_voice(spec.sovits_path, pretrained, device=device)
+    except ValueError as exc:  # CheckpointError / UnsafePickleError name the file
+        raise ModelLoadError(f"SoVITS model: {exc}") from exc
+    version = voice.version
+    place = pretrained / VOCODER_PATHS[version]
+    if not place.exists():
+        raise ModelLoadError(
+            f"{spec.sovits_path.name} is a {version} SoVITS model, which needs the {version} vocoder {place} "
+            f"(missing): download it with `{DOWNLOAD_COMMAND} gpt-sovits-{version}` or copy GPT-SoVITS's "
+            f"pretrained_models/{VOCODER_PATHS[version].as_posix()} there"
+        )
+    try:
+        vocoder = load_vocoder(version, pretrained, device=device)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{version} vocoder: {exc}") from exc
+    return voice.model, voice.record, vocoder
+
+
 def _missing_model(kind: str, folder: object, asset: str) -> ModelLoadError:
     return ModelLoadError(
         f"{kind} model missing in {folder} (no config.json): download it with "
@@ -100,7 +140,12 @@ class TTSPipeline:
     """
 
     def __init__(
-        self, spec: PipelineSpec, gpt: GPTFile, sovits: SoVITS, speaker: SpeakerEncoder | None = None
+        self,
+        spec: PipelineSpec,
+        gpt: GPTFile,
+        sovits: SoVITS | CfmSoVITS,
+        speaker: SpeakerEncoder | None = None,
+        vocoder: Vocoder | None = None,
     ) -> None:
         self.spec = spec
         self.device = torch.device(spec.device)
@@ -117,18 +162,28 @@ class TTSPipeline:
                 f"got {'none' if speaker is None else f'a {speaker.dim}-wide one'}"
             )
         self.version = sovits.config.version
+        # v3/v4: flow matching makes a mel, a separate vocoder the audio (its rate is the output's).
+        self.is_cfm = sovits.config.is_cfm
+        if self.is_cfm and vocoder is None:
+            raise ModelLoadError(f"a {self.version} SoVITS model needs its vocoder")
+        self.vocoder = vocoder
         self.text_version = "v1" if self.version == "v1" else "v2"
-        self.sample_rate = sovits.config.sampling_rate
+        self.sample_rate = vocoder.sample_rate if vocoder is not None else sovits.config.sampling_rate
         self.precision: PrecisionPlan = plan_for(spec.precision, self.device)
         self.gpt.set_precision(self.precision.gpt)
         freed = release_packed_weights(self.gpt)
         log.debug(
             "GPT %s kernels packed; %.0f MB of unpacked weights freed", self.precision.gpt, freed / 2**20
         )
-        if self.precision.decoder != torch.float32:
-            self.sovits.dec = CastDecoder(self.sovits.dec, self.precision.decoder)
-        # Long segments decode in windows: same samples, a fraction of the activations in memory.
-        self.sovits.dec = WindowedDecoder(self.sovits.dec, sovits.config)
+        if isinstance(self.sovits, CfmSoVITS):
+            if self.precision.decoder != torch.float32:  # the DiT and the vocoder: the decode's arithmetic
+                self.sovits.cfm = CastSampler(self.sovits.cfm, self.precision.decoder)
+                self.vocoder = CastVocoder(vocoder, self.precision.decoder)
+        else:
+            if self.precision.decoder != torch.float32:
+                self.sovits.dec = CastDecoder(self.sovits.dec, self.precision.decoder)
+            # Long segments decode in windows: same samples, a fraction of the activations in memory.
+            self.sovits.dec = WindowedDecoder(self.sovits.dec, sovits.config)
         self._hubert: HubertEncoder | None = None
         self._bert = None
         # sha256 -> (clip, features); a clip holds <= 10 s of audio at two rates (~2 MB).
@@ -153,10 +208,20 @@ class TTSPipeline:
             gpt = load_gpt(spec.gpt_path, device=device)
         except ValueError as exc:  # GPTFileError and friends: the message names the file
             raise ModelLoadError(f"GPT model: {exc}") from exc
+        vocoder = None
         try:
-            sovits, record = load_sovits(spec.sovits_path, device=device)
-        except ValueError as exc:  # CheckpointError / UnsafePickleError
-            raise ModelLoadError(f"SoVITS model: {exc}") from exc
+            cfm = is_cfm_file(spec.sovits_path)
+        except OSError as exc:
+            raise ModelLoadError(f"SoVITS model: cannot read {spec.sovits_path} ({exc.strerror})") from exc
+        if not cfm:
+            try:
+                sovits, record = load_sovits(spec.sovits_path, device=device)
+            except FlowMatchingModel:
+                cfm = True  # a v3/v4 export that starts like a v2 file
+            except ValueError as exc:  # CheckpointError / UnsafePickleError
+                raise ModelLoadError(f"SoVITS model: {exc}") from exc
+        if cfm:
+            sovits, record, vocoder = _load_cfm(spec, device)
         speaker = _load_speaker_encoder(spec, device, record.version) if record.config.is_pro else None
         if speaker is not None and speaker.dim != record.config.sv_dim:
             raise ModelLoadError(
@@ -178,8 +243,8 @@ class TTSPipeline:
             device,
             spec.precision,
         )
-        pipeline = cls(spec, gpt, sovits, speaker)
-        del gpt, sovits, record, speaker
+        pipeline = cls(spec, gpt, sovits, speaker, vocoder)
+        del gpt, sovits, record, speaker, vocoder
         release_free_memory()  # the files' state dicts and the GPT weights its kernels copied
         return pipeline
 
@@ -302,11 +367,22 @@ class TTSPipeline:
         release_free_memory()  # the speaker model's activations (~100 MB for 10 s)
         return spec, embedding
 
+    def reference_mel(self, wav32: np.ndarray) -> torch.Tensor:
+        """v3/v4: (1, 100, F) normalised log-mel of a 32 kHz clip at the model's mel rate (v4 32 kHz,
+        v3 24 kHz), the frames the flow matching continues (no level rule, as upstream)."""
+        assert isinstance(self.sovits, CfmSoVITS)
+        wav = torch.from_numpy(np.ascontiguousarray(wav32))[None]
+        rate = self.sovits.config.cfm_audio.sampling_rate
+        if rate != SOVITS_RATE:
+            wav = sinc_resample(wav, SOVITS_RATE, rate)
+        return self.sovits.reference_mel(wav.to(self.device))
+
     def encode_reference(self, wav16: np.ndarray | None, wav32: np.ndarray) -> ReferenceFeatures:
         """Features of an already loaded clip; ``wav16`` None skips the prompt tokens."""
         tokens = None if wav16 is None else self.prompt_tokens(wav16)
         spec, embedding = self.timbre_inputs(wav32)
-        return ReferenceFeatures(tokens, spec, embedding)
+        mel = self.reference_mel(wav32) if self.is_cfm else None
+        return ReferenceFeatures(tokens, spec, embedding, mel)
 
     def reference_features(
         self, source: ref.AudioSource, need_tokens: bool = True
@@ -340,12 +416,37 @@ class TTSPipeline:
 
         v2Pro*: ``sv_embeddings`` holds one speaker embedding per spectrogram.
         """
+        if isinstance(self.sovits, CfmSoVITS):
+            raise TypeError("v3/v4 models take their timbre with the prompt: use cfm_prompt")
         if not self.sovits.config.is_pro:
             return self.sovits.timbre(list(spectrograms))
         embeddings = list(sv_embeddings or [])
         if len(embeddings) != len(spectrograms) or any(e is None for e in embeddings):
             raise ValueError(f"{self.version} needs one speaker embedding per reference spectrogram")
         return self.sovits.timbre(list(spectrograms), [e for e in embeddings if e is not None])
+
+    def cfm_prompt(self, features: ReferenceFeatures, prompt: TextInput) -> CfmPrompt:
+        """v3/v4: the reference as the flow matching continues it (timbre, features of its tokens
+        and phones, its mel), for one reference and prompt text."""
+        assert isinstance(self.sovits, CfmSoVITS)
+        if features.prompt_tokens is None or features.mel is None:
+            raise ValueError("the reference's prompt tokens and mel are needed for a v3/v4 prompt")
+        ge = self.sovits.timbre(features.spectrogram)
+        codes = features.prompt_tokens.view(1, 1, -1).to(self.device)
+        phones = torch.as_tensor(prompt.phones, dtype=torch.long, device=self.device).view(1, -1)
+        return self.sovits.prompt(codes, phones, ge, features.mel)
+
+    def sample_steps(self, request: TTSRequest) -> int:
+        """Flow-matching steps of ``request`` (v3/v4); other models refuse a value but api_v2's default."""
+        if self.is_cfm:
+            return int(request.sample_steps or DEFAULT_CFM_STEPS[self.version])
+        if request.sample_steps not in (None, DEFAULT_SAMPLE_STEPS):
+            raise TTSInputError(
+                f"sample_steps applies to v3/v4 models (flow matching); {self.spec.sovits_path.name} is a "
+                f"{self.version} model: leave sample_steps out (or at api_v2's default, {DEFAULT_SAMPLE_STEPS})",
+                field="sample_steps",
+            )
+        return DEFAULT_SAMPLE_STEPS  # unused by the VITS decoder
 
     def _extra_reference(self, source: ref.AudioSource) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(spectrogram, speaker embedding or None) of an extra reference clip, cached per clip."""
@@ -409,15 +510,28 @@ class TTSPipeline:
         self,
         tokens: torch.Tensor,
         phones: Sequence[int] | torch.Tensor,
-        timbre: Timbre,
+        timbre: Timbre | CfmPrompt,
         speed: float = 1.0,
         noise_scale: float = 0.5,
         generator: torch.Generator | None = None,
+        sample_steps: int = DEFAULT_SAMPLE_STEPS,
     ) -> np.ndarray:
-        """(n,) semantic tokens + the segment's phones -> float32 audio (n * 1280 samples at speed 1)."""
+        """(n,) semantic tokens + the segment's phones -> float32 audio at :attr:`sample_rate`.
+
+        VITS models (v1-v2ProPlus): n * 1280 samples at speed 1, ``noise_scale`` the prior's.
+        v3/v4: flow matching (``sample_steps`` Euler steps) to a mel (v4 4, v3 3.75 frames per
+        token), then the vocoder (v4 480, v3 256 samples per frame).
+        """
         codes = tokens.view(1, 1, -1).to(self.device)
         ids = torch.as_tensor(phones, dtype=torch.long).view(1, -1).to(self.device)
-        audio = self.sovits.decode(codes, ids, timbre, speed, noise_scale, generator=generator)
+        if isinstance(self.sovits, CfmSoVITS):
+            assert isinstance(timbre, CfmPrompt) and self.vocoder is not None
+            mel = self.sovits.decode_mel(codes, ids, timbre, sample_steps, speed, generator=generator)
+            with torch.inference_mode():
+                audio = self.vocoder(mel)
+        else:
+            assert isinstance(timbre, Timbre)
+            audio = self.sovits.decode(codes, ids, timbre, speed, noise_scale, generator=generator)
         out = audio[0, 0].float().cpu().numpy()
         del audio
         release_free_memory()  # the decoder's activations (~100-170 MB for 10 s) are done with
@@ -427,11 +541,18 @@ class TTSPipeline:
     def plan(self, request: TTSRequest) -> tuple[SynthesisPlan, ReferenceInfo, tuple[str, ...], Timings]:
         """Run stages 1 and 2 for ``request``: the plan, how the reference was used, notes, timings."""
         start = time.perf_counter()
-        if request.sample_steps not in (None, DEFAULT_SAMPLE_STEPS):
+        sample_steps = self.sample_steps(request)
+        if self.is_cfm and request.extra_references:
             raise TTSInputError(
-                f"sample_steps applies to v3/v4 models (flow matching); {self.spec.sovits_path.name} is a "
-                f"{self.version} model: leave sample_steps out (or at api_v2's default, {DEFAULT_SAMPLE_STEPS})",
-                field="sample_steps",
+                f"{self.version} models take their timbre from the one reference clip (upstream offers no "
+                "extra references for v3/v4): leave the extra reference clips out",
+                field="extra_references",
+            )
+        if self.is_cfm and not request.uses_prompt:
+            raise TTSInputError(
+                f"{self.version} models continue the reference clip's speech, so they need its transcript as "
+                "the prompt text (reference-free mode is not available for v3/v4, as upstream)",
+                field="prompt_text",
             )
         notes: list[str] = []
         segments = self.segment_inputs(request.text, request.text_language, request.split_method)
@@ -462,15 +583,27 @@ class TTSPipeline:
                     prompt_text = matched
         if prompt_text and features.prompt_tokens is None:
             clip, features, cached = self.reference_features(request.reference, need_tokens=True)
+        if self.is_cfm and not prompt_text:
+            raise TTSInputError(
+                "the prompt text could not be matched to the kept part of the long reference clip, and "
+                f"{self.version} models need the transcript of what they continue: give a 3-10 s clip with "
+                "its exact text",
+                field="prompt_text",
+            )
         extras = [self._extra_reference(s) for s in request.extra_references]
         specs = [features.spectrogram] + [spec for spec, _ in extras]
         embeddings = [features.sv_embedding] + [emb for _, emb in extras]
-        timbre = self.timbre(specs, embeddings)
+        timbre: Timbre | CfmPrompt | None = None if self.is_cfm else self.timbre(specs, embeddings)
         t_ref = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         prompt = self.prompt_input(prompt_text, request.prompt_language) if prompt_text else None
         t_text += time.perf_counter() - t0
+        if timbre is None:
+            assert prompt is not None
+            t0 = time.perf_counter()
+            timbre = self.cfm_prompt(features, prompt)
+            t_ref += time.perf_counter() - t0
         seed = random_seed() if request.seed is None else int(request.seed)
         plan = SynthesisPlan(
             segments=tuple(segments),
@@ -482,6 +615,7 @@ class TTSPipeline:
             speed=float(request.speed),
             pause_seconds=float(request.pause_seconds),
             batch_size=int(request.batch_size),
+            sample_steps=sample_steps,
             batches=plan_batches(
                 [len(s.text) for s in segments],
                 int(request.batch_size),

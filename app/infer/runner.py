@@ -52,7 +52,8 @@ class Runner:
         self.p = pipeline
         self.plan = plan
         self.options = options
-        self.chunked = token_chunks and plan.batch_size == 1 and plan.speed == 1.0
+        # Token chunks need the VITS decoder; v3/v4 stream whole segments.
+        self.chunked = token_chunks and plan.batch_size == 1 and plan.speed == 1.0 and not pipeline.is_cfm
         self.pause = np.zeros(round(pipeline.sample_rate * plan.pause_seconds), np.int16)
         self.tokens: list[torch.Tensor | None] = [None] * len(plan.segments)
         self.parts: list[np.ndarray] = []
@@ -129,6 +130,7 @@ class Runner:
                     self.plan.speed,
                     self.plan.noise_scale,
                     seeds.generator(self.plan.seed, "sovits", seg, self.p.device),
+                    self.plan.sample_steps,
                 )
                 self.sovits_s += time.perf_counter() - t0
                 r += 1

@@ -111,6 +111,60 @@ def build_pro_home(home: Path, version: str = "v2ProPlus") -> Path:
     return home
 
 
+CFM_SOVITS_NAMES = {"v3": "tiny_v3_e2_s10.pth", "v4": "tiny_v4_e2_s10.pth"}
+# A BigVGAN small enough for tests with the real interface: 100 mels in, 256 samples per frame at 24 kHz.
+TINY_BIGVGAN = {
+    "resblock": "1", "upsample_rates": [8, 8, 4], "upsample_kernel_sizes": [16, 16, 8],
+    "upsample_initial_channel": 16, "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
+    "use_tanh_at_final": False, "use_bias_at_final": False, "activation": "snakebeta", "snake_logscale": True,
+    "num_mels": 100, "n_fft": 1024, "hop_size": 256, "win_size": 1024, "sampling_rate": 24000, "fmin": 0,
+    "fmax": None,
+}  # fmt: skip
+
+
+def write_cfm_sovits_file(path: Path, version: str = "v4", seed: int = 3) -> Path:
+    """A tiny whole v3/v4 SoVITS (flow matching) in upstream's ``s2Gv3``/``s2Gv4`` layout."""
+    from app.models.sovits.cfm_model import CfmSoVITS
+    from tests.models.sovits.cfm_tiny import tiny_cfm_config
+
+    config = tiny_cfm_config(version)
+    torch.manual_seed(seed)
+    model = randomize(CfmSoVITS(config), seed=seed)
+    return write_sovits(path, model.state_dict(), config, epoch=2, step=10)
+
+
+def write_vocoder(pretrained: Path, version: str, seed: int = 4) -> Path:
+    """A tiny v4 vocoder file or v3 BigVGAN folder where upstream keeps it under ``pretrained``."""
+    import json
+
+    from app.models.vocoders import VOCODER_PATHS
+    from app.models.vocoders.bigvgan import BigVGAN, BigVGANConfig
+    from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
+
+    target = pretrained / VOCODER_PATHS[version]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if version == "v4":
+        model = randomize(HiFiGANVocoder(HiFiGANVocoderConfig(upsample_initial_channel=32)), seed=seed)
+        torch.save(model.state_dict(), target)
+        return target
+    fields = {k: v for k, v in TINY_BIGVGAN.items() if k in BigVGANConfig.__dataclass_fields__}
+    model = randomize(BigVGAN(BigVGANConfig(**fields), weight_norm=True), seed=seed)
+    target.mkdir(exist_ok=True)
+    (target / "config.json").write_text(json.dumps(TINY_BIGVGAN), encoding="utf-8")
+    torch.save({"generator": model.state_dict()}, target / "bigvgan_generator.pt")
+    return target
+
+
+def build_cfm_home(home: Path, versions: tuple[str, ...] = ("v3", "v4")) -> Path:
+    """:func:`build_home` plus a tiny whole v3/v4 SoVITS per version and its vocoder."""
+    build_home(home)
+    for version in versions:
+        write_cfm_sovits_file(home / "SoVITS_weights" / CFM_SOVITS_NAMES[version], version)
+        write_vocoder(home / "pretrained_models", version)
+    return home
+
+
 def build_home(home: Path) -> Path:
     """A data root with tiny encoders in pretrained_models/ and one GPT + SoVITS pair of weights."""
     pretrained = home / "pretrained_models"

@@ -79,6 +79,10 @@ OPTIONAL_CFM_PREFIX = "linear_mel."
 PRO_PLUS_FIRST_KERNEL = 20
 
 
+class FlowMatchingModel(CheckpointError):
+    """A v3/v4 file was given to the VITS loader (:func:`load_sovits`); use :func:`load_cfm_sovits`."""
+
+
 @dataclass(frozen=True)
 class SoVITSFile:
     """A SoVITS generator file as read (weights not yet in a model)."""
@@ -457,7 +461,7 @@ def load_sovits(
     """
     record = read_sovits(path, expect_version=expect_version, config=config)
     if record.config.is_cfm:
-        raise CheckpointError(
+        raise FlowMatchingModel(
             f"{record.path}: this is a GPT-SoVITS {record.version} model (flow-matching mel decoder + "
             "vocoder), which this loader does not build; load it with load_cfm_sovits"
         )
