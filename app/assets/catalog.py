@@ -44,6 +44,8 @@ def _gpt_sovits_assets() -> list[Asset]:
     hubert = "chinese-hubert-base"
     roberta = "chinese-roberta-wwm-ext-large"
     v2 = "gsv-v2final-pretrained"
+    v4 = "gsv-v4-pretrained"
+    bigvgan = "models--nvidia--bigvgan_v2_24khz_100band_256x"  # upstream's folder name for the v3 vocoder
     s1v3 = _gsv("s1v3.ckpt", "87133414860ea14ff6620c483a3db5ed07b44be42e2c3fcdad65523a729a745a")
     # v2Pro/v2ProPlus cannot synthesize or train without the speaker-verification model, so their
     # bundles carry it (it is also the asset sv-eres2netv2 on its own).
@@ -160,6 +162,34 @@ def _gpt_sovits_assets() -> list[Asset]:
             ),
             required=False,
             used_by=f"{TRAIN} of v2ProPlus models, base-model {TTS}",
+            **common,
+        ),
+        Asset(
+            id="gpt-sovits-v3",
+            description=(
+                "GPT-SoVITS v3 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder + the "
+                "BigVGAN 24 kHz vocoder (also the base of v3 LoRA voices)"
+            ),
+            folder="",
+            files=(
+                s1v3,
+                _gsv("s2Gv3.pth"),
+                *(_gsv(f"{bigvgan}/{name}") for name in ("config.json", "bigvgan_generator.pt")),
+            ),
+            required=False,
+            used_by=f"v3 {TTS} (base and LoRA voices)",
+            **common,
+        ),
+        Asset(
+            id="gpt-sovits-v4",
+            description=(
+                "GPT-SoVITS v4 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder + the "
+                "48 kHz vocoder (also the base of v4 LoRA voices)"
+            ),
+            folder="",
+            files=(s1v3, _gsv(f"{v4}/s2Gv4.pth"), _gsv(f"{v4}/vocoder.pth")),
+            required=False,
+            used_by=f"v4 {TTS} (base and LoRA voices)",
             **common,
         ),
         Asset(

@@ -21,6 +21,7 @@ from app import config_io
 from app.infer.request import ModelLoadError
 from app.models.upstream.gpt import gpt_version, read_gpt_file
 from app.models.upstream.sovits import read_sovits
+from app.models.upstream.sovits_lora import lora_version, read_lora
 from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.services.weights import WeightFile, WeightsListing, list_weights
 
@@ -130,11 +131,17 @@ def inspect_weight(path: Path, kind: str) -> WeightInfo:
                     f"{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint"
                 )
             return WeightInfo(path, kind, gpt_version(model, where=str(path)))
+        lora = lora_version(path)
+        if lora is not None:  # a v3/v4 LoRA voice: only its adapters; merged onto the base at load
+            read_lora(path)
+            return WeightInfo(path, kind, lora)
         record = read_sovits(path)
     except ModelLoadError:
         raise
     except ValueError as exc:  # GPTFileError, CheckpointError, UnsafePickleError: they name the file
         raise ModelLoadError(str(exc)) from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the {kind} model ({exc.strerror})") from None
     return WeightInfo(path, kind, record.version)
 
 

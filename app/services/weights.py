@@ -27,7 +27,14 @@ from app.paths import Layout, PathOutsideRoot, resolve_inside
 HUBERT_ASSET = "chinese-hubert-base"
 BERT_ASSET = "chinese-roberta-wwm-ext-large"
 # Base model assets, in the order offered (v2 first: the default of this studio).
-BASE_ASSETS = ("gpt-sovits-v2", "gpt-sovits-v2pro", "gpt-sovits-v2proplus", "gpt-sovits-v1")
+BASE_ASSETS = (
+    "gpt-sovits-v2",
+    "gpt-sovits-v2pro",
+    "gpt-sovits-v2proplus",
+    "gpt-sovits-v4",
+    "gpt-sovits-v3",
+    "gpt-sovits-v1",
+)
 WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 
 

@@ -108,3 +108,15 @@ def test_store_persists_the_choice_and_falls_back_to_the_first_listed(layout):
     store.path.write_text('{"gpt": "GPT_weights/gone.ckpt", "sovits": ""}')
     assert store.current()[0].suffix == ".ckpt"
     store.path.unlink()
+
+
+def test_inspect_names_lora_voices_by_their_version(tmp_path, upstream_fixtures):
+    for lora in sorted(upstream_fixtures.glob("sovits_v*_lora*.pth")):
+        version = "v3" if "_v3_" in lora.name else "v4"
+        assert inspect_weight(lora, "sovits").version == version
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"04" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match=r"broken\.pth"):
+        inspect_weight(broken, "sovits")
+    with pytest.raises(ModelLoadError, match="cannot read the sovits model"):
+        inspect_weight(tmp_path / "missing.pth", "sovits")

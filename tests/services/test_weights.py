@@ -118,3 +118,18 @@ def test_pro_base_models_are_offered_without_training(tmp_path):
     assert [w.path for w in listing.gpt] == [s1v3] and listing.gpt[0].label.startswith("base v2Pro")
     spec = pipeline_spec(layout, "pretrained_models/s1v3.ckpt", str(plus), device="cpu")
     assert spec.sv_path == layout.pretrained / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt"
+
+
+def test_v3_v4_base_models_are_offered(tmp_path):
+    """s2Gv3.pth / gsv-v4-pretrained/s2Gv4.pth (with s1v3.ckpt) are base entries; vocoders are not."""
+    layout = Layout(tmp_path).ensure()
+    _encoders(layout)
+    _touch(layout.pretrained / "s1v3.ckpt")
+    v3 = _touch(layout.pretrained / "s2Gv3.pth")
+    v4 = _touch(layout.pretrained / "gsv-v4-pretrained" / "s2Gv4.pth")
+    _touch(layout.pretrained / "gsv-v4-pretrained" / "vocoder.pth")
+    listing = list_weights(layout)
+    assert [(w.path, w.label) for w in listing.sovits] == [
+        (v4, "base v4: s2Gv4.pth"),
+        (v3, "base v3: s2Gv3.pth"),
+    ]
