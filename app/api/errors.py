@@ -28,7 +28,11 @@ from app.services.presets import PresetError, PresetExists, PresetNotFound
 log = logging.getLogger(__name__)
 
 # TTSRequest fields whose errors name an api_v2 parameter (fields of other names map here).
-REQUEST_FIELD_PARAMS = {"sample_steps": "sample_steps"}
+REQUEST_FIELD_PARAMS = {
+    "sample_steps": "sample_steps",
+    "prompt_text": "prompt_text",
+    "extra_references": "aux_ref_audio_paths",
+}
 
 
 class ApiError(Exception):
@@ -124,6 +128,10 @@ def as_api_error(exc: Exception, param: str | None = None) -> ApiError | None:
         return ApiError(409, str(exc), param=param, code="preset_exists")
     if isinstance(exc, TTSInputError) and param is None and exc.field in REQUEST_FIELD_PARAMS:
         param = REQUEST_FIELD_PARAMS[exc.field]
+        message = str(exc)
+        if not message.startswith(param):
+            message = f"{param}: {message}"  # the client's name for the field, not the library's
+        return ApiError(400, message, param=param, code="invalid_value")
     if isinstance(exc, (PresetError, TTSInputError, AudioError)):
         return ApiError(400, str(exc), param=param, code="invalid_value")
     if isinstance(exc, ModelLoadError):

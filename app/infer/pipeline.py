@@ -93,6 +93,8 @@ def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str
 
 # Flow-matching steps when a request leaves sample_steps out: upstream's web UI defaults.
 DEFAULT_CFM_STEPS = {"v3": 32, "v4": 8}
+# The choices upstream's web UI offers (the API takes any count in SAMPLE_STEPS_RANGE).
+CFM_STEP_CHOICES = {"v3": (4, 8, 16, 32, 64, 128), "v4": (4, 8, 16, 32)}
 SOVITS_RATE = 32000  # the reference clip's timbre rate (ReferenceClip.wav32)
 
 

@@ -62,8 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--pause", type=float, default=defaults.pause_seconds, help="seconds after each segment")
     s.add_argument("--seed", type=int, default=-1, help="-1 (default) draws one and prints it")
     s.add_argument("--batch-size", type=int, default=defaults.batch_size, help="segments decoded together")
+    s.add_argument(
+        "--sample-steps",
+        type=int,
+        default=None,
+        help="flow-matching steps of v3/v4 models (4-128; default: v3 32, v4 8)",
+    )
     s.add_argument("--stream", action="store_true", help="write audio to --out as it is decoded")
-    s.add_argument("--out", required=True, type=Path, help="output .wav (16-bit, 32 kHz)")
+    s.add_argument(
+        "--out", required=True, type=Path, help="output .wav (16-bit; 32 kHz, v3 24 kHz, v4 48 kHz)"
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return p
 
@@ -100,6 +108,7 @@ def build_request(args: argparse.Namespace) -> TTSRequest:
         pause_seconds=args.pause,
         seed=args.seed,
         batch_size=args.batch_size,
+        sample_steps=args.sample_steps,
     )
 
 

@@ -22,6 +22,7 @@ from app.assets import asset_status, get, missing_message
 from app.devices import pick_device
 from app.infer.request import PRECISIONS, ModelLoadError, PipelineSpec
 from app.models.encoders.sv import SV_FILE
+from app.models.upstream.cfm_voice import cfm_version
 from app.paths import Layout, PathOutsideRoot, resolve_inside
 
 HUBERT_ASSET = "chinese-hubert-base"
@@ -177,3 +178,14 @@ def pipeline_spec(
         precision=precision,
         sv_path=layout.pretrained / SV_FILE,  # read only by v2Pro/v2ProPlus models
     )
+
+
+def flow_matching_version(layout: Layout, sovits: str | Path | None) -> str | None:
+    """``"v3"``/``"v4"`` when the chosen SoVITS file is a flow-matching model known from its first
+    bytes (sample steps apply), else None (also for a path that is not there or outside the data)."""
+    if not sovits or not str(sovits).strip():
+        return None
+    try:
+        return cfm_version(_inside_data(sovits, layout))
+    except (ModelLoadError, OSError):
+        return None

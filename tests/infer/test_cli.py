@@ -92,3 +92,23 @@ def test_cli_speaks_with_a_v2proplus_model(tmp_path, ref_wav, capsys):
     (home / "pretrained_models" / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt").unlink()
     assert tts.main(args) == 3
     assert "download_models.py sv-eres2netv2" in capsys.readouterr().err
+
+
+def test_cli_speaks_with_a_v4_model_at_the_asked_sample_steps(tmp_path, ref_wav, capsys, monkeypatch):
+    from app.models.sovits.cfm_model import CfmSoVITS
+    from tests.infer.tiny import CFM_SOVITS_NAMES, build_cfm_home
+
+    home = build_cfm_home(tmp_path / "home", versions=("v4",))
+    out = tmp_path / "v4.wav"
+    args = _args(home, ref_wav, out, "--sample-steps", "4")
+    args[args.index("--sovits") + 1] = str(home / "SoVITS_weights" / CFM_SOVITS_NAMES["v4"])
+    steps: list[int] = []
+    real = CfmSoVITS.decode_mel
+    monkeypatch.setattr(
+        CfmSoVITS, "decode_mel", lambda self, *a, **k: steps.append(a[3]) or real(self, *a, **k)
+    )
+    assert tts.main(args) == 0, capsys.readouterr().err
+    audio, sr = sf.read(out, dtype="int16")
+    assert sr == 48000 and np.abs(audio).max() > 100 and steps == [4]  # one segment (default split)
+    assert tts.main([*args, "--sample-steps", "200"]) == 2
+    assert "sample_steps must be between 4 and 128" in capsys.readouterr().err

@@ -133,3 +133,18 @@ def test_v3_v4_base_models_are_offered(tmp_path):
         (v4, "base v4: s2Gv4.pth"),
         (v3, "base v3: s2Gv3.pth"),
     ]
+
+
+def test_flow_matching_version_tells_v3_v4_files_from_their_first_bytes(tmp_path, upstream_fixtures):
+    from app.services.weights import flow_matching_version
+
+    layout = Layout(tmp_path).ensure()
+    for lora in sorted(upstream_fixtures.glob("sovits_v*_lora*.pth")):
+        copy = layout.sovits_weights / lora.name
+        copy.write_bytes(lora.read_bytes())
+        assert flow_matching_version(layout, copy) == ("v3" if "_v3_" in lora.name else "v4")
+    v2 = layout.sovits_weights / "v2.pth"
+    v2.write_bytes((upstream_fixtures / "sovits_v2_tiny.pth").read_bytes())
+    assert flow_matching_version(layout, v2) is None
+    assert flow_matching_version(layout, "SoVITS_weights/missing.pth") is None
+    assert flow_matching_version(layout, "/etc/passwd") is None and flow_matching_version(layout, None) is None

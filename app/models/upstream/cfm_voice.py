@@ -44,16 +44,28 @@ class CfmVoice:
         return self.record.version
 
 
-def is_cfm_file(path: str | os.PathLike) -> bool:
-    """True for a file that is surely v3/v4 from its first bytes: a ``02``/``03``/``04`` header or
-    upstream's official base files (the MD5 of the first 8192 bytes). Other v3/v4 exports start
-    with ``PK`` like v1/v2 files; :func:`~app.models.upstream.sovits.load_sovits` names them
-    (:class:`~app.models.upstream.sovits.FlowMatchingModel`)."""
+# Headers that only v3/v4 files carry (02: v3 as upstream's table has it; 03/04: LoRA exports).
+CFM_HEADERS = {b"02": "v3", b"03": "v3", b"04": "v4"}
+
+
+def cfm_version(path: str | os.PathLike) -> str | None:
+    """``"v3"``/``"v4"`` for a file that is surely v3/v4 from its first bytes (a ``02``/``03``/``04``
+    header, or upstream's official base files by the MD5 of the first 8192 bytes), else None.
+
+    Other v3/v4 exports start with ``PK`` like v1/v2 files;
+    :func:`~app.models.upstream.sovits.load_sovits` names them
+    (:class:`~app.models.upstream.sovits.FlowMatchingModel`).
+    """
     with open(path, "rb") as f:
         head = f.read(HASH_BYTES)
-    if head[:2] in (b"02", b"03", b"04"):
-        return True
-    return hashlib.md5(head, usedforsecurity=False).hexdigest() in PRETRAINED_CFM_HASHES
+    if head[:2] in CFM_HEADERS:
+        return CFM_HEADERS[head[:2]]
+    return PRETRAINED_CFM_HASHES.get(hashlib.md5(head, usedforsecurity=False).hexdigest())
+
+
+def is_cfm_file(path: str | os.PathLike) -> bool:
+    """True when :func:`cfm_version` knows the file for a v3/v4 one."""
+    return cfm_version(path) is not None
 
 
 def lora_base(path: str | os.PathLike, pretrained_dir: str | os.PathLike) -> Path | None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from app.infer import history
+from app.infer.pipeline import CFM_STEP_CHOICES, DEFAULT_CFM_STEPS
 from app.infer.request import TTSError, TTSInputError, TTSRequest, TTSResult
 from app.services.pipelines import shared_pipelines
-from app.services.weights import WeightsListing, list_weights, pipeline_spec
+from app.services.weights import WeightsListing, flow_matching_version, list_weights, pipeline_spec
 from app.text import LanguageMode, SplitMethod
 from app.ui.context import UIContext
 from app.ui.tabs.tts_strings import STRINGS
@@ -27,6 +28,13 @@ def _model_choices(listing: WeightsListing) -> tuple[list[tuple[str, str]], list
         [(w.label, str(w.path)) for w in listing.gpt],
         [(w.label, str(w.path)) for w in listing.sovits],
     )
+
+
+def _steps_update(version: str | None) -> dict:
+    """The sample-steps control for a SoVITS model: upstream's choices and default for v3 / v4, hidden otherwise."""
+    if version is None:
+        return {"choices": list(CFM_STEP_CHOICES["v3"]), "value": DEFAULT_CFM_STEPS["v3"], "visible": False}
+    return {"choices": list(CFM_STEP_CHOICES[version]), "value": DEFAULT_CFM_STEPS[version], "visible": True}
 
 
 def _weights_message(listing: WeightsListing) -> str:
@@ -123,6 +131,11 @@ def build(ctx: UIContext) -> None:
                 pause = gr.Slider(0.0, 1.0, value=DEFAULTS.pause_seconds, step=0.05, label=ctx.t("tts.pause"))
                 seed = gr.Number(-1, precision=0, label=ctx.t("tts.seed"), elem_id="tts-seed")
                 batch = gr.Slider(1, 20, value=DEFAULTS.batch_size, step=1, label=ctx.t("tts.batch"))
+                steps = gr.Radio(
+                    **_steps_update(flow_matching_version(layout, sovits.value)),
+                    label=ctx.t("tts.steps"),
+                    elem_id="tts-steps",
+                )
     with gr.Row():
         run = gr.Button(ctx.t("tts.run"), variant="primary", elem_id="tts-run")
         stop = gr.Button(ctx.t("tts.stop"), variant="stop", elem_id="tts-stop")
@@ -148,11 +161,16 @@ def build(ctx: UIContext) -> None:
         )
 
     refresh.click(do_refresh, [gpt, sovits], [gpt, sovits, missing], api_name="tts_refresh_models")
+    # Sample steps are a v3/v4 setting: shown, with upstream's choices and default, for those models.
+    sovits.change(
+        lambda path: gr.update(**_steps_update(flow_matching_version(layout, path))), sovits, steps,
+        show_progress="hidden",
+    )  # fmt: skip
 
     def synthesize(
         gpt_path, sovits_path, precision_v, ref_path, ref_free_v, prompt_v, prompt_lang_v, extra_files, text_v,
         text_lang_v, split_v, top_k_v, top_p_v, temperature_v, penalty_v, speed_v, pause_v, seed_v, batch_v,
-        progress=gr.Progress(),
+        steps_v, progress=gr.Progress(),
     ):  # fmt: skip
         try:
             if not ref_path:
@@ -174,6 +192,7 @@ def build(ctx: UIContext) -> None:
                 pause_seconds=float(pause_v),
                 seed=None if seed_v in (None, "") else int(seed_v),
                 batch_size=int(batch_v),
+                sample_steps=int(steps_v) if steps_v and flow_matching_version(layout, sovits_path) else None,
             )
             spec = pipeline_spec(layout, gpt_path or "", sovits_path or "", ctx.settings.device, precision_v)
             progress(0.0, desc="loading models")
@@ -195,7 +214,7 @@ def build(ctx: UIContext) -> None:
 
     inputs = [
         gpt, sovits, precision, reference, ref_free, prompt, prompt_lang, extras, text, text_lang, split,
-        top_k, top_p, temperature, penalty, speed, pause, seed, batch,
+        top_k, top_p, temperature, penalty, speed, pause, seed, batch, steps,
     ]  # fmt: skip
     event = run.click(
         synthesize, inputs, [output, info, past], api_name="tts_synthesize", concurrency_id="cpu_heavy"
