@@ -16,6 +16,7 @@ Modules, one concern each:
 - ``rotary``: rotary position embedding with x-transformers' conventions (partial, interleaved pairs).
 - ``dit``: F5-TTS DiT blocks (timestep embedding, ConvNeXt-V2, adaLN-Zero, rotary attention) of the
   v3/v4 flow-matching estimator; layout ``(B, N, D)`` there.
+- ``lora``: low-rank adapters on ``nn.Linear`` layers as peft builds them (v3/v4 fine-tuning).
 
 Layouts are ``(B, C, T)`` unless a docstring says otherwise. Parameter names equal upstream's so
 state dicts load without renaming.

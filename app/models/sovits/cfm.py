@@ -4,7 +4,7 @@ Euler sampler (upstream ``module/models.py`` ``CFM`` and ``f5_tts/model/backbone
 The DiT predicts a velocity ``v(x_t, t)`` that carries noise (t = 0) to a normalised mel (t = 1),
 conditioned on 512-wide frame features (``wns1`` output), a prompt mel whose frames are known
 (the reference), the time t and the Euler step size d ("shortcut" conditioning). Key names equal
-upstream's (``cfm.estimator.*``).
+upstream's (``cfm.estimator.*``). :meth:`CFM.loss` is upstream's training objective.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from app.models.nn.dit import (
     AdaLayerNormZeroFinal,
@@ -30,6 +31,12 @@ MAX_CONDITION_POSITIONS = 4096
 CONDITION_POS_BASE = 10000.0
 # ConvNeXt expansion of the condition blocks (upstream conv_mult).
 CONDITION_CONV_MULT = 2
+# Training (upstream CFM.forward): with this probability a batch learns a "shortcut" step of size
+# 2d (d = 2^-k, k uniform in [2, 8)) from two teacher steps of size d; teacher steps smaller than
+# 1e-2 are conditioned as d = 0 (the plain flow-matching velocity).
+SHORTCUT_PROB = 0.3
+SHORTCUT_MIN_EXP, SHORTCUT_MAX_EXP = 2, 8
+SHORTCUT_MIN_D = 1e-2
 
 
 def condition_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -135,6 +142,7 @@ class DiT(nn.Module):
         t: torch.Tensor,
         condition: DiTCondition,
         mask: torch.Tensor | None = None,
+        grad_checkpoint: bool = False,
     ) -> torch.Tensor:
         """Velocity at time t.
 
@@ -144,6 +152,8 @@ class DiT(nn.Module):
             t: (B,) flow time in [0, 1].
             condition: from :meth:`condition`.
             mask: (B, N) True at valid frames, or None when every frame is valid.
+            grad_checkpoint: training only: recompute each block's activations in the backward
+                pass instead of keeping them (upstream ``use_grad_ckpt``: less memory, ~1/3 slower).
 
         Returns:
             (B, N, mel_dim)
@@ -151,8 +161,12 @@ class DiT(nn.Module):
         time = self.time_embed(t) + condition.step  # (B, dim)
         h = self.input_embed(x, prompt, condition.cond)  # (B, N, dim)
         rope = self.rotary_embed(h.shape[1])
+        recompute = grad_checkpoint and torch.is_grad_enabled()
         for block in self.transformer_blocks:
-            h = block(h, time, rope, mask)
+            if recompute:
+                h = checkpoint(block, h, time, rope, mask, use_reentrant=False)
+            else:
+                h = block(h, time, rope, mask)
         return self.proj_out(self.norm_out(h, time))
 
     def forward(
@@ -163,11 +177,12 @@ class DiT(nn.Module):
         t: torch.Tensor,
         d: torch.Tensor,
         lengths: torch.Tensor | None = None,
+        grad_checkpoint: bool = False,
     ) -> torch.Tensor:
         """One velocity from scratch: x, prompt (B, N, mel), cond (B, N, cond_dim), t, d (B,),
-        lengths (B,) valid frames or None -> (B, N, mel)."""
+        lengths (B,) valid frames or None -> (B, N, mel); ``grad_checkpoint`` as :meth:`velocity`."""
         mask = None if lengths is None else sequence_mask(lengths, x.shape[1])
-        return self.velocity(x, prompt, t, self.condition(cond, d), mask)
+        return self.velocity(x, prompt, t, self.condition(cond, d), mask, grad_checkpoint)
 
 
 class CFM(nn.Module):
@@ -223,3 +238,70 @@ class CFM(nn.Module):
             t = t + d
             x[..., :p] = 0
         return x
+
+    def loss(
+        self,
+        mel: torch.Tensor,
+        lengths: torch.Tensor,
+        prompt_lengths: torch.Tensor,
+        cond: torch.Tensor,
+        grad_checkpoint: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Flow-matching training loss (upstream ``CFM.forward``).
+
+        Per item a time t ~ U[0, 1) and noise x0 give ``x_t = x0 + t (x1 - x0)``; the first
+        ``prompt_lengths`` frames are given as the prompt (and zeroed in x_t). The estimator
+        learns the velocity ``x1 - x0`` (step condition d = 0), or, in a "shortcut" batch
+        (probability :data:`SHORTCUT_PROB`), the mean of two detached teacher velocities taken a
+        step d apart (condition 2d). The loss is the MSE over the frames after the prompt and
+        before ``lengths``, averaged per item, then over the batch.
+
+        Args:
+            mel: (B, mel_bins, N) normalised target mel (x1), zero-padded.
+            lengths: (B,) valid frames (the attention mask; frames past N count as N).
+            prompt_lengths: (B,) prompt frames, each below its item's valid frames.
+            cond: (B, cond_dim, N) frame features (``wns1`` output).
+            grad_checkpoint: recompute the DiT blocks in the backward pass (less memory).
+            generator: random source of t, x0 and the shortcut draw (None: torch's global one).
+
+        Returns:
+            () float32 loss.
+        """
+        b, _, n = mel.shape
+        end = lengths.clamp(max=n)
+        if bool((prompt_lengths >= end).any()):
+            raise ValueError(
+                f"every item needs frames after its prompt: prompt lengths {prompt_lengths.tolist()}, "
+                f"valid frames {end.tolist()}"
+            )
+        device = mel.device
+        t = torch.rand(b, device=device, generator=generator).to(mel.dtype)
+        x0 = torch.randn(mel.shape, device=device, generator=generator).to(mel.dtype)
+        target = mel - x0  # (B, mel, N) velocity of the straight path
+        frames = torch.arange(n, device=device)
+        known = (frames[None] < prompt_lengths[:, None])[:, None]  # (B, 1, N) prompt frames
+        x_t = (x0 + t[:, None, None] * target).masked_fill(known, 0.0)
+        prompt = mel.masked_fill(~known, 0.0)
+
+        def velocity(x: torch.Tensor, time: torch.Tensor, d: torch.Tensor, ckpt: bool) -> torch.Tensor:
+            out = self.estimator(
+                x.transpose(1, 2), prompt.transpose(1, 2), cond.transpose(1, 2), time, d, lengths, ckpt
+            )
+            return out.transpose(1, 2)  # (B, mel, N)
+
+        d = torch.zeros_like(t)
+        if float(torch.rand((), device=device, generator=generator)) < SHORTCUT_PROB:
+            k = torch.randint(SHORTCUT_MIN_EXP, SHORTCUT_MAX_EXP, (b,), device=device, generator=generator)
+            step = torch.pow(2.0, -k.to(t.dtype))  # (B,) teacher step size
+            step_in = torch.where(step < SHORTCUT_MIN_D, torch.zeros_like(step), step)
+            with torch.no_grad():  # upstream detaches both teacher velocities
+                v1 = velocity(x_t, t, step_in, False)
+                v2 = velocity(x_t + step[:, None, None] * v1, t + step, step_in, False)
+            target = (v1 + v2) / 2
+            d = 2 * step
+        predicted = velocity(x_t, t, d, grad_checkpoint)
+        scored = ((frames[None] < end[:, None]) & (frames[None] >= prompt_lengths[:, None]))[:, None]
+        error = (predicted.float() - target.float()).pow(2) * scored  # (B, mel, N)
+        per_item = error.sum(dim=(1, 2)) / (scored.sum(dim=(1, 2)) * mel.shape[1])  # (B,)
+        return per_item.mean()

@@ -18,7 +18,10 @@ Per text segment (upstream ``get_tts_wav``, v3/v4 branch):
 x2 (v4) / x1.875 (v3) -> ``wns1`` WaveNet conditioned on ge -> (1, 512, frames).
 
 Module names and registration order equal upstream's ``SynthesizerTrnV3`` so state dicts load as
-is. Training of v3/v4 (the CFM loss, LoRA) is not implemented here.
+is. :meth:`CfmSoVITS.forward` is upstream's training forward (the flow-matching loss on a batch);
+with ``freeze_quantizer`` the quantizer, ``ssl_proj`` and ``enc_p`` stay in eval mode and get no
+gradient, as upstream's. The LoRA adapters of fine-tuning are added by the trainer
+(:mod:`app.train.sovits_lora`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.models.nn.masks import length_mask
 from app.models.nn.norm import fold_weight_norm
 from app.models.sovits.cfm import CFM, DiT
 from app.models.sovits.config import (
@@ -49,6 +53,8 @@ from app.models.sovits.style import MelStyleEncoder
 WNS1_KERNEL, WNS1_DILATION = 5, 1
 # Slope of the bridge's LeakyReLU (torch default, as upstream builds it).
 BRIDGE_SLOPE = 0.01
+# Training: each item's prompt is floor(u * 2/3 * its mel frames) frames, u ~ U[0, 1) (upstream).
+MAX_PROMPT_FRACTION = 2 / 3
 
 # (chunk index, noise shape (1, 100, frames)) -> the starting noise of that chunk.
 NoiseFn = Callable[[int, tuple[int, int, int]], torch.Tensor]
@@ -127,6 +133,70 @@ class CfmSoVITS(nn.Module):
             conv_layers=c.dit_conv_layers,
         )
         self.cfm = CFM(dit, CFM_MEL_BINS)
+
+    # ----------------------------------------------------------------- training
+
+    @property
+    def frozen_modules(self) -> tuple[nn.Module, ...]:
+        """What ``freeze_quantizer`` keeps fixed (eval mode, no gradient): ssl_proj, quantizer, enc_p."""
+        return (self.ssl_proj, self.quantizer, self.enc_p) if self.config.freeze_quantizer else ()
+
+    def train(self, mode: bool = True) -> CfmSoVITS:
+        """As ``nn.Module.train``, but the frozen modules stay in eval mode (upstream sets them to
+        eval in every training forward: no dropout in ``enc_p``)."""
+        super().train(mode)
+        for module in self.frozen_modules:
+            module.eval()
+        return self
+
+    def forward(
+        self,
+        ssl: torch.Tensor,
+        spec: torch.Tensor,
+        spec_lengths: torch.Tensor,
+        mel: torch.Tensor,
+        mel_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        grad_checkpoint: bool = False,
+    ) -> torch.Tensor:
+        """Training forward: the flow-matching loss of a batch (upstream ``SynthesizerTrnV3.forward``).
+
+        Args:
+            ssl: (B, 768, T) HuBERT features at 50 Hz (T even, as the collate pads).
+            spec: (B, 1025, T) linear spectrogram of the 32 kHz clip; spec_lengths (B,).
+            mel: (B, 100, M) normalised log-mel target at the version's rate (v4 32 kHz hop 320,
+                v3 24 kHz hop 256); mel_lengths (B,).
+            text: (B, P) phoneme ids; text_lengths (B,).
+            grad_checkpoint: recompute the DiT blocks in the backward pass.
+
+        Returns:
+            () float32 loss. ge (reference encoder) and the frozen path run in float32 whatever the
+            autocast, as upstream; their outputs reach the loss only through ``bridge``/``wns1``
+            (``wns1`` detaches ge, as upstream), so the reference encoder gets no gradient.
+        """
+        if not self.config.freeze_quantizer:
+            raise ValueError(
+                "v3/v4 training keeps the quantizer, ssl_proj and enc_p frozen as upstream does; "
+                "set freeze_quantizer=True"
+            )
+        audio = self.config.cfm_audio
+        with torch.autocast(device_type=spec.device.type, enabled=False):
+            y_mask = length_mask(spec_lengths, spec.size(2), spec.dtype)
+            ge = self.ref_enc(spec[:, :REF_ENC_BINS_V2] * y_mask, y_mask)  # (B, 512, 1)
+            with torch.no_grad():
+                quantized, _, _ = self.quantizer(self.ssl_proj(ssl))  # (B, 768, T/2)
+                if self.config.semantic_frame_rate == "25hz":
+                    quantized = F.interpolate(quantized, scale_factor=2, mode="nearest")  # 50 Hz
+                x, _ = self.enc_p.hidden(quantized, spec_lengths, text, text_lengths, ge)  # (B, 192, T)
+        fea = F.interpolate(self.bridge(x), scale_factor=audio.fea_upsample, mode="nearest")  # (B, 512, F)
+        wns1_mask = length_mask(mel_lengths, fea.size(2), fea.dtype)
+        fea = self.wns1(fea, wns1_mask, g=ge)
+        frames = min(mel.size(2), fea.size(2))
+        mel, fea = mel[..., :frames], fea[..., :frames]
+        most = mel_lengths.clamp(max=frames) * MAX_PROMPT_FRACTION
+        prompt_lengths = (torch.rand(mel.size(0), device=mel.device) * most).floor().long()
+        return self.cfm.loss(mel, mel_lengths, prompt_lengths, fea, grad_checkpoint)
 
     # ----------------------------------------------------------------- inference
 
