@@ -1,4 +1,4 @@
-"""GPT-SoVITS v3/v4 LoRA files: read one, merge it onto its base model's weights.
+"""GPT-SoVITS v3/v4 LoRA files: read one, merge it onto its base model's weights, write one.
 
 Upstream trains v3/v4 voices as LoRA adapters on the flow-matching DiT of the pretrained
 ``s2Gv3.pth`` / ``gsv-v4-pretrained/s2Gv4.pth`` and exports only what training changed:
@@ -15,19 +15,29 @@ Upstream trains v3/v4 voices as LoRA adapters on the flow-matching DiT of the pr
 Merging (what upstream's loader does with peft, ``lora_alpha = r`` so the scale is 1): each
 adapted weight becomes ``W + B @ A``; every other tensor of the file replaces the base's. The
 merged state dict is an ordinary v3/v4 state dict.
+
+Writing (:func:`write_lora`, upstream ``process_ckpt.savee`` with ``lora_rank``): the same
+container from the adapters and the other trained tensors under their merged-model names, the
+config tree of :func:`app.models.upstream.sovits.write_sovits` with ``train.lora_rank`` as the
+string upstream's UI passes. Upstream names the file ``<exp>_e<epoch>_s<step>_l<rank>.pth``.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from app.models.upstream.safe_pickle import CheckpointError, HParams
-from app.models.upstream.sovits import _open
+from app.models.sovits.config import SoVITSConfig
+from app.models.upstream.safe_pickle import CheckpointError, HParams, save
+from app.models.upstream.sovits import OPTIONAL_CFM_PREFIX, _hparams_for, _open
 
 # Leading bytes of a LoRA export -> version of its base.
 LORA_HEADERS = {b"03": "v3", b"04": "v4"}
@@ -63,6 +73,11 @@ def lora_version(path: str | Path) -> str | None:
 
 def _merged_name(name: str) -> str:
     return "cfm." + name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
+
+
+def _peft_name(name: str) -> str:
+    """Merged-model name -> the name in the file (the CFM's tensors sit under peft's wrapper)."""
+    return PEFT_PREFIX + name[len("cfm.") :] if name.startswith("cfm.") else name
 
 
 def read_lora(path: str | Path) -> LoRAFile:
@@ -140,6 +155,10 @@ def merge_lora(
         merged[key] = weight.float() + b.float() @ a.float()
     for key, tensor in lora.replaced.items():
         old = base.get(key)
+        if old is None and key.startswith(OPTIONAL_CFM_PREFIX):
+            # The training-only head (upstream's model always has one; bases may lack it).
+            merged[key] = tensor
+            continue
         if old is None:
             raise CheckpointError(f"{lora.path}: holds {key}, which {base_source} does not have")
         if old.shape != tensor.shape:
@@ -149,3 +168,98 @@ def merge_lora(
             )
         merged[key] = tensor
     return merged
+
+
+def lora_weights(
+    adapters: Mapping[str, tuple[torch.Tensor, torch.Tensor]], replaced: Mapping[str, torch.Tensor]
+) -> OrderedDict[str, torch.Tensor]:
+    """The ``weight`` dict of a LoRA file (tensors as given, not yet fp16), in upstream's order.
+
+    Args:
+        adapters: adapted layer (merged-model name, ``cfm.estimator....attn.to_q``) -> (A [r, in],
+            B [out, r]), in module order.
+        replaced: every other trained tensor and every buffer under merged-model names
+            (``ref_enc.*``, ``quantizer.*``, ``bridge.*``, ``wns1.*``, ``linear_mel.*``,
+            ``cfm.estimator.rotary_embed.inv_freq``), in state-dict order.
+
+    Returns:
+        peft names, ordered as upstream's state dict: the tensors outside the CFM, then the
+        CFM's other tensors, then ``lora_A``/``lora_B`` per layer.
+
+    Raises:
+        ValueError: an adapter on a layer upstream does not adapt, or a name that would collide.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for name, tensor in sorted(replaced.items(), key=lambda kv: kv[0].startswith("cfm.")):
+        if _ADAPTER.match(name) or ".lora_" in name:
+            raise ValueError(f"{name}: adapter matrices go in 'adapters', not among the replaced tensors")
+        out[_peft_name(name)] = tensor
+    for layer, (a, b) in adapters.items():
+        if layer.rsplit(".attn.", 1)[-1] not in LORA_TARGETS or not layer.startswith("cfm.estimator."):
+            raise ValueError(f"adapter on {layer}; upstream adapts only {LORA_TARGETS} of the DiT")
+        out[f"{_peft_name(layer)}.lora_A.default.weight"] = a
+        out[f"{_peft_name(layer)}.lora_B.default.weight"] = b
+    return out
+
+
+def write_lora(
+    path: str | os.PathLike,
+    adapters: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    replaced: Mapping[str, torch.Tensor],
+    config: SoVITSConfig,
+    *,
+    rank: int,
+    epoch: int,
+    step: int,
+) -> Path:
+    """Write a LoRA export upstream's web UI loads (``SoVITS_weights_v3/v4``), atomically.
+
+    Args:
+        path: the target file (upstream: ``<exp>_e<epoch>_s<step>_l<rank>.pth``).
+        adapters, replaced: what training changed, as :func:`lora_weights` takes them (the
+            trainer's LoRA layers ``W + B @ A`` with scale 1, i.e. alpha = rank).
+        config: the base model's v3/v4 config (its ``extra`` tree carries the run settings).
+        rank: the adapters' rank; every A must be ``[rank, in]`` and every B ``[out, rank]``.
+        epoch, step: written as ``info`` ``"<epoch>epoch_<step>iteration"``.
+
+    Returns:
+        The written path. :func:`read_lora` reads it back and :func:`merge_lora` merges it.
+
+    Raises:
+        ValueError: not a v3/v4 config, no adapters, or matrices that do not have ``rank``.
+    """
+    if config.version not in VERSION_LORA_HEADERS:
+        raise ValueError(f"LoRA exports are v3/v4 files; the config is {config.version}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"rank must be a positive whole number, got {rank!r}")
+    if not adapters:
+        raise ValueError("no adapters to write: a LoRA export holds at least one lora_A/lora_B pair")
+    wrong = [
+        f"{layer}: A {tuple(a.shape)}, B {tuple(b.shape)}"
+        for layer, (a, b) in adapters.items()
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != rank or b.shape[1] != rank
+    ]
+    if wrong:
+        raise ValueError(f"adapters do not have rank {rank} ([{rank}, in] and [out, {rank}]): {wrong[:3]}")
+    target = Path(path)
+    payload: OrderedDict[str, Any] = OrderedDict()
+    payload["weight"] = {
+        k: v.detach().to("cpu", torch.float16) for k, v in lora_weights(adapters, replaced).items()
+    }
+    hparams = _hparams_for(config, target.stem)
+    hparams["train"]["lora_rank"] = str(rank)  # upstream's UI passes the radio's string
+    payload["config"] = hparams
+    payload["info"] = f"{epoch}epoch_{step}iteration"
+    payload["lora_rank"] = rank
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            save(payload, f)
+            f.seek(0)
+            f.write(VERSION_LORA_HEADERS[config.version])
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
