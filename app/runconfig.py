@@ -31,10 +31,18 @@ SV_STEP = "2-get-sv"
 # Dataset formatting steps in the order they run, upstream's names: 1a text + BERT, 1b HuBERT +
 # 32 kHz audio, 2-get-sv speaker embeddings (v2Pro/v2ProPlus only), 1c semantic tokens.
 FORMAT_STEPS: tuple[str, ...] = ("1a", "1b", SV_STEP, "1c")
-# Versions we train (upstream's training radio without v3/v4, which need other trainers).
-TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus")
+# Versions we train (upstream's training radio): v1-v2ProPlus fine-tune the whole SoVITS (GAN),
+# v3/v4 train LoRA adapters on the flow-matching decoder of their base (upstream s2_train_v3_lora.py).
+TRAIN_VERSIONS: tuple[str, ...] = ("v1", "v2", "v2Pro", "v2ProPlus", "v3", "v4")
 # Versions whose SoVITS takes a speaker-verification embedding besides the reference spectrogram.
 PRO_VERSIONS = frozenset({"v2Pro", "v2ProPlus"})
+# Versions whose SoVITS is trained as LoRA (flow-matching decoder + vocoder, no discriminator).
+LORA_VERSIONS = frozenset({"v3", "v4"})
+# LoRA ranks upstream's training UI offers (webui.py lora_rank radio) and its default.
+LORA_RANKS: tuple[int, ...] = (16, 32, 64, 128)
+DEFAULT_LORA_RANK = 32
+# Upstream's factor for the text modules' learning rate (v1-v2ProPlus; v3/v4 train one rate).
+TEXT_LOW_LR_RATE = 0.4
 # The version upstream's web UI starts with (webui.py: version = "v2Pro").
 DEFAULT_TRAIN_VERSION = "v2Pro"
 # Mixed precision on CUDA; CPU always trains in fp32.
@@ -49,8 +57,13 @@ def is_pro(version: str) -> bool:
     return version in PRO_VERSIONS
 
 
+def is_lora(version: str) -> bool:
+    """v3 / v4: SoVITS training adds LoRA adapters to the base's flow-matching decoder."""
+    return version in LORA_VERSIONS
+
+
 def text_version(version: str) -> str:
-    """The phone symbol table of a model version: v1's 322 symbols, or v2's 732 (v2Pro* included)."""
+    """The phone symbol table of a model version: v1's 322 symbols, or v2's 732 (v2Pro*, v3, v4 included)."""
     return "v1" if version == "v1" else "v2"
 
 
@@ -109,11 +122,15 @@ class SoVITSRunConfig:
     weights_dir: Path  # where exported inference weights go (SoVITS_weights/)
     pretrained_g: Path | None  # generator to start from (s2G*.pth, exported weights or upstream G_*.pth)
     pretrained_d: Path | None  # discriminator to start from (s2D*.pth or upstream D_*.pth)
-    version: str = "v2"  # v1, v2, v2Pro or v2ProPlus (Pro: reads 7-sv_cn/ speaker embeddings)
+    # v1, v2, v2Pro, v2ProPlus (Pro: reads 7-sv_cn/ speaker embeddings), or v3/v4 (LoRA on the
+    # flow-matching decoder; pretrained_d must be None: no discriminator)
+    version: str = "v2"
     batch_size: int = 4  # per GPU (the UI proposes upstream's memory-based default)
-    epochs: int = 8  # upstream web UI default for v1/v2/v2Pro/v2ProPlus
+    epochs: int = 8  # upstream web UI default for v1/v2/v2Pro/v2ProPlus (v3/v4: the UI proposes 2)
     save_every_epoch: int = 4  # checkpoint + export every N epochs (and always after the last epoch)
-    text_low_lr_rate: float = 0.4  # learning-rate factor of enc_p.text_embedding / encoder_text / mrte
+    # learning-rate factor of enc_p.text_embedding / encoder_text / mrte (v1-v2ProPlus only:
+    # v3/v4 keep enc_p frozen; another value is refused there)
+    text_low_lr_rate: float = TEXT_LOW_LR_RATE
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.8, 0.99)
     eps: float = 1e-9
@@ -128,8 +145,46 @@ class SoVITSRunConfig:
     num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     # SoVITSConfig fields replacing those of the starting point (tests use tiny shapes; empty for real runs).
     model: dict[str, Any] = field(default_factory=dict)
-    # Divides every discriminator width (1 = upstream's discriminator, required with a pretrained D).
+    # Divides every discriminator width (1 = upstream's discriminator, required with a pretrained D;
+    # v3/v4 have no discriminator and take only 1).
     discriminator_width_divisor: int = 1
+    # v3/v4 only: rank r (= alpha, scale 1) of the adapters on the DiT's to_q/to_k/to_v/to_out.0
+    # (upstream offers 16/32/64/128); None: 32 for v3/v4, required None for the other versions.
+    lora_rank: int | None = None
+    # v3/v4 only: recompute the DiT blocks in the backward pass (less GPU memory, ~1/3 slower;
+    # upstream grad_ckpt).
+    grad_checkpoint: bool = False
+
+    def __post_init__(self) -> None:
+        if not is_lora(self.version):
+            if self.lora_rank is not None or self.grad_checkpoint:
+                raise config_io.ConfigError(
+                    f"lora_rank and grad_checkpoint are v3/v4 (LoRA) settings; a {self.version} run "
+                    "trains the whole model: leave them unset"
+                )
+            return
+        if self.lora_rank is not None and (isinstance(self.lora_rank, bool) or self.lora_rank < 1):
+            raise config_io.ConfigError(f"lora_rank must be a positive whole number, got {self.lora_rank!r}")
+        # What a v3/v4 LoRA run has no use for must not be set (it would be ignored).
+        unused = [
+            *(
+                ["pretrained_d (v3/v4 train without a discriminator)"]
+                if self.pretrained_d is not None
+                else []
+            ),
+            *(["discriminator_width_divisor"] if self.discriminator_width_divisor != 1 else []),
+            *(["text_low_lr_rate (enc_p is frozen)"] if self.text_low_lr_rate != TEXT_LOW_LR_RATE else []),
+            *(["model (the adapters keep the base's shape)"] if self.model else []),
+        ]
+        if unused:
+            raise config_io.ConfigError(
+                f"{self.version} LoRA training does not use {', '.join(unused)}; leave them at their defaults"
+            )
+
+    @property
+    def rank(self) -> int:
+        """The LoRA rank of a v3/v4 run (``lora_rank``, else upstream's default 32)."""
+        return DEFAULT_LORA_RANK if self.lora_rank is None else self.lora_rank
 
 
 @dataclass(frozen=True)
@@ -140,7 +195,9 @@ class GPTRunConfig:
     exp_dir: Path  # the formatted experiment folder (2-name2text.txt, 3-bert/, 6-name2semantic.tsv)
     weights_dir: Path  # where exported inference weights go (GPT_weights/)
     pretrained_s1: Path | None  # GPT to start from (s1bert25hz-*.ckpt, s1v3.ckpt or an exported .ckpt)
-    version: str = "v2"  # v1, v2, v2Pro or v2ProPlus; the GPT of v2Pro* is a v2-table model (s1v3)
+    version: str = (
+        "v2"  # v1, v2, v2Pro, v2ProPlus, v3 or v4; all but v1 use a v2-table GPT (s1v3 for v2Pro*/v3/v4)
+    )
     batch_size: int = 8  # per GPU (upstream caps it at a quarter of the dataset)
     epochs: int = 15  # upstream web UI default
     save_every_epoch: int = 5  # checkpoint + export every N epochs (and always after the last epoch)

@@ -7,7 +7,9 @@
   layers), v2 ``s2G2333k.pth`` / ``s1bert25hz-...ckpt``, and for v2Pro/v2ProPlus
   ``v2Pro/s2Gv2Pro.pth`` / ``v2Pro/s2Gv2ProPlus.pth`` / ``s1v3.ckpt`` plus a tiny ERes2NetV2 at
   ``sv/pretrained_eres2netv2w24s4ep4.ckpt`` (640-wide embeddings, the ``sv_dim`` of the tiny Pro
-  SoVITS models), all written with the upstream writers.
+  SoVITS models), and the v3/v4 flow-matching bases ``s2Gv3.pth`` / ``gsv-v4-pretrained/s2Gv4.pth``
+  (tiny DiT and wns1 of :func:`tests.models.sovits.cfm_tiny.tiny_cfm_config`; their GPT is
+  ``s1v3.ckpt``), all written with the upstream writers.
 - :func:`write_discriminator`: an upstream-layout ``s2D*.pth``. Upstream's discriminator has a
   fixed shape (~63 M parameters with v2Pro*'s 7 periods, 126 MB in fp16), so it is written only
   by the tests that load one, not with the base models.
@@ -27,10 +29,12 @@ import torch
 from app.data.filelist import make_row, write_list
 from app.models.gpt.config import GPTConfig
 from app.models.gpt.model import GPT
+from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.sovits.config import SoVITSConfig
 from app.models.sovits.model import SoVITS
 from app.models.upstream.gpt import save_gpt
 from app.models.upstream.sovits import write_sovits
+from tests.models.sovits.cfm_tiny import tiny_cfm_config
 
 ENGLISH = (
     "The weather is nice today.",
@@ -150,7 +154,8 @@ class Pretrained:
     s1: Path
     sv: Path  # speaker-verification model of v2Pro* (2-get-sv)
     s2g_pro: dict[str, Path]  # "v2Pro" / "v2ProPlus" -> generator
-    s1_pro: Path  # s1v3.ckpt, the GPT of both Pro versions
+    s1_pro: Path  # s1v3.ckpt, the GPT of both Pro versions (and of v3/v4)
+    s2g_cfm: dict[str, Path]  # "v3" / "v4" -> flow-matching base (what LoRA training adapts)
 
 
 def pretrained_paths(root: Path) -> Pretrained:
@@ -164,6 +169,7 @@ def pretrained_paths(root: Path) -> Pretrained:
         sv=root / "sv" / "pretrained_eres2netv2w24s4ep4.ckpt",
         s2g_pro={"v2Pro": root / "v2Pro" / "s2Gv2Pro.pth", "v2ProPlus": root / "v2Pro" / "s2Gv2ProPlus.pth"},
         s1_pro=root / "s1v3.ckpt",
+        s2g_cfm={"v3": root / "s2Gv3.pth", "v4": root / "gsv-v4-pretrained" / "s2Gv4.pth"},
     )
 
 
@@ -177,6 +183,18 @@ def _write_generator(path: Path, version: str) -> Path:
             elif name.endswith("inited"):
                 tensor.fill_(1)
     return write_sovits(path, sovits.state_dict(), sovits.config, epoch=1, step=1)
+
+
+def write_cfm_base(path: Path, version: str) -> Path:
+    """A tiny v3/v4 base as upstream ships them: the whole model (``linear_mel`` too), fp16, PK header."""
+    model = CfmSoVITS(tiny_cfm_config(version))
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("_codebook.embed"):
+                tensor.copy_(torch.randn(tensor.shape))  # distinct codes, as a trained codebook
+            elif name.endswith("inited"):
+                tensor.fill_(1)
+    return write_sovits(path, model.state_dict(), model.config, epoch=1, step=1)
 
 
 def write_sv(path: Path) -> Path:
@@ -237,6 +255,8 @@ def make_pretrained(root: Path, seed: int = 0) -> Pretrained:
         _write_generator(path, version)
     save_gpt(GPT(GPTConfig(phoneme_vocab_size=732, **TINY_GPT)), paths.s1_pro, epoch=1)
     write_sv(paths.sv)
+    for version, path in paths.s2g_cfm.items():
+        write_cfm_base(path, version)
     return paths
 
 

@@ -44,6 +44,9 @@ SOVITS_BOUNDARIES = (
     1800,
     1900,
 )
+# Upstream s2_train_v3_lora.py's boundaries for v3/v4: the same up to 1000 frames (20 s), so
+# longer clips are left out of LoRA training.
+CFM_BOUNDARIES = (32, 300, 400, 500, 600, 700, 800, 900, 1000)
 GPT_BUCKET_WIDTH_S = 2.0
 
 

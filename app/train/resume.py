@@ -8,6 +8,10 @@ resumed run skips exactly those batches of the same deterministic batch plan.
 
 Our checkpoints are named ``resume_*`` so that upstream's own ``G_*.pth`` / ``D_*.pth`` in a copied
 experiment never collide with them.
+
+:func:`run_epochs` is the epoch loop the SoVITS trainers share (the GAN fine-tune of v1-v2ProPlus
+and the LoRA fine-tune of v3/v4): skip the batches a resumed epoch already did, log, stop with a
+checkpoint on request, save and export every ``save_every`` epochs and after the last.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from app.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from app.runstatus import METRICS_FILE, read_metrics
-from app.train.common import checkpoint_number, prune_checkpoints
+from app.train.buckets import PlannedBatches
+from app.train.common import TrainSession, all_reduce_mean, checkpoint_number, prune_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +101,61 @@ def loader_worker_init(worker_id: int) -> None:
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if hasattr(model, "module") else model
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a run stands: what a resume checkpoint records."""
+
+    step: int  # optimiser steps taken
+    epochs_done: int  # completed epochs
+    batches_done: int = 0  # batches of the current (next) epoch already trained
+
+
+@dataclass(frozen=True)
+class EpochHooks:
+    """What a trainer plugs into :func:`run_epochs`."""
+
+    train_step: Callable[[Any], dict[str, float]]  # one optimiser step on a batch -> named losses
+    save: Callable[[Position], None]  # write a resume checkpoint (rank 0 decides inside)
+    export: Callable[[int, int], None]  # (epoch, step): write the inference weights
+    end_epoch: Callable[[], None]  # after each full epoch (learning-rate schedules)
+    lr: Callable[[], float]  # current learning rate, for the log
+
+
+def run_epochs(
+    session: TrainSession,
+    loader: Iterable[Any],
+    sampler: PlannedBatches,
+    hooks: EpochHooks,
+    *,
+    start: Position,
+    epochs: int,
+    save_every: int,
+    log_interval: int,
+    device: torch.device,
+) -> Position:
+    """Train from ``start`` to the end of epoch ``epochs``; returns where it stopped.
+
+    A stop request (SIGTERM on any rank) saves a checkpoint at the current batch and ends the
+    run as stopped; otherwise the session ends as done.
+    """
+    step = start.step
+    for epoch in range(start.epochs_done + 1, epochs + 1):
+        sampler.set_epoch(epoch, start.batches_done if epoch == start.epochs_done + 1 else 0)
+        for index, batch in enumerate(loader, start=sampler.skip):
+            losses = hooks.train_step(batch)
+            step += 1
+            if step % log_interval == 0 or step == 1:
+                session.log_step(step, epoch, all_reduce_mean(losses), lr=hooks.lr())
+            if agree(session.stop_requested, device):
+                where = Position(step, epoch - 1, index + 1)
+                hooks.save(where)
+                session.stopped()
+                return where
+        hooks.end_epoch()
+        if epoch % save_every == 0 or epoch == epochs:
+            hooks.save(Position(step, epoch, 0))
+            hooks.export(epoch, step)
+    session.done(f"finished {epochs} epochs, {step} steps")
+    return Position(step, max(epochs, start.epochs_done), 0)

@@ -1,6 +1,8 @@
 """SoVITS fine-tuning: ``python -m app.train.sovits --config <experiment>/logs_s2_<version>/run.yaml``.
 
-What it does (upstream ``s2_train.py`` rebuilt; config :class:`app.runconfig.SoVITSRunConfig`):
+What it does for v1/v2/v2Pro/v2ProPlus (upstream ``s2_train.py`` rebuilt; config
+:class:`app.runconfig.SoVITSRunConfig`); v3/v4 runs, LoRA on the flow-matching decoder, are handed
+to :mod:`app.train.sovits_lora` (upstream ``s2_train_v3_lora.py``):
 
 - Starting point: the pretrained generator (``s2G2333k.pth`` for v2, ``v2Pro/s2Gv2Pro.pth`` /
   ``s2Gv2ProPlus.pth`` for v2Pro*, an exported ``.pth`` or an upstream ``G_*.pth``) and
@@ -33,7 +35,7 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,12 @@ from app.models.sovits.config import SoVITSConfig, preset
 from app.models.sovits.losses import discriminator_objective, generator_objectives
 from app.models.sovits.model import SoVITS, TrainOutput
 from app.models.upstream.sovits import read_discriminator, read_sovits, write_sovits
-from app.runconfig import PRECISIONS, TRAIN_VERSIONS, SoVITSRunConfig
+from app.runconfig import PRECISIONS, TRAIN_VERSIONS, SoVITSRunConfig, is_lora
 from app.settings import DistributedEnv
 from app.train import resume
 from app.train.buckets import SOVITS_BOUNDARIES, PlannedBatches, boundary_batches
 from app.train.common import (
     TrainSession,
-    all_reduce_mean,
     autocast,
     cleanup_distributed,
     grad_scaler,
@@ -224,9 +225,53 @@ def export_config(config: SoVITSConfig, cfg: SoVITSRunConfig, run_dir: Path) -> 
     return dataclasses.replace(config, extra=extra)
 
 
+def planned_loader(
+    dataset: SoVITSDataset,
+    cfg: SoVITSRunConfig,
+    env: DistributedEnv,
+    device: torch.device,
+    collate_fn: Callable[[list], dict[str, torch.Tensor]],
+    boundaries: Sequence[int],
+) -> tuple[DataLoader, PlannedBatches]:
+    """The DataLoader over this rank's length-bucketed batches (plan set to epoch 1)."""
+    lengths = dataset.lengths
+    sampler = PlannedBatches(
+        lambda epoch: boundary_batches(
+            lengths,
+            cfg.batch_size,
+            boundaries,
+            epoch=epoch,
+            seed=cfg.seed,
+            rank=env.rank,
+            world=env.world_size,
+        )
+    )
+    loader = DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
+    )  # fmt: skip
+    sampler.set_epoch(1)
+    return loader, sampler
+
+
+def resumed_position(found: tuple[Path, Checkpoint], run_dir: Path, env: DistributedEnv) -> resume.Position:
+    """Where a resumed run continues; metric rows logged after the checkpoint are dropped."""
+    _, ckpt = found
+    where = resume.Position(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batches_done", 0)))
+    if env.rank == 0:
+        resume.truncate_metrics(run_dir, where.step)
+    return where
+
+
 def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
-    """The training run (called inside a :class:`TrainSession`)."""
+    """The training run (called inside a :class:`TrainSession`); v3/v4 train LoRA adapters."""
     _check_run(cfg)
+    if is_lora(cfg.version):
+        # Imported here: the LoRA trainer builds on this module's helpers.
+        from app.train import sovits_lora
+
+        sovits_lora.train(cfg, run_dir, session, env)
+        return
     device = train_device(env, cfg.device)
     seed_everything(cfg.seed, env.rank)
     found = resume.load_latest(run_dir, KIND)
@@ -240,46 +285,29 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
     sched_g = torch.optim.lr_scheduler.ExponentialLR(optim_g, gamma=cfg.lr_decay)
     sched_d = torch.optim.lr_scheduler.ExponentialLR(optim_d, gamma=cfg.lr_decay)
     scaler = grad_scaler(device, cfg.precision)
-    step, done_epochs, skip = 0, 0, 0
-    if resumed is not None and found is not None:
+    start = resume.Position(0, 0, 0)
+    if found is not None:
         try:
-            restore(resumed, model, optim_g, sched_g, source=str(found[0]))
-            disc.load_state_dict(resumed.extra["discriminator"], strict=True)
-            optim_d.load_state_dict(resumed.extra["optimizer_d"])
-            sched_d.load_state_dict(resumed.extra["scheduler_d"])
-            scaler.load_state_dict(resumed.extra["scaler"])
+            restore(found[1], model, optim_g, sched_g, source=str(found[0]))
+            disc.load_state_dict(found[1].extra["discriminator"], strict=True)
+            optim_d.load_state_dict(found[1].extra["optimizer_d"])
+            sched_d.load_state_dict(found[1].extra["scheduler_d"])
+            scaler.load_state_dict(found[1].extra["scaler"])
         except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
             raise SoVITSTrainError(
                 f"{found[0]}: cannot resume from it ({exc}); delete it to start over"
             ) from exc
-        step, done_epochs, skip = resumed.step, resumed.epoch, int(resumed.extra.get("batches_done", 0))
-        if env.rank == 0:
-            resume.truncate_metrics(run_dir, step)
+        start = resumed_position(found, run_dir, env)
         session.message(
-            f"resumed from {found[0].name} at step {step} (epoch {done_epochs + 1}, batch {skip})"
+            f"resumed from {found[0].name} at step {start.step} "
+            f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
         )
     else:
         session.message(f"starting from generator: {g_source}; discriminator: {d_source}")
 
     dataset = SoVITSDataset(cfg.exp_dir, config, cfg.version, cfg.min_items_per_epoch)
     log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
-    lengths = dataset.lengths
-    sampler = PlannedBatches(
-        lambda epoch: boundary_batches(
-            lengths,
-            cfg.batch_size,
-            SOVITS_BOUNDARIES,
-            epoch=epoch,
-            seed=cfg.seed,
-            rank=env.rank,
-            world=env.world_size,
-        )
-    )
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
-    )  # fmt: skip
-    sampler.set_epoch(1)
+    loader, sampler = planned_loader(dataset, cfg, env, device, collate, SOVITS_BOUNDARIES)
     per_epoch = len(sampler.batches())
     session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
     if env.enabled:
@@ -290,49 +318,46 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
     else:
         model_ddp, disc_ddp = model, disc
 
-    def save(epoch_done: int, batches_done: int) -> None:
+    def save(where: resume.Position) -> None:
         if env.rank != 0:
             return
-        path = resume.resume_path(run_dir, step)
+        path = resume.resume_path(run_dir, where.step)
         save_checkpoint(
-            path, kind=KIND, model=model, model_config=config, step=step, epoch=epoch_done,
+            path, kind=KIND, model=model, model_config=config, step=where.step, epoch=where.epochs_done,
             optimizer=optim_g, scheduler=sched_g,
             extra={
                 "discriminator": {k: v.detach().cpu() for k, v in disc.state_dict().items()},
                 "optimizer_d": optim_d.state_dict(), "scheduler_d": sched_d.state_dict(),
-                "scaler": scaler.state_dict(), "batches_done": batches_done,
+                "scaler": scaler.state_dict(), "batches_done": where.batches_done,
             },
         )  # fmt: skip
         resume.prune(run_dir, cfg.keep_checkpoints)
         session.message(f"saved {path.name}")
 
-    def export(epoch: int) -> None:
+    def export(epoch: int, step: int) -> None:
         if env.rank != 0 or not cfg.export_weights:
             return
         target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, step, ".pth")
         write_sovits(target, model.state_dict(), export_config(config, cfg, run_dir), epoch, step)
         session.message(f"exported {target.name}")
 
-    for epoch in range(done_epochs + 1, cfg.epochs + 1):
-        sampler.set_epoch(epoch, skip if epoch == done_epochs + 1 else 0)
-        first = sampler.skip
-        for index, batch in enumerate(loader, start=first):
-            losses = train_step(
-                batch, model_ddp, disc_ddp, optim_g, optim_d, scaler, config, device, cfg.precision
-            )
-            step += 1
-            if step % cfg.log_interval == 0 or step == 1:
-                session.log_step(step, epoch, all_reduce_mean(losses), lr=optim_g.param_groups[0]["lr"])
-            if resume.agree(session.stop_requested, device):
-                save(epoch - 1, index + 1)
-                session.stopped()
-                return
+    def end_epoch() -> None:
         sched_g.step()
         sched_d.step()
-        if epoch % cfg.save_every_epoch == 0 or epoch == cfg.epochs:
-            save(epoch, 0)
-            export(epoch)
-    session.done(f"finished {cfg.epochs} epochs, {step} steps")
+
+    hooks = resume.EpochHooks(
+        train_step=lambda batch: train_step(
+            batch, model_ddp, disc_ddp, optim_g, optim_d, scaler, config, device, cfg.precision
+        ),
+        save=save,
+        export=export,
+        end_epoch=end_epoch,
+        lr=lambda: optim_g.param_groups[0]["lr"],
+    )
+    resume.run_epochs(
+        session, loader, sampler, hooks, start=start, epochs=cfg.epochs, save_every=cfg.save_every_epoch,
+        log_interval=cfg.log_interval, device=device,
+    )  # fmt: skip
 
 
 def train_step(

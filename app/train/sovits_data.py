@@ -10,6 +10,11 @@ Each item: HuBERT features ``(768, T)``, linear spectrogram ``(1025, F)`` of the
 (VITS conventions, :func:`app.models.nn.spectrogram.linear_spectrogram`), the waveform ``(1, N)``
 and the phone ids; v2Pro* adds the ``(sv_dim,)`` speaker embedding. Features one frame shorter
 than the spectrogram are padded by repeating their last frame, as upstream does.
+
+v3/v4 (:class:`CfmDataset`, upstream ``TextAudioSpeakerLoaderV3/V4``): the same clips, with the
+normalised 100-bin log-mel the flow matching learns in place of the waveform: v4 from the 32 kHz
+clip (n_fft 1280, hop 320), v3 from the clip resampled to 24 kHz (n_fft 1024, hop 256);
+:func:`collate_cfm` pads them.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from app.audio.io import resample
 from app.data.experiment import ExperimentFiles, read_name2text
 from app.models.nn.spectrogram import linear_spectrogram
 from app.models.sovits.config import SoVITSConfig
+from app.models.sovits.reference import normalize_mel, reference_mel
 from app.runconfig import SV_STEP, text_version
 from app.text.symbols import phones_to_ids
 
@@ -133,9 +140,8 @@ class SoVITSDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        """(ssl (768, T), spec (1025, F), wav (1, N), phone ids (P,)), then v2Pro*'s sv_emb (sv_dim,)."""
-        clip = self.clips[index]
+    def _read(self, clip: Clip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ssl (768, T), spec (1025, F), wav (1, N) float32 at 32 kHz) of a clip."""
         c = self.config
         path = self.files.wav32k(clip.name)
         try:
@@ -150,8 +156,37 @@ class SoVITSDataset(Dataset):
         ssl = ssl.float()[0] if ssl.dim() == 3 else ssl.float()  # (768, T)
         if ssl.shape[-1] != spec.shape[-1]:
             ssl = F.pad(ssl[None], (0, 1), mode="replicate")[0]
+        return ssl, spec, wav
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        """(ssl (768, T), spec (1025, F), wav (1, N), phone ids (P,)), then v2Pro*'s sv_emb (sv_dim,)."""
+        clip = self.clips[index]
+        ssl, spec, wav = self._read(clip)
         item = (ssl, spec, wav, torch.tensor(clip.phone_ids, dtype=torch.long))
-        return (*item, self._speaker(clip.name)) if c.is_pro else item
+        return (*item, self._speaker(clip.name)) if self.config.is_pro else item
+
+
+class CfmDataset(SoVITSDataset):
+    """v3/v4 clips (same selection as :class:`SoVITSDataset`); items carry the mel target."""
+
+    def __init__(self, exp_dir: Path, config: SoVITSConfig, version: str, min_items: int = 100) -> None:
+        if not config.is_cfm:
+            raise ValueError(f"CfmDataset serves v3/v4 models, not {config.version}")
+        super().__init__(exp_dir, config, version, min_items)
+
+    def mel(self, wav: torch.Tensor) -> torch.Tensor:
+        """(1, N) 32 kHz clip -> (100, M) normalised log-mel at the version's rate (upstream's target)."""
+        audio = self.config.cfm_audio
+        if audio.sampling_rate != self.config.sampling_rate:
+            # v3: upstream decodes the clip again at 24 kHz (ffmpeg); soxr's high-quality filter here.
+            wav = torch.from_numpy(resample(wav[0].numpy(), self.config.sampling_rate, audio.sampling_rate))
+        return normalize_mel(reference_mel(wav, audio))[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        """(ssl (768, T), spec (1025, F), mel (100, M), phone ids (P,))"""
+        clip = self.clips[index]
+        ssl, spec, wav = self._read(clip)
+        return ssl, spec, self.mel(wav), torch.tensor(clip.phone_ids, dtype=torch.long)
 
 
 def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
@@ -193,4 +228,38 @@ def collate(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
     }
     if len(batch[0]) > 4:
         out["sv_emb"] = torch.stack([batch[i][4] for i in order])  # (B, sv_dim), in the sorted order
+    return out
+
+
+def collate_cfm(batch: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
+    """Zero-pad a v3/v4 batch, longest spectrogram first (upstream ``TextAudioSpeakerCollateV3/V4``).
+
+    Features and spectrogram share one even width, as in :func:`collate`; mels are padded to the
+    longest mel (the model crops mel and features to their common length; the loss and the DiT's
+    attention see only each item's valid frames).
+    """
+    order = sorted(range(len(batch)), key=lambda i: batch[i][1].shape[1], reverse=True)
+    width = max(max(b[0].shape[1], b[1].shape[1]) for b in batch)
+    width = 2 * (width // 2 + 1)
+    max_mel = max(b[2].shape[1] for b in batch)
+    max_text = max(b[3].shape[0] for b in batch)
+    n = len(batch)
+    out = {
+        "ssl": torch.zeros(n, batch[0][0].shape[0], width),
+        "spec": torch.zeros(n, batch[0][1].shape[0], width),
+        "spec_lengths": torch.zeros(n, dtype=torch.long),
+        "mel": torch.zeros(n, batch[0][2].shape[0], max_mel),
+        "mel_lengths": torch.zeros(n, dtype=torch.long),
+        "text": torch.zeros(n, max_text, dtype=torch.long),
+        "text_lengths": torch.zeros(n, dtype=torch.long),
+    }
+    for row, i in enumerate(order):
+        ssl, spec, mel, text = batch[i]
+        out["ssl"][row, :, : ssl.shape[1]] = ssl
+        out["spec"][row, :, : spec.shape[1]] = spec
+        out["spec_lengths"][row] = spec.shape[1]
+        out["mel"][row, :, : mel.shape[1]] = mel
+        out["mel_lengths"][row] = mel.shape[1]
+        out["text"][row, : text.shape[0]] = text
+        out["text_lengths"][row] = text.shape[0]
     return out
