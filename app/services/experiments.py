@@ -5,7 +5,8 @@ formatted dataset, :mod:`app.data.experiment`) and one folder per run: ``format/
 formatting, ``logs_s2_<version>/`` for SoVITS, ``logs_s1_<version>/`` for GPT training. Each run
 folder holds the run's ``run.yaml`` and the status and metrics files its job writes. Exported
 weights of every version go to ``SoVITS_weights/`` and ``GPT_weights/`` (upstream keeps one folder
-per version; the files themselves say their version).
+per version; the files themselves say their version), v3/v4 LoRA exports included
+(``<name>_e<N>_s<step>_l<rank>.pth``, merged onto the version's base when loaded).
 
 Jobs are started through :class:`app.services.jobs.JobManager` (one device queue; ``torchrun``
 for several GPUs); their state is found again from the jobs folder after a restart. This module
@@ -34,6 +35,7 @@ from app.runconfig import (
     GPTRunConfig,
     SoVITSRunConfig,
     format_steps,
+    is_lora,
     is_pro,
     run_folder,
 )
@@ -58,6 +60,9 @@ PRETRAINED_FILES = {
     # v2Pro*: the GPT is s1v3 (a v2-table model), the SoVITS files sit in v2Pro/ (upstream config.py).
     "v2Pro": {"s2g": "v2Pro/s2Gv2Pro.pth", "s2d": "v2Pro/s2Dv2Pro.pth", "s1": "s1v3.ckpt"},
     "v2ProPlus": {"s2g": "v2Pro/s2Gv2ProPlus.pth", "s2d": "v2Pro/s2Dv2ProPlus.pth", "s1": "s1v3.ckpt"},
+    # v3/v4: LoRA on the flow-matching base, no discriminator; the GPT is s1v3 (upstream config.py).
+    "v3": {"s2g": "s2Gv3.pth", "s2d": None, "s1": "s1v3.ckpt"},
+    "v4": {"s2g": "gsv-v4-pretrained/s2Gv4.pth", "s2d": None, "s1": "s1v3.ckpt"},
 }
 # ERes2NetV2 speaker-verification model of v2Pro* (2-get-sv), as app.models.encoders.sv.SV_FILE names it
 # (spelled out here so listing experiments does not import torch).
@@ -75,8 +80,8 @@ class BaseModels:
 
     bert: Path  # chinese-roberta-wwm-ext-large folder
     hubert: Path  # chinese-hubert-base folder
-    s2g: Path  # SoVITS generator
-    s2d: Path  # SoVITS discriminator
+    s2g: Path  # SoVITS generator (v3/v4: the base the LoRA adapts)
+    s2d: Path | None  # SoVITS discriminator; None for v3/v4 (LoRA training has none)
     s1: Path  # GPT
     sv: Path | None  # speaker-verification model (v2Pro*), None for v1/v2
 
@@ -86,11 +91,12 @@ def base_models(layout: Layout, version: str) -> BaseModels:
         raise ExperimentError(f"version {version!r}: choose one of {sorted(PRETRAINED_FILES)}")
     root = layout.pretrained
     files = PRETRAINED_FILES[version]
+    s2d = files["s2d"]
     return BaseModels(
         bert=root / "chinese-roberta-wwm-ext-large",
         hubert=root / "chinese-hubert-base",
         s2g=root / files["s2g"],
-        s2d=root / files["s2d"],
+        s2d=None if s2d is None else root / s2d,
         s1=root / files["s1"],
         sv=root / SV_FILE if is_pro(version) else None,
     )
@@ -299,12 +305,15 @@ def _options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def sovits_config(layout: Layout, name: str, *, version: str = "v2", **options: Any) -> SoVITSRunConfig:
-    """A SoVITS run config starting from the version's pretrained G/D; ``options`` set other fields."""
+    """A SoVITS run config starting from the version's pretrained G/D (v3/v4: the base the LoRA
+    adapts, no D) with upstream's schedule for the version; ``options`` set other fields."""
     _check_version(version)
     models = base_models(layout, version)
+    schedule = sovits_defaults(version)
     values: dict[str, Any] = {
         "exp_name": safe_name(name), "exp_dir": layout.experiment(name), "weights_dir": layout.sovits_weights,
         "pretrained_g": models.s2g, "pretrained_d": models.s2d, "version": version,
+        "epochs": schedule.epochs, "save_every_epoch": schedule.save_every_epoch,
     }  # fmt: skip
     values.update(_options(SoVITSRunConfig, options))
     try:
@@ -390,9 +399,9 @@ def gpu_choices() -> list[tuple[str, int]]:
     return out
 
 
-def default_batch_size() -> int:
-    """Upstream's default per-GPU batch size: half the smallest GPU's memory in GB; on CPU a quarter
-    of the RAM in GB, halved because CPU trains in fp32."""
+def default_batch_size(version: str = "v2") -> int:
+    """Upstream's default per-GPU SoVITS batch size: half the smallest GPU's memory in GB (v3/v4
+    LoRA: an eighth); on CPU a quarter of the RAM in GB, halved because CPU trains in fp32."""
     import psutil
     import torch
 
@@ -400,5 +409,19 @@ def default_batch_size() -> int:
         memory = min(
             torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count())
         )
-        return max(1, int(memory / 2**30 // 2))
+        return max(1, int(memory / 2**30 // (8 if is_lora(version) else 2)))
     return max(1, int(psutil.virtual_memory().total / 2**30 / 4) // 2)
+
+
+@dataclass(frozen=True)
+class SoVITSDefaults:
+    """What upstream's web UI proposes for a version's SoVITS run (webui.py set_default)."""
+
+    epochs: int  # total epochs
+    save_every_epoch: int  # checkpoint + export period
+
+
+def sovits_defaults(version: str) -> SoVITSDefaults:
+    """v1-v2ProPlus: 8 epochs, saved every 4; v3/v4 LoRA: 2 epochs, saved every epoch (upstream
+    warns that longer LoRA training ruins the voice)."""
+    return SoVITSDefaults(2, 1) if is_lora(version) else SoVITSDefaults(8, 4)

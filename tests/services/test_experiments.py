@@ -43,7 +43,7 @@ def test_configs_start_from_the_versions_base_models(layout) -> None:
     with pytest.raises(ex.ExperimentError, match="expected int"):
         ex.gpt_config(layout, "voice", epochs="many")
     with pytest.raises(ex.ExperimentError, match="cannot be trained here"):
-        ex.sovits_config(layout, "voice", version="v4")
+        ex.sovits_config(layout, "voice", version="v5")
     assert ex.default_batch_size() >= 1
 
 
@@ -139,3 +139,32 @@ def test_jobs_run_are_refused_twice_stop_and_are_found_after_a_restart(layout) -
     with pytest.raises(ex.ExperimentError, match="no gpt job"):
         ex.stop(layout, restarted, "voice", "gpt")
     assert ex.experiment_state(layout, restarted, "voice").runs["gpt"].state == "stopped"
+
+
+def test_lora_versions_start_from_upstreams_v3_v4_bases(layout, tts_pretrained) -> None:
+    for version, base in (("v3", "s2Gv3.pth"), ("v4", "gsv-v4-pretrained/s2Gv4.pth")):
+        sovits = ex.sovits_config(layout, "voice", version=version)
+        assert sovits.pretrained_g == layout.pretrained / base == tts_pretrained.s2g_cfm[version]
+        assert sovits.pretrained_d is None  # LoRA training has no discriminator
+        # Upstream's web UI proposes 2 epochs saved every epoch for v3/v4, LoRA rank 32.
+        assert (sovits.epochs, sovits.save_every_epoch, sovits.rank, sovits.grad_checkpoint) == (
+            2,
+            1,
+            32,
+            False,
+        )
+        assert sovits.weights_dir == layout.sovits_weights  # every version's exports in one folder
+        assert ex.run_dir(layout, "voice", "sovits", version).name == f"logs_s2_{version}"
+        gpt = ex.gpt_config(layout, "voice", version=version)
+        assert gpt.pretrained_s1 == layout.pretrained / "s1v3.ckpt" == tts_pretrained.s1_pro
+        config = ex.format_config(layout, "voice", "data/voice.list", "data/clips", version=version)
+        assert config.steps == ("1a", "1b", "1c") and config.sv_path is None
+        assert config.pretrained_s2g == tts_pretrained.s2g_cfm[version]  # 1c reads the base's quantizer
+    tuned = ex.sovits_config(layout, "voice", version="v4", lora_rank=128, grad_checkpoint=True, epochs=5)
+    assert (tuned.rank, tuned.grad_checkpoint, tuned.epochs) == (128, True, 5)
+    with pytest.raises(ex.ExperimentError, match="v3/v4"):
+        ex.sovits_config(layout, "voice", version="v2", lora_rank=16)
+    with pytest.raises(ex.ExperimentError, match="text_low_lr_rate"):
+        ex.sovits_config(layout, "voice", version="v3", text_low_lr_rate=0.5)
+    ready = ex.FormatState(20, 2, 20, 20, 20)
+    assert ready.ready("sovits", "v4") and ready.missing_steps("sovits", "v4") == "1a and 1b"

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+import pytest
 
 from app.paths import Layout
+from app.runconfig import SoVITSRunConfig
 from app.runstatus import RunStatus, append_metrics
+from app.services import experiments as ex
 from app.services.experiments import ExperimentState, FormatState, RunState
 from app.settings import Settings
 from app.ui.app import app_i18n
@@ -65,7 +68,7 @@ def test_the_tab_offers_every_trained_version_with_upstreams_default(tmp_path: P
         train.build(ctx)
     by_id = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
     version = by_id["train-version"]
-    assert [value for _, value in version.choices] == ["v1", "v2", "v2Pro", "v2ProPlus"]
+    assert [value for _, value in version.choices] == ["v1", "v2", "v2Pro", "v2ProPlus", "v3", "v4"]
     assert version.value == "v2Pro"  # webui.py: version = "v2Pro"
     sv_button = by_id["train-format-2-get-sv"]
     assert sv_button.visible  # the default version computes speaker embeddings
@@ -86,3 +89,83 @@ def test_pro_formatting_shows_the_speaker_step_and_its_files(tmp_path: Path) -> 
     assert "7-sv_cn: 19" in format_summary(run, pro)
     v2 = ExperimentState("voice", tmp_path, "v2", FormatState(20, 2, 20, 20, 20), {"format": run}, (), ())
     assert "7-sv_cn" not in format_summary(run, v2)
+
+
+def build_tab(tmp_path: Path):
+    settings = Settings(home=tmp_path)
+    layout = Layout(settings.home, settings.pretrained_dir).ensure()
+    with gr.Blocks() as demo:
+        train.build(UIContext(settings, layout, app_i18n("en")))
+    return demo, layout, {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}
+
+
+def test_lora_versions_show_rank_and_checkpointing_and_upstreams_schedule(tmp_path: Path) -> None:
+    demo, _, by_id = build_tab(tmp_path)
+    rank, ckpt, text_lr = (
+        by_id["train-sovits-lora-rank"],
+        by_id["train-sovits-grad-ckpt"],
+        by_id["train-sovits-text-lr"],
+    )
+    assert [value for _, value in rank.choices] == ["16", "32", "64", "128"] and rank.value == "32"
+    assert ckpt.value is False
+    # The default version (v2Pro) trains the whole model: no LoRA settings shown.
+    assert text_lr.visible and not rank.visible and not ckpt.visible
+    assert "train-gpt-lora-rank" not in by_id  # the GPT has none
+    (on_version,) = [
+        f for f in demo.fns.values() if f.outputs and f.outputs[0] is by_id["train-format-2-get-sv"]
+    ]
+    outputs = on_version.outputs
+
+    def shown(version: str) -> dict:
+        return dict(zip((o.elem_id for o in outputs), on_version.fn(None, version), strict=False))
+
+    for version in ("v3", "v4"):
+        update = shown(version)
+        assert update["train-format-2-get-sv"]["visible"] is False  # no speaker embeddings
+        assert update["train-sovits-text-lr"]["visible"] is False
+        assert (
+            update["train-sovits-lora-rank"]["visible"] is True
+            and update["train-sovits-grad-ckpt"]["visible"] is True
+        )
+        # webui.py set_default: v3/v4 propose 2 epochs, saved every epoch.
+        assert (update["train-sovits-epochs"]["value"], update["train-sovits-save-every"]["value"]) == (2, 1)
+        assert update["train-sovits-batch"]["value"] == ex.default_batch_size(version)
+    update = shown("v2")
+    assert (
+        update["train-sovits-text-lr"]["visible"] is True
+        and update["train-sovits-lora-rank"]["visible"] is False
+    )
+    assert (update["train-sovits-epochs"]["value"], update["train-sovits-save-every"]["value"]) == (8, 4)
+    assert app_i18n("zh").translations_dict["en"]["train.lora_rank"] == "LoRA秩"
+
+
+def test_starting_v4_sovits_training_passes_rank_and_checkpointing(tmp_path: Path, monkeypatch) -> None:
+    demo, layout, by_id = build_tab(tmp_path)
+    folder = layout.experiment("voice")  # formatted enough for SoVITS (1a, 1b)
+    for sub in ("4-cnhubert", "5-wav32k"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "2-name2text.txt").write_text("a.wav\tn i2\t1 1\tni\n", encoding="utf-8")
+    (folder / "4-cnhubert" / "a.wav.pt").write_bytes(b"")
+    (folder / "5-wav32k" / "a.wav").write_bytes(b"")
+    started: list = []
+    monkeypatch.setattr(ex, "start", lambda layout, jobs, name, kind, config, gpus: started.append(config))
+    button = by_id["train-sovits-start"]._id
+    (start,) = [f for f in demo.fns.values() if (button, "click") in f.targets]
+    # exp, version, batch, epochs, save_every, text_lr, lora_rank, grad_ckpt, lr, keep_latest, export, precision, gpus
+    with pytest.raises(gr.Error, match=r"v4 LoRA training needs its base model .*s2Gv4\.pth.*gpt-sovits-v4"):
+        start.fn("voice", "v4", 3, 2, 1, 0.4, "64", True, 1e-4, True, True, "fp16", [])
+    assert not started
+    base = layout.pretrained / "gsv-v4-pretrained" / "s2Gv4.pth"
+    base.parent.mkdir(parents=True)
+    base.write_bytes(b"PK")
+    start.fn("voice", "v4", 3, 2, 1, 0.4, "64", True, 1e-4, True, True, "fp16", [])
+    start.fn("voice", "v2", 3, 8, 4, 0.3, "64", True, 1e-4, True, True, "fp16", [])
+    lora, whole = started
+    assert isinstance(lora, SoVITSRunConfig) and lora.version == "v4"
+    assert (lora.rank, lora.grad_checkpoint, lora.pretrained_d, lora.text_low_lr_rate) == (
+        64,
+        True,
+        None,
+        0.4,
+    )
+    assert (whole.lora_rank, whole.grad_checkpoint, whole.text_low_lr_rate) == (None, False, 0.3)

@@ -15,8 +15,8 @@ CLI (also what a formatting job runs)::
     python -m app.data.preprocess.tts_features --list data.list --audio-dir clips/ --exp NAME [--steps 1a 1b]
         [--version v2Pro]
 
-For v2Pro/v2ProPlus, 1b brings 2-get-sv along (upstream's 1Ab runs both); v1/v2 never run it
-(:func:`app.runconfig.format_steps`).
+For v2Pro/v2ProPlus, 1b brings 2-get-sv along (upstream's 1Ab runs both); v1/v2/v3/v4 never run
+it (:func:`app.runconfig.format_steps`). v3/v4's 1c reads the quantizer of their flow-matching base.
 
 With ``--config`` the run reports progress in ``status.json`` beside the config
 (:mod:`app.runstatus`) and lists the problems in ``problems.txt``; SIGTERM stops it after the
@@ -70,6 +70,8 @@ S2G_FILES = {
     "v2": "gsv-v2final-pretrained/s2G2333k.pth",
     "v2Pro": "v2Pro/s2Gv2Pro.pth",
     "v2ProPlus": "v2Pro/s2Gv2ProPlus.pth",
+    "v3": "s2Gv3.pth",
+    "v4": "gsv-v4-pretrained/s2Gv4.pth",
 }
 STATUS_EVERY_S = 0.5  # status.json is rewritten at most this often (and at every step change)
 

@@ -10,7 +10,8 @@
   ``torchaudio.load`` reads it through the ERes2NetV2 speaker-verification model ->
   ``7-sv_cn/<name>.pt``, a float32 ``(1, 20480)`` embedding (upstream ``2-get-sv.py``).
 - 1c (:func:`step_semantic`): HuBERT features through the pretrained SoVITS quantizer ->
-  ``6-name2semantic.tsv``.
+  ``6-name2semantic.tsv`` (v3/v4: the quantizer and ``ssl_proj`` of the flow-matching base,
+  ``s2Gv3.pth`` / ``gsv-v4-pretrained/s2Gv4.pth``, as upstream's 3-get-semantic.py loads it).
 
 Finished items of 1a and 1c are appended to a hidden partial file as they come, so an
 interrupted step loses nothing; the final file is written (atomically, in list order) at the
@@ -74,6 +75,8 @@ S2G_ASSETS = {
     "v2": "gpt-sovits-v2",
     "v2Pro": "gpt-sovits-v2pro",
     "v2ProPlus": "gpt-sovits-v2proplus",
+    "v3": "gpt-sovits-v3",
+    "v4": "gpt-sovits-v4",
 }
 
 
@@ -495,7 +498,8 @@ def step_semantic(
     should_stop: ShouldStop = _never,
 ) -> StepReport:
     """Step 1c. See the module docstring."""
-    from app.models.upstream.sovits import load_sovits
+    from app.models.sovits.config import CFM_VERSIONS
+    from app.models.upstream.sovits import load_cfm_sovits, load_sovits
 
     ledger = Ledger(files.root)
     partial = files.root / PARTIAL_SEMANTIC
@@ -531,7 +535,8 @@ def step_semantic(
     if todo:
         if not pretrained_s2g.is_file():
             raise base_model_missing(S2G_ASSETS.get(version, "gpt-sovits-v2"), pretrained_s2g)
-        model, _ = load_sovits(pretrained_s2g, device=device, dtype=dtype, expect_version=version)
+        load = load_cfm_sovits if version in CFM_VERSIONS else load_sovits
+        model, _ = load(pretrained_s2g, device=device, dtype=dtype, expect_version=version)
         with partial.open("a", encoding="utf-8") as out:
             for item in todo:
                 ssl = torch.load(files.hubert(item.name), map_location="cpu", weights_only=True)

@@ -5,7 +5,9 @@ one device queue, report through their status files, and are found again after t
 restarts. A timer polls the status files every few seconds; the loss plots read the runs'
 ``metrics.jsonl``. Parameters default to upstream GPT-SoVITS's web UI values, the version too
 (v2Pro). For v2Pro/v2ProPlus, 1b brings the speaker embeddings (2-get-sv) along, and a button
-for 2-get-sv alone is shown.
+for 2-get-sv alone is shown. For v3/v4 the SoVITS section trains LoRA adapters: it shows the
+LoRA rank and gradient checkpointing instead of the text learning-rate ratio, and proposes
+upstream's shorter schedule (2 epochs, saved every epoch).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import pandas as pd
 from app import config_io
 from app.paths import PathOutsideRoot, safe_name
 from app.runconfig import (
+    DEFAULT_LORA_RANK,
     DEFAULT_TRAIN_VERSION,
     FORMAT_STEPS,
+    LORA_RANKS,
     PRECISIONS,
     RUN_FILE,
     SV_STEP,
@@ -28,6 +32,7 @@ from app.runconfig import (
     FormatRunConfig,
     GPTRunConfig,
     SoVITSRunConfig,
+    is_lora,
     is_pro,
 )
 from app.services import experiments as ex
@@ -37,7 +42,7 @@ TAB_ID = "train"
 TITLE_KEY = "tab.train"
 POLL_S = 2.0  # status refresh period
 PROBLEMS_SHOWN = 20  # formatting problems listed in the status box
-SOVITS_PLOTTED = ("mel", "kl", "fm", "gen", "d")  # comparable scales; "g" would dwarf them
+SOVITS_PLOTTED = ("mel", "kl", "fm", "gen", "d", "cfm")  # comparable scales; "g" would dwarf them
 STEP_LABELS = {
     "1a": "1a text + BERT",
     "1b": "1b HuBERT + 32 kHz audio",
@@ -66,6 +71,8 @@ STRINGS = {
         "train.epochs": "Total epochs",
         "train.save_every": "Save every N epochs",
         "train.text_lr": "Text-module learning-rate ratio",
+        "train.lora_rank": "LoRA rank",
+        "train.grad_ckpt": "Gradient checkpointing (less GPU memory, slower)",
         "train.lr": "Learning rate",
         "train.keep_latest": "Keep only the latest checkpoint",
         "train.export": "Export weights at every save",
@@ -95,6 +102,8 @@ STRINGS = {
         "train.epochs": "总训练轮数",
         "train.save_every": "保存频率（每 N 轮）",
         "train.text_lr": "文本模块学习率权重",
+        "train.lora_rank": "LoRA秩",
+        "train.grad_ckpt": "开启梯度检查点节省显存占用（更慢）",
         "train.lr": "学习率",
         "train.keep_latest": "仅保留最新的检查点",
         "train.export": "每次保存时导出权重",
@@ -179,7 +188,7 @@ def build(ctx: UIContext) -> None:
     layout = ctx.layout
     jobs = ex.job_manager(layout.jobs)
     gpus = ex.gpu_choices()
-    batch_default = ex.default_batch_size()
+    batch_default = ex.default_batch_size(DEFAULT_TRAIN_VERSION)
     sovits_defaults = SoVITSRunConfig(
         exp_name="", exp_dir=Path(), weights_dir=Path(), pretrained_g=None, pretrained_d=None
     )
@@ -245,6 +254,7 @@ def build(ctx: UIContext) -> None:
             )
         with gr.Row():
             if isinstance(defaults, SoVITSRunConfig):
+                lora = is_lora(DEFAULT_TRAIN_VERSION)
                 c["text_lr"] = gr.Slider(
                     0.2,
                     0.6,
@@ -252,6 +262,21 @@ def build(ctx: UIContext) -> None:
                     step=0.05,
                     label=ctx.t("train.text_lr"),
                     elem_id=f"train-{kind}-text-lr",
+                    visible=not lora,
+                )
+                # v3/v4 only (upstream's radio of ranks and its grad_ckpt box).
+                c["lora_rank"] = gr.Radio(
+                    [str(r) for r in LORA_RANKS],
+                    value=str(DEFAULT_LORA_RANK),
+                    label=ctx.t("train.lora_rank"),
+                    elem_id=f"train-{kind}-lora-rank",
+                    visible=lora,
+                )
+                c["grad_ckpt"] = gr.Checkbox(
+                    value=defaults.grad_checkpoint,
+                    label=ctx.t("train.grad_ckpt"),
+                    elem_id=f"train-{kind}-grad-ckpt",
+                    visible=lora,
                 )
             c["lr"] = gr.Number(
                 value=defaults.learning_rate, label=ctx.t("train.lr"), elem_id=f"train-{kind}-lr"
@@ -372,7 +397,7 @@ def build(ctx: UIContext) -> None:
         def run(exp_value, version_value, batch, epochs, save_every, *rest):
             name = name_of(exp_value)
             if kind == "sovits":
-                text_lr, lr, keep_latest, export, precision, gpu_values = rest
+                text_lr, lora_rank, grad_ckpt, lr, keep_latest, export, precision, gpu_values = rest
             else:
                 lr, keep_latest, export, precision, gpu_values = rest
             state = ex.experiment_state(layout, jobs, name, version_value)
@@ -385,30 +410,49 @@ def build(ctx: UIContext) -> None:
                 "export_weights": bool(export), "precision": precision,
             }  # fmt: skip
             try:
-                if kind == "sovits":
+                if kind == "sovits" and is_lora(version_value):
+                    config = ex.sovits_config(
+                        layout, name, version=version_value, lora_rank=int(lora_rank),
+                        grad_checkpoint=bool(grad_ckpt), **options,
+                    )  # fmt: skip
+                elif kind == "sovits":
                     config = ex.sovits_config(
                         layout, name, version=version_value, text_low_lr_rate=float(text_lr), **options
                     )
                 else:
                     config = ex.gpt_config(layout, name, version=version_value, **options)
+            except ex.ExperimentError as exc:
+                raise gr.Error(str(exc)) from None
+            download = f"python tools/download_models.py gpt-sovits-{version_value.lower()}"
+            if isinstance(config, SoVITSRunConfig) and is_lora(version_value):
+                base = config.pretrained_g
+                if base is None or not Path(base).is_file():
+                    # LoRA adapts the base: without it there is nothing to train (upstream's UI
+                    # would start from random weights).
+                    raise gr.Error(
+                        f"{version_value} LoRA training needs its base model {base}; download: {download}"
+                    )
+            try:
                 ex.start(layout, jobs, name, kind, config, tuple(int(g) for g in gpu_values or ()))
             except ex.ExperimentError as exc:
                 raise gr.Error(str(exc)) from None
             starts = (
                 [config.pretrained_g, config.pretrained_d] if kind == "sovits" else [config.pretrained_s1]
             )
-            missing = [str(p) for p in starts if p is None or not Path(p).is_file()]
+            # v3/v4 have no discriminator (pretrained_d None) and need their base (checked above).
+            missing = [str(p) for p in starts if p is not None and not Path(p).is_file()]
             if missing:
                 gr.Warning(
                     f"Not found: {', '.join(missing)}. Training starts from random weights there; "
-                    f"download the base models with: python tools/download_models.py gpt-sovits-{version_value.lower()}"
+                    f"download the base models with: {download}"
                 )
             return refresh(name, version_value)
 
         return run
 
     for kind, c in (("sovits", sovits), ("gpt", gpt)):
-        params = [c["batch"], c["epochs"], c["save_every"], *([c["text_lr"]] if "text_lr" in c else []), c["lr"],
+        sovits_only = [c["text_lr"], c["lora_rank"], c["grad_ckpt"]] if kind == "sovits" else []
+        params = [c["batch"], c["epochs"], c["save_every"], *sovits_only, c["lr"],
                   c["keep_latest"], c["export"], c["precision"], c["gpus"]]  # fmt: skip
         c["start"].click(starter(kind), [exp, version, *params], refreshed, concurrency_id="train_jobs")
         c["stop"].click(stopper(kind), [exp, version], refreshed, concurrency_id="train_jobs")
@@ -421,8 +465,24 @@ def build(ctx: UIContext) -> None:
     )
 
     def on_version(exp_value: str | None, version_value: str):
-        return (gr.update(visible=is_pro(version_value)), *refresh(exp_value, version_value))
+        """Show what the version uses; propose upstream's SoVITS schedule and batch size for it."""
+        lora = is_lora(version_value)
+        schedule = ex.sovits_defaults(version_value)
+        return (
+            gr.update(visible=is_pro(version_value)),
+            gr.update(visible=not lora),
+            gr.update(visible=lora),
+            gr.update(visible=lora),
+            gr.update(value=schedule.epochs),
+            gr.update(value=schedule.save_every_epoch),
+            gr.update(value=ex.default_batch_size(version_value)),
+            *refresh(exp_value, version_value),
+        )
 
-    version.change(on_version, [exp, version], [step_buttons[SV_STEP], *refreshed], show_progress="hidden")
+    version_outputs = [
+        step_buttons[SV_STEP], sovits["text_lr"], sovits["lora_rank"], sovits["grad_ckpt"], sovits["epochs"],
+        sovits["save_every"], sovits["batch"],
+    ]  # fmt: skip
+    version.change(on_version, [exp, version], [*version_outputs, *refreshed], show_progress="hidden")
     timer = gr.Timer(POLL_S)
     timer.tick(refresh, [exp, version], refreshed, show_progress="hidden", queue=False)
