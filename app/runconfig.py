@@ -182,7 +182,7 @@ class SoVITSRunConfig:
             )
 
     @property
-    def rank(self) -> int:
+    def adapter_rank(self) -> int:
         """The LoRA rank of a v3/v4 run (``lora_rank``, else upstream's default 32)."""
         return DEFAULT_LORA_RANK if self.lora_rank is None else self.lora_rank
 

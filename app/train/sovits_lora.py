@@ -64,7 +64,7 @@ LOSS_NAME = "cfm"
 def build_model(cfg: SoVITSRunConfig, resumed: Checkpoint | None) -> tuple[CfmSoVITS, str]:
     """The model to train with its adapters added and everything else frozen, and where its
     weights came from (a resumed run's weights are restored by the caller)."""
-    rank = cfg.rank
+    rank = cfg.adapter_rank
     if resumed is not None:
         config = SoVITSConfig(**resumed.model_config)
         saved_rank = resumed.extra.get("lora_rank")
@@ -214,7 +214,7 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
             f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
         )
     else:
-        session.message(f"starting from {source} with rank-{cfg.rank} LoRA adapters")
+        session.message(f"starting from {source} with rank-{cfg.adapter_rank} LoRA adapters")
 
     dataset = CfmDataset(cfg.exp_dir, config, cfg.version, cfg.min_items_per_epoch)
     log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
@@ -235,7 +235,7 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
         save_checkpoint(
             path, kind=KIND, model=model, model_config=config, step=where.step, epoch=where.epochs_done,
             optimizer=optim, scheduler=sched,
-            extra={"scaler": scaler.state_dict(), "batches_done": where.batches_done, "lora_rank": cfg.rank},
+            extra={"scaler": scaler.state_dict(), "batches_done": where.batches_done, "lora_rank": cfg.adapter_rank},
         )  # fmt: skip
         resume.prune(run_dir, cfg.keep_checkpoints)
         session.message(f"saved {path.name}")
@@ -243,11 +243,11 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
     def export(epoch: int, step: int) -> None:
         if env.rank != 0 or not cfg.export_weights:
             return
-        name = resume.weights_name(cfg.exp_name, epoch, step, f"_l{cfg.rank}.pth")
+        name = resume.weights_name(cfg.exp_name, epoch, step, f"_l{cfg.adapter_rank}.pth")
         adapters, replaced = trained_tensors(model)
         target = write_lora(
             Path(cfg.weights_dir) / name, adapters, replaced, lora_export_config(config, cfg, run_dir),
-            rank=cfg.rank, epoch=epoch, step=step,
+            rank=cfg.adapter_rank, epoch=epoch, step=step,
         )  # fmt: skip
         session.message(f"exported {target.name}")
 

@@ -147,7 +147,7 @@ def test_lora_versions_start_from_upstreams_v3_v4_bases(layout, tts_pretrained) 
         assert sovits.pretrained_g == layout.pretrained / base == tts_pretrained.s2g_cfm[version]
         assert sovits.pretrained_d is None  # LoRA training has no discriminator
         # Upstream's web UI proposes 2 epochs saved every epoch for v3/v4, LoRA rank 32.
-        assert (sovits.epochs, sovits.save_every_epoch, sovits.rank, sovits.grad_checkpoint) == (
+        assert (sovits.epochs, sovits.save_every_epoch, sovits.adapter_rank, sovits.grad_checkpoint) == (
             2,
             1,
             32,
@@ -161,7 +161,7 @@ def test_lora_versions_start_from_upstreams_v3_v4_bases(layout, tts_pretrained) 
         assert config.steps == ("1a", "1b", "1c") and config.sv_path is None
         assert config.pretrained_s2g == tts_pretrained.s2g_cfm[version]  # 1c reads the base's quantizer
     tuned = ex.sovits_config(layout, "voice", version="v4", lora_rank=128, grad_checkpoint=True, epochs=5)
-    assert (tuned.rank, tuned.grad_checkpoint, tuned.epochs) == (128, True, 5)
+    assert (tuned.adapter_rank, tuned.grad_checkpoint, tuned.epochs) == (128, True, 5)
     with pytest.raises(ex.ExperimentError, match="v3/v4"):
         ex.sovits_config(layout, "voice", version="v2", lora_rank=16)
     with pytest.raises(ex.ExperimentError, match="text_low_lr_rate"):

@@ -273,7 +273,7 @@ def test_lora_runs_refuse_what_they_would_ignore(tmp_path, tts_experiment, tts_p
         replace(run_config(tmp_path, tts_experiment, tts_pretrained), version="v2")
     with pytest.raises(config_io.ConfigError, match="v3/v4"):
         SoVITSRunConfig("x", tmp_path, tmp_path, None, None, version="v2ProPlus", grad_checkpoint=True)
-    assert run_config(tmp_path, tts_experiment, tts_pretrained, lora_rank=None).rank == 32
+    assert run_config(tmp_path, tts_experiment, tts_pretrained, lora_rank=None).adapter_rank == 32
     missing = run_config(tmp_path, tts_experiment, tts_pretrained, pretrained_g=tmp_path / "s2Gv4.pth")
     with pytest.raises(SoVITSTrainError, match=r"download_models\.py gpt-sovits-v4"):
         build_model(missing, None)

@@ -162,7 +162,7 @@ def test_starting_v4_sovits_training_passes_rank_and_checkpointing(tmp_path: Pat
     start.fn("voice", "v2", 3, 8, 4, 0.3, "64", True, 1e-4, True, True, "fp16", [])
     lora, whole = started
     assert isinstance(lora, SoVITSRunConfig) and lora.version == "v4"
-    assert (lora.rank, lora.grad_checkpoint, lora.pretrained_d, lora.text_low_lr_rate) == (
+    assert (lora.adapter_rank, lora.grad_checkpoint, lora.pretrained_d, lora.text_low_lr_rate) == (
         64,
         True,
         None,
