@@ -257,6 +257,11 @@ def make_pretrained(root: Path, seed: int = 0) -> Pretrained:
     write_sv(paths.sv)
     for version, path in paths.s2g_cfm.items():
         write_cfm_base(path, version)
+    # The v3/v4 vocoders where upstream keeps them (synthesis with the LoRA exports).
+    from tests.infer.tiny import write_vocoder
+
+    for version in paths.s2g_cfm:
+        write_vocoder(root, version)
     return paths
 
 

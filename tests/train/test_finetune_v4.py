@@ -128,3 +128,47 @@ def test_exported_gpt_started_from_s1v3(gpt_weights, tts_pretrained) -> None:
     record = load_gpt(gpt_weights)
     assert record.config["pretrained_s1"] == str(tts_pretrained.s1_pro)
     assert record.model.config.phoneme_vocab_size == 732
+
+
+def test_exported_lora_and_gpt_synthesise_in_the_pipeline(
+    sovits_weights, gpt_weights, tts_pretrained, tts_dataset, layout
+) -> None:
+    """The LoRA export, merged at load onto pretrained_models/gsv-v4-pretrained/s2Gv4.pth, reads a sentence."""
+    import numpy as np
+    import soundfile as sf
+
+    from app.infer import TTSPipeline, TTSRequest
+    from app.infer.request import PipelineSpec
+
+    audio_dir, clips, _ = tts_dataset
+    parts, texts, rate = [], [], None
+    for clip in (c for c in clips if c.name.startswith("piper_")):
+        pcm, rate = sf.read(audio_dir / clip.name, dtype="float32")
+        parts += [pcm, np.zeros(rate // 5, dtype=np.float32)]
+        texts.append(clip.text)
+        if sum(len(p) for p in parts) >= 4 * rate:
+            break
+    reference = layout.home / "data" / "reference_v4.wav"
+    sf.write(reference, np.concatenate(parts), rate)
+    pipe = TTSPipeline.load(
+        PipelineSpec(gpt_weights, sovits_weights, tts_pretrained.hubert, tts_pretrained.bert)
+    )
+    assert pipe.version == VERSION and pipe.is_cfm and pipe.sample_rate == 48000
+    merged = merge_lora(read_sovits(tts_pretrained.s2g_cfm[VERSION]).state_dict, read_lora(sovits_weights))
+    key = "cfm.estimator.transformer_blocks.0.attn.to_q.weight"
+    assert torch.equal(pipe.sovits.state_dict()[key], merged[key].float())
+    pipe.max_new_tokens = 60  # one training step has not taught the GPT to stop: keep decoding short
+    result = pipe.synthesize(
+        TTSRequest(
+            text="The coffee is still hot.",
+            text_language="en",
+            reference=str(reference),
+            prompt_text=" ".join(texts),
+            prompt_language="en",
+            seed=0,
+            sample_steps=4,
+        )
+    )
+    tokens = int(result.tokens[0].numel())
+    assert result.sample_rate == 48000 and len(result.audio) == 4 * tokens * 480 + round(0.3 * 48000)
+    assert np.abs(result.audio).max() > 100
