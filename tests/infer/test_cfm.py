@@ -155,4 +155,3 @@ def test_lora_voices_merge_onto_their_base(cfm_home, upstream_fixtures, ref_wav,
             ModelLoadError, match=rf"{version} LoRA voice.*download_models\.py gpt-sovits-{version}"
         ):
             TTSPipeline.load(spec_for(home, sovits=lora.name))
-

@@ -147,4 +147,6 @@ def test_flow_matching_version_tells_v3_v4_files_from_their_first_bytes(tmp_path
     v2.write_bytes((upstream_fixtures / "sovits_v2_tiny.pth").read_bytes())
     assert flow_matching_version(layout, v2) is None
     assert flow_matching_version(layout, "SoVITS_weights/missing.pth") is None
-    assert flow_matching_version(layout, "/etc/passwd") is None and flow_matching_version(layout, None) is None
+    assert (
+        flow_matching_version(layout, "/etc/passwd") is None and flow_matching_version(layout, None) is None
+    )
