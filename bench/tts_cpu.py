@@ -22,6 +22,14 @@ whole decode (noise 0), a long text (10 segments of 100 tokens, batched vs one b
 ``fast``, its deviation from ``fp32``. Every (threads, precision) runs in a fresh process with
 OMP/MKL threads set. Prints one JSON line.
 
+``--workload v4`` (``gsv-v4-cpu/1``): the same inputs, GPT and HuBERT with a full-size v4 SoVITS
+(flow matching with the DiT, ``preset("v4")``) and the full-size v4 HiFi-GAN vocoder (48 kHz, random
+weights, seed 1234), through the same ``TTSPipeline``. Stage 3 is then the reference
+(spectrogram, 32 kHz mel, prompt features), ``CfmSoVITS.decode_mel`` of the 250 tokens at the
+default 8 sample steps (1000 mel frames) and the vocoder -> 480,000 samples (10.0 s at 48 kHz); the
+CFM and vocoder calls are timed apart (``stage3_split_s``). Streaming gives whole segments for v4
+(no token chunks), so its first audio is the whole request; seams and decoder windows are VITS-only.
+
     python -m bench.tts_cpu [--threads 2 1] [--precisions fp32 fast] [--runs 3] [--long-runs 1]
 """
 
@@ -41,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 WORKLOAD = "gsv-v2-cpu-anchor/1"
-WORKLOADS = {"v2": WORKLOAD, "v2ProPlus": "gsv-v2proplus-cpu/1"}
+WORKLOADS = {"v2": WORKLOAD, "v2ProPlus": "gsv-v2proplus-cpu/1", "v4": "gsv-v4-cpu/1"}
+CFM_VERSIONS = ("v4",)  # flow matching + vocoder
 SEED = 1234
 NEW_TOKENS = 250
 AUDIO_SECONDS = 10.0
@@ -77,11 +86,25 @@ def build_models(folder: Path, version: str = "v2") -> None:
         save_gpt(GPT(GPTConfig()).eval(), folder / "gpt.ckpt", epoch=1)
     if not sovits_file(folder, version).is_file():
         torch.manual_seed(SEED)
-        sovits = SoVITS(preset(version))
+        if version in CFM_VERSIONS:
+            from app.models.sovits.cfm_model import CfmSoVITS
+
+            sovits = CfmSoVITS(preset(version)).eval()
+        else:
+            sovits = SoVITS(preset(version))
         with torch.no_grad():  # the codebook is zero until trained; give it values so codes mean something
             sovits.quantizer.vq.layers[0]._codebook.embed.normal_()
         write_sovits(sovits_file(folder, version), sovits.state_dict(), sovits.config, epoch=1, step=1)
-    if sovits_file(folder, version).name != "sovits.pth" and not sv_file(folder).is_file():
+    if version in CFM_VERSIONS:
+        from app.models.vocoders import VOCODER_PATHS
+        from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
+
+        target = folder / VOCODER_PATHS[version]  # pretrained_models/ is the HuBERT folder's parent
+        if not target.is_file():
+            torch.manual_seed(SEED)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(HiFiGANVocoder(HiFiGANVocoderConfig()).eval().state_dict(), target)
+    if version in ("v2Pro", "v2ProPlus") and not sv_file(folder).is_file():
         from app.models.encoders.sv import ERes2NetV2, SVConfig
 
         torch.manual_seed(SEED)
@@ -116,9 +139,11 @@ def worker(
 
     from app.infer import PipelineSpec, StreamOptions, TTSPipeline
     from app.infer.inputs import SynthesisPlan, TextInput
+    from app.infer.pipeline import DEFAULT_CFM_STEPS
     from app.models.gpt.sampling import SamplingOptions
     from bench.sovits_cpu import workload_inputs
 
+    cfm = version in CFM_VERSIONS
     torch.set_num_threads(threads)
     inputs = workload_inputs()
     spec = PipelineSpec(
@@ -142,6 +167,10 @@ def worker(
         suppress_eos=True, seed=SEED,
     )  # fmt: skip
 
+    samples = round(AUDIO_SECONDS * p.sample_rate)  # 320,000 at 32 kHz (VITS), 480,000 at 48 kHz (v4)
+    steps = DEFAULT_CFM_STEPS[version] if cfm else 32  # flow-matching steps (unused by VITS)
+    prompt_in = TextInput("reference", ref_phones, torch.zeros(1024, len(ref_phones)))
+    split = _CfmSplit(p) if cfm else None
     s1, s1_runs, prompt = _median(lambda: p.prompt_tokens(inputs["wav16"]), runs)
     assert prompt.numel() == 139, prompt.shape
 
@@ -158,16 +187,25 @@ def worker(
         s_sv, s_sv_runs, embedding = _median(lambda: p.speaker.embed_32k(wav32), runs)
 
     def timbre_of():
+        if cfm:  # the reference as flow matching continues it: timbre, prompt features, its mel
+            return _cfm_prompt(p, inputs["wav32"], prompt, prompt_in)
         spec = p.spectrogram(inputs["wav32"])
         return p.timbre([spec], [embedding] if pro else None)
 
     def sovits():
-        return p.decode_tokens(
-            tokens, target, timbre_of(), noise_scale=0.5, generator=torch.Generator().manual_seed(SEED)
-        )
+        if split is not None:
+            split.reset()
+        audio = p.decode_tokens(
+            tokens, target, timbre_of(), noise_scale=0.5, generator=torch.Generator().manual_seed(SEED),
+            sample_steps=steps,
+        )  # fmt: skip
+        if split is not None:
+            split_runs.append(dict(split.seconds))
+        return audio
 
+    split_runs: list[dict] = []
     s3, s3_runs, audio = _median(sovits, runs)
-    assert audio.shape == (320_000,), audio.shape
+    assert audio.shape == (samples,), audio.shape
     total = s1 + s2 + s3 + (s_sv if pro else 0.0)
     out: dict = {
         "workload": WORKLOADS[version],
@@ -186,23 +224,45 @@ def worker(
     if pro:
         out["stage_sv_embedding_s"] = round(s_sv, 3)
         out["runs_s"]["sv_embedding"] = _r(s_sv_runs)
+    if cfm:
+        timed = split_runs[1:]  # without the warm-up
+        cfm_s = statistics.median(r["cfm"] for r in timed)
+        voc_s = statistics.median(r["vocoder"] for r in timed)
+        out["sample_steps"] = steps
+        out["sample_rate"] = p.sample_rate
+        out["stage3_split_s"] = {
+            "reference_prompt": round(s3 - cfm_s - voc_s, 3),  # spectrogram, mel, prompt features
+            "cfm_decode_mel": round(cfm_s, 3),
+            "vocoder": round(voc_s, 3),
+        }
+        out["runs_s"]["cfm_decode_mel"] = _r([r["cfm"] for r in timed])
+        out["runs_s"]["vocoder"] = _r([r["vocoder"] for r in timed])
+        out["share_of_total"] = {
+            "gpt": round(s2 / total, 3),
+            "cfm": round(cfm_s / total, 3),
+            "vocoder": round(voc_s / total, 3),
+            "rest": round((total - s2 - cfm_s - voc_s) / total, 3),
+        }
 
     # The same request streamed: reference encoding, then token chunks (first audio measured).
     segment = TextInput("target", target, torch.zeros(1024, len(target)))
-    prompt_in = TextInput("reference", ref_phones, torch.zeros(1024, len(ref_phones)))
 
     def plan_of(prompt_tokens, timbre, noise=0.5, segments=(segment,), batch=1, sampling=options):
         return SynthesisPlan(
             segments=segments, prompt=prompt_in, prompt_tokens=prompt_tokens, timbre=timbre,
             sampling=sampling, seed=SEED, pause_seconds=0.0, batch_size=batch, noise_scale=noise,
+            sample_steps=steps,
         )  # fmt: skip
 
     def streamed():
         start = time.perf_counter()
         first = None
         pt = p.prompt_tokens(inputs["wav16"])
-        spec, sv = p.timbre_inputs(inputs["wav32"])  # the speaker embedding too, for v2Pro*
-        timbre = p.timbre([spec], [sv])
+        if cfm:
+            timbre = _cfm_prompt(p, inputs["wav32"], pt, prompt_in)
+        else:
+            spec, sv = p.timbre_inputs(inputs["wav32"])  # the speaker embedding too, for v2Pro*
+            timbre = p.timbre([spec], [sv])
         n = 0
         for chunk in p.run(plan_of(pt, timbre), token_chunks=True):
             if first is None and len(chunk.audio):
@@ -216,18 +276,20 @@ def worker(
         first, whole, n = streamed()
         firsts.append(first)
         totals.append(whole)
-    assert n == 320_000, n
+    assert n == samples, n
     out["stream"] = {
         "first_audio_s": round(statistics.median(firsts), 3),
         "first_audio_runs_s": _r(firsts),
         "total_s": round(statistics.median(totals), 3),
-        "chunk_tokens": [StreamOptions().first_chunk, StreamOptions().chunk, StreamOptions().max_chunk],
+        "chunk_tokens": "whole segments (v3/v4 decode no token chunks)"
+        if cfm
+        else [StreamOptions().first_chunk, StreamOptions().chunk, StreamOptions().max_chunk],
     }
     # Peak RSS of the workload (load, the three stages, streaming); the checks below allocate more.
     out["peak_rss_mb"] = _peak_rss_mb()
     out["rss_after_load_mb"] = round(rss_loaded, 1)
     timbre = timbre_of()
-    if extras and precision == "fp32":
+    if extras and precision == "fp32" and not cfm:
         whole = list(p.run(plan_of(prompt, timbre, noise=0.0)))[-1].result.audio
         chunked = list(p.run(plan_of(prompt, timbre, noise=0.0), token_chunks=True))[-1].result.audio
         out["stream"]["seam_snr_db_vs_whole_decode"] = _snr(whole, chunked)
@@ -236,11 +298,15 @@ def worker(
             folder, ref_phones + target, zeros, prompt, options, tokens
         )
         out["windowed_decode_max_abs_err_vs_whole"] = _window_error(p, tokens, target, timbre)
+    elif extras and precision == "fp32":
+        out["fp32_tokens_equal_reference_kernels"] = _reference_tokens_equal(
+            folder, ref_phones + target, zeros, prompt, options, tokens
+        )
     out["long_text"] = _long_text(p, plan_of, timbre, prompt, long_runs)
     out["peak_rss_mb_with_checks"] = _peak_rss_mb()
     if precision != "fp32":
         out["deviation_from_fp32"] = _deviation(
-            spec, p, tokens, target, prompt, ref_phones, zeros, options, inputs
+            spec, p, tokens, target, prompt, ref_phones, zeros, options, inputs, prompt_in, steps
         )
     return out
 
@@ -275,7 +341,52 @@ def _long_text(p, plan_of, timbre, prompt, runs: int) -> dict:
     return report
 
 
-def _deviation(fast_spec, fast, fast_tokens, target, prompt, ref_phones, zeros, options, inputs) -> dict:
+class _CfmSplit:
+    """Wall time of a v3/v4 pipeline's ``CfmSoVITS.decode_mel`` and vocoder calls, wrapped here
+    (instance attributes) so the library code is timed as it runs, unchanged."""
+
+    def __init__(self, p) -> None:
+        self.seconds = {"cfm": 0.0, "vocoder": 0.0}
+        decode_mel, vocoder = p.sovits.decode_mel, p.vocoder
+
+        def timed_mel(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return decode_mel(*args, **kwargs)
+            finally:
+                self.seconds["cfm"] += time.perf_counter() - t0
+
+        def timed_vocoder(mel):
+            t0 = time.perf_counter()
+            try:
+                return vocoder(mel)
+            finally:
+                self.seconds["vocoder"] += time.perf_counter() - t0
+
+        p.sovits.decode_mel = timed_mel
+        p.vocoder = timed_vocoder
+
+    def reset(self) -> None:
+        self.seconds = {"cfm": 0.0, "vocoder": 0.0}
+
+
+def _cfm_prompt(p, wav32, prompt_tokens, prompt_in):
+    """v3/v4: the CfmPrompt of the workload reference (spectrogram, mel, prompt tokens and phones)."""
+    import dataclasses
+
+    features = dataclasses.replace(p.encode_reference(None, wav32), prompt_tokens=prompt_tokens)
+    return p.cfm_prompt(features, prompt_in)
+
+
+def _timbre_for(p, inputs, prompt_tokens, prompt_in):
+    if p.is_cfm:
+        return _cfm_prompt(p, inputs["wav32"], prompt_tokens, prompt_in)
+    return p.timbre(*([x] for x in p.timbre_inputs(inputs["wav32"])))
+
+
+def _deviation(
+    fast_spec, fast, fast_tokens, target, prompt, ref_phones, zeros, options, inputs, prompt_in, steps
+) -> dict:
     """How far ``fast`` is from fp32: sampled tokens, logits along fp32's tokens, decoded audio."""
     import dataclasses
 
@@ -299,10 +410,16 @@ def _deviation(fast_spec, fast, fast_tokens, target, prompt, ref_phones, zeros, 
 
     a, b = teacher_forced(ref.gpt), teacher_forced(fast.gpt)
     err = (a - b).abs()
-    timbre_ref = ref.timbre(*([x] for x in ref.timbre_inputs(inputs["wav32"])))
-    timbre_fast = fast.timbre(*([x] for x in fast.timbre_inputs(inputs["wav32"])))
-    audio_ref = ref.decode_tokens(ref_tokens, target, timbre_ref, noise_scale=0.0)
-    audio_fast = fast.decode_tokens(ref_tokens, target, timbre_fast, noise_scale=0.0)
+    timbre_ref = _timbre_for(ref, inputs, prompt, prompt_in)
+    timbre_fast = _timbre_for(fast, inputs, prompt, prompt_in)
+
+    def decode(pipe, timbre):  # noise 0 (VITS); the same seeded noise for flow matching
+        gen = torch.Generator().manual_seed(SEED)
+        return pipe.decode_tokens(
+            ref_tokens, target, timbre, noise_scale=0.0, generator=gen, sample_steps=steps
+        )
+
+    audio_ref, audio_fast = decode(ref, timbre_ref), decode(fast, timbre_fast)
     diverged = (~same).nonzero()
     return {
         "hubert_code_agreement": round(
@@ -405,7 +522,7 @@ def main() -> None:
             {
                 "workloads": [WORKLOADS[v] for v in args.workloads],
                 "bench": "tts_cpu",
-                "models": "gpt + sovits (v2 / v2ProPlus + ERes2NetV2) + hubert-base, full size, "
+                "models": "gpt + sovits (v2 / v2ProPlus + ERes2NetV2 / v4 CFM + HiFi-GAN vocoder) + hubert-base, full size, "
                 "random weights (seed 1234), CPU",
                 "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                 "results": results,
