@@ -25,7 +25,7 @@ from app.models.upstream.sovits import (
     load_cfm_sovits,
     read_sovits,
 )
-from app.models.upstream.sovits_lora import LoRAFile, lora_version, merge_lora, read_lora
+from app.models.upstream.sovits_lora import LORA_HEADERS, LoRAFile, lora_version, merge_lora, read_lora
 
 # Base model of each LoRA version, relative to pretrained_models/ (upstream's fixed paths).
 LORA_BASE_FILES: dict[str, Path] = {"v3": Path("s2Gv3.pth"), "v4": Path("gsv-v4-pretrained") / "s2Gv4.pth"}
@@ -45,7 +45,7 @@ class CfmVoice:
 
 
 # Headers that only v3/v4 files carry (02: v3 as upstream's table has it; 03/04: LoRA exports).
-CFM_HEADERS = {b"02": "v3", b"03": "v3", b"04": "v4"}
+CFM_HEADERS = {b"02": "v3", **LORA_HEADERS}
 
 
 def cfm_version(path: str | os.PathLike) -> str | None:

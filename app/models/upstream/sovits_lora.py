@@ -37,10 +37,9 @@ import torch
 
 from app.models.sovits.config import SoVITSConfig
 from app.models.upstream.safe_pickle import CheckpointError, HParams, save
-from app.models.upstream.sovits import OPTIONAL_CFM_PREFIX, _hparams_for, _open
+from app.models.upstream.sovits import LORA_HEADERS, OPTIONAL_CFM_PREFIX, _hparams_for, _open
 
-# Leading bytes of a LoRA export -> version of its base.
-LORA_HEADERS = {b"03": "v3", b"04": "v4"}
+# LORA_HEADERS (leading bytes of a LoRA export -> version of its base) is the SoVITS reader's table.
 VERSION_LORA_HEADERS = {v: h for h, v in LORA_HEADERS.items()}
 # Linear layers of each DiT block that carry adapters (upstream's target_modules).
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
