@@ -8,12 +8,16 @@ file is removed when writing fails, leaving the old file untouched.
     atomic_write_bytes(path, data)
     with atomic_write(path, "wb") as fh: torch.save(obj, fh)
     with atomic_path(path) as tmp: soundfile.write(tmp, ...)   # writers that want a file name
+
+The temporary file is created like :func:`tempfile.mkstemp` creates one: mode ``0o600`` (private to
+the user) unless ``permissions`` says otherwise, masked by the umask as :func:`open` masks it; pass
+``permissions=0o666`` for the mode a plain ``open(path, "w")`` would give.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,20 +26,40 @@ from typing import IO, Any
 __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
+# Tries at a free temporary name before giving up (tempfile.mkstemp's TMP_MAX is 10000; 8 random hex
+# characters collide with a live temporary file so rarely that a few tries suffice).
+_NAME_TRIES = 100
+
+
+def _create_temporary(folder: Path, prefix: str, suffix: str, permissions: int) -> Path:
+    """Create an empty, new file ``<prefix><random><suffix>`` in ``folder`` with ``permissions``."""
+    for _ in range(_NAME_TRIES):
+        name = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            # O_EXCL: never open a file someone else made (mkstemp's guarantee).
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, permissions)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(f"no free temporary name for {prefix}*{suffix} in {folder}")
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], suffix: str | None = None, permissions: int = 0o600
+) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces it when the block ends without an error.
 
     ``suffix`` defaults to the target's (writers such as soundfile pick the format from it). The
     parent folder is created. On an error the temporary file is removed and ``path`` is unchanged.
+    ``permissions``: mode of the new file, masked by the umask (0o600, private, as mkstemp makes).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix if suffix is None else suffix
+    tmp = _create_temporary(
+        target.parent, f".{target.name}.", target.suffix if suffix is None else suffix, permissions
     )
-    os.close(fd)
-    tmp = Path(name)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -46,12 +70,19 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
 
 @contextmanager
 def atomic_write(
-    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8", **open_args: Any
+    path: str | os.PathLike[str],
+    mode: str = "w",
+    encoding: str | None = "utf-8",
+    permissions: int = 0o600,
+    **open_args: Any,
 ) -> Iterator[IO[Any]]:
-    """An open file (``mode`` "w" or "wb") whose content replaces ``path`` when the block succeeds."""
+    """An open file (``mode`` "w" or "wb") whose content replaces ``path`` when the block succeeds.
+
+    ``open_args`` go to :func:`open` for text mode (``newline=""`` writes "\\n" untranslated).
+    """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', not {mode!r}")
-    with atomic_path(path, suffix=".tmp") as tmp:
+    with atomic_path(path, suffix=".tmp", permissions=permissions) as tmp:
         if mode == "wb":
             with open(tmp, "wb") as fh:
                 yield fh
@@ -60,13 +91,15 @@ def atomic_write(
                 yield fh
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8 unless told)."""
-    with atomic_write(path, "w", encoding=encoding) as fh:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, encoding: str = "utf-8", permissions: int = 0o600
+) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8 unless told; "\\n" as the platform's newline)."""
+    with atomic_write(path, "w", encoding=encoding, permissions=permissions) as fh:
         fh.write(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, permissions: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path, "wb") as fh:
+    with atomic_write(path, "wb", permissions=permissions) as fh:
         fh.write(data)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -47,3 +50,24 @@ def test_atomic_path_keeps_suffix_for_format_sniffing_writers(tmp_path):
 def test_mode_other_than_whole_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode must be 'w' or 'wb'"), atomic_write(tmp_path / "f", "a"):
         pass
+
+
+def test_new_files_are_private_like_mkstemp_unless_told(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "private.json", "{}")
+        atomic_write_bytes(tmp_path / "ordinary.bin", b"x", permissions=0o666)
+        with atomic_path(tmp_path / "clip.wav", permissions=0o666) as tmp:
+            tmp.write_bytes(b"RIFF")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ordinary.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "clip.wav").stat().st_mode) == 0o644
+
+
+def test_text_mode_open_args_reach_open(tmp_path):
+    path = tmp_path / "rows.txt"
+    with atomic_write(path, "w", newline="") as fh:
+        fh.write("a\r\nb\n")
+    assert path.read_bytes() == b"a\r\nb\n"
