@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from app.fileio import atomic_write_text
 
 T = TypeVar("T")
 
@@ -106,18 +107,6 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(obj: Any, path: str | os.PathLike) -> Path:
     """Write a dataclass (or plain dict) to ``.yaml``/``.yml``/``.json`` atomically."""
     path = Path(path)
@@ -128,7 +117,7 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     else:
         raise ConfigError(f"{path}: config files must end in .yaml, .yml or .json")
-    _atomic_write(path, text)
+    atomic_write_text(path, text)
     return path
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from app.fileio import atomic_write_text
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -58,22 +59,10 @@ def _floats(losses: dict[str, Any]) -> dict[str, float]:
     return {str(k): float(v) for k, v in losses.items()}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_status(path: str | os.PathLike, status: RunStatus) -> None:
     """Atomically replace the status file with ``status`` (stamped with the current time)."""
     status = replace(status, losses=_floats(status.losses), updated=time.time())
-    _atomic_write_text(Path(path), json.dumps(asdict(status), allow_nan=True) + "\n")
+    atomic_write_text(path, json.dumps(asdict(status), allow_nan=True) + "\n")
 
 
 def read_status(path: str | os.PathLike) -> RunStatus | None:
