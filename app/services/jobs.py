@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psutil
 
+from app.fileio import atomic_write_text
 from app.runstatus import FINAL_STATES, STATUS_FILE, RunStatus, read_status
 from app.settings import REPO_ROOT, child_environment
 
@@ -149,9 +150,8 @@ class JobManager:
     def _save(self, record: JobRecord) -> None:
         folder = self._folder(record.id)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{JOB_FILE}.tmp"
-        tmp.write_text(_record_to_json(record), encoding="utf-8")
-        os.replace(tmp, folder / JOB_FILE)
+        # 0o666 under the umask: an ordinary file, as open() makes one.
+        atomic_write_text(folder / JOB_FILE, _record_to_json(record), permissions=0o666)
 
     def _load(self, job_id: str) -> JobRecord:
         path = self._folder(job_id) / JOB_FILE
