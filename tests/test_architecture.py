@@ -75,7 +75,29 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
                 mod = node.module or ""
             out.append((node.lineno, mod))
             out += [(node.lineno, f"{mod}.{alias.name}") for alias in node.names if mod.startswith("app")]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func) and node.args:
+            target = _literal_prefix(node.args[0])
+            if target:
+                out.append((node.lineno, target))
     return out
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    """``importlib.import_module(...)``, ``import_module(...)`` or ``__import__(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id in {"__import__", "import_module"}
+    return isinstance(func, ast.Attribute) and func.attr == "import_module"
+
+
+def _literal_prefix(arg: ast.expr) -> str:
+    """The module a dynamic import names, as far as the source spells it: the whole string, or the
+    literal start of an f-string (f"app.text.{name}" -> "app.text.*": some module of app.text, whose
+    layer is known, though not which module)."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        return str(arg.values[0].value).rstrip(".") + ".*"
+    return ""
 
 
 def violations() -> list[str]:
@@ -100,20 +122,28 @@ def violations() -> list[str]:
     return found
 
 
+ENV_NAMES = {"environ", "getenv", "environb", "putenv", "unsetenv"}
+
+
 def env_readers() -> list[str]:
     found = []
     for path in sorted(APP.rglob("*.py")):
         if path.name == "settings.py" and path.parent == APP:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(APP.parent)
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
-                and node.attr in {"environ", "getenv", "environb"}
+                and node.attr in ENV_NAMES
                 and isinstance(node.value, ast.Name)
                 and node.value.id == "os"
             ):
-                found.append(f"{path.relative_to(APP.parent)}:{node.lineno}: os.{node.attr}")
+                found.append(f"{where}:{node.lineno}: os.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "os":
+                names = sorted(a.name for a in node.names if a.name in ENV_NAMES or a.name == "*")
+                if names:
+                    found.append(f"{where}:{node.lineno}: from os import {', '.join(names)}")
     return found
 
 
@@ -146,3 +176,168 @@ def test_checker_catches_an_upward_import(tmp_path, monkeypatch):
     bad = violations()
     assert any("imports upward app.ui" in v for v in bad)
     assert any("imports gradio" in v for v in bad)
+
+
+# ----------------------------------------------------------------------------- circles and sizes
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 80
+# Functions allowed over MAX_FUNCTION_LINES, with the length they had when listed. Only data tables
+# belong here. The list can only shrink: an entry that grew, or that is no longer long (or gone),
+# fails the test until the entry is corrected or removed.
+LONG_FUNCTIONS: dict[str, int] = {
+    "app/assets/catalog.py:_gpt_sovits_assets": 188,  # the asset catalog: one record per download
+    "app/assets/catalog.py:_svc_assets": 91,
+}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> app modules it imports (anywhere in the file, type-checking imports included:
+    a circle is a circle to a reader even when Python tolerates it)."""
+    modules = {module_name(p): p for p in APP.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for me, path in modules.items():
+        for _, target in imports_of(path):
+            if target in modules and target != me:
+                graph[me].add(target)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    cycles.append(sorted(component))
+    return cycles
+
+
+def long_files() -> list[str]:
+    found = []
+    for path in sorted(APP.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_FILE_LINES:
+            found.append(f"{path.relative_to(APP.parent)}: {lines} lines")
+    return found
+
+
+def function_lengths() -> dict[str, int]:
+    """ "path:qualified.name" -> lines from ``def`` (decorators excluded) to the last line."""
+    lengths: dict[str, int] = {}
+    for path in sorted(APP.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        rel = path.relative_to(APP.parent).as_posix()
+
+        def visit(node: ast.AST, prefix: str, rel: str = rel) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = f"{prefix}{child.name}"
+                    if not isinstance(child, ast.ClassDef):
+                        lengths[f"{rel}:{name}"] = (child.end_lineno or child.lineno) - child.lineno + 1
+                    visit(child, name + ".")
+                else:
+                    visit(child, prefix)
+
+        visit(tree, "")
+    return lengths
+
+
+def long_function_problems(lengths: dict[str, int], allowed: dict[str, int]) -> list[str]:
+    found = []
+    for name, lines in sorted(lengths.items()):
+        if lines <= MAX_FUNCTION_LINES:
+            continue
+        if name not in allowed:
+            found.append(f"{name}: {lines} lines (over {MAX_FUNCTION_LINES}); split it into named steps")
+        elif lines > allowed[name]:
+            found.append(f"{name}: {lines} lines, grew past its allow-listed {allowed[name]}")
+    for name, listed in sorted(allowed.items()):
+        if name not in lengths:
+            found.append(f"{name}: allow-listed ({listed} lines) but gone; remove the entry")
+        elif lengths[name] <= MAX_FUNCTION_LINES:
+            found.append(f"{name}: now {lengths[name]} lines; remove it from the allow-list")
+        elif lengths[name] < listed:
+            found.append(f"{name}: now {lengths[name]} lines; lower its allow-list entry from {listed}")
+    return found
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import circles in app/ (break each at its root):\n" + "\n".join(
+        " <-> ".join(c) for c in cycles
+    )
+
+
+def test_no_file_over_600_lines():
+    bad = long_files()
+    assert not bad, f"files over {MAX_FILE_LINES} lines (split along a seam):\n" + "\n".join(bad)
+
+
+def test_no_function_over_80_lines():
+    bad = long_function_problems(function_lengths(), LONG_FUNCTIONS)
+    assert not bad, "function sizes:\n" + "\n".join(bad)
+
+
+def test_checkers_catch_planted_violations(tmp_path, monkeypatch):
+    """Every rule above fails on a planted violation (a test that cannot fail is a defect)."""
+    fake = tmp_path / "app"
+    for pkg in ("text", "infer", "ui"):
+        (fake / pkg).mkdir(parents=True)
+        (fake / pkg / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "infer" / "a.py").write_text("from app.infer import b\n")
+    (fake / "infer" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.infer.a import X\n"
+    )
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (fake / "text" / "long.py").write_text(f"def table():\n{body}\n" + "\n" * MAX_FILE_LINES)
+    (fake / "text" / "dyn.py").write_text(
+        "import importlib\nfrom os import environ\n"
+        "def f(name):\n    return importlib.import_module(f'app.ui.{name}'), __import__('app.infer.a')\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "APP", fake)
+    assert import_cycles(import_graph()) == [["app.infer.a", "app.infer.b"]]
+    assert long_files() == [f"app/text/long.py: {MAX_FUNCTION_LINES + 1 + MAX_FILE_LINES} lines"]
+    lengths = function_lengths()
+    assert lengths["app/text/long.py:table"] == MAX_FUNCTION_LINES + 1
+    assert any("split it" in p for p in long_function_problems(lengths, {}))
+    listed = {"app/text/long.py:table": MAX_FUNCTION_LINES + 1, "app/text/gone.py:f": 90}
+    problems = long_function_problems(lengths, listed)
+    assert problems == ["app/text/gone.py:f: allow-listed (90 lines) but gone; remove the entry"]
+    shrunk = long_function_problems(lengths, {"app/text/long.py:table": MAX_FUNCTION_LINES + 5})
+    assert shrunk and "lower its allow-list entry" in shrunk[0]
+    bad = violations()
+    assert any("dyn.py:4: app.text.dyn (app.text) imports upward app.ui" in v for v in bad), bad
+    assert any("from os import environ" in v for v in env_readers())
