@@ -12,13 +12,14 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from app.fileio import atomic_path
 
 # Sanity limits checked on the header before anything is decoded (a hostile header can claim
 # absurd sizes; libsndfile has had overflow bugs in exactly that class).
@@ -220,12 +221,6 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, *, subtype: st
     fmt = path.suffix.lstrip(".").upper() or "WAV"
     if fmt == "WAV" and subtype is None:
         subtype = "PCM_16"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, sr, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
