@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from app.fileio import atomic_write_text
 from app.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from app.runstatus import METRICS_FILE, read_metrics
 from app.train.buckets import PlannedBatches
@@ -68,9 +69,8 @@ def truncate_metrics(run_dir: Path, step: int) -> int:
     kept = [r for r in rows if r.get("step", 0) <= step]
     if len(kept) == len(rows):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in kept)
+    atomic_write_text(path, text, permissions=0o666)  # an ordinary file, as append_metrics makes it
     return len(rows) - len(kept)
 
 
