@@ -190,7 +190,7 @@ def test_sovits_manifest(upstream_fixtures: Path, manifest_name: str) -> None:
 from app.models.svc.config import SvcConfig  # noqa: E402
 from app.models.svc.noise import ReplayNoise, TorchNoise, ZeroNoise  # noqa: E402
 from app.models.svc.synthesizer import SvcSynthesizer  # noqa: E402
-from app.models.upstream.svc import load_svc  # noqa: E402
+from app.models.upstream.svc.checkpoint import load_svc  # noqa: E402
 
 SVC_ATOL = 1e-4  # README: zero-noise / seeded audio and predicted-f0 audio
 SVC_F0_ATOL = 1e-2  # Hz, predicted f0

@@ -51,8 +51,8 @@ from app.models.encoders.content import (
 )
 from app.models.svc.retrieval import blend
 from app.models.svc.synthesizer import DEFAULT_NOISE_SCALE, DEFAULT_SEED
-from app.models.upstream.svc import SvcCheckpoint, load_svc
-from app.models.upstream.svc_features import CLUSTER_FILE, read_cluster
+from app.models.upstream.svc.checkpoint import SvcCheckpoint, load_svc
+from app.models.upstream.svc.features import CLUSTER_FILE, read_cluster
 
 log = logging.getLogger(__name__)
 

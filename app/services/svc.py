@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.infer.svc import SVCPipeline
-from app.models.upstream.svc import read_config, read_svc
+from app.models.upstream.svc.checkpoint import read_config, read_svc
 from app.paths import Layout, SvcExperiment, safe_name
 from app.runconfig import SVC_MODULE, SvcRunConfig, save_svc_run
 from app.services.experiments import job_manager

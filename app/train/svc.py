@@ -45,7 +45,7 @@ from app.models.nn.spectrogram import spec_to_mel
 from app.models.svc.config import SvcConfig
 from app.models.svc.losses import build_discriminator, generator_losses, mel_spectrogram, slice_audio
 from app.models.svc.synthesizer import SvcSynthesizer
-from app.models.upstream.svc import (
+from app.models.upstream.svc.checkpoint import (
     compress_checkpoint,
     copy_matching,
     load_svc,

@@ -25,7 +25,7 @@ from app.audio.volume import frame_volume
 from app.models.encoders.content import align_frames
 from app.models.svc.config import SvcConfig
 from app.models.svc.losses import linear_spectrogram
-from app.models.upstream.svc_features import feature_paths, read_content, read_f0, read_spec, read_volume
+from app.models.upstream.svc.features import feature_paths, read_content, read_f0, read_spec, read_volume
 
 log = logging.getLogger(__name__)
 

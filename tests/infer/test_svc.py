@@ -19,7 +19,7 @@ from app.audio.pitch import extract
 from app.data.preprocess.svc_cluster import train_clusters
 from app.infer.svc import SvcInputError, SvcModelError, SVCPipeline, SvcRequest
 from app.models.svc.synthesizer import SvcSynthesizer
-from app.models.upstream.svc_features import read_cluster
+from app.models.upstream.svc.features import read_cluster
 from app.paths import SvcExperiment
 from tests.svc_data import SR, melody, sung
 from tests.synth import silence

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from app import config_io
-from app.models.upstream.svc import load_svc, read_discriminator, read_svc
+from app.models.upstream.svc.checkpoint import load_svc, read_discriminator, read_svc
 from app.paths import SvcExperiment
 from app.runconfig import SvcRunConfig
 from app.runstatus import read_metrics, read_status
@@ -185,7 +185,7 @@ def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
     """vol_embedding: .vol.npy features, 4.1's volume augmentation in training, volume at conversion."""
     from app.data.preprocess.svc_features import SvcPreprocessOptions, preprocess_svc
     from app.infer.svc import SVCPipeline, SvcRequest
-    from app.models.upstream.svc_features import feature_paths, read_volume
+    from app.models.upstream.svc.features import feature_paths, read_volume
 
     tree = SvcExperiment(tmp_path / "exp")
     shutil.copytree(svc_trained.experiment.raw / "alto", tree.raw / "alto")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.models.svc.retrieval import kmeans_centers
-from app.models.upstream.svc_features import CLUSTER_FILE, read_content, write_cluster
+from app.models.upstream.svc.features import CLUSTER_FILE, read_content, write_cluster
 from app.paths import SvcExperiment
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from app.audio.io import SILENCE_PEAK, AudioError, load_audio, save_audio
 from app.audio.pitch_range import PitchRange, measure
 from app.data.preprocess.slice import AUDIO_EXTENSIONS
 from app.models.svc.config import SSL_DIM_BY_ENCODER, SvcConfig
-from app.models.upstream.svc_features import feature_paths, read_f0
+from app.models.upstream.svc.features import feature_paths, read_f0
 from app.paths import SvcExperiment, safe_name
 
 log = logging.getLogger(__name__)

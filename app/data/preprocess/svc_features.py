@@ -50,8 +50,8 @@ from app.models.encoders.content import (
 )
 from app.models.svc.config import SvcConfig
 from app.models.svc.losses import linear_spectrogram
-from app.models.upstream.svc import read_config, write_config
-from app.models.upstream.svc_features import feature_paths, write_content, write_f0, write_spec, write_volume
+from app.models.upstream.svc.checkpoint import read_config, write_config
+from app.models.upstream.svc.features import feature_paths, write_content, write_f0, write_spec, write_volume
 from app.paths import SvcExperiment
 
 log = logging.getLogger(__name__)

@@ -2,5 +2,5 @@
 
 ``SvcConfig`` (config.json), ``SynthesizerConfig`` + ``SvcSynthesizer`` (the network), the NSF
 decoder, noise sources. Reading and writing upstream ``G_*.pth`` files is in
-:mod:`app.models.upstream.svc`.
+:mod:`app.models.upstream.svc.checkpoint`.
 """

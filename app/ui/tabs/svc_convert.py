@@ -14,7 +14,7 @@ import gradio as gr
 from app.audio.io import AudioError, save_audio
 from app.audio.pitch import TRACKERS
 from app.infer.svc import SvcInputError, SvcModelError, SvcRequest, default_output_name
-from app.models.upstream.svc import read_config
+from app.models.upstream.svc.checkpoint import read_config
 from app.services import svc as svc_service
 from app.ui.context import UIContext
 

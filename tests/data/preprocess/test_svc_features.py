@@ -15,8 +15,8 @@ import torch
 from app.audio.pitch_range import read_report
 from app.data.preprocess.svc_dataset import make_config, read_list
 from app.data.preprocess.svc_features import SvcPreprocessError, SvcPreprocessOptions, preprocess_svc
-from app.models.upstream.svc import read_config
-from app.models.upstream.svc_features import feature_paths, read_content, read_f0, read_spec
+from app.models.upstream.svc.checkpoint import read_config
+from app.models.upstream.svc.features import feature_paths, read_content, read_f0, read_spec
 from app.paths import SvcExperiment
 from tests.svc_data import HOP, SR, make_raw_dataset, sung, tiny_hubert, tiny_template
 

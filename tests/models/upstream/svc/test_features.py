@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from app.models.upstream import svc_features as sf
 from app.models.upstream.safe_pickle import UnsafePickleError
+from app.models.upstream.svc import features as sf
 
 
 def test_feature_paths_follow_41_names(tmp_path) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any, Literal
 import torch
 
 from app.config_io import save as save_json
+from app.fileio import atomic_write
 from app.models.nn.norm import fold_weight_norm
 from app.models.svc.config import SvcConfig, SvcConfigError, Variant
 from app.models.svc.synthesizer import SvcSynthesizer
@@ -343,15 +343,8 @@ class DiscriminatorFile:
 
 
 def _atomic_torch_save(payload: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
     return path
 
 

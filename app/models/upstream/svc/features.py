@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import codecs
 import io
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.fileio import atomic_write
 from app.models.upstream.safe_pickle import CheckpointError, UnsafePickleError
 from app.models.upstream.safe_pickle import load as safe_load
 
@@ -68,17 +67,10 @@ def feature_paths(wav: Path) -> dict[str, Path]:
 
 
 def _atomic(path: Path, write) -> Path:  # type: ignore[no-untyped-def]
-    """Write through a temp file in the same folder, then rename (a killed run leaves no half file)."""
+    """Write through :func:`app.fileio.atomic_write` (a killed run leaves no half file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        write(fh)
     return path
 
 

@@ -12,7 +12,14 @@ import torch
 from app.models.svc.config import SvcConfigError
 from app.models.svc.noise import ZeroNoise
 from app.models.upstream.safe_pickle import CheckpointError
-from app.models.upstream.svc import TRAINING_KEYS, load_svc, read_config, read_svc, write_config, write_svc
+from app.models.upstream.svc.checkpoint import (
+    TRAINING_KEYS,
+    load_svc,
+    read_config,
+    read_svc,
+    write_config,
+    write_svc,
+)
 
 
 @pytest.fixture(scope="module")
