@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from app.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +91,10 @@ def save_checkpoint(
         "epoch": int(epoch),
         "extra": dict(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename: a resume checkpoint survives a power cut
     logger.info("saved %s checkpoint %s (step %d, epoch %d)", kind, path, step, epoch)
     return path
 

@@ -28,7 +28,6 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 
 import torch
 
+from app.fileio import atomic_write
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
 
@@ -224,15 +224,8 @@ def save_gpt(
     cfg = copy.deepcopy(config) if config is not None else default_config(model.config, exp_name)
     cfg["model"] = model.config.to_upstream()
     payload = OrderedDict(weight=gpt_weights(model), config=cfg, info=f"GPT-e{int(epoch)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        torch.save(payload, fh)
     logger.info("wrote GPT checkpoint %s (%s)", path, payload["info"])
     return path
 

@@ -33,7 +33,6 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -42,6 +41,7 @@ from typing import Any
 
 import torch
 
+from app.fileio import atomic_write
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.sovits.cfm_model import CfmSoVITS
@@ -691,17 +691,10 @@ def write_sovits(
     payload["weight"] = weights
     payload["config"] = _hparams_for(config, target.stem)
     payload["info"] = f"{epoch}epoch_{step}iteration"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(payload, f)
-            header = VERSION_HEADERS.get(config.version)
-            if header is not None:
-                f.seek(0)
-                f.write(header)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, "wb") as f:
+        save(payload, f)
+        header = VERSION_HEADERS.get(config.version)
+        if header is not None:
+            f.seek(0)
+            f.write(header)
     return target

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any
 
 import torch
 
+from app.fileio import atomic_write
 from app.models.sovits.config import SoVITSConfig
 from app.models.upstream.safe_pickle import CheckpointError, HParams, save
 from app.models.upstream.sovits import LORA_HEADERS, OPTIONAL_CFM_PREFIX, _hparams_for, _open
@@ -250,15 +250,8 @@ def write_lora(
     payload["config"] = hparams
     payload["info"] = f"{epoch}epoch_{step}iteration"
     payload["lora_rank"] = rank
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(payload, f)
-            f.seek(0)
-            f.write(VERSION_LORA_HEADERS[config.version])
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target, "wb") as f:
+        save(payload, f)
+        f.seek(0)
+        f.write(VERSION_LORA_HEADERS[config.version])
     return target
