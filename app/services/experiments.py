@@ -15,12 +15,12 @@ writes the configs the workflows read (:mod:`app.runconfig`) and never imports t
 
 from __future__ import annotations
 
-import dataclasses
+import enum
 import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from app import config_io
 from app.data.experiment import ExperimentFiles
@@ -68,6 +68,7 @@ PRETRAINED_FILES = {
 # (spelled out here so listing experiments does not import torch).
 SV_FILE = "sv/pretrained_eres2netv2w24s4ep4.ckpt"
 ACTIVE = ("queued", "running")
+RunConfig = TypeVar("RunConfig", SoVITSRunConfig, GPTRunConfig)
 
 
 class ExperimentError(ValueError):
@@ -296,45 +297,113 @@ def _check_version(version: str) -> None:
         raise ExperimentError(f"version {version!r} cannot be trained here; choose one of {TRAIN_VERSIONS}")
 
 
-def _options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ExperimentError(f"unknown {cls.__name__} options {unknown}")
-    return options
+class _Base(enum.Enum):
+    """The one value of :data:`VERSION_BASE` (None already means "no file": random weights)."""
+
+    MODEL = "the version's base model"
 
 
-def sovits_config(layout: Layout, name: str, *, version: str = "v2", **options: Any) -> SoVITSRunConfig:
+VERSION_BASE = _Base.MODEL  # a pretrained_* default: the version's file under pretrained_models/
+
+
+def _chosen(values: dict[str, object]) -> dict[str, object]:
+    """The settings a caller gave; None leaves the run config's default (or the version's schedule)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _build(cls: type[RunConfig], values: dict[str, object]) -> RunConfig:
+    # Through config_io so a wrong type is refused as it would be when read back from run.yaml.
+    try:
+        return config_io.from_dict(cls, config_io.to_dict(values))
+    except config_io.ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
+
+
+def sovits_config(
+    layout: Layout,
+    name: str,
+    *,
+    version: str = "v2",
+    pretrained_d: Path | _Base | None = VERSION_BASE,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    save_every_epoch: int | None = None,
+    text_low_lr_rate: float | None = None,
+    lora_rank: int | None = None,
+    grad_checkpoint: bool | None = None,
+    learning_rate: float | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    export_weights: bool | None = None,
+    keep_checkpoints: int | None = None,
+    log_interval: int | None = None,
+    min_items_per_epoch: int | None = None,
+    num_workers: int | None = None,
+    discriminator_width_divisor: int | None = None,
+) -> SoVITSRunConfig:
     """A SoVITS run config starting from the version's pretrained G/D (v3/v4: the base the LoRA
-    adapts, no D) with upstream's schedule for the version; ``options`` set other fields."""
+    adapts, no D) with upstream's schedule for the version.
+
+    Each setting is the :class:`SoVITSRunConfig` field of that name; None keeps its default.
+    ``pretrained_d=None`` trains a discriminator from random weights (tests' narrow ones).
+    """
     _check_version(version)
     models = base_models(layout, version)
     schedule = sovits_defaults(version)
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "exp_name": safe_name(name), "exp_dir": layout.experiment(name), "weights_dir": layout.sovits_weights,
-        "pretrained_g": models.s2g, "pretrained_d": models.s2d, "version": version,
-        "epochs": schedule.epochs, "save_every_epoch": schedule.save_every_epoch,
+        "pretrained_g": models.s2g, "pretrained_d": models.s2d if pretrained_d is VERSION_BASE else pretrained_d,
+        "version": version, "epochs": schedule.epochs, "save_every_epoch": schedule.save_every_epoch,
     }  # fmt: skip
-    values.update(_options(SoVITSRunConfig, options))
-    try:
-        return config_io.from_dict(SoVITSRunConfig, config_io.to_dict(values))
-    except config_io.ConfigError as exc:
-        raise ExperimentError(str(exc)) from None
+    values.update(
+        _chosen({
+            "batch_size": batch_size, "epochs": epochs, "save_every_epoch": save_every_epoch,
+            "text_low_lr_rate": text_low_lr_rate, "lora_rank": lora_rank, "grad_checkpoint": grad_checkpoint,
+            "learning_rate": learning_rate, "precision": precision, "device": device,
+            "export_weights": export_weights, "keep_checkpoints": keep_checkpoints, "log_interval": log_interval,
+            "min_items_per_epoch": min_items_per_epoch, "num_workers": num_workers,
+            "discriminator_width_divisor": discriminator_width_divisor,
+        })
+    )  # fmt: skip
+    return _build(SoVITSRunConfig, values)
 
 
-def gpt_config(layout: Layout, name: str, *, version: str = "v2", **options: Any) -> GPTRunConfig:
-    """A GPT run config starting from the version's pretrained s1; ``options`` set other fields."""
+def gpt_config(
+    layout: Layout,
+    name: str,
+    *,
+    version: str = "v2",
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    save_every_epoch: int | None = None,
+    learning_rate: float | None = None,
+    precision: str | None = None,
+    device: str | None = None,
+    export_weights: bool | None = None,
+    keep_checkpoints: int | None = None,
+    log_interval: int | None = None,
+    min_items_per_epoch: int | None = None,
+    num_workers: int | None = None,
+) -> GPTRunConfig:
+    """A GPT run config starting from the version's pretrained s1.
+
+    Each setting is the :class:`GPTRunConfig` field of that name; None keeps its default.
+    """
     _check_version(version)
     models = base_models(layout, version)
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "exp_name": safe_name(name), "exp_dir": layout.experiment(name), "weights_dir": layout.gpt_weights,
         "pretrained_s1": models.s1, "version": version,
     }  # fmt: skip
-    values.update(_options(GPTRunConfig, options))
-    try:
-        return config_io.from_dict(GPTRunConfig, config_io.to_dict(values))
-    except config_io.ConfigError as exc:
-        raise ExperimentError(str(exc)) from None
+    values.update(
+        _chosen({
+            "batch_size": batch_size, "epochs": epochs, "save_every_epoch": save_every_epoch,
+            "learning_rate": learning_rate, "precision": precision, "device": device,
+            "export_weights": export_weights, "keep_checkpoints": keep_checkpoints, "log_interval": log_interval,
+            "min_items_per_epoch": min_items_per_epoch, "num_workers": num_workers,
+        })
+    )  # fmt: skip
+    return _build(GPTRunConfig, values)
 
 
 # -- jobs --------------------------------------------------------------------------------------------
