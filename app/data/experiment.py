@@ -22,10 +22,11 @@ skipped); writers are atomic.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.fileio import atomic_write
 
 NAME2TEXT = "2-name2text.txt"
 BERT_DIR = "3-bert"
@@ -185,14 +186,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8, no newline translation) to ``path`` via a temp file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        os.chmod(fh.name, 0o644)  # ordinary data files, whatever the umask (the temporary is 0600)
     return path

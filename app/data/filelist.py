@@ -18,11 +18,12 @@ Writes are atomic (temp file + rename) and keep a timestamped backup of the file
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PureWindowsPath
+
+from app.fileio import atomic_write
 
 # The spellings upstream's 1-get-text.py accepts, mapped to the language id used for training.
 LANGUAGE_SPELLINGS: dict[str, str] = {
@@ -245,16 +246,10 @@ def _backup_path(path: Path) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())  # on disk before the rename: hand-made labels survive a power cut
 
 
 def write_list(

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import soundfile as sf
 
+from app.fileio import atomic_path, atomic_write_text
 from app.infer.request import PipelineSpec, TTSRequest, TTSResult
 
 log = logging.getLogger(__name__)
@@ -39,17 +38,6 @@ class HistoryEntry:
     seed: int
     # Length in seconds.
     duration: float
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(
@@ -87,12 +75,9 @@ def save(
         "notes": list(result.notes),
         "timings": {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(result.timings).items()},
     }
-    _atomic_write(
-        wav, lambda tmp: sf.write(tmp, result.audio, result.sample_rate, subtype="PCM_16", format="WAV")
-    )
-    _atomic_write(
-        meta, lambda tmp: Path(tmp).write_text(json.dumps(record, ensure_ascii=False, indent=2), "utf-8")
-    )
+    with atomic_path(wav) as tmp:
+        sf.write(tmp, result.audio, result.sample_rate, subtype="PCM_16", format="WAV")
+    atomic_write_text(meta, json.dumps(record, ensure_ascii=False, indent=2))
     log.info("saved %s (%.1f s, seed %d)", wav, result.duration, result.seed)
     return HistoryEntry(wav, meta, record["created"], str(request.text), result.seed, result.duration)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from app.assets import catalog
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.data.experiment import atomic_write_text
 from app.data.filelist import FileListError, read_list, resolve_audio
+from app.fileio import atomic_path
 from app.text.cleaner import UnsupportedLanguage, check_language
 
 log = logging.getLogger(__name__)
@@ -207,11 +207,6 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename (no half-written features)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    # 0o666 under the umask: the mode torch.save gives a file it creates.
+    with atomic_path(path, suffix=".tmp", permissions=0o666) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -53,6 +53,7 @@ from app.data.preprocess.tts_dataset import (
     file_key,
     text_key,
 )
+from app.fileio import atomic_path
 from app.models.encoders.hubert import TRAIN_ALPHA, TRAIN_PEAK, training_input
 from app.runconfig import SV_STEP
 
@@ -368,18 +369,12 @@ def _prefetched(
 
 
 def _write_wav(path: Path, clip: np.ndarray) -> None:
-    import os
-
     import soundfile as sf
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    # 0o666 under the umask: the mode soundfile gives a file it creates.
+    with atomic_path(path, suffix=".tmp", permissions=0o666) as tmp:
         # WAV whatever the clip's own extension, as upstream's scipy wavfile.write does.
         sf.write(tmp, clip, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ------------------------------------------------------------------------------------- 2-get-sv
