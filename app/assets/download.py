@@ -128,6 +128,7 @@ def _valid(path: Path, file: AssetFile) -> str | None:
 
 
 def _place(tmp: Path, target: Path) -> None:
+    """Move a downloaded, verified file into place (a rename, not a write: app.fileio is for writers)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp.replace(target)
 
