@@ -170,7 +170,7 @@ class TrainedSvc:
 
 def prepare_experiment(root: Path, *, bad_files: bool = False) -> tuple[SvcExperiment, Path]:
     """Raw dataset + tiny encoder + preprocessing (pm f0) under ``root``."""
-    from app.data.preprocess.svc_features import SvcPreprocessOptions, preprocess_svc
+    from app.data.preprocess.svc.features import SvcPreprocessOptions, preprocess_svc
 
     experiment = SvcExperiment(root / "exp")
     make_raw_dataset(experiment.raw, with_bad_files=bad_files)

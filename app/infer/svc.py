@@ -200,7 +200,7 @@ class SVCPipeline:
         if not path.is_file():
             raise SvcModelError(
                 f"cluster ratio {request.cluster_ratio} needs a cluster model, and {path} does not exist; build it "
-                "with `python -m app.data.preprocess.svc_cluster EXPERIMENT` or set the ratio to 0"
+                "with `python -m app.data.preprocess.svc.cluster EXPERIMENT` or set the ratio to 0"
             )
         centers = _cached_cluster(str(path.resolve()), _stamp(path))
         if speaker not in centers:

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from app import config_io
 from app.audio.pitch_range import REPORT_FILE
-from app.data.preprocess.svc_dataset import read_list
+from app.data.preprocess.svc.dataset import read_list
 from app.models.nn.losses import discriminator_loss
 from app.models.nn.masks import slice_segments
 from app.models.nn.spectrogram import spec_to_mel

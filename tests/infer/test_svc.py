@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from app.audio.pitch import extract
-from app.data.preprocess.svc_cluster import train_clusters
+from app.data.preprocess.svc.cluster import train_clusters
 from app.infer.svc import SvcInputError, SvcModelError, SVCPipeline, SvcRequest
 from app.models.svc.synthesizer import SvcSynthesizer
 from app.models.upstream.svc.features import read_cluster

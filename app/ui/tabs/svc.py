@@ -1,7 +1,7 @@
 """SVC tab: singing voice conversion in three steps: dataset, train, convert.
 
 The dataset step fills an experiment (``output/svc/<name>/``, a so-vits-svc 4.1 tree) from uploads
-or a server folder of speaker folders and preprocesses it (:mod:`app.data.preprocess.svc_features`);
+or a server folder of speaker folders and preprocesses it (:mod:`app.data.preprocess.svc.features`);
 the train step runs ``app.train.svc`` as a job (:mod:`app.ui.tabs.svc_train`); the convert step
 turns a song into a trained voice (:mod:`app.ui.tabs.svc_convert`).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from app.audio.pitch import TRACKERS
-from app.data.preprocess.svc_dataset import add_raw_files, raw_speakers
-from app.data.preprocess.svc_features import (
+from app.data.preprocess.svc.dataset import add_raw_files, raw_speakers
+from app.data.preprocess.svc.features import (
     DEFAULT_F0,
     SvcPreprocessError,
     SvcPreprocessOptions,

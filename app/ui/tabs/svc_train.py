@@ -12,7 +12,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from app.data.preprocess.svc_cluster import train_clusters
+from app.data.preprocess.svc.cluster import train_clusters
 from app.paths import PathOutsideRoot, SvcExperiment, resolve_inside
 from app.runconfig import PRECISIONS, SvcRunConfig
 from app.runstatus import METRICS_FILE, read_metrics

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 
 from app.audio.pitch_range import read_report
-from app.data.preprocess.svc_dataset import make_config, read_list
-from app.data.preprocess.svc_features import SvcPreprocessError, SvcPreprocessOptions, preprocess_svc
+from app.data.preprocess.svc.dataset import make_config, read_list
+from app.data.preprocess.svc.features import SvcPreprocessError, SvcPreprocessOptions, preprocess_svc
 from app.models.upstream.svc.checkpoint import read_config
 from app.models.upstream.svc.features import feature_paths, read_content, read_f0, read_spec
 from app.paths import SvcExperiment
@@ -159,7 +159,7 @@ def test_cli_with_two_workers_matches_in_process_features(tmp_path, pretrained, 
     template = tmp_path / "template.json"
     template.write_text(json.dumps(tiny_template().to_json()))
     cmd = [
-        sys.executable, "-m", "app.data.preprocess.svc_features", str(exp_dir), "--raw", str(raw.parent),
+        sys.executable, "-m", "app.data.preprocess.svc.features", str(exp_dir), "--raw", str(raw.parent),
         "--pretrained", str(pretrained), "--f0", "pm", "--config-template", str(template), "--workers", "2",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -170,7 +170,7 @@ def test_cli_with_two_workers_matches_in_process_features(tmp_path, pretrained, 
     torch.testing.assert_close(read_content(ours["content"]), read_content(reference["content"]))
     np.testing.assert_array_equal(read_f0(ours["f0"])[0], read_f0(reference["f0"])[0])
     bad = subprocess.run(
-        [sys.executable, "-m", "app.data.preprocess.svc_features", str(tmp_path / "none"), "--pretrained", str(pretrained)],
+        [sys.executable, "-m", "app.data.preprocess.svc.features", str(tmp_path / "none"), "--pretrained", str(pretrained)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "dataset_raw" in bad.stderr

@@ -3,7 +3,7 @@
 Reads every ``.soft.pt`` of ``dataset/44k/<speaker>/``, runs MiniBatchKMeans per speaker and writes
 ``logs/44k/kmeans_10000.pt`` in 4.1's layout (so 4.1 uses our file and we use its). CLI::
 
-    python -m app.data.preprocess.svc_cluster EXPERIMENT_DIR [--clusters 10000]
+    python -m app.data.preprocess.svc.cluster EXPERIMENT_DIR [--clusters 10000]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def train_clusters(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.data.preprocess.svc_cluster",
+        prog="python -m app.data.preprocess.svc.cluster",
         description="Build the per-speaker k-means cluster model (logs/44k/kmeans_10000.pt).",
     )
     parser.add_argument("experiment", type=Path)

@@ -3,7 +3,7 @@
 Library: :func:`preprocess_svc` runs the whole step and returns a :class:`SvcPreprocessReport`;
 :func:`extract_features` does one clip. CLI::
 
-    python -m app.data.preprocess.svc_features EXPERIMENT_DIR [--raw DIR] [--f0 fcpe] [--encoder vec768l12]
+    python -m app.data.preprocess.svc.features EXPERIMENT_DIR [--raw DIR] [--f0 fcpe] [--encoder vec768l12]
         [--workers 2] [--vol-embedding] [--no-loudnorm] [--no-spec] [--device cpu]
 
 Per clip (4.1 ``preprocess_hubert_f0.py``), beside ``dataset/44k/<speaker>/<clip>.wav``:
@@ -31,7 +31,7 @@ from app.audio.io import AudioError, load_audio, resample
 from app.audio.pitch import TRACKERS, PitchError, extract
 from app.audio.pitch_range import REPORT_FILE, PitchRange, write_report
 from app.audio.volume import frame_volume
-from app.data.preprocess.svc_dataset import (
+from app.data.preprocess.svc.dataset import (
     ClipsResult,
     SkippedClip,
     make_config,
@@ -340,7 +340,7 @@ def _check_encoder_width(config: SvcConfig, job: FeatureJob) -> None:
 # -- CLI ----------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m app.data.preprocess.svc_features",
+        prog="python -m app.data.preprocess.svc.features",
         description="Prepare a singing voice conversion dataset (so-vits-svc 4.1 layout) with features.",
     )
     p.add_argument("experiment", type=Path, help="experiment folder (created; 4.1 layout inside)")

@@ -31,6 +31,7 @@ import numpy as np
 from app.audio.io import SILENCE_PEAK, AudioError, load_audio, save_audio
 from app.audio.pitch_range import PitchRange, measure
 from app.data.preprocess.slice import AUDIO_EXTENSIONS
+from app.fileio import atomic_write_text
 from app.models.svc.config import SSL_DIM_BY_ENCODER, SvcConfig
 from app.models.upstream.svc.features import feature_paths, read_f0
 from app.paths import SvcExperiment, safe_name
@@ -205,11 +206,8 @@ def split_lists(
         val += rows[:n_val]
         train += rows[n_val:]
     rng.shuffle(train)
-    experiment.filelists.mkdir(parents=True, exist_ok=True)
     for path, rows in ((experiment.train_list, train), (experiment.val_list, val)):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(f"{r}\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, "".join(f"{r}\n" for r in rows))
     return train, val, warnings
 
 
