@@ -15,7 +15,7 @@ from app.paths import SvcExperiment
 from app.runconfig import SvcRunConfig
 from app.runstatus import read_metrics, read_status
 from app.services.jobs import JobManager
-from app.train.svc import lr_at, prune, train, training_checkpoints
+from app.train.svc.trainer import lr_at, prune, train, training_checkpoints
 from tests.svc_data import run_training_job, tiny_template
 
 
@@ -171,7 +171,7 @@ def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
 
 
 def test_cli_refuses_an_experiment_without_preprocessing(tmp_path, capsys) -> None:
-    from app.train.svc import main
+    from app.train.svc.trainer import main
 
     assert main(["--experiment", str(tmp_path / "nothing")]) == 2
     assert "run the SVC preprocessing first" in capsys.readouterr().err

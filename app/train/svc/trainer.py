@@ -66,7 +66,7 @@ from app.train.common import (
     setup_distributed,
     train_device,
 )
-from app.train.svc_data import SvcBatch, SvcDataset, collate
+from app.train.svc.data import SvcBatch, SvcDataset, collate
 
 log = logging.getLogger(__name__)
 
@@ -289,16 +289,26 @@ def _validation_sample(
     session.log_audio("val/generated", out.audio[0, 0], state.step, cfg.data.sampling_rate)
 
 
-def train(run: SvcRunConfig) -> Path | None:
-    """Run the training described by ``run`` (module doc); returns the exported file, if any."""
-    if run.cpu_threads:
-        torch.set_num_threads(run.cpu_threads)
-    env = setup_distributed()
+@dataclass
+class _Loop:
+    """What the epoch loop needs besides the training state."""
+
+    run: SvcRunConfig
+    cfg: SvcConfig
+    res: _Resolved
+    env: DistributedEnv
+    device: torch.device
+    session: TrainSession
+    loader: DataLoader
+    sampler: DistributedSampler | None  # under DDP: reshuffled per epoch
+    val_set: SvcDataset | None  # the first clip gives the validation sample
+
+
+def _data(
+    run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, env: DistributedEnv, device: torch.device
+) -> tuple[DataLoader, DistributedSampler | None, SvcDataset | None]:
+    """The training loader (seeded; a distributed sampler under DDP) and the validation set, if any."""
     tree = run.tree
-    cfg = read_config(tree.config)
-    res = _resolve(run, cfg)
-    device = train_device(env, run.device)
-    seed_everything(res.seed, env.rank)
     train_set = SvcDataset(read_list(tree.train_list, tree), cfg, seed=res.seed + env.rank)
     if not len(train_set):
         raise ValueError(f"{tree.train_list}: no usable training clips; run the SVC preprocessing first")
@@ -315,6 +325,76 @@ def train(run: SvcRunConfig) -> Path | None:
         train_set, batch_size=res.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=collate,
         num_workers=run.num_workers, drop_last=False, generator=generator, pin_memory=device.type == "cuda",
     )  # fmt: skip
+    return loader, sampler, val_set
+
+
+def _run_epochs(state: _State, loop: _Loop, total: int) -> int | None:
+    """Train until ``total`` steps or the last epoch; the step last saved, or None after a stop."""
+    res, env, device, session = loop.res, loop.env, loop.device, loop.session
+    net_g, net_d = state.net_g, state.net_d
+    if env.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        net_g = DistributedDataParallel(net_g, device_ids=ids)
+        net_d = DistributedDataParallel(net_d, device_ids=ids)
+    scaler = grad_scaler(device, res.precision)
+    last_saved = state.step
+    finished = state.step >= total
+    while not finished and state.epoch <= res.epochs:
+        lr = lr_at(state.epoch, loop.cfg, res.learning_rate)
+        for optim in (state.optim_g, state.optim_d):
+            for group in optim.param_groups:
+                group["lr"] = lr
+        if loop.sampler is not None:
+            loop.sampler.set_epoch(state.epoch)
+        for batch in loop.loader:
+            losses = _step(state, net_g, net_d, batch.to(device), loop.cfg, res, scaler, device)
+            state.step += 1
+            if state.step % res.log_every == 0:
+                session.log_step(state.step, state.epoch, losses, lr=lr)
+            stop = _stop_everywhere(session, env, device)
+            if env.rank == 0 and (state.step % res.save_every == 0 or stop):
+                _save(state, loop.run, loop.cfg, res, session)
+                _validation_sample(state, loop.val_set, session, loop.cfg)
+                last_saved = state.step
+            if stop:
+                session.stopped(
+                    f"stopped at step {state.step}; G_{state.step}.pth saved, resume continues from it"
+                )
+                return None
+            if state.step >= total:
+                finished = True
+                break
+        else:
+            state.epoch += 1
+    return last_saved
+
+
+def _finish(state: _State, loop: _Loop, last_saved: int) -> Path | None:
+    """Save the last step (unless just saved) and export the compressed inference file."""
+    run, tree = loop.run, loop.run.tree
+    if last_saved != state.step:
+        _save(state, run, loop.cfg, loop.res, loop.session)
+    if not run.export:
+        return None
+    name = f"{tree.root.name}_{state.step}.pth"
+    exported = compress_checkpoint(
+        tree.models / f"G_{state.step}.pth", tree.models / RELEASE_DIR / name, loop.cfg, half=run.export_half
+    )
+    loop.session.message(f"exported {exported.relative_to(tree.root)}")
+    return exported
+
+
+def train(run: SvcRunConfig) -> Path | None:
+    """Run the training described by ``run`` (module doc); returns the exported file, if any."""
+    if run.cpu_threads:
+        torch.set_num_threads(run.cpu_threads)
+    env = setup_distributed()
+    tree = run.tree
+    cfg = read_config(tree.config)
+    res = _resolve(run, cfg)
+    device = train_device(env, run.device)
+    seed_everything(res.seed, env.rank)
+    loader, sampler, val_set = _data(run, cfg, res, env, device)
     exported = None
     with TrainSession(
         tree.models, stage="svc", total_epochs=res.epochs, env=env, tensorboard=run.tensorboard
@@ -326,54 +406,13 @@ def train(run: SvcRunConfig) -> Path | None:
                 shutil.copyfile(report, tree.models / REPORT_FILE)  # conversion reads it beside the model
         total = res.max_steps or res.epochs * len(loader)
         session.set_totals(total_epochs=res.epochs, total_steps=total)
-        net_g, net_d = state.net_g, state.net_d
-        if env.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            net_g = DistributedDataParallel(net_g, device_ids=ids)
-            net_d = DistributedDataParallel(net_d, device_ids=ids)
-        scaler = grad_scaler(device, res.precision)
-        last_saved = state.step
-        finished = state.step >= total
-        while not finished and state.epoch <= res.epochs:
-            lr = lr_at(state.epoch, cfg, res.learning_rate)
-            for optim in (state.optim_g, state.optim_d):
-                for group in optim.param_groups:
-                    group["lr"] = lr
-            if sampler is not None:
-                sampler.set_epoch(state.epoch)
-            for batch in loader:
-                losses = _step(state, net_g, net_d, batch.to(device), cfg, res, scaler, device)
-                state.step += 1
-                if state.step % res.log_every == 0:
-                    session.log_step(state.step, state.epoch, losses, lr=lr)
-                stop = _stop_everywhere(session, env, device)
-                if env.rank == 0 and (state.step % res.save_every == 0 or stop):
-                    _save(state, run, cfg, res, session)
-                    _validation_sample(state, val_set, session, cfg)
-                    last_saved = state.step
-                if stop:
-                    session.stopped(
-                        f"stopped at step {state.step}; G_{state.step}.pth saved, resume continues from it"
-                    )
-                    cleanup_distributed()
-                    return None
-                if state.step >= total:
-                    finished = True
-                    break
-            else:
-                state.epoch += 1
+        loop = _Loop(run, cfg, res, env, device, session, loader, sampler, val_set)
+        last_saved = _run_epochs(state, loop, total)
+        if last_saved is None:
+            cleanup_distributed()
+            return None
         if env.rank == 0:
-            if last_saved != state.step:
-                _save(state, run, cfg, res, session)
-            if run.export:
-                name = f"{tree.root.name}_{state.step}.pth"
-                exported = compress_checkpoint(
-                    tree.models / f"G_{state.step}.pth",
-                    tree.models / RELEASE_DIR / name,
-                    cfg,
-                    half=run.export_half,
-                )
-                session.message(f"exported {exported.relative_to(tree.root)}")
+            exported = _finish(state, loop, last_saved)
         session.done(f"finished at step {state.step}")
     cleanup_distributed()
     return exported
@@ -417,7 +456,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     train(run)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
