@@ -29,6 +29,12 @@ MIN_SAMPLE_RATE = 1_000
 # Peak below which a clip counts as silent: -80 dBFS.
 SILENCE_PEAK = 1e-4
 FFMPEG_TIMEOUT_S = 600
+# File extensions load_audio reads: containers libsndfile decodes itself (Ogg holds Vorbis or Opus;
+# MP3 since libsndfile 1.1), then those that go through ffmpeg. A folder of audio is scanned for
+# these; a file named explicitly is always tried, whatever its extension.
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+FFMPEG_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".mkv")
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS + FFMPEG_EXTENSIONS
 
 Source = str | os.PathLike | bytes
 

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.audio.io import AudioError, audio_info, load_audio, resample, save_audio
+from app.audio.io import (
+    AUDIO_EXTENSIONS,
+    SOUNDFILE_EXTENSIONS,
+    AudioError,
+    audio_info,
+    load_audio,
+    resample,
+    save_audio,
+)
 from tests.synth import tone
 
 SR = 44_100
@@ -44,6 +52,62 @@ def test_m4a_goes_through_ffmpeg(tmp_path):
     wav = load_audio(m4a, 32_000)
     assert abs(len(wav) - 48_000) < 0.05 * 48_000
     assert audio_info(m4a).format == "ffmpeg"
+
+
+# How a file of each listed extension is made: libsndfile writes its own containers, ffmpeg the rest.
+SOUNDFILE_WRITE = {
+    ".ogg": ("OGG", "VORBIS"),
+    ".opus": ("OGG", "OPUS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+    ".aif": ("AIFF", "PCM_16"),
+}
+FFMPEG_CODEC = {
+    ".m4a": "aac",
+    ".aac": "aac",
+    ".wma": "wmav2",
+    ".mp4": "aac",
+    ".webm": "libopus",
+    ".mkv": "libvorbis",
+}
+
+
+@pytest.mark.parametrize("ext", AUDIO_EXTENSIONS)
+def test_every_listed_extension_loads_through_its_decoder(tmp_path, ext):
+    sr = 48_000  # a rate every codec here accepts (Opus takes no 44.1 kHz)
+    path = tmp_path / f"clip{ext}"
+    if ext in SOUNDFILE_EXTENSIONS:
+        fmt, subtype = SOUNDFILE_WRITE.get(ext, (ext[1:].upper(), "PCM_16"))
+        sf.write(path, tone(1.0, sr, 440), sr, format=fmt, subtype=subtype)
+    else:
+        src = tmp_path / "src.wav"
+        sf.write(src, tone(1.0, sr, 440), sr)
+        cmd = [
+            shutil.which("ffmpeg"),
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-c:a",
+            FFMPEG_CODEC[ext],
+            str(path),
+        ]
+        subprocess.run(cmd, check=True, timeout=60)
+    try:
+        sf.info(path)
+        read_by_libsndfile = True
+    except sf.LibsndfileError:
+        read_by_libsndfile = False
+    assert read_by_libsndfile == (ext in SOUNDFILE_EXTENSIONS)
+    wav = load_audio(path, 16_000)
+    assert abs(len(wav) - 16_000) < 0.1 * 16_000  # codecs pad a little
+    spec = np.abs(np.fft.rfft(wav[:16_000] * np.hanning(len(wav[:16_000]))))
+    assert abs(np.argmax(spec) * 16_000 / len(wav[:16_000]) - 440) < 5
+
+
+def test_extension_list_is_lowercase_without_repeats():
+    assert len(set(AUDIO_EXTENSIONS)) == len(AUDIO_EXTENSIONS)
+    assert all(e.startswith(".") and e == e.lower() for e in AUDIO_EXTENSIONS)
 
 
 def test_bytes_input_matches_path_input(tmp_path):

@@ -31,7 +31,7 @@ import yaml
 
 from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
-from app.audio import AudioError, load_audio, save_audio
+from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.devices import pick_device
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ DEMUCS_MODELS: tuple[str, ...] = (
 )
 VOCALS = "vocals"
 ACCOMPANIMENT = "accompaniment"
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma", ".mp4", ".webm")
 OUTPUT_FORMATS = ("wav", "flac")
 
 # progress(fraction in [0, 1], message)

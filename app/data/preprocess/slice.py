@@ -19,30 +19,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.audio.io import AudioError, load_audio, save_audio
+from app.audio.io import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.audio.slicer import SlicerOptions, SlicerOptionsError, slice_audio
 
 log = logging.getLogger(__name__)
 
 SLICE_SR = 32_000  # upstream slices at 32 kHz, the SoVITS training rate
-# Extensions taken from a folder (a single file given by name is always tried).
-AUDIO_EXTENSIONS = frozenset(
-    {
-        ".wav",
-        ".flac",
-        ".ogg",
-        ".mp3",
-        ".m4a",
-        ".aac",
-        ".opus",
-        ".wma",
-        ".aiff",
-        ".aif",
-        ".mp4",
-        ".webm",
-        ".mkv",
-    }
-)
 
 # progress(done_files, total_files, name_of_the_file_just_finished)
 ProgressFn = Callable[[int, int, str], None]

