@@ -1,5 +1,8 @@
 """Resume checkpoints, exported-weight names and stop agreement shared by the GPT and SoVITS trainers.
 
+:func:`resume_or_begin` is where every run starts: restored from its newest checkpoint, or from the
+beginning.
+
 A run folder (``<experiment>/logs_s2_v2/``, ``logs_s1_v2/``) holds ``run.yaml``, the status and
 metrics files, TensorBoard events and ``resume_<step>.pt`` checkpoints (:mod:`app.models.checkpoint`
 format: model, optimiser, scheduler, step, completed epochs, plus ``extra``). A checkpoint written
@@ -30,6 +33,7 @@ import torch.distributed as dist
 from app.fileio import atomic_write_text
 from app.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from app.runstatus import METRICS_FILE, read_metrics
+from app.settings import DistributedEnv
 from app.train.buckets import PlannedBatches
 from app.train.common import TrainSession, all_reduce_mean, checkpoint_number, prune_checkpoints
 
@@ -110,6 +114,48 @@ class Position:
     step: int  # optimiser steps taken
     epochs_done: int  # completed epochs
     batches_done: int = 0  # batches of the current (next) epoch already trained
+
+
+Found = tuple[Path, Checkpoint]  # a resume checkpoint and the file it was read from
+
+
+def resume_or_begin(
+    found: Found | None,
+    run_dir: Path,
+    env: DistributedEnv,
+    session: TrainSession,
+    restore: Callable[[Path, Checkpoint], None],
+    begin_message: str,
+    error: type[Exception],
+) -> Position:
+    """Where a run starts: from ``found``, restored by ``restore(path, checkpoint)``, or from the beginning.
+
+    Raises:
+        error: (the trainer's own error class) the checkpoint does not fit the run; the message names it.
+    """
+    if found is None:
+        session.message(begin_message)
+        return Position(0, 0, 0)
+    path, _ = found
+    try:
+        restore(*found)
+    except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
+        raise error(f"{path}: cannot resume from it ({exc}); delete it to start over") from exc
+    start = resumed_position(found, run_dir, env)
+    session.message(
+        f"resumed from {path.name} at step {start.step} "
+        f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
+    )
+    return start
+
+
+def resumed_position(found: Found, run_dir: Path, env: DistributedEnv) -> Position:
+    """Where a resumed run continues; metric rows logged after the checkpoint are dropped."""
+    _, ckpt = found
+    where = Position(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batches_done", 0)))
+    if env.rank == 0:
+        truncate_metrics(run_dir, where.step)
+    return where
 
 
 @dataclass(frozen=True)

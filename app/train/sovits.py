@@ -2,7 +2,8 @@
 
 What it does for v1/v2/v2Pro/v2ProPlus (upstream ``s2_train.py`` rebuilt; config
 :class:`app.runconfig.SoVITSRunConfig`); v3/v4 runs, LoRA on the flow-matching decoder, are handed
-to :mod:`app.train.sovits_lora` (upstream ``s2_train_v3_lora.py``):
+to :mod:`app.train.sovits_lora` (upstream ``s2_train_v3_lora.py``). Both take the steps of
+:mod:`app.train.sovits_run` (resume, batches, checkpoints, the epoch loop):
 
 - Starting point: the pretrained generator (``s2G2333k.pth`` for v2, ``v2Pro/s2Gv2Pro.pth`` /
   ``s2Gv2ProPlus.pth`` for v2Pro*, an exported ``.pth`` or an upstream ``G_*.pth``) and
@@ -35,16 +36,14 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from app import config_io
-from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_checkpoint
+from app.models.checkpoint import Checkpoint, CheckpointError, restore
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.sovits.config import SoVITSConfig, preset
 from app.models.sovits.losses import discriminator_objective, generator_objectives
@@ -52,28 +51,25 @@ from app.models.sovits.model import SoVITS, TrainOutput
 from app.models.upstream.sovits import read_discriminator, read_sovits, write_sovits
 from app.runconfig import PRECISIONS, TRAIN_VERSIONS, SoVITSRunConfig, is_lora
 from app.settings import DistributedEnv
-from app.train import resume
-from app.train.buckets import SOVITS_BOUNDARIES, PlannedBatches, boundary_batches
-from app.train.common import (
-    TrainSession,
-    autocast,
-    cleanup_distributed,
-    grad_scaler,
-    seed_everything,
-    setup_distributed,
-    train_device,
-)
+from app.train import resume, sovits_lora
+from app.train.buckets import SOVITS_BOUNDARIES
+from app.train.common import TrainSession, autocast, cleanup_distributed, grad_scaler, setup_distributed
 from app.train.sovits_data import SoVITSDataset, TrainingDataError, collate
+from app.train.sovits_run import (
+    WEIGHT_DECAY,
+    SoVITSTrainError,
+    distributed,
+    epoch_batches,
+    export_config,
+    open_run,
+    save_resume,
+    train_epochs,
+)
 
 log = logging.getLogger(__name__)
 
 KIND = "sovits"
-WEIGHT_DECAY = 0.01  # torch AdamW's default, which upstream keeps
 TEXT_MODULES = ("text_embedding", "encoder_text", "mrte")  # enc_p parts at the lower learning rate
-
-
-class SoVITSTrainError(RuntimeError):
-    """The run cannot start; the message says what to change."""
 
 
 def _tuples(value: Any) -> Any:
@@ -202,137 +198,74 @@ def _as_float(out: TrainOutput) -> TrainOutput:
     )
 
 
-def export_config(config: SoVITSConfig, cfg: SoVITSRunConfig, run_dir: Path) -> SoVITSConfig:
-    """The config written into exported weights: the starting point's tree with this run's settings."""
-    extra = {k: dict(v) if isinstance(v, dict) else v for k, v in config.extra.items()}
-    train = dict(extra.get("train", {}))
-    train.update(
-        epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, betas=list(cfg.betas),
-        eps=cfg.eps, lr_decay=cfg.lr_decay, text_low_lr_rate=cfg.text_low_lr_rate, seed=cfg.seed,
-        save_every_epoch=cfg.save_every_epoch, if_save_latest=cfg.keep_checkpoints == 1,
-        if_save_every_weights=cfg.export_weights, fp16_run=cfg.precision == "fp16",
-        pretrained_s2G=str(cfg.pretrained_g or ""), pretrained_s2D=str(cfg.pretrained_d or ""),
-    )  # fmt: skip
-    data = dict(extra.get("data", {}))
-    data["exp_dir"] = str(cfg.exp_dir)
-    extra.update(
-        train=train,
-        data=data,
-        name=cfg.exp_name,
-        s2_ckpt_dir=str(run_dir),
-        save_weight_dir=str(cfg.weights_dir),
-    )
-    return dataclasses.replace(config, extra=extra)
+@dataclasses.dataclass
+class GanState:
+    """What a v1-v2ProPlus run trains and what its resume checkpoints hold."""
+
+    model: SoVITS
+    disc: MultiPeriodDiscriminator
+    optim_g: torch.optim.AdamW
+    optim_d: torch.optim.AdamW
+    sched_g: torch.optim.lr_scheduler.ExponentialLR
+    sched_d: torch.optim.lr_scheduler.ExponentialLR
+    scaler: torch.amp.GradScaler
+
+    def restore(self, path: Path, ckpt: Checkpoint) -> None:
+        """Every part from a resume checkpoint (raises KeyError/ValueError/RuntimeError when it does not fit)."""
+        restore(ckpt, self.model, self.optim_g, self.sched_g, source=str(path))
+        self.disc.load_state_dict(ckpt.extra["discriminator"], strict=True)
+        self.optim_d.load_state_dict(ckpt.extra["optimizer_d"])
+        self.sched_d.load_state_dict(ckpt.extra["scheduler_d"])
+        self.scaler.load_state_dict(ckpt.extra["scaler"])
+
+    def extra(self, batches_done: int) -> dict[str, Any]:
+        """A resume checkpoint's ``extra``: the discriminator's side, the scaler and the batches done."""
+        return {
+            "discriminator": {k: v.detach().cpu() for k, v in self.disc.state_dict().items()},
+            "optimizer_d": self.optim_d.state_dict(), "scheduler_d": self.sched_d.state_dict(),
+            "scaler": self.scaler.state_dict(), "batches_done": batches_done,
+        }  # fmt: skip
+
+    def end_epoch(self) -> None:
+        """Both learning rates decay by ``lr_decay`` after each epoch."""
+        self.sched_g.step()
+        self.sched_d.step()
 
 
-def planned_loader(
-    dataset: SoVITSDataset,
-    cfg: SoVITSRunConfig,
-    env: DistributedEnv,
-    device: torch.device,
-    collate_fn: Callable[[list], dict[str, torch.Tensor]],
-    boundaries: Sequence[int],
-) -> tuple[DataLoader, PlannedBatches]:
-    """The DataLoader over this rank's length-bucketed batches (plan set to epoch 1)."""
-    lengths = dataset.lengths
-    sampler = PlannedBatches(
-        lambda epoch: boundary_batches(
-            lengths,
-            cfg.batch_size,
-            boundaries,
-            epoch=epoch,
-            seed=cfg.seed,
-            rank=env.rank,
-            world=env.world_size,
-        )
-    )
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
-    )  # fmt: skip
-    sampler.set_epoch(1)
-    return loader, sampler
-
-
-def resumed_position(found: tuple[Path, Checkpoint], run_dir: Path, env: DistributedEnv) -> resume.Position:
-    """Where a resumed run continues; metric rows logged after the checkpoint are dropped."""
-    _, ckpt = found
-    where = resume.Position(ckpt.step, ckpt.epoch, int(ckpt.extra.get("batches_done", 0)))
-    if env.rank == 0:
-        resume.truncate_metrics(run_dir, where.step)
-    return where
-
-
-def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
-    """The training run (called inside a :class:`TrainSession`); v3/v4 train LoRA adapters."""
-    _check_run(cfg)
-    if is_lora(cfg.version):
-        # Imported here: the LoRA trainer builds on this module's helpers.
-        from app.train import sovits_lora
-
-        sovits_lora.train(cfg, run_dir, session, env)
-        return
-    device = train_device(env, cfg.device)
-    seed_everything(cfg.seed, env.rank)
-    found = resume.load_latest(run_dir, KIND)
-    resumed = found[1] if found else None
-    model, g_source = build_generator(cfg, resumed)
-    config = model.config
-    disc, d_source = build_discriminator(cfg, config, resumed is not None)
+def build_state(
+    cfg: SoVITSRunConfig, found: resume.Found | None, device: torch.device
+) -> tuple[GanState, str]:
+    """The networks on ``device`` with their optimisers (not yet restored from ``found``) and where
+    their weights came from, as the run's first message says it."""
+    model, g_source = build_generator(cfg, found[1] if found else None)
+    disc, d_source = build_discriminator(cfg, model.config, found is not None)
     model.to(device).train()
     disc.to(device).train()
     optim_g, optim_d = optimizers(model, disc, cfg)
     sched_g = torch.optim.lr_scheduler.ExponentialLR(optim_g, gamma=cfg.lr_decay)
     sched_d = torch.optim.lr_scheduler.ExponentialLR(optim_d, gamma=cfg.lr_decay)
-    scaler = grad_scaler(device, cfg.precision)
-    start = resume.Position(0, 0, 0)
-    if found is not None:
-        try:
-            restore(found[1], model, optim_g, sched_g, source=str(found[0]))
-            disc.load_state_dict(found[1].extra["discriminator"], strict=True)
-            optim_d.load_state_dict(found[1].extra["optimizer_d"])
-            sched_d.load_state_dict(found[1].extra["scheduler_d"])
-            scaler.load_state_dict(found[1].extra["scaler"])
-        except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
-            raise SoVITSTrainError(
-                f"{found[0]}: cannot resume from it ({exc}); delete it to start over"
-            ) from exc
-        start = resumed_position(found, run_dir, env)
-        session.message(
-            f"resumed from {found[0].name} at step {start.step} "
-            f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
-        )
-    else:
-        session.message(f"starting from generator: {g_source}; discriminator: {d_source}")
+    state = GanState(model, disc, optim_g, optim_d, sched_g, sched_d, grad_scaler(device, cfg.precision))
+    return state, f"starting from generator: {g_source}; discriminator: {d_source}"
 
-    dataset = SoVITSDataset(cfg.exp_dir, config, cfg.version, cfg.min_items_per_epoch)
-    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
-    loader, sampler = planned_loader(dataset, cfg, env, device, collate, SOVITS_BOUNDARIES)
-    per_epoch = len(sampler.batches())
-    session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
-    if env.enabled:
-        model_ddp: torch.nn.Module = DistributedDataParallel(
-            model, device_ids=_ids(device), find_unused_parameters=True
-        )
-        disc_ddp: torch.nn.Module = DistributedDataParallel(disc, device_ids=_ids(device))
-    else:
-        model_ddp, disc_ddp = model, disc
+
+def gan_hooks(
+    state: GanState,
+    cfg: SoVITSRunConfig,
+    run_dir: Path,
+    session: TrainSession,
+    env: DistributedEnv,
+    device: torch.device,
+) -> resume.EpochHooks:
+    """The step, save and export of a v1-v2ProPlus run for :func:`app.train.resume.run_epochs`."""
+    model, config = state.model, state.model.config
+    model_ddp = distributed(model, env, device, find_unused=True)
+    disc_ddp = distributed(state.disc, env, device)
 
     def save(where: resume.Position) -> None:
-        if env.rank != 0:
-            return
-        path = resume.resume_path(run_dir, where.step)
-        save_checkpoint(
-            path, kind=KIND, model=model, model_config=config, step=where.step, epoch=where.epochs_done,
-            optimizer=optim_g, scheduler=sched_g,
-            extra={
-                "discriminator": {k: v.detach().cpu() for k, v in disc.state_dict().items()},
-                "optimizer_d": optim_d.state_dict(), "scheduler_d": sched_d.state_dict(),
-                "scaler": scaler.state_dict(), "batches_done": where.batches_done,
-            },
+        save_resume(
+            where, kind=KIND, model=model, config=config, optimizer=state.optim_g, scheduler=state.sched_g,
+            extra=lambda: state.extra(where.batches_done), cfg=cfg, run_dir=run_dir, env=env, session=session,
         )  # fmt: skip
-        resume.prune(run_dir, cfg.keep_checkpoints)
-        session.message(f"saved {path.name}")
 
     def export(epoch: int, step: int) -> None:
         if env.rank != 0 or not cfg.export_weights:
@@ -341,23 +274,42 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
         write_sovits(target, model.state_dict(), export_config(config, cfg, run_dir), epoch, step)
         session.message(f"exported {target.name}")
 
-    def end_epoch() -> None:
-        sched_g.step()
-        sched_d.step()
-
-    hooks = resume.EpochHooks(
+    return resume.EpochHooks(
         train_step=lambda batch: train_step(
-            batch, model_ddp, disc_ddp, optim_g, optim_d, scaler, config, device, cfg.precision
+            batch,
+            model_ddp,
+            disc_ddp,
+            state.optim_g,
+            state.optim_d,
+            state.scaler,
+            config,
+            device,
+            cfg.precision,
         ),
         save=save,
         export=export,
-        end_epoch=end_epoch,
-        lr=lambda: optim_g.param_groups[0]["lr"],
+        end_epoch=state.end_epoch,
+        lr=lambda: state.optim_g.param_groups[0]["lr"],
     )
-    resume.run_epochs(
-        session, loader, sampler, hooks, start=start, epochs=cfg.epochs, save_every=cfg.save_every_epoch,
-        log_interval=cfg.log_interval, device=device,
-    )  # fmt: skip
+
+
+def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
+    """The training run (called inside a :class:`TrainSession`); v3/v4 runs train LoRA adapters
+    (:func:`app.train.sovits_lora.train`)."""
+    _check_run(cfg)
+    if is_lora(cfg.version):
+        sovits_lora.train(cfg, run_dir, session, env)
+        return
+    device, found = open_run(cfg, run_dir, env, KIND)
+    state, begin_message = build_state(cfg, found, device)
+    start = resume.resume_or_begin(
+        found, run_dir, env, session, state.restore, begin_message, SoVITSTrainError
+    )
+    dataset = SoVITSDataset(cfg.exp_dir, state.model.config, cfg.version, cfg.min_items_per_epoch)
+    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
+    loader, sampler = epoch_batches(dataset, cfg, env, device, session, collate, SOVITS_BOUNDARIES)
+    hooks = gan_hooks(state, cfg, run_dir, session, env, device)
+    train_epochs(session, loader, sampler, hooks, start, cfg, device)
 
 
 def train_step(
@@ -392,10 +344,6 @@ def train_step(
     named = {"d": float(loss_d.detach()), "g": float(loss_g.detach())}
     named.update({k: float(v.detach()) for k, v in parts.items() if k != "commit"})
     return named
-
-
-def _ids(device: torch.device) -> list[int] | None:
-    return [device.index] if device.type == "cuda" and device.index is not None else None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """v3/v4 SoVITS fine-tuning: LoRA adapters on the flow-matching decoder (upstream ``s2_train_v3_lora.py``).
 
 Started like every SoVITS run (``python -m app.train.sovits --config <experiment>/logs_s2_<v3|v4>/run.yaml``,
-:class:`app.runconfig.SoVITSRunConfig`); :func:`app.train.sovits.train` hands v3/v4 runs here.
+:class:`app.runconfig.SoVITSRunConfig`); :func:`app.train.sovits.train` hands v3/v4 runs here, and
+the steps every SoVITS run takes (resume, batches, checkpoints) are those of :mod:`app.train.sovits_run`.
 
 - Starting point: the version's base model (``s2Gv3.pth`` / ``gsv-v4-pretrained/s2Gv4.pth``) or a
   whole v3/v4 export; required (LoRA adapts a trained model: random weights would not).
@@ -32,9 +33,8 @@ import logging
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
-from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_checkpoint
+from app.models.checkpoint import Checkpoint, restore
 from app.models.nn.lora import add_lora, lora_layers
 from app.models.nn.skip_init import without_init
 from app.models.sovits.cfm_model import CfmSoVITS
@@ -45,15 +45,18 @@ from app.runconfig import SoVITSRunConfig
 from app.settings import DistributedEnv
 from app.train import resume
 from app.train.buckets import CFM_BOUNDARIES
-from app.train.common import TrainSession, autocast, grad_scaler, seed_everything, train_device
-from app.train.sovits import (
+from app.train.common import TrainSession, autocast, grad_scaler
+from app.train.sovits_data import CfmDataset, collate_cfm
+from app.train.sovits_run import (
     WEIGHT_DECAY,
     SoVITSTrainError,
+    distributed,
+    epoch_batches,
     export_config,
-    planned_loader,
-    resumed_position,
+    open_run,
+    save_resume,
+    train_epochs,
 )
-from app.train.sovits_data import CfmDataset, collate_cfm
 
 log = logging.getLogger(__name__)
 
@@ -188,57 +191,28 @@ def train_step(
     return {LOSS_NAME: float(loss.detach())}
 
 
-def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
-    """The LoRA run (called by :func:`app.train.sovits.train` inside a :class:`TrainSession`)."""
-    device = train_device(env, cfg.device)
-    seed_everything(cfg.seed, env.rank)
-    found = resume.load_latest(run_dir, KIND)
-    model, source = build_model(cfg, found[1] if found else None)
+def lora_hooks(
+    model: CfmSoVITS,
+    optim: torch.optim.AdamW,
+    sched: torch.optim.lr_scheduler.ExponentialLR,
+    scaler: torch.amp.GradScaler,
+    cfg: SoVITSRunConfig,
+    run_dir: Path,
+    session: TrainSession,
+    env: DistributedEnv,
+    device: torch.device,
+) -> resume.EpochHooks:
+    """The step, save and export of a LoRA run for :func:`app.train.resume.run_epochs`."""
     config = model.config
-    model.to(device).train()
-    optim = optimizer(model, cfg)
-    sched = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=cfg.lr_decay)
-    scaler = grad_scaler(device, cfg.precision)
-    start = resume.Position(0, 0, 0)
-    if found is not None:
-        try:
-            restore(found[1], model, optim, sched, source=str(found[0]))
-            scaler.load_state_dict(found[1].extra["scaler"])
-        except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
-            raise SoVITSTrainError(
-                f"{found[0]}: cannot resume from it ({exc}); delete it to start over"
-            ) from exc
-        start = resumed_position(found, run_dir, env)
-        session.message(
-            f"resumed from {found[0].name} at step {start.step} "
-            f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
-        )
-    else:
-        session.message(f"starting from {source} with rank-{cfg.adapter_rank} LoRA adapters")
-
-    dataset = CfmDataset(cfg.exp_dir, config, cfg.version, cfg.min_items_per_epoch)
-    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
-    loader, sampler = planned_loader(dataset, cfg, env, device, collate_cfm, CFM_BOUNDARIES)
-    per_epoch = len(sampler.batches())
-    session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
-    if env.enabled:
-        ids = [device.index] if device.type == "cuda" and device.index is not None else None
-        # ref_enc and linear_mel get no gradient (see the module docstring).
-        net: torch.nn.Module = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-    else:
-        net = model
+    # ref_enc and linear_mel get no gradient (see the module docstring).
+    net = distributed(model, env, device, find_unused=True)
 
     def save(where: resume.Position) -> None:
-        if env.rank != 0:
-            return
-        path = resume.resume_path(run_dir, where.step)
-        save_checkpoint(
-            path, kind=KIND, model=model, model_config=config, step=where.step, epoch=where.epochs_done,
-            optimizer=optim, scheduler=sched,
-            extra={"scaler": scaler.state_dict(), "batches_done": where.batches_done, "lora_rank": cfg.adapter_rank},
+        save_resume(
+            where, kind=KIND, model=model, config=config, optimizer=optim, scheduler=sched,
+            extra=lambda: {"scaler": scaler.state_dict(), "batches_done": where.batches_done, "lora_rank": cfg.adapter_rank},
+            cfg=cfg, run_dir=run_dir, env=env, session=session,
         )  # fmt: skip
-        resume.prune(run_dir, cfg.keep_checkpoints)
-        session.message(f"saved {path.name}")
 
     def export(epoch: int, step: int) -> None:
         if env.rank != 0 or not cfg.export_weights:
@@ -251,7 +225,7 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
         )  # fmt: skip
         session.message(f"exported {target.name}")
 
-    hooks = resume.EpochHooks(
+    return resume.EpochHooks(
         train_step=lambda batch: train_step(
             batch, net, optim, scaler, device, cfg.precision, cfg.grad_checkpoint
         ),
@@ -260,7 +234,25 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
         end_epoch=sched.step,
         lr=lambda: optim.param_groups[0]["lr"],
     )
-    resume.run_epochs(
-        session, loader, sampler, hooks, start=start, epochs=cfg.epochs, save_every=cfg.save_every_epoch,
-        log_interval=cfg.log_interval, device=device,
-    )  # fmt: skip
+
+
+def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
+    """The LoRA run (chosen by :func:`app.train.sovits.train` inside a :class:`TrainSession`)."""
+    device, found = open_run(cfg, run_dir, env, KIND)
+    model, source = build_model(cfg, found[1] if found else None)
+    model.to(device).train()
+    optim = optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=cfg.lr_decay)
+    scaler = grad_scaler(device, cfg.precision)
+
+    def restore_all(path: Path, ckpt: Checkpoint) -> None:
+        restore(ckpt, model, optim, sched, source=str(path))
+        scaler.load_state_dict(ckpt.extra["scaler"])
+
+    begin_message = f"starting from {source} with rank-{cfg.adapter_rank} LoRA adapters"
+    start = resume.resume_or_begin(found, run_dir, env, session, restore_all, begin_message, SoVITSTrainError)
+    dataset = CfmDataset(cfg.exp_dir, model.config, cfg.version, cfg.min_items_per_epoch)
+    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
+    loader, sampler = epoch_batches(dataset, cfg, env, device, session, collate_cfm, CFM_BOUNDARIES)
+    hooks = lora_hooks(model, optim, sched, scaler, cfg, run_dir, session, env, device)
+    train_epochs(session, loader, sampler, hooks, start, cfg, device)
