@@ -160,38 +160,95 @@ def _warmup(warmup_steps: int):
     return factor
 
 
-def train(cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
-    """The training run (called inside a :class:`TrainSession`)."""
-    _check_run(cfg)
+@dataclasses.dataclass
+class GPTRun:
+    """One GPT run: what it trains, how far it has come and where it reports and writes."""
+
+    cfg: GPTRunConfig
+    run_dir: Path
+    session: TrainSession
+    env: DistributedEnv
+    device: torch.device
+    model: GPT
+    upstream: dict[str, Any]  # upstream config dict of the starting point, the base of the exports' config
+    optim: torch.optim.AdamW
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    step: int = 0  # optimiser steps taken
+
+    def restore(self, path: Path, ckpt: Checkpoint) -> None:
+        """Model, optimiser, scheduler and scaler from a resume checkpoint."""
+        restore(ckpt, self.model, self.optim, self.sched, source=str(path))
+        self.scaler.load_state_dict(ckpt.extra["scaler"])
+
+    def optimizer_step(self) -> None:
+        """Step on the accumulated gradients (unscaled, clipped to ``grad_clip``); the scheduler follows."""
+        self.scaler.unscale_(self.optim)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optim)
+        self.scaler.update()
+        self.optim.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.step += 1
+
+    def log_step(self, epoch: int, sums: dict[str, float]) -> None:
+        """Per-token loss and top-3 accuracy of the batches summed in ``sums`` (averaged over ranks)."""
+        tokens = max(sums.pop("tokens", 1.0), 1.0)
+        losses = {"loss": sums.get("loss_sum", 0.0) / tokens, "top3_acc": sums.get("acc_sum", 0.0) / tokens}
+        self.session.log_step(self.step, epoch, all_reduce_mean(losses), lr=self.optim.param_groups[0]["lr"])
+
+    def save(self, epoch_done: int, batches_done: int) -> None:
+        """Write a resume checkpoint at the current step (rank 0) and prune the old ones."""
+        if self.env.rank != 0:
+            return
+        path = resume.resume_path(self.run_dir, self.step)
+        extra = {
+            "scaler": self.scaler.state_dict(),
+            "batches_done": batches_done,
+            "upstream_config": self.upstream,
+        }
+        save_checkpoint(
+            path, kind=KIND, model=self.model, model_config=self.model.config, step=self.step, epoch=epoch_done,
+            optimizer=self.optim, scheduler=self.sched, extra=extra,
+        )  # fmt: skip
+        resume.prune(self.run_dir, self.cfg.keep_checkpoints)
+        self.session.message(f"saved {path.name}")
+
+    def export(self, epoch: int) -> None:
+        """Write ``<weights_dir>/<exp>_e<epoch>_s<step>.ckpt`` (rank 0, when the run exports weights)."""
+        cfg = self.cfg
+        if self.env.rank != 0 or not cfg.export_weights:
+            return
+        target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, self.step, ".ckpt")
+        save_gpt(self.model, target, epoch, config=export_config(self.upstream, cfg), exp_name=cfg.exp_name)
+        self.session.message(f"exported {target.name}")
+
+
+def start_run(
+    cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv
+) -> tuple[GPTRun, resume.Position]:
+    """The run's model, optimiser and scaler on this rank's device (seeds set), restored from the
+    newest resume checkpoint if there is one, and where training starts."""
     device = train_device(env, cfg.device)
     seed_everything(cfg.seed, env.rank)
     found = resume.load_latest(run_dir, KIND)
-    resumed = found[1] if found else None
-    model, upstream, source = build_model(cfg, resumed)
+    model, upstream, source = build_model(cfg, found[1] if found else None)
     model.to(device).train()
     optim = torch.optim.AdamW(model.parameters(), cfg.learning_rate, betas=tuple(cfg.betas), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, _warmup(cfg.warmup_steps))
     scaler = grad_scaler(device, cfg.precision)
-    step, done_epochs, skip = 0, 0, 0
-    if resumed is not None and found is not None:
-        try:
-            restore(resumed, model, optim, sched, source=str(found[0]))
-            scaler.load_state_dict(resumed.extra["scaler"])
-        except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
-            raise GPTTrainError(
-                f"{found[0]}: cannot resume from it ({exc}); delete it to start over"
-            ) from exc
-        step, done_epochs, skip = resumed.step, resumed.epoch, int(resumed.extra.get("batches_done", 0))
-        if env.rank == 0:
-            resume.truncate_metrics(run_dir, step)
-        session.message(
-            f"resumed from {found[0].name} at step {step} (epoch {done_epochs + 1}, batch {skip})"
-        )
-    else:
-        session.message(f"starting from {source}")
+    run = GPTRun(cfg, run_dir, session, env, device, model, upstream, optim, sched, scaler)
+    start = resume.resume_or_begin(
+        found, run_dir, env, session, run.restore, f"starting from {source}", GPTTrainError
+    )
+    run.step = start.step
+    return run, start
 
-    dataset = GPTDataset(cfg.exp_dir, cfg.version, cfg.max_sec, cfg.min_items_per_epoch)
-    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
+
+def planned_loader(
+    dataset: GPTDataset, cfg: GPTRunConfig, env: DistributedEnv, device: torch.device, pad_code: int
+) -> tuple[DataLoader, PlannedBatches]:
+    """The DataLoader over this rank's duration-bucketed batches (plan set to epoch 1)."""
     batch_size = max(1, min(cfg.batch_size, len(dataset) // 4))  # upstream: so an epoch has batches to save
     durations = dataset.durations
     sampler = PlannedBatches(
@@ -200,69 +257,62 @@ def train(cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: Distribu
         )
     )
     loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_code=model.config.eos),
+        dataset, batch_sampler=sampler, collate_fn=functools.partial(collate, pad_code=pad_code),
         num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0, worker_init_fn=resume.loader_worker_init,
     )  # fmt: skip
     sampler.set_epoch(1)
-    per_epoch = -(-len(sampler.batches()) // cfg.accumulate_batches)
-    session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
-    net: torch.nn.Module = DistributedDataParallel(model, device_ids=_ids(device)) if env.enabled else model
+    return loader, sampler
 
-    def save(epoch_done: int, batches_done: int) -> None:
-        if env.rank != 0:
-            return
-        path = resume.resume_path(run_dir, step)
-        save_checkpoint(
-            path, kind=KIND, model=model, model_config=model.config, step=step, epoch=epoch_done,
-            optimizer=optim, scheduler=sched,
-            extra={"scaler": scaler.state_dict(), "batches_done": batches_done, "upstream_config": upstream},
-        )  # fmt: skip
-        resume.prune(run_dir, cfg.keep_checkpoints)
-        session.message(f"saved {path.name}")
 
-    def export(epoch: int) -> None:
-        if env.rank != 0 or not cfg.export_weights:
-            return
-        target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, step, ".ckpt")
-        save_gpt(model, target, epoch, config=export_config(upstream, cfg), exp_name=cfg.exp_name)
-        session.message(f"exported {target.name}")
-
+def train_epochs(
+    run: GPTRun, net: torch.nn.Module, loader: DataLoader, sampler: PlannedBatches, start: resume.Position
+) -> None:
+    """Train from ``start`` to the end of epoch ``epochs``, an optimiser step every ``accumulate_batches``
+    batches (and at an epoch's end); a stop request saves at the current batch and ends the run as stopped."""
+    cfg = run.cfg
     sums: dict[str, float] = {}
-    for epoch in range(done_epochs + 1, cfg.epochs + 1):
-        sampler.set_epoch(epoch, skip if epoch == done_epochs + 1 else 0)
+    for epoch in range(start.epochs_done + 1, cfg.epochs + 1):
+        sampler.set_epoch(epoch, start.batches_done if epoch == start.epochs_done + 1 else 0)
         total = len(sampler.batches())
         for index, batch in enumerate(loader, start=sampler.skip):
             boundary = (index + 1) % cfg.accumulate_batches == 0 or index + 1 == total
-            sync = net.no_sync() if env.enabled and not boundary else contextlib.nullcontext()
+            # DDP averages gradients only on the batch that ends an accumulation.
+            sync = net.no_sync() if run.env.enabled and not boundary else contextlib.nullcontext()
             with sync:
-                parts = forward_backward(batch, net, scaler, device, cfg.precision, cfg.accumulate_batches)
+                parts = forward_backward(
+                    batch, net, run.scaler, run.device, cfg.precision, cfg.accumulate_batches
+                )
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
             if not boundary:
                 continue
-            scaler.unscale_(optim)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optim)
-            scaler.update()
-            optim.zero_grad(set_to_none=True)
-            sched.step()
-            step += 1
-            if step % cfg.log_interval == 0 or step == 1:
-                tokens = max(sums.pop("tokens", 1.0), 1.0)
-                losses = {
-                    "loss": sums.get("loss_sum", 0.0) / tokens,
-                    "top3_acc": sums.get("acc_sum", 0.0) / tokens,
-                }
-                session.log_step(step, epoch, all_reduce_mean(losses), lr=optim.param_groups[0]["lr"])
+            run.optimizer_step()
+            if run.step % cfg.log_interval == 0 or run.step == 1:
+                run.log_step(epoch, sums)
             sums = {}
-            if resume.agree(session.stop_requested, device):
-                save(epoch - 1, index + 1)
-                session.stopped()
+            if resume.agree(run.session.stop_requested, run.device):
+                run.save(epoch - 1, index + 1)
+                run.session.stopped()
                 return
         if epoch % cfg.save_every_epoch == 0 or epoch == cfg.epochs:
-            save(epoch, 0)
-            export(epoch)
-    session.done(f"finished {cfg.epochs} epochs, {step} steps")
+            run.save(epoch, 0)
+            run.export(epoch)
+    run.session.done(f"finished {cfg.epochs} epochs, {run.step} steps")
+
+
+def train(cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:
+    """The training run (called inside a :class:`TrainSession`)."""
+    _check_run(cfg)
+    run, start = start_run(cfg, run_dir, session, env)
+    dataset = GPTDataset(cfg.exp_dir, cfg.version, cfg.max_sec, cfg.min_items_per_epoch)
+    log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)
+    loader, sampler = planned_loader(dataset, cfg, env, run.device, run.model.config.eos)
+    per_epoch = -(-len(sampler.batches()) // cfg.accumulate_batches)  # optimiser steps, the last one partial
+    session.set_totals(total_epochs=cfg.epochs, total_steps=per_epoch * cfg.epochs)
+    net: torch.nn.Module = (
+        DistributedDataParallel(run.model, device_ids=_ids(run.device)) if env.enabled else run.model
+    )
+    train_epochs(run, net, loader, sampler, start)
 
 
 def forward_backward(
