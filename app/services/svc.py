@@ -6,7 +6,7 @@
 - training runs as jobs of the one :class:`~app.services.jobs.JobManager` of this process (the
   same one the TTS experiments use: one device queue), ``python -m app.train.svc --config
   logs/44k/run.yaml`` with a :class:`app.runconfig.SvcRunConfig` written here; found again after a restart;
-- one :class:`~app.infer.svc.SVCPipeline` per pretrained folder and device (models cached inside).
+- one :class:`~app.infer.svc.pipeline.SVCPipeline` per pretrained folder and device (models cached inside).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from app.infer.svc import SVCPipeline
+from app.infer.svc.pipeline import SVCPipeline
 from app.models.upstream.svc.checkpoint import read_config, read_svc
 from app.paths import Layout, SvcExperiment, safe_name
 from app.runconfig import SVC_MODULE, SvcRunConfig, save_svc_run

@@ -1,4 +1,4 @@
-"""The convert step of the SVC tab: a song in, the chosen voice out (:class:`app.infer.svc.SVCPipeline`).
+"""The convert step of the SVC tab: a song in, the chosen voice out (:class:`app.infer.svc.pipeline.SVCPipeline`).
 
 Models come from every experiment's ``logs/44k`` (training checkpoints and exported files) and
 from uploads (a ``.pth`` plus its ``config.json``); the output is written to
@@ -13,7 +13,7 @@ import gradio as gr
 
 from app.audio.io import AudioError, save_audio
 from app.audio.pitch import TRACKERS
-from app.infer.svc import SvcInputError, SvcModelError, SvcRequest, default_output_name
+from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, default_output_name
 from app.models.upstream.svc.checkpoint import read_config
 from app.services import svc as svc_service
 from app.ui.context import UIContext

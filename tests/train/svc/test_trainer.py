@@ -184,7 +184,8 @@ def test_cli_refuses_an_experiment_without_preprocessing(tmp_path, capsys) -> No
 def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
     """vol_embedding: .vol.npy features, 4.1's volume augmentation in training, volume at conversion."""
     from app.data.preprocess.svc.features import SvcPreprocessOptions, preprocess_svc
-    from app.infer.svc import SVCPipeline, SvcRequest
+    from app.infer.svc.pipeline import SVCPipeline
+    from app.infer.svc.request import SvcRequest
     from app.models.upstream.svc.features import feature_paths, read_volume
 
     tree = SvcExperiment(tmp_path / "exp")

@@ -17,7 +17,8 @@ import torch
 
 from app.audio.pitch import extract
 from app.data.preprocess.svc.cluster import train_clusters
-from app.infer.svc import SvcInputError, SvcModelError, SVCPipeline, SvcRequest
+from app.infer.svc.pipeline import SVCPipeline
+from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest
 from app.models.svc.synthesizer import SvcSynthesizer
 from app.models.upstream.svc.features import read_cluster
 from app.paths import SvcExperiment
