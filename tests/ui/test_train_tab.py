@@ -16,7 +16,7 @@ from app.settings import Settings
 from app.ui.app import app_i18n
 from app.ui.context import UIContext
 from app.ui.tabs import train
-from app.ui.tabs.train import PROBLEMS_SHOWN, format_summary, loss_frame, run_summary
+from app.ui.tabs.train_status import PROBLEMS_SHOWN, format_summary, loss_frame, run_summary
 
 
 def test_running_and_failed_runs_read_well(tmp_path: Path) -> None:
