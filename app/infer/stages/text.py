@@ -1,0 +1,99 @@
+"""Stage 1, text -> phones and BERT features, for the prompt text and for the target text.
+
+The prompt text gets a final "。" (or "." for English) when it ends without punctuation; the target
+text is split (``app.text.split_text``: method, merging of short pieces, final punctuation); each
+piece is read into phones, and Chinese parts get BERT features (zeros elsewhere; BERT loads on
+first use, through the ``bert`` callable the pipeline passes in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from app.infer.cache import LRUCache
+from app.infer.inputs import TextInput
+from app.infer.request import TTSInputError
+from app.infer.scripts import LANGUAGES, speaks, unreadable_letters
+from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
+from app.text.frontend import TextResult
+from app.text.split import CLAUSE_MARKS
+
+if TYPE_CHECKING:  # BERT pulls in transformers: imported where it is loaded, on first use
+    from app.models.encoders.bert import BertFeaturizer
+
+BERT_LANGUAGE = "zh"  # the only language whose segments get BERT features
+
+
+class TextStage:
+    """Reads text for one model version; prompt features are cached (a voice reuses its prompt)."""
+
+    def __init__(self, text_version: str, bert_dim: int, bert: Callable[[], BertFeaturizer]) -> None:
+        self.text_version = text_version
+        self.bert_dim = bert_dim
+        self._bert = bert
+        self._prompts: LRUCache[tuple[str, str], TextInput] = LRUCache(32)
+
+    def languages(self) -> tuple[str, ...]:
+        """Language mode ids this version's models can read."""
+        from app.text import modes
+
+        return modes(self.text_version)
+
+    def read(self, text: str, language: str, what: str = "text") -> TextResult:
+        """Phones of ``text``; refuses text in which nothing can be read as ``language``."""
+        try:
+            result = text_to_phones(text, language, self.text_version)
+        except (EmptyText, UnsupportedLanguage, OverrideError) as exc:
+            raise TTSInputError(f"{what}: {exc}") from exc
+        if not speaks(result.phones):
+            foreign = unreadable_letters(text)
+            why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
+            raise TTSInputError(
+                f"{what} {text.strip()!r} cannot be read as {LanguageMode.parse(language).value}: {why} "
+                f"the models cannot speak (they read {LANGUAGES}); choose the text's language "
+                "or write it in one of those"
+            )
+        return result
+
+    def features(self, results: Sequence[TextResult]) -> list[torch.Tensor]:
+        """(bert_dim, n_phones) float32 per result; BERT runs only when a Chinese segment exists."""
+        needs_bert = any(
+            s.lang == BERT_LANGUAGE and s.word2ph is not None and s.phones
+            for r in results
+            for s in r.segments
+        )
+        if needs_bert:
+            return self._bert().text_features_batch(results)
+        return [torch.zeros(self.bert_dim, len(r.phones)) for r in results]
+
+    def prompt(self, text: str, language: str) -> TextInput:
+        """Phones and BERT of the prompt text, "。"/"." appended when it ends without punctuation."""
+        text = text.strip("\n")
+        if text and text[-1] not in CLAUSE_MARKS:
+            text += "." if LanguageMode.parse(language) is LanguageMode.EN else "。"
+        key = (text, LanguageMode.parse(language).value)
+        cached = self._prompts.get(key)
+        if cached is None:
+            result = self.read(text, language, "prompt text")
+            cached = TextInput(text, result.phone_ids, self.features([result])[0])
+            self._prompts.put(key, cached)
+        return cached
+
+    def segments(self, text: str, language: str, split_method: str) -> list[TextInput]:
+        """The target text split into segments, each with phones and BERT features."""
+        try:
+            pieces = split_text(text, split_method, LanguageMode.parse(language).value)
+        except (ValueError, UnsupportedLanguage) as exc:
+            raise TTSInputError(str(exc)) from exc
+        if not pieces:
+            raise TTSInputError("the text is empty (or punctuation only): enter something to read")
+        results = [self.read(p, language) for p in pieces]
+        feats = self.features(results)
+        return [TextInput(p, r.phone_ids, f) for p, r, f in zip(pieces, results, feats, strict=True)]
+
+    def clear(self) -> None:
+        """Forget cached prompt features."""
+        self._prompts.clear()
