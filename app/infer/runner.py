@@ -12,20 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from app.devices import release_free_memory
-from app.infer import seeds
 from app.infer.inputs import SynthesisPlan
 from app.infer.request import AudioChunk, ReferenceInfo, Timings, TTSResult
-from app.infer.streaming import ChunkDecoder, StreamOptions
+from app.infer.seeds import derive_seed, generator
+from app.infer.stages.base import AudioStage, SegmentDecoder, TokenStage
+from app.infer.streaming import StreamOptions
 from app.models.gpt.sampling import TokenChunk
-
-if TYPE_CHECKING:
-    from app.infer.pipeline import TTSPipeline
 
 # GPT steps between two looks at a streamed segment's tokens (they are regrouped into chunks).
 STREAM_STEP = 4
@@ -44,17 +41,39 @@ def peak_normalise(audio: np.ndarray) -> np.ndarray:
 
 
 class Runner:
-    """Runs one :class:`SynthesisPlan` on a pipeline; :meth:`chunks` is the generator."""
+    """Runs one :class:`SynthesisPlan` through a token stage and an audio stage; :meth:`chunks` is
+    the generator.
+
+    Args:
+        plan: what to synthesise.
+        generate: stage 3, the GPT.
+        audio: stage 4 (rate, device, whether it streams token chunks, the chunk decoder).
+        options: token-chunk sizes.
+        token_chunks: stream segments in token chunks where the plan and the audio stage allow.
+        decode: the whole-segment decode; ``audio.decode`` unless the caller wraps it (the
+            pipeline passes its own ``decode_tokens``, so one wrapper there counts or times
+            every decode).
+    """
 
     def __init__(
-        self, pipeline: TTSPipeline, plan: SynthesisPlan, options: StreamOptions, token_chunks: bool
+        self,
+        plan: SynthesisPlan,
+        generate: TokenStage,
+        audio: AudioStage,
+        options: StreamOptions,
+        token_chunks: bool,
+        decode: SegmentDecoder | None = None,
     ) -> None:
-        self.p = pipeline
         self.plan = plan
+        self.generate = generate
+        self.audio = audio
+        self.decode: SegmentDecoder = decode or audio.decode
         self.options = options
-        # Token chunks need the VITS decoder; v3/v4 stream whole segments.
-        self.chunked = token_chunks and plan.batch_size == 1 and plan.speed == 1.0 and not pipeline.is_cfm
-        self.pause = np.zeros(round(pipeline.sample_rate * plan.pause_seconds), np.int16)
+        # Token chunks need an audio stage that decodes incrementally (v3/v4 stream whole segments).
+        self.chunked = (
+            token_chunks and plan.batch_size == 1 and plan.speed == 1.0 and audio.streams_token_chunks
+        )
+        self.pause = np.zeros(round(audio.sample_rate * plan.pause_seconds), np.int16)
         self.tokens: list[torch.Tensor | None] = [None] * len(plan.segments)
         self.parts: list[np.ndarray] = []
         # Whole-segment mode: audio of finished segments waiting for the earlier ones (batches
@@ -79,9 +98,9 @@ class Runner:
                 torch.cat([prompt.bert, plan.segments[i].bert], dim=1) if prompt else plan.segments[i].bert
                 for i in rows
             ]
-            options = replace(plan.sampling, seed=seeds.derive_seed(plan.seed, "gpt", batch))
+            options = replace(plan.sampling, seed=derive_seed(plan.seed, "gpt", batch))
             step = STREAM_STEP if self.chunked else None
-            it = self.p.generate_tokens(phones, berts, plan.prompt_tokens, options, chunk_tokens=step)
+            it = self.generate(phones, berts, plan.prompt_tokens, options, chunk_tokens=step)
             try:
                 if self.chunked:
                     yield from self._stream_segment(it, rows[0])
@@ -107,7 +126,7 @@ class Runner:
         if self.first_audio is None and len(audio):
             self.first_audio = time.perf_counter() - self.begin
         self.parts.append(audio)
-        return AudioChunk(audio, self.p.sample_rate, segment, len(self.plan.segments), done)
+        return AudioChunk(audio, self.audio.sample_rate, segment, len(self.plan.segments), done)
 
     def _whole_segments(self, it: Iterator[TokenChunk], rows: list[int]) -> Iterator[AudioChunk]:
         """Decode each row's segment when its tokens are complete; yield segments in text order."""
@@ -123,13 +142,13 @@ class Runner:
                 tokens = torch.cat(parts[r]).cpu()
                 self.tokens[seg] = tokens
                 t0 = time.perf_counter()
-                audio = self.p.decode_tokens(
+                audio = self.decode(
                     tokens,
                     self.plan.segments[seg].phones,
                     self.plan.timbre,
                     self.plan.speed,
                     self.plan.noise_scale,
-                    seeds.generator(self.plan.seed, "sovits", seg, self.p.device),
+                    generator(self.plan.seed, "sovits", seg, self.audio.device),
                     self.plan.sample_steps,
                 )
                 self.sovits_s += time.perf_counter() - t0
@@ -142,9 +161,10 @@ class Runner:
 
     def _stream_segment(self, it: Iterator[TokenChunk], seg: int) -> Iterator[AudioChunk]:
         o = self.options
-        phones = torch.tensor(self.plan.segments[seg].phones, dtype=torch.long, device=self.p.device)[None]
-        gen = seeds.generator(self.plan.seed, "sovits", seg, self.p.device)
-        decoder = ChunkDecoder(self.p.sovits, phones, self.plan.timbre, self.plan.noise_scale, gen, o)
+        gen = generator(self.plan.seed, "sovits", seg, self.audio.device)
+        decoder = self.audio.chunk_decoder(
+            self.plan.segments[seg].phones, self.plan.timbre, self.plan.noise_scale, gen, o
+        )
         pending: list[torch.Tensor] = []
         all_tokens: list[torch.Tensor] = []
         sizes = o.chunk_sizes()
@@ -176,7 +196,7 @@ class Runner:
         tokens = tuple(t if t is not None else torch.zeros(0, dtype=torch.long) for t in self.tokens)
         result = TTSResult(
             audio=np.concatenate(self.parts) if self.parts else np.zeros(0, np.int16),
-            sample_rate=self.p.sample_rate,
+            sample_rate=self.audio.sample_rate,
             seed=self.plan.seed,
             segments=tuple(s.text for s in self.plan.segments),
             tokens=tokens,
@@ -193,5 +213,5 @@ class Runner:
         )
         last = len(self.plan.segments) - 1
         return AudioChunk(
-            np.zeros(0, np.int16), self.p.sample_rate, max(last, 0), len(self.plan.segments), True, result
+            np.zeros(0, np.int16), self.audio.sample_rate, max(last, 0), len(self.plan.segments), True, result
         )
