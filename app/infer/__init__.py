@@ -7,7 +7,10 @@
     for chunk in pipeline.stream(request): ...
 
 - :mod:`app.infer.request`: PipelineSpec, TTSRequest, TTSResult, AudioChunk, errors.
-- :mod:`app.infer.pipeline`: TTSPipeline (stages callable one by one).
+- :mod:`app.infer.pipeline`: TTSPipeline, the composition of the stages (load, caches, lock, plan, run).
+- :mod:`app.infer.stages`: text, reference, tokens and audio stages (the audio stage per model family);
+  :mod:`app.infer.planning`: stages 1-2 of a request; :mod:`app.infer.runner`: the decoding loop of
+  stages 3-4; :mod:`app.infer.loading`: the models of a spec.
 - :mod:`app.infer.reference`: reference loading and trimming; :mod:`app.infer.streaming`: chunked decoding.
 - :mod:`app.infer.history`: output/tts history files; :mod:`app.infer.tts`: the CLI.
 """

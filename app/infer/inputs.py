@@ -1,8 +1,8 @@
 """Model inputs of one synthesis: text segments, the prompt, the reference, and the whole plan.
 
 These are what the pipeline's stages pass to each other; building them from a request is the
-pipeline's job (:meth:`~app.infer.pipeline.TTSPipeline.plan`), and tests or benchmarks may build
-them directly from fixture tensors.
+planner's job (:mod:`app.infer.planning`), and tests or benchmarks may build them directly from
+fixture tensors.
 """
 
 from __future__ import annotations

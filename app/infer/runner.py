@@ -1,10 +1,14 @@
-"""Stages 3 and 4 of one plan: GPT batches, SoVITS decoding, audio chunks in segment order.
+"""Stages 3 and 4 of one plan: GPT batches, then the audio stage, audio chunks in segment order.
+
+The runner owns the decoding loop and knows the stages only by their interfaces
+(:mod:`app.infer.stages.base`): a token stage, an audio stage, and the whole-segment decode.
 
 Whole-segment mode decodes a segment as soon as its GPT row has finished (rows of a batch finish
 at different steps) and yields it with its pause, in order. Token-chunk mode (batch size 1,
-speed 1) feeds the tokens of the running segment to a :class:`~app.infer.streaming.ChunkDecoder`
-every :class:`~app.infer.streaming.StreamOptions` chunk, so audio starts before the segment ends.
-Both modes draw the same GPT tokens for the same seed.
+speed 1, an audio stage that streams) feeds the tokens of the running segment to the audio
+stage's :class:`~app.infer.streaming.ChunkDecoder` every :class:`~app.infer.streaming.StreamOptions`
+chunk, so audio starts before the segment ends. Both modes draw the same GPT tokens for the same
+seed.
 """
 
 from __future__ import annotations
