@@ -25,7 +25,9 @@ import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -148,98 +150,128 @@ def step_text(
     """Step 1a. See the module docstring."""
     ledger = Ledger(files.root)
     partial = files.root / PARTIAL_TEXT
+    rows = _known_rows(files, partial, ledger)
+    todo = [item for item in items if not _text_done(item, rows, ledger, files, version)]
+    skipped = len(items) - len(todo)
+    if todo and any(item.language == "zh" for item in todo) and not (bert_dir / "config.json").is_file():
+        raise base_model_missing("chinese-roberta-wwm-ext-large", bert_dir)
+    files.root.mkdir(parents=True, exist_ok=True)
+    files.bert_dir.mkdir(parents=True, exist_ok=True)
+    progress("1a", skipped, len(items), "")
+    with partial.open("a", encoding="utf-8") as out:
+        sink = _TextSink(
+            out, files, ledger, rows, version, (bert_dir, device, dtype), len(items), skipped, progress
+        )
+        stopped = _phonemise_into(sink, todo, workers, should_stop)
+        sink.flush_bert()
+    ledger.save()
+    if not stopped:
+        failed = {p.name for p in sink.problems}  # a line whose new text fails loses its old row too
+        wanted = [rows[i.name] for i in items if i.name in rows and i.name not in failed]
+        write_name2text(files.name2text, wanted)
+        partial.unlink(missing_ok=True)
+    return StepReport("1a", len(items), sink.processed, skipped, tuple(sink.problems), stopped)
+
+
+def _known_rows(files: ExperimentFiles, partial: Path, ledger: Ledger) -> dict[str, TextRow]:
+    """name -> row of ``2-name2text.txt`` and of an interrupted run's partial file (recorded in the ledger)."""
     rows: dict[str, TextRow] = {}
     if files.name2text.is_file():
         rows.update(read_name2text(files.name2text))
     for name, (key, row) in _read_partial(partial, _parse_text_payload).items():
         rows[name] = row  # type: ignore[assignment]
         ledger.record("1a", name, key)
+    return rows
 
-    def is_done(item: Item) -> bool:
-        row = rows.get(item.name)
-        if row is None or not ledger.matches("1a", item.name, text_key(item, version)):
-            return False
-        return item.language != "zh" or files.bert(item.name).is_file()
 
-    todo = [item for item in items if not is_done(item)]
-    skipped = len(items) - len(todo)
-    problems: list[Problem] = []
-    if todo and any(item.language == "zh" for item in todo) and not (bert_dir / "config.json").is_file():
-        raise base_model_missing("chinese-roberta-wwm-ext-large", bert_dir)
-    files.root.mkdir(parents=True, exist_ok=True)
-    files.bert_dir.mkdir(parents=True, exist_ok=True)
-    progress("1a", skipped, len(items), "")
-    featurizer = None
-    processed = 0
-    stopped = False
-    with partial.open("a", encoding="utf-8") as out:
-        pending_bert: list[tuple[Item, TextRow]] = []
+def _text_done(
+    item: Item, rows: dict[str, TextRow], ledger: Ledger, files: ExperimentFiles, version: str
+) -> bool:
+    """The line has a row made from its current text (and, for Chinese, its BERT features)."""
+    row = rows.get(item.name)
+    if row is None or not ledger.matches("1a", item.name, text_key(item, version)):
+        return False
+    return item.language != "zh" or files.bert(item.name).is_file()
 
-        def finish(item: Item, row: TextRow) -> None:
-            nonlocal processed
-            key = text_key(item, version)
-            out.write(f"{key}\t{row.to_line()}\n")
-            out.flush()
-            rows[item.name] = row
-            ledger.record("1a", item.name, key)
-            processed += 1
-            progress("1a", skipped + processed + len(problems), len(items), item.name)
 
-        def flush_bert() -> None:
-            nonlocal featurizer
-            if not pending_bert:
-                return
-            if featurizer is None:
-                featurizer = _bert(bert_dir, device, dtype)
-            batch = list(pending_bert)
-            pending_bert.clear()
-            try:
-                feats = featurizer.phone_features_batch([(r.norm_text, r.word2ph or ()) for _, r in batch])
-            except ValueError:
-                feats = [None] * len(batch)  # one bad text spoils the batch: retry one by one
-            for (item, row), feat in zip(batch, feats, strict=True):
-                if feat is None:
-                    try:
-                        feat = featurizer.phone_features(row.norm_text, row.word2ph or ())
-                    except ValueError as exc:
-                        problems.append(Problem("1a", item.line_no, item.name, f"BERT features: {exc}"))
-                        continue
-                if feat.shape[-1] != len(row.phones):
-                    problems.append(
-                        Problem(
-                            "1a",
-                            item.line_no,
-                            item.name,
-                            f"BERT gave {feat.shape[-1]} vectors for {len(row.phones)} phones",
-                        )
-                    )
+def _phonemise_into(sink: _TextSink, todo: Sequence[Item], workers: int, should_stop: ShouldStop) -> bool:
+    """Phonemise ``todo`` in list order into ``sink``; True when stopped on request."""
+    for item, result in _phonemised(todo, sink.version, workers):
+        if isinstance(result, str):
+            sink.problems.append(Problem("1a", item.line_no, item.name, f"cannot read the text: {result}"))
+            sink.report(item.name)
+            continue
+        sink.add(item, TextRow(item.name, result.phones, result.word2ph, result.norm_text))
+        if should_stop():
+            return True
+    return False
+
+
+@dataclass
+class _TextSink:
+    """Where step 1a's lines go as they finish: the partial file, ``rows``, the ledger and the progress
+    count. Chinese lines wait for their BERT features, computed ``BERT_BATCH`` lines at a time."""
+
+    out: TextIO  # the open partial file
+    files: ExperimentFiles
+    ledger: Ledger
+    rows: dict[str, TextRow]  # name -> row, the known ones and the new
+    version: str
+    bert_model: tuple[Path, torch.device, torch.dtype]  # BERT folder, device and dtype, loaded on first use
+    total: int  # lines in the list
+    skipped: int  # lines already done before this run
+    progress: Progress
+    problems: list[Problem] = field(default_factory=list)
+    processed: int = 0  # lines finished by this run
+    pending_bert: list[tuple[Item, TextRow]] = field(default_factory=list)
+    featurizer: Any = None  # the BertFeaturizer, once a Chinese batch needed it
+
+    def report(self, name: str) -> None:
+        self.progress("1a", self.skipped + self.processed + len(self.problems), self.total, name)
+
+    def add(self, item: Item, row: TextRow) -> None:
+        """A phonemised line: finished now or, Chinese, once its batch has BERT features."""
+        if item.language != "zh":
+            self.finish(item, row)
+            return
+        self.pending_bert.append((item, row))
+        if len(self.pending_bert) >= BERT_BATCH:
+            self.flush_bert()
+
+    def finish(self, item: Item, row: TextRow) -> None:
+        key = text_key(item, self.version)
+        self.out.write(f"{key}\t{row.to_line()}\n")
+        self.out.flush()
+        self.rows[item.name] = row
+        self.ledger.record("1a", item.name, key)
+        self.processed += 1
+        self.report(item.name)
+
+    def flush_bert(self) -> None:
+        """BERT features of the waiting Chinese lines, saved to ``3-bert/``; then those lines are finished."""
+        if not self.pending_bert:
+            return
+        if self.featurizer is None:
+            self.featurizer = _bert(*self.bert_model)
+        batch = list(self.pending_bert)
+        self.pending_bert.clear()
+        try:
+            feats = self.featurizer.phone_features_batch([(r.norm_text, r.word2ph or ()) for _, r in batch])
+        except ValueError:
+            feats = [None] * len(batch)  # one bad text spoils the batch: retry one by one
+        for (item, row), feat in zip(batch, feats, strict=True):
+            if feat is None:
+                try:
+                    feat = self.featurizer.phone_features(row.norm_text, row.word2ph or ())
+                except ValueError as exc:
+                    self.problems.append(Problem("1a", item.line_no, item.name, f"BERT features: {exc}"))
                     continue
-                atomic_torch_save(feat.float().contiguous(), files.bert(item.name))
-                finish(item, row)
-
-        for item, result in _phonemised(todo, version, workers):
-            if isinstance(result, str):
-                problems.append(Problem("1a", item.line_no, item.name, f"cannot read the text: {result}"))
-                progress("1a", skipped + processed + len(problems), len(items), item.name)
+            if feat.shape[-1] != len(row.phones):
+                message = f"BERT gave {feat.shape[-1]} vectors for {len(row.phones)} phones"
+                self.problems.append(Problem("1a", item.line_no, item.name, message))
                 continue
-            row = TextRow(item.name, result.phones, result.word2ph, result.norm_text)
-            if item.language == "zh":
-                pending_bert.append((item, row))
-                if len(pending_bert) >= BERT_BATCH:
-                    flush_bert()
-            else:
-                finish(item, row)
-            if should_stop():
-                stopped = True
-                break
-        flush_bert()
-    ledger.save()
-    if not stopped:
-        failed = {p.name for p in problems}  # a line whose new text fails loses its old row too
-        wanted = [rows[i.name] for i in items if i.name in rows and i.name not in failed]
-        write_name2text(files.name2text, wanted)
-        partial.unlink(missing_ok=True)
-    return StepReport("1a", len(items), processed, skipped, tuple(problems), stopped)
+            atomic_torch_save(feat.float().contiguous(), self.files.bert(item.name))
+            self.finish(item, row)
 
 
 def _phonemised(todo: Sequence[Item], version: str, workers: int) -> Iterator[tuple[Item, TextRow | str]]:
