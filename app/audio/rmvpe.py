@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import librosa
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from app.models.nn.spectrogram import mel_spectrogram
 
 logger = logging.getLogger(__name__)
 
@@ -194,19 +195,24 @@ class RMVPE(nn.Module):
             nn.Dropout(0.25),
             nn.Sigmoid(),
         )
-        mel = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=MEL_FMIN, fmax=MEL_FMAX, htk=True
-        )
-        self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
-        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
         cents = CENTS_PER_BIN * torch.arange(N_BINS, dtype=torch.float32) + CENTS_OFFSET
         self.register_buffer("cents", cents, persistent=False)
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, N) 16 kHz -> (B, 128, N // 160 + 1)."""
-        spec = torch.stft(audio, N_FFT, HOP, N_FFT, window=self.window, center=True, return_complex=True)
-        magnitude = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2))
-        return torch.log(torch.clamp(self.mel_basis @ magnitude, min=1e-5))
+        return mel_spectrogram(
+            audio,
+            N_FFT,
+            N_MELS,
+            SAMPLE_RATE,
+            HOP,
+            N_FFT,
+            MEL_FMIN,
+            MEL_FMAX,
+            magnitude_eps=0.0,
+            center=True,
+            htk=True,
+        )
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         n_frames = mel.shape[-1]

@@ -2,8 +2,8 @@
 
 The linear spectrogram (posterior input) and the mel spectrogram (reconstruction loss) follow
 4.1's ``mel_processing``: reflect padding by ``(n_fft - hop) / 2``, periodic Hann window, no
-centring, magnitude ``sqrt(re^2 + im^2 + 1e-6)`` (GPT-SoVITS uses 1e-8, hence not
-:func:`app.models.nn.spectrogram.linear_spectrogram`), Slaney mel filters, ``ln(max(x, 1e-5))``.
+centring, magnitude ``sqrt(re^2 + im^2 + 1e-6)`` (GPT-SoVITS uses 1e-8), Slaney mel filters,
+``ln(max(x, 1e-5))``: :mod:`app.models.nn.spectrogram` with 4.1's epsilon.
 
 Generator loss (4.1 ``train.py``): LSGAN adversarial + feature matching + ``c_mel`` x mel L1 +
 ``c_kl`` x KL + (with the F0 decoder) MSE between predicted and true log-f0.
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from app.models.nn import spectrogram
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.losses import feature_loss, generator_loss, kl_loss
 from app.models.nn.masks import slice_segments
-from app.models.nn.spectrogram import spec_to_mel
 from app.models.svc.config import DataSection
 from app.models.svc.synthesizer import SvcTrainOutput
 
@@ -29,20 +29,15 @@ DISCRIMINATOR_PERIODS = (2, 3, 5, 7, 11)  # so-vits-svc MultiPeriodDiscriminator
 
 def linear_spectrogram(y: torch.Tensor, data: DataSection) -> torch.Tensor:
     """(B, N) or (N,) audio in [-1, 1] -> (B, filter_length // 2 + 1, frames) magnitudes."""
-    if y.dim() == 1:
-        y = y.unsqueeze(0)
-    n_fft, hop, win = data.filter_length, data.hop_length, data.win_length
-    pad = (n_fft - hop) // 2
-    y = F.pad(y.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-    window = torch.hann_window(win, device=y.device, dtype=y.dtype)
-    spec = torch.stft(y, n_fft, hop, win, window=window, center=False, onesided=True, return_complex=True)
-    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + MAGNITUDE_EPS)
+    return spectrogram.linear_spectrogram(
+        y, data.filter_length, data.hop_length, data.win_length, magnitude_eps=MAGNITUDE_EPS
+    )
 
 
 def mel_spectrogram(y: torch.Tensor, data: DataSection) -> torch.Tensor:
     """(B, N) audio -> (B, n_mel_channels, frames) log-mel."""
     spec = linear_spectrogram(y, data)
-    return spec_to_mel(
+    return spectrogram.spec_to_mel(
         spec, data.filter_length, data.n_mel_channels, data.sampling_rate, data.mel_fmin, data.mel_fmax
     )
 
