@@ -9,31 +9,30 @@ in :mod:`app.ui.tabs.label_session`; this module only lays out components and wi
 
 from __future__ import annotations
 
-import gradio as gr
-import numpy as np
+from dataclasses import dataclass
 
-from app.audio import AudioError, audio_info, load_audio
+import gradio as gr
+
 from app.ui.context import UIContext
-from app.ui.tabs import label_pipeline
-from app.ui.tabs.label_session import (
-    LANGUAGE_CHOICES,
-    PAGE_SIZE,
-    ProofSession,
-    SessionError,
-    bad_lines_table,
-    delete_rows,
-    merge_selected,
-    open_or_warn,
-    page_view,
-    save,
-    selected,
-    set_filter,
-    show_page,
-    split_selected,
-    status_line,
-    sync_page,
-    undo,
+from app.ui.tabs.binding import bind
+from app.ui.tabs.label_handlers import (
+    Action,
+    LabelPage,
+    apply_filter,
+    delete_ticked,
+    edit,
+    go_to_page,
+    merge_ticked,
+    next_page,
+    open_editor,
+    previous_page,
+    save_list,
+    split_ticked,
+    undo_last,
 )
+from app.ui.tabs.label_pipeline import STRINGS as PIPELINE_STRINGS
+from app.ui.tabs.label_pipeline import build_pipeline
+from app.ui.tabs.label_session import LANGUAGE_CHOICES, PAGE_SIZE, ProofSession
 
 TAB_ID = "label"
 TITLE_KEY = "tab.label"
@@ -68,7 +67,7 @@ STRINGS = {
         "label.split_at": "Split point (s)",
         "label.undo": "Undo",
         "label.save": "Save",
-        **label_pipeline.STRINGS["en"],
+        **PIPELINE_STRINGS["en"],
     },
     "zh": {
         "tab.label": "标注校对",
@@ -92,162 +91,118 @@ STRINGS = {
         "label.split_at": "切分点 (秒)",
         "label.undo": "撤销",
         "label.save": "保存",
-        **label_pipeline.STRINGS["zh"],
+        **PIPELINE_STRINGS["zh"],
     },
 }
 
 
-def _player_value(session: ProofSession, view) -> tuple[int, np.ndarray] | None:
-    """(rate, int16 samples) for gr.Audio; clips may lie anywhere in the data folder, not only in output/."""
-    if view.audio is None:
-        return None
-    try:
-        rate = audio_info(view.audio).sample_rate
-        wav = load_audio(view.audio, rate, allow_silent=True)
-    except AudioError:
-        return None
-    return rate, (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16)
+@dataclass(frozen=True)
+class Slots:
+    """The page's row slots, each field in slot order."""
+
+    rows: tuple[gr.Row, ...]
+    checks: tuple[gr.Checkbox, ...]
+    audios: tuple[gr.Audio, ...]
+    texts: tuple[gr.Textbox, ...]
+    languages: tuple[gr.Dropdown, ...]
+
+    @property
+    def outputs(self) -> list[gr.components.Component | gr.Row]:
+        """In the order :func:`app.ui.tabs.label_handlers.render` returns their values."""
+        return [*self.rows, *self.checks, *self.audios, *self.texts, *self.languages]
 
 
-def render(session: ProofSession, note: str = "") -> list:
-    """Values for [state, status, bad lines, page, then per slot: row, check, audio, text, language]."""
-    views = page_view(session)
-    status = status_line(session) + (f"\n\n{note}" if note else "")
-    rows, checks, audios, texts, langs = [], [], [], [], []
-    for slot in range(PAGE_SIZE):
-        if slot < len(views):
-            view = views[slot]
-            rows.append(gr.update(visible=True))
-            checks.append(gr.update(value=False, label=view.label))
-            audios.append(gr.update(value=_player_value(session, view)))
-            texts.append(gr.update(value=view.text))
-            langs.append(gr.update(value=view.language))
-        else:
-            rows.append(gr.update(visible=False))
-            checks.append(gr.update(value=False, label=""))
-            audios.append(gr.update(value=None))
-            texts.append(gr.update(value=""))
-            langs.append(gr.update(value=None))
-    bad = bad_lines_table(session)
-    return [
-        session,
-        status,
-        gr.update(value=bad, visible=bool(bad)),
-        session.page + 1,
-        *rows,
-        *checks,
-        *audios,
-        *texts,
-        *langs,
-    ]
+def _slot(ctx: UIContext, slot: int) -> tuple[gr.Row, gr.Checkbox, gr.Audio, gr.Textbox, gr.Dropdown]:
+    choices = [(LANGUAGE_LABELS[c], c) for c in LANGUAGE_CHOICES]
+    with gr.Row(visible=False, elem_id=f"label-row-{slot}", equal_height=True) as row:
+        check = gr.Checkbox(label="", value=False, scale=1, min_width=120, elem_id=f"label-check-{slot}")
+        audio = gr.Audio(
+            type="numpy", interactive=False, show_label=False, scale=3, elem_id=f"label-audio-{slot}"
+        )
+        text = gr.Textbox(label=ctx.t("label.text"), lines=2, scale=5, elem_id=f"label-text-{slot}")
+        language = gr.Dropdown(
+            choices, label=ctx.t("label.language"), scale=1, min_width=120, elem_id=f"label-lang-{slot}"
+        )
+    return row, check, audio, text, language
 
 
-def build(ctx: UIContext) -> None:
-    home = ctx.layout.home
-    gr.Markdown(ctx.t("label.title"))
-    session = gr.State(ProofSession(home=home))
-    with gr.Row():
-        list_box = gr.Textbox(label=ctx.t("label.list"), scale=3, elem_id="label-list")
-        audio_dir = gr.Textbox(label=ctx.t("label.audio_dir"), scale=2, elem_id="label-audio-dir")
-        open_btn = gr.Button(ctx.t("label.open"), scale=1, elem_id="label-open")
-    built = label_pipeline.build_pipeline(ctx, list_box)
-    status = gr.Markdown(elem_id="label-status")
-    bad_lines = gr.Markdown(visible=False, elem_id="label-bad-lines")
+def _slots(ctx: UIContext) -> Slots:
+    rows, checks, audios, texts, languages = zip(
+        *(_slot(ctx, slot) for slot in range(PAGE_SIZE)), strict=True
+    )
+    return Slots(rows, checks, audios, texts, languages)
+
+
+def _filter_row(ctx: UIContext) -> tuple[gr.Textbox, gr.Number, gr.Number, gr.Button]:
     with gr.Row():
         query = gr.Textbox(label=ctx.t("label.filter_text"), scale=3, elem_id="label-filter-text")
         min_s = gr.Number(label=ctx.t("label.min_s"), value=0, minimum=0, scale=1, elem_id="label-min-s")
         max_s = gr.Number(label=ctx.t("label.max_s"), value=0, minimum=0, scale=1, elem_id="label-max-s")
-        filter_btn = gr.Button(ctx.t("label.filter"), scale=1, elem_id="label-filter")
+        button = gr.Button(ctx.t("label.filter"), scale=1, elem_id="label-filter")
+    return query, min_s, max_s, button
+
+
+def _pager(ctx: UIContext) -> tuple[gr.Button, gr.Number, gr.Button]:
     with gr.Row():
         prev_btn = gr.Button(ctx.t("label.prev"), elem_id="label-prev")
         page = gr.Number(label=ctx.t("label.page"), value=1, precision=0, elem_id="label-page")
         next_btn = gr.Button(ctx.t("label.next"), elem_id="label-next")
-    rows, checks, audios, texts, langs = [], [], [], [], []
-    choices = [(LANGUAGE_LABELS[c], c) for c in LANGUAGE_CHOICES]
-    for slot in range(PAGE_SIZE):
-        with gr.Row(visible=False, elem_id=f"label-row-{slot}", equal_height=True) as row:
-            checks.append(
-                gr.Checkbox(label="", value=False, scale=1, min_width=120, elem_id=f"label-check-{slot}")
-            )
-            audios.append(
-                gr.Audio(
-                    type="numpy", interactive=False, show_label=False, scale=3, elem_id=f"label-audio-{slot}"
-                )
-            )
-            texts.append(
-                gr.Textbox(label=ctx.t("label.text"), lines=2, scale=5, elem_id=f"label-text-{slot}")
-            )
-            langs.append(
-                gr.Dropdown(
-                    choices,
-                    label=ctx.t("label.language"),
-                    scale=1,
-                    min_width=120,
-                    elem_id=f"label-lang-{slot}",
-                )
-            )
-        rows.append(row)
+    return prev_btn, page, next_btn
+
+
+@dataclass(frozen=True)
+class EditBar:
+    """The buttons and fields under the rows."""
+
+    delete: gr.Button
+    gap: gr.Slider
+    merge: gr.Button
+    split_at: gr.Number
+    split: gr.Button
+    undo: gr.Button
+    save: gr.Button
+
+
+def _edit_bar(ctx: UIContext) -> EditBar:
     with gr.Row():
-        delete_btn = gr.Button(ctx.t("label.delete"), variant="stop", elem_id="label-delete")
-        gap = gr.Slider(0.0, 2.0, value=0.3, step=0.05, label=ctx.t("label.gap"), elem_id="label-gap")
-        merge_btn = gr.Button(ctx.t("label.merge"), elem_id="label-merge")
-        split_at = gr.Number(label=ctx.t("label.split_at"), value=1.0, elem_id="label-split-at")
-        split_btn = gr.Button(ctx.t("label.split"), elem_id="label-split")
-        undo_btn = gr.Button(ctx.t("label.undo"), elem_id="label-undo")
-        save_btn = gr.Button(ctx.t("label.save"), variant="primary", elem_id="label-save")
+        return EditBar(
+            delete=gr.Button(ctx.t("label.delete"), variant="stop", elem_id="label-delete"),
+            gap=gr.Slider(0.0, 2.0, value=0.3, step=0.05, label=ctx.t("label.gap"), elem_id="label-gap"),
+            merge=gr.Button(ctx.t("label.merge"), elem_id="label-merge"),
+            split_at=gr.Number(label=ctx.t("label.split_at"), value=1.0, elem_id="label-split-at"),
+            split=gr.Button(ctx.t("label.split"), elem_id="label-split"),
+            undo=gr.Button(ctx.t("label.undo"), elem_id="label-undo"),
+            save=gr.Button(ctx.t("label.save"), variant="primary", elem_id="label-save"),
+        )
 
-    outputs = [session, status, bad_lines, page, *rows, *checks, *audios, *texts, *langs]
-    page_inputs = [*texts, *langs, *checks]
 
-    def action(fn):
-        """An event handler: take in the page's edits, run ``fn(session, ticked_rows, *extra)``, re-render."""
+def build(ctx: UIContext) -> None:
+    gr.Markdown(ctx.t("label.title"))
+    session = gr.State(ProofSession(home=ctx.layout.home))
+    with gr.Row():
+        list_box = gr.Textbox(label=ctx.t("label.list"), scale=3, elem_id="label-list")
+        audio_dir = gr.Textbox(label=ctx.t("label.audio_dir"), scale=2, elem_id="label-audio-dir")
+        open_btn = gr.Button(ctx.t("label.open"), scale=1, elem_id="label-open")
+    built = build_pipeline(ctx, list_box)
+    status = gr.Markdown(elem_id="label-status")
+    bad_lines = gr.Markdown(visible=False, elem_id="label-bad-lines")
+    query, min_s, max_s, filter_btn = _filter_row(ctx)
+    prev_btn, page_number, next_btn = _pager(ctx)
+    slots = _slots(ctx)
+    bar = _edit_bar(ctx)
 
-        def handler(current: ProofSession, *values):
-            texts_in = values[:PAGE_SIZE]
-            langs_in = values[PAGE_SIZE : 2 * PAGE_SIZE]
-            checks_in = values[2 * PAGE_SIZE : 3 * PAGE_SIZE]
-            extra = values[3 * PAGE_SIZE :]
-            if current.list_path is None:
-                raise gr.Error("Open a .list file first.")
-            try:
-                synced = sync_page(current, texts_in, langs_in)
-                result = fn(synced, selected(synced, checks_in), *extra)
-            except (SessionError, AudioError, OSError) as exc:
-                raise gr.Error(str(exc)) from exc
-            new, note = result if isinstance(result, tuple) else (result, "")
-            return render(new, note)
-
-        return handler
-
-    def do_open(current: ProofSession, path: str, folder: str):
-        try:
-            opened, note = open_or_warn(current, path, folder)
-        except SessionError as exc:
-            raise gr.Error(str(exc)) from exc
-        return render(opened, note)
-
-    open_btn.click(do_open, [session, list_box, audio_dir], outputs, api_name="open_list")
-    built.success(do_open, [session, list_box, audio_dir], outputs)
-
-    def bounded(x) -> float:
-        return float(x) if x not in (None, "") else 0.0
-
-    def do_filter(s, _ticked, text, low, high):
-        # 0 (the fields' default) means no bound.
-        return set_filter(s, text, bounded(low) or None, bounded(high) or None)
-
-    events = [
-        (filter_btn, do_filter, [query, min_s, max_s]),
-        (prev_btn, lambda s, _t: show_page(s, s.page - 1), []),
-        (next_btn, lambda s, _t: show_page(s, s.page + 1), []),
-        (delete_btn, delete_rows, []),
-        (merge_btn, lambda s, t, g: merge_selected(s, t, bounded(g)), [gap]),
-        (split_btn, lambda s, t, at: split_selected(s, t, bounded(at)), [split_at]),
-        (undo_btn, lambda s, _t: undo(s), []),
-        (save_btn, lambda s, _t: save(s), []),
-    ]
-    for button, fn, extra in events:
-        button.click(action(fn), [session, *page_inputs, *extra], outputs)
-    page.submit(
-        action(lambda s, _t, p: show_page(s, int(bounded(p)) - 1)), [session, *page_inputs, page], outputs
-    )
+    outputs = [session, status, bad_lines, page_number, *slots.outputs]
+    open_btn.click(open_editor, [session, list_box, audio_dir], outputs, api_name="open_list")
+    built.success(open_editor, [session, list_box, audio_dir], outputs)
+    page = LabelPage(
+        session, slots.texts, slots.languages, slots.checks, query, min_s, max_s, page_number, bar.gap,
+        bar.split_at,
+    )  # fmt: skip
+    events: list[tuple[gr.Button, Action]] = [
+        (filter_btn, apply_filter), (prev_btn, previous_page), (next_btn, next_page),
+        (bar.delete, delete_ticked), (bar.merge, merge_ticked), (bar.split, split_ticked),
+        (bar.undo, undo_last), (bar.save, save_list),
+    ]  # fmt: skip
+    for button, action in events:
+        button.click(bind(edit, page, action), page.inputs, outputs)
+    page_number.submit(bind(edit, page, go_to_page), page.inputs, outputs)
