@@ -62,6 +62,7 @@ class DeviceQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._pending = 0  # admitted jobs not finished: the running one + the waiting ones
+        self._running = False  # a job is on the device now (pending also counts the waiting ones)
         self._durations: deque[float] = deque(maxlen=DURATION_WINDOW)
         self.completed = 0  # jobs finished (successfully or not)
         self.refused = 0  # submissions refused with QueueFull
@@ -71,6 +72,12 @@ class DeviceQueue:
         """Jobs running or waiting."""
         with self._lock:
             return self._pending
+
+    @property
+    def busy(self) -> bool:
+        """A job is running now."""
+        with self._lock:
+            return self._running
 
     def retry_after(self, pending: int | None = None) -> int:
         """Seconds until a slot is likely free: typical job time times the jobs ahead, rounded up."""
@@ -105,12 +112,15 @@ class DeviceQueue:
         return future
 
     def _timed(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            self._running = True
         start = time.perf_counter()
         try:
             return fn()
         finally:
             elapsed = time.perf_counter() - start
             with self._lock:
+                self._running = False
                 self._durations.append(elapsed)
 
     def _release(self, _: object) -> None:

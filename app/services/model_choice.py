@@ -3,8 +3,8 @@
 The choice is a small JSON file under the data root (``output/api/models.json``), written
 atomically and read on every request, so replicas sharing one data root agree on it and a
 choice survives restarts. Requests may also name their own models (or use a preset's); the
-choice only fills in what a request leaves open. Nothing is loaded here: loading happens in the
-device queue's worker (``app.services.pipelines``), so swaps never interrupt a running synthesis.
+choice only fills in what a request leaves open. Nothing is loaded here: loading happens in a job
+of the synthesis service (``app.services.synthesis``), so swaps never interrupt a running synthesis.
 
 A model path resolves only to a file :func:`app.services.weights.list_weights` offers (the
 weight folders and the pretrained base models), so an API client cannot point the safe readers

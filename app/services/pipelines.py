@@ -1,7 +1,7 @@
 """The one owner of loaded TTS pipelines: loaded once per (GPT file, SoVITS file, device, precision).
 
-The UI and the HTTP API ask :func:`shared_pipelines` for a pipeline and never load models
-themselves. At most ``max_loaded`` pipelines stay in memory (one by default: a full v2 pipeline
+Jobs of the synthesis service (:mod:`app.services.synthesis`, the one door the UI, the HTTP API
+and jobs go through) ask :func:`shared_pipelines` for a pipeline; nothing else loads models. At most ``max_loaded`` pipelines stay in memory (one by default: a full v2 pipeline
 holds about 1 GB); asking for another spec swaps it in under the cache's lock, so two requests
 for the same spec load it once. A pipeline in use by a running synthesis stays alive until that
 synthesis ends, even after it was swapped out.
@@ -83,5 +83,5 @@ class PipelineCache:
 
 @functools.lru_cache(maxsize=1)
 def shared_pipelines() -> PipelineCache:
-    """The process-wide cache the UI and the API share (created on first use)."""
+    """The process-wide cache every synthesis service shares (created on first use)."""
     return PipelineCache()
