@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import gradio as gr
 
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
-from app.data.preprocess.pipeline import PipelineError, PipelineOptions, PipelineResult, build_dataset
+from app.data.preprocess.pipeline import (
+    PipelineError,
+    PipelineOptions,
+    PipelineResult,
+    StageProgress,
+    build_dataset,
+)
 from app.data.preprocess.separate import DEFAULT_MODEL as DEFAULT_DEMUCS
 from app.data.preprocess.separate import DEMUCS_MODELS, SeparateOptions, SeparationError
 from app.data.preprocess.separate import list_audio_files as list_raw_files
@@ -21,8 +29,9 @@ from app.data.preprocess.transcribe import (
     bundled_model_path,
     installed_whisper_models,
 )
-from app.paths import PathOutsideRoot, resolve_inside
+from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.ui.context import UIContext
+from app.ui.tabs.binding import bind
 
 STAGE_NAMES = {"separate": "1 separate vocals", "slice": "2 slice", "transcribe": "3 transcribe"}
 
@@ -100,111 +109,145 @@ def summary(result: PipelineResult, home: Path) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class PipelineInputs:
+    """The panel's inputs, in the order :func:`run_pipeline` takes them."""
+
+    files: gr.File
+    folder: gr.Textbox
+    name: gr.Textbox
+    separate: gr.Checkbox
+    demucs: gr.Dropdown
+    shifts: gr.Slider
+    overlap: gr.Slider
+    min_length: gr.Number
+    threshold: gr.Slider
+    model: gr.Dropdown
+    language: gr.Dropdown
+    precision: gr.Dropdown
+    vad: gr.Checkbox
+    beam: gr.Slider
+
+    def as_list(self) -> list[gr.components.Component]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def _options(
+    separate: bool, demucs: str, shifts: float, overlap: float, min_length: float, threshold: float,
+    model: str, language: str, precision: str, vad: bool, beam: float,
+) -> PipelineOptions:  # fmt: skip
+    """The pipeline's options from the panel's values (sliders and numbers come as floats)."""
+    return PipelineOptions(
+        separate=bool(separate),
+        separation=SeparateOptions(model=demucs, shifts=int(shifts), overlap=float(overlap)),
+        slicer=SlicerOptions(
+            threshold_db=float(threshold),
+            min_length_ms=int(min_length),
+            min_interval_ms=min(300, int(min_length)),
+        ),
+        transcription=TranscribeOptions(
+            model=model, language=language, precision=precision, vad_filter=bool(vad), beam_size=int(beam)
+        ),
+    )
+
+
+def _report_stage(progress: gr.Progress, step: StageProgress) -> None:
+    progress(step.overall, desc=f"{STAGE_NAMES[step.stage]}: {step.message}")
+
+
+def run_pipeline(
+    layout: Layout,
+    files_in: list[str] | None, folder_in: str, name_in: str, sep_on: bool, demucs_in: str, shifts_in: float,
+    overlap_in: float, min_len: float, thr: float, model_in: str, lang_in: str, prec_in: str, vad_in: bool,
+    beam_in: float, progress: gr.Progress = gr.Progress(),
+) -> tuple[str, str]:  # fmt: skip
+    """Build the dataset; returns (summary, the new .list relative to the data folder).
+
+    The parameter names are those of the ``build_dataset`` API endpoint (Gradio takes them from here).
+    """
+    sources = [Path(f) for f in files_in or []]
+    try:
+        if (folder_in or "").strip():
+            sources += list_raw_files(resolve_inside(folder_in.strip(), layout.home))
+        options = _options(
+            sep_on,
+            demucs_in,
+            shifts_in,
+            overlap_in,
+            min_len,
+            thr,
+            model_in,
+            lang_in,
+            prec_in,
+            vad_in,
+            beam_in,
+        )
+    except (
+        PathOutsideRoot,
+        FileNotFoundError,
+        SlicerOptionsError,
+        SeparationError,
+        TranscriptionError,
+    ) as exc:
+        raise gr.Error(str(exc)) from exc
+    if not sources:
+        raise gr.Error("Nothing to build from: upload recordings or name a folder inside the data folder.")
+    report = functools.partial(_report_stage, progress)
+    try:
+        result = build_dataset(
+            sources, name_in or "", layout.output, layout.pretrained, options, progress=report
+        )
+    except (PipelineError, SeparationError, TranscriptionError, SlicerOptionsError, ValueError) as exc:
+        raise gr.Error(str(exc)) from exc
+    return summary(result, layout.home), str(result.list_path.relative_to(layout.home))
+
+
+def _sources_column(ctx: UIContext) -> tuple[gr.File, gr.Textbox, gr.Textbox]:
+    with gr.Column():
+        files = gr.File(label=ctx.t("label.pipe.files"), file_count="multiple", elem_id="label-pipe-files")
+        folder = gr.Textbox(label=ctx.t("label.pipe.folder"), elem_id="label-pipe-folder")
+        name = gr.Textbox(label=ctx.t("label.pipe.name"), value="speaker", elem_id="label-pipe-name")
+    return files, folder, name
+
+
+def _audio_column(
+    ctx: UIContext,
+) -> tuple[gr.Checkbox, gr.Dropdown, gr.Slider, gr.Slider, gr.Number, gr.Slider]:
+    """Separation and slicing settings."""
+    slicer = SlicerOptions()
+    with gr.Column():
+        separate = gr.Checkbox(label=ctx.t("label.pipe.separate"), value=False, elem_id="label-pipe-separate")
+        demucs = gr.Dropdown(list(DEMUCS_MODELS), value=DEFAULT_DEMUCS, label=ctx.t("label.pipe.demucs"))
+        shifts = gr.Slider(0, 10, value=1, step=1, label=ctx.t("label.pipe.shifts"))
+        overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=ctx.t("label.pipe.overlap"))
+        min_length = gr.Number(value=slicer.min_length_ms, precision=0, label=ctx.t("label.pipe.min_length"))
+        threshold = gr.Slider(-80, 0, value=slicer.threshold_db, step=1, label=ctx.t("label.pipe.threshold"))
+    return separate, demucs, shifts, overlap, min_length, threshold
+
+
+def _asr_column(ctx: UIContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, gr.Checkbox, gr.Slider]:
+    """Speech recognition settings, with a note saying which model "default" is here."""
+    pretrained = ctx.layout.pretrained
+    with gr.Column():
+        model = gr.Dropdown(_asr_choices(pretrained), value=DEFAULT_MODEL, label=ctx.t("label.pipe.asr"))
+        gr.Markdown(asr_note(pretrained), elem_id="label-pipe-asr-note")
+        language = gr.Dropdown(list(ASR_LANGUAGES), value="auto", label=ctx.t("label.pipe.language"))
+        precision = gr.Dropdown(list(PRECISIONS), value="auto", label=ctx.t("label.pipe.precision"))
+        vad = gr.Checkbox(value=True, label=ctx.t("label.pipe.vad"))
+        beam = gr.Slider(1, 10, value=5, step=1, label=ctx.t("label.pipe.beam"))
+    return model, language, precision, vad, beam
+
+
 def build_pipeline(ctx: UIContext, list_box: gr.Textbox) -> gr.events.Dependency:
     """The panel; returns the run event, which sets ``list_box`` to the new .list (chain ``.success`` to open it)."""
-    pretrained = ctx.layout.pretrained
-    slicer = SlicerOptions()
     with gr.Accordion(ctx.t("label.pipe.title"), open=False, elem_id="label-pipeline"):
         with gr.Row():
-            with gr.Column():
-                files = gr.File(
-                    label=ctx.t("label.pipe.files"), file_count="multiple", elem_id="label-pipe-files"
-                )
-                folder = gr.Textbox(label=ctx.t("label.pipe.folder"), elem_id="label-pipe-folder")
-                name = gr.Textbox(label=ctx.t("label.pipe.name"), value="speaker", elem_id="label-pipe-name")
-            with gr.Column():
-                separate = gr.Checkbox(
-                    label=ctx.t("label.pipe.separate"), value=False, elem_id="label-pipe-separate"
-                )
-                demucs = gr.Dropdown(
-                    list(DEMUCS_MODELS), value=DEFAULT_DEMUCS, label=ctx.t("label.pipe.demucs")
-                )
-                shifts = gr.Slider(0, 10, value=1, step=1, label=ctx.t("label.pipe.shifts"))
-                overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=ctx.t("label.pipe.overlap"))
-                min_length = gr.Number(
-                    value=slicer.min_length_ms, precision=0, label=ctx.t("label.pipe.min_length")
-                )
-                threshold = gr.Slider(
-                    -80, 0, value=slicer.threshold_db, step=1, label=ctx.t("label.pipe.threshold")
-                )
-            with gr.Column():
-                model = gr.Dropdown(
-                    _asr_choices(pretrained), value=DEFAULT_MODEL, label=ctx.t("label.pipe.asr")
-                )
-                gr.Markdown(asr_note(pretrained), elem_id="label-pipe-asr-note")
-                language = gr.Dropdown(list(ASR_LANGUAGES), value="auto", label=ctx.t("label.pipe.language"))
-                precision = gr.Dropdown(list(PRECISIONS), value="auto", label=ctx.t("label.pipe.precision"))
-                vad = gr.Checkbox(value=True, label=ctx.t("label.pipe.vad"))
-                beam = gr.Slider(1, 10, value=5, step=1, label=ctx.t("label.pipe.beam"))
+            inputs = PipelineInputs(*_sources_column(ctx), *_audio_column(ctx), *_asr_column(ctx))
         run = gr.Button(ctx.t("label.pipe.run"), variant="primary", elem_id="label-pipe-run")
         status = gr.Markdown(elem_id="label-pipe-status")
-
-    def run_pipeline(
-        files_in, folder_in, name_in, sep_on, demucs_in, shifts_in, overlap_in, min_len, thr,
-        model_in, lang_in, prec_in, vad_in, beam_in, progress=gr.Progress(),
-    ):  # fmt: skip
-        sources = [Path(f) for f in files_in or []]
-        try:
-            if (folder_in or "").strip():
-                sources += list_raw_files(resolve_inside(folder_in.strip(), ctx.layout.home))
-            options = PipelineOptions(
-                separate=bool(sep_on),
-                separation=SeparateOptions(model=demucs_in, shifts=int(shifts_in), overlap=float(overlap_in)),
-                slicer=SlicerOptions(
-                    threshold_db=float(thr),
-                    min_length_ms=int(min_len),
-                    min_interval_ms=min(300, int(min_len)),
-                ),
-                transcription=TranscribeOptions(
-                    model=model_in,
-                    language=lang_in,
-                    precision=prec_in,
-                    vad_filter=bool(vad_in),
-                    beam_size=int(beam_in),
-                ),
-            )
-        except (
-            PathOutsideRoot,
-            FileNotFoundError,
-            SlicerOptionsError,
-            SeparationError,
-            TranscriptionError,
-        ) as exc:
-            raise gr.Error(str(exc)) from exc
-        if not sources:
-            raise gr.Error(
-                "Nothing to build from: upload recordings or name a folder inside the data folder."
-            )
-
-        def report(step) -> None:
-            progress(step.overall, desc=f"{STAGE_NAMES[step.stage]}: {step.message}")
-
-        try:
-            result = build_dataset(
-                sources, name_in or "", ctx.layout.output, pretrained, options, progress=report
-            )
-        except (PipelineError, SeparationError, TranscriptionError, SlicerOptionsError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
-        return summary(result, ctx.layout.home), str(result.list_path.relative_to(ctx.layout.home))
-
     return run.click(
-        run_pipeline,
-        inputs=[
-            files,
-            folder,
-            name,
-            separate,
-            demucs,
-            shifts,
-            overlap,
-            min_length,
-            threshold,
-            model,
-            language,
-            precision,
-            vad,
-            beam,
-        ],
+        bind(run_pipeline, ctx.layout),
+        inputs=inputs.as_list(),
         outputs=[status, list_box],
         api_name="build_dataset",
         concurrency_id="gpu",
