@@ -1,21 +1,31 @@
-"""TTS tab: clone a voice from a 3-10 s reference clip and read text with it."""
+"""TTS tab: clone a voice from a 3-10 s reference clip and read text with it.
+
+The handlers are module functions of the values they receive (``ctx`` bound at wiring); ``build``
+only lays the page out and wires them. A synthesis is a job of the process's synthesis service
+(``ctx.synthesis``): it waits in the same line as the HTTP API's requests, and Stop, or a page
+that goes away, cancels it there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from app.infer import history
 from app.infer.pipeline import CFM_STEP_CHOICES, DEFAULT_CFM_STEPS
-from app.infer.request import TTSError, TTSInputError, TTSRequest, TTSResult
-from app.services.pipelines import shared_pipelines
+from app.infer.request import PipelineSpec, TTSError, TTSInputError, TTSRequest, TTSResult
+from app.paths import Layout
+from app.services.device_queue import QueueFull
 from app.services.weights import WeightsListing, flow_matching_version, list_weights, pipeline_spec
 from app.text import LanguageMode, SplitMethod
 from app.ui.context import UIContext
+from app.ui.tabs.binding import bind
 from app.ui.tabs.tts_strings import STRINGS
 
-__all__ = ["STRINGS", "TAB_ID", "TITLE_KEY", "build"]
+__all__ = ["STRINGS", "TAB_ID", "TITLE_KEY", "build", "refresh_models", "steps_for_model", "synthesize"]
 
 TAB_ID = "tts"
 TITLE_KEY = "tab.tts"
@@ -55,7 +65,7 @@ def _summary(result: TTSResult, wav: Path) -> str:
     return "\n".join(lines)
 
 
-def _history_rows(ctx: UIContext) -> list[tuple[str, str]]:
+def history_rows(ctx: UIContext) -> list[tuple[str, str]]:
     folder = ctx.layout.output / history.FOLDER
     return [
         (str(e.wav), f"{e.created} · seed {e.seed} · {e.duration:.1f} s · {e.text[:60]}")
@@ -63,14 +73,125 @@ def _history_rows(ctx: UIContext) -> list[tuple[str, str]]:
     ]
 
 
-def build(ctx: UIContext) -> None:
-    layout = ctx.layout
-    listing = list_weights(layout)
-    gpt_choices, sovits_choices = _model_choices(listing)
-    languages = [(ctx.t(f"tts.lang.{m.value}"), m.value) for m in LanguageMode]
-    splits = [(ctx.t(f"tts.split.{m.value}"), m.value) for m in SplitMethod]
+# ----------------------------------------------------------------------------- handlers
+def refresh_models(layout: Layout, gpt_now: str | None, sovits_now: str | None) -> tuple[Any, Any, str]:
+    """The weight folders read again; the chosen models stay chosen while they are still there."""
+    fresh = list_weights(layout)
+    g, s = _model_choices(fresh)
+    keep_g = gpt_now if gpt_now in {v for _, v in g} else (g[0][1] if g else None)
+    keep_s = sovits_now if sovits_now in {v for _, v in s} else (s[0][1] if s else None)
+    return gr.update(choices=g, value=keep_g), gr.update(choices=s, value=keep_s), _weights_message(fresh)
 
-    gr.Markdown(ctx.t("tts.title"))
+
+def steps_for_model(layout: Layout, sovits_path: str | None) -> Any:
+    """Sample steps are a v3/v4 setting: shown, with upstream's choices and default, for those models."""
+    return gr.update(**_steps_update(flow_matching_version(layout, sovits_path)))
+
+
+def synthesize(
+    ctx: UIContext,
+    gpt_path: str | None,
+    sovits_path: str | None,
+    precision: str,
+    ref_path: str | None,
+    ref_free: bool,
+    prompt: str | None,
+    prompt_lang: str,
+    extra_files: list[str] | None,
+    text: str | None,
+    text_lang: str,
+    split: str,
+    top_k: float,
+    top_p: float,
+    temperature: float,
+    penalty: float,
+    speed: float,
+    pause: float,
+    seed: float | None,
+    batch: float,
+    steps: int | None,
+    progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
+) -> Iterator[tuple[Any, Any, Any]]:
+    """The form's values -> a queued synthesis; yields (audio, info, history) as segments finish."""
+    layout = ctx.layout
+    try:
+        if not ref_path:
+            raise TTSInputError("no reference clip: upload or record 3-10 s of the voice to clone")
+        request = TTSRequest(
+            text=text or "",
+            reference=str(ref_path),
+            text_language=text_lang,
+            prompt_text=prompt or "",
+            prompt_language=prompt_lang,
+            reference_free=bool(ref_free),
+            extra_references=tuple(str(f) for f in extra_files or ()),
+            split_method=split,
+            top_k=int(top_k),
+            top_p=float(top_p),
+            temperature=float(temperature),
+            repetition_penalty=float(penalty),
+            speed=float(speed),
+            pause_seconds=float(pause),
+            seed=None if seed in (None, "") else int(seed),
+            batch_size=int(batch),
+            sample_steps=int(steps) if steps and flow_matching_version(layout, sovits_path) else None,
+        )
+        spec = pipeline_spec(layout, gpt_path or "", sovits_path or "", ctx.settings.device, precision)
+        result = yield from _follow(ctx, spec, request, progress)
+    except TTSError as exc:
+        raise gr.Error(str(exc)) from exc
+    entry = history.save(layout.output / history.FOLDER, request, result, spec)
+    yield str(entry.wav), _summary(result, entry.wav), history_rows(ctx)
+
+
+def _follow(
+    ctx: UIContext, spec: PipelineSpec, request: TTSRequest, progress: gr.Progress
+) -> Generator[tuple[Any, Any, Any], None, TTSResult]:
+    """Queue ``request`` on the device and report where it is; returns its :class:`TTSResult`.
+
+    A full line is refused at once (as the API answers 503). Leaving early (Stop, a closed page)
+    cancels the job: the device is free again at the next segment, not at the end of the text.
+    """
+    ahead = ctx.synthesis.metrics().pending
+    try:
+        chunks = ctx.synthesis.open_stream(spec, request, token_chunks=False)
+    except QueueFull as exc:
+        raise gr.Error(str(exc)) from exc
+    result: TTSResult | None = None
+    try:
+        if ahead:
+            progress(0.0, desc="waiting for the device")
+            yield gr.skip(), f"Waiting for the device ({ahead} request(s) ahead)…", gr.skip()
+        else:
+            progress(0.0, desc="loading models")
+            yield gr.skip(), "Loading models…", gr.skip()
+        for chunk in chunks:
+            if chunk.result is not None:
+                result = chunk.result
+            elif chunk.segment_done:
+                progress((chunk.segment + 1, chunk.segments), desc="segments")
+                yield gr.skip(), f"Segment {chunk.segment + 1} of {chunk.segments} done…", gr.skip()
+    finally:
+        chunks.cancel()  # a no-op once the job has finished
+    assert result is not None
+    return result
+
+
+def show_history(ctx: UIContext, rows: list[tuple[str, str]]) -> None:
+    """Players of the newest outputs (a ``gr.render`` body: runs again when ``rows`` change)."""
+    if not rows:
+        return
+    gr.Markdown(ctx.t("tts.history"))
+    with gr.Column(elem_id="tts-history"):
+        for path, label in rows:
+            gr.Audio(value=path, label=label, type="filepath", interactive=False, buttons=["download"])
+
+
+# ----------------------------------------------------------------------------- layout
+def _model_row(
+    ctx: UIContext, listing: WeightsListing
+) -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button]:
+    gpt_choices, sovits_choices = _model_choices(listing)
     with gr.Row(equal_height=True):
         gpt = gr.Dropdown(
             gpt_choices,
@@ -94,48 +215,67 @@ def build(ctx: UIContext) -> None:
             elem_id="tts-precision",
         )
         refresh = gr.Button(ctx.t("tts.refresh"), scale=1, elem_id="tts-refresh")
+    return gpt, sovits, precision, refresh
+
+
+def _reference_column(
+    ctx: UIContext, languages: list[tuple[Any, str]]
+) -> tuple[gr.Audio, gr.Checkbox, gr.Textbox, gr.Dropdown, gr.File]:
+    reference = gr.Audio(
+        sources=["upload", "microphone"],
+        type="filepath",
+        label=ctx.t("tts.reference"),
+        elem_id="tts-reference",
+    )
+    ref_free = gr.Checkbox(False, label=ctx.t("tts.ref_free"), elem_id="tts-ref-free")
+    prompt = gr.Textbox(label=ctx.t("tts.prompt"), lines=2, elem_id="tts-prompt")
+    prompt_lang = gr.Dropdown(
+        languages, value=DEFAULTS.prompt_language, label=ctx.t("tts.prompt_lang"), elem_id="tts-prompt-lang"
+    )
+    extras = gr.File(
+        label=ctx.t("tts.extra"), file_count="multiple", file_types=["audio"], elem_id="tts-extra"
+    )
+    return reference, ref_free, prompt, prompt_lang, extras
+
+
+def _parameters(ctx: UIContext, sovits_path: str | None) -> list[gr.components.Component]:
+    """The accordion's controls, in the order :func:`synthesize` takes them (split ... steps)."""
+    splits = [(ctx.t(f"tts.split.{m.value}"), m.value) for m in SplitMethod]
+    with gr.Accordion(ctx.t("tts.params"), open=False, elem_id="tts-params"):
+        return [
+            gr.Dropdown(splits, value=DEFAULTS.split_method, label=ctx.t("tts.split")),
+            gr.Slider(1, 100, value=DEFAULTS.top_k, step=1, label="top_k"),
+            gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="top_p"),
+            gr.Slider(0.0, 1.0, value=DEFAULTS.temperature, step=0.05, label="temperature"),
+            gr.Slider(0.05, 2.0, value=DEFAULTS.repetition_penalty, step=0.05, label=ctx.t("tts.penalty")),
+            gr.Slider(0.6, 1.65, value=DEFAULTS.speed, step=0.05, label=ctx.t("tts.speed")),
+            gr.Slider(0.0, 1.0, value=DEFAULTS.pause_seconds, step=0.05, label=ctx.t("tts.pause")),
+            gr.Number(-1, precision=0, label=ctx.t("tts.seed"), elem_id="tts-seed"),
+            gr.Slider(1, 20, value=DEFAULTS.batch_size, step=1, label=ctx.t("tts.batch")),
+            gr.Radio(
+                **_steps_update(flow_matching_version(ctx.layout, sovits_path)),
+                label=ctx.t("tts.steps"),
+                elem_id="tts-steps",
+            ),
+        ]
+
+
+def build(ctx: UIContext) -> None:
+    listing = list_weights(ctx.layout)
+    languages = [(ctx.t(f"tts.lang.{m.value}"), m.value) for m in LanguageMode]
+
+    gr.Markdown(ctx.t("tts.title"))
+    gpt, sovits, precision, refresh = _model_row(ctx, listing)
     missing = gr.Markdown(_weights_message(listing), elem_id="tts-missing")
     with gr.Row():
         with gr.Column():
-            reference = gr.Audio(
-                sources=["upload", "microphone"],
-                type="filepath",
-                label=ctx.t("tts.reference"),
-                elem_id="tts-reference",
-            )
-            ref_free = gr.Checkbox(False, label=ctx.t("tts.ref_free"), elem_id="tts-ref-free")
-            prompt = gr.Textbox(label=ctx.t("tts.prompt"), lines=2, elem_id="tts-prompt")
-            prompt_lang = gr.Dropdown(
-                languages,
-                value=DEFAULTS.prompt_language,
-                label=ctx.t("tts.prompt_lang"),
-                elem_id="tts-prompt-lang",
-            )
-            extras = gr.File(
-                label=ctx.t("tts.extra"), file_count="multiple", file_types=["audio"], elem_id="tts-extra"
-            )
+            reference, ref_free, prompt, prompt_lang, extras = _reference_column(ctx, languages)
         with gr.Column():
             text = gr.Textbox(label=ctx.t("tts.text"), lines=10, elem_id="tts-text")
             text_lang = gr.Dropdown(
                 languages, value=DEFAULTS.text_language, label=ctx.t("tts.text_lang"), elem_id="tts-text-lang"
             )
-            with gr.Accordion(ctx.t("tts.params"), open=False, elem_id="tts-params"):
-                split = gr.Dropdown(splits, value=DEFAULTS.split_method, label=ctx.t("tts.split"))
-                top_k = gr.Slider(1, 100, value=DEFAULTS.top_k, step=1, label="top_k")
-                top_p = gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="top_p")
-                temperature = gr.Slider(0.0, 1.0, value=DEFAULTS.temperature, step=0.05, label="temperature")
-                penalty = gr.Slider(
-                    0.05, 2.0, value=DEFAULTS.repetition_penalty, step=0.05, label=ctx.t("tts.penalty")
-                )
-                speed = gr.Slider(0.6, 1.65, value=DEFAULTS.speed, step=0.05, label=ctx.t("tts.speed"))
-                pause = gr.Slider(0.0, 1.0, value=DEFAULTS.pause_seconds, step=0.05, label=ctx.t("tts.pause"))
-                seed = gr.Number(-1, precision=0, label=ctx.t("tts.seed"), elem_id="tts-seed")
-                batch = gr.Slider(1, 20, value=DEFAULTS.batch_size, step=1, label=ctx.t("tts.batch"))
-                steps = gr.Radio(
-                    **_steps_update(flow_matching_version(layout, sovits.value)),
-                    label=ctx.t("tts.steps"),
-                    elem_id="tts-steps",
-                )
+            parameters = _parameters(ctx, sovits.value)
     with gr.Row():
         run = gr.Button(ctx.t("tts.run"), variant="primary", elem_id="tts-run")
         stop = gr.Button(ctx.t("tts.stop"), variant="stop", elem_id="tts-stop")
@@ -147,85 +287,26 @@ def build(ctx: UIContext) -> None:
         elem_id="tts-output",
     )
     info = gr.Markdown(elem_id="tts-info")
-    past = gr.State(lambda: _history_rows(ctx))  # read again on every page load
+    # A callable, read again on every page load (a State's value must deep-copy, a bound ctx does not).
+    past = gr.State(lambda: history_rows(ctx))
 
-    def do_refresh(gpt_now: str | None, sovits_now: str | None):
-        fresh = list_weights(layout)
-        g, s = _model_choices(fresh)
-        keep_g = gpt_now if gpt_now in {v for _, v in g} else (g[0][1] if g else None)
-        keep_s = sovits_now if sovits_now in {v for _, v in s} else (s[0][1] if s else None)
-        return (
-            gr.update(choices=g, value=keep_g),
-            gr.update(choices=s, value=keep_s),
-            _weights_message(fresh),
-        )
-
-    refresh.click(do_refresh, [gpt, sovits], [gpt, sovits, missing], api_name="tts_refresh_models")
-    # Sample steps are a v3/v4 setting: shown, with upstream's choices and default, for those models.
-    sovits.change(
-        lambda path: gr.update(**_steps_update(flow_matching_version(layout, path))), sovits, steps,
-        show_progress="hidden",
-    )  # fmt: skip
-
-    def synthesize(
-        gpt_path, sovits_path, precision_v, ref_path, ref_free_v, prompt_v, prompt_lang_v, extra_files, text_v,
-        text_lang_v, split_v, top_k_v, top_p_v, temperature_v, penalty_v, speed_v, pause_v, seed_v, batch_v,
-        steps_v, progress=gr.Progress(),
-    ):  # fmt: skip
-        try:
-            if not ref_path:
-                raise TTSInputError("no reference clip: upload or record 3-10 s of the voice to clone")
-            request = TTSRequest(
-                text=text_v or "",
-                reference=str(ref_path),
-                text_language=text_lang_v,
-                prompt_text=prompt_v or "",
-                prompt_language=prompt_lang_v,
-                reference_free=bool(ref_free_v),
-                extra_references=tuple(str(f) for f in extra_files or ()),
-                split_method=split_v,
-                top_k=int(top_k_v),
-                top_p=float(top_p_v),
-                temperature=float(temperature_v),
-                repetition_penalty=float(penalty_v),
-                speed=float(speed_v),
-                pause_seconds=float(pause_v),
-                seed=None if seed_v in (None, "") else int(seed_v),
-                batch_size=int(batch_v),
-                sample_steps=int(steps_v) if steps_v and flow_matching_version(layout, sovits_path) else None,
-            )
-            spec = pipeline_spec(layout, gpt_path or "", sovits_path or "", ctx.settings.device, precision_v)
-            progress(0.0, desc="loading models")
-            yield gr.skip(), "Loading models…", gr.skip()
-            pipeline = shared_pipelines().get(spec)
-            progress(0.02, desc="reading the reference and the text")
-            result = None
-            for chunk in pipeline.stream(request, token_chunks=False):
-                if chunk.result is not None:
-                    result = chunk.result
-                elif chunk.segment_done:
-                    progress((chunk.segment + 1, chunk.segments), desc="segments")
-                    yield gr.skip(), f"Segment {chunk.segment + 1} of {chunk.segments} done…", gr.skip()
-        except TTSError as exc:
-            raise gr.Error(str(exc)) from exc
-        assert result is not None
-        entry = history.save(layout.output / history.FOLDER, request, result, spec)
-        yield str(entry.wav), _summary(result, entry.wav), _history_rows(ctx)
-
-    inputs = [
-        gpt, sovits, precision, reference, ref_free, prompt, prompt_lang, extras, text, text_lang, split,
-        top_k, top_p, temperature, penalty, speed, pause, seed, batch, steps,
-    ]  # fmt: skip
+    refresh.click(
+        bind(refresh_models, ctx.layout),
+        [gpt, sovits],
+        [gpt, sovits, missing],
+        api_name="tts_refresh_models",
+    )
+    steps = parameters[-1]
+    sovits.change(bind(steps_for_model, ctx.layout), sovits, steps, show_progress="hidden")
+    # In the order synthesize() takes their values.
+    form = [gpt, sovits, precision, reference, ref_free, prompt, prompt_lang, extras, text, text_lang]
+    form += parameters
     event = run.click(
-        synthesize, inputs, [output, info, past], api_name="tts_synthesize", concurrency_id="cpu_heavy"
+        bind(synthesize, ctx),
+        form,
+        [output, info, past],
+        api_name="tts_synthesize",
+        concurrency_id="cpu_heavy",
     )
     stop.click(None, cancels=[event])
-
-    @gr.render(inputs=past)
-    def show_history(rows: list[tuple[str, str]]) -> None:
-        if not rows:
-            return
-        gr.Markdown(ctx.t("tts.history"))
-        with gr.Column(elem_id="tts-history"):
-            for path, label in rows:
-                gr.Audio(value=path, label=label, type="filepath", interactive=False, buttons=["download"])
+    gr.render(inputs=past)(bind(show_history, ctx))
