@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from app.text import zh_pinyin
+import app.text.zh_pinyin as zh_pinyin
 from app.text.symbols import PUNCTUATION, UNK, check_version
 from app.text.types import G2P
 from app.text.zh_lexicon import ERHUA_WORDS, NOT_ERHUA_WORDS
@@ -105,7 +105,7 @@ def word_readings(
     words = merge_words(zh_pinyin.words_with_pos(clause))
     predicted = None
     if g2pw_dir is not None:
-        from app.text import g2pw  # lazy: onnxruntime, numpy
+        import app.text.g2pw as g2pw  # lazy: onnxruntime, numpy
 
         predicted = g2pw.predict(clause, g2pw_dir)
     out = []

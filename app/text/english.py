@@ -160,9 +160,9 @@ def _wordsegment():
 
 @lru_cache(maxsize=1)
 def _neural():
-    from app.text import en_neural
+    from app.text.en_neural import load
 
-    return en_neural.load()
+    return load()
 
 
 def _word_phones(text: str) -> list[str]:

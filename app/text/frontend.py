@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from app.text import overrides as ov
+import app.text.overrides as ov
 from app.text.cleaner import UnsupportedLanguage, clean_text, languages
 from app.text.symbols import check_version, phones_to_ids
 
@@ -147,7 +147,7 @@ def _language_runs(text: str, mode: LanguageMode) -> list[tuple[str, str]]:
     """(text, language) runs of ``text`` as ``mode`` decides them (upstream's segmentation)."""
     if mode is LanguageMode.EN:
         return [(text, "en")]
-    from app.text import langsegment  # lazy: loads the language detector
+    import app.text.langsegment as langsegment  # lazy: loads the language detector
 
     if mode in (LanguageMode.ALL_ZH, LanguageMode.ALL_YUE, LanguageMode.ALL_JA, LanguageMode.ALL_KO):
         default = {"all_zh": "zh", "all_yue": "zh", "all_ja": "ja", "all_ko": "ko"}[mode.value]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.text import zh_pinyin
 from app.text.symbols import (
     ARPA_BARE,
     ARPA_CONSONANTS,
@@ -28,6 +27,7 @@ from app.text.symbols import (
     YUE_PREFIX,
     symbol_to_id,
 )
+from app.text.zh_pinyin import syllable_symbols
 
 OVERRIDE_RE = re.compile(r"\{([^{}|]+)\|([^{}]*)\}")
 _PINYIN = re.compile(r"^([bpmfdtnlgkhjqxrzcsyw]|zh|ch|sh)?([aeiouvü][a-zü]*|ng|n|m|r)([1-5])$")
@@ -89,14 +89,14 @@ def _split_pinyin(initial: str, final: str) -> tuple[str, str] | None:
     if initial == "y":
         final = {"u": "v", "uan": "van", "ue": "ve", "un": "vn"}.get(final, final)
         if final.startswith("v"):
-            return zh_pinyin.syllable_symbols("", final)
-        return zh_pinyin.syllable_symbols("", final if final.startswith("i") else "i" + final)
+            return syllable_symbols("", final)
+        return syllable_symbols("", final if final.startswith("i") else "i" + final)
     if initial == "w":
-        return zh_pinyin.syllable_symbols("", final if final == "u" else "u" + final)
+        return syllable_symbols("", final if final == "u" else "u" + final)
     if initial in ("j", "q", "x") and final.startswith("u"):
         final = "v" + final[1:]
     full = {"ui": "uei", "iu": "iou", "un": "uen"}.get(final, final)
-    return zh_pinyin.syllable_symbols(initial, full if initial else final)
+    return syllable_symbols(initial, full if initial else final)
 
 
 def _jyutping_phones(written: str, tokens: list[str]) -> tuple[list[str], list[int]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from app.text import zh_numbers as num
+import app.text.zh_numbers as num
 
 
 def _words(text: str) -> tuple[str, ...]:

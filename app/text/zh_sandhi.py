@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from app.text import zh_pinyin
 from app.text.zh_lexicon import NEUTRAL_TONE_WORDS, NOT_NEUTRAL_WORDS
+from app.text.zh_pinyin import finals_of, search_words
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def _all_third(finals: list[str]) -> bool:
 
 def _split_in_two(word: str) -> list[str]:
     """Cut a word into two parts at its shortest dictionary sub-word (first or last part)."""
-    parts = sorted(zh_pinyin.search_words(word), key=len)
+    parts = sorted(search_words(word), key=len)
     first = parts[0]
     if word.find(first) == 0:
         return [first, word[len(first) :]]
@@ -208,7 +208,7 @@ def _is_reduplication(word: str) -> bool:
 def _merge_third_tones(words: list[Word], whole: bool) -> list[Word]:
     """Join a word to the previous one when both are third tone (``whole``: every syllable;
     otherwise the last syllable before and the first after), up to three syllables."""
-    finals = [zh_pinyin.finals_of(text) for text, _ in words]
+    finals = [finals_of(text) for text, _ in words]
     out: list[Word] = []
     merged_last = [False] * len(words)
     for i, (text, pos) in enumerate(words):
