@@ -133,9 +133,11 @@ class SynthesisService:
         self.pipelines = pipelines
 
     @classmethod
-    def create(cls, queue_limit: int = Settings.queue_limit) -> SynthesisService:
-        """A service of ``queue_limit`` waiting jobs over the process-wide pipeline cache."""
-        return cls(DeviceQueue(queue_limit, name=THREAD_NAME), shared_pipelines())
+    def create(
+        cls, queue_limit: int = Settings.queue_limit, pipelines: PipelineSource | None = None
+    ) -> SynthesisService:
+        """A service of ``queue_limit`` waiting jobs over ``pipelines`` (default: the process-wide cache)."""
+        return cls(DeviceQueue(queue_limit, name=THREAD_NAME), pipelines or shared_pipelines())
 
     def run(self, job: Callable[[], T]) -> Future[T]:
         """Queue any work on the device (an SVC conversion, a preview).
