@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import gradio as gr
 from app.audio import AUDIO_EXTENSIONS
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
 from app.data.preprocess.slice import SliceReport, collect_inputs, slice_files
-from app.paths import PathOutsideRoot, resolve_inside
+from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.ui.context import UIContext
+from app.ui.tabs.binding import bind
 
 TAB_ID = "dataset"
 TITLE_KEY = "tab.dataset"
@@ -62,11 +64,11 @@ STRINGS = {
 }
 
 
-def _sources(ctx: UIContext, files: list[str] | None, folder: str) -> list[Path]:
+def _sources(layout: Layout, files: list[str] | None, folder: str) -> list[Path]:
     sources = [Path(f) for f in files or []]
     if folder.strip():
         try:
-            where = resolve_inside(folder.strip(), ctx.layout.home)
+            where = resolve_inside(folder.strip(), layout.home)
         except PathOutsideRoot as exc:
             raise gr.Error(str(exc)) from exc
         if not where.exists():
@@ -89,100 +91,98 @@ def _summary(report: SliceReport) -> str:
     return "\n".join(lines)
 
 
-def build(ctx: UIContext) -> None:
+def _report_file(progress: gr.Progress, done: int, total: int, name: str) -> None:
+    progress((done, total), desc=name)
+
+
+def slice_clips(
+    layout: Layout,
+    files_in: list[str] | None, folder_in: str, out_in: str, thr: float, min_len: float, min_int: float,
+    hop_ms: float, max_sil_ms: float, peak_v: float, alpha_v: float, n_workers: float,
+    progress: gr.Progress = gr.Progress(),
+) -> tuple[str, list[str]]:  # fmt: skip
+    """Slice the sources into ``output/<out_in>``; returns (summary, clip paths).
+
+    The parameter names are those of the ``slice`` API endpoint (Gradio takes them from here).
+    """
+    try:
+        opts = SlicerOptions(
+            threshold_db=float(thr),
+            min_length_ms=int(min_len),
+            min_interval_ms=int(min_int),
+            hop_ms=int(hop_ms),
+            max_sil_kept_ms=int(max_sil_ms),
+            peak=float(peak_v),
+            alpha=float(alpha_v),
+        )
+        out_dir = resolve_inside(out_in.strip() or DEFAULT_OUT, layout.output)
+    except (SlicerOptionsError, PathOutsideRoot, TypeError, ValueError) as exc:
+        raise gr.Error(str(exc)) from exc
+    sources = _sources(layout, files_in, folder_in)
+    progress((0, len(sources)), desc="slicing")
+    report_progress = functools.partial(_report_file, progress)
+    report = slice_files(sources, out_dir, opts, workers=int(n_workers), progress=report_progress)
+    return _summary(report), [str(p) for p in report.clips]
+
+
+def show_clips(ctx: UIContext, paths: list[str]) -> None:
+    """Players for the first clips (``gr.render``: rebuilt whenever the clip list changes)."""
+    if not paths:
+        return
+    gr.Markdown(ctx.t("dataset.clips"))
+    with gr.Column(elem_id="dataset-clips"):
+        for path in paths[:MAX_SHOWN]:
+            gr.Audio(
+                value=path, label=Path(path).name, type="filepath", interactive=False, buttons=["download"]
+            )
+
+
+def _sources_column(ctx: UIContext) -> list[gr.components.Component]:
+    """Uploaded files, a server folder, and the output folder name."""
+    with gr.Column():
+        files = gr.File(
+            label=ctx.t("dataset.files"),
+            file_count="multiple",
+            file_types=sorted(AUDIO_EXTENSIONS),
+            elem_id="dataset-files",
+        )
+        folder = gr.Textbox(
+            label=ctx.t("dataset.folder"), info=ctx.t("dataset.folder.info"), elem_id="dataset-folder"
+        )
+        out_name = gr.Textbox(label=ctx.t("dataset.out"), value=DEFAULT_OUT, elem_id="dataset-out")
+    return [files, folder, out_name]
+
+
+def _slicer_column(ctx: UIContext) -> list[gr.components.Component]:
+    """The slicer's settings and the worker count, in :func:`slice_clips`'s order."""
     defaults = SlicerOptions()
     cpus = os.cpu_count() or 1
+    with gr.Column(), gr.Accordion(ctx.t("dataset.params"), open=True):
+        return [
+            gr.Slider(-80, 0, value=defaults.threshold_db, step=1, label=ctx.t("dataset.threshold")),
+            gr.Number(value=defaults.min_length_ms, precision=0, label=ctx.t("dataset.min_length")),
+            gr.Number(value=defaults.min_interval_ms, precision=0, label=ctx.t("dataset.min_interval")),
+            gr.Number(value=defaults.hop_ms, precision=0, label=ctx.t("dataset.hop")),
+            gr.Number(value=defaults.max_sil_kept_ms, precision=0, label=ctx.t("dataset.max_sil_kept")),
+            gr.Slider(0.05, 1.0, value=defaults.peak, step=0.05, label=ctx.t("dataset.max")),
+            gr.Slider(0.0, 1.0, value=defaults.alpha, step=0.05, label=ctx.t("dataset.alpha")),
+            gr.Slider(1, cpus, value=min(4, cpus), step=1, label=ctx.t("dataset.workers")),
+        ]
+
+
+def build(ctx: UIContext) -> None:
     gr.Markdown(ctx.t("dataset.slicer.title"))
     with gr.Row():
-        with gr.Column():
-            files = gr.File(
-                label=ctx.t("dataset.files"),
-                file_count="multiple",
-                file_types=sorted(AUDIO_EXTENSIONS),
-                elem_id="dataset-files",
-            )
-            folder = gr.Textbox(
-                label=ctx.t("dataset.folder"), info=ctx.t("dataset.folder.info"), elem_id="dataset-folder"
-            )
-            out_name = gr.Textbox(label=ctx.t("dataset.out"), value=DEFAULT_OUT, elem_id="dataset-out")
-        with gr.Column(), gr.Accordion(ctx.t("dataset.params"), open=True):
-            threshold = gr.Slider(
-                -80, 0, value=defaults.threshold_db, step=1, label=ctx.t("dataset.threshold")
-            )
-            min_length = gr.Number(
-                value=defaults.min_length_ms, precision=0, label=ctx.t("dataset.min_length")
-            )
-            min_interval = gr.Number(
-                value=defaults.min_interval_ms, precision=0, label=ctx.t("dataset.min_interval")
-            )
-            hop = gr.Number(value=defaults.hop_ms, precision=0, label=ctx.t("dataset.hop"))
-            max_sil = gr.Number(
-                value=defaults.max_sil_kept_ms, precision=0, label=ctx.t("dataset.max_sil_kept")
-            )
-            peak = gr.Slider(0.05, 1.0, value=defaults.peak, step=0.05, label=ctx.t("dataset.max"))
-            alpha = gr.Slider(0.0, 1.0, value=defaults.alpha, step=0.05, label=ctx.t("dataset.alpha"))
-            workers = gr.Slider(1, cpus, value=min(4, cpus), step=1, label=ctx.t("dataset.workers"))
+        sources = _sources_column(ctx)
+        settings = _slicer_column(ctx)
     run = gr.Button(ctx.t("dataset.run"), variant="primary", elem_id="dataset-run")
     status = gr.Markdown(elem_id="dataset-status")
     clips = gr.State([])
-
-    def slice_clips(
-        files_in, folder_in, out_in, thr, min_len, min_int, hop_ms, max_sil_ms, peak_v, alpha_v, n_workers,
-        progress=gr.Progress(),
-    ):  # fmt: skip
-        try:
-            opts = SlicerOptions(
-                threshold_db=float(thr),
-                min_length_ms=int(min_len),
-                min_interval_ms=int(min_int),
-                hop_ms=int(hop_ms),
-                max_sil_kept_ms=int(max_sil_ms),
-                peak=float(peak_v),
-                alpha=float(alpha_v),
-            )
-            out_dir = resolve_inside(out_in.strip() or DEFAULT_OUT, ctx.layout.output)
-        except (SlicerOptionsError, PathOutsideRoot, TypeError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
-        sources = _sources(ctx, files_in, folder_in)
-        progress((0, len(sources)), desc="slicing")
-
-        def report_progress(done: int, total: int, name: str) -> None:
-            progress((done, total), desc=name)
-
-        report = slice_files(sources, out_dir, opts, workers=int(n_workers), progress=report_progress)
-        return _summary(report), [str(p) for p in report.clips]
-
     run.click(
-        slice_clips,
-        inputs=[
-            files,
-            folder,
-            out_name,
-            threshold,
-            min_length,
-            min_interval,
-            hop,
-            max_sil,
-            peak,
-            alpha,
-            workers,
-        ],
+        bind(slice_clips, ctx.layout),
+        inputs=[*sources, *settings],
         outputs=[status, clips],
         api_name="slice",
         concurrency_id="cpu_heavy",
     )
-
-    @gr.render(inputs=clips)
-    def show_clips(paths: list[str]) -> None:
-        if not paths:
-            return
-        gr.Markdown(ctx.t("dataset.clips"))
-        with gr.Column(elem_id="dataset-clips"):
-            for path in paths[:MAX_SHOWN]:
-                gr.Audio(
-                    value=path,
-                    label=Path(path).name,
-                    type="filepath",
-                    interactive=False,
-                    buttons=["download"],
-                )
+    gr.render(inputs=clips)(bind(show_clips, ctx))
