@@ -10,7 +10,7 @@ from app.paths import Layout
 from app.settings import Settings
 from app.ui.context import UIContext
 from app.ui.i18n import COMMON, build_i18n
-from app.ui.tabs import TABS
+from app.ui.tabs.registry import TABS
 
 # Long result lists scroll inside their box instead of stretching the page.
 CSS = """

@@ -8,7 +8,7 @@ import pytest
 from app.settings import Settings
 from app.ui import i18n
 from app.ui.app import app_i18n, build_app, launch_kwargs
-from app.ui.tabs import TABS
+from app.ui.tabs.registry import TABS
 
 
 def test_every_tab_module_follows_the_contract():

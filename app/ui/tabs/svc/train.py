@@ -13,15 +13,19 @@ import gradio as gr
 import pandas as pd
 
 from app.data.preprocess.svc.cluster import train_clusters
-from app.paths import PathOutsideRoot, SvcExperiment, resolve_inside
+from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.runconfig import PRECISIONS, SvcRunConfig
 from app.runstatus import METRICS_FILE, read_metrics
 from app.services import svc as svc_service
 from app.services.jobs import JobError, JobView
+from app.settings import Settings
 from app.ui.context import UIContext
+from app.ui.tabs.binding import bind
+from app.ui.tabs.svc.experiment import experiment_tree
 
 PLOTTED = ("loss_g", "loss_d", "mel", "kl", "fm", "lf0")  # metrics.jsonl columns drawn
 REFRESH_S = 2.0
+LOSS_COLUMNS = ["step", "loss", "value"]
 
 STRINGS = {
     "en": {
@@ -59,14 +63,6 @@ STRINGS = {
 }
 
 
-def experiment_tree(ctx: UIContext, name: str | None) -> SvcExperiment:
-    """The experiment named in the UI; raises gr.Error for an empty or invalid name."""
-    try:
-        return ctx.layout.svc_experiment((name or "").strip())
-    except ValueError as exc:
-        raise gr.Error(f"Choose or type an experiment name first ({exc}).") from exc
-
-
 def status_text(view: JobView | None) -> str:
     """A few Markdown lines about a training job."""
     if view is None:
@@ -95,10 +91,101 @@ def loss_frame(models_dir: Path) -> pd.DataFrame:
         for name in PLOTTED
         if name in r
     ]
-    return pd.DataFrame(rows, columns=["step", "loss", "value"])
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+def latest(layout: Layout, name: str | None) -> JobView | None:
+    """The newest training job of the experiment, if any."""
+    if not (name or "").strip():
+        return None
+    views = svc_service.training_jobs(layout, name.strip())
+    return views[0] if views else None
+
+
+def refresh(layout: Layout, name: str | None) -> tuple[str, pd.DataFrame]:
+    """(status, losses) of the experiment's newest job: the timer's poll."""
+    if not (name or "").strip():
+        return "", pd.DataFrame(columns=LOSS_COLUMNS)
+    tree = experiment_tree(layout, name)
+    return status_text(latest(layout, name)), loss_frame(tree.models)
+
+
+def _base_pair(layout: Layout, base_path: str | None) -> tuple[Path | None, Path | None]:
+    """(G_0, D_0) typed in as the base; the D_ file beside it when there is one."""
+    if not (base_path or "").strip():
+        return None, None
+    try:
+        base_g = resolve_inside(base_path.strip(), layout.home)
+    except PathOutsideRoot as exc:
+        raise gr.Error(str(exc)) from exc
+    if not base_g.is_file():
+        raise gr.Error(f"{base_g} does not exist")
+    candidate = base_g.with_name(base_g.name.replace("G_", "D_", 1))
+    return base_g, (candidate if candidate.is_file() and candidate != base_g else None)
+
+
+def start_job(
+    layout: Layout,
+    settings: Settings,
+    name: str | None,
+    steps: float,
+    epochs: float,
+    save_every: float,
+    keep: float,
+    batch_size: float,
+    learning_rate: float,
+    precision: str,
+    base_path: str | None,
+    export_half: bool,
+) -> tuple[str, pd.DataFrame]:
+    """Write the run config and start (or queue) the training job; (status, losses)."""
+    tree = experiment_tree(layout, name)
+    if not tree.config.is_file() or not tree.train_list.is_file():
+        raise gr.Error(f"{tree.root.name}: run the dataset step first (no configs/config.json or filelists)")
+    running = latest(layout, name)
+    if running is not None and running.state in ("running", "queued"):
+        raise gr.Error(f"job {running.id} is already {running.state} for this experiment")
+    base_g, base_d = _base_pair(layout, base_path)
+    # 0 in a number box becomes None: the trainer takes config.json's value (keep: 0 keeps all).
+    run = SvcRunConfig(
+        experiment=tree.root, base_g=base_g, base_d=base_d, epochs=int(epochs) or None,
+        max_steps=int(steps) or None, save_every=int(save_every) or None, keep_checkpoints=int(keep),
+        batch_size=int(batch_size) or None, learning_rate=float(learning_rate) or None, precision=precision,
+        device=settings.device, export_half=bool(export_half),
+    )  # fmt: skip
+    try:
+        view = svc_service.submit_training(layout, run)
+    except JobError as exc:
+        raise gr.Error(str(exc)) from exc
+    return status_text(view), loss_frame(tree.models)
+
+
+def stop_job(layout: Layout, name: str | None) -> str:
+    """Ask the running job to save and stop; its status."""
+    view = latest(layout, name)
+    if view is None or view.state not in ("running", "queued"):
+        raise gr.Error("No running training job for this experiment.")
+    stopped = svc_service.stop_job(layout, view.id)
+    time.sleep(0.2)
+    return status_text(stopped)
+
+
+def build_cluster(
+    layout: Layout,
+    name: str | None,
+    progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
+) -> str:
+    """Train the per-speaker k-means centres the cluster ratio pulls toward."""
+    tree = experiment_tree(layout, name)
+    try:
+        path = train_clusters(tree, progress=lambda done, total, spk: progress((done, total), desc=spk))
+    except (FileNotFoundError, ValueError) as exc:
+        raise gr.Error(str(exc)) from exc
+    return f"cluster model written: `{path}`"
 
 
 def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
+    """The step's components, wired to the handlers above."""
     with gr.Row():
         with gr.Column():
             steps = gr.Number(value=0, precision=0, label=ctx.t("svc.tr.steps"), elem_id="svc-tr-steps")
@@ -121,68 +208,11 @@ def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
     plot = gr.LinePlot(x="step", y="value", color="loss", label=ctx.t("svc.tr.plot"), elem_id="svc-tr-plot")
     timer = gr.Timer(REFRESH_S)
 
-    def latest(name: str | None) -> JobView | None:
-        if not (name or "").strip():
-            return None
-        views = svc_service.training_jobs(ctx.layout, name.strip())
-        return views[0] if views else None
-
-    def refresh(name):  # type: ignore[no-untyped-def]
-        if not (name or "").strip():
-            return "", pd.DataFrame(columns=["step", "loss", "value"])
-        tree = experiment_tree(ctx, name)
-        return status_text(latest(name)), loss_frame(tree.models)
-
-    def start_job(name, n_steps, n_epochs, every, n_keep, n_batch, rate, prec, base_path, export_half):  # type: ignore[no-untyped-def]
-        tree = experiment_tree(ctx, name)
-        if not tree.config.is_file() or not tree.train_list.is_file():
-            raise gr.Error(
-                f"{tree.root.name}: run the dataset step first (no configs/config.json or filelists)"
-            )
-        running = latest(name)
-        if running is not None and running.state in ("running", "queued"):
-            raise gr.Error(f"job {running.id} is already {running.state} for this experiment")
-        base_g = base_d = None
-        if (base_path or "").strip():
-            try:
-                base_g = resolve_inside(base_path.strip(), ctx.layout.home)
-            except PathOutsideRoot as exc:
-                raise gr.Error(str(exc)) from exc
-            if not base_g.is_file():
-                raise gr.Error(f"{base_g} does not exist")
-            candidate = base_g.with_name(base_g.name.replace("G_", "D_", 1))
-            base_d = candidate if candidate.is_file() and candidate != base_g else None
-        run = SvcRunConfig(
-            experiment=tree.root, base_g=base_g, base_d=base_d, epochs=int(n_epochs) or None,
-            max_steps=int(n_steps) or None, save_every=int(every) or None, keep_checkpoints=int(n_keep),
-            batch_size=int(n_batch) or None, learning_rate=float(rate) or None, precision=prec,
-            device=ctx.settings.device, export_half=bool(export_half),
-        )  # fmt: skip
-        try:
-            view = svc_service.submit_training(ctx.layout, run)
-        except JobError as exc:
-            raise gr.Error(str(exc)) from exc
-        return status_text(view), loss_frame(tree.models)
-
-    def stop_job(name):  # type: ignore[no-untyped-def]
-        view = latest(name)
-        if view is None or view.state not in ("running", "queued"):
-            raise gr.Error("No running training job for this experiment.")
-        stopped = svc_service.stop_job(ctx.layout, view.id)
-        time.sleep(0.2)
-        return status_text(stopped)
-
-    def build_cluster(name, progress=gr.Progress()):  # type: ignore[no-untyped-def]
-        tree = experiment_tree(ctx, name)
-        try:
-            path = train_clusters(tree, progress=lambda done, total, spk: progress((done, total), desc=spk))
-        except (FileNotFoundError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
-        return f"cluster model written: `{path}`"
-
+    layout = ctx.layout
     inputs = [experiment, steps, epochs, save_every, keep, batch, lr, precision, base, half]
-    start.click(start_job, inputs, [status, plot], api_name="svc_train_start")
-    stop.click(stop_job, [experiment], [status], api_name="svc_train_stop")
-    cluster.click(build_cluster, [experiment], [status], concurrency_id="cpu_heavy")
-    timer.tick(refresh, [experiment], [status, plot], show_progress="hidden")
-    experiment.change(refresh, [experiment], [status, plot], show_progress="hidden")
+    start.click(bind(start_job, layout, ctx.settings), inputs, [status, plot], api_name="svc_train_start")
+    stop.click(bind(stop_job, layout), [experiment], [status], api_name="svc_train_stop")
+    cluster.click(bind(build_cluster, layout), [experiment], [status], concurrency_id="cpu_heavy")
+    poll = bind(refresh, layout)  # one function: the timer and a new experiment share its queue slot
+    timer.tick(poll, [experiment], [status, plot], show_progress="hidden")
+    experiment.change(poll, [experiment], [status, plot], show_progress="hidden")

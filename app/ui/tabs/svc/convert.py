@@ -8,15 +8,18 @@ from uploads (a ``.pth`` plus its ``config.json``); the output is written to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from app.audio.io import AudioError, save_audio
 from app.audio.pitch import TRACKERS
-from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, default_output_name
+from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, SvcResult, default_output_name
 from app.models.upstream.svc.checkpoint import read_config
+from app.paths import Layout
 from app.services import svc as svc_service
 from app.ui.context import UIContext
+from app.ui.tabs.binding import bind
 
 RESULTS = "svc_results"  # under output/
 
@@ -72,8 +75,8 @@ STRINGS = {
 }
 
 
-def _choices(ctx: UIContext) -> dict[str, svc_service.SvcModelChoice]:
-    return {c.label: c for c in svc_service.list_models(ctx.layout)}
+def _choices(layout: Layout) -> dict[str, svc_service.SvcModelChoice]:
+    return {c.label: c for c in svc_service.list_models(layout)}
 
 
 def _speakers(choice: svc_service.SvcModelChoice | None) -> list[str]:
@@ -86,8 +89,90 @@ def _speakers(choice: svc_service.SvcModelChoice | None) -> list[str]:
     return sorted(spk, key=spk.get)
 
 
+def refresh_models(layout: Layout, current: str | None) -> dict[str, Any]:
+    """The model dropdown listed again, keeping the current model when it is still there."""
+    labels = list(_choices(layout))
+    return gr.update(choices=labels, value=current if current in labels else (labels[0] if labels else None))
+
+
+def model_changed(layout: Layout, label: str | None) -> dict[str, Any]:
+    """The speaker dropdown for the chosen model (its config.json's speakers, first selected)."""
+    names = _speakers(_choices(layout).get(label or ""))
+    return gr.update(choices=names, value=names[0] if names else None)
+
+
+def add_uploaded(layout: Layout, files: list[str] | None) -> dict[str, Any]:
+    """Keep an uploaded ``.pth`` + config.json pair as a model and select it."""
+    paths = [Path(f) for f in files or []]
+    pth = [p for p in paths if p.suffix == ".pth"]
+    cfg = [p for p in paths if p.suffix == ".json"]
+    if len(pth) != 1 or len(cfg) != 1:
+        raise gr.Error("Upload exactly one .pth model and the config.json it was trained with.")
+    try:
+        choice = svc_service.add_uploaded_model(layout, pth[0], cfg[0])
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+    return gr.update(choices=list(_choices(layout)), value=choice.label)
+
+
+def _summary(path: Path, result: SvcResult) -> str:
+    """The status lines under the player: file, length, slices, input pitch, then any warnings."""
+    pitch = result.input_pitch.describe() if result.input_pitch else "no voiced pitch"
+    seconds = len(result.audio) / result.sample_rate
+    lines = [f"**{path.name}** · {seconds:.1f} s in {result.slices} slice(s) · input {pitch}"]
+    lines += [f"- {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def convert(
+    ctx: UIContext,
+    label: str | None,
+    speaker: str | None,
+    source: str | None,
+    transpose: float,
+    f0_method: str,
+    auto_f0: bool,
+    noise_scale: float,
+    cluster_ratio: float,
+    slice_db: float,
+    pad_seconds: float,
+    max_slice_seconds: float,
+    crossfade_seconds: float,
+    loudness_mix: float,
+    check_range: bool,
+    separate: bool,
+    mix_accompaniment: bool,
+    progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
+) -> tuple[str, str]:
+    """Convert the uploaded song with the chosen model; (output file, status)."""
+    choice = _choices(ctx.layout).get(label or "")
+    if choice is None:
+        raise gr.Error("Choose a model first (train one in step 2, or upload a .pth with its config.json).")
+    if not source:
+        raise gr.Error("Upload a song or speech to convert.")
+    request = SvcRequest(
+        audio=Path(source), model=choice.model, config=choice.config, speaker=speaker,
+        transpose=float(transpose), f0_method=f0_method, auto_f0=bool(auto_f0), noise_scale=float(noise_scale),
+        cluster_ratio=float(cluster_ratio), slice_db=float(slice_db), pad_seconds=float(pad_seconds),
+        max_slice_seconds=float(max_slice_seconds), crossfade_seconds=float(crossfade_seconds),
+        loudness_mix=float(loudness_mix), check_range=bool(check_range), separate=bool(separate),
+        mix_accompaniment=bool(mix_accompaniment),
+    )  # fmt: skip
+    pipeline = svc_service.pipeline(ctx.layout.pretrained, ctx.settings.device)
+    try:
+        result = pipeline.convert(
+            request, progress=lambda fraction, message: progress(fraction, desc=message)
+        )
+    except (SvcInputError, SvcModelError, AudioError, ValueError) as exc:
+        raise gr.Error(str(exc)) from exc
+    name = default_output_name(Path(source).name, float(transpose), result.speaker)
+    path = save_audio(ctx.layout.output / RESULTS / name, result.audio, result.sample_rate)
+    return str(path), _summary(path, result)
+
+
 def build(ctx: UIContext) -> None:
-    models = _choices(ctx)
+    """The step's components, wired to the handlers above."""
+    models = _choices(ctx.layout)
     first = next(iter(models), None)
     with gr.Row():
         with gr.Column():
@@ -101,11 +186,9 @@ def build(ctx: UIContext) -> None:
                 add_model = gr.Button(ctx.t("svc.cv.add_model"))
             speakers = _speakers(models.get(first)) if first else []
             speaker = gr.Dropdown(
-                speakers,
-                value=speakers[0] if speakers else None,
-                label=ctx.t("svc.cv.speaker"),
+                speakers, value=speakers[0] if speakers else None, label=ctx.t("svc.cv.speaker"),
                 elem_id="svc-cv-speaker",
-            )
+            )  # fmt: skip
             audio_in = gr.Audio(
                 sources=["upload"], type="filepath", label=ctx.t("svc.cv.input"), elem_id="svc-cv-input"
             )
@@ -128,70 +211,13 @@ def build(ctx: UIContext) -> None:
                 mix_back = gr.Checkbox(value=False, label=ctx.t("svc.cv.mix_back"))
     run = gr.Button(ctx.t("svc.cv.run"), variant="primary", elem_id="svc-cv-run")
     output = gr.Audio(
-        type="filepath",
-        interactive=False,
-        label=ctx.t("svc.cv.output"),
-        buttons=["download"],
+        type="filepath", interactive=False, label=ctx.t("svc.cv.output"), buttons=["download"],
         elem_id="svc-cv-output",
-    )
+    )  # fmt: skip
     status = gr.Markdown(elem_id="svc-cv-status")
 
-    def refresh_models(current):  # type: ignore[no-untyped-def]
-        labels = list(_choices(ctx))
-        return gr.update(
-            choices=labels, value=current if current in labels else (labels[0] if labels else None)
-        )
-
-    def model_changed(label):  # type: ignore[no-untyped-def]
-        names = _speakers(_choices(ctx).get(label))
-        return gr.update(choices=names, value=names[0] if names else None)
-
-    def add_uploaded(files):  # type: ignore[no-untyped-def]
-        paths = [Path(f) for f in files or []]
-        pth = [p for p in paths if p.suffix == ".pth"]
-        cfg = [p for p in paths if p.suffix == ".json"]
-        if len(pth) != 1 or len(cfg) != 1:
-            raise gr.Error("Upload exactly one .pth model and the config.json it was trained with.")
-        try:
-            choice = svc_service.add_uploaded_model(ctx.layout, pth[0], cfg[0])
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from exc
-        labels = list(_choices(ctx))
-        return gr.update(choices=labels, value=choice.label)
-
-    def convert(label, spk, source, shift, tracker, auto, ns, ratio, db, pad_s, longest, fade, loud, in_range, sep, mix, progress=gr.Progress()):  # type: ignore[no-untyped-def]  # fmt: skip
-        choice = _choices(ctx).get(label)
-        if choice is None:
-            raise gr.Error(
-                "Choose a model first (train one in step 2, or upload a .pth with its config.json)."
-            )
-        if not source:
-            raise gr.Error("Upload a song or speech to convert.")
-        request = SvcRequest(
-            audio=Path(source), model=choice.model, config=choice.config, speaker=spk, transpose=float(shift),
-            f0_method=tracker, auto_f0=bool(auto), noise_scale=float(ns), cluster_ratio=float(ratio),
-            slice_db=float(db), pad_seconds=float(pad_s), max_slice_seconds=float(longest),
-            crossfade_seconds=float(fade), loudness_mix=float(loud), check_range=bool(in_range),
-            separate=bool(sep), mix_accompaniment=bool(mix),
-        )  # fmt: skip
-        pipeline = svc_service.pipeline(ctx.layout.pretrained, ctx.settings.device)
-        try:
-            result = pipeline.convert(
-                request, progress=lambda fraction, message: progress(fraction, desc=message)
-            )
-        except (SvcInputError, SvcModelError, AudioError, ValueError) as exc:
-            raise gr.Error(str(exc)) from exc
-        name = default_output_name(Path(source).name, float(shift), result.speaker)
-        path = save_audio(ctx.layout.output / RESULTS / name, result.audio, result.sample_rate)
-        pitch = result.input_pitch.describe() if result.input_pitch else "no voiced pitch"
-        lines = [
-            f"**{path.name}** · {len(result.audio) / result.sample_rate:.1f} s in {result.slices} slice(s) · input {pitch}"
-        ]
-        lines += [f"- {w}" for w in result.warnings]
-        return str(path), "\n".join(lines)
-
-    refresh.click(refresh_models, [model], [model])
-    model.change(model_changed, [model], [speaker])
-    add_model.click(add_uploaded, [upload], [model])
+    refresh.click(bind(refresh_models, ctx.layout), [model], [model])
+    model.change(bind(model_changed, ctx.layout), [model], [speaker])
+    add_model.click(bind(add_uploaded, ctx.layout), [upload], [model])
     inputs = [model, speaker, audio_in, transpose, f0, auto_f0, noise, cluster, slice_db, pad, max_slice, crossfade, loudness, check_range, separate, mix_back]  # fmt: skip
-    run.click(convert, inputs, [output, status], api_name="svc_convert", concurrency_id="device")
+    run.click(bind(convert, ctx), inputs, [output, status], api_name="svc_convert", concurrency_id="device")
