@@ -4,7 +4,8 @@ The editor shows a page of rows with audio players; text and language are edited
 are deleted, adjacent rows merged (audio joined with a chosen gap), one row split at a time, every
 edit can be undone, and saving keeps a backup of the previous file. Lines of the file that are not
 rows are listed with their line numbers and written back unchanged. The state and the rules live
-in :mod:`app.ui.tabs.label_session`; this module only lays out components and wires events.
+in :mod:`app.ui.tabs.label_session`, the event handlers in :mod:`app.ui.tabs.label_handlers`; this
+module only lays out components and wires events.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ restarts. A timer polls the status files every few seconds; the loss plots read 
 for 2-get-sv alone is shown. For v3/v4 the SoVITS section trains LoRA adapters: it shows the
 LoRA rank and gradient checkpointing instead of the text learning-rate ratio, and proposes
 upstream's shorter schedule (2 epochs, saved every epoch).
+
+This module lays out components and wires events; the handlers are in
+:mod:`app.ui.tabs.train_handlers`, the status texts in :mod:`app.ui.tabs.train_status`.
 """
 
 from __future__ import annotations
