@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
-from app.models.encoders.sv import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
+from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import shape_mismatch, state_shapes
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
 
