@@ -179,7 +179,7 @@ def test_cluster_ratio_needs_the_cluster_model_and_pulls_the_content(
         cluster_ratio=0.8,
         cluster_model=tmp_path / "none.pt",
     )
-    with pytest.raises(SvcModelError, match=r"app\.data\.preprocess\.svc_cluster"):
+    with pytest.raises(SvcModelError, match=r"app\.data\.preprocess\.svc\.cluster"):
         pipeline.convert(request)
     tree = SvcExperiment(tmp_path / "exp")
     shutil.copytree(svc_trained.experiment.dataset, tree.dataset)
