@@ -5,6 +5,9 @@
 
 Binding anything but a loopback address (or --share) needs --auth, unless --no-auth says that
 exposing an unauthenticated studio is intended. STUDIO_HOME moves every data folder.
+
+This entry point makes the process's one synthesis service (the device's line) and hands it to
+the page; ``python -m app.api`` does the same for the API with the page mounted on it.
 """
 
 from __future__ import annotations
@@ -85,9 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         settings = dataclasses.replace(settings, max_upload_mb=args.max_upload_mb)
 
-    from app.ui.app import build_app, launch_kwargs  # gradio loads only once the arguments are valid
+    # gradio and torch load only once the arguments are valid.
+    from app.services.synthesis import SynthesisService
+    from app.ui.app import build_app, launch_kwargs
 
-    demo = build_app(settings, lang=args.lang)
+    demo = build_app(settings, lang=args.lang, synthesis=SynthesisService.create(settings.queue_limit))
     log.info("data folder: %s", settings.home)
     demo.launch(
         server_name=args.host,

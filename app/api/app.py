@@ -1,4 +1,8 @@
-"""The FastAPI application: routes, error handlers, the upload cap, shared state."""
+"""The FastAPI application: routes, error handlers, the upload cap, shared state.
+
+The API knows nothing of the web UI: an entry point that serves both mounts the UI on the app
+returned here and hands both the same :class:`~app.services.synthesis.SynthesisService`.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,9 @@ from app.api.engine import ApiState
 from app.api.routes import health, openai, presets, tts
 from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
 from app.paths import Layout
-from app.services.device_queue import DeviceQueue
 from app.services.model_choice import ModelChoiceStore
-from app.services.pipelines import PipelineCache, shared_pipelines
 from app.services.presets import PresetStore
+from app.services.synthesis import PipelineSource, SynthesisService
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -36,20 +39,24 @@ def create_app(
     settings: Settings,
     *,
     precision: str = "fp32",
-    pipelines: PipelineCache | None = None,
-    queue: DeviceQueue | None = None,
+    synthesis: SynthesisService | None = None,
+    pipelines: PipelineSource | None = None,
 ) -> FastAPI:
     """The API for ``settings`` (data root, key, queue limit, upload cap, device).
 
-    ``pipelines`` defaults to the process-wide cache the UI uses too; ``queue`` to a new
-    :class:`DeviceQueue` of ``settings.queue_limit``.
+    ``synthesis`` is the process's door to the device (the entry point shares it with the web
+    UI); without one, the API gets its own of ``settings.queue_limit`` over ``pipelines``
+    (default: the process-wide cache). The service stops with the app.
     """
     layout = Layout(settings.home, settings.pretrained_dir).ensure()
+    if synthesis is None:
+        synthesis = SynthesisService.create(settings.queue_limit, pipelines)
+    elif pipelines is not None:
+        raise ValueError("pass pipelines or synthesis, not both: the service owns its pipelines")
     api = ApiState(
         settings=settings,
         layout=layout,
-        queue=queue or DeviceQueue(settings.queue_limit, name="tts-device"),
-        pipelines=pipelines or shared_pipelines(),
+        synthesis=synthesis,
         presets=PresetStore(layout.presets),
         models=ModelChoiceStore(layout),
         precision=precision,
@@ -58,7 +65,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        api.queue.shutdown(wait=False)
+        api.synthesis.shutdown(wait=False)
 
     app = FastAPI(
         title="SoVITS Studio API",

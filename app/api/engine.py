@@ -1,36 +1,33 @@
-"""What the routes share: settings, the device queue, the pipeline cache, presets, the model choice.
+"""What the routes share: settings, the synthesis service, presets, the model choice.
 
 Every synthesis goes through :class:`ApiState`: the route builds a :class:`~app.infer.TTSRequest`
 (the same object the UI and the CLI build) and a :class:`~app.infer.PipelineSpec` (the models
-this request uses), then :meth:`ApiState.synthesize` or :meth:`ApiState.open_stream` queue a job
-that fetches the pipeline from the shared cache and runs it on the queue's worker thread. Each
-request carries its own reference and models, so nothing leaks from one to the next; a model
-swap happens inside a job, after the previous job finished on its own models.
+this request uses), then :meth:`ApiState.synthesize` or :meth:`ApiState.open_stream` hand both to
+the :class:`~app.services.synthesis.SynthesisService`, the one door to the device that the web UI
+goes through too. Each request carries its own reference and models, so nothing leaks from one to
+the next; a model swap happens inside a job, after the previous job finished on its own models.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 from app.api.errors import ApiError
-from app.infer.pipeline import TTSPipeline
 from app.infer.request import AudioChunk, PipelineSpec, TTSRequest, TTSResult
 from app.infer.streaming import StreamOptions
 from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.services.device_queue import DeviceQueue
 from app.services.model_choice import ModelChoiceStore, resolve_weight
-from app.services.pipelines import PipelineCache
 from app.services.presets import PresetStore, VoicePreset
+from app.services.synthesis import PipelineSource, SynthesisService
 from app.services.weights import list_weights, pipeline_spec
 from app.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,16 +38,25 @@ class ApiState:
     settings: Settings
     # Data folders under settings.home.
     layout: Layout
-    # The bounded queue in front of the device.
-    queue: DeviceQueue
-    # Loaded pipelines, shared with the UI mounted on the same server.
-    pipelines: PipelineCache
+    # The one door to the device (queue, loaded pipelines, metrics), shared with the web UI
+    # when both run in one server.
+    synthesis: SynthesisService
     # Saved voices (presets/ under the data root).
     presets: PresetStore
     # The current models (/set_*_weights), a file under the data root.
     models: ModelChoiceStore
     # Pipeline precision: "fp32" or "fast".
     precision: str = "fp32"
+
+    @property
+    def queue(self) -> DeviceQueue:
+        """The line in front of the device (probes read its length)."""
+        return self.synthesis.queue
+
+    @property
+    def pipelines(self) -> PipelineSource:
+        """The loaded pipelines behind the service."""
+        return self.synthesis.pipelines
 
     # ------------------------------------------------------------------ paths and models
     def data_file(self, value: str, param: str) -> Path:
@@ -109,13 +115,9 @@ class ApiState:
         return pipeline_spec(self.layout, chosen[0], chosen[1], self.settings.device, self.precision)
 
     # ------------------------------------------------------------------ synthesis
-    def _pipeline(self, spec: PipelineSpec) -> TTSPipeline:
-        return self.pipelines.get(spec)
-
     async def synthesize(self, spec: PipelineSpec, request: TTSRequest) -> TTSResult:
         """The whole audio of ``request`` (queued; 503 at once when the queue is full)."""
-        future = self.queue.submit(lambda: self._pipeline(spec).synthesize(request))
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(self.synthesis.synthesize(spec, request))
 
     async def open_stream(
         self, spec: PipelineSpec, request: TTSRequest, token_chunks: bool, options: StreamOptions | None
@@ -126,26 +128,9 @@ class ApiState:
         client gets a 4xx instead of a 200 with an empty stream.
         """
         stream = ChunkStream(asyncio.get_running_loop())
-
-        def job() -> None:
-            if stream.cancelled.is_set():
-                return
-            try:
-                chunks = self._pipeline(spec).stream(request, token_chunks=token_chunks, options=options)
-                try:
-                    for chunk in chunks:
-                        stream.put(chunk)
-                        if stream.cancelled.is_set():
-                            log.info("stream cancelled by the client; stopping synthesis")
-                            break
-                finally:
-                    chunks.close()
-            except Exception as exc:
-                stream.fail(exc)
-                return
-            stream.finish()
-
-        stream.future = self.queue.submit(job)
+        stream.future = self.synthesis.stream(
+            spec, request, stream, token_chunks=token_chunks, options=options
+        )
         try:
             await stream.prime()
         except BaseException:
@@ -158,7 +143,8 @@ _END = object()
 
 
 class ChunkStream:
-    """Audio chunks handed from the worker thread to the event loop, in order.
+    """Audio chunks handed from the worker thread to the event loop, in order (a
+    :class:`~app.services.synthesis.ChunkSink` read by a coroutine).
 
     :meth:`prime` waits for the first chunk; iterating yields it and the rest. :meth:`cancel`
     (the client went away) stops the job at its next chunk, or before it starts.
@@ -169,7 +155,7 @@ class ChunkStream:
         self._items: asyncio.Queue[object] = asyncio.Queue()
         self._first: object = None
         self.cancelled = threading.Event()
-        self.future = None
+        self.future: Future[None] | None = None
 
     # worker side
     def _post(self, item: object) -> None:

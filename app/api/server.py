@@ -6,6 +6,10 @@
 Binding anything but a loopback address needs an API key (STUDIO_API_KEY, or --api-key; the
 variable keeps it out of the process list). With a key, the UI asks for it as its password.
 STUDIO_HOME moves every data folder (weights, presets), e.g. to a volume shared by replicas.
+
+The API does not import the UI: the entry point (``app/api/__main__.py``) hands :func:`main` a
+:class:`MountUI` (``app.ui.mount.mount_ui``), and :func:`build_server` gives the API and the UI
+one :class:`~app.services.synthesis.SynthesisService`, so both wait in one line for the device.
 """
 
 from __future__ import annotations
@@ -14,13 +18,40 @@ import argparse
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from app.settings import DEFAULT_API_PORT, DEFAULT_HOST, Settings, is_loopback, load_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from app.services.synthesis import SynthesisService
 
 log = logging.getLogger(__name__)
 
 UI_PATH = "/ui"
+LOGIN_MESSAGE = "Log in with any user name and the server's API key as the password."
+
+
+class MountUI(Protocol):
+    """Mounts the web UI at ``path`` of ``app``, its synthesis going through ``synthesis``.
+
+    ``password`` checks a login's password (None: no login); ``login_message`` is shown above
+    the login form.
+    """
+
+    def __call__(
+        self,
+        app: FastAPI,
+        settings: Settings,
+        synthesis: SynthesisService,
+        *,
+        path: str,
+        lang: str,
+        password: Callable[[str], bool] | None,
+        login_message: str | None,
+    ) -> FastAPI: ...
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,34 +99,38 @@ def _settings(args: argparse.Namespace) -> Settings | str:
     return dataclasses.replace(settings, **changes)
 
 
-def build_server(settings: Settings, *, ui: bool = True, lang: str = "auto", precision: str = "fp32"):
-    """The API app, with the web UI mounted at ``/ui`` unless ``ui`` is False."""
+def build_server(
+    settings: Settings, *, mount_ui: MountUI | None = None, lang: str = "auto", precision: str = "fp32"
+) -> FastAPI:
+    """The API app, with the web UI mounted at ``/ui`` by ``mount_ui`` when one is given.
+
+    One synthesis service serves both, so a request from either waits in the same line.
+    """
     from app.api.app import create_app
     from app.api.security import key_matches
+    from app.services.synthesis import SynthesisService
 
-    app = create_app(settings, precision=precision)
-    if not ui:
+    synthesis = SynthesisService.create(settings.queue_limit)
+    app = create_app(settings, precision=precision, synthesis=synthesis)
+    if mount_ui is None:
         return app
-    import gradio as gr
-
-    from app.ui.app import build_app, launch_kwargs
-
     key = settings.api_key
-    auth = (lambda _user, password: key_matches(key, password)) if key else None
-    app = gr.mount_gradio_app(
+    app = mount_ui(
         app,
-        build_app(settings, lang=lang),
+        settings,
+        synthesis,
         path=UI_PATH,
-        auth=auth,
-        auth_message="Log in with any user name and the server's API key as the password." if key else None,
-        show_error=True,
-        **launch_kwargs(settings, lang),
+        lang=lang,
+        password=(lambda given: key_matches(key, given)) if key else None,
+        login_message=LOGIN_MESSAGE if key else None,
     )
     app.state.ui = True
     return app
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, mount_ui: MountUI | None = None) -> int:
+    """Parse ``argv``, refuse an exposed launch without a key, serve; ``mount_ui`` adds the web UI
+    (unless ``--no-ui``)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -112,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    app = build_server(settings, ui=not args.no_ui, lang=args.lang, precision=args.precision)
+    ui = None if args.no_ui else mount_ui
+    app = build_server(settings, mount_ui=ui, lang=args.lang, precision=args.precision)
     log.info("data folder: %s; API docs at http://%s:%d/docs", settings.home, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     return 0

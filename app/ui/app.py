@@ -7,6 +7,7 @@ from functools import lru_cache
 import gradio as gr
 
 from app.paths import Layout
+from app.services.synthesis import SynthesisService
 from app.settings import Settings
 from app.ui.context import UIContext
 from app.ui.i18n import COMMON, build_i18n
@@ -18,15 +19,18 @@ CSS = """
 """
 
 
-def build_app(settings: Settings, lang: str = "auto") -> gr.Blocks:
+def build_app(settings: Settings, lang: str = "auto", synthesis: SynthesisService | None = None) -> gr.Blocks:
     """The whole page: a title and one ``gr.Tab`` per registered tab module.
 
     Launch it with ``demo.launch(**launch_kwargs(settings, lang))`` (theme, i18n, upload limit and allowed paths go to
-    ``launch()`` in Gradio 6).
+    ``launch()`` in Gradio 6). ``synthesis`` is the process's door to the device, shared with the
+    HTTP API when both run in one server; without one the page gets its own of ``settings.queue_limit``.
     """
     layout = Layout(settings.home, settings.pretrained_dir).ensure()
     i18n = app_i18n(lang)
-    ctx = UIContext(settings=settings, layout=layout, i18n=i18n, lang=lang)
+    if synthesis is None:
+        synthesis = SynthesisService.create(settings.queue_limit)
+    ctx = UIContext(settings=settings, layout=layout, i18n=i18n, lang=lang, synthesis=synthesis)
     with gr.Blocks(title="SoVITS Studio", analytics_enabled=False) as demo:
         gr.Markdown(i18n("app.header"), elem_id="studio-header")
         with gr.Tabs():

@@ -113,12 +113,13 @@ def test_server_mounts_the_ui_unless_told_not_to(api_home):
     from fastapi.testclient import TestClient
 
     from app.settings import Settings
+    from app.ui.mount import mount_ui  # the entry point's part: the API never imports the UI
 
     settings = Settings(home=api_home, api_key=KEY)
-    with TestClient(server.build_server(settings, ui=False)) as api_only:
+    with TestClient(server.build_server(settings)) as api_only:
         assert api_only.get("/ui/").status_code == 404
         assert api_only.get("/", follow_redirects=False).headers["location"] == "/docs"
-    with TestClient(server.build_server(settings, ui=True)) as both:
+    with TestClient(server.build_server(settings, mount_ui=mount_ui)) as both:
         assert both.get("/", follow_redirects=False).headers["location"] == "/ui/"
         page = both.get("/ui/")
         assert page.status_code == 200

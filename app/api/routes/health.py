@@ -24,12 +24,20 @@ async def ready(request: Request) -> JSONResponse:
     """200 when a synthesis could start now: current models found, HuBERT and BERT present.
 
     Nothing is loaded (a probe must stay cheap); files are checked for presence. 503 otherwise,
-    with what is missing.
+    with what is missing. ``queue`` is the device's line, the web UI's requests included.
     """
     api = state(request)
     listing = list_weights(api.layout)
     problems: list[str] = []
-    body: dict = {"ready": False, "queue": {"pending": api.queue.pending, "limit": api.queue.limit}}
+    device = api.synthesis.metrics()
+    queue = {
+        "pending": device.pending,
+        "limit": device.limit,
+        "busy": device.busy,
+        "completed": device.completed,
+        "refused": device.refused,
+    }
+    body: dict = {"ready": False, "queue": queue}
     try:
         gpt, sovits = api.models.current(listing)
         body["gpt_weights"] = relative_name(gpt, api.layout)
@@ -47,7 +55,7 @@ async def ready(request: Request) -> JSONResponse:
             "gpt_weights": relative_name(s.gpt_path, api.layout),
             "sovits_weights": relative_name(s.sovits_path, api.layout),
         }
-        for s in api.pipelines.loaded()
+        for s in device.loaded
     ]
     body["ready"] = not problems
     if problems:
