@@ -5,8 +5,9 @@ models are swapped between jobs, never during one (a job that started on a model
 At most ``limit`` jobs wait behind the running one; :meth:`DeviceQueue.submit` refuses more at
 once with :class:`QueueFull`, which carries a suggested wait, so an HTTP front end answers 503
 with ``Retry-After`` instead of letting requests pile up (Ray Serve / TorchServe / Ollama do the
-same). Interfaces await the returned :class:`concurrent.futures.Future`; blocking work never runs
-on an event loop.
+same). A process has one, owned by :class:`app.services.synthesis.SynthesisService`; interfaces
+wait on the :class:`concurrent.futures.Future` it hands back, and blocking work never runs on an
+event loop.
 """
 
 from __future__ import annotations
