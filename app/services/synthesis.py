@@ -203,7 +203,7 @@ class SynthesisService:
         return chunks
 
     def metrics(self) -> DeviceMetrics:
-        """The line and the loaded models now."""
+        """The line and the loaded models now (waits while a model loads: the cache holds its lock)."""
         return DeviceMetrics(
             pending=self.queue.pending,
             limit=self.queue.limit,

@@ -152,7 +152,7 @@ def _follow(
     A full line is refused at once (as the API answers 503). Leaving early (Stop, a closed page)
     cancels the job: the device is free again at the next segment, not at the end of the text.
     """
-    ahead = ctx.synthesis.metrics().pending
+    ahead = ctx.synthesis.queue.pending  # not metrics(): that waits while a model loads
     try:
         chunks = ctx.synthesis.open_stream(spec, request, token_chunks=False)
     except QueueFull as exc:
