@@ -482,7 +482,9 @@ def main() -> None:
         "--workloads", nargs="+", default=["v2", "v2ProPlus"], choices=list(WORKLOADS), help="SoVITS version"
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--long-runs", type=int, default=1, help="runs of the 10-segment case (median; 0 leaves it out)")
+    parser.add_argument(
+        "--long-runs", type=int, default=1, help="runs of the 10-segment case (median; 0 leaves it out)"
+    )
     parser.add_argument(
         "--models", type=Path, help="folder of models built before (default: build in a temp dir)"
     )
