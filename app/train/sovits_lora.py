@@ -39,7 +39,8 @@ from app.models.nn.lora import add_lora, lora_layers
 from app.models.nn.skip_init import without_init
 from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.sovits.config import SoVITSConfig
-from app.models.upstream.sovits import OPTIONAL_CFM_PREFIX, read_sovits
+from app.models.upstream.sovits import read_sovits
+from app.models.upstream.sovits_cfm import OPTIONAL_CFM_PREFIX
 from app.models.upstream.sovits_lora import LORA_TARGETS, write_lora
 from app.runconfig import SoVITSRunConfig
 from app.settings import DistributedEnv

@@ -16,16 +16,11 @@ from pathlib import Path
 import torch
 
 from app.models.sovits.cfm_model import CfmSoVITS
+from app.models.upstream.headers import LORA_HEADERS
 from app.models.upstream.safe_pickle import CheckpointError
-from app.models.upstream.sovits import (
-    HASH_BYTES,
-    PRETRAINED_CFM_HASHES,
-    SoVITSFile,
-    build_cfm_sovits,
-    load_cfm_sovits,
-    read_sovits,
-)
-from app.models.upstream.sovits_lora import LORA_HEADERS, LoRAFile, lora_version, merge_lora, read_lora
+from app.models.upstream.sovits import SoVITSFile, load_cfm_sovits, read_sovits
+from app.models.upstream.sovits_cfm import HASH_BYTES, PRETRAINED_CFM_HASHES, build_cfm_sovits
+from app.models.upstream.sovits_lora import LoRAFile, lora_version, merge_lora, read_lora
 
 # Base model of each LoRA version, relative to pretrained_models/ (upstream's fixed paths).
 LORA_BASE_FILES: dict[str, Path] = {"v3": Path("s2Gv3.pth"), "v4": Path("gsv-v4-pretrained") / "s2Gv4.pth"}

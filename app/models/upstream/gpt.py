@@ -39,6 +39,7 @@ import torch
 from app.fileio import atomic_write
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
+from app.models.upstream.headers import HEADER_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ KEY_PREFIX = "model."
 VERSION_BY_PHONEME_VOCAB = {512: "v1", 732: "v2"}
 # Folder upstream's web UI writes GPT weights to, by version.
 WEIGHTS_DIR = {"v1": "GPT_weights", "v2": "GPT_weights_v2"}
-# Leading bytes of upstream SoVITS files whose zip "PK" header was replaced by a version tag.
-_SOVITS_HEADERS = {b"00", b"01", b"02", b"03", b"04", b"05", b"06"}
 # Pickled path classes allowed in Lightning hyper-parameters; they are rebuilt as strings.
 _PATH_GLOBALS = (
     "pathlib.PosixPath",
@@ -244,7 +243,7 @@ def _torch_load(path: Path) -> Any:
         head = fh.read(4)
     if not head:
         raise GPTFileError(f"{path}: the file is empty; expected a GPT-SoVITS GPT .ckpt")
-    if head[:2] in _SOVITS_HEADERS:
+    if head[:2] in HEADER_VERSIONS:
         raise GPTFileError(
             f"{path}: starts with the version tag {head[:2].decode()!r} of an upstream SoVITS .pth; "
             "this is a SoVITS model, expected a GPT .ckpt"

@@ -36,10 +36,12 @@ import torch
 
 from app.fileio import atomic_write
 from app.models.sovits.config import SoVITSConfig
+from app.models.upstream.headers import LORA_HEADERS
 from app.models.upstream.safe_pickle import CheckpointError, HParams, save
-from app.models.upstream.sovits import LORA_HEADERS, OPTIONAL_CFM_PREFIX, _hparams_for, _open
+from app.models.upstream.sovits import _hparams_for, _open
+from app.models.upstream.sovits_cfm import OPTIONAL_CFM_PREFIX
 
-# LORA_HEADERS (leading bytes of a LoRA export -> version of its base) is the SoVITS reader's table.
+# LORA_HEADERS: leading bytes of a LoRA export -> version of its base (the SoVITS readers' table).
 VERSION_LORA_HEADERS = {v: h for h, v in LORA_HEADERS.items()}
 # Linear layers of each DiT block that carry adapters (upstream's target_modules).
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")

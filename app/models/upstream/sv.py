@@ -22,11 +22,9 @@ import torch
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import shape_mismatch, state_shapes
+from app.models.upstream.headers import HEADER_VERSIONS
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
 
-# Leading bytes GPT-SoVITS writes instead of a zip's "PK" on exported SoVITS files (process_ckpt.py).
-SOVITS_HEADERS = {b"00": "v1", b"01": "v2", b"02": "v3", b"03": "v3 LoRA", b"04": "v4 LoRA"}
-SOVITS_HEADERS |= {b"05": "v2Pro", b"06": "v2ProPlus"}
 EXPECTED = f"the ERes2NetV2 speaker-verification weights ({SV_FILE.name}, a bare state dict)"
 # Key prefixes of the other models a user might point at this file by mistake, and what they are.
 _FOREIGN_PREFIXES = (
@@ -112,9 +110,9 @@ def read_sv(path: str | os.PathLike) -> tuple[SVConfig, dict[str, torch.Tensor]]
     data = read_file(p)
     if len(data) < 4:
         raise CheckpointError(f"{source}: {len(data)} bytes is too short for {EXPECTED}")
-    if data[:2] in SOVITS_HEADERS:
+    if data[:2] in HEADER_VERSIONS:
         raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS {SOVITS_HEADERS[data[:2]]} SoVITS model file "
+            f"{source}: this is a GPT-SoVITS {HEADER_VERSIONS[data[:2]]} SoVITS model file "
             f"(header {data[:2].decode()!r}), expected {EXPECTED}"
         )
     state = _refuse_foreign(load(data, source), source)

@@ -30,8 +30,8 @@ import torch
 
 from app.models.nn.norm import fold_weight_norm_state
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
+from app.models.upstream.headers import HEADER_VERSIONS
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
-from app.models.upstream.sv import SOVITS_HEADERS
 from app.models.vocoders import VOCODER_PATHS
 from app.models.vocoders.bigvgan import (
     BIGVGAN_CONFIG_FILE,
@@ -163,9 +163,9 @@ def _read_pickle(path: Path, expected: str) -> Any:
     data = read_file(path)
     if len(data) < 4:
         raise CheckpointError(f"{path}: {len(data)} bytes is too short for {expected}")
-    if data[:2] in SOVITS_HEADERS:
+    if data[:2] in HEADER_VERSIONS:
         raise CheckpointError(
-            f"{path}: this is a GPT-SoVITS {SOVITS_HEADERS[data[:2]]} SoVITS model file "
+            f"{path}: this is a GPT-SoVITS {HEADER_VERSIONS[data[:2]]} SoVITS model file "
             f"(header {data[:2].decode()!r}), expected {expected}"
         )
     return load(data, str(path))

@@ -12,7 +12,7 @@ import torch
 
 from app.models.sovits.config import SoVITSConfig
 from app.models.sovits.reference import reference_spectrogram
-from app.models.upstream import sovits as sovits_files
+from app.models.upstream import sovits_cfm as sovits_files
 from app.models.upstream.safe_pickle import CheckpointError, HParams, UnsafePickleError, save
 from app.models.upstream.sovits import (
     _hparams_for,
