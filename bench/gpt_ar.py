@@ -74,8 +74,8 @@ def worker(threads: int, runs: int, precisions: list[str], deviation: bool) -> d
     import torch
 
     from app.models.gpt.config import GPTConfig
+    from app.models.gpt.engine import decode
     from app.models.gpt.model import GPT
-    from app.models.gpt.sampling import decode
 
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)

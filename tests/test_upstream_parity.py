@@ -358,9 +358,9 @@ def test_svc_vol_embedding_adds_the_manifest_keys(upstream_fixtures: Path) -> No
 # ========================================================================================== GPT
 # GPT (GPT-SoVITS stage 1): gpt_<v>_tiny.ckpt + gpt_<v>_tiny_io.pt, manifest_gpt_<v>.json
 
+from app.models.gpt import SamplingOptions, decode  # noqa: E402
 from app.models.gpt.config import GPTConfig  # noqa: E402
 from app.models.gpt.model import GPT  # noqa: E402
-from app.models.gpt.sampling import SamplingOptions, decode  # noqa: E402
 from app.models.upstream.gpt import gpt_weights, load_gpt  # noqa: E402
 
 GPT_STEMS = sorted(

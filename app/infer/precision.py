@@ -20,16 +20,6 @@ from dataclasses import dataclass
 import torch
 
 from app.models.gpt.model import GPT
-from app.models.gpt.packed import resolve_precision
-
-# The GPT weights its packed kernels copy (per layer, plus bert_proj and ar_predict_layer).
-_PACKED_LAYER_WEIGHTS = (
-    "self_attn.in_proj_weight",
-    "self_attn.out_proj.weight",
-    "linear1.weight",
-    "linear2.weight",
-)
-
 
 # GPT kernels of "fast" on CPU (app.models.gpt.packed): the fastest int8 kernel measured here.
 FAST_CPU_GPT = "int8_dynamic"
@@ -72,24 +62,7 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
 def release_packed_weights(gpt: GPT) -> int:
     """Pack the GPT's decoding kernels now and free the float32 weights they copied; returns bytes freed.
 
-    The packed kernels (oneDNN fp32, bf16, int8) hold their own copy of every linear weight, so a
-    model that only decodes carries each weight twice (~300 MB for the full-size GPT). The copies
-    freed here are the module's ``Parameter`` data, replaced by empty tensors without bumping the
-    parameters' versions, so the kernels stay valid. Afterwards the model can only ``prefill`` /
-    ``step``: training, saving or ``set_precision`` would need the weights again (reload the file).
-    With ``reference`` kernels (GPU) nothing is copied and nothing is freed.
+    Only for a model that will decode and nothing else: see :meth:`DecodingEngine.release_weights
+    <app.models.gpt.engine.DecodingEngine.release_weights>`.
     """
-    device = gpt.ar_predict_layer.weight.device
-    if resolve_precision(gpt.precision, device) == "reference":
-        return 0
-    with torch.inference_mode():  # a one-token prefill packs the kernels
-        gpt.prefill(gpt.new_cache(1, 2), torch.zeros(1, 1, dtype=torch.long, device=device),
-                    torch.zeros(1, gpt.config.bert_dim, 1, device=device))  # fmt: skip
-    weights = [gpt.bert_proj.weight, gpt.ar_predict_layer.weight]
-    for layer in gpt.h.layers:
-        weights += [layer.get_parameter(name) for name in _PACKED_LAYER_WEIGHTS]
-    freed = 0
-    for w in weights:
-        freed += w.numel() * w.element_size()
-        w.data = torch.empty(0, dtype=w.dtype, device=w.device)
-    return freed
+    return gpt.engine.release_weights(gpt)

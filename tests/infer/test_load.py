@@ -59,7 +59,7 @@ def test_fast_mode_synthesizes(tiny_home, ref_wav):
 
 
 def test_packed_gpt_weights_are_freed_and_decoding_is_unchanged(tiny_home):
-    from app.models.gpt.sampling import SamplingOptions, decode
+    from app.models.gpt import SamplingOptions, decode
     from app.models.upstream.gpt import load_gpt
 
     pipe = TTSPipeline.load(spec_for(tiny_home))

@@ -22,7 +22,7 @@ import torch
 
 from app import config_io
 from app.data.experiment import read_semantic
-from app.models.gpt.sampling import SamplingOptions, decode
+from app.models.gpt import SamplingOptions, decode
 from app.models.sovits.reference import load_reference, reference_spectrogram
 from app.models.upstream.gpt import load_gpt
 from app.models.upstream.sovits import load_sovits

@@ -1,4 +1,4 @@
-"""Autoregressive decoding of semantic tokens: the one sampling loop.
+"""How each decoding step chooses semantic tokens: options, the logit rules, and the records of the loop.
 
 Per step, in upstream's order (``AR/models/utils.py`` ``logits_to_probs`` + ``infer_panel_naive``):
 
@@ -15,20 +15,17 @@ Per step, in upstream's order (``AR/models/utils.py`` ``logits_to_probs`` + ``in
 8. a row stops when the sampled id or the penalised argmax is EOS (the EOS is not emitted), or
    when it reached ``max_new_tokens`` (its last token is kept).
 
-Rows are decoded together on one :class:`~app.models.gpt.cache.KVCache`; finished rows are dropped
-from the cache so the remaining ones run at their own batch size. :func:`generate` yields token
-chunks as they come (streaming); :func:`decode` collects them.
+Steps 2-7 are :func:`choose_tokens`; steps 1 and 8 belong to the loop, :func:`app.models.gpt.engine.generate`,
+which decodes rows together on one :class:`~app.models.gpt.cache.KVCache`, drops finished rows from
+it so the remaining ones run at their own batch size, and reports :class:`TokenChunk` s as they come
+(streaming); :func:`app.models.gpt.engine.decode` collects them into a :class:`DecodeResult`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-
-from app.models.gpt.cache import KVCache
-from app.models.gpt.model import GPT
 
 # Upstream's loop runs at most 1500 steps (60 s of 25 Hz codes).
 MAX_NEW_TOKENS = 1500
@@ -123,129 +120,3 @@ def choose_tokens(
     probs = torch.softmax(logits, dim=-1)
     noise = torch.empty_like(probs).exponential_(1, generator=generator)
     return (probs / noise).argmax(dim=-1), greedy
-
-
-def generate(
-    model: GPT,
-    phones: torch.Tensor,
-    bert: torch.Tensor,
-    prompt: torch.Tensor | None = None,
-    options: SamplingOptions | None = None,
-    *,
-    phone_lens: torch.Tensor | None = None,
-    prompt_lens: torch.Tensor | None = None,
-    cache: KVCache | None = None,
-    chunk_tokens: int | None = None,
-) -> Iterator[TokenChunk]:
-    """Decode every row (inputs as :meth:`GPT.prefill`) and yield :class:`TokenChunk` s.
-
-    A chunk is yielded every ``chunk_tokens`` steps (None: only at the end) and whenever a row
-    finishes. ``cache`` may be reused across calls (it must hold the rows and prefill width +
-    ``max_new_tokens`` columns); by default one is allocated.
-    """
-    opt = options or SamplingOptions()
-    B = phones.shape[0]
-    eos = model.config.eos
-    device = phones.device
-    width = phones.shape[1] + (0 if prompt is None else prompt.shape[1])
-    own_cache = cache is None
-    if cache is None:
-        cache = model.new_cache(B, width + opt.max_new_tokens)
-    elif cache.capacity < width + opt.max_new_tokens or cache.max_batch < B:
-        raise ValueError(
-            f"the KV cache holds {cache.max_batch} rows x {cache.capacity} columns; this request needs "
-            f"{B} rows x {width + opt.max_new_tokens} (prefill {width} + max_new_tokens {opt.max_new_tokens})"
-        )
-    generator = None
-    if opt.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(opt.seed)
-
-    # No grad-mode context is held across the yields below (it would leak into the consumer);
-    # prefill() and step() run in inference mode themselves.
-    logits = model.prefill(cache, phones, bert, prompt, phone_lens, prompt_lens)
-    # seen[i, id]: id occurs in the prompt or output of active row i (repetition penalty).
-    seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
-    if prompt is not None and prompt.shape[1]:
-        valid = (
-            torch.arange(prompt.shape[1], device=device)[None] < _row_lengths(prompt_lens, prompt)[:, None]
-        )
-        seen.scatter_(1, prompt.masked_fill(~valid, eos), valid)  # padding writes False onto EOS
-    out = torch.empty(B, opt.max_new_tokens, dtype=torch.long, device=device)
-    active = list(range(B))  # request row of each cache row
-    rows = torch.arange(B, device=device)
-    lengths, emitted = [0] * B, [0] * B
-    on_eos = [False] * B
-    step = 0
-    while True:
-        allow_eos = not opt.suppress_eos and step >= opt.min_tokens_before_eos
-        # Upstream cuts the EOS column off (rather than masking it) while EOS is not allowed.
-        tokens, greedy = choose_tokens(logits if allow_eos else logits[:, :eos], seen, opt, generator)
-        out[rows, step] = tokens
-        step += 1
-        hit = []
-        if allow_eos:
-            stop = (tokens == eos) | (greedy == eos)
-            if bool(stop.any()):
-                hit = torch.nonzero(stop).flatten().tolist()
-        for i, r in enumerate(active):
-            lengths[r] = step - 1 if i in hit else step
-            on_eos[r] = i in hit
-        ended = set(range(len(active))) if step == opt.max_new_tokens else set(hit)
-        if own_cache and len(ended) == len(active):
-            # Free the keys/values before the consumer decodes the last chunk (streaming), not
-            # when this generator is closed after it: they are the largest buffer at that point.
-            cache = logits = None
-        if ended or (chunk_tokens and step % chunk_tokens == 0):
-            done = {active[i] for i in ended}
-            yield _chunk(out, lengths, emitted, done, on_eos, step)
-        if len(ended) == len(active):
-            return
-        seen.scatter_(1, tokens[:, None], True)
-        if ended:
-            keep = torch.tensor([i for i in range(len(active)) if i not in ended], device=device)
-            active = [active[i] for i in keep.tolist()]
-            rows, seen, tokens = rows[keep], seen[keep], tokens[keep]
-            cache.keep(keep)
-        logits = model.step(cache, tokens)
-
-
-def decode(
-    model: GPT,
-    phones: torch.Tensor,
-    bert: torch.Tensor,
-    prompt: torch.Tensor | None = None,
-    options: SamplingOptions | None = None,
-    *,
-    phone_lens: torch.Tensor | None = None,
-    prompt_lens: torch.Tensor | None = None,
-    cache: KVCache | None = None,
-) -> DecodeResult:
-    """Run :func:`generate` to the end and collect each row's tokens."""
-    parts: list[list[torch.Tensor]] = [[] for _ in range(phones.shape[0])]
-    chunk = None
-    for chunk in generate(
-        model, phones, bert, prompt, options, phone_lens=phone_lens, prompt_lens=prompt_lens, cache=cache
-    ):
-        for b, t in enumerate(chunk.tokens):
-            parts[b].append(t)
-    if chunk is None:
-        raise RuntimeError("generate() ended without a final chunk")
-    return DecodeResult(tuple(torch.cat(p) for p in parts), chunk.stopped_on_eos, chunk.steps)
-
-
-def _row_lengths(lens: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
-    if lens is None:
-        return torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
-    return lens.to(ids.device)
-
-
-def _chunk(
-    out: torch.Tensor, lengths: list[int], emitted: list[int], done: set[int], on_eos: list[bool], step: int
-) -> TokenChunk:
-    """Slice each row's tokens not yet emitted; ``emitted`` is advanced in place."""
-    tokens = []
-    for b, n in enumerate(lengths):
-        tokens.append(out[b, emitted[b] : n].clone())
-        emitted[b] = n
-    B = len(lengths)
-    return TokenChunk(tuple(tokens), tuple(b in done for b in range(B)), tuple(on_eos), step)

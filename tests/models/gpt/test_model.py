@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.models.gpt.model import GPT, _prefill_mask, _text_audio_mask, sine_table
+from app.models.gpt.engine import _prefill_mask
+from app.models.gpt.layers import sine_table
+from app.models.gpt.model import GPT, _text_audio_mask
 from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from app.models.gpt import native
-from app.models.gpt.sampling import SamplingOptions, decode
+from app.models.gpt.engine import decode
+from app.models.gpt.sampling import SamplingOptions
 from app.settings import NATIVE_KERNELS_VAR
 from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
@@ -106,15 +107,15 @@ def test_approximate_precisions_decode_with_the_kernel_and_a_bf16_cache(monkeypa
     tokens = torch.randint(0, 1024, (12,), generator=torch.Generator().manual_seed(3))
     model.set_precision("fp32")
     exact, cache = _steps(model, phones, bert, prompt, tokens)
-    assert cache.k.dtype == torch.float32 and model._kernels.attention is None  # fp32 stays on SDPA
+    assert cache.k.dtype == torch.float32 and model.engine.kernels.attention is None  # fp32 stays on SDPA
     model.set_precision("int8_dynamic")
     fast, cache = _steps(model, phones, bert, prompt, tokens)
-    assert cache.k.dtype == torch.bfloat16 and model._kernels.attention is not None
+    assert cache.k.dtype == torch.bfloat16 and model.engine.kernels.attention is not None
     # The same precision without the kernel (what a machine without a compiler runs).
     monkeypatch.setattr(native, "attention_kernel", lambda: None)
     model.set_precision("int8_dynamic")
     plain, cache = _steps(model, phones, bert, prompt, tokens)
-    assert cache.k.dtype == torch.float32 and model._kernels.attention is None
+    assert cache.k.dtype == torch.float32 and model.engine.kernels.attention is None
     scale = exact.std().item()
     # The bf16 keys/values' share: small next to int8_dynamic's own error (on the full-size model
     # both give ~0.12 std max error and ~98.5 % argmax agreement with fp32).
@@ -130,7 +131,7 @@ def test_batched_padded_rows_match_single_rows_with_the_kernel() -> None:
         tiny_inputs(model, 4, 2, seed=2),
         tiny_inputs(model, 6, 0, seed=3),
     ]
-    assert model._native_attention() is not None
+    assert model.engine.native_attention(model) is not None
     steps = torch.randint(0, 1024, (3, 4), generator=torch.Generator().manual_seed(5))
     for got, want in batched_and_single_logits(model, rows, steps):
         # int8_dynamic quantises activations per call, i.e. per batch: not bit-equal; a padding

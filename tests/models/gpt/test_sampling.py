@@ -9,7 +9,8 @@ import torch
 
 from app.models.gpt.cache import KVCache
 from app.models.gpt.config import GPTConfig
-from app.models.gpt.sampling import SamplingOptions, choose_tokens, decode, generate
+from app.models.gpt.engine import decode, generate
+from app.models.gpt.sampling import SamplingOptions, choose_tokens
 from tests.models.gpt.tiny import tiny_gpt, tiny_inputs
 
 V = 1025
@@ -17,7 +18,7 @@ EOS = 1024
 
 
 class ScriptedModel:
-    """Stands in for :class:`GPT`: ``logits_fn(request_row, step)`` gives each row's logits.
+    """Stands in for :class:`GPT` and its engine: ``logits_fn(request_row, step)`` gives each row's logits.
 
     The cache's ``audio_pos`` carries the request row of every cache row, so the rows the
     sampling loop keeps after compaction are visible here.
@@ -28,11 +29,12 @@ class ScriptedModel:
         self.logits_fn = logits_fn
         self.step_no = 0
         self.seen_batches: list[list[int]] = []
+        self.engine = self
 
-    def new_cache(self, batch: int, capacity: int) -> KVCache:
+    def new_cache(self, net: object, batch: int, capacity: int) -> KVCache:
         return KVCache(1, 1, 1, batch, capacity)
 
-    def prefill(self, cache, phones, bert, prompt, phone_lens=None, prompt_lens=None) -> torch.Tensor:
+    def prefill(self, net, cache, phones, bert, prompt, phone_lens=None, prompt_lens=None) -> torch.Tensor:
         B = phones.shape[0]
         cache.start(B, 1, [0] * B, list(range(B)))
         self.step_no = 0
@@ -265,8 +267,8 @@ def test_generate_frees_its_own_cache_before_the_last_chunk() -> None:
     model = tiny_gpt()
     phones, bert, prompt = tiny_inputs(model, 6, 4)
     made = []
-    new_cache = model.new_cache
-    model.new_cache = lambda *a: made.append(new_cache(*a)) or made[-1]  # type: ignore[method-assign]
+    new_cache = model.engine.new_cache
+    model.engine.new_cache = lambda *a: made.append(new_cache(*a)) or made[-1]  # type: ignore[method-assign]
     options = SamplingOptions(max_new_tokens=9, suppress_eos=True)
     it = generate(model, phones, bert, prompt, options, chunk_tokens=4)
     chunk = next(it)
@@ -278,6 +280,6 @@ def test_generate_frees_its_own_cache_before_the_last_chunk() -> None:
     gc.collect()
     assert ref() is None
     it.close()
-    mine = new_cache(1, 10 + 9)
+    mine = new_cache(model, 1, 10 + 9)
     list(generate(model, phones, bert, prompt, options, cache=mine))
     assert mine.length == 10 + 8  # the caller's cache was used and kept

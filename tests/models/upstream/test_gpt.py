@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from app.models.checkpoint import save_checkpoint
+from app.models.gpt import SamplingOptions, decode
 from app.models.gpt.config import GPTConfig
 from app.models.gpt.model import GPT
-from app.models.gpt.sampling import SamplingOptions, decode
 from app.models.upstream.gpt import (
     GPTFileError,
     default_config,
