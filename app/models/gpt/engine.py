@@ -43,12 +43,12 @@ _PACKED_LAYER_WEIGHTS = (
     "linear1.weight",
     "linear2.weight",
 )
-# Rows of the sine table built at once: covers prefill + 1500 tokens without a rebuild.
+# Rows of the sine table built at least: most requests (prefill + up to 1500 tokens) fit without a rebuild.
 _PE_ROWS = 2048
 
 
 class Network(Protocol):
-    """What the engine reads of :class:`app.models.gpt.model.GPT` (which imports this module)."""
+    """What the engine reads of :class:`app.models.gpt.model.GPT`; a Protocol because the model imports this module."""
 
     config: GPTConfig
     engine: DecodingEngine

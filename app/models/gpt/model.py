@@ -148,6 +148,8 @@ class GPT(nn.Module):
         )
 
     # ------------------------------------------------------------------ decoding (the engine's)
+    # Short-cuts for callers that hold only the model (pipeline, benchmarks, parity tests); the
+    # generate loop calls the engine itself, so the step pays no extra call.
     def set_precision(self, precision: str) -> None:
         """Decode with ``precision`` kernels from now on: see :meth:`DecodingEngine.set_precision`."""
         self.engine.set_precision(precision, self.ar_predict_layer.weight.device)
