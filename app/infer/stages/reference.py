@@ -14,10 +14,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+import app.infer.reference as clips  # the module, not its names: tests replace decode_clip there
 from app.devices import release_free_memory
 from app.infer.cache import LRUCache
 from app.infer.inputs import ReferenceFeatures
-from app.infer.reference import SAMPLE_RATE, ReferenceClip, _load, decode_clip, read_source, sha256_of
 from app.infer.request import AudioSource
 from app.infer.stages.base import TimbreInputs
 from app.models.encoders.hubert import HubertEncoder
@@ -52,7 +52,7 @@ class ReferenceStage:
         self.speaker = speaker
         self._mel = mel
         # sha256 -> (clip, features); a clip holds <= 10 s of audio at two rates (~2 MB).
-        self._clips: LRUCache[str, tuple[ReferenceClip, ReferenceFeatures]] = LRUCache(8)
+        self._clips: LRUCache[str, tuple[clips.ReferenceClip, ReferenceFeatures]] = LRUCache(8)
         # sha256 -> (spectrogram, speaker embedding or None) of extra reference clips.
         self._extras: LRUCache[str, TimbreInputs] = LRUCache(32)
 
@@ -83,14 +83,14 @@ class ReferenceStage:
 
     def features(
         self, source: AudioSource, need_tokens: bool = True
-    ) -> tuple[ReferenceClip, ReferenceFeatures, bool]:
+    ) -> tuple[clips.ReferenceClip, ReferenceFeatures, bool]:
         """The checked (maybe trimmed) clip and its features; returns (clip, features, from cache).
 
         A clip seen before is neither decoded nor encoded again. ``need_tokens`` False skips HuBERT
         (reference-free mode); they are added later if a request needs them.
         """
-        data, name = read_source(source)
-        digest = sha256_of(data)
+        data, name = clips.read_source(source)
+        digest = clips.sha256_of(data)
         cached = self._clips.get(digest)
         if cached is not None and (cached[1].prompt_tokens is not None or not need_tokens):
             return cached[0], cached[1], True
@@ -98,18 +98,18 @@ class ReferenceStage:
             clip = cached[0]
             features = replace(cached[1], prompt_tokens=self.prompt_tokens(clip.wav16))
         else:
-            clip = decode_clip(data, name)
+            clip = clips.decode_clip(data, name)
             features = self.encode(clip.wav16 if need_tokens else None, clip.wav32)
         self._clips.put(digest, (clip, features))
         return clip, features, False
 
     def extra(self, source: AudioSource) -> TimbreInputs:
         """(spectrogram, speaker embedding or None) of an extra reference clip, cached per clip."""
-        data, name = read_source(source, "extra reference clip")
-        digest = sha256_of(data)
+        data, name = clips.read_source(source, "extra reference clip")
+        digest = clips.sha256_of(data)
         found = self._extras.get(digest)
         if found is None:
-            found = self.timbre_inputs(_load(data, name, SAMPLE_RATE))
+            found = self.timbre_inputs(clips._load(data, name, clips.SAMPLE_RATE))
             self._extras.put(digest, found)
         return found
 
