@@ -30,15 +30,21 @@ LAYERS: dict[str, int] = {
     "app.services": 3,
     "app.ui": 4,
     "app.api": 4,
+    # `python -m app.api`: an entry point inside the package, the one place that composes the API
+    # with the web UI it mounts.
+    "app.api.__main__": 5,
 }
 # Pairs that are forbidden even though the layer numbers would allow them.
 FORBIDDEN = {
     ("app.services", "app.train"),  # jobs start trainers as subprocesses, never import them
     ("app.infer", "app.train"),
     ("app.train", "app.infer"),
+    # The API and the UI are two doors onto one synthesis service; the entry point joins them.
+    ("app.api", "app.ui"),
+    ("app.ui", "app.api"),
 }
 INTERFACE_ONLY = {"gradio", "fastapi", "uvicorn", "starlette"}
-INTERFACES = {"app.ui", "app.api"}
+INTERFACES = {"app.ui", "app.api", "app.api.__main__"}
 
 
 def layer_of(module: str) -> str | None:
@@ -338,6 +344,12 @@ def test_checkers_catch_planted_violations(tmp_path, monkeypatch):
     assert problems == ["app/text/gone.py:f: allow-listed (90 lines) but gone; remove the entry"]
     shrunk = long_function_problems(lengths, {"app/text/long.py:table": MAX_FUNCTION_LINES + 5})
     assert shrunk and "lower its allow-list entry" in shrunk[0]
+    (fake / "api").mkdir()
+    (fake / "api" / "__init__.py").write_text("")
+    (fake / "api" / "server.py").write_text("from app.ui import mount\n")
+    (fake / "api" / "__main__.py").write_text("from app.ui import mount\n")
     bad = violations()
     assert any("dyn.py:4: app.text.dyn (app.text) imports upward app.ui" in v for v in bad), bad
+    assert any("server.py:1: app.api.server must not import app.ui" in v for v in bad), bad
+    assert not any("__main__" in v for v in bad), bad
     assert any("from os import environ" in v for v in env_readers())
