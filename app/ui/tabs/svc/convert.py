@@ -7,6 +7,7 @@ from uploads (a ``.pth`` plus its ``config.json``); the output is written to
 
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, SvcR
 from app.models.upstream.svc.checkpoint import read_config
 from app.paths import Layout
 from app.services import svc as svc_service
+from app.services.device_queue import QueueFull
 from app.ui.context import UIContext
 from app.ui.tabs.binding import bind
 
@@ -158,11 +160,21 @@ def convert(
         loudness_mix=float(loudness_mix), check_range=bool(check_range), separate=bool(separate),
         mix_accompaniment=bool(mix_accompaniment),
     )  # fmt: skip
-    pipeline = svc_service.pipeline(ctx.layout.pretrained, ctx.settings.device)
-    try:
-        result = pipeline.convert(
-            request, progress=lambda fraction, message: progress(fraction, desc=message)
+    # Gradio's progress tracker lives in this call's context; the job runs on the device's thread,
+    # so it reports through a copy of this context.
+    here = contextvars.copy_context()
+
+    def job() -> SvcResult:
+        pipeline = svc_service.pipeline(ctx.layout.pretrained, ctx.settings.device)
+        return pipeline.convert(
+            request, progress=lambda fraction, message: here.run(progress, fraction, desc=message)
         )
+
+    try:
+        # The device's one line, shared with TTS from the UI and the API.
+        result = ctx.synthesis.run(job).result()
+    except QueueFull as exc:
+        raise gr.Error(str(exc)) from exc
     except (SvcInputError, SvcModelError, AudioError, ValueError) as exc:
         raise gr.Error(str(exc)) from exc
     name = default_output_name(Path(source).name, float(transpose), result.speaker)
