@@ -113,19 +113,30 @@ def _ffprobe(source: Source) -> AudioInfo | None:
     if exe is None or isinstance(source, bytes):
         return None
     cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration", "-of", "default=noprint_wrappers=1", str(source)]  # fmt: skip
+           "stream=sample_rate,channels,duration:format=duration", "-of", "default=noprint_wrappers=1",
+           str(source)]  # fmt: skip
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     except (subprocess.SubprocessError, OSError):
         return None
-    fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    pairs = [line.split("=", 1) for line in out.splitlines() if "=" in line]
+    fields = dict(pairs)
+    # The stream's duration first; Matroska/WebM leave it "N/A" and only the container knows it.
+    durations = [_float_or_nan(value) for key, value in pairs if key == "duration"]
+    duration = next((d for d in durations if np.isfinite(d)), float("nan"))
     try:
         rate, channels = int(fields["sample_rate"]), int(fields["channels"])
-        duration = float(fields.get("duration", "nan"))
     except (KeyError, ValueError):
         return None
     frames = int(duration * rate) if np.isfinite(duration) else 0
     return AudioInfo(rate, channels, frames, "ffmpeg")
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def _decode_soundfile(source: Source) -> tuple[np.ndarray, int]:

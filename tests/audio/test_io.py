@@ -99,6 +99,8 @@ def test_every_listed_extension_loads_through_its_decoder(tmp_path, ext):
     except sf.LibsndfileError:
         read_by_libsndfile = False
     assert read_by_libsndfile == (ext in SOUNDFILE_EXTENSIONS)
+    info = audio_info(path)  # the header alone (Matroska/WebM keep the length in the container)
+    assert info.sample_rate == sr and abs(info.duration - 1.0) < 0.1, info
     wav = load_audio(path, 16_000)
     assert abs(len(wav) - 16_000) < 0.1 * 16_000  # codecs pad a little
     spec = np.abs(np.fft.rfft(wav[:16_000] * np.hanning(len(wav[:16_000]))))

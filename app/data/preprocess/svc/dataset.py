@@ -28,9 +28,9 @@ from pathlib import Path
 import librosa
 import numpy as np
 
+from app.audio import AUDIO_EXTENSIONS
 from app.audio.io import SILENCE_PEAK, AudioError, load_audio, save_audio
 from app.audio.pitch_range import PitchRange, measure
-from app.data.preprocess.slice import AUDIO_EXTENSIONS
 from app.fileio import atomic_write_text
 from app.models.svc.config import SSL_DIM_BY_ENCODER, SvcConfig
 from app.models.upstream.svc.features import feature_paths, read_f0

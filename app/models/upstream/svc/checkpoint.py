@@ -36,6 +36,7 @@ from app.fileio import atomic_write
 from app.models.nn.norm import fold_weight_norm
 from app.models.svc.config import SvcConfig, SvcConfigError, Variant
 from app.models.svc.synthesizer import SvcSynthesizer
+from app.models.upstream.headers import HEADER_VERSIONS
 from app.models.upstream.safe_pickle import CheckpointError, read_file
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ ALLOWED_MISSING: dict[str, tuple[str, ...]] = {
     "training": ("enc_q.", "emb_g.", "f0_decoder.", "emb_vol."),
 }
 TRAINING_KEYS = ("model", "iteration", "optimizer", "learning_rate")
-GPT_SOVITS_HEADERS = {b"00", b"01", b"02", b"03", b"04", b"05", b"06"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def read_svc(path: str | os.PathLike) -> SvcFile:
     """Read a ``G_*.pth`` (training or compressed) without building a model."""
     source = str(path)
     data = read_file(path)
-    if data[:2] in GPT_SOVITS_HEADERS:
+    if data[:2] in HEADER_VERSIONS:  # GPT-SoVITS files start with their version tag
         raise CheckpointError(
             f"{source}: starts with the GPT-SoVITS version header {data[:2]!r}: this is a GPT-SoVITS "
             "SoVITS model, not a so-vits-svc G_*.pth; load it as a TTS voice"
