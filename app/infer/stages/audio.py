@@ -106,13 +106,9 @@ class VitsAudio:
     ) -> np.ndarray:
         """``noise_scale`` is the prior's; ``sample_steps`` is unused."""
         assert isinstance(timbre, Timbre)
-        codes = tokens.view(1, 1, -1).to(self.device)
-        ids = torch.as_tensor(phones, dtype=torch.long).view(1, -1).to(self.device)
-        audio = self.model.decode(codes, ids, timbre, speed, noise_scale, generator=generator)
-        out = audio[0, 0].float().cpu().numpy()
-        del audio
-        release_free_memory()  # the decoder's activations (~100-170 MB for 10 s) are done with
-        return out
+        codes, ids = _model_inputs(tokens, phones, self.device)
+        # The decoder's activations (~100-170 MB for 10 s) are freed once the samples are out.
+        return _samples(self.model.decode(codes, ids, timbre, speed, noise_scale, generator=generator))
 
     def chunk_decoder(
         self,
@@ -216,15 +212,10 @@ class CfmAudio:
     ) -> np.ndarray:
         """``noise_scale`` is unused: the flow matching starts from unit noise."""
         assert isinstance(timbre, CfmPrompt)
-        codes = tokens.view(1, 1, -1).to(self.device)
-        ids = torch.as_tensor(phones, dtype=torch.long).view(1, -1).to(self.device)
+        codes, ids = _model_inputs(tokens, phones, self.device)
         mel = self.model.decode_mel(codes, ids, timbre, sample_steps, speed, generator=generator)
         with torch.inference_mode():
-            audio = self.vocoder(mel)
-        out = audio[0, 0].float().cpu().numpy()
-        del audio
-        release_free_memory()  # the DiT's and the vocoder's activations are done with
-        return out
+            return _samples(self.vocoder(mel))  # the DiT's and the vocoder's activations freed
 
     def chunk_decoder(
         self,
@@ -235,6 +226,23 @@ class CfmAudio:
         options: StreamOptions,
     ) -> ChunkDecoder:
         raise TypeError(f"{self.version} models decode whole segments (no token-chunk streaming)")
+
+
+def _model_inputs(
+    tokens: torch.Tensor, phones: Sequence[int] | torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) tokens and a segment's phones as the decoders take them: (1, 1, n) codes, (1, m) ids."""
+    codes = tokens.view(1, 1, -1).to(device)
+    return codes, torch.as_tensor(phones, dtype=torch.long).view(1, -1).to(device)
+
+
+def _samples(audio: torch.Tensor) -> np.ndarray:
+    """(1, 1, samples) decoder output -> float32 numpy; the activations behind it go back to the OS
+    (left in glibc's heap they would sit under the next segment's)."""
+    out = audio[0, 0].float().cpu().numpy()
+    del audio
+    release_free_memory()
+    return out
 
 
 def audio_stage(
