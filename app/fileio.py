@@ -74,11 +74,11 @@ def atomic_write(
     mode: str = "w",
     encoding: str | None = "utf-8",
     permissions: int = 0o600,
-    **open_args: Any,
+    newline: str | None = None,
 ) -> Iterator[IO[Any]]:
     """An open file (``mode`` "w" or "wb") whose content replaces ``path`` when the block succeeds.
 
-    ``open_args`` go to :func:`open` for text mode (``newline=""`` writes "\\n" untranslated).
+    ``newline`` as :func:`open` takes it in text mode (``""`` writes "\\n" untranslated).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', not {mode!r}")
@@ -87,7 +87,7 @@ def atomic_write(
             with open(tmp, "wb") as fh:
                 yield fh
         else:
-            with open(tmp, "w", encoding=encoding, **open_args) as fh:
+            with open(tmp, "w", encoding=encoding, newline=newline) as fh:
                 yield fh
 
 

@@ -353,3 +353,44 @@ def test_checkers_catch_planted_violations(tmp_path, monkeypatch):
     assert any("server.py:1: app.api.server must not import app.ui" in v for v in bad), bad
     assert not any("__main__" in v for v in bad), bad
     assert any("from os import environ" in v for v in env_readers())
+
+
+# Functions of the UI that may take ``*args``: binding the state a handler is called with (not
+# Gradio's inputs, which handlers take one named, typed parameter each).
+UI_VARARGS_ALLOWED = {"app/ui/tabs/binding.py:bind"}
+
+
+def untyped_ui_inputs(root: Path | None = None) -> list[str]:
+    """UI functions taking ``*rest`` (inputs unpacked by position) or ``**options: Any``, and
+    ``**options: Any`` anywhere in ``app/``: each input should be a named, typed parameter."""
+    found = []
+    base = root or APP
+    for path in sorted(base.rglob("*.py")):
+        rel = path.relative_to(base.parent).as_posix()
+        in_ui = rel.startswith("app/ui/")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            where = f"{rel}:{node.name}"
+            if in_ui and node.args.vararg is not None and where not in UI_VARARGS_ALLOWED:
+                found.append(f"{where}: *{node.args.vararg.arg}")
+            kw = node.args.kwarg
+            any_options = kw is not None and isinstance(kw.annotation, ast.Name) and kw.annotation.id == "Any"
+            # pickle.Unpickler's own options pass through the restricted unpickler untouched.
+            if any_options and rel != "app/models/upstream/safe_pickle.py":
+                found.append(f"{where}: **{kw.arg}: Any")
+    return found
+
+
+def test_ui_inputs_are_named_and_typed(tmp_path):
+    bad = untyped_ui_inputs()
+    assert not bad, "take each input as a named, typed parameter:\n" + "\n".join(bad)
+    fake = tmp_path / "app" / "ui"
+    fake.mkdir(parents=True)
+    (fake / "tab.py").write_text(
+        "from typing import Any\ndef run(a, *rest):\n    pass\ndef cfg(**options: Any):\n    pass\n"
+    )
+    assert untyped_ui_inputs(tmp_path / "app") == [
+        "app/ui/tab.py:run: *rest",
+        "app/ui/tab.py:cfg: **options: Any",
+    ]
