@@ -11,7 +11,7 @@ ARGS ?=
 APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox g++
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format venv deps dev-deps system-deps bench clean-venv
+.PHONY: run test lint format venv deps dev-deps system-deps bench bench-deps side-by-side clean-venv
 
 run: deps
 	$(PY) webui.py $(ARGS)
@@ -74,6 +74,14 @@ system-deps:
 
 bench: deps
 	$(PY) -m bench.tts_cpu
+
+# What upstream GPT-SoVITS imports besides our own dependencies, for the side-by-side harness
+# (python -m bench.side_by_side --upstream <GPT-SoVITS clone>); not needed by the studio itself.
+bench-deps: deps
+	$(PIP) install torchmetrics x-transformers
+
+side-by-side: bench-deps
+	$(PY) -m bench.side_by_side --upstream "$(UPSTREAM_GSV)"
 
 clean-venv:
 	rm -rf $(VENV)
