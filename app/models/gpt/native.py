@@ -22,6 +22,7 @@ import functools
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from app.settings import NATIVE_KERNELS_VAR, native_kernels_enabled, prepend_to_
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "attention.cpp"
+# A build lock older than this was left by a build that was killed (a build takes ~30-120 s);
+# torch would wait on it forever.
+STALE_LOCK_SECONDS = 15 * 60
 # Head sizes the kernel is instantiated for (the released models use 32).
 HEAD_DIMS = (8, 16, 32, 64, 128)
 
@@ -60,11 +64,32 @@ def _module_name(tag: str) -> str:
     return f"sovits_gpt_attention_{tag}_{digest}"
 
 
+def clear_stale_lock(name: str, now: float | None = None) -> bool:
+    """Remove the build lock of extension ``name`` when a killed build left it; True if removed.
+
+    torch's builder waits while ``<build dir>/lock`` exists; a process stopped mid-build (an outer
+    ``timeout``, Ctrl-C) leaves it behind, and every later process would hang on first decode.
+    """
+    from torch.utils import cpp_extension
+
+    lock = Path(cpp_extension._get_build_directory(name, False)) / "lock"
+    try:
+        age = (time.time() if now is None else now) - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age < STALE_LOCK_SECONDS:
+        return False  # another process may be building right now
+    log.warning("removing %s, left %.0f min ago by a build that did not finish", lock, age / 60)
+    lock.unlink(missing_ok=True)
+    return True
+
+
 def build():
     """Compile (or load the cached build of) the extension module; raises when that fails."""
     from torch.utils import cpp_extension
 
     tag, flags = _arch_flags()
+    clear_stale_lock(_module_name(tag))
     # The ninja of this interpreter's environment (PyPI `ninja`) is found even when the venv is
     # not activated.
     prepend_to_path(str(Path(sys.executable).parent))

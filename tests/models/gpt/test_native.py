@@ -7,6 +7,7 @@ test setup); a machine that cannot build it must fall back to SDPA, which is tes
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,3 +191,19 @@ def test_the_switch_turns_the_kernel_off(monkeypatch) -> None:
         monkeypatch.delenv(NATIVE_KERNELS_VAR)
         native.attention_kernel.cache_clear()
     assert native.attention_kernel() is not None
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared_and_a_fresh_one_kept(monkeypatch, tmp_path) -> None:
+    """A build stopped mid-way leaves torch's lock file; later processes must not wait on it forever,
+    while a lock younger than a build can take belongs to a build that is running."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    name = "sovits_gpt_attention_test"
+    lock = Path(cpp_extension._get_build_directory(name, False)) / "lock"
+    assert not native.clear_stale_lock(name)  # no lock: nothing to do
+    lock.write_text("")
+    now = lock.stat().st_mtime
+    assert not native.clear_stale_lock(name, now=now + 60) and lock.exists()  # a build running now
+    assert native.clear_stale_lock(name, now=now + native.STALE_LOCK_SECONDS + 1)
+    assert not lock.exists()
