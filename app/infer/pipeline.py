@@ -180,8 +180,9 @@ class TTSPipeline:
         return self.references.prompt_tokens(wav16)
 
     def spectrogram(self, wav32: np.ndarray) -> torch.Tensor:
-        """Stage 2: (1, 1025, F) timbre spectrogram of a 32 kHz clip (upstream's level rule applied)."""
-        return self.references.timbre_inputs(wav32)[0]
+        """Stage 2: (1, 1025, F) timbre spectrogram of a 32 kHz clip (upstream's level rule applied;
+        no speaker embedding is computed)."""
+        return self.references.spectrogram(wav32)
 
     def timbre_inputs(self, wav32: np.ndarray) -> TimbreInputs:
         """Stage 2: a 32 kHz clip's spectrogram and, for v2Pro*, its speaker embedding."""

@@ -50,6 +50,16 @@ def test_embedding_is_upstreams_chain_on_the_levelled_32k_clip(pro, tmp_path):
     assert not torch.allclose(pro.timbre([spec], [embedding]).ge, other.ge)
 
 
+def test_spectrogram_alone_runs_no_speaker_model(pro, monkeypatch):
+    """The spectrogram stage gives timbre_inputs' spectrogram without computing the embedding."""
+    wav32 = (0.5 * np.sin(np.arange(32000 * 2) / 9.0)).astype(np.float32)
+    expected, _ = pro.timbre_inputs(wav32)
+    monkeypatch.setattr(
+        SpeakerEncoder, "embed_32k", lambda *_: pytest.fail("speaker model run for a spectrogram")
+    )
+    torch.testing.assert_close(pro.spectrogram(wav32), expected, rtol=0, atol=0)
+
+
 def test_synthesis_caches_the_embedding_with_the_clip(pro, pro_home, ref_wav, monkeypatch):
     calls = []
     real = SpeakerEncoder.embed_32k

@@ -63,11 +63,19 @@ class ReferenceStage:
         release_free_memory()  # HuBERT's activations (~150 MB for 10 s) are done with
         return codes
 
+    def _levelled(self, wav32: np.ndarray) -> torch.Tensor:
+        """(1, T) the 32 kHz clip after upstream's level rule, on the device."""
+        return normalize_reference(torch.from_numpy(np.ascontiguousarray(wav32)).to(self.device)[None])
+
+    def spectrogram(self, wav32: np.ndarray) -> torch.Tensor:
+        """(1, 1025, F) timbre spectrogram of a 32 kHz clip, without the speaker embedding."""
+        return reference_spectrogram(self._levelled(wav32))
+
     def timbre_inputs(self, wav32: np.ndarray) -> TimbreInputs:
         """A 32 kHz clip's spectrogram (1, 1025, F) and, for v2Pro*, its (1, sv_dim) speaker
         embedding: upstream's level rule, then the spectrogram of that wave and the embedding
         of the same wave resampled to 16 kHz (torchaudio's resampler, as upstream)."""
-        wav = normalize_reference(torch.from_numpy(np.ascontiguousarray(wav32)).to(self.device)[None])
+        wav = self._levelled(wav32)
         spec = reference_spectrogram(wav)
         if self.speaker is None:
             return spec, None
