@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from app.infer.inputs import ReferenceFeatures, TextInput
-from app.infer.request import TTSRequest
+from app.infer.request import DEFAULT_SAMPLE_STEPS, TTSRequest
 from app.infer.streaming import ChunkDecoder, StreamOptions
 from app.models.gpt.sampling import SamplingOptions, TokenChunk
 from app.models.sovits.cfm_model import CfmPrompt
@@ -51,7 +51,7 @@ class SegmentDecoder(Protocol):
         speed: float = 1.0,
         noise_scale: float = 0.5,
         generator: torch.Generator | None = None,
-        sample_steps: int = 32,
+        sample_steps: int = DEFAULT_SAMPLE_STEPS,
     ) -> np.ndarray: ...
 
 
