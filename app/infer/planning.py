@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from app.infer.batching import plan_batches
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
 from app.infer.reference import ReferenceClip, matching_prompt
-from app.infer.request import ReferenceInfo, Timings, TTSRequest
+from app.infer.request import ReferenceInfo, Timings, TTSInputError, TTSRequest
 from app.infer.scripts import unreadable_letters
 from app.infer.seeds import random_seed
 from app.infer.stages.base import AudioStage
@@ -46,15 +46,27 @@ class Planner:
     def plan(
         self, request: TTSRequest, max_new_tokens: int
     ) -> tuple[SynthesisPlan, ReferenceInfo, tuple[str, ...], Timings]:
-        """The plan of ``request``, how the reference was used, notes, timings (text, reference)."""
+        """The plan of ``request``, how the reference was used, notes, timings (text, reference).
+
+        A :class:`TTSInputError` raised on the way carries the notes made before it.
+        """
+        notes: list[str] = []
+        try:
+            return self._plan(request, max_new_tokens, notes)
+        except TTSInputError as exc:
+            exc.notes = (*notes, *exc.notes)
+            raise
+
+    def _plan(
+        self, request: TTSRequest, max_new_tokens: int, notes: list[str]
+    ) -> tuple[SynthesisPlan, ReferenceInfo, tuple[str, ...], Timings]:
         start = time.perf_counter()
         sample_steps = self.audio.sample_steps(request.sample_steps)
         self.audio.check(request)
-        notes: list[str] = []
-        segments = self.text.segments(request.text, request.text_language, request.split_method)
         foreign = unreadable_letters(request.text)
         if foreign:
             notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
+        segments = self.text.segments(request.text, request.text_language, request.split_method)
         t_text = time.perf_counter() - start
 
         t0 = time.perf_counter()
@@ -94,6 +106,7 @@ class Planner:
         """The reference clip and the prompt text that fits its kept part; notes what was cut."""
         # Decode first without HuBERT: whether the prompt is used depends on the trimming.
         clip, features, cached = self.references.features(request.reference, need_tokens=False)
+        notes.extend(clip.warnings)
         prompt_text = request.prompt_text.strip("\n") if request.uses_prompt else ""
         if clip.trimmed:
             notes.append(

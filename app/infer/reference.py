@@ -6,6 +6,10 @@ that range is used as is; a longer one is cut into phrases at its pauses (the RM
 of whole phrases spanning 3-10 s with the most speech is kept. A clip shorter than 3 s, silent,
 or with less than 3 s of speech is refused with a message saying so.
 
+Levels are checked on the whole clip first: a DC offset is removed (and noted); a clip with
+nothing left after that (DC only, a constant) or a steady pure tone holds no speech and is
+refused; a clipped or over-range clip is used, with a note saying so.
+
 When a trimmed clip came with a prompt text, the text must be cut the same way: if the text has
 exactly one clause per phrase (people pause at punctuation), the clauses of the kept phrases are
 used; otherwise no prompt text can be trusted and the caller falls back to reference-free mode.
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.audio.io import AudioError, load_audio
+from app.audio.io import SILENCE_PEAK, AudioError, load_audio
 from app.audio.slicer import SlicerOptions, find_segments, frame_rms
 from app.infer.request import AudioSource, ReferenceAudioError
 from app.text.split import CLAUSE_MARKS
@@ -36,6 +40,21 @@ MAX_SOURCE_SECONDS = 600.0
 PHRASE_SLICER = SlicerOptions(
     threshold_db=-40.0, min_length_ms=300, min_interval_ms=200, hop_ms=10, max_sil_kept_ms=150
 )
+# Level checks. A mean beyond -40 dBFS is a DC offset (speech averages to ~0): removed.
+DC_OFFSET = 0.01
+# A sample at or above 0.99 of full scale counts as clipped; more than 0.1% of them: a clipped
+# recording (a clean one normalised to 0 dBFS touches its peak a handful of times).
+CLIP_LEVEL = 0.99
+CLIPPED_FRACTION = 1e-3
+# Pure-tone test: Hann frames of 1024 samples (31 Hz bins at 32 kHz); a frame whose strongest
+# bin +-3 holds >= 90% of its energy is one sinusoid (a voiced frame's fundamental holds ~50-70%,
+# the rest is in harmonics and formants). At most this many frames are looked at.
+TONE_FRAME = 1024
+TONE_BINS = 3
+TONE_FRACTION = 0.9
+TONE_MAX_FRAMES = 2000
+# Edges left out of the "nothing after DC removal" test (a resampler rings at a step).
+EDGE_SECONDS = 0.02
 # Clause ends of a prompt text when it is matched to phrases: the split marks plus ; and 、.
 _CLAUSE_END = re.compile("([" + re.escape("".join(sorted(CLAUSE_MARKS | set(";；、")))) + "]+)")
 
@@ -61,6 +80,9 @@ class ReferenceClip:
     phrases_kept: tuple[int, int] | None
     # sha256 of the source bytes (cache key).
     sha256: str
+    # What the level checks found and did (DC offset removed, clipping, over range), one
+    # sentence each, for the request's notes.
+    warnings: tuple[str, ...] = ()
 
 
 def read_source(source: AudioSource, what: str = "reference clip") -> tuple[bytes, str]:
@@ -110,9 +132,10 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
             "of speech: record or upload a longer clip"
         )
     wav16 = _load(data, name, HUBERT_RATE)
+    wav32, wav16, warnings = check_levels(wav32, wav16, name)
     digest = sha256_of(data)
     if seconds <= MAX_SECONDS:
-        return ReferenceClip(wav16, wav32, seconds, 0.0, seconds, False, 0, None, digest)
+        return ReferenceClip(wav16, wav32, seconds, 0.0, seconds, False, 0, None, digest, warnings)
     start, end, phrases, kept = best_span(wav32, SAMPLE_RATE, name)
     a16, b16 = round(start * HUBERT_RATE / SAMPLE_RATE), round(end * HUBERT_RATE / SAMPLE_RATE)
     return ReferenceClip(
@@ -125,7 +148,69 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
         phrase_count=phrases,
         phrases_kept=kept,
         sha256=digest,
+        warnings=warnings,
     )
+
+
+def check_levels(
+    wav32: np.ndarray, wav16: np.ndarray, name: str
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The clip at both rates without its DC offset, and notes on its levels.
+
+    Raises :class:`ReferenceAudioError` when nothing but an offset or a pure tone is there.
+    """
+    warnings: list[str] = []
+    offset = float(wav32.mean())
+    if abs(offset) > DC_OFFSET:
+        wav32 = (wav32 - offset).astype(np.float32)
+        wav16 = (wav16 - wav16.mean()).astype(np.float32)
+        warnings.append(
+            f"The reference clip had a DC offset of {offset:+.3f} (of full scale); it was removed."
+        )
+    edge = round(EDGE_SECONDS * SAMPLE_RATE)
+    middle = wav32[edge:-edge] if len(wav32) > 4 * edge else wav32
+    if float(np.abs(middle).max(initial=0.0)) < SILENCE_PEAK:
+        raise ReferenceAudioError(
+            f"{name} holds no speech: without its DC offset it is silent (a constant signal). "
+            "Record or upload a clip of clear speech"
+        )
+    if tone_fraction(wav32) >= TONE_FRACTION:
+        raise ReferenceAudioError(
+            f"{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech"
+        )
+    peak = float(np.abs(wav32).max())
+    if peak > 1.0:
+        warnings.append(
+            f"The reference clip goes over full scale (peak {peak:.2f}); it was scaled down as upstream "
+            "does (divided by the peak, at most 2), and may sound distorted."
+        )
+    else:
+        clipped = float(np.mean(np.abs(wav32) >= CLIP_LEVEL))
+        if clipped > CLIPPED_FRACTION:
+            warnings.append(
+                f"The reference clip is clipped ({clipped:.1%} of its samples at full scale); the voice "
+                "may sound distorted: record at a lower level for a better result."
+            )
+    return wav32, wav16, tuple(warnings)
+
+
+def tone_fraction(wav: np.ndarray) -> float:
+    """Median share of each loud frame's energy at its strongest frequency (+-3 bins): ~1 for a pure tone."""
+    count = (len(wav) - TONE_FRAME) // (TONE_FRAME // 2) + 1
+    if count < 1:
+        return 0.0
+    starts = np.linspace(0, len(wav) - TONE_FRAME, min(count, TONE_MAX_FRAMES)).astype(np.int64)
+    frames = wav[starts[:, None] + np.arange(TONE_FRAME)] * np.hanning(TONE_FRAME)  # (F, 1024)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (F, 513)
+    energy = power.sum(axis=1)
+    loud = energy > 0.01 * energy.max(initial=0.0)
+    if not loud.any():
+        return 0.0
+    power, energy = power[loud], energy[loud]
+    peak = power.argmax(axis=1)
+    bins = np.arange(power.shape[1])
+    near = np.abs(bins[None, :] - peak[:, None]) <= TONE_BINS  # (F, 513)
+    return float(np.median((power * near).sum(axis=1) / energy))
 
 
 def best_span(

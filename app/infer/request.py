@@ -49,6 +49,9 @@ class TTSInputError(TTSError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        # What the pipeline noted before it refused (skipped letters, a trimmed or clipped
+        # reference), one sentence each: interfaces show them with the error.
+        self.notes: tuple[str, ...] = ()
 
 
 class ReferenceAudioError(TTSInputError):
@@ -285,3 +288,5 @@ class AudioChunk:
     segment_done: bool
     # Set on the very last chunk only: the complete result (audio, seed, tokens, timings).
     result: TTSResult | None = None
+    # The request's notes (as TTSResult.notes), on every chunk: a stream's first chunk has them.
+    notes: tuple[str, ...] = ()

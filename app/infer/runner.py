@@ -88,11 +88,13 @@ class Runner:
         self.sovits_s = 0.0
         self.first_audio: float | None = None
         self.begin = 0.0
+        self.notes: tuple[str, ...] = ()
 
     def chunks(
         self, info: ReferenceInfo | None, notes: tuple[str, ...], timings: Timings, begin: float
     ) -> Iterator[AudioChunk]:
         self.begin = begin
+        self.notes = notes
         plan = self.plan
         for batch, batch_rows in enumerate(plan.batch_rows()):
             rows = list(batch_rows)
@@ -130,7 +132,9 @@ class Runner:
         if self.first_audio is None and len(audio):
             self.first_audio = time.perf_counter() - self.begin
         self.parts.append(audio)
-        return AudioChunk(audio, self.audio.sample_rate, segment, len(self.plan.segments), done)
+        return AudioChunk(
+            audio, self.audio.sample_rate, segment, len(self.plan.segments), done, notes=self.notes
+        )
 
     def _whole_segments(self, it: Iterator[TokenChunk], rows: list[int]) -> Iterator[AudioChunk]:
         """Decode each row's segment when its tokens are complete; yield segments in text order."""
@@ -217,5 +221,11 @@ class Runner:
         )
         last = len(self.plan.segments) - 1
         return AudioChunk(
-            np.zeros(0, np.int16), self.audio.sample_rate, max(last, 0), len(self.plan.segments), True, result
+            np.zeros(0, np.int16),
+            self.audio.sample_rate,
+            max(last, 0),
+            len(self.plan.segments),
+            True,
+            result,
+            notes,
         )

@@ -90,6 +90,44 @@ def test_unusable_clips_are_refused_with_the_reason(tmp_path, make, message):
     assert "bad.wav" in str(info.value)
 
 
+def _seconds(n: float = 4.0, sr: int = SAMPLE_RATE) -> np.ndarray:
+    return np.arange(round(n * sr)) / sr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: np.full(len(_seconds()), 0.5), "no speech: without its DC offset it is silent"),
+        (lambda: np.full(len(_seconds(sr=44100)), -0.3), "no speech: without its DC offset it is silent"),
+        (lambda: 0.5 * np.sin(2 * np.pi * 440 * _seconds()), "no speech: it is a steady pure tone"),
+        (lambda: 0.2 + 0.3 * np.sin(2 * np.pi * 1000 * _seconds()), "no speech: it is a steady pure tone"),
+    ],
+    ids=["dc", "dc-44k", "tone", "tone-on-dc"],
+)
+def test_clips_without_speech_after_dc_removal_are_refused(tmp_path, make, message):
+    wav = make().astype(np.float32)
+    sf.write(tmp_path / "nospeech.wav", wav, 44100 if len(wav) % SAMPLE_RATE else SAMPLE_RATE)
+    with pytest.raises(ReferenceAudioError, match=message) as info:
+        load_clip(tmp_path / "nospeech.wav")
+    assert "nospeech.wav" in str(info.value) and "clear speech" in str(info.value)
+
+
+def test_clipped_offset_and_over_range_clips_are_used_with_a_warning(tmp_path):
+    clean, _ = sf.read(voice(tmp_path / "v.wav", 4.0, pauses=(2.0,)), dtype="float32")
+    assert load_clip(tmp_path / "v.wav").warnings == ()
+    sf.write(tmp_path / "clipped.wav", np.clip(clean * 6, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+    (note,) = load_clip(tmp_path / "clipped.wav").warnings
+    assert "is clipped" in note and "% of its samples at full scale" in note
+    sf.write(tmp_path / "over.wav", clean * 6, SAMPLE_RATE, subtype="FLOAT")
+    (note,) = load_clip(tmp_path / "over.wav").warnings
+    assert "over full scale (peak 1.5" in note
+    sf.write(tmp_path / "offset.wav", clean + 0.1, SAMPLE_RATE, subtype="FLOAT")
+    clip = load_clip(tmp_path / "offset.wav")
+    assert clip.warnings == ("The reference clip had a DC offset of +0.100 (of full scale); it was removed.",)
+    assert abs(float(clip.wav32.mean())) < 1e-3 and abs(float(clip.wav16.mean())) < 1e-3
+    np.testing.assert_allclose(clip.wav32, clean - clean.mean(), atol=2e-3)
+
+
 def test_long_clip_with_little_speech_is_refused(tmp_path):
     wav = np.zeros(12 * SAMPLE_RATE, np.float32)
     wav[SAMPLE_RATE : 3 * SAMPLE_RATE] = sf.read(voice(tmp_path / "v.wav", 2.0), dtype="float32")[0]
