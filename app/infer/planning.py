@@ -63,10 +63,10 @@ class Planner:
         start = time.perf_counter()
         sample_steps = self.audio.sample_steps(request.sample_steps)
         self.audio.check(request)
+        segments = self.text.segments(request.text, request.text_language, request.split_method)
         foreign = unreadable_letters(request.text)
         if foreign:
             notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
-        segments = self.text.segments(request.text, request.text_language, request.split_method)
         t_text = time.perf_counter() - start
 
         t0 = time.perf_counter()

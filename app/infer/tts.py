@@ -4,7 +4,9 @@
         --ref ref.wav --ref-text "What the reference says." --text "Text to speak." --out out.wav
 
 Builds the same :class:`~app.infer.request.TTSRequest` as the web UI and the HTTP API. Exit codes:
-0 done, 2 bad input (text, reference, parameters), 3 models that cannot be loaded.
+0 done, 2 bad input (text, reference, parameters), 3 models that cannot be loaded. What the
+pipeline notes (a trimmed, clipped or over-range reference, skipped letters) goes to stderr as
+``note: ...`` lines, with a result or before an error.
 """
 
 from __future__ import annotations
@@ -182,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TTSInputError, ModelLoadError) as exc:
         if args.stream:
             args.out.unlink(missing_ok=True)  # a half-written stream is no result
+        _print_notes(getattr(exc, "notes", ()))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT if isinstance(exc, TTSInputError) else EXIT_MODEL
     t = result.timings
@@ -190,9 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load {loaded:.1f} s, synthesis {t.total:.2f} s (first audio {t.first_audio:.2f} s, "
         f"RTF {t.total / max(result.duration, 1e-9):.2f})"
     )
-    for note in result.notes:
-        print(f"note: {note}")
+    _print_notes(result.notes)
     return 0
+
+
+def _print_notes(notes: Sequence[str]) -> None:
+    """What the pipeline noted (trimmed or clipped reference, skipped letters): stderr, like warnings."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,23 @@ def test_cli_speaks_with_a_v4_model_at_the_asked_sample_steps(tmp_path, ref_wav,
     assert sr == 48000 and np.abs(audio).max() > 100 and steps == [4]  # one segment (default split)
     assert tts.main([*args, "--sample-steps", "200"]) == 2
     assert "sample_steps must be between 4 and 128" in capsys.readouterr().err
+
+
+def test_cli_prints_notes_to_stderr_with_a_result_or_an_error(tiny_home, ref_wav, tmp_path, capsys):
+    clean, sr = sf.read(ref_wav, dtype="float32")
+    clipped = tmp_path / "clipped.wav"
+    sf.write(clipped, np.clip(clean * 8, -1, 1), sr, subtype="PCM_16")
+    out = tmp_path / "out.wav"
+    args = _args(tiny_home, clipped, out, "--text", "Hello Привет.", "--ref-free")
+    assert tts.main(args) == 0
+    captured = capsys.readouterr()
+    assert "note: The reference clip is clipped (" in captured.err
+    assert "note: Letters the models cannot read were skipped: Привет" in captured.err
+    assert "note:" not in captured.out and captured.out.startswith(f"wrote {out}")
+    # A refused reference: the notes made before the refusal, then the error.
+    constant = tmp_path / "constant.wav"
+    sf.write(constant, np.full(4 * sr, 0.4, np.float32), sr)
+    assert tts.main(_args(tiny_home, constant, out, "--text", "Hello Привет.")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "note: Letters the models cannot read were skipped: Привет", err
+    assert err[-1].startswith("error: ") and "constant.wav holds no speech" in err[-1]
