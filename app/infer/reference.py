@@ -87,33 +87,39 @@ class ReferenceClip:
 
 def read_source(source: AudioSource, what: str = "reference clip") -> tuple[bytes, str]:
     """The bytes of ``source`` and a name for messages; missing files raise ReferenceAudioError."""
+    field = _field(what)
     if isinstance(source, bytes):
         if not source:
-            raise ReferenceAudioError(f"the uploaded {what} is empty (0 bytes): upload an audio file")
+            raise ReferenceAudioError(f"the uploaded {what} is empty (0 bytes): upload an audio file", field)
         return source, f"uploaded {what}"
     path = Path(source)
     try:
         return path.read_bytes(), str(path)
     except FileNotFoundError:
-        raise ReferenceAudioError(f"{path}: {what} not found") from None
+        raise ReferenceAudioError(f"{path}: {what} not found", field) from None
     except IsADirectoryError:
-        raise ReferenceAudioError(f"{path}: is a folder, not an audio file") from None
+        raise ReferenceAudioError(f"{path}: is a folder, not an audio file", field) from None
     except OSError as exc:
-        raise ReferenceAudioError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+        raise ReferenceAudioError(f"{path}: cannot read the {what} ({exc.strerror})", field) from None
+
+
+def _field(what: str) -> str:
+    """The TTSRequest field of a clip named ``what`` in messages."""
+    return "extra_references" if what.startswith("extra") else "reference"
 
 
 def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _load(data: bytes, name: str, sr: int) -> np.ndarray:
+def _load(data: bytes, name: str, sr: int, field: str = "reference") -> np.ndarray:
     try:
         return load_audio(data, sr, max_seconds=MAX_SOURCE_SECONDS)
     except AudioError as exc:
         # The loader names "<N bytes of uploaded audio>"; say which clip it was instead.
         detail = str(exc).split(": ", 1)[-1]
         raise ReferenceAudioError(
-            f"{name}: {detail}. Use a WAV/FLAC/MP3/OGG recording of 3-10 s of clear speech"
+            f"{name}: {detail}. Use a WAV/FLAC/MP3/OGG recording of 3-10 s of clear speech", field
         ) from None
 
 
@@ -289,4 +295,4 @@ def matching_prompt(prompt_text: str, clip: ReferenceClip) -> str | None:
 def load_extra(source: AudioSource) -> tuple[np.ndarray, str]:
     """An extra (timbre-only) reference at 32 kHz and its sha256; any length up to 10 minutes."""
     data, name = read_source(source, "extra reference clip")
-    return _load(data, name, SAMPLE_RATE), sha256_of(data)
+    return _load(data, name, SAMPLE_RATE, "extra_references"), sha256_of(data)

@@ -55,7 +55,10 @@ class TTSInputError(TTSError):
 
 
 class ReferenceAudioError(TTSInputError):
-    """The reference clip cannot be used (unreadable, too short, silent)."""
+    """The reference clip cannot be used (unreadable, too short, silent, no speech)."""
+
+    def __init__(self, message: str, field: str | None = "reference") -> None:
+        super().__init__(message, field)
 
 
 class ModelLoadError(TTSError):
@@ -93,7 +96,7 @@ class PipelineSpec:
 
 def _check_range(name: str, value: float, low: float, high: float, hint: str = "") -> None:
     if not low <= value <= high:
-        raise TTSInputError(f"{name} must be between {low:g} and {high:g}, got {value:g}{hint}")
+        raise TTSInputError(f"{name} must be between {low:g} and {high:g}, got {value:g}{hint}", field=name)
 
 
 @dataclass(frozen=True)
@@ -143,31 +146,37 @@ class TTSRequest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
-            raise TTSInputError(f"text must be a string, not {type(self.text).__name__}")
+            raise TTSInputError(f"text must be a string, not {type(self.text).__name__}", field="text")
         if not self.text.strip():
-            raise TTSInputError("the text is empty: enter something to read")
+            raise TTSInputError("the text is empty: enter something to read", field="text")
         if not isinstance(self.reference, (str, os.PathLike, bytes)):
-            raise TTSInputError("reference must be a file path or the bytes of an audio file")
+            raise TTSInputError(
+                "reference must be a file path or the bytes of an audio file", field="reference"
+            )
         for name in ("text_language", "prompt_language"):
             try:
                 object.__setattr__(self, name, LanguageMode.parse(getattr(self, name)).value)
             except UnsupportedLanguage as exc:
-                raise TTSInputError(f"{name}: {exc}") from None
+                raise TTSInputError(f"{name}: {exc}", field=name) from None
         try:
             object.__setattr__(self, "split_method", SplitMethod.parse(self.split_method).value)
         except ValueError as exc:
-            raise TTSInputError(str(exc)) from None
+            raise TTSInputError(str(exc), field="split_method") from None
         object.__setattr__(self, "extra_references", tuple(self.extra_references))
         if len(self.extra_references) > MAX_EXTRA_REFERENCES:
-            raise TTSInputError(f"at most {MAX_EXTRA_REFERENCES} extra reference clips are used")
+            raise TTSInputError(
+                f"at most {MAX_EXTRA_REFERENCES} extra reference clips are used", field="extra_references"
+            )
         if self.seed == -1:
             object.__setattr__(self, "seed", None)
         if self.seed is not None and not 0 <= int(self.seed) <= MAX_SEED:
-            raise TTSInputError(f"seed must be between 0 and {MAX_SEED} (or -1 for a random one)")
+            raise TTSInputError(
+                f"seed must be between 0 and {MAX_SEED} (or -1 for a random one)", field="seed"
+            )
         if int(self.top_k) < 1:
-            raise TTSInputError(f"top_k must be at least 1, got {self.top_k}")
+            raise TTSInputError(f"top_k must be at least 1, got {self.top_k}", field="top_k")
         if not 0.0 < self.top_p <= 1.0:
-            raise TTSInputError(f"top_p must be in (0, 1], got {self.top_p:g}")
+            raise TTSInputError(f"top_p must be in (0, 1], got {self.top_p:g}", field="top_p")
         _check_range("temperature", self.temperature, 0.0, 5.0)
         _check_range("repetition_penalty", self.repetition_penalty, 0.01, 5.0, " (1.0 disables it)")
         _check_range("speed", self.speed, *SPEED_RANGE)
@@ -176,7 +185,9 @@ class TTSRequest:
         _check_range("batch_threshold", self.batch_threshold, 0.0, 1.0)
         if self.sample_steps is not None:
             if isinstance(self.sample_steps, bool) or int(self.sample_steps) != self.sample_steps:
-                raise TTSInputError(f"sample_steps must be a whole number, got {self.sample_steps!r}")
+                raise TTSInputError(
+                    f"sample_steps must be a whole number, got {self.sample_steps!r}", field="sample_steps"
+                )
             _check_range("sample_steps", self.sample_steps, *SAMPLE_STEPS_RANGE)
 
     @property

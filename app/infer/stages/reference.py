@@ -117,7 +117,7 @@ class ReferenceStage:
         digest = clips.sha256_of(data)
         found = self._extras.get(digest)
         if found is None:
-            found = self.timbre_inputs(clips._load(data, name, clips.SAMPLE_RATE))
+            found = self.timbre_inputs(clips._load(data, name, clips.SAMPLE_RATE, "extra_references"))
             self._extras.put(digest, found)
         return found
 

@@ -1,9 +1,13 @@
 """Stage 1, text -> phones and BERT features, for the prompt text and for the target text.
 
 The prompt text gets a final "。" (or "." for English) when it ends without punctuation; the target
-text is split (``app.text.split_text``: method, merging of short pieces, final punctuation); each
-piece is read into phones, and Chinese parts get BERT features (zeros elsewhere; BERT loads on
-first use, through the ``bert`` callable the pipeline passes in).
+text is split (``app.text.split_text``: method, merging of short pieces, final punctuation, cuts
+by length); each piece is read into phones, and Chinese parts get BERT features (zeros elsewhere;
+BERT loads on first use, through the ``bert`` callable the pipeline passes in).
+
+A target piece with nothing to say (a clause in a language the mode does not read, letters of a
+script no model reads) is skipped, and a note names what was skipped; only a text of which no
+piece says anything is refused.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch
 from app.infer.cache import LRUCache
 from app.infer.inputs import TextInput
 from app.infer.request import TTSInputError
-from app.infer.scripts import LANGUAGES, speaks, unreadable_letters
+from app.infer.scripts import LANGUAGES, speaks, unread_letters, unreadable_letters
 from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
 from app.text.frontend import TextResult
 from app.text.split import CLAUSE_MARKS
@@ -44,19 +48,16 @@ class TextStage:
 
     def read(self, text: str, language: str, what: str = "text") -> TextResult:
         """Phones of ``text``; refuses text in which nothing can be read as ``language``."""
-        try:
-            result = text_to_phones(text, language, self.text_version)
-        except (EmptyText, UnsupportedLanguage, OverrideError) as exc:
-            raise TTSInputError(f"{what}: {exc}") from exc
+        result = self._phones(text, language, what)
         if not speaks(result.phones):
-            foreign = unreadable_letters(text)
-            why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
-            raise TTSInputError(
-                f"{what} {text.strip()!r} cannot be read as {LanguageMode.parse(language).value}: {why} "
-                f"the models cannot speak (they read {LANGUAGES}); choose the text's language "
-                "or write it in one of those"
-            )
+            raise _unreadable(text, language, what)
         return result
+
+    def _phones(self, text: str, language: str, what: str) -> TextResult:
+        try:
+            return text_to_phones(text, language, self.text_version)
+        except (EmptyText, UnsupportedLanguage, OverrideError) as exc:
+            raise TTSInputError(f"{what}: {exc}", field=_field(what)) from exc
 
     def features(self, results: Sequence[TextResult]) -> list[torch.Tensor]:
         """(bert_dim, n_phones) float32 per result; BERT runs only when a Chinese segment exists."""
@@ -82,18 +83,76 @@ class TextStage:
             self._prompts.put(key, cached)
         return cached
 
-    def segments(self, text: str, language: str, split_method: str) -> list[TextInput]:
-        """The target text split into segments, each with phones and BERT features."""
+    def segments(
+        self, text: str, language: str, split_method: str, notes: list[str] | None = None
+    ) -> list[TextInput]:
+        """The target text split into segments, each with phones and BERT features.
+
+        Pieces with nothing to say in ``language`` are skipped and what was skipped is added to
+        ``notes``; a text of which no piece says anything is refused.
+        """
         try:
             pieces = split_text(text, split_method, LanguageMode.parse(language).value)
         except (ValueError, UnsupportedLanguage) as exc:
-            raise TTSInputError(str(exc)) from exc
+            field = "text_language" if isinstance(exc, UnsupportedLanguage) else "split_method"
+            raise TTSInputError(str(exc), field=field) from exc
         if not pieces:
-            raise TTSInputError("the text is empty (or punctuation only): enter something to read")
-        results = [self.read(p, language) for p in pieces]
-        feats = self.features(results)
-        return [TextInput(p, r.phone_ids, f) for p, r, f in zip(pieces, results, feats, strict=True)]
+            raise TTSInputError(
+                "the text is empty (or punctuation only): enter something to read", field="text"
+            )
+        read = [(p, self._phones(p, language, "text")) for p in pieces]
+        kept = [(p, r) for p, r in read if speaks(r.phones)]
+        if not kept:
+            raise _unreadable(text, language, "text")
+        if notes is not None:
+            notes += _skipped(text, language, [p for p, r in read if not speaks(r.phones)])
+        feats = self.features([r for _, r in kept])
+        return [TextInput(p, r.phone_ids, f) for (p, r), f in zip(kept, feats, strict=True)]
 
     def clear(self) -> None:
         """Forget cached prompt features."""
         self._prompts.clear()
+
+
+def _field(what: str) -> str:
+    """The TTSRequest field of a text named ``what`` in messages ("text" or "prompt text")."""
+    return what.replace(" ", "_")
+
+
+def _unreadable(text: str, language: str, what: str) -> TTSInputError:
+    """The refusal of a text in which nothing can be read as ``language``."""
+    mode = LanguageMode.parse(language).value
+    shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:60] + "…"
+    other = unread_letters(text, mode)
+    if other and not unreadable_letters(text):
+        return TTSInputError(
+            f"{what} {shown!r} cannot be read as {mode}: its letters ({other[:12]}) are of a language "
+            "this mode does not read; choose the text's language (or 'auto')"
+        )
+    foreign = unreadable_letters(text)
+    why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
+    return TTSInputError(
+        f"{what} {shown!r} cannot be read as {mode}: {why} "
+        f"the models cannot speak (they read {LANGUAGES}); choose the text's language "
+        "or write it in one of those",
+        field=_field(what),
+    )
+
+
+def _skipped(text: str, language: str, pieces: list[str]) -> list[str]:
+    """Notes naming what of ``text`` was not read: letters, else the ``pieces`` skipped."""
+    mode = LanguageMode.parse(language).value
+    notes = []
+    foreign = unreadable_letters(text)
+    if foreign:
+        notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
+    other = unread_letters(text, mode)
+    if other:
+        notes.append(
+            f"Text in a language the {mode!r} mode does not read was skipped: {other[:24]} "
+            "(the 'auto' mode reads each language in its own)"
+        )
+    if pieces and not notes:
+        shown = ", ".join(repr(p) for p in pieces[:3]) + (", ..." if len(pieces) > 3 else "")
+        notes.append(f"Parts with nothing to read were skipped: {shown}")
+    return notes
