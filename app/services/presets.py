@@ -42,7 +42,16 @@ _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 class PresetError(ValueError):
-    """A preset cannot be created or read as asked; the message says what to change."""
+    """A preset cannot be created or read as asked; the message says what to change.
+
+    ``field``: the :class:`VoicePreset` field at fault (``reference``, ``extra_references``,
+    ...; by default ``name``: most errors are about the named preset), or None; interfaces name
+    it in their own words.
+    """
+
+    def __init__(self, message: str, field: str | None = "name") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PresetNotFound(PresetError):
@@ -115,14 +124,14 @@ def check_name(name: str) -> str:
     return cleaned
 
 
-def _clip_suffix(clip: ClipUpload, what: str) -> str:
+def _clip_suffix(clip: ClipUpload, what: str, field: str) -> str:
     """The extension to store ``clip`` under, from its content (the client's name is a fallback)."""
     try:
         info = audio_info(clip.data)
         # Decode it all once: a damaged, silent or overlong clip is refused now, not at synthesis.
         load_audio(clip.data, info.sample_rate, max_seconds=MAX_CLIP_SECONDS)
     except AudioError as exc:
-        raise PresetError(f"{what}: {exc}") from None
+        raise PresetError(f"{what}: {exc}", field) from None
     sniffed = SNIFFED_EXTENSIONS.get(info.format.upper())
     if sniffed:
         return sniffed
@@ -135,12 +144,12 @@ def _check_fields(preset: VoicePreset) -> None:
         try:
             LanguageMode.parse(getattr(preset, field))
         except UnsupportedLanguage as exc:
-            raise PresetError(f"{field}: {exc}") from None
+            raise PresetError(f"{field}: {exc}", field) from None
     if preset.split_method is not None:
         try:
             SplitMethod.parse(preset.split_method)
         except ValueError as exc:
-            raise PresetError(f"split_method: {exc}") from None
+            raise PresetError(f"split_method: {exc}", "split_method") from None
 
 
 class PresetStore:
@@ -217,9 +226,10 @@ class PresetStore:
         """
         name = check_name(preset.name)
         _check_fields(preset)
-        ref_name = "reference" + _clip_suffix(reference, "reference clip")
+        ref_name = "reference" + _clip_suffix(reference, "reference clip", "reference")
         extra_names = tuple(
-            f"extra-{i}" + _clip_suffix(clip, f"extra reference clip {i}") for i, clip in enumerate(extra, 1)
+            f"extra-{i}" + _clip_suffix(clip, f"extra reference clip {i}", "extra_references")
+            for i, clip in enumerate(extra, 1)
         )
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
         saved = dataclasses.replace(
