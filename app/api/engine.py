@@ -81,7 +81,11 @@ class ApiState:
                 param=param,
                 code="path_not_allowed",
             ) from None
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # a name too long for the file system, say
+            found = False
+        if not found:
             raise ApiError(400, f"{param}: {text} not found in the data folder", param=param)
         return path
 
@@ -187,6 +191,11 @@ class ChunkStream:
         if not isinstance(self._first, AudioChunk):
             raise RuntimeError("the stream has no audio yet; call prime() first")
         return self._first.sample_rate
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the pipeline noted planning the request (known once primed)."""
+        return self._first.notes if isinstance(self._first, AudioChunk) else ()
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         item = self._first

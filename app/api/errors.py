@@ -6,12 +6,21 @@
 api_v2 clients print ``message``; OpenAI SDKs read ``error``. Bad input is 4xx with the field
 named; a busy server 503 with ``Retry-After``; anything unexpected 500 with an id that points to
 the logged traceback, never the exception text (it may hold paths and internals).
+
+Every handler answers through :func:`_answer`, which names files relative to the data folder
+(the server's absolute paths never leave it) and adds what the pipeline noted before it refused
+(``"notes": [...]`` and the :data:`NOTES_HEADER` header, as on audio responses).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,12 +36,43 @@ from app.services.presets import PresetError, PresetExists, PresetNotFound
 
 log = logging.getLogger(__name__)
 
-# TTSRequest fields whose errors name an api_v2 parameter (fields of other names map here).
+# TTSRequest field -> the api_v2 parameter of that value (what an error names).
 REQUEST_FIELD_PARAMS = {
-    "sample_steps": "sample_steps",
-    "prompt_text": "prompt_text",
+    "text": "text",
+    "text_language": "text_lang",
+    "reference": "ref_audio_path",
     "extra_references": "aux_ref_audio_paths",
+    "prompt_text": "prompt_text",
+    "prompt_language": "prompt_lang",
+    "split_method": "text_split_method",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "temperature": "temperature",
+    "repetition_penalty": "repetition_penalty",
+    "speed": "speed_factor",
+    "pause_seconds": "fragment_interval",
+    "seed": "seed",
+    "batch_size": "batch_size",
+    "batch_threshold": "batch_threshold",
+    "sample_steps": "sample_steps",
 }
+# VoicePreset fields -> the POST /presets form field of that value.
+PRESET_FIELD_PARAMS = {
+    "name": "name",
+    "reference": "ref_audio",
+    "extra_references": "aux_ref_audio",
+    "prompt_language": "prompt_lang",
+    "text_language": "text_lang",
+    "split_method": "text_split_method",
+}
+# What the pipeline noted (trimmed, clipped or over-range reference, skipped letters): a JSON list
+# of strings, ASCII-only (non-ASCII as \uXXXX escapes, so it survives any HTTP stack).
+NOTES_HEADER = "X-Studio-Notes"
+
+
+def notes_header(notes: Sequence[str]) -> dict[str, str]:
+    """The :data:`NOTES_HEADER` header carrying ``notes`` (an empty list when there are none)."""
+    return {NOTES_HEADER: json.dumps(list(notes), ensure_ascii=True)}
 
 
 class ApiError(Exception):
@@ -46,6 +86,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str = "invalid_value",
         headers: dict[str, str] | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,6 +94,8 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        # What the pipeline noted before it refused.
+        self.notes = tuple(notes)
 
 
 def _type_for(status: int) -> str:
@@ -71,12 +114,47 @@ def error_response(
     param: str | None = None,
     code: str = "invalid_value",
     headers: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "message": message,
         "error": {"message": message, "type": _type_for(status), "param": param, "code": code},
     }
+    if notes:
+        body["notes"] = list(notes)
+        headers = {**(headers or {}), **notes_header(notes)}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def relative_paths(text: str, roots: Sequence[tuple[Path, str]]) -> str:
+    """``text`` with each ``(root, shown)`` root's absolute path replaced by ``shown``
+    (files under the data folder named relative to it)."""
+    pairs = {}
+    for root, shown in roots:
+        for form in (str(root), str(root.resolve())):
+            pairs[form] = shown
+    for form in sorted(pairs, key=len, reverse=True):  # /data/pretrained before /data
+        shown = pairs[form]
+        text = text.replace(form + os.sep, shown + "/" if shown else "").replace(form, shown or ".")
+    return text
+
+
+def _answer(
+    request: Request,
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str = "invalid_value",
+    headers: dict[str, str] | None = None,
+    notes: Sequence[str] = (),
+) -> JSONResponse:
+    """:func:`error_response` with the server's paths cut to data-folder-relative ones."""
+    layout = getattr(getattr(request.app.state, "api", None), "layout", None)
+    if layout is not None:
+        roots = [(layout.pretrained, "pretrained_models"), (layout.home, "")]
+        message = relative_paths(message, roots)
+        notes = [relative_paths(note, roots) for note in notes]
+    return error_response(status, message, param, code, headers, notes)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -84,7 +162,7 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
-def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = []
     first = None
     for err in exc.errors():
@@ -92,20 +170,20 @@ def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = first or name
         text = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         problems.append(f"{name}: {text}")
-    return error_response(400, "; ".join(problems) or "invalid request", first, "invalid_value")
+    return _answer(request, 400, "; ".join(problems) or "invalid request", first, "invalid_value")
 
 
-def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
+def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _answer(request, exc.status, exc.message, exc.param, exc.code, exc.headers, exc.notes)
 
 
-def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "request refused"
-    return error_response(exc.status_code, message, None, f"http_{exc.status_code}", exc.headers)
+    return _answer(request, exc.status_code, message, None, f"http_{exc.status_code}", exc.headers)
 
 
-def _busy(_: Request, exc: QueueFull) -> JSONResponse:
-    return error_response(503, str(exc), None, "server_busy", {"Retry-After": str(exc.retry_after_s)})
+def _busy(request: Request, exc: QueueFull) -> JSONResponse:
+    return _answer(request, 503, str(exc), None, "server_busy", {"Retry-After": str(exc.retry_after_s)})
 
 
 def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -116,27 +194,50 @@ def _internal(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def as_api_error(exc: Exception, param: str | None = None) -> ApiError | None:
-    """The :class:`ApiError` for a known library error, or None for anything unexpected."""
+def as_api_error(
+    exc: Exception, param: str | None = None, fields: Mapping[str, str] = REQUEST_FIELD_PARAMS
+) -> ApiError | None:
+    """The :class:`ApiError` for a known library error, or None for anything unexpected.
+
+    ``param`` names the client's parameter at fault; without it, a :class:`TTSInputError`'s
+    field is looked up in ``fields`` (TTSRequest field -> parameter of this endpoint).
+    """
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, PathOutsideRoot):
         return ApiError(403, str(exc), param=param, code="path_not_allowed")
+    if isinstance(exc, PresetError) and param is None and exc.field is not None:
+        param = PRESET_FIELD_PARAMS.get(exc.field, exc.field)
     if isinstance(exc, PresetNotFound):
         return ApiError(404, str(exc), param=param, code="preset_not_found")
     if isinstance(exc, PresetExists):
         return ApiError(409, str(exc), param=param, code="preset_exists")
-    if isinstance(exc, TTSInputError) and param is None and exc.field in REQUEST_FIELD_PARAMS:
-        param = REQUEST_FIELD_PARAMS[exc.field]
+    if isinstance(exc, TTSInputError) and param is None and exc.field in fields:
+        param = fields[exc.field]
         message = str(exc)
         if not message.startswith(param):
             message = f"{param}: {message}"  # the client's name for the field, not the library's
-        return ApiError(400, message, param=param, code="invalid_value")
-    if isinstance(exc, (PresetError, TTSInputError, AudioError)):
+        return ApiError(400, message, param=param, code="invalid_value", notes=exc.notes)
+    if isinstance(exc, TTSInputError):
+        return ApiError(400, str(exc), param=param, code="invalid_value", notes=exc.notes)
+    if isinstance(exc, (PresetError, AudioError)):
         return ApiError(400, str(exc), param=param, code="invalid_value")
     if isinstance(exc, ModelLoadError):
         return ApiError(400, str(exc), param=param, code="model_unavailable")
     return None
+
+
+@contextlib.contextmanager
+def fields_named(fields: Mapping[str, str]) -> Iterator[None]:
+    """A :class:`TTSInputError` raised inside becomes an :class:`ApiError` naming the endpoint's
+    parameter (``fields``: TTSRequest field -> parameter; the reference may be an upload, a
+    path or a preset)."""
+    try:
+        yield
+    except TTSInputError as exc:
+        error = as_api_error(exc, fields=fields)
+        assert error is not None
+        raise error from None
 
 
 def _library(request: Request, exc: Exception) -> JSONResponse:

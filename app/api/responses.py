@@ -1,4 +1,8 @@
-"""Audio responses: a whole file, or a stream that starts before synthesis ends."""
+"""Audio responses: a whole file, or a stream that starts before synthesis ends.
+
+Both carry what the pipeline noted (a trimmed, clipped or over-range reference, skipped letters)
+in the ``X-Studio-Notes`` header: a JSON list of sentences, ASCII-escaped.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from app.api.encoding import FORMATS, OPUS_RATE, PcmStream, encode, wav_stream_header
 from app.api.engine import ApiState, ChunkStream
+from app.api.errors import notes_header
 from app.infer.request import PipelineSpec, TTSRequest
 from app.infer.streaming import StreamOptions
 
@@ -81,7 +86,11 @@ async def audio_response(
     if streaming_mode and fmt.streamable:
         stream = await api.open_stream(spec, request, token_chunks=streaming_mode >= 2, options=options)
         rate = stream.sample_rate
-        headers = {"X-Sample-Rate": str(pcm_rate or rate), "Cache-Control": "no-store"}
+        headers = {
+            "X-Sample-Rate": str(pcm_rate or rate),
+            "Cache-Control": "no-store",
+            **notes_header(stream.notes),
+        }
         return StreamingResponse(
             _stream_body(stream, media, rate, pcm_rate), media_type=fmt.mime, headers=headers
         )
@@ -97,5 +106,6 @@ async def audio_response(
         "X-Seed": str(result.seed),
         "X-Sample-Rate": str(rate),
         "X-Audio-Seconds": f"{result.duration:.3f}",
+        **notes_header(result.notes),
     }
     return Response(data, media_type=fmt.mime, headers=headers)

@@ -1,14 +1,18 @@
 """Request bodies and query parameters of the HTTP API (pydantic), with api_v2's names and defaults.
 
 Ranges mirror :class:`app.infer.TTSRequest` so a bad value is refused here, with the API's field
-name in the message, before anything is queued.
+name in the message, before anything is queued. Every string a client sends (each field of the
+request models, through :class:`RequestModel`; query and path parameters outside them, through
+:data:`FieldText`) is checked by :func:`check_text`: no control characters, no lone surrogates,
+at most :data:`MAX_FIELD_CHARS` characters (the text to speak has its own, longer limit).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.api.encoding import check_format
 from app.infer.request import (
@@ -27,6 +31,12 @@ TTS_MEDIA_TYPES = ("wav", "raw", "ogg", "flac", "aac", "mp3")
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 STREAMING_MODES = (0, 1, 2, 3)
 MAX_OVERLAP_TOKENS = 20  # streaming cross-fade (upstream default 2 tokens = 80 ms)
+# Longest path, name, language or other short field: far beyond any real one (a file name is at
+# most 255 bytes on common file systems); a longer one is a mistake or an attack.
+MAX_FIELD_CHARS = 1024
+# Never part of text, a name or a path: C0/C1 control characters other than tab and line breaks
+# (NUL cuts C strings and file names short), and lone UTF-16 surrogates (not encodable as UTF-8).
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 TopK = Annotated[int, Field(ge=1, le=1000, description="GPT sampling: keep the k most likely tokens")]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, description="GPT sampling: nucleus filter (1 = off)")]
@@ -37,6 +47,42 @@ Speed = Annotated[
 ]
 Pause = Annotated[float, Field(ge=0.0, le=MAX_PAUSE_SECONDS, description="silence after each segment (s)")]
 Seed = Annotated[int, Field(ge=-1, le=MAX_SEED, description="random seed (-1: draw one)")]
+
+
+def check_text(value: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """``value`` unchanged, or ValueError saying which character or how long (the field is named
+    by the caller's error handler)."""
+    bad = _FORBIDDEN.search(value)
+    if bad is not None:
+        char = bad.group()
+        what = "a NUL byte" if char == "\x00" else f"the control character U+{ord(char):04X}"
+        if "\ud800" <= char <= "\udfff":
+            what = f"a lone surrogate U+{ord(char):04X}"
+        raise ValueError(f"contains {what} at position {bad.start()}; remove it")
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+# A string query or path parameter outside the request models (same checks as their fields).
+FieldText = Annotated[str, AfterValidator(check_text)]
+
+
+class RequestModel(BaseModel):
+    """Base of the request models: every string field (and every string in a list field) passes
+    :func:`check_text`, with the limit of :attr:`long_fields` or :data:`MAX_FIELD_CHARS`."""
+
+    # field -> its own length limit, for fields longer than MAX_FIELD_CHARS (the text to speak).
+    long_fields: ClassVar[dict[str, int]] = {}
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _strings(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = cls.long_fields.get(info.field_name or "", MAX_FIELD_CHARS)
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, str):
+                check_text(item, limit)
+        return value
 
 
 def language_id(value: str | None) -> str | None:
@@ -60,10 +106,11 @@ def _speakable(value: str, limit: int) -> str:
     return value
 
 
-class TTSParams(BaseModel):
+class TTSParams(RequestModel):
     """``GET|POST /tts``: api_v2's parameters and defaults, plus ``preset`` and per-request models."""
 
     model_config = ConfigDict(extra="ignore")  # api_v2 ignores unknown fields too
+    long_fields: ClassVar[dict[str, int]] = {"text": MAX_TEXT_CHARS, "prompt_text": MAX_TEXT_CHARS}
 
     text: str = Field(description="text to speak (required)")
     text_lang: str | None = Field(
@@ -164,10 +211,11 @@ class TTSParams(BaseModel):
         return mapping[text]
 
 
-class SpeechRequest(BaseModel):
+class SpeechRequest(RequestModel):
     """``POST /v1/audio/speech``: OpenAI's fields; ``voice`` names a saved preset."""
 
     model_config = ConfigDict(extra="ignore")
+    long_fields: ClassVar[dict[str, int]] = {"input": OPENAI_MAX_INPUT_CHARS, "instructions": MAX_TEXT_CHARS}
 
     model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts or gpt-sovits (all the same engine)")
     input: str = Field(description=f"text to speak (at most {OPENAI_MAX_INPUT_CHARS} characters)")
@@ -205,10 +253,11 @@ class SpeechRequest(BaseModel):
         return v
 
 
-class PresetFields(BaseModel):
+class PresetFields(RequestModel):
     """Form fields of ``POST /presets`` (the clip is the ``ref_audio`` file)."""
 
     model_config = ConfigDict(extra="forbid")
+    long_fields: ClassVar[dict[str, int]] = {"prompt_text": MAX_TEXT_CHARS}
 
     name: str = Field(description="preset name: letters, digits, spaces, '-', '_' or '.'")
     prompt_text: str = ""

@@ -12,7 +12,7 @@ import asyncio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.api.errors import ApiError
+from app.api.errors import REQUEST_FIELD_PARAMS, ApiError, fields_named
 from app.api.responses import audio_response
 from app.api.routes.tts import load_preset, state
 from app.api.schemas import SpeechRequest
@@ -24,6 +24,14 @@ router = APIRouter(tags=["OpenAI compatible"], dependencies=[Depends(require_key
 MODEL_IDS = ("gpt-sovits", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 OWNER = "sovits-studio"
 OPENAI_PCM_RATE = 24_000
+# TTSRequest field -> the field of /v1/audio/speech of that value: the preset (voice) gives the rest.
+SPEECH_FIELDS = {
+    **dict.fromkeys(REQUEST_FIELD_PARAMS, "voice"),
+    "text": "input",
+    "text_language": "language",
+    "speed": "speed",
+    "seed": "seed",
+}
 
 
 @router.post("/v1/audio/speech", summary="Synthesise speech with a saved voice (OpenAI)")
@@ -54,10 +62,11 @@ async def speech(body: SpeechRequest, request: Request) -> Response:
         )
         return tts_request, api.spec_for(preset=preset)
 
-    tts_request, spec = await asyncio.to_thread(prepare)
     streaming = 2 if body.stream or body.stream_format == "audio" else 0
     pcm_rate = OPENAI_PCM_RATE if body.response_format == "pcm" else None
-    return await audio_response(api, spec, tts_request, body.response_format, streaming, None, pcm_rate)
+    with fields_named(SPEECH_FIELDS):
+        tts_request, spec = await asyncio.to_thread(prepare)
+        return await audio_response(api, spec, tts_request, body.response_format, streaming, None, pcm_rate)
 
 
 @router.get("/v1/models", summary="Model ids accepted by /v1/audio/speech")

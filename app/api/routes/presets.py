@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.api.errors import ApiError
 from app.api.routes.tts import load_preset, state
-from app.api.schemas import PresetFields
+from app.api.schemas import FieldText, PresetFields
 from app.api.security import require_key
 from app.config_io import to_dict
 from app.paths import PathOutsideRoot
@@ -32,7 +32,7 @@ async def list_presets(request: Request) -> dict:
 
 
 @router.get("/presets/{name}", summary="One saved voice")
-async def get_preset(name: str, request: Request) -> dict:
+async def get_preset(name: FieldText, request: Request) -> dict:
     return _public(load_preset(state(request), name, "name"))
 
 
@@ -123,6 +123,6 @@ async def create_preset(request: Request) -> JSONResponse:
 
 
 @router.delete("/presets/{name}", status_code=204, summary="Delete a saved voice")
-async def delete_preset(name: str, request: Request) -> Response:
+async def delete_preset(name: FieldText, request: Request) -> Response:
     await asyncio.to_thread(state(request).presets.delete, name)
     return Response(status_code=204)

@@ -18,14 +18,14 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from app.api.engine import ApiState
-from app.api.errors import ApiError
+from app.api.errors import REQUEST_FIELD_PARAMS, ApiError, as_api_error, fields_named
 from app.api.responses import audio_response, stream_options
-from app.api.schemas import TTSParams
+from app.api.schemas import FieldText, TTSParams
 from app.api.security import require_key
 from app.infer.request import AudioSource, PipelineSpec, TTSRequest
 from app.paths import PathOutsideRoot
 from app.services.model_choice import inspect_weight, relative_name, resolve_weight
-from app.services.presets import PresetNotFound, VoicePreset
+from app.services.presets import PresetError, VoicePreset
 
 router = APIRouter(tags=["api_v2 compatible"], dependencies=[Depends(require_key)])
 open_router = APIRouter(tags=["api_v2 compatible"])
@@ -49,10 +49,14 @@ def state(request: Request) -> ApiState:
 
 
 def load_preset(api: ApiState, name: str, param: str) -> VoicePreset:
+    """The preset ``name``; 404 when there is none, 400 for a name no preset can have (``param`` named)."""
     try:
         return api.presets.get(name)
-    except PresetNotFound as exc:
-        raise ApiError(404, f"{param}: {exc}", param=param, code="preset_not_found") from None
+    except PresetError as exc:
+        error = as_api_error(exc, param)
+        assert error is not None
+        error.message = f"{param}: {exc}"
+        raise error from None
 
 
 def build_request(
@@ -93,6 +97,13 @@ def build_request(
     text_lang = params.text_lang or (preset.text_language if preset else None)
     if text_lang is None:
         raise ApiError(400, "text_lang is required (zh, en, ja, ko, yue, auto, ...)", param="text_lang")
+    if preset is None and params.prompt_text.strip() and params.prompt_lang is None:
+        # api_v2 answers 400 too: the prompt's language decides how it is read.
+        raise ApiError(
+            400,
+            "prompt_lang is required with a prompt_text (zh, en, ja, ko, yue, auto, ...)",
+            param="prompt_lang",
+        )
     defaults = preset.defaults() if preset else {}
     sampling: dict[str, Any] = {}
     for param, field in PARAM_TO_FIELD.items():
@@ -130,15 +141,23 @@ async def respond(
         request, preset = build_request(api, params, explicit, ref_upload, aux_uploads)
         return request, api.spec_for(params.gpt_weights, params.sovits_weights, preset)
 
-    request, spec = await asyncio.to_thread(prepare)
-    return await audio_response(
-        api,
-        spec,
-        request,
-        params.media_type,
-        params.stream_mode,
-        stream_options(params.stream_mode, params.min_chunk_length, params.overlap_length),
-    )
+    # Where this request's clips came from: errors about them name that parameter.
+    reference = "ref_audio" if ref_upload is not None else "ref_audio_path"
+    if ref_upload is None and not params.ref_audio_path and params.preset:
+        reference = "preset"
+    extra = "aux_ref_audio" if aux_uploads else "aux_ref_audio_paths"
+    if not aux_uploads and not params.aux_ref_audio_paths and reference == "preset":
+        extra = "preset"
+    with fields_named({**REQUEST_FIELD_PARAMS, "reference": reference, "extra_references": extra}):
+        request, spec = await asyncio.to_thread(prepare)
+        return await audio_response(
+            api,
+            spec,
+            request,
+            params.media_type,
+            params.stream_mode,
+            stream_options(params.stream_mode, params.min_chunk_length, params.overlap_length),
+        )
 
 
 @router.get("/tts", summary="Synthesise speech (api_v2 query string)")
@@ -248,7 +267,7 @@ async def _set_weights(request: Request, kind: str, weights_path: str | None) ->
 
 
 @router.get("/set_gpt_weights", summary="Make a GPT model the current one")
-async def set_gpt_weights(request: Request, weights_path: str | None = None) -> JSONResponse:
+async def set_gpt_weights(request: Request, weights_path: FieldText | None = None) -> JSONResponse:
     """``weights_path``: a listed GPT file (``GET /weights``), relative to the data folder.
 
     The file is checked with the restricted reader; it is loaded by the next synthesis, after
@@ -258,13 +277,13 @@ async def set_gpt_weights(request: Request, weights_path: str | None = None) -> 
 
 
 @router.get("/set_sovits_weights", summary="Make a SoVITS model the current one")
-async def set_sovits_weights(request: Request, weights_path: str | None = None) -> JSONResponse:
+async def set_sovits_weights(request: Request, weights_path: FieldText | None = None) -> JSONResponse:
     """``weights_path``: a listed SoVITS generator file (``GET /weights``), relative to the data folder."""
     return await _set_weights(request, "sovits", weights_path)
 
 
 @open_router.get("/control", summary="Refused: no stop/restart over HTTP", status_code=403)
-async def control(command: str | None = None) -> JSONResponse:
+async def control(command: FieldText | None = None) -> JSONResponse:
     """api_v2's ``/control?command=exit|restart`` lets anyone stop the server; this one refuses."""
     raise ApiError(
         403,
@@ -275,7 +294,7 @@ async def control(command: str | None = None) -> JSONResponse:
 
 
 @router.get("/set_refer_audio", summary="Refused: references travel with each request")
-async def set_refer_audio(refer_audio_path: str | None = None) -> JSONResponse:
+async def set_refer_audio(refer_audio_path: FieldText | None = None) -> JSONResponse:
     """A server-wide reference would mix voices between clients; pass it with each request instead."""
     raise ApiError(
         400,
