@@ -123,12 +123,12 @@ def test_cli_prints_notes_to_stderr_with_a_result_or_an_error(tiny_home, ref_wav
     assert tts.main(args) == 0
     captured = capsys.readouterr()
     assert "note: The reference clip is clipped (" in captured.err
-    assert "note: Letters the models cannot read were skipped: Привет" in captured.err
+    assert any(line.startswith("note: ") and "Привет" in line for line in captured.err.splitlines())
     assert "note:" not in captured.out and captured.out.startswith(f"wrote {out}")
     # A refused reference: the notes made before the refusal, then the error.
     constant = tmp_path / "constant.wav"
     sf.write(constant, np.full(4 * sr, 0.4, np.float32), sr)
     assert tts.main(_args(tiny_home, constant, out, "--text", "Hello Привет.")) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "note: Letters the models cannot read were skipped: Привет", err
+    assert err[0].startswith("note: ") and "Привет" in err[0], err  # the skipped letters
     assert err[-1].startswith("error: ") and "constant.wav holds no speech" in err[-1]
