@@ -16,7 +16,6 @@ from app.infer.batching import plan_batches
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
 from app.infer.reference import ReferenceClip, matching_prompt
 from app.infer.request import ReferenceInfo, Timings, TTSInputError, TTSRequest
-from app.infer.scripts import unreadable_letters
 from app.infer.seeds import random_seed
 from app.infer.stages.base import AudioStage
 from app.infer.stages.reference import ReferenceStage
@@ -63,10 +62,7 @@ class Planner:
         start = time.perf_counter()
         sample_steps = self.audio.sample_steps(request.sample_steps)
         self.audio.check(request)
-        segments = self.text.segments(request.text, request.text_language, request.split_method)
-        foreign = unreadable_letters(request.text)
-        if foreign:
-            notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
+        segments = self.text.segments(request.text, request.text_language, request.split_method, notes)
         t_text = time.perf_counter() - start
 
         t0 = time.perf_counter()

@@ -127,7 +127,8 @@ def _unreadable(text: str, language: str, what: str) -> TTSInputError:
     if other and not unreadable_letters(text):
         return TTSInputError(
             f"{what} {shown!r} cannot be read as {mode}: its letters ({other[:12]}) are of a language "
-            "this mode does not read; choose the text's language (or 'auto')"
+            "this mode does not read; choose the text's language (or 'auto')",
+            field=_field(what),
         )
     foreign = unreadable_letters(text)
     why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
