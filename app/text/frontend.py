@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 import app.text.overrides as ov
+from app.text.characters import normalize_characters
 from app.text.cleaner import UnsupportedLanguage, clean_text, languages
 from app.text.symbols import check_version, phones_to_ids
 
@@ -97,7 +98,8 @@ class Segment:
 class TextResult:
     """Phones of a text, ready for the models (and the segments BERT features need)."""
 
-    # The text as given (runs of spaces collapsed; without the "." of a retry).
+    # The text as given (control/format characters removed, full-width letters and digits made
+    # ASCII: app.text.characters; runs of spaces collapsed; without the "." of a retry).
     text: str
     # Language mode id used ("all_zh", "auto", ...).
     mode: str
@@ -222,14 +224,18 @@ def text_to_phones(
     """Read ``text`` in language ``mode`` into phones of the ``version`` symbol table.
 
     ``g2pw_dir``: folder of the G2PW ONNX model for Mandarin polyphones (e.g.
-    ``pretrained_models/G2PWModel``); None uses pypinyin's phrase dictionary.
-    Raises :class:`EmptyText` for empty/blank text, :class:`UnsupportedLanguage` for a mode the
-    version cannot read, and :class:`~app.text.overrides.OverrideError` for a bad override.
+    ``pretrained_models/G2PWModel``); None uses pypinyin's phrase dictionary. Control and format
+    characters are removed first and full-width letters and digits made ASCII
+    (:func:`~app.text.characters.normalize_characters`).
+    Raises :class:`EmptyText` for text with nothing left (empty, blank, control characters
+    only), :class:`UnsupportedLanguage` for a mode the version cannot read, and
+    :class:`~app.text.overrides.OverrideError` for a bad override.
     """
     check_version(version)
     parsed = check_mode(mode, version)
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}")
+    text = normalize_characters(text)
     if not text.strip():
         raise EmptyText("the text is empty: enter something to read")
     text = _MULTI_SPACE.sub(" ", text)

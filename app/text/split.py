@@ -13,13 +13,22 @@ written for upstream's API work unchanged):
 :func:`split_text` is the whole of upstream's pre-segmentation for synthesis (clause prefix,
 method, merging of short pieces, final punctuation, the 510-character BERT limit);
 :func:`preview` shows only the method's cut, as upstream's preview tool does.
+
+Beyond upstream: a clause (text between clause marks) too long to be spoken in one go, such as
+a passage without punctuation, a 2000-digit number or a 500-letter word, is cut by length at the
+best break before the limit (a space, another mark, a change of script, a word boundary, else
+anywhere) and each cut becomes a piece of its own. Upstream's cut at 510 characters only knew
+clause marks: it put an empty piece first and kept the whole clause.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from enum import Enum
+
+from app.text.characters import normalize_characters
 
 
 class SplitMethod(str, Enum):
@@ -55,6 +64,13 @@ _BLANK_PIECE = frozenset("!?…,.- ")
 _REPEATED_PUNCT = re.compile(r"([!?…,.\-])([!?…,.\-])+")
 MAX_PIECE_CHARS = 510  # BERT's 512 positions minus [CLS] and [SEP]
 MIN_PIECE_CHARS = 5  # shorter pieces are merged into their neighbour
+# A clause longer than this is cut by length. Measured in thirds of a syllable: a Latin letter
+# counts 1 (~3 letters per English syllable), any other letter or digit 3 (a Chinese character,
+# kana, Hangul syllable or digit is about one syllable). 300 = ~100 syllables, ~20-25 s of speech:
+# well inside the 54 s a segment's GPT decode may last (25 tokens/s * max_sec 54 of the released
+# models), and longer than the clauses of ordinary text, which are read as upstream reads them.
+MAX_CLAUSE_UNITS = 300
+_LATIN_END = "\u0250"  # Basic Latin to Latin Extended-B end before the IPA block
 
 
 def _is_blank(piece: str) -> bool:
@@ -153,6 +169,7 @@ def cut(text: str, method: str | SplitMethod) -> list[str]:
 
 def preview(text: str, method: str | SplitMethod) -> str:
     """What upstream's split preview shows: the method's pieces, one per line."""
+    text = normalize_characters(text)
     if not text.strip():
         return ""
     return "\n".join(cut(text, method))
@@ -175,17 +192,94 @@ def _merge_short(pieces: list[str], threshold: int) -> list[str]:
     return out
 
 
-def _split_long(text: str, max_len: int = MAX_PIECE_CHARS) -> list[str]:
-    """Cut a piece longer than ``max_len`` at clause marks into pieces of at most ``max_len``."""
-    parts = re.split("([" + re.escape("".join(sorted(CLAUSE_MARKS))) + "])", text)
-    out, current = [], ""
-    for part in parts:
-        if len(current + part) > max_len:
+def _units(ch: str) -> int:
+    """Length of ``ch`` in thirds of a syllable (see :data:`MAX_CLAUSE_UNITS`)."""
+    if ch.isalpha() and ch < _LATIN_END:
+        return 1
+    return 3 if ch.isalnum() else 0
+
+
+def spoken_units(text: str) -> int:
+    """Estimated spoken length of ``text`` in thirds of a syllable (see :data:`MAX_CLAUSE_UNITS`)."""
+    return sum(_units(ch) for ch in text)
+
+
+def _script(ch: str) -> str:
+    """A coarse class of ``ch`` whose changes are places to cut a long clause."""
+    if ch.isdigit():
+        return "digit"
+    if ch.isalpha():
+        return "latin" if ch < _LATIN_END else unicodedata.name(ch, "?").split(" ")[0]
+    return "other"
+
+
+def _break(text: str, start: int, limit: int) -> int:
+    """Where to end the chunk ``text[start:]`` that must end at ``limit`` or before.
+
+    The latest break in the second half of the span, preferring a space, then any mark, then a
+    change of script, then a word boundary (jieba), else ``limit`` itself.
+    """
+    low = start + max(1, (limit - start) // 2)
+    spans = range(limit, low - 1, -1)
+    for ok in (
+        lambda p: text[p - 1].isspace() or text[p].isspace(),
+        lambda p: not (text[p - 1].isalnum() and text[p].isalnum()),
+        lambda p: _script(text[p - 1]) != _script(text[p]),
+    ):
+        for p in spans:
+            if ok(p):
+                return p
+    from app.text.zh_pinyin import words  # jieba: loaded only for a long clause without breaks
+
+    best, p = limit, start
+    for word in words(text[start : limit + 1]):  # one past the limit: is ``limit`` a word's end?
+        p += len(word)
+        if p > limit:
+            break
+        if p >= low:
+            best = p
+    return best
+
+
+def _chunks(body: str, max_chars: int) -> list[str]:
+    """``body`` (text without clause marks) cut so no chunk passes the unit or ``max_chars`` limit."""
+    out, start, units = [], 0, 0
+    for i, ch in enumerate(body):
+        units += _units(ch)
+        if units > MAX_CLAUSE_UNITS or i - start >= max_chars:
+            end = _break(body, start, i)
+            out.append(body[start:end])
+            start, units = end, spoken_units(body[end : i + 1])
+    out.append(body[start:])
+    return out
+
+
+_CLAUSE = re.compile("[^" + re.escape("".join(sorted(CLAUSE_MARKS))) + "]*.?", re.DOTALL)
+
+
+def _bounded(piece: str, stop: str, max_len: int = MAX_PIECE_CHARS) -> list[str]:
+    """``piece`` as pieces of at most ``max_len`` characters without a clause too long to read.
+
+    Clauses are grouped into pieces of at most ``max_len`` (upstream's cut for BERT); a clause
+    over :data:`MAX_CLAUSE_UNITS` or ``max_len`` is cut by length, each cut a piece ending in
+    ``stop`` (the text between is kept; whitespace at a cut is dropped).
+    """
+    out: list[str] = []
+    current = ""
+    for clause in _CLAUSE.findall(piece):
+        body, mark = (clause[:-1], clause[-1]) if clause and clause[-1] in CLAUSE_MARKS else (clause, "")
+        if len(body) >= max_len or spoken_units(body) > MAX_CLAUSE_UNITS:
+            *heads, clause = _chunks(body, max_len - 1)
+            clause += mark
+            if current:
+                out.append(current)
+                current = ""
+            out += [h.strip() + stop for h in heads if h.strip()]
+        if current and len(current + clause) > max_len:
             out.append(current)
-            current = part
-        else:
-            current += part
-    if current:
+            current = ""
+        current += clause
+    if current.strip():
         out.append(current)
     return out
 
@@ -200,7 +294,7 @@ def split_text(
     """
     method = SplitMethod.parse(method)
     stop = "." if language in ("en", "all_en") else "。"
-    text = _REPEATED_PUNCT.sub(r"\1", text).strip("\n")
+    text = _REPEATED_PUNCT.sub(r"\1", normalize_characters(text)).strip("\n")
     if not text:
         return []
     first_clause = re.split("[" + re.escape("".join(sorted(CLAUSE_MARKS))) + "]", text)[0].strip()
@@ -214,5 +308,5 @@ def split_text(
             continue  # blank or symbols only
         if piece[-1] not in CLAUSE_MARKS:
             piece += stop
-        out.extend(_split_long(piece) if len(piece) > MAX_PIECE_CHARS else [piece])
+        out.extend(_bounded(piece, stop))
     return out

@@ -43,6 +43,11 @@ def words_with_pos(text: str) -> list[tuple[str, str]]:
     return [(pair.word, pair.flag) for pair in _tokenizers()[1].cut(text)]
 
 
+def words(text: str) -> list[str]:
+    """jieba's words of ``text`` (HMM on for unknown words); they concatenate to ``text``."""
+    return list(_tokenizers()[0].cut(text))
+
+
 def search_words(word: str) -> list[str]:
     """jieba's search-engine cut of ``word``: the word's dictionary sub-words, then the word."""
     return list(_tokenizers()[0].cut_for_search(word))

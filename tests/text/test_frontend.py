@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.text import EmptyText, LanguageMode, UnsupportedLanguage, modes, text_to_phones
+from app.text.characters import normalize_characters
 from app.text.symbols import symbol_to_id
 
 
@@ -86,7 +87,7 @@ def test_mode_parse() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["。", "!?", "😀😀", "\x00\x07", "\u200b你\ufeff", "𠀀", "١٢٣", "---", "￥", "^", "{}", "{|}"]
+    "text", ["。", "!?", "😀😀", "\u200b你\ufeff", "𠀀", "١٢٣", "---", "￥", "^", "{}", "{|}"]
 )
 @pytest.mark.parametrize("mode", ["all_zh", "en", "all_ja", "all_ko", "all_yue", "zh", "auto", "auto_yue"])
 def test_odd_input_gives_a_result(text: str, mode: str) -> None:
@@ -118,7 +119,7 @@ def test_never_crashes(text: str, mode: str) -> None:
     try:
         r = text_to_phones(text, mode, "v2")
     except EmptyText:
-        assert not text.strip()
+        assert not normalize_characters(text).strip()  # blank once control characters are gone
         return
     except OverrideError:
         assert "|" in text
