@@ -29,12 +29,21 @@ __all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_te
 # Tries at a free temporary name before giving up (tempfile.mkstemp's TMP_MAX is 10000; 8 random hex
 # characters collide with a live temporary file so rarely that a few tries suffice).
 _NAME_TRIES = 100
+_TOKEN_BYTES = 4  # random bytes in a temporary name (8 hex characters)
+_NAME_MAX = 255  # bytes in one file name (app.paths.NAME_MAX; fileio imports nothing of app)
+
+
+def _temporary_prefix(name: str, suffix: str) -> str:
+    """``.<name>.``, the name cut (at a character) so the temporary name stays within a file name's 255 bytes."""
+    room = _NAME_MAX - len(os.fsencode(suffix)) - 2 - 2 * _TOKEN_BYTES  # the dots and the random hex
+    cut = os.fsencode(name)[: max(0, room)].decode("utf-8", "ignore")
+    return f".{cut}."
 
 
 def _create_temporary(folder: Path, prefix: str, suffix: str, permissions: int) -> Path:
     """Create an empty, new file ``<prefix><random><suffix>`` in ``folder`` with ``permissions``."""
     for _ in range(_NAME_TRIES):
-        name = folder / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        name = folder / f"{prefix}{secrets.token_hex(_TOKEN_BYTES)}{suffix}"
         try:
             # O_EXCL: never open a file someone else made (mkstemp's guarantee).
             fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, permissions)
@@ -57,9 +66,8 @@ def atomic_path(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temporary(
-        target.parent, f".{target.name}.", target.suffix if suffix is None else suffix, permissions
-    )
+    end = target.suffix if suffix is None else suffix
+    tmp = _create_temporary(target.parent, _temporary_prefix(target.name, end), end, permissions)
     try:
         yield tmp
         os.replace(tmp, target)

@@ -5,12 +5,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.settings import REPO_ROOT
 
 ROOT = REPO_ROOT
+# Bytes in one file name on ext4, XFS, btrfs, ZFS and APFS (NAME_MAX); NTFS allows 255 UTF-16 units,
+# which a name of at most 255 UTF-8 bytes never exceeds.
+NAME_MAX = 255
+# Hex digits of the SHA-256 of the full name that a shortened name ends with (48 bits: a collision
+# between two sources in one folder is out of reach).
+NAME_HASH_CHARS = 12
+_SHORTENED = re.compile(rf"~[0-9a-f]{{{NAME_HASH_CHARS}}}$")  # how a shortened stem ends
 
 
 class PathOutsideRoot(ValueError):
@@ -142,3 +152,54 @@ def resolve_inside(path: str | Path, root: Path) -> Path:
     if resolved != root and root not in resolved.parents:
         raise PathOutsideRoot(f"{path} is outside the data folder {root}; only files under it can be used")
     return resolved
+
+
+def _name_bytes(text: str) -> bytes | None:
+    """The bytes ``text`` has as a file name (undecodable bytes kept), None when it has none."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no file name on disk decodes to
+        return None
+
+
+def _usable_char(ch: str) -> bool:
+    # "/" and NUL cannot be in a name; control characters (tab, newline, ...) break the tab-separated
+    # experiment files and every log line, so a name holding one is rebuilt too.
+    return ch != "/" and unicodedata.category(ch) != "Cc" and _name_bytes(ch) is not None
+
+
+def fit_file_name(stem: str, suffix: str = "", limit: int = NAME_MAX) -> str:
+    """A file name made of ``stem`` then ``suffix``, at most ``limit`` bytes, safe to create in any folder.
+
+    ``stem + suffix`` is returned unchanged when it fits and is a usable name, so ordinary names stay
+    what upstream calls them. Otherwise the readable start of ``stem`` is kept (cut at a character,
+    never inside one), unusable characters become ``_``, and ``~`` plus a hash of the full ``stem``
+    follows before ``suffix``: distinct stems keep distinct names. ``suffix`` (an extension, a
+    sample range, a feature tag) is kept whole and must itself be a short usable name part.
+    """
+    suffix_bytes = _name_bytes(suffix)
+    if suffix_bytes is None or not all(_usable_char(ch) for ch in suffix):
+        raise ValueError(f"suffix {suffix!r} must be plain file name characters")
+    room = limit - len(suffix_bytes) - 1 - NAME_HASH_CHARS  # bytes left for the readable prefix
+    if room < 0:
+        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} bytes")
+    whole = stem + suffix
+    full = _name_bytes(whole)
+    if (
+        full is not None
+        and len(full) <= limit
+        and whole not in {"", ".", ".."}
+        and all(_usable_char(ch) for ch in stem)
+        and not _SHORTENED.search(stem)  # never taken for another stem's shortened name
+    ):
+        return whole
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_CHARS]
+    prefix, used = [], 0
+    for ch in stem:
+        part = ch if _usable_char(ch) else "_"
+        size = len(_name_bytes(part) or b"_")
+        if used + size > room:
+            break
+        prefix.append(part)
+        used += size
+    return f"{''.join(prefix)}~{digest}{suffix}"
