@@ -10,7 +10,12 @@ every line we cannot use with its line number; nothing is dropped silently:
 - blank lines are not rows and are skipped;
 - a line with fewer than four fields, an empty path or text, or a language code upstream does
   not train on becomes a :class:`LineError` that keeps the raw line, so an editor can show it and
-  :func:`write_list` can write it back unchanged.
+  :func:`write_list` can write it back unchanged;
+- the file is decoded line by line: a line that is not valid UTF-8 is one :class:`LineError`
+  (its bytes kept, so a save writes them back unchanged) and the other lines are read as usual.
+
+Every issue has a kind (:data:`ISSUE_KINDS`); :func:`group_issues` turns thousands of them into
+one entry per kind with a count and the first line numbers, which is what a report shows.
 
 Writes are atomic (temp file + rename) and keep a timestamped backup of the file they replace.
 """
@@ -22,6 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PureWindowsPath
+from typing import Protocol
 
 from app.fileio import atomic_write
 
@@ -51,6 +57,25 @@ FIELD_SEPARATOR = "|"
 # Older backups beyond this many are removed, so repeated saves do not fill the folder.
 MAX_BACKUPS = 20
 _BACKUP_SUFFIX = ".bak"
+_BOM = b"\xef\xbb\xbf"
+# Undecodable bytes of a line are kept as surrogates ("surrogateescape"): written back byte for byte.
+_KEEP_BYTES = "surrogateescape"
+
+# Kinds of issue a line can have, and how a report names each (one entry per kind).
+FIELDS, EMPTY, LANGUAGE, ENCODING = "fields", "empty", "language", "encoding"
+OUTSIDE, WINDOWS_PATH, DUPLICATE, MISSING = "outside", "windows-path", "duplicate", "missing"
+ISSUE_KINDS: dict[str, str] = {
+    FIELDS: "not 4 fields wav_path|speaker|language|text",
+    EMPTY: "empty audio path or text",
+    LANGUAGE: "language not usable",
+    ENCODING: "not valid UTF-8",
+    OUTSIDE: "audio outside the data folder (not read)",
+    WINDOWS_PATH: "Windows path with no audio folder set (not read)",
+    DUPLICATE: "clip name used by an earlier line",
+    MISSING: "audio file not found",
+}
+# Line numbers an issue group lists; the rest are counted.
+SHOWN_LINES = 10
 
 
 class FileListError(ValueError):
@@ -125,11 +150,17 @@ class LineError:
     """A line of a ``.list`` file that is not a usable row."""
 
     line_no: int  # 1-based line number in the file
-    line: str  # the raw line, without its line ending
+    line: str  # the raw line, without its line ending (undecodable bytes kept as surrogates)
     reason: str  # what is wrong, in words
+    kind: str = FIELDS  # one of ISSUE_KINDS
 
     def __str__(self) -> str:
-        return f"line {self.line_no}: {self.reason}: {self.line!r}"
+        return f"line {self.line_no}: {self.reason}: {self.shown!r}"
+
+    @property
+    def shown(self) -> str:
+        """The line for display: undecodable bytes as U+FFFD."""
+        return self.line.encode("utf-8", _KEEP_BYTES).decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -152,26 +183,42 @@ def parse_line(line: str, line_no: int = 1) -> ListRow | LineError:
         )
     wav_path, speaker, lang, text = (f.strip() for f in fields)
     if not wav_path:
-        return LineError(line_no, line, "the audio path (field 1) is empty")
+        return LineError(line_no, line, "the audio path (field 1) is empty", EMPTY)
     if not text:
-        return LineError(line_no, line, "the text (field 4) is empty")
+        return LineError(line_no, line, "the text (field 4) is empty", EMPTY)
     if lang not in LANGUAGE_SPELLINGS:
         accepted = ", ".join(sorted(LANGUAGE_SPELLINGS))
-        return LineError(line_no, line, f"unknown language code {lang!r} (field 3); use one of {accepted}")
-    return ListRow(wav_path, speaker, lang, text)
+        return LineError(
+            line_no, line, f"unknown language code {lang!r} (field 3); use one of {accepted}", LANGUAGE
+        )
+    try:
+        return ListRow(wav_path, speaker, lang, text)
+    except FileListError as exc:  # e.g. a NUL or a break inside a field
+        return LineError(line_no, line, str(exc))
 
 
-def parse_text(content: str) -> ParsedList:
-    """Parse the content of a ``.list`` file (BOM and CRLF tolerated)."""
+def _decoded(raw: bytes, line_no: int) -> str | LineError:
+    """One line's text, or an :data:`ENCODING` issue that keeps its bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        kept = raw.decode("utf-8", _KEEP_BYTES)
+        reason = f"not valid UTF-8 (byte {exc.start + 1} of the line); save the file as UTF-8"
+        return LineError(line_no, kept, reason, ENCODING)
+
+
+def _parse_lines(lines: Iterable[str | bytes]) -> ParsedList:
     rows: list[ListRow] = []
     numbers: list[int] = []
     errors: list[LineError] = []
-    # splitlines() would also break on \x0b, \x1c, U+2028 ...: only real line endings count.
-    lines = content.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for line_no, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        parsed = parse_line(line, line_no)
+        text = _decoded(line, line_no) if isinstance(line, bytes) else line
+        if isinstance(text, str):
+            if not text.strip():
+                continue
+            parsed = parse_line(text, line_no)
+        else:
+            parsed = text
         if isinstance(parsed, LineError):
             errors.append(parsed)
         else:
@@ -180,8 +227,20 @@ def parse_text(content: str) -> ParsedList:
     return ParsedList(tuple(rows), tuple(errors), tuple(numbers))
 
 
+def parse_text(content: str) -> ParsedList:
+    """Parse the content of a ``.list`` file (BOM and CRLF tolerated)."""
+    # splitlines() would also break on \x0b, \x1c, U+2028 ...: only real line endings count.
+    return _parse_lines(content.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+
+
+def parse_bytes(data: bytes) -> ParsedList:
+    """Parse a ``.list`` file's bytes line by line: an undecodable line is an issue, not the file's end."""
+    # In UTF-8 the bytes of "\r" and "\n" never occur inside a character: splitting bytes is safe.
+    return _parse_lines(data.removeprefix(_BOM).replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"))
+
+
 def read_list(path: str | os.PathLike) -> ParsedList:
-    """Read and parse a ``.list`` file. Raises :class:`FileListError` if it cannot be read as UTF-8."""
+    """Read and parse a ``.list`` file. Raises :class:`FileListError` when the file cannot be read."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -189,14 +248,73 @@ def read_list(path: str | os.PathLike) -> ParsedList:
         raise FileListError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise FileListError(f"{path}: is a folder, not a .list file") from None
-    try:
-        content = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line_no = data[: exc.start].count(b"\n") + 1
-        raise FileListError(
-            f"{path}: line {line_no} is not valid UTF-8 (byte {exc.start}); save the file as UTF-8"
-        ) from None
-    return parse_text(content)
+    except OSError as exc:
+        raise FileListError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return parse_bytes(data)
+
+
+def duplicate_names(rows: Sequence[ListRow], line_numbers: Sequence[int]) -> tuple[LineError, ...]:
+    """A :data:`DUPLICATE` issue for every row whose file name an earlier row already uses.
+
+    The file name is the clip's key in every experiment file, so two rows may not share it.
+    """
+    first: dict[str, int] = {}
+    issues = []
+    for row, line_no in zip(rows, line_numbers, strict=True):
+        earlier = first.setdefault(row.wav_name, line_no)
+        if earlier != line_no:
+            reason = f"line {earlier} already uses the file name {row.wav_name!r}; clip names must be unique"
+            issues.append(LineError(line_no, row.to_line(), reason, DUPLICATE))
+    return tuple(issues)
+
+
+class Issue(Protocol):
+    """What :func:`group_issues` reads of an issue (a :class:`LineError`, a formatting problem, ...)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def line_no(self) -> int | None: ...
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class IssueGroup:
+    """All issues of one kind: how many, on which lines (the first few), and one example."""
+
+    kind: str  # one of ISSUE_KINDS (or a caller's own kind)
+    count: int  # issues of this kind
+    line_numbers: tuple[int, ...]  # the first SHOWN_LINES line numbers, in file order
+    example: str  # the first issue's reason
+
+    @property
+    def title(self) -> str:
+        return ISSUE_KINDS.get(self.kind, self.kind)
+
+    @property
+    def lines_text(self) -> str:
+        """``"3, 7, 9"`` or ``"3, 7, 9, … (+120 more)"``."""
+        text = ", ".join(str(n) for n in self.line_numbers)
+        more = self.count - len(self.line_numbers)
+        return f"{text}, … (+{more} more)" if more > 0 else text
+
+    def __str__(self) -> str:
+        where = f"line {self.lines_text}" if self.count == 1 else f"{self.count} lines: {self.lines_text}"
+        return f"{self.title}, {where} (e.g. {self.example})"
+
+
+def group_issues(issues: Iterable[Issue]) -> tuple[IssueGroup, ...]:
+    """One :class:`IssueGroup` per kind, in the order kinds first occur; line numbers sorted."""
+    by_kind: dict[str, list[Issue]] = {}
+    for issue in issues:
+        by_kind.setdefault(issue.kind, []).append(issue)
+    groups = []
+    for kind, found in by_kind.items():
+        ordered = sorted(found, key=lambda i: i.line_no if i.line_no is not None else 0)
+        numbers = tuple(i.line_no for i in ordered if i.line_no is not None)
+        groups.append(IssueGroup(kind, len(found), numbers[:SHOWN_LINES], ordered[0].reason))
+    return tuple(groups)
 
 
 def format_list(rows: Iterable[ListRow], extra_lines: Iterable[str] = ()) -> str:
@@ -265,7 +383,7 @@ def write_list(
     ``<name>.<YYYYmmdd-HHMMSS>-<NNN>.bak`` beside it; only the newest :data:`MAX_BACKUPS` backups are kept.
     """
     path = Path(path)
-    data = format_list(rows, extra_lines).encode("utf-8")
+    data = format_list(rows, extra_lines).encode("utf-8", _KEEP_BYTES)
     path.parent.mkdir(parents=True, exist_ok=True)
     saved: Path | None = None
     if backup and path.exists():
@@ -282,22 +400,3 @@ def listed_name(wav_path: str) -> str:
     """File name of a listed audio path, whether the list was written on Windows or POSIX."""
     # PureWindowsPath splits on both "/" and "\\" (upstream's os.path.basename on Linux does not).
     return PureWindowsPath(wav_path).name
-
-
-def resolve_audio(
-    row: ListRow | str, audio_dir: str | os.PathLike | None = None, base: str | os.PathLike | None = None
-) -> Path:
-    """Where the audio of ``row`` (or of a path as written in a list) is, following upstream's dataset step.
-
-    With no ``audio_dir`` (``None`` or empty) the path in the list is used as written; a relative
-    one is taken from ``base`` (e.g. the list's folder) when given. With an ``audio_dir`` the
-    file is ``audio_dir / <file name of the listed path>``, so a dataset folder that moved, or a
-    list written on Windows, still resolves.
-    """
-    listed = row.wav_path if isinstance(row, ListRow) else row
-    if audio_dir is not None and str(audio_dir).strip():
-        return Path(audio_dir) / listed_name(listed)
-    path = Path(listed)
-    if not path.is_absolute() and base is not None:
-        return Path(base) / path
-    return path

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.data.filelist import (
     LANGUAGE_SPELLINGS,
+    SHOWN_LINES,
     FileListError,
     ListRow,
     backups_of,
+    duplicate_names,
     format_list,
+    group_issues,
     language_of,
     make_row,
+    parse_bytes,
     parse_text,
     read_list,
-    resolve_audio,
     write_list,
 )
 
@@ -75,11 +78,18 @@ def test_language_ids():
         language_of("de")
 
 
-def test_invalid_utf8_names_the_line(tmp_path):
+def test_an_invalid_utf8_line_is_reported_and_the_rest_read(tmp_path):
     path = tmp_path / "bad.list"
-    path.write_bytes(b"a.wav|s|EN|ok\nb.wav|s|EN|\xff\xfe bad\n")
-    with pytest.raises(FileListError, match="line 2 is not valid UTF-8"):
-        read_list(path)
+    raw = b"a.wav|s|EN|ok\nb.wav|s|EN|\xff\xfe bad\nc.wav|s|EN|fine\n"
+    path.write_bytes(raw)
+    parsed = read_list(path)
+    assert [r.wav_path for r in parsed.rows] == ["a.wav", "c.wav"] and parsed.line_numbers == (1, 3)
+    (bad,) = parsed.errors
+    assert (bad.line_no, bad.kind) == (2, "encoding") and "not valid UTF-8" in bad.reason
+    assert "\ufffd" in bad.shown and str(bad)
+    # Written back, the undecodable line keeps its bytes.
+    write_list(path, parsed.rows, extra_lines=[bad.line], backup=False)
+    assert path.read_bytes() == b"a.wav|s|EN|ok\nc.wav|s|EN|fine\nb.wav|s|EN|\xff\xfe bad\n"
     with pytest.raises(FileListError, match="file not found"):
         read_list(tmp_path / "missing.list")
 
@@ -137,13 +147,43 @@ def test_format_refuses_kept_lines_with_breaks():
         format_list([], ["a\nb"])
 
 
-def test_resolve_audio_follows_upstream(tmp_path):
-    row = make_row("/old/place/spk/a.wav", "spk", "en", "x")
-    assert resolve_audio(row) == Path("/old/place/spk/a.wav")
-    assert resolve_audio(row, "") == resolve_audio(row)
-    assert resolve_audio(row, tmp_path) == tmp_path / "a.wav"
-    windows = make_row(r"C:\Users\me\data\b.wav", "spk", "en", "x")
-    assert windows.wav_name == "b.wav"
-    assert resolve_audio(windows, tmp_path) == tmp_path / "b.wav"
-    relative = make_row("clips/c.wav", "spk", "en", "x")
-    assert resolve_audio(relative, base=tmp_path) == tmp_path / "clips" / "c.wav"
+# -- many issues: reported once per kind, with counts and line numbers, the good rows kept ---------------
+_GOOD = "clips/g{i}.wav|spk|EN|good {i}"
+_BAD = {
+    "fields": b"only|two",
+    "empty": b"clips/e.wav|spk|EN|   ",
+    "language": b"clips/l.wav|spk|DE|hallo",
+    "encoding": b"clips/u.wav|spk|EN|\xff\xfe\xfa",
+    "duplicate": b"elsewhere/g0.wav|spk|EN|same name as line 1",
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(sorted(_BAD)), max_size=300), goods=st.integers(1, 30), seed=st.randoms()
+)
+def test_a_list_with_many_bad_lines_keeps_its_good_rows_and_groups_issues(kinds, goods, seed):
+    lines = [_GOOD.format(i=i).encode() for i in range(goods)] + [_BAD[k] for k in kinds]
+    seed.shuffle(lines)
+    lines.insert(0, _GOOD.format(i=0).encode())  # line 1: the first use of g0.wav
+    parsed = parse_bytes(b"\r\n".join(lines) + b"\n")
+    duplicates = duplicate_names(parsed.rows, parsed.line_numbers)
+    expected_rows = 1 + goods + kinds.count("duplicate")
+    assert len(parsed.rows) == expected_rows
+    groups = {g.kind: g for g in group_issues([*parsed.errors, *duplicates])}
+    for kind in set(kinds):
+        numbers = [n for n, line in enumerate(lines, 1) if line == _BAD[kind]]
+        if kind == "duplicate":  # the good g0 rows repeat the name too
+            numbers = sorted(numbers + [n for n, line in enumerate(lines, 1) if line == lines[0] and n > 1])
+        group = groups.pop(kind)
+        assert group.count == len(numbers) and group.line_numbers == tuple(numbers[:SHOWN_LINES])
+        assert str(group).count("\n") == 0 and len(str(group)) < 400  # one short line, however many
+    # Nothing else was reported, except g0's own repeats (shuffled good rows include another g0).
+    assert set(groups) <= {"duplicate"}
+
+
+def test_issue_groups_say_how_many_more():
+    parsed = parse_text("\n".join(["x"] * 25))
+    (group,) = group_issues(parsed.errors)
+    assert group.count == 25 and group.lines_text.endswith("… (+15 more)") and group.title.startswith("not 4")
+    assert group.line_numbers == tuple(range(1, 11))
