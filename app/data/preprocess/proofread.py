@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.audio import AudioError, audio_info, load_audio, save_audio
-from app.data.filelist import ListRow, listed_name, resolve_audio
+from app.data.audio_place import AudioPathError, AudioPlace
+from app.data.filelist import ListRow, listed_name
 from app.data.labeling import EditError, MergeEdit, MergePlan, SplitEdit, SplitPlan, plan_merge, plan_split
+from app.paths import fit_file_name
+
+__all__ = [
+    "AudioPlace",
+    "clip_durations",
+    "merge_rows",
+    "missing_audio",
+    "split_row",
+    "write_merge",
+    "write_split",
+]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AudioPlace:
-    """How the list's audio paths map to files (see :func:`app.data.filelist.resolve_audio`)."""
-
-    audio_dir: Path | None = None  # folder holding the clips; None = use the paths in the list
-    base: Path | None = None  # folder relative list paths are taken from (usually the list's folder)
-
-    def path(self, row_or_listed: ListRow | str) -> Path:
-        """File of a row, or of a path as it would be written in the list."""
-        return resolve_audio(row_or_listed, self.audio_dir, self.base)
 
 
 def clip_durations(rows: Sequence[ListRow], place: AudioPlace = AudioPlace()) -> dict[str, float]:
@@ -40,14 +39,21 @@ def clip_durations(rows: Sequence[ListRow], place: AudioPlace = AudioPlace()) ->
     for row in rows:
         try:
             durations[row.wav_path] = audio_info(place.path(row)).duration
-        except AudioError as exc:
+        except (AudioError, AudioPathError) as exc:
             logger.warning("no duration for %s: %s", row.wav_path, exc)
     return durations
 
 
 def missing_audio(rows: Sequence[ListRow], place: AudioPlace = AudioPlace()) -> tuple[int, ...]:
-    """Indices of rows whose audio file does not exist."""
-    return tuple(i for i, row in enumerate(rows) if not place.path(row).is_file())
+    """Indices of rows whose audio file does not exist (or lies outside the place)."""
+    return tuple(i for i, row in enumerate(rows) if not _exists(place, row))
+
+
+def _exists(place: AudioPlace, listed: ListRow | str) -> bool:
+    try:
+        return place.path(listed).exists()
+    except AudioPathError:
+        return False
 
 
 def _sibling(listed: str, new_name: str) -> str:
@@ -59,14 +65,17 @@ def _sibling(listed: str, new_name: str) -> str:
 def _fresh_names(
     listed: str, suffixes: Sequence[str], rows: Sequence[ListRow], place: AudioPlace
 ) -> list[str]:
-    """New listed paths ``<stem><suffix>.wav`` beside ``listed``, unused by rows and not on disk."""
+    """New listed paths ``<stem><suffix>.wav`` beside ``listed``, unused by rows and not on disk.
+
+    A long stem is shortened (:func:`app.paths.fit_file_name`) so the new name still fits.
+    """
     stem = Path(listed_name(listed)).stem
     used = {r.wav_path for r in rows}
     counter = 0
     while True:
         tag = f"-{counter}" if counter else ""
-        names = [_sibling(listed, f"{stem}{suffix}{tag}.wav") for suffix in suffixes]
-        if not any(n in used or place.path(n).exists() for n in names):
+        names = [_sibling(listed, fit_file_name(stem, f"{suffix}{tag}.wav")) for suffix in suffixes]
+        if not any(n in used or _exists(place, n) for n in names):
             return names
         counter += 1
 
@@ -109,9 +118,12 @@ def merge_rows(
     target = _fresh_names(anchor, ["_merged"], rows, place)[0] if anchor else "merged.wav"
     edited = plan_merge(rows, ordered, gap_s, target)
     for listed in edited.plan.sources:
-        if not place.path(listed).is_file():
-            raise EditError(f"audio file {place.path(listed)} not found; cannot merge")
-    written = write_merge(edited.plan, place)
+        if not _exists(place, listed):
+            raise EditError(f"audio file {listed} not found (or outside the data folder); cannot merge")
+    try:
+        written = write_merge(edited.plan, place)
+    except AudioPathError as exc:
+        raise EditError(f"cannot merge: {exc}") from None
     logger.info("merged %d clips into %s", len(ordered), written)
     return edited
 
@@ -127,13 +139,16 @@ def split_row(
     if not 0 <= index < len(rows):
         raise EditError(f"row {index} does not exist; the list has {len(rows)} rows")
     row = rows[index]
-    path = place.path(row)
     try:
+        path = place.path(row)
         duration = audio_info(path).duration
-    except AudioError as exc:
+    except (AudioError, AudioPathError) as exc:
         raise EditError(f"row {index}: cannot split: {exc}") from None
     targets = _fresh_names(row.wav_path, ["_part1", "_part2"], rows, place)
     edited = plan_split(rows, index, at_s, duration, (targets[0], targets[1]), texts)
-    write_split(edited.plan, place)
+    try:
+        write_split(edited.plan, place)
+    except AudioPathError as exc:
+        raise EditError(f"cannot split: {exc}") from None
     logger.info("split %s at %.2f s", path, at_s)
     return edited
