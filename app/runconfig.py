@@ -109,6 +109,9 @@ class FormatRunConfig:
     # ERes2NetV2 speaker-verification model (pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt)
     # for 2-get-sv; None for v1/v2, which do not run that step.
     sv_path: Path | None = None
+    # The data folder: listed audio must resolve inside it (inside audio_dir when that is set);
+    # None (a run.yaml written before this field): inside the list's folder.
+    data_root: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.fileio import atomic_write
+from app.paths import fit_file_name
 
 NAME2TEXT = "2-name2text.txt"
 BERT_DIR = "3-bert"
@@ -71,18 +72,20 @@ class ExperimentFiles:
     def sv_dir(self) -> Path:
         return self.root / SV_DIR
 
+    # Feature files are named "<clip name>.pt" as upstream names them; a clip name too long for
+    # the suffix is shortened with a hash (app.paths.fit_file_name), so no name exceeds 255 bytes.
     def bert(self, name: str) -> Path:
-        return self.bert_dir / f"{name}.pt"
+        return self.bert_dir / fit_file_name(name, ".pt")
 
     def hubert(self, name: str) -> Path:
-        return self.hubert_dir / f"{name}.pt"
+        return self.hubert_dir / fit_file_name(name, ".pt")
 
     def wav32k(self, name: str) -> Path:
-        return self.wav32k_dir / name
+        return self.wav32k_dir / fit_file_name(name)
 
     def sv(self, name: str) -> Path:
         """Speaker embedding of a clip: upstream names it after the wav file, as 4-cnhubert/ does."""
-        return self.sv_dir / f"{name}.pt"
+        return self.sv_dir / fit_file_name(name, ".pt")
 
 
 @dataclass(frozen=True)

@@ -288,7 +288,7 @@ def format_config(
     return FormatRunConfig(
         list_path=listed, audio_dir=audio, exp_dir=layout.experiment(name), bert_dir=models.bert,
         hubert_dir=models.hubert, pretrained_s2g=models.s2g, version=version, steps=planned,
-        device=device, workers=workers, sv_path=models.sv,
+        device=device, workers=workers, sv_path=models.sv, data_root=layout.home,
     )  # fmt: skip
 
 

@@ -1,9 +1,11 @@
 """What dataset formatting works on and reports: the clips of a ``.list``, problems, step reports.
 
-A ``.list`` line becomes an :class:`Item` when it parses, its language can be read by the chosen
+A ``.list`` line becomes an :class:`Item` when it parses, its audio path resolves inside the data
+folder (:class:`app.data.audio_place.AudioPlace`), its language can be read by the chosen
 symbol-table version, its audio file exists and no earlier line uses the same file name (the
 name is the key of every experiment file). Every other line becomes a :class:`Problem` carrying
-its line number; formatting goes on with the rest.
+its line number and kind; formatting goes on with the rest, and reports group problems by kind
+(:func:`app.data.filelist.group_issues`) instead of one line each.
 
 The :class:`Ledger` (``<experiment>/.format-state.json``) remembers what each step's output was
 made from (the text of a line, the audio file's size and time, ...), so a rerun skips what is
@@ -22,9 +24,11 @@ from pathlib import Path
 
 from app.assets import catalog
 from app.assets.registry import DOWNLOAD_COMMAND
+from app.data.audio_place import AudioPlace, locate_rows
 from app.data.experiment import atomic_write_text
-from app.data.filelist import FileListError, read_list, resolve_audio
+from app.data.filelist import DUPLICATE, LANGUAGE, MISSING, FileListError, group_issues, read_list
 from app.fileio import atomic_path
+from app.paths import fit_file_name
 from app.text.cleaner import UnsupportedLanguage, check_language
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ class Problem:
     line_no: int | None  # line of the .list, when known
     name: str  # clip name ("" when the line did not parse)
     reason: str  # what is wrong, in words
+    kind: str = (
+        "step"  # an app.data.filelist.ISSUE_KINDS key for lines of the list; "step" for a step's failure
+    )
 
     def __str__(self) -> str:
         where = f"line {self.line_no}" if self.line_no is not None else "?"
@@ -123,43 +130,51 @@ class FormatReport:
             parts.append(f"{len(self.problems)} problem(s)")
         return "; ".join(parts)
 
+    def problem_lines(self) -> list[str]:
+        """The problems, one line per kind of list problem (count and first line numbers), then each step's."""
+        lines = [f"[list] {group}" for group in group_issues(self.list_problems)]
+        return lines + [str(p) for s in self.steps for p in s.problems]
 
-def read_items(list_path: Path, audio_dir: Path | None, version: str) -> tuple[list[Item], list[Problem]]:
-    """The usable clips of a ``.list`` and the lines left out (with line numbers).
 
+def read_items(
+    list_path: Path, audio_dir: Path | None, version: str, root: Path | None = None
+) -> tuple[list[Item], list[Problem]]:
+    """The usable clips of a ``.list`` and the lines left out (with line numbers), in line order.
+
+    Listed audio must resolve inside ``audio_dir`` when given, else inside ``root`` (the data
+    folder), else inside the list's folder; other lines are reported and their files never read.
     Raises :class:`FormatError` when the file itself cannot be read.
     """
     try:
         parsed = read_list(list_path)
     except FileListError as exc:
         raise FormatError(str(exc)) from None
-    problems = [Problem("list", e.line_no, "", f"{e.reason}: {e.line!r}") for e in parsed.errors]
+    problems = [Problem("list", e.line_no, "", f"{e.reason}: {e.shown!r}", e.kind) for e in parsed.errors]
+    place = AudioPlace(audio_dir=audio_dir, base=Path(list_path).parent, root=root)
+    located = locate_rows(parsed.rows, parsed.line_numbers, place)
+    problems += [Problem("list", e.line_no, "", e.reason, e.kind) for e in located.refused]
     items: list[Item] = []
     first_line: dict[str, int] = {}
-    for row, line_no in zip(parsed.rows, parsed.line_numbers, strict=True):
-        name = row.wav_name
+    for row, line_no, audio in zip(located.rows, located.line_numbers, located.files, strict=True):
+        name = fit_file_name(row.wav_name)  # the key of every experiment file: a usable file name
         try:
             check_language(row.language, version)
         except UnsupportedLanguage as exc:
-            problems.append(Problem("list", line_no, name, str(exc)))
+            problems.append(Problem("list", line_no, name, str(exc), LANGUAGE))
             continue
         if name in first_line:
-            problems.append(
-                Problem(
-                    "list",
-                    line_no,
-                    name,
-                    f"line {first_line[name]} already uses the file name {name!r}; "
-                    "clip names must be unique within an experiment",
-                )
+            reason = (
+                f"line {first_line[name]} already uses the file name {name!r}; "
+                "clip names must be unique within an experiment"
             )
+            problems.append(Problem("list", line_no, name, reason, DUPLICATE))
             continue
-        audio = resolve_audio(row, audio_dir, base=list_path.parent)
         if not audio.is_file():
-            problems.append(Problem("list", line_no, name, f"audio file {audio} not found"))
+            problems.append(Problem("list", line_no, name, f"audio file {audio} not found", MISSING))
             continue
         first_line[name] = line_no
         items.append(Item(line_no, name, audio, row.language, row.text))
+    problems.sort(key=lambda p: p.line_no or 0)
     return items, problems
 
 

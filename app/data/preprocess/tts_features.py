@@ -39,6 +39,7 @@ import torch
 
 from app import config_io
 from app.data.experiment import ExperimentFiles, atomic_write_text
+from app.data.filelist import group_issues
 from app.data.preprocess.tts_dataset import (
     FormatError,
     FormatReport,
@@ -112,11 +113,11 @@ def run_format(
             "(pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt)"
         )
     symbols = text_version(config.version)  # v2Pro* read text with v2's phone table
-    items, list_problems = read_items(config.list_path, config.audio_dir, symbols)
-    for problem in list_problems:
-        log.warning("%s", problem)
+    items, list_problems = read_items(config.list_path, config.audio_dir, symbols, config.data_root)
+    for group in group_issues(list_problems):  # one line per kind, however long the list
+        log.warning("%s: %s", config.list_path, group)
     if not items:
-        shown = "\n".join(f"  {p}" for p in list_problems[:5])
+        shown = "\n".join(f"  {group}" for group in group_issues(list_problems))
         raise FormatError(
             f"{config.list_path}: no usable line ({len(list_problems)} problem(s)); "
             f"check the list and the audio folder:\n{shown}"
@@ -230,6 +231,7 @@ def _config_from_args(args: argparse.Namespace) -> FormatRunConfig:
         device=args.device,
         workers=args.workers,
         sv_path=pretrained / SV_FILE if args.version in PRO_VERSIONS else None,
+        data_root=settings.home,
     )
 
 
