@@ -107,6 +107,15 @@ def audio_info(source: Source) -> AudioInfo:
     return result
 
 
+def _ffmpeg_input(source: str | os.PathLike[str]) -> str:
+    """A file as ffmpeg/ffprobe must be told it: ``file:`` + absolute path.
+
+    Without the protocol a name such as ``-x.mp3`` reads as an option and ``concat:a|b.mp3`` or
+    ``http:x.mp3`` as another protocol; with it, any file name means that file.
+    """
+    return "file:" + os.path.abspath(source)
+
+
 def _ffprobe(source: Source) -> AudioInfo | None:
     """Header through ffprobe, for containers libsndfile does not read; None when unavailable."""
     exe = shutil.which("ffprobe")
@@ -114,7 +123,7 @@ def _ffprobe(source: Source) -> AudioInfo | None:
         return None
     cmd = [exe, "-v", "error", "-select_streams", "a:0", "-show_entries",
            "stream=sample_rate,channels,duration:format=duration", "-of", "default=noprint_wrappers=1",
-           str(source)]  # fmt: skip
+           "-i", _ffmpeg_input(source)]  # fmt: skip
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
     except (subprocess.SubprocessError, OSError):
@@ -152,7 +161,7 @@ def _decode_ffmpeg(source: Source, sr: int | None) -> tuple[np.ndarray, int]:
             "(Debian/Ubuntu: sudo apt-get install ffmpeg), or convert the file to WAV/FLAC first"
         )
     rate = sr or 44100
-    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(source, bytes) else str(source),
+    cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(source, bytes) else _ffmpeg_input(source),
            "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(rate), "pipe:1"]  # fmt: skip
     try:
         proc = subprocess.run(

@@ -54,6 +54,20 @@ def test_m4a_goes_through_ffmpeg(tmp_path):
     assert audio_info(m4a).format == "ffmpeg"
 
 
+@pytest.mark.parametrize("name", ["-leading dash.m4a", "concat:a|b.m4a", 'it\'s "q" $(x); `y` & z.m4a'])
+def test_ffmpeg_reads_files_whatever_their_names(tmp_path, monkeypatch, name):
+    # A name ffmpeg would take for an option ("-x") or a protocol ("concat:") is still that file.
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is required (apt-get install ffmpeg)"
+    src = tmp_path / "src.wav"
+    sf.write(src, tone(1.0, SR), SR)
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(src), "-c:a", "aac", "-f", "mp4", str(tmp_path / name)],
+                   check=True, timeout=60)  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # a relative name, as a user might give it
+    assert audio_info(name).format == "ffmpeg"
+    assert abs(len(load_audio(name, 16_000)) - 16_000) < 0.05 * 16_000
+
+
 # How a file of each listed extension is made: libsndfile writes its own containers, ffmpeg the rest.
 SOUNDFILE_WRITE = {
     ".ogg": ("OGG", "VORBIS"),

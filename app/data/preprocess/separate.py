@@ -33,6 +33,7 @@ from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.devices import pick_device
+from app.paths import fit_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +396,7 @@ def separate_files(
             continue
         wav = _match_channels(wav, separator.channels)
         stems = separator.separate(wav, tick)
-        name = f"{path.stem}.{options.output_format}"
+        name = fit_file_name(path.stem, f".{options.output_format}")  # a long stem shortened with a hash
         vocals = save_audio(vocals_dir / name, stems[VOCALS], separator.samplerate)
         accompaniment = save_audio(accompaniment_dir / name, stems[ACCOMPANIMENT], separator.samplerate)
         done.append(SeparatedFile(path, vocals, accompaniment, len(wav) / separator.samplerate))

@@ -5,7 +5,8 @@ CLI: ``python -m app.data.preprocess.slice IN OUT [--threshold -34 ...]``.
 
 Clip names follow upstream GPT-SoVITS (``tools/slice_audio.py``): ``{source file name}_{start:010d}_{end:010d}.wav``
 where start/end are sample offsets at 32 kHz and the source name keeps its extension, so
-``a.wav`` and ``a.mp3`` in one folder never overwrite each other's clips.
+``a.wav`` and ``a.mp3`` in one folder never overwrite each other's clips. A source name too long
+for that (file names hold 255 bytes) is shortened with a hash (:func:`app.paths.fit_file_name`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from app.audio.io import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.audio.slicer import SlicerOptions, SlicerOptionsError, slice_audio
+from app.paths import fit_file_name
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,8 @@ def collect_inputs(path: str | Path) -> list[Path]:
 
 
 def clip_name(source: Path, start: int, end: int) -> str:
-    """Upstream's clip name: source file name (with extension) and sample offsets."""
-    return f"{source.name}_{start:010d}_{end:010d}.wav"
+    """Upstream's clip name: source file name (with extension) and sample offsets, within 255 bytes."""
+    return fit_file_name(source.name, f"_{start:010d}_{end:010d}.wav")
 
 
 def slice_file(

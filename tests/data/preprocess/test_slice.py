@@ -48,6 +48,21 @@ def test_clips_are_32k_int16_named_by_source_and_offsets(tmp_path):
     assert clip_name(src, 5, 70) == "talk.flac_0000000005_0000000070.wav"
 
 
+def test_long_and_odd_source_names_give_clips_that_fit(tmp_path):
+    # Up to 255-byte source names in any script, and names with spaces, quotes, dashes, shell characters.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["語" * 83 + ".wav", "a" * 251 + ".wav", "-x 'q' \"d\" $(y); `z`.wav"]
+    for name in names:
+        recording(folder / name, bursts=1)
+    report = slice_files([folder], tmp_path / "out")
+    assert not report.errors and len(report.clips) == 3
+    assert all(len(c.name.encode()) <= 255 and c.is_file() for c in report.clips)
+    odd = [c for c in report.clips if c.name.startswith("-x")]
+    assert odd and NAME.match(odd[0].name)["src"] == names[2]  # short names stay upstream's
+    assert len({c.name for c in report.clips}) == 3
+
+
 def test_folder_in_parallel_with_a_bad_file_reported(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -33,8 +33,15 @@ from app.audio.io import SILENCE_PEAK, AudioError, load_audio, save_audio
 from app.audio.pitch_range import PitchRange, measure
 from app.fileio import atomic_write_text
 from app.models.svc.config import SSL_DIM_BY_ENCODER, SvcConfig
-from app.models.upstream.svc.features import feature_paths, read_f0
-from app.paths import SvcExperiment, safe_name
+from app.models.upstream.svc.features import (
+    CONTENT_SUFFIX,
+    F0_SUFFIX,
+    SPEC_SUFFIX,
+    VOLUME_SUFFIX,
+    feature_paths,
+    read_f0,
+)
+from app.paths import NAME_MAX, SvcExperiment, fit_file_name, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +108,26 @@ def add_raw_files(experiment: SvcExperiment, speaker: str, files: Sequence[Path]
     return copied
 
 
+# A clip's feature files add up to this many bytes to its name (".soft.pt", ".vol.npy", ...): clip
+# names leave room for them within a file name's 255 bytes.
+_FEATURE_ROOM = max(len(s) for s in (CONTENT_SUFFIX, F0_SUFFIX, VOLUME_SUFFIX, SPEC_SUFFIX))
+
+
 def _clip_names(files: Sequence[Path]) -> dict[Path, str]:
-    """Output names: the stem, or stem_<ext> when two sources share a stem (a.wav and a.mp3)."""
+    """Output names: the stem, or stem_<ext> when two sources share a stem (a.wav and a.mp3).
+
+    A long stem is shortened with a hash so the clip's feature files still fit in 255 bytes.
+    """
     stems: dict[str, int] = {}
     for f in files:
         stems[f.stem] = stems.get(f.stem, 0) + 1
-    return {f: f"{f.stem}.wav" if stems[f.stem] == 1 else f"{f.stem}_{f.suffix[1:]}.wav" for f in files}
+    limit = NAME_MAX - _FEATURE_ROOM
+    return {
+        f: fit_file_name(f.stem, ".wav", limit)
+        if stems[f.stem] == 1
+        else fit_file_name(f"{f.stem}_{f.suffix[1:]}", ".wav", limit)
+        for f in files
+    }
 
 
 def _prepare_one(source: Path, target: Path, sr: int, loudnorm: bool, top_db: float) -> str:

@@ -174,3 +174,22 @@ def test_cli_with_two_workers_matches_in_process_features(tmp_path, pretrained, 
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "dataset_raw" in bad.stderr
+
+
+def test_long_source_names_give_clips_whose_feature_files_fit(tmp_path) -> None:
+    from app.data.preprocess.svc.dataset import prepare_clips
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sources = [raw / ("語" * 83 + ".wav"), raw / ("語" * 83 + ".flac"), raw / "-x 'q' $(y).wav"]
+    for source in sources:
+        sf.write(source, sung(1.5, 220.0), SR)
+    tree = SvcExperiment(tmp_path / "exp").ensure()
+    result = prepare_clips({"singer": sources}, tree, SR)
+    clips = result.clips["singer"]
+    assert len(clips) == 3 and not result.skipped
+    assert any(c.name == "-x 'q' $(y).wav" for c in clips)  # ordinary names stay 4.1's
+    for clip in clips:
+        for path in feature_paths(clip).values():
+            assert len(path.name.encode()) <= 255
+            path.write_bytes(b"x")
