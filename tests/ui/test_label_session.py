@@ -67,10 +67,18 @@ def test_paths_must_stay_in_the_data_folder(dataset, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     sf.write(elsewhere / "x.wav", tone(1.0, SR), SR)
     (home / "out.list").write_text(f"{elsewhere / 'x.wav'}|s|EN|a\n{elsewhere / 'x.wav'}|s|EN|b\n")
+    before = (home / "out.list").read_bytes()
     outside = open_list(home, "out.list")
-    assert page_view(outside)[0].audio is None  # never played
-    with pytest.raises(SessionError, match="outside"):
-        merge_selected(outside, [0, 1], 0.1)
+    # Lines whose audio is outside are not rows (never played, measured or merged): reported by number.
+    assert outside.rows == () and page_view(outside) == []
+    assert [(e.line_no, e.kind) for e in outside.bad_lines] == [(1, "outside"), (2, "outside")]
+    assert "audio outside the data folder" in bad_lines_table(outside) and "| 1, 2 | 2 |" in bad_lines_table(
+        outside
+    )
+    with pytest.raises(SessionError, match="tick at least two"):
+        merge_selected(outside, [], 0.1)
+    save(outside)  # and written back unchanged
+    assert (home / "out.list").read_bytes() == before
 
 
 def test_edits_on_the_page_are_taken_in_before_every_action(dataset):
@@ -134,3 +142,40 @@ def test_opening_another_list_does_not_drop_unsaved_changes(dataset):
     assert note == "" and len(reopened.rows) == 13 and not reopened.unsaved
     clean, note = open_or_warn(session, "output/set/set.list")
     assert note == "" and clean.rows == session.rows
+
+
+def test_report_groups_outside_links_bad_bytes_and_repeated_names(dataset, tmp_path_factory):
+    home, listing = dataset
+    clips = listing.parent / "clips"
+    secret = tmp_path_factory.mktemp("secret")
+    sf.write(secret / "s.wav", tone(1.0, SR), SR)
+    (clips / "leak.wav").symlink_to(secret / "s.wav")
+    long_name = "é" * 125 + ".wav"  # 254 bytes: a split must shorten the new names
+    sf.write(clips / long_name, tone(1.5, SR), SR)
+    lines = [
+        b"clips/c00.wav|spk|EN|first",  # 1
+        b"clips/leak.wav|spk|EN|a link leading out",  # 2
+        b"clips/c00.wav|spk|EN|the same clip again",  # 3
+        b"clips/c01.wav|spk|EN|\xff broken bytes",  # 4
+        f"clips/{long_name}|spk|EN|long".encode(),  # 5
+        b"../../../etc/passwd|spk|EN|outside",  # 6
+    ]
+    odd = listing.parent / "odd.list"
+    odd.write_bytes(b"\n".join(lines) + b"\n")
+    session = open_list(home, "output/set/odd.list")
+    assert [r.text for r in session.rows] == ["first", "the same clip again", "long"]
+    assert [(e.line_no, e.kind) for e in session.bad_lines] == [
+        (2, "outside"),
+        (4, "encoding"),
+        (6, "outside"),
+    ]
+    assert [(e.line_no, e.kind) for e in session.notices] == [(3, "duplicate")]
+    table = bad_lines_table(session)
+    assert "| audio outside the data folder (not read) | 2, 6 | 2 |" in table
+    assert "| clip name used by an earlier line | 3 | 1 |" in table and "| not valid UTF-8 | 4 | 1 |" in table
+    assert "1 repeated clip names" in status_line(session)
+    split = split_selected(session, [2], 0.5)
+    new_names = [r.wav_name for r in split.rows[2:4]]
+    assert all(len(n.encode()) <= 255 and (clips / n).is_file() for n in new_names)
+    save(split)  # the unread lines go back byte for byte
+    assert b"clips/c01.wav|spk|EN|\xff broken bytes\n" in odd.read_bytes()

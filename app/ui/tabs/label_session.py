@@ -7,7 +7,10 @@ Every action first takes in what the page's text boxes and language menus show
 rolls back text that was not "submitted" before paging).
 
 Paths from the browser are confined to the data folder: the list, the audio folder, and every clip
-played or written.
+played or written. Lines whose audio path leads outside (``..``, absolute, symbolic links, Windows
+drive or share paths without an audio folder) are not rows: they are reported with the unreadable
+lines and written back unchanged. Rows sharing a clip name are reported too (they stay editable).
+The report groups issues by kind with counts and the first line numbers, however long the list.
 """
 
 from __future__ import annotations
@@ -16,12 +19,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.data.filelist import LANGUAGE_CODES, FileListError, LineError, ListRow, read_list, write_list
+from app.data.audio_place import AudioPathError, AudioPlace, locate_rows
+from app.data.filelist import (
+    LANGUAGE_CODES,
+    FileListError,
+    LineError,
+    ListRow,
+    duplicate_names,
+    group_issues,
+    read_list,
+    write_list,
+)
 from app.data.labeling import EditError, EditHistory, delete, filter_rows, relang, retext
-from app.data.preprocess.proofread import AudioPlace, clip_durations, merge_rows, split_row
+from app.data.preprocess.proofread import clip_durations, merge_rows, split_row
 from app.paths import PathOutsideRoot, resolve_inside
 
 PAGE_SIZE = 10  # rows per page (upstream's proofreading tool shows 10 too)
+DETAIL_LINES = 20  # issues listed one by one under the per-kind summary
 
 
 class SessionError(ValueError):
@@ -40,6 +54,7 @@ class ProofSession:
     )  # rows now, and earlier states for undo
     saved: tuple[ListRow, ...] = ()  # rows as last read or saved, to tell unsaved changes
     bad_lines: tuple[LineError, ...] = ()  # lines that are not rows: shown, and written back unchanged
+    notices: tuple[LineError, ...] = ()  # issues of rows kept (repeated clip names), as found on opening
     durations: Mapping[str, float] = field(default_factory=dict)  # wav_path -> seconds
     query: str = ""  # text filter
     min_s: float | None = None  # duration filter, seconds
@@ -87,14 +102,16 @@ def open_list(home: Path, list_path: str, audio_dir: str = "") -> ProofSession:
         parsed = read_list(path)
     except FileListError as exc:
         raise SessionError(str(exc)) from None
-    place = AudioPlace(audio_dir=folder, base=path.parent)
+    place = AudioPlace(audio_dir=folder, base=path.parent, root=Path(home))
+    located = locate_rows(parsed.rows, parsed.line_numbers, place)
     session = ProofSession(
         home=Path(home),
         list_path=path,
         place=place,
-        history=EditHistory(parsed.rows),
-        saved=parsed.rows,
-        bad_lines=parsed.errors,
+        history=EditHistory(located.rows),
+        saved=located.rows,
+        bad_lines=tuple(sorted(parsed.errors + located.refused, key=lambda e: e.line_no)),
+        notices=duplicate_names(located.rows, located.line_numbers),
     )
     return show_page(_measure(session), 0)
 
@@ -120,8 +137,8 @@ def _measure(session: ProofSession) -> ProofSession:
 def audio_file(session: ProofSession, row: ListRow) -> Path | None:
     """The clip of ``row`` when it exists inside the data folder, else None (never played or written)."""
     try:
-        path = resolve_inside(session.place.path(row), session.home)
-    except PathOutsideRoot:
+        path = resolve_inside(session.place.locate(row), session.home)
+    except (AudioPathError, PathOutsideRoot):
         return None
     return path if path.is_file() else None
 
@@ -176,7 +193,7 @@ def _require_audio(session: ProofSession, indices: Sequence[int]) -> None:
     for index in indices:
         if audio_file(session, session.rows[index]) is None:
             raise SessionError(
-                f"row {index + 1}: its audio {session.place.path(session.rows[index])} is missing or outside "
+                f"row {index + 1}: its audio {session.rows[index].wav_path} is missing or outside "
                 "the data folder; set the audio folder to where the clips are"
             )
 
@@ -266,6 +283,8 @@ def status_line(session: ProofSession) -> str:
     parts.append(f"page {session.page + 1} of {session.pages}")
     if session.bad_lines:
         parts.append(f"{len(session.bad_lines)} unreadable lines (listed below, kept on save)")
+    if session.notices:
+        parts.append(f"{len(session.notices)} repeated clip names (listed below)")
     if session.unsaved:
         parts.append("**unsaved changes**")
     if session.history.last_edit:
@@ -273,19 +292,28 @@ def status_line(session: ProofSession) -> str:
     return " · ".join(parts)
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")
+
+
 def bad_lines_table(session: ProofSession) -> str:
-    """Markdown table of the lines that are not rows (line number, reason, content)."""
-    if not session.bad_lines:
+    """Markdown report of the list's issues: one row per kind (count, first line numbers), then the first lines."""
+    issues = sorted(session.bad_lines + session.notices, key=lambda e: e.line_no)
+    if not issues:
         return ""
     lines = [
-        f"#### {len(session.bad_lines)} lines could not be read (kept unchanged at the end of the file on save)",
+        f"#### {len(issues)} issue(s) in the list: {len(session.bad_lines)} line(s) not read "
+        "(kept unchanged at the end of the file on save)",
         "",
-        "| line | problem | content |",
-        "|---:|---|---|",
+        "| problem | lines | count |",
+        "|---|---|---:|",
     ]
-    for bad in session.bad_lines:
-        content = bad.line.replace("|", "\\|").replace("`", "'")
-        lines.append(f"| {bad.line_no} | {bad.reason.replace('|', '/')} | `{content}` |")
+    lines += [f"| {_cell(g.title)} | {g.lines_text} | {g.count} |" for g in group_issues(issues)]
+    lines += ["", "| line | problem | content |", "|---:|---|---|"]
+    for bad in issues[:DETAIL_LINES]:
+        lines.append(f"| {bad.line_no} | {_cell(bad.reason)} | `{_cell(bad.shown)}` |")
+    if len(issues) > DETAIL_LINES:
+        lines.append(f"| … | {len(issues) - DETAIL_LINES} more | |")
     return "\n".join(lines)
 
 
