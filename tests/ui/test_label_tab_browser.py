@@ -123,3 +123,32 @@ def test_one_click_from_a_recording_to_the_editor(studio_page, studio_server, es
     )
     expect(_status(page)).to_contain_text("3 rows", timeout=30_000)
     expect(page.locator("#label-text-0 textarea")).to_have_value(rows[0].text)
+
+
+def test_a_list_pointing_outside_and_repeating_a_clip_is_reported(studio_page, studio_server, tmp_path):
+    # Issue 18 through the UI: a line whose audio leads out of the data folder (a symbolic link) is
+    # not read but reported by line number; a repeated clip name is reported; the good rows open.
+    folder = studio_server.home / "output" / "issues"
+    (folder / "clips").mkdir(parents=True)
+    sf.write(folder / "clips" / "good.wav", tone(1.0, SR, 300), SR)
+    sf.write(tmp_path / "secret.wav", tone(1.0, SR, 400), SR)
+    (folder / "clips" / "leak.wav").symlink_to(tmp_path / "secret.wav")
+    listing = folder / "issues.list"
+    listing.write_text(
+        "clips/good.wav|spk|EN|A good line.\n"
+        "clips/leak.wav|spk|EN|A link out of the data folder.\n"
+        "clips/good.wav|spk|EN|The same clip again.\n",
+        encoding="utf-8",
+    )
+    page = studio_page
+    page.get_by_role("tab", name="Label").click()
+    page.locator("#label-list textarea, #label-list input").first.fill("output/issues/issues.list")
+    page.locator("#label-open").click()
+    expect(_status(page)).to_contain_text("2 rows", timeout=30_000)
+    expect(_status(page)).to_contain_text("1 repeated clip names")
+    report = page.locator("#label-bad-lines")
+    expect(report).to_contain_text("audio outside the data folder")
+    expect(report).to_contain_text("clip name used by an earlier line")
+    expect(report).to_contain_text("leak.wav")
+    expect(page.locator("#label-row-1")).to_be_visible()
+    expect(page.locator("#label-row-2")).to_be_hidden()
