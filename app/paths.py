@@ -20,6 +20,9 @@ NAME_MAX = 255
 # Hex digits of the SHA-256 of the full name that a shortened name ends with (48 bits: a collision
 # between two sources in one folder is out of reach).
 NAME_HASH_CHARS = 12
+# Bytes of a user-chosen name (experiment, speaker, preset): what is appended to it in file names
+# (resume.weights_name's "_e<epoch>_s<step>_l<rank>.pth", ".list") stays well inside the other 55.
+USER_NAME_MAX = 200
 _SHORTENED = re.compile(rf"~[0-9a-f]{{{NAME_HASH_CHARS}}}$")  # how a shortened stem ends
 
 
@@ -130,11 +133,21 @@ class SvcExperiment:
 
 
 def safe_name(name: str) -> str:
-    """Validate a user-chosen name used as one path component (experiment, preset, speaker)."""
+    """Validate a user-chosen name used as one path component (experiment, preset, speaker).
+
+    At most :data:`USER_NAME_MAX` bytes: files named after it (``<exp>_e<epoch>_s<step>_l<rank>.pth``,
+    ``<speaker>.list``) must still fit in a file name.
+    """
     cleaned = name.strip()
     if not cleaned or cleaned in {".", ".."} or any(c in cleaned for c in "/\\:\0"):
         raise ValueError(
             f"invalid name {name!r}: use letters, digits, spaces, '-', '_' or '.', without slashes"
+        )
+    size = len(cleaned.encode("utf-8", "surrogatepass"))
+    if size > USER_NAME_MAX:
+        raise ValueError(
+            f"name of {size} bytes is too long: at most {USER_NAME_MAX} bytes (UTF-8), so the files "
+            "named after it fit in a file name"
         )
     return cleaned
 

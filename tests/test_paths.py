@@ -76,3 +76,17 @@ def test_derived_names_can_be_created_and_found(tmp_path, stem, suffix):
     assert os.fsdecode(os.fsencode(path.name)) == name and path.read_bytes() == b"x"
     path.unlink()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_user_chosen_names_leave_room_for_what_is_appended():
+    from app.paths import USER_NAME_MAX, safe_name
+    from app.train.resume import weights_name
+
+    longest = "語" * (USER_NAME_MAX // 3)
+    assert safe_name(f"  {longest} ") == longest
+    assert len(weights_name(longest, 9999, 999_999_999, "_l128.pth").encode()) <= NAME_MAX
+    with pytest.raises(ValueError, match="too long"):
+        safe_name("語" * (USER_NAME_MAX // 3 + 1))
+    for bad in ("", "..", "a/b", "c:\\d"):
+        with pytest.raises(ValueError, match="invalid name"):
+            safe_name(bad)

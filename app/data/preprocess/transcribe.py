@@ -31,7 +31,7 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from app.data.filelist import LANGUAGES, ListRow, make_row, write_list
 from app.devices import pick_device
-from app.paths import safe_name
+from app.paths import fit_file_name, safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ def transcribe_folder(
         rows.append(make_row(str(clip), speaker, heard.language, heard.text))
     for clip, reason in skipped:
         logger.warning("not in the list: %s: %s", clip, reason)
-    written = write_list(Path(output_dir) / f"{speaker}.list", rows)
+    written = write_list(Path(output_dir) / fit_file_name(speaker, ".list"), rows)
     if progress is not None:
         progress(1.0, f"transcribed {len(rows)} of {len(clips)} clips")
     bundled = isinstance(engine, FasterWhisperEngine) and engine.choice.bundled
