@@ -146,6 +146,11 @@ def test_empty_only_for_text_with_nothing_readable(stage) -> None:
         stage.segments("Привет, как дела?", "zh", "cut5")
 
 
+def test_prompt_ending_is_decided_without_control_characters(stage) -> None:
+    assert stage.prompt("你好世界。\x00\u200b", "all_zh").text == "你好世界。"
+    assert stage.prompt("hello world\x07", "en").text == "hello world."
+
+
 def test_long_unpunctuated_text_is_synthesised(pipeline, ref_wav) -> None:
     text = "我们今天去公园玩然后一起吃饭再看一场电影" * 60  # 1200 characters, no punctuation
     request = TTSRequest(

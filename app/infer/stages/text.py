@@ -22,6 +22,7 @@ from app.infer.inputs import TextInput
 from app.infer.request import TTSInputError
 from app.infer.scripts import LANGUAGES, speaks, unread_letters, unreadable_letters
 from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
+from app.text.characters import normalize_characters
 from app.text.frontend import TextResult
 from app.text.split import CLAUSE_MARKS
 
@@ -72,7 +73,7 @@ class TextStage:
 
     def prompt(self, text: str, language: str) -> TextInput:
         """Phones and BERT of the prompt text, "。"/"." appended when it ends without punctuation."""
-        text = text.strip("\n")
+        text = normalize_characters(text).strip("\n")  # no control character decides the ending
         if text and text[-1] not in CLAUSE_MARKS:
             text += "." if LanguageMode.parse(language) is LanguageMode.EN else "。"
         key = (text, LanguageMode.parse(language).value)
