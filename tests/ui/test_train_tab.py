@@ -169,3 +169,17 @@ def test_starting_v4_sovits_training_passes_rank_and_checkpointing(tmp_path: Pat
         0.4,
     )
     assert (whole.lora_rank, whole.grad_checkpoint, whole.text_low_lr_rate) == (None, False, 0.3)
+
+
+def test_formatting_problems_are_shown_once_per_kind_when_grouped(tmp_path: Path) -> None:
+    problems = [f"[list] line {i} (a.wav): line 1 already uses the file name 'a.wav'" for i in range(2, 5002)]
+    (tmp_path / "problems.txt").write_text("\n".join(problems) + "\n", encoding="utf-8")
+    grouped = "[list] clip name used by an earlier line, 5000 lines: 2, 3, 4, … (+4997 more) (e.g. ...)"
+    (tmp_path / "problems-by-kind.txt").write_text(grouped + "\n", encoding="utf-8")
+    run = RunState(
+        "format", tmp_path, RunStatus(state="done", stage="format:1c", step=20, total_steps=20), None
+    )
+    state = ExperimentState("voice", tmp_path, "v2", FormatState(20, 2, 20, 20, 20), {"format": run}, (), ())
+    text = format_summary(run, state)
+    assert "**5000 line(s) left out:**" in text and "5000 lines: 2, 3, 4" in text
+    assert "line 7 (a.wav)" not in text and "more in" not in text

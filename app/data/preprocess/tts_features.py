@@ -65,6 +65,7 @@ from app.runstatus import RunStatus, write_status
 log = logging.getLogger(__name__)
 
 PROBLEMS_FILE = "problems.txt"
+PROBLEM_KINDS_FILE = "problems-by-kind.txt"  # the list's problems once per kind (count, first lines)
 # The CLI's pretrained SoVITS generator per version (1c), upstream's names under pretrained_models/.
 S2G_FILES = {
     "v1": "s2G488k.pth",
@@ -170,6 +171,11 @@ def write_problems(path: Path, problems: Sequence[Problem]) -> None:
     atomic_write_text(path, "".join(f"{p}\n" for p in problems))
 
 
+def write_problem_kinds(path: Path, report: FormatReport) -> None:
+    """``problems-by-kind.txt``: one line per kind of list problem, then each step's problems."""
+    atomic_write_text(path, "".join(f"{line}\n" for line in report.problem_lines()))
+
+
 class _StatusWriter:
     """Turns progress callbacks into ``status.json`` snapshots (throttled)."""
 
@@ -269,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status.finish("failed", "formatting failed", f"{type(exc).__name__}: {exc}")
         return 1
     write_problems(run_dir / PROBLEMS_FILE, report.problems)
+    write_problem_kinds(run_dir / PROBLEM_KINDS_FILE, report)
     if report.stopped:
         status.finish("stopped", "stopped; run again to continue where it stopped")
     else:

@@ -74,13 +74,16 @@ def format_summary(run: ex.RunState, state: ex.ExperimentState) -> str:
         counts += f" · 7-sv_cn: {f.sv_files}"
     text = run_summary("Formatting", run) + "\n\n" + counts
     problems_file = run.folder / "problems.txt"
+    kinds_file = run.folder / "problems-by-kind.txt"  # written beside it by newer formatting runs
     if problems_file.is_file():
         problems = problems_file.read_text(encoding="utf-8").splitlines()
+        # Grouped when there is a grouping: a list with thousands of repeated names is one line.
+        listed = kinds_file.read_text(encoding="utf-8").splitlines() if kinds_file.is_file() else problems
         if problems:
-            shown = "\n".join(f"- {p}" for p in problems[:PROBLEMS_SHOWN])
+            shown = "\n".join(f"- {p}" for p in listed[:PROBLEMS_SHOWN])
             more = (
-                f"\n- … {len(problems) - PROBLEMS_SHOWN} more in {problems_file}"
-                if len(problems) > PROBLEMS_SHOWN
+                f"\n- … {len(listed) - PROBLEMS_SHOWN} more in {problems_file}"
+                if len(listed) > PROBLEMS_SHOWN
                 else ""
             )
             text += f"\n\n**{len(problems)} line(s) left out:**\n{shown}{more}"

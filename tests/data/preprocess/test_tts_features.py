@@ -179,6 +179,8 @@ def test_bad_lines_and_audio_are_reported_with_line_numbers(tmp_path, tts_datase
     exp = ExperimentFiles(tmp_path / "voice")
     assert list(read_semantic(exp.semantic)) == [clips[0].name, clips[1].name, clips[-1].name]
     assert "line 2" in proc.stderr  # the job log names them too
+    kinds = (run_dir / "problems-by-kind.txt").read_text(encoding="utf-8").splitlines()
+    assert len([k for k in kinds if k.startswith("[list]")]) == 4  # fields, missing, duplicate, language
 
 
 def test_a_missing_base_model_names_the_download(tmp_path, tts_dataset, tts_pretrained) -> None:
