@@ -84,7 +84,7 @@ class Kernels:
     dtype: torch.dtype
     # Parameter versions at packing time: a changed weight makes the pack stale.
     versions: tuple[int, ...]
-    # Native single-query attention of the decoding step (bf16 cache), or None for SDPA.
+    # Native single-query attention of the decoding step (its cache: see _kv_dtype), or None for SDPA.
     attention: AttentionFn | None
     bert_proj: LinearFn
     predict: LinearFn
@@ -142,7 +142,7 @@ class DecodingEngine:
                 ``prompt_lens`` is given; None (or zero lengths) for reference-free decoding.
         """
         kern = self._ensure_kernels(net)
-        kv_dtype = torch.bfloat16 if kern.attention is not None else kern.dtype  # what step() reads
+        kv_dtype = self._kv_dtype(net)  # what step() reads
         if cache.k.dtype != kv_dtype:
             raise ValueError(
                 f"this KV cache holds {cache.k.dtype} but the model now decodes with "
@@ -245,11 +245,15 @@ class DecodingEngine:
         return freed
 
     def native_attention(self, net: Network) -> AttentionFn | None:
-        """The native step attention where the precision is approximate anyway (CPU, float32 model)."""
+        """The native step attention on CPU for a float32 model (not for ``reference``, the yardstick).
+
+        Under ``fp32`` it reads the float32 cache: the same float32 maths as SDPA, in another
+        summation order; under the approximate precisions a bfloat16 cache (:meth:`_kv_dtype`).
+        """
         device = net.ar_predict_layer.weight.device
         if device.type != "cpu" or _stream_dtype(net) != torch.float32:
             return None
-        if resolve_precision(self.precision, device) not in APPROXIMATE:
+        if resolve_precision(self.precision, device) == "reference":
             return None
         from app.models.gpt.native import HEAD_DIMS, attention_kernel  # here: `python -m` runs that module
 
@@ -258,8 +262,13 @@ class DecodingEngine:
         return attention_kernel()
 
     def _kv_dtype(self, net: Network) -> torch.dtype:
-        """bfloat16 under the native attention (half the bytes the step reads), else the model's dtype."""
-        return torch.bfloat16 if self.native_attention(net) is not None else _stream_dtype(net)
+        """bfloat16 under the native attention of an approximate precision (half the bytes the step
+        reads), else the model's dtype."""
+        device = net.ar_predict_layer.weight.device
+        approximate = resolve_precision(self.precision, device) in APPROXIMATE
+        if approximate and self.native_attention(net) is not None:
+            return torch.bfloat16
+        return _stream_dtype(net)
 
     def _pe(self, length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """``(length, dim)`` sine table on ``device``; kept, since the step reads it every token."""

@@ -3,9 +3,10 @@
 At batch 1 the generic ``scaled_dot_product_attention`` reaches about half the memory bandwidth
 on the GPT's shapes (16 heads of 32, a few hundred cached columns), and attention is then ~40 % of
 a decoding step. ``csrc/attention.cpp`` reads each head's keys and values once, in order, on
-ATen's own threads, and also reads a bfloat16 cache (half the bytes). The approximate GPT
-precisions (``int8_dynamic``, ``int8``, ``bf16``) use it on CPU; ``fp32`` and ``reference`` keep
-the SDPA path, whose outputs are the parity outputs.
+ATen's own threads, and also reads a bfloat16 cache (half the bytes). On CPU ``fp32`` uses it
+on its float32 cache (float32 maths in another summation order: logits within 1e-6 of upstream,
+as with SDPA), the approximate precisions (``int8_dynamic``, ``int8``, ``bf16``) on a bfloat16
+cache; ``reference`` keeps SDPA, the yardstick of the tests.
 
 The kernel is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
 ``ninja``; ~30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or
@@ -115,7 +116,7 @@ def attention_kernel() -> AttentionFn | None:
     except Exception as exc:  # no compiler, no ninja, a failing build: decode without it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning(
-            "native GPT attention kernel unavailable (%s); the fast mode decodes with torch's SDPA "
+            "native GPT attention kernel unavailable (%s); decoding uses torch's SDPA "
             "instead (slower). Install a C++ compiler and `pip install ninja` to enable it, or set "
             "%s=0 to silence this.",
             first,

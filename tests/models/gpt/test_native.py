@@ -106,9 +106,9 @@ def test_approximate_precisions_decode_with_the_kernel_and_a_bf16_cache(monkeypa
     model = tiny_gpt(dim=64, n_layer=3)
     phones, bert, prompt = tiny_inputs(model, 10, 8)
     tokens = torch.randint(0, 1024, (12,), generator=torch.Generator().manual_seed(3))
-    model.set_precision("fp32")
+    model.set_precision("reference")
     exact, cache = _steps(model, phones, bert, prompt, tokens)
-    assert cache.k.dtype == torch.float32 and model.engine.kernels.attention is None  # fp32 stays on SDPA
+    assert cache.k.dtype == torch.float32 and model.engine.kernels.attention is None  # the yardstick: SDPA
     model.set_precision("int8_dynamic")
     fast, cache = _steps(model, phones, bert, prompt, tokens)
     assert cache.k.dtype == torch.bfloat16 and model.engine.kernels.attention is not None
@@ -122,6 +122,19 @@ def test_approximate_precisions_decode_with_the_kernel_and_a_bf16_cache(monkeypa
     # both give ~0.12 std max error and ~98.5 % argmax agreement with fp32).
     assert 0 < (fast - plain).abs().max().item() < 0.1 * scale
     assert (fast - exact).abs().max().item() < 0.15 * scale
+
+
+def test_fp32_decodes_with_the_kernel_on_a_float32_cache() -> None:
+    """fp32 reads its float32 cache with the kernel: SDPA's numbers up to summation order."""
+    model = tiny_gpt(dim=64, n_layer=3)
+    phones, bert, prompt = tiny_inputs(model, 10, 8)
+    tokens = torch.randint(0, 1024, (12,), generator=torch.Generator().manual_seed(3))
+    model.set_precision("reference")
+    want, _ = _steps(model, phones, bert, prompt, tokens)
+    model.set_precision("fp32")
+    got, cache = _steps(model, phones, bert, prompt, tokens)
+    assert cache.k.dtype == torch.float32 and model.engine.kernels.attention is not None
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
 
 
 def test_batched_padded_rows_match_single_rows_with_the_kernel() -> None:
