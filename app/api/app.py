@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from app.api import errors
 from app.api.engine import ApiState
 from app.api.routes import health, openai, presets, tts
+from app.api.schemas import ERROR_RESPONSES
 from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
 from app.paths import Layout
 from app.services.model_choice import ModelChoiceStore
@@ -79,9 +80,9 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * (1 << 20) + FORM_OVERHEAD_BYTES)
     for module in (health, tts):
-        app.include_router(module.open_router)
+        app.include_router(module.open_router, responses=ERROR_RESPONSES)
     for module in (health, tts, openai, presets):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

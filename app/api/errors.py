@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.audio.io import AudioError
 from app.infer.request import ModelLoadError, TTSInputError
-from app.paths import PathOutsideRoot
+from app.paths import Layout, PathOutsideRoot
 from app.services.device_queue import QueueFull
 from app.services.presets import PresetError, PresetExists, PresetNotFound
 
@@ -151,9 +151,8 @@ def _answer(
     """:func:`error_response` with the server's paths cut to data-folder-relative ones."""
     layout = getattr(getattr(request.app.state, "api", None), "layout", None)
     if layout is not None:
-        roots = [(layout.pretrained, "pretrained_models"), (layout.home, "")]
-        message = relative_paths(message, roots)
-        notes = [relative_paths(note, roots) for note in notes]
+        message = relative_to_data(message, layout)
+        notes = [relative_to_data(note, layout) for note in notes]
     return error_response(status, message, param, code, headers, notes)
 
 
@@ -199,32 +198,38 @@ def as_api_error(
 ) -> ApiError | None:
     """The :class:`ApiError` for a known library error, or None for anything unexpected.
 
-    ``param`` names the client's parameter at fault; without it, a :class:`TTSInputError`'s
-    field is looked up in ``fields`` (TTSRequest field -> parameter of this endpoint).
+    ``param`` names the client's parameter at fault; without it, the field a
+    :class:`TTSInputError` names is looked up in ``fields`` (TTSRequest field -> parameter of
+    this endpoint), a :class:`PresetError`'s in :data:`PRESET_FIELD_PARAMS`. The message starts
+    with the parameter (the client's name for the field, not the library's).
     """
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, PathOutsideRoot):
-        return ApiError(403, str(exc), param=param, code="path_not_allowed")
-    if isinstance(exc, PresetError) and param is None and exc.field is not None:
+    if param is None and isinstance(exc, TTSInputError) and exc.field is not None:
+        param = fields.get(exc.field)
+    if param is None and isinstance(exc, PresetError) and exc.field is not None:
         param = PRESET_FIELD_PARAMS.get(exc.field, exc.field)
+    message = str(exc)
+    if param is not None and not message.startswith(param):
+        message = f"{param}: {message}"
+    if isinstance(exc, PathOutsideRoot):
+        return ApiError(403, message, param=param, code="path_not_allowed")
     if isinstance(exc, PresetNotFound):
-        return ApiError(404, str(exc), param=param, code="preset_not_found")
+        return ApiError(404, message, param=param, code="preset_not_found")
     if isinstance(exc, PresetExists):
-        return ApiError(409, str(exc), param=param, code="preset_exists")
-    if isinstance(exc, TTSInputError) and param is None and exc.field in fields:
-        param = fields[exc.field]
-        message = str(exc)
-        if not message.startswith(param):
-            message = f"{param}: {message}"  # the client's name for the field, not the library's
-        return ApiError(400, message, param=param, code="invalid_value", notes=exc.notes)
+        return ApiError(409, message, param=param, code="preset_exists")
     if isinstance(exc, TTSInputError):
-        return ApiError(400, str(exc), param=param, code="invalid_value", notes=exc.notes)
+        return ApiError(400, message, param=param, code="invalid_value", notes=exc.notes)
     if isinstance(exc, (PresetError, AudioError)):
-        return ApiError(400, str(exc), param=param, code="invalid_value")
+        return ApiError(400, message, param=param, code="invalid_value")
     if isinstance(exc, ModelLoadError):
-        return ApiError(400, str(exc), param=param, code="model_unavailable")
+        return ApiError(400, message, param=param, code="model_unavailable")
     return None
+
+
+def relative_to_data(text: str, layout: Layout) -> str:
+    """``text`` naming files relative to ``layout``'s data folder (and its pretrained_models/)."""
+    return relative_paths(text, [(layout.pretrained, "pretrained_models"), (layout.home, "")])
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 
@@ -22,6 +23,25 @@ log = logging.getLogger(__name__)
 
 # streaming_mode 3 ("fixed-length chunks, fastest"): the first audio after this many tokens.
 FAST_FIRST_CHUNK = 8
+# The OpenAPI description of an audio answer (routes returning audio_response).
+AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the audio, whole or streamed",
+        "content": {
+            mime: {"schema": {"type": "string", "format": "binary"}}
+            for mime in sorted({fmt.mime for fmt in FORMATS.values()})
+        },
+        "headers": {
+            "X-Studio-Notes": {
+                "description": "what the pipeline noted (trimmed, clipped or over-range reference, skipped "
+                "letters): a JSON list of sentences, ASCII with \\u escapes",
+                "schema": {"type": "string"},
+            },
+            "X-Sample-Rate": {"description": "samples per second", "schema": {"type": "string"}},
+            "X-Seed": {"description": "the seed used (whole files)", "schema": {"type": "string"}},
+        },
+    }
+}
 
 
 def stream_options(mode: int, min_chunk_length: int, overlap_length: int = 2) -> StreamOptions | None:

@@ -106,6 +106,40 @@ def _speakable(value: str, limit: int) -> str:
     return value
 
 
+class ErrorDetail(BaseModel):
+    """The OpenAI-style part of an error body."""
+
+    message: str
+    type: str = Field(
+        description="invalid_request_error, authentication_error, not_found_error, server_error"
+    )
+    param: str | None = Field(description="the request field at fault, when one is")
+    code: str = Field(description="a stable id of the error, e.g. invalid_value, path_not_allowed")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer (``app.api.errors``): api_v2 clients print ``message``, OpenAI SDKs read ``error``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: str
+    error: ErrorDetail
+    notes: list[str] | None = Field(
+        None, description="what the pipeline noted before it refused (also in the X-Studio-Notes header)"
+    )
+
+
+# The error answers of every route, in the OpenAPI document (instead of FastAPI's 422: bad input
+# is a 400 here, as api_v2 answers it).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "refused: the message names the field and what to change"},
+    "5XX": {
+        "model": ErrorBody,
+        "description": "busy (503, Retry-After) or an internal error (500, an id to look up)",
+    },
+}
+
+
 class TTSParams(RequestModel):
     """``GET|POST /tts``: api_v2's parameters and defaults, plus ``preset`` and per-request models."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from app.api.errors import relative_to_data
 from app.api.routes.tts import state
 from app.api.security import require_key
 from app.services.model_choice import relative_name
@@ -19,7 +20,11 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@open_router.get("/ready", summary="Readiness: models and encoders are in place")
+@open_router.get(
+    "/ready",
+    summary="Readiness: models and encoders are in place",
+    responses={503: {"description": "not ready: the body's `problems` say what is missing"}},
+)
 async def ready(request: Request) -> JSONResponse:
     """200 when a synthesis could start now: current models found, HuBERT and BERT present.
 
@@ -59,7 +64,7 @@ async def ready(request: Request) -> JSONResponse:
     ]
     body["ready"] = not problems
     if problems:
-        body["problems"] = problems
+        body["problems"] = [relative_to_data(p, api.layout) for p in problems]
     return JSONResponse(body, status_code=200 if not problems else 503)
 
 
@@ -77,5 +82,5 @@ async def weights(request: Request) -> dict:
             for w in listing.sovits
         ],
         "current": {"gpt_weights": choice.gpt, "sovits_weights": choice.sovits},
-        "missing": listing.message,
+        "missing": relative_to_data(listing.message, api.layout) if listing.message else listing.message,
     }

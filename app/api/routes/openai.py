@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.api.errors import REQUEST_FIELD_PARAMS, ApiError, fields_named
-from app.api.responses import audio_response
+from app.api.responses import AUDIO_RESPONSES, audio_response
 from app.api.routes.tts import load_preset, state
 from app.api.schemas import SpeechRequest
 from app.api.security import require_key
@@ -34,7 +34,12 @@ SPEECH_FIELDS = {
 }
 
 
-@router.post("/v1/audio/speech", summary="Synthesise speech with a saved voice (OpenAI)")
+@router.post(
+    "/v1/audio/speech",
+    summary="Synthesise speech with a saved voice (OpenAI)",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+)
 async def speech(body: SpeechRequest, request: Request) -> Response:
     """Returns the audio bytes; with ``stream`` (or ``stream_format: "audio"``) wav and pcm are
     sent while they are synthesised."""

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.api.engine import ApiState
 from app.api.errors import REQUEST_FIELD_PARAMS, ApiError, as_api_error, fields_named
-from app.api.responses import audio_response, stream_options
+from app.api.responses import AUDIO_RESPONSES, audio_response, stream_options
 from app.api.schemas import FieldText, TTSParams
 from app.api.security import require_key
 from app.infer.request import AudioSource, PipelineSpec, TTSRequest
@@ -55,7 +55,6 @@ def load_preset(api: ApiState, name: str, param: str) -> VoicePreset:
     except PresetError as exc:
         error = as_api_error(exc, param)
         assert error is not None
-        error.message = f"{param}: {exc}"
         raise error from None
 
 
@@ -160,7 +159,12 @@ async def respond(
         )
 
 
-@router.get("/tts", summary="Synthesise speech (api_v2 query string)")
+@router.get(
+    "/tts",
+    summary="Synthesise speech (api_v2 query string)",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
+)
 async def tts_get(request: Request, params: Annotated[TTSParams, Query()]) -> Response:
     """api_v2's GET form: every parameter in the query string; the reference is a path or a preset."""
     return await respond(state(request), params, set(request.query_params.keys()))
@@ -208,6 +212,8 @@ async def _read_form(request: Request) -> tuple[dict[str, Any], bytes | None, tu
 @router.post(
     "/tts",
     summary="Synthesise speech (api_v2 JSON body, or multipart with an uploaded reference)",
+    response_class=Response,
+    responses=AUDIO_RESPONSES,
     openapi_extra={
         "requestBody": {
             "required": True,
