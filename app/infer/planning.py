@@ -67,7 +67,7 @@ class Planner:
 
         t0 = time.perf_counter()
         reference = self._reference(request, notes)
-        extras = [self.references.extra(s) for s in request.extra_references]
+        extras = [self.references.extra(s, notes) for s in request.extra_references]
         t_ref = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -138,7 +138,9 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
             "of speech: record or upload a longer clip"
         )
     wav16 = _load(data, name, HUBERT_RATE)
-    wav32, wav16, warnings = check_levels(wav32, wav16, name)
+    offset, warnings = check_levels(wav32, name)
+    if offset:
+        wav32, wav16 = without_offset(wav32), without_offset(wav16)
     digest = sha256_of(data)
     if seconds <= MAX_SECONDS:
         return ReferenceClip(wav16, wav32, seconds, 0.0, seconds, False, 0, None, digest, warnings)
@@ -159,45 +161,53 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
 
 
 def check_levels(
-    wav32: np.ndarray, wav16: np.ndarray, name: str
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """The clip at both rates without its DC offset, and notes on its levels.
+    wav32: np.ndarray, name: str, what: str = "The reference clip", field: str = "reference"
+) -> tuple[float, tuple[str, ...]]:
+    """The DC offset to remove from a 32 kHz clip (0.0: none worth removing) and notes on its
+    levels, each a sentence starting with ``what`` (no file names: notes go out as they are).
 
-    Raises :class:`ReferenceAudioError` when nothing but an offset or a pure tone is there.
+    Raises :class:`ReferenceAudioError` (naming ``name``, for ``field``) when nothing but an
+    offset or a pure tone is there.
     """
     warnings: list[str] = []
     offset = float(wav32.mean())
     if abs(offset) > DC_OFFSET:
-        wav32 = (wav32 - offset).astype(np.float32)
-        wav16 = (wav16 - wav16.mean()).astype(np.float32)
-        warnings.append(
-            f"The reference clip had a DC offset of {offset:+.3f} (of full scale); it was removed."
-        )
+        wav32 = wav32 - offset
+        warnings.append(f"{what} had a DC offset of {offset:+.3f} (of full scale); it was removed.")
+    else:
+        offset = 0.0
     edge = round(EDGE_SECONDS * SAMPLE_RATE)
     middle = wav32[edge:-edge] if len(wav32) > 4 * edge else wav32
     if float(np.abs(middle).max(initial=0.0)) < SILENCE_PEAK:
         raise ReferenceAudioError(
             f"{name} holds no speech: without its DC offset it is silent (a constant signal). "
-            "Record or upload a clip of clear speech"
+            "Record or upload a clip of clear speech",
+            field,
         )
     if tone_fraction(wav32) >= TONE_FRACTION:
         raise ReferenceAudioError(
-            f"{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech"
+            f"{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech",
+            field,
         )
     peak = float(np.abs(wav32).max())
     if peak > 1.0:
         warnings.append(
-            f"The reference clip goes over full scale (peak {peak:.2f}); it was scaled down as upstream "
-            "does (divided by the peak, at most 2), and may sound distorted."
+            f"{what} goes over full scale (peak {peak:.2f}); it was scaled down as upstream does "
+            "(divided by the peak, at most 2), and may sound distorted."
         )
     else:
         clipped = float(np.mean(np.abs(wav32) >= CLIP_LEVEL))
         if clipped > CLIPPED_FRACTION:
             warnings.append(
-                f"The reference clip is clipped ({clipped:.1%} of its samples at full scale); the voice "
-                "may sound distorted: record at a lower level for a better result."
+                f"{what} is clipped ({clipped:.1%} of its samples at full scale); the voice may sound "
+                "distorted: record at a lower level for a better result."
             )
-    return wav32, wav16, tuple(warnings)
+    return offset, tuple(warnings)
+
+
+def without_offset(wav: np.ndarray) -> np.ndarray:
+    """``wav`` minus its mean (the DC offset), float32."""
+    return (wav - wav.mean()).astype(np.float32)
 
 
 def tone_fraction(wav: np.ndarray) -> float:

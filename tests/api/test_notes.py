@@ -90,11 +90,16 @@ def test_uploaded_reference_without_speech_names_the_upload(client, odd_refs):
     files = {"ref_audio": ("c.wav", odd_refs["constant"].read_bytes(), "audio/wav")}
     message = assert_error(client.post("/tts", data=fields, files=files), 400, "ref_audio")
     assert "uploaded reference clip holds no speech" in message
-    aux = client.post(
-        "/tts",
-        json=tts_query(aux_ref_audio_paths=["odd/constant.wav", "odd/nothing.wav"]),
-    )
-    assert_error(aux, 400, "aux_ref_audio_paths")
+    missing = client.post("/tts", json=tts_query(aux_ref_audio_paths=["odd/nothing.wav"]))
+    assert "odd/nothing.wav not found" in assert_error(missing, 400, "aux_ref_audio_paths")
+
+
+def test_extra_references_are_checked_like_the_reference(client, odd_refs):
+    silent = client.post("/tts", json=tts_query(aux_ref_audio_paths=["odd/tone.wav"]))
+    assert "odd/tone.wav holds no speech" in assert_error(silent, 400, "aux_ref_audio_paths")
+    clipped = client.post("/tts", json=tts_query(aux_ref_audio_paths=["odd/clipped.wav"]))
+    assert clipped.status_code == 200, clipped.text
+    assert any(n.startswith("An extra reference clip is clipped") for n in notes_of(clipped))
 
 
 def test_error_messages_name_files_relative_to_the_data_folder(client, api_home):

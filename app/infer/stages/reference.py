@@ -54,7 +54,7 @@ class ReferenceStage:
         # sha256 -> (clip, features); a clip holds <= 10 s of audio at two rates (~2 MB).
         self._clips: LRUCache[str, tuple[clips.ReferenceClip, ReferenceFeatures]] = LRUCache(8)
         # sha256 -> (spectrogram, speaker embedding or None) of extra reference clips.
-        self._extras: LRUCache[str, TimbreInputs] = LRUCache(32)
+        self._extras: LRUCache[str, tuple[TimbreInputs, tuple[str, ...]]] = LRUCache(32)
 
     def prompt_tokens(self, wav16: np.ndarray) -> torch.Tensor:
         """(T,) semantic tokens of a 16 kHz clip, 0.3 s of silence appended as upstream does."""
@@ -111,15 +111,23 @@ class ReferenceStage:
         self._clips.put(digest, (clip, features))
         return clip, features, False
 
-    def extra(self, source: AudioSource) -> TimbreInputs:
-        """(spectrogram, speaker embedding or None) of an extra reference clip, cached per clip."""
+    def extra(self, source: AudioSource, notes: list[str] | None = None) -> TimbreInputs:
+        """(spectrogram, speaker embedding or None) of an extra reference clip, cached per clip.
+
+        Levels are checked as the reference's (no speech: refused; DC offset: removed); what was
+        found is added to ``notes``.
+        """
         data, name = clips.read_source(source, "extra reference clip")
         digest = clips.sha256_of(data)
         found = self._extras.get(digest)
         if found is None:
-            found = self.timbre_inputs(clips._load(data, name, clips.SAMPLE_RATE, "extra_references"))
+            wav = clips._load(data, name, clips.SAMPLE_RATE, "extra_references")
+            offset, warnings = clips.check_levels(wav, name, "An extra reference clip", "extra_references")
+            found = (self.timbre_inputs(clips.without_offset(wav) if offset else wav), warnings)
             self._extras.put(digest, found)
-        return found
+        if notes is not None:
+            notes.extend(found[1])
+        return found[0]
 
     def clear(self) -> None:
         """Forget cached clips and their features."""
