@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -128,14 +128,18 @@ def error_response(
 
 def relative_paths(text: str, roots: Sequence[tuple[Path, str]]) -> str:
     """``text`` with each ``(root, shown)`` root's absolute path replaced by ``shown``
-    (files under the data folder named relative to it)."""
+    (files under the data folder named relative to it; "." for the folder itself).
+
+    Only whole paths match: ``/data`` is not cut out of ``/mnt/data`` or ``/database``.
+    """
     pairs = {}
     for root, shown in roots:
         for form in (str(root), str(root.resolve())):
             pairs[form] = shown
     for form in sorted(pairs, key=len, reverse=True):  # /data/pretrained before /data
         shown = pairs[form]
-        text = text.replace(form + os.sep, shown + "/" if shown else "").replace(form, shown or ".")
+        pattern = re.compile(r"(?<![\w.~/-])" + re.escape(form) + r"(/|(?![\w.~-]))")
+        text = pattern.sub(lambda m, s=shown: (s + "/" if s else "") if m.group(1) else (s or "."), text)
     return text
 
 
@@ -188,8 +192,12 @@ def _busy(request: Request, exc: QueueFull) -> JSONResponse:
 def _internal(request: Request, exc: Exception) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     log.error("internal error %s on %s %s", incident, request.method, request.url.path, exc_info=exc)
-    return error_response(
-        500, f"internal error (id {incident}); the server log has the details", None, "internal_error"
+    return _answer(
+        request,
+        500,
+        f"internal error (id {incident}); the server log has the details",
+        None,
+        "internal_error",
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from app.api.errors import relative_paths
 from tests.api.conftest import PROMPT, assert_error, assert_speech, read_wav, tts_query
 
 MIXED_TEXT = "你好，Привет。"  # the Cyrillic word is skipped, and noted
@@ -142,3 +143,11 @@ def test_json_body_may_carry_a_lone_surrogate_but_it_is_refused(client):
     body = json.dumps(tts_query(text="a\ud800b")).encode()
     response = client.post("/tts", content=body, headers={"content-type": "application/json"})
     assert "lone surrogate" in assert_error(response, 400, "text")
+
+
+def test_relative_paths_cut_only_whole_data_folder_paths():
+    roots = [(Path("/data/pretrained_models"), "pretrained_models"), (Path("/data"), "")]
+    assert relative_paths("/data/ref.wav: not found", roots) == "ref.wav: not found"
+    assert relative_paths("/data/pretrained_models/x.pt", roots) == "pretrained_models/x.pt"
+    assert relative_paths("'/data/a b.wav' and /data", roots) == "'a b.wav' and ."
+    assert relative_paths("/mnt/data/x and /database/y", roots) == "/mnt/data/x and /database/y"
