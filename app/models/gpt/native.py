@@ -1,4 +1,5 @@
-"""Native CPU kernel of the decoding step: single-query attention over the KV cache.
+"""Native CPU kernels of the decoding step: single-query attention over the KV cache, and the
+float16-weight GEMV of the linears.
 
 At batch 1 the generic ``scaled_dot_product_attention`` reaches about half the memory bandwidth
 on the GPT's shapes (16 heads of 32, a few hundred cached columns), and attention is then ~40 % of
@@ -8,7 +9,12 @@ on its float32 cache (float32 maths in another summation order: logits within 1e
 as with SDPA), the approximate precisions (``int8_dynamic``, ``int8``, ``bf16``) on a bfloat16
 cache; ``reference`` keeps SDPA, the yardstick of the tests.
 
-The kernel is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
+``csrc/linear_f16.cpp`` is the step's linear for weights held in float16 (a GPT file's weights
+are float16; upstream computes with their exact float32 upcast): the weight is widened in
+registers and every product and sum is float32, so the numbers are the float32 weight's up to
+summation order, for half the bytes read per token (:mod:`app.models.gpt.packed`).
+
+The kernels are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
 ``ninja``; ~30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``). Where that is impossible (no compiler, e.g. a stock Windows
 machine) :func:`attention_kernel` returns None after one logged warning and decoding uses SDPA
@@ -33,7 +39,7 @@ from app.settings import NATIVE_KERNELS_VAR, native_kernels_enabled, prepend_to_
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "attention.cpp"
+SOURCES = tuple(sorted(Path(__file__).with_name("csrc").glob("*.cpp")))
 # A build lock older than this was left by a build that was killed (a build takes ~30-120 s);
 # torch would wait on it forever.
 STALE_LOCK_SECONDS = 15 * 60
@@ -61,7 +67,7 @@ def _arch_flags() -> tuple[str, list[str]]:
 
 
 def _module_name(tag: str) -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:10]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:10]
     return f"sovits_gpt_attention_{tag}_{digest}"
 
 
@@ -96,7 +102,7 @@ def build():
     prepend_to_path(str(Path(sys.executable).parent))
     return cpp_extension.load(
         name=_module_name(tag),
-        sources=[str(SOURCE)],
+        sources=[str(p) for p in SOURCES],
         # -ffast-math lets the compiler vectorise the reductions and exp; the kernel uses no
         # infinities or NaNs (masked columns get a large finite negative score).
         extra_cflags=["-O3", "-ffast-math", "-fopenmp", *flags],
@@ -106,9 +112,26 @@ def build():
     )
 
 
-@functools.cache
+# (x (M, K) float32, weight packed (ceil(N / 64), K, 64) float16, N, bias (N,) float32 or None,
+# relu) -> (M, N) float32; the packing is :func:`app.models.gpt.packed.pack_linear`'s.
+LinearF16Fn = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor | None, bool], torch.Tensor]
+
+
 def attention_kernel() -> AttentionFn | None:
     """The native single-query attention, or None when switched off or not buildable here."""
+    module = _module()
+    return None if module is None else module.decode_attention
+
+
+def linear_f16_kernel() -> LinearF16Fn | None:
+    """The float16-weight linear of the decoding step, or None when switched off or not buildable."""
+    module = _module()
+    return None if module is None else module.linear_f16
+
+
+@functools.cache
+def _module():  # type: ignore[no-untyped-def]
+    """The compiled extension module, or None (one warning) when switched off or not buildable."""
     if not native_kernels_enabled():
         return None
     try:
@@ -116,14 +139,14 @@ def attention_kernel() -> AttentionFn | None:
     except Exception as exc:  # no compiler, no ninja, a failing build: decode without it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         log.warning(
-            "native GPT attention kernel unavailable (%s); decoding uses torch's SDPA "
-            "instead (slower). Install a C++ compiler and `pip install ninja` to enable it, or set "
+            "native GPT kernels unavailable (%s); decoding uses torch's SDPA and float32 "
+            "weights instead (slower). Install a C++ compiler and `pip install ninja` to enable it, or set "
             "%s=0 to silence this.",
             first,
             NATIVE_KERNELS_VAR,
         )
         return None
-    return module.decode_attention
+    return module
 
 
 def main() -> None:
@@ -133,7 +156,7 @@ def main() -> None:
         sys.exit(
             f"the native kernel could not be built (see the warning above); {NATIVE_KERNELS_VAR}=0 skips it"
         )
-    print(f"native GPT attention kernel ready ({_module_name(_arch_flags()[0])})")
+    print(f"native GPT kernels ready ({_module_name(_arch_flags()[0])})")
 
 
 if __name__ == "__main__":

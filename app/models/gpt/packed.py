@@ -7,10 +7,13 @@ these precisions:
 
 - ``reference``: ``F.linear`` on the module's own tensors (the straightforward path; used on GPUs
   and as the yardstick in tests).
-- ``fp32``: the same float32 weights reordered once into oneDNN's blocked layout
+- ``fp32``: exact float32 maths; results differ from ``reference`` only by summation order
+  (~1e-6). A weight that is exactly representable in float16 (every weight of a GPT file: files
+  store float16 and upstream computes with the exact upcast) is held in float16 and widened in
+  registers by the native GEMV (:mod:`app.models.gpt.native`): half the bytes per token, the same
+  float32 products and sums. Other weights are reordered once into oneDNN's blocked layout
   (``torch.ops.mkldnn``), about 2x faster for batch-1 GEMV on x86 CPUs than MKL on the plain
-  row-major weight. Exact float32 maths; results differ from ``reference`` only by summation order
-  (~1e-6). Falls back to ``reference`` where oneDNN is unavailable (GPU, non-x86 builds).
+  row-major weight. Falls back to ``reference`` where oneDNN is unavailable (GPU, non-x86 builds).
 - ``bf16``: weights rounded to bfloat16 (oneDNN on CPU); activations are cast to bf16 for the
   product and the result back to float32, so norms, residuals, attention and the KV cache stay
   float32. Half the weight traffic.
@@ -40,6 +43,10 @@ logger = logging.getLogger(__name__)
 Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
 # Inputs with more rows than this (prefill) use a dequantised bf16 GEMM in the "int8" kernels.
 _INT8_GEMV_ROWS = 8
+# Inputs with more rows than this (prefill) use a float32 GEMM in the float16-weight kernels.
+_HALF_GEMV_ROWS = 8
+# Output features per block of the float16 kernel's packed weight (csrc/linear_f16.cpp).
+_F16_BLOCK = 64
 PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
 # The opt-in precisions whose results differ from float32 beyond summation order.
 APPROXIMATE: tuple[str, ...] = ("bf16", "int8", "int8_dynamic")
@@ -82,7 +89,12 @@ def pack_linear(
     if precision == "reference":
         return _reference(weight, bias, relu)
     if precision == "fp32":
-        return _onednn(weight.float(), None if bias is None else bias.float(), relu, torch.float32)
+        bias32 = None if bias is None else bias.float().contiguous()
+        half = _exact_half(weight)
+        kernel = None if half is None else _linear_f16_kernel()
+        if half is not None and kernel is not None:
+            return _half_weight(half, bias32, relu, kernel)
+        return _onednn(weight.float(), bias32, relu, torch.float32)
     if precision == "bf16":
         if _onednn_available(weight.device):
             return _onednn(weight.bfloat16(), None if bias is None else bias.bfloat16(), relu, torch.bfloat16)
@@ -109,6 +121,47 @@ def _onednn(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, dtype: 
     if dtype == torch.float32:
         return lambda x: op(x, packed, bias, attr, [], "")
     return lambda x: op(x.to(dtype), packed, bias, attr, [], "").float()
+
+
+def _exact_half(weight: torch.Tensor) -> torch.Tensor | None:
+    """``weight`` as float16 when that holds every value exactly (no rounding, no overflow), else None."""
+    if weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float16):
+        return None
+    half = weight.to(torch.float16).contiguous()
+    return half if torch.equal(half.float(), weight.float()) else None
+
+
+def _linear_f16_kernel():  # type: ignore[no-untyped-def]
+    from app.models.gpt.native import linear_f16_kernel  # here: `python -m` runs that module
+
+    return linear_f16_kernel()
+
+
+def _half_weight(
+    weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, kernel: Callable[..., torch.Tensor]
+) -> LinearFn:
+    """The float16 ``(N, K)`` weight packed for the native GEMV: ``(ceil(N/64), K, 64)``."""
+    n, k = weight.shape
+    blocks = -(-n // _F16_BLOCK)
+    padded = F.pad(weight, (0, 0, 0, blocks * _F16_BLOCK - n))
+    packed = padded.view(blocks, _F16_BLOCK, k).transpose(1, 2).contiguous()
+
+    # Few rows (the decoding step): the native GEMV streams the packed weight. Many rows (the
+    # prefill, compute-bound): float32 GEMMs on the blocks widened for the call (block b of the
+    # packing is the (K, 64) transpose of its rows, so x @ block is its 64 outputs).
+    def run(x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float()
+        rows = flat.shape[0]
+        if rows > _HALF_GEMV_ROWS:
+            y = torch.matmul(flat, packed.float()).transpose(0, 1).reshape(rows, -1)[:, :n]
+            y = y if bias is None else y + bias
+            y = F.relu(y) if relu else y
+        else:
+            y = kernel(flat.contiguous(), packed, n, bias, relu)
+        return y.reshape(*shape[:-1], n)
+
+    return run
 
 
 def _cast_linear(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:

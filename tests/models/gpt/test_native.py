@@ -178,7 +178,7 @@ def test_an_unbuildable_kernel_falls_back_with_one_warning(monkeypatch, caplog) 
         raise RuntimeError("Ninja is required to load C++ extensions")
 
     monkeypatch.setattr(native, "build", no_compiler)
-    native.attention_kernel.cache_clear()
+    native._module.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger=native.__name__):
             assert native.attention_kernel() is None
@@ -186,23 +186,25 @@ def test_an_unbuildable_kernel_falls_back_with_one_warning(monkeypatch, caplog) 
         warnings = [r for r in caplog.records if r.name == native.__name__]
         assert len(warnings) == 1
         assert "Ninja is required" in warnings[0].getMessage() and "SDPA" in warnings[0].getMessage()
+        assert native.linear_f16_kernel() is None
         model = tiny_gpt()
-        model.set_precision("int8_dynamic")
         phones, bert, prompt = tiny_inputs(model, 5, 3)
-        logits, cache = _steps(model, phones, bert, prompt, torch.tensor([1, 2, 3]))
-        assert cache.k.dtype == torch.float32 and torch.isfinite(logits).all()
+        for precision in ("int8_dynamic", "fp32"):  # fp32: oneDNN's float32 weights instead
+            model.set_precision(precision)
+            logits, cache = _steps(model, phones, bert, prompt, torch.tensor([1, 2, 3]))
+            assert cache.k.dtype == torch.float32 and torch.isfinite(logits).all()
     finally:
-        native.attention_kernel.cache_clear()
+        native._module.cache_clear()
 
 
 def test_the_switch_turns_the_kernel_off(monkeypatch) -> None:
     monkeypatch.setenv(NATIVE_KERNELS_VAR, "0")
-    native.attention_kernel.cache_clear()
+    native._module.cache_clear()
     try:
-        assert native.attention_kernel() is None
+        assert native.attention_kernel() is None and native.linear_f16_kernel() is None
     finally:
         monkeypatch.delenv(NATIVE_KERNELS_VAR)
-        native.attention_kernel.cache_clear()
+        native._module.cache_clear()
     assert native.attention_kernel() is not None
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.models.gpt import native
 from app.models.gpt.packed import PRECISIONS, pack_linear, resolve_precision
 
 # Max error relative to the output's std, per precision (float32 kernels differ by summation order).
@@ -41,3 +44,40 @@ def test_no_bias_and_non_contiguous_input() -> None:
 def test_unknown_precision() -> None:
     with pytest.raises(ValueError, match="unknown precision"):
         resolve_precision("int4", torch.device("cpu"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    k=st.integers(1, 300),
+    rows=st.integers(1, 12),
+    relu=st.booleans(),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fp32_float16_weights_equal_float32_maths(
+    n: int, k: int, rows: int, relu: bool, with_bias: bool, seed: int
+) -> None:
+    """A weight exact in float16 (every GPT file's) runs in the native float16 GEMV (decoding rows)
+    or a float32 GEMM on its upcast (prefill rows): float32 maths either way, any shape."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = (torch.randn(n, k, generator=gen) / 8).half().float()
+    bias = torch.randn(n, generator=gen) if with_bias else None
+    x = torch.randn(rows, k, generator=gen)
+    want = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
+    want = (F.relu(want) if relu else want).float()
+    got = pack_linear(weight, bias, "fp32", relu=relu)(x)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * k**0.5)
+
+
+def test_fp32_holds_an_exact_float16_weight_in_half_the_bytes() -> None:
+    assert native.linear_f16_kernel() is not None  # built by `make`; the test machine has a compiler
+    exact = (torch.randn(300, 128) / 8).half().float()
+    inexact = exact + 1e-7  # not representable in float16: oneDNN's float32 kernel
+    for weight, elem in ((exact, 2), (inexact, 4)):
+        fn = pack_linear(weight, None, "fp32")
+        held = [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
+        assert held and all(t.element_size() == elem for t in held if t.dim() >= 2)
+        x = torch.randn(1, 128)
+        torch.testing.assert_close(fn(x), x @ weight.T, rtol=1e-5, atol=1e-5)

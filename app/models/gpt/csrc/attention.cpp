@@ -131,11 +131,3 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, torch::Tensor& k_cache,
   }
   return out;
 }
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  // The GIL is released while it runs, as torch's own ops do: other Python threads (the web
-  // server, a second request) are not held up by the decoding loop.
-  m.def("decode_attention", &decode_attention,
-        "write a step's keys/values into the cache and attend the one query of every row and head",
-        pybind11::call_guard<pybind11::gil_scoped_release>());
-}

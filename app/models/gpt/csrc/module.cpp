@@ -1,0 +1,17 @@
+// The native kernels of the GPT's decoding step, as one Python extension module.
+#include <torch/extension.h>
+
+torch::Tensor decode_attention(const torch::Tensor& qkv, torch::Tensor& k_cache, torch::Tensor& v_cache,
+                               int64_t n, const c10::optional<torch::Tensor>& valid);
+torch::Tensor linear_f16(const torch::Tensor& x, const torch::Tensor& packed, int64_t N,
+                         const c10::optional<torch::Tensor>& bias, bool relu);
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  // The GIL is released while they run, as torch's own ops do: other Python threads (the web
+  // server, a second request) are not held up by the decoding loop.
+  m.def("decode_attention", &decode_attention,
+        "write a step's keys/values into the cache and attend the one query of every row and head",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("linear_f16", &linear_f16, "relu?(x @ W^T + bias) for float32 x and a float16 weight packed in blocks of 64 outputs",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+}
