@@ -9,10 +9,12 @@ on its float32 cache (float32 maths in another summation order: logits within 1e
 as with SDPA), the approximate precisions (``int8_dynamic``, ``int8``, ``bf16``) on a bfloat16
 cache; ``reference`` keeps SDPA, the yardstick of the tests.
 
-``csrc/linear_f16.cpp`` is the step's linear for weights held in float16 (a GPT file's weights
-are float16; upstream computes with their exact float32 upcast): the weight is widened in
-registers and every product and sum is float32, so the numbers are the float32 weight's up to
-summation order, for half the bytes read per token (:mod:`app.models.gpt.packed`).
+``csrc/linear.cpp`` holds the step's linears, weights packed in blocks of 64 outputs and widened
+to float32 in registers: float16 weights (a GPT file's weights are float16; upstream computes
+with their exact float32 upcast), so every product and sum is float32 and the numbers are the
+float32 weight's up to summation order, for half the bytes read per token; and int8 weights with
+one scale per output (the fast mode), float32 activations, a quarter of the bytes
+(:mod:`app.models.gpt.packed`).
 
 The kernels are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
 ``ninja``; ~30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or
@@ -127,6 +129,17 @@ def linear_f16_kernel() -> LinearF16Fn | None:
     """The float16-weight linear of the decoding step, or None when switched off or not buildable."""
     module = _module()
     return None if module is None else module.linear_f16
+
+
+# (x (M, K) float32, weight packed (ceil(N / 64), K, 64) int8, scale (N,) float32, bias (N,) float32
+# or None, relu) -> (M, N) float32.
+LinearInt8Fn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+
+
+def linear_int8_kernel() -> LinearInt8Fn | None:
+    """The int8-weight linear of the decoding step, or None when switched off or not buildable."""
+    module = _module()
+    return None if module is None else module.linear_int8
 
 
 @functools.cache

@@ -17,9 +17,11 @@ these precisions:
 - ``bf16``: weights rounded to bfloat16 (oneDNN on CPU); activations are cast to bf16 for the
   product and the result back to float32, so norms, residuals, attention and the KV cache stay
   float32. Half the weight traffic.
-- ``int8``: weight-only int8 (one scale per output row, symmetric); activations stay bf16 and the
-  products accumulate in float32 (``torch._weight_int8pack_mm``). A quarter of the weight traffic;
-  CPU only.
+- ``int8``: weight-only int8 (one scale per output row, symmetric). With the native kernels the
+  weight is packed like ``fp32``'s float16 one and widened in registers, activations and sums stay
+  float32 (the fastest CPU kernel here, and the only error is the weights' rounding); without them
+  activations are rounded to bf16 for ``torch._weight_int8pack_mm``. A quarter of the weight
+  traffic; CPU only.
 - ``int8_dynamic``: fbgemm dynamic quantisation: the same int8 weights, activations quantised per
   call to 7 bits (``reduce_range``, safe on CPUs without VNNI). Fastest on x86, about twice the
   logit error of ``int8``; CPU only, and built on torch's quantized tensors, which torch 2.13
@@ -45,7 +47,7 @@ Precision = Literal["reference", "fp32", "bf16", "int8", "int8_dynamic"]
 _INT8_GEMV_ROWS = 8
 # Inputs with more rows than this (prefill) use a float32 GEMM in the float16-weight kernels.
 _HALF_GEMV_ROWS = 8
-# Output features per block of the float16 kernel's packed weight (csrc/linear_f16.cpp).
+# Output features per block of the float16 kernel's packed weight (csrc/linear.cpp).
 _F16_BLOCK = 64
 PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynamic")
 # The opt-in precisions whose results differ from float32 beyond summation order.
@@ -91,7 +93,7 @@ def pack_linear(
     if precision == "fp32":
         bias32 = None if bias is None else bias.float().contiguous()
         half = _exact_half(weight)
-        kernel = None if half is None else _linear_f16_kernel()
+        kernel = None if half is None else _native("linear_f16_kernel")
         if half is not None and kernel is not None:
             return _half_weight(half, bias32, relu, kernel)
         return _onednn(weight.float(), bias32, relu, torch.float32)
@@ -131,20 +133,55 @@ def _exact_half(weight: torch.Tensor) -> torch.Tensor | None:
     return half if torch.equal(half.float(), weight.float()) else None
 
 
-def _linear_f16_kernel():  # type: ignore[no-untyped-def]
-    from app.models.gpt.native import linear_f16_kernel  # here: `python -m` runs that module
+def _native(name: str):  # type: ignore[no-untyped-def]
+    """A kernel accessor of :mod:`app.models.gpt.native` called (None when the kernels are off)."""
+    from app.models.gpt import native  # here: `python -m` runs that module
 
-    return linear_f16_kernel()
+    return getattr(native, name)()
+
+
+def _blocks(weight: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` -> ``(ceil(N/64), K, 64)``: each block of 64 output rows, transposed (csrc/linear.cpp)."""
+    n, k = weight.shape
+    blocks = -(-n // _F16_BLOCK)
+    padded = F.pad(weight, (0, 0, 0, blocks * _F16_BLOCK - n))
+    return padded.view(blocks, _F16_BLOCK, k).transpose(1, 2).contiguous()
+
+
+def _blocked_int8(
+    qweight: torch.Tensor,
+    scales: torch.Tensor,
+    bias: torch.Tensor | None,
+    relu: bool,
+    kernel: Callable[..., torch.Tensor],
+) -> LinearFn:
+    packed = _blocks(qweight)
+    n = qweight.shape[0]
+    bias32 = None if bias is None else bias.float().contiguous()
+
+    # Decoding rows: the native GEMV. Prefill rows: a bf16 GEMM on the dequantised blocks.
+    def run(x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1]).float()
+        rows = flat.shape[0]
+        if rows > _INT8_GEMV_ROWS:
+            wide = packed.to(torch.bfloat16)
+            y = torch.matmul(flat.bfloat16(), wide).float().transpose(0, 1).reshape(rows, -1)[:, :n] * scales
+            y = y if bias32 is None else y + bias32
+            y = F.relu(y) if relu else y
+        else:
+            y = kernel(flat.contiguous(), packed, scales, bias32, relu)
+        return y.reshape(*shape[:-1], n)
+
+    return run
 
 
 def _half_weight(
     weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, kernel: Callable[..., torch.Tensor]
 ) -> LinearFn:
     """The float16 ``(N, K)`` weight packed for the native GEMV: ``(ceil(N/64), K, 64)``."""
-    n, k = weight.shape
-    blocks = -(-n // _F16_BLOCK)
-    padded = F.pad(weight, (0, 0, 0, blocks * _F16_BLOCK - n))
-    packed = padded.view(blocks, _F16_BLOCK, k).transpose(1, 2).contiguous()
+    n = weight.shape[0]
+    packed = _blocks(weight)
 
     # Few rows (the decoding step): the native GEMV streams the packed weight. Many rows (the
     # prefill, compute-bound): float32 GEMMs on the blocks widened for the call (block b of the
@@ -193,6 +230,9 @@ def _int8_weight_only(weight: torch.Tensor, bias: torch.Tensor | None, relu: boo
     # Symmetric per-output-row scales: a row's largest |w| maps to 127.
     scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
     qweight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    kernel = _native("linear_int8_kernel") if weight.device.type == "cpu" else None
+    if kernel is not None:
+        return _blocked_int8(qweight, scales.float().contiguous(), bias, relu, kernel)
     scales_bf16 = scales.bfloat16()
     op = torch._weight_int8pack_mm
 

@@ -81,3 +81,40 @@ def test_fp32_holds_an_exact_float16_weight_in_half_the_bytes() -> None:
         assert held and all(t.element_size() == elem for t in held if t.dim() >= 2)
         x = torch.randn(1, 128)
         torch.testing.assert_close(fn(x), x @ weight.T, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 200),
+    k=st.integers(1, 300),
+    rows=st.integers(1, 8),
+    relu=st.booleans(),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_int8_kernel_is_float32_maths_on_the_rounded_weight(
+    n: int, k: int, rows: int, relu: bool, with_bias: bool, seed: int
+) -> None:
+    """The native int8 GEMV (decoding rows) adds no error of its own: float32 activations, products
+    and sums on the int8 weight times its row scale, any shape (padding of the last block included)."""
+    assert native.linear_int8_kernel() is not None
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(n, k, generator=gen) / 8
+    bias = torch.randn(n, generator=gen) if with_bias else None
+    x = torch.randn(rows, k, generator=gen)
+    scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    rounded = torch.round(weight / scales[:, None]).clamp(-127, 127) * scales[:, None]
+    want = F.linear(x.double(), rounded.double(), None if bias is None else bias.double())
+    want = (F.relu(want) if relu else want).float()
+    got = pack_linear(weight, bias, "int8", relu=relu)(x)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * k**0.5)
+
+
+def test_int8_holds_a_quarter_of_the_bytes_and_prefills_close() -> None:
+    weight = torch.randn(130, 96) / 8
+    fn = pack_linear(weight, None, "int8")
+    held = [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
+    assert any(t.dtype == torch.int8 and t.dim() == 3 for t in held)  # the native blocks
+    decode, prefill = torch.randn(1, 96), torch.randn(40, 96)
+    torch.testing.assert_close(fn(torch.cat([decode, prefill]))[:1], fn(decode), rtol=0.02, atol=0.02)

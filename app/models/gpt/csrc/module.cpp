@@ -5,6 +5,8 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, torch::Tensor& k_cache,
                                int64_t n, const c10::optional<torch::Tensor>& valid);
 torch::Tensor linear_f16(const torch::Tensor& x, const torch::Tensor& packed, int64_t N,
                          const c10::optional<torch::Tensor>& bias, bool relu);
+torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
+                          const c10::optional<torch::Tensor>& bias, bool relu);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The GIL is released while they run, as torch's own ops do: other Python threads (the web
@@ -13,5 +15,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "write a step's keys/values into the cache and attend the one query of every row and head",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("linear_f16", &linear_f16, "relu?(x @ W^T + bias) for float32 x and a float16 weight packed in blocks of 64 outputs",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("linear_int8", &linear_int8,
+        "relu?((x @ Q^T) * scale + bias) for float32 x and an int8 weight packed in blocks of 64 outputs",
         pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -1,0 +1,165 @@
+// y = x @ W^T + b for a float32 input and a weight held as float16 or int8: the decoding step's GEMV.
+//
+// float16 (linear_f16):
+// A GPT file stores its weights in float16 (upstream writes them so), and upstream computes with
+// their exact float32 upcast. Decoding one token reads every weight once, so the step is bound by
+// memory traffic: holding the weight in float16 and widening it in registers halves the bytes
+// read, while every product and sum is still float32 (the same numbers as the float32 weight, up
+// to the summation order). Only used for weights that are exactly representable in float16.
+//
+// int8 (linear_int8, the fast mode): weight-only quantisation with one scale per output feature;
+// the int8 weight is widened to float32 in registers and x stays float32, so the only error is the
+// weight's rounding (the activations are not quantised). A quarter of the float32 bytes.
+//
+// Layout (both): the weight is packed once as (N / 64, K, 64): for each block of 64 output features,
+// column k of the block's rows is 64 contiguous halves. A block is then one contiguous stream,
+// and its 64 outputs are built in vector registers with no horizontal sums: for every k, the
+// widened column times x[k] is added to them. Blocks are shared out over ATen's threads.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace {
+
+constexpr int64_t kBlock = 64;  // output features per packed block
+
+// out[0:64] = sum_k col(k)[0:64] * x[k] for one block (col(k) = w + k * 64).
+inline void block_dot(const at::Half* w, const float* x, int64_t k, float* out) {
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+         a3 = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const at::Half* c = w + i * kBlock;
+    const __m512 xv = _mm512_set1_ps(x[i]);
+    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c))), xv, a0);
+    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 16))), xv, a1);
+    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32))), xv, a2);
+    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 48))), xv, a3);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+  _mm512_storeu_ps(out + 32, a2);
+  _mm512_storeu_ps(out + 48, a3);
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+  __m256 a[8];
+  for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const at::Half* c = w + i * kBlock;
+    const __m256 xv = _mm256_set1_ps(x[i]);
+    for (int j = 0; j < 8; ++j) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 8 * j));
+      a[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(h), xv, a[j]);
+    }
+  }
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + 8 * j, a[j]);
+#else
+  for (int j = 0; j < kBlock; ++j) out[j] = 0.f;
+  for (int64_t i = 0; i < k; ++i) {
+    const at::Half* c = w + i * kBlock;
+    for (int j = 0; j < kBlock; ++j) out[j] += static_cast<float>(c[j]) * x[i];
+  }
+#endif
+}
+
+// The same for an int8 block: out[0:64] = sum_k col(k)[0:64] * x[k], unscaled.
+inline void block_dot(const int8_t* w, const float* x, int64_t k, float* out) {
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+         a3 = _mm512_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const int8_t* c = w + i * kBlock;
+    const __m512 xv = _mm512_set1_ps(x[i]);
+    const __m512i q = _mm512_loadu_si512(c);
+    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(q))), xv, a0);
+    a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 1))), xv, a1);
+    a2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 2))), xv, a2);
+    a3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3))), xv, a3);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+  _mm512_storeu_ps(out + 32, a2);
+  _mm512_storeu_ps(out + 48, a3);
+#elif defined(__AVX2__) && defined(__FMA__)
+  __m256 a[8];
+  for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < k; ++i) {
+    const int8_t* c = w + i * kBlock;
+    const __m256 xv = _mm256_set1_ps(x[i]);
+    for (int j = 0; j < 8; ++j) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + 8 * j));
+      a[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), xv, a[j]);
+    }
+  }
+  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + 8 * j, a[j]);
+#else
+  for (int j = 0; j < kBlock; ++j) out[j] = 0.f;
+  for (int64_t i = 0; i < k; ++i) {
+    const int8_t* c = w + i * kBlock;
+    for (int j = 0; j < kBlock; ++j) out[j] += static_cast<float>(c[j]) * x[i];
+  }
+#endif
+}
+
+// relu?(part * scale + bias) of every row of x for every block: the loop both dtypes share.
+template <typename W>
+torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const torch::Tensor& packed, int64_t N,
+                             const float* scale, const c10::optional<torch::Tensor>& bias, bool relu) {
+  TORCH_CHECK(x.device().is_cpu() && packed.device().is_cpu(), name, ": CPU tensors only");
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && x.scalar_type() == at::kFloat, name,
+              ": x must be a contiguous (M, K) float32 tensor");
+  TORCH_CHECK(packed.dim() == 3 && packed.is_contiguous() && packed.size(2) == kBlock, name,
+              ": the weight must be packed as a contiguous (N / 64, K, 64) tensor");
+  const int64_t M = x.size(0), K = x.size(1), blocks = packed.size(0);
+  TORCH_CHECK(packed.size(1) == K, name, ": x has ", K, " features, the weight expects ", packed.size(1));
+  TORCH_CHECK(N > (blocks - 1) * kBlock && N <= blocks * kBlock, name, ": ", N, " outputs do not match ", blocks,
+              " packed blocks");
+  const float* b = nullptr;
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == N && bias->is_contiguous() && bias->scalar_type() == at::kFloat,
+                name, ": the bias must be a contiguous (N,) float32 tensor");
+    b = bias->data_ptr<float>();
+  }
+  auto out = torch::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const W* wp = static_cast<const W*>(packed.data_ptr());
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) float part[kBlock];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t n0 = blk * kBlock, width = std::min(kBlock, N - n0);
+      for (int64_t m = 0; m < M; ++m) {
+        block_dot(wp + blk * K * kBlock, xp + m * K, K, part);
+        for (int64_t j = 0; j < width; ++j) {
+          float y = scale != nullptr ? part[j] * scale[n0 + j] : part[j];
+          y += b != nullptr ? b[n0 + j] : 0.f;
+          op[m * N + n0 + j] = relu ? std::max(y, 0.f) : y;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+// x: (M, K) float32, contiguous. packed: (ceil(N / 64), K, 64) float16 (see the layout above; rows
+// past N are padding). bias: (N,) float32 or None. Returns relu?(x @ W^T + bias) as (M, N) float32.
+torch::Tensor linear_f16(const torch::Tensor& x, const torch::Tensor& packed, int64_t N,
+                         const c10::optional<torch::Tensor>& bias, bool relu) {
+  TORCH_CHECK(packed.scalar_type() == at::kHalf, "linear_f16: the packed weight must be float16");
+  return blocked_linear<at::Half>("linear_f16", x, packed, N, nullptr, bias, relu);
+}
+
+// As linear_f16 with an int8 packed weight and scale (N,) float32: relu?((x @ Q^T) * scale + bias).
+torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
+                          const c10::optional<torch::Tensor>& bias, bool relu) {
+  TORCH_CHECK(packed.scalar_type() == at::kChar, "linear_int8: the packed weight must be int8");
+  TORCH_CHECK(scale.dim() == 1 && scale.is_contiguous() && scale.scalar_type() == at::kFloat,
+              "linear_int8: the scales must be a contiguous (N,) float32 tensor");
+  return blocked_linear<int8_t>("linear_int8", x, packed, scale.size(0), scale.data_ptr<float>(), bias, relu);
+}
