@@ -1,10 +1,12 @@
 """What each precision mode of a pipeline runs in, per device.
 
-- ``fp32`` (default): every model in float32. The GPT's linears use the packed oneDNN fp32
-  kernels (exact float32, only the summation order differs from ``F.linear``); this is the path
-  the upstream parity tests check.
-- ``fast``: on CPU the GPT's linears run int8 (fbgemm dynamic quantisation: a quarter of the
-  weight traffic of each decoding step), and HuBERT and the SoVITS HiFi-GAN decoder (almost all
+- ``fp32`` (default): every model in float32. The GPT's linears hold a GPT file's float16 weights
+  for the native float16 kernel (float32 maths) or use oneDNN's packed fp32 kernels (exact float32,
+  only the summation order differs from ``F.linear``); this is the path the upstream parity tests
+  check.
+- ``fast``: on CPU the GPT's linears run int8 weights (a quarter of the weight traffic of each
+  decoding step): the native int8 kernel with float32 activations, or fbgemm's dynamic
+  quantisation where the native kernels are not built; HuBERT and the SoVITS HiFi-GAN decoder (almost all
   of the decode's arithmetic) run bfloat16 when the CPU has native bf16 dot products
   (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. On CUDA the
   GPT, HuBERT and the decoder run bf16. The prior encoder and the flow stay fp32 (cheap).
@@ -21,8 +23,14 @@ import torch
 
 from app.models.gpt.model import GPT
 
-# GPT kernels of "fast" on CPU (app.models.gpt.packed): the fastest int8 kernel measured here.
-FAST_CPU_GPT = "int8_dynamic"
+
+
+def fast_cpu_gpt() -> str:
+    """The GPT precision of "fast" on CPU (app.models.gpt.packed): the native int8 kernel (faster
+    than fbgemm's here, and its activations are not quantised), else fbgemm's dynamic int8."""
+    from app.models.gpt import native
+
+    return "int8" if native.linear_int8_kernel() is not None else "int8_dynamic"
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
     if device.type == "cuda":
         return PrecisionPlan(gpt="bf16", decoder=torch.bfloat16, hubert=torch.bfloat16)
     low = torch.bfloat16 if native_bf16(device) else torch.float32
-    return PrecisionPlan(gpt=FAST_CPU_GPT, decoder=low, hubert=low)
+    return PrecisionPlan(gpt=fast_cpu_gpt(), decoder=low, hubert=low)
 
 
 def release_packed_weights(gpt: GPT) -> int:

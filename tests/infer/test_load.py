@@ -10,7 +10,7 @@ import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
 from app.infer.decoder import CastDecoder
-from app.infer.precision import FAST_CPU_GPT, native_bf16, plan_for
+from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
 from tests.infer.tiny import spec_for
 
 
@@ -38,7 +38,7 @@ def test_precision_plans():
     cpu = torch.device("cpu")
     assert plan_for("fp32", cpu).gpt == "fp32" and plan_for("fp32", cpu).decoder == torch.float32
     fast = plan_for("fast", cpu)
-    assert fast.gpt == FAST_CPU_GPT and fast.decoder == (
+    assert fast.gpt == fast_cpu_gpt() == "int8" and fast.decoder == (
         torch.bfloat16 if native_bf16(cpu) else torch.float32
     )
     cuda = plan_for("fast", torch.device("cuda"))
@@ -49,7 +49,7 @@ def test_precision_plans():
 
 def test_fast_mode_synthesizes(tiny_home, ref_wav):
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
-    assert pipe.gpt.precision == FAST_CPU_GPT
+    assert pipe.gpt.precision == fast_cpu_gpt()
     assert isinstance(pipe.sovits.dec.inner, CastDecoder) == (pipe.precision.decoder != torch.float32)
     result = pipe.synthesize(
         TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)

@@ -142,6 +142,16 @@ def linear_int8_kernel() -> LinearInt8Fn | None:
     return None if module is None else module.linear_int8
 
 
+# (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16) -> (N, K) rows.
+UnpackFn = Callable[[torch.Tensor, int, torch.dtype], torch.Tensor]
+
+
+def unpack_rows_kernel() -> UnpackFn | None:
+    """The packed weights back to (N, K) rows for the prefill's GEMMs, or None when switched off."""
+    module = _module()
+    return None if module is None else module.unpack_rows
+
+
 @functools.cache
 def _module():  # type: ignore[no-untyped-def]
     """The compiled extension module, or None (one warning) when switched off or not buildable."""

@@ -186,10 +186,14 @@ def test_an_unbuildable_kernel_falls_back_with_one_warning(monkeypatch, caplog) 
         warnings = [r for r in caplog.records if r.name == native.__name__]
         assert len(warnings) == 1
         assert "Ninja is required" in warnings[0].getMessage() and "SDPA" in warnings[0].getMessage()
-        assert native.linear_f16_kernel() is None
+        assert native.linear_f16_kernel() is None and native.linear_int8_kernel() is None
+        from app.infer.precision import fast_cpu_gpt
+
+        assert fast_cpu_gpt() == "int8_dynamic"  # "fast" falls back to fbgemm
         model = tiny_gpt()
         phones, bert, prompt = tiny_inputs(model, 5, 3)
-        for precision in ("int8_dynamic", "fp32"):  # fp32: oneDNN's float32 weights instead
+        # fp32: oneDNN's float32 weights instead; int8: torch's int8 weight-only kernel.
+        for precision in ("int8_dynamic", "int8", "fp32"):
             model.set_precision(precision)
             logits, cache = _steps(model, phones, bert, prompt, torch.tensor([1, 2, 3]))
             assert cache.k.dtype == torch.float32 and torch.isfinite(logits).all()

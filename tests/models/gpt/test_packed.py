@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.models.gpt import native
-from app.models.gpt.packed import PRECISIONS, pack_linear, resolve_precision
+from app.models.gpt.packed import PRECISIONS, _blocks, pack_linear, resolve_precision
 
 # Max error relative to the output's std, per precision (float32 kernels differ by summation order).
 TOLERANCE = {"reference": 1e-6, "fp32": 1e-5, "bf16": 0.03, "int8": 0.05, "int8_dynamic": 0.1}
@@ -118,3 +118,19 @@ def test_int8_holds_a_quarter_of_the_bytes_and_prefills_close() -> None:
     assert any(t.dtype == torch.int8 and t.dim() == 3 for t in held)  # the native blocks
     decode, prefill = torch.randn(1, 96), torch.randn(40, 96)
     torch.testing.assert_close(fn(torch.cat([decode, prefill]))[:1], fn(decode), rtol=0.02, atol=0.02)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 200), k=st.integers(1, 100), half=st.booleans(), bf16=st.booleans())
+def test_unpack_rows_returns_the_weight(n: int, k: int, half: bool, bf16: bool) -> None:
+    """The prefill's (N, K) rows from a packing: exact for float16 and int8 weights, any shape."""
+    unpack = native.unpack_rows_kernel()
+    assert unpack is not None
+    if half:
+        weight = torch.randn(n, k).half()
+        if bf16:  # float16 is not exact in bfloat16: the kernel's rounding is torch's
+            return torch.testing.assert_close(unpack(_blocks(weight), n, torch.bfloat16), weight.bfloat16())
+    else:
+        weight = torch.randint(-127, 128, (n, k), dtype=torch.int8)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    assert torch.equal(unpack(_blocks(weight), n, dtype), weight.to(dtype))

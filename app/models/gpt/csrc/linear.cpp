@@ -145,6 +145,21 @@ torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const tor
   return out;
 }
 
+// Block b of the packing back to rows n0..n0+63 of a row-major (N, K) weight of type O, tile by
+// tile (16 columns of the block) so that reads and writes both stay in cache lines.
+template <typename W, typename O>
+void unpack_block(const W* w, int64_t K, int64_t n0, int64_t width, O* out) {
+  constexpr int64_t kTile = 16;
+  for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+    const int64_t kn = std::min(kTile, K - k0);
+    for (int64_t j = 0; j < width; ++j) {
+      O* row = out + (n0 + j) * K + k0;
+      const W* col = w + k0 * kBlock + j;
+      for (int64_t i = 0; i < kn; ++i) row[i] = static_cast<O>(static_cast<float>(col[i * kBlock]));
+    }
+  }
+}
+
 }  // namespace
 
 // x: (M, K) float32, contiguous. packed: (ceil(N / 64), K, 64) float16 (see the layout above; rows
@@ -162,4 +177,34 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, c
   TORCH_CHECK(scale.dim() == 1 && scale.is_contiguous() && scale.scalar_type() == at::kFloat,
               "linear_int8: the scales must be a contiguous (N,) float32 tensor");
   return blocked_linear<int8_t>("linear_int8", x, packed, scale.size(0), scale.data_ptr<float>(), bias, relu);
+}
+
+// The packed weight back to a row-major (N, K) tensor of `dtype` (float32 or bfloat16; both hold a
+// float16 or int8 weight exactly), unscaled: the prefill's many rows are a GEMM for oneDNN.
+torch::Tensor unpack_rows(const torch::Tensor& packed, int64_t N, at::ScalarType dtype) {
+  TORCH_CHECK(packed.device().is_cpu() && packed.dim() == 3 && packed.is_contiguous() && packed.size(2) == kBlock,
+              "unpack_rows: the weight must be a contiguous CPU tensor packed as (N / 64, K, 64)");
+  const int64_t K = packed.size(1), blocks = packed.size(0);
+  TORCH_CHECK(N > (blocks - 1) * kBlock && N <= blocks * kBlock, "unpack_rows: ", N, " rows do not match ",
+              blocks, " packed blocks");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "unpack_rows: float32 or bfloat16 only");
+  TORCH_CHECK(packed.scalar_type() == at::kHalf || packed.scalar_type() == at::kChar,
+              "unpack_rows: the packed weight must be float16 or int8");
+  auto out = torch::empty({N, K}, packed.options().dtype(dtype));
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t n0 = blk * kBlock, width = std::min(kBlock, N - n0);
+      const int64_t at = blk * K * kBlock;
+      if (packed.scalar_type() == at::kHalf) {
+        const at::Half* w = packed.data_ptr<at::Half>() + at;
+        if (dtype == at::kFloat) unpack_block(w, K, n0, width, out.data_ptr<float>());
+        else unpack_block(w, K, n0, width, out.data_ptr<at::BFloat16>());
+      } else {
+        const int8_t* w = packed.data_ptr<int8_t>() + at;
+        if (dtype == at::kFloat) unpack_block(w, K, n0, width, out.data_ptr<float>());
+        else unpack_block(w, K, n0, width, out.data_ptr<at::BFloat16>());
+      }
+    }
+  });
+  return out;
 }
