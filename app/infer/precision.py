@@ -24,7 +24,6 @@ import torch
 from app.models.gpt.model import GPT
 
 
-
 def fast_cpu_gpt() -> str:
     """The GPT precision of "fast" on CPU (app.models.gpt.packed): the native int8 kernel (faster
     than fbgemm's here, and its activations are not quantised), else fbgemm's dynamic int8."""
