@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -60,3 +61,69 @@ def _malloc_trim():  # type: ignore[no-untyped-def]
         return ctypes.CDLL(name).malloc_trim
     except (OSError, AttributeError):
         return None
+
+
+MADV_DONTNEED = 4  # Linux <sys/mman.h>
+
+
+def release_file_pages(path: str | os.PathLike) -> int:
+    """Drop this process's pages of its private, never written memory maps of ``path``; returns bytes.
+
+    A model memory-mapped from its file (HuBERT's weights) keeps every page it touched resident
+    between uses. The pages of a private mapping that was only read are the file's bytes, so
+    ``madvise(MADV_DONTNEED)`` gives them up without changing anything the process sees: the next
+    read maps them again from the page cache (a few ms for a few hundred MB). A mapping with
+    written (copied) pages is left alone, since dropping those would bring the file's bytes back.
+    Linux only; elsewhere nothing is done and 0 returned.
+    """
+    madvise = _madvise()
+    if madvise is None:
+        return 0
+    target = os.fsencode(os.path.realpath(path))
+    freed = 0
+    for start, end, rss in _clean_private_maps(target):
+        if rss and madvise(start, end - start, MADV_DONTNEED) == 0:
+            freed += rss
+    return freed
+
+
+def _clean_private_maps(target: bytes) -> list[tuple[int, int, int]]:
+    """(start, end, resident bytes) of the private mappings of file ``target`` with no written page."""
+    found: list[tuple[int, int, int]] = []
+    current: list | None = None
+    try:
+        with open("/proc/self/smaps", "rb") as fh:
+            for line in fh:
+                head = line.split(None, 5)
+                if head and b"-" in head[0] and len(head) >= 5 and not head[0].endswith(b":"):
+                    current = None
+                    perms = head[1]
+                    if len(head) == 6 and head[5].rstrip(b"\n") == target and perms.endswith(b"p"):
+                        lo, hi = (int(v, 16) for v in head[0].split(b"-"))
+                        current = [lo, hi, 0, 0]
+                        found.append(current)  # type: ignore[arg-type]
+                elif current is not None and head and head[0] in (b"Rss:", b"Anonymous:"):
+                    current[2 if head[0] == b"Rss:" else 3] = int(head[1]) * 1024
+    except OSError:
+        return []
+    return [(lo, hi, rss) for lo, hi, rss, written in found if written == 0]  # type: ignore[misc]
+
+
+@functools.cache
+def _madvise():  # type: ignore[no-untyped-def]
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        fn = ctypes.CDLL(name, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn

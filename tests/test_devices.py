@@ -43,3 +43,22 @@ def test_cpu_device_and_dtypes() -> None:
     assert pick_dtype(torch.device("cpu"), "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="fp16 is not supported on CPU"):
         pick_dtype(torch.device("cpu"), "fp16")
+
+
+def test_pages_of_a_read_only_file_map_are_given_back_unchanged(tmp_path) -> None:
+    from app.devices import release_file_pages
+
+    path = tmp_path / "weights.bin"
+    data = torch.arange(16 * 2**20, dtype=torch.float32)  # 64 MB
+    path.write_bytes(data.numpy().tobytes())
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=path.stat().st_size)
+    mapped = torch.empty(0).set_(storage, 0, (data.numel(),))
+    assert torch.equal(mapped, data)  # every page read: resident
+    before = _rss_mb()
+    freed = release_file_pages(path)
+    assert freed >= 60 * 2**20 and before - _rss_mb() > 50
+    assert torch.equal(mapped, data)  # read back from the file
+    # A written page (copied on write) would be lost: such a map is left alone.
+    mapped[0] = -1.0
+    assert release_file_pages(path) == 0 and mapped[0].item() == -1.0 and torch.equal(mapped[1:], data[1:])
+    assert release_file_pages(tmp_path / "not-mapped.bin") == 0

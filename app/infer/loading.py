@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
+from app.devices import release_free_memory
+from app.infer.precision import pack_gpt, plan_for
 from app.infer.request import ModelLoadError, PipelineSpec
 from app.models.encoders.hubert import HubertEncoder
 from app.models.encoders.sv import SV_ASSET, SV_FILE, SpeakerEncoder
@@ -56,6 +58,10 @@ def load_models(spec: PipelineSpec) -> LoadedModels:
         gpt = load_gpt(spec.gpt_path, device=device)
     except ValueError as exc:  # GPTFileError and friends: the message names the file
         raise ModelLoadError(f"GPT model: {exc}") from exc
+    # Packed for decoding (its float32 weights freed) before SoVITS loads: the two files' float32
+    # weights are never resident together (the load's peak memory).
+    pack_gpt(gpt.model, plan_for(spec.precision, device).gpt)
+    release_free_memory()
     sovits, record, vocoder = _load_sovits(spec, device)
     speaker = _load_speaker_encoder(spec, device, record.version) if record.config.is_pro else None
     if speaker is not None and speaker.dim != record.config.sv_dim:
@@ -157,7 +163,7 @@ def load_hubert(spec: PipelineSpec, device: torch.device, dtype: torch.dtype) ->
     if not (spec.hubert_dir / "config.json").is_file():
         raise _missing_model("HuBERT", spec.hubert_dir, HUBERT_ASSET)
     try:
-        return HubertEncoder(spec.hubert_dir, device=device, dtype=dtype)
+        return HubertEncoder(spec.hubert_dir, device=device, dtype=dtype, release_pages=True)
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise ModelLoadError(f"HuBERT model in {spec.hubert_dir}: {exc}") from exc
 

@@ -36,7 +36,7 @@ from app.devices import release_free_memory
 from app.infer.inputs import ReferenceFeatures, SynthesisPlan, TextInput
 from app.infer.loading import load_bert, load_hubert, load_models
 from app.infer.planning import Planner
-from app.infer.precision import PrecisionPlan, plan_for, release_packed_weights
+from app.infer.precision import PrecisionPlan, pack_gpt, plan_for
 from app.infer.reference import ReferenceClip
 from app.infer.request import (
     DEFAULT_SAMPLE_STEPS,
@@ -106,8 +106,7 @@ class TTSPipeline:
         self.is_cfm = sovits.config.is_cfm
         self.text_version = "v1" if self.version == "v1" else "v2"
         self.precision: PrecisionPlan = plan_for(spec.precision, self.device)
-        self.gpt.set_precision(self.precision.gpt)
-        freed = release_packed_weights(self.gpt)
+        freed = pack_gpt(self.gpt, self.precision.gpt)  # load_models packs it already
         log.debug(
             "GPT %s kernels packed; %.0f MB of unpacked weights freed", self.precision.gpt, freed / 2**20
         )

@@ -66,6 +66,18 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
     return PrecisionPlan(gpt=fast_cpu_gpt(), decoder=low, hubert=low)
 
 
+def pack_gpt(gpt: GPT, precision: str) -> int:
+    """Decode with ``precision`` kernels, packed now, their float32 weights freed; returns bytes freed.
+
+    A model already packed at ``precision`` is left as it is (its weights are gone: repacking
+    would need the file again).
+    """
+    if gpt.precision == precision and gpt.engine.kernels is not None:
+        return 0
+    gpt.set_precision(precision)
+    return release_packed_weights(gpt)
+
+
 def release_packed_weights(gpt: GPT) -> int:
     """Pack the GPT's decoding kernels now and free the float32 weights they copied; returns bytes freed.
 

@@ -14,6 +14,7 @@ the input differently, and the features depend on that scale, so both are reprod
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from app.audio.io import resample
+from app.devices import release_file_pages
 from app.models.encoders.hubert_net import load_hubert_net
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ TRAIN_FULL_SCALE = 1145.14
 # Clips whose peak exceeds this are skipped by upstream as broken.
 TRAIN_MAX_PEAK = 2.2
 TRAIN_SOURCE_RATE = 32000
+# Bytes of float32 weights cast between two page releases of the mapped file.
+_RELEASE_EVERY = 64 << 20
 
 
 class HubertEncoder:
@@ -46,6 +50,10 @@ class HubertEncoder:
         model_dir: folder with ``config.json`` and the weights (``pretrained_models/chinese-hubert-base``).
         device: where to run.
         dtype: float32, or float16 on CUDA.
+        release_pages: on CPU with float32 weights memory-mapped from their file, give their pages
+            back after every call (:func:`app.devices.release_file_pages`): the ~360 MB of
+            chinese-hubert-base are resident only while it runs, for ~20 ms per call. For a
+            long-lived pipeline; batch feature extraction leaves it off.
     """
 
     def __init__(
@@ -53,6 +61,7 @@ class HubertEncoder:
         model_dir: str | os.PathLike,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        release_pages: bool = False,
     ) -> None:
         path = Path(model_dir)
         if not (path / "config.json").is_file():
@@ -72,18 +81,29 @@ class HubertEncoder:
                 self._run = lambda wav: self.model(wav).last_hidden_state
             else:
                 self.hidden_size = net.config.hidden_size
+                mapped = _weights_file(path)
+                if torch.device(device).type == "cpu" and dtype != torch.float32 and mapped is not None:
+                    _cast_from_map(net, dtype, mapped)
                 self.model = net.to(device=device, dtype=dtype).eval()
                 self._run = self.model
         except OSError as exc:
             raise FileNotFoundError(f"{path}: cannot load the HuBERT weights: {exc}") from None
         self.device = torch.device(device)
         self.dtype = dtype
+        # The file whose mapped pages are given back after each call (float32 on CPU only).
+        self._mapped = _weights_file(path) if release_pages and net is not None else None
+        if self._mapped is not None and (self.device.type != "cpu" or dtype != torch.float32):
+            self._mapped = None
 
     @torch.inference_mode()
     def features(self, wav_16k: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(N,) or (1, N) 16 kHz waveform, used as is -> (1, hidden, N // 320 - ish) features at 50 Hz."""
         wav = torch.as_tensor(wav_16k).reshape(1, -1).to(device=self.device, dtype=self.dtype)
-        hidden = self._run(wav)  # (1, T, hidden)
+        try:
+            hidden = self._run(wav)  # (1, T, hidden)
+        finally:
+            if self._mapped is not None:
+                release_file_pages(self._mapped)
         return hidden.transpose(1, 2)
 
     def prompt_features(
@@ -101,6 +121,27 @@ class HubertEncoder:
         wav = torch.as_tensor(wav_16k, dtype=torch.float32).reshape(-1)
         wav = torch.cat([wav, torch.zeros(pad_samples, dtype=wav.dtype)])
         return self.features(wav)
+
+
+def _weights_file(folder: Path) -> Path | None:
+    """The file :func:`load_hubert_net` maps (it prefers safetensors), or None."""
+    return next(
+        (folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None
+    )
+
+
+def _cast_from_map(net: torch.nn.Module, dtype: torch.dtype, mapped: Path) -> None:
+    """``net.to(dtype)`` one tensor at a time, giving the map's pages back as they are read: the
+    float32 file (~360 MB) and its cast are never resident together."""
+    pending = 0
+    for tensor in itertools.chain(net.parameters(), net.buffers()):
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(dtype)
+            pending += tensor.numel() * 4
+            if pending >= _RELEASE_EVERY:
+                release_file_pages(mapped)
+                pending = 0
+    release_file_pages(mapped)
 
 
 def training_input(wav_32k: np.ndarray) -> np.ndarray:

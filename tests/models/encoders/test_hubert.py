@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import HubertConfig, HubertModel
 
 from app.models.encoders.hubert import PROMPT_PAD_SAMPLES, HubertEncoder, load_hubert, training_input
@@ -73,7 +75,8 @@ def test_missing_model_folder_is_named(tmp_path: Path) -> None:
 
 
 def test_own_network_reproduces_transformers_exactly(hubert_dir: Path) -> None:
-    """The encoder runs app's HubertNet, not transformers: same values to the bit."""
+    """The encoder runs app's HubertNet, not transformers: the same values (to the bit for a clip
+    within one window of the conv stack, up to float summation order beyond it)."""
     from app.models.encoders.hubert_net import HubertNet
 
     enc = HubertEncoder(hubert_dir)
@@ -82,7 +85,11 @@ def test_own_network_reproduces_transformers_exactly(hubert_dir: Path) -> None:
     reference = HubertModel.from_pretrained(hubert_dir).eval()
     with torch.no_grad():
         expected = reference(wav.unsqueeze(0)).last_hidden_state.transpose(1, 2)
-    assert torch.equal(enc.features(wav), expected)
+    torch.testing.assert_close(enc.features(wav), expected, rtol=1e-5, atol=1e-5)
+    short = wav[:16000]  # 49 frames: one window
+    with torch.no_grad():
+        expected = reference(short.unsqueeze(0)).last_hidden_state.transpose(1, 2)
+    assert torch.equal(enc.features(short), expected)
 
 
 def test_legacy_bin_files_load_with_the_old_key_names(hubert_dir: Path, tmp_path: Path) -> None:
@@ -153,3 +160,39 @@ def test_encoding_does_not_import_transformers(hubert_dir: Path) -> None:
     root = Path(__file__).resolve().parents[3]
     run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
+@settings(max_examples=15, deadline=None)
+@given(samples=st.integers(400, 40_000), chunk=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_the_conv_stack_in_windows_equals_the_whole(
+    hubert_dir: Path, samples: int, chunk: int, seed: int
+) -> None:
+    """The later conv layers run window by window on the normalised first layer: the same frames,
+    any length and window (float summation order aside)."""
+    stack = HubertEncoder(hubert_dir).model.feature_extractor
+    wav = 0.1 * torch.randn(1, samples, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        stack.chunk_frames = 10**9
+        whole = stack(wav)
+        stack.chunk_frames = chunk
+        windows = stack(wav)
+    assert windows.shape == whole.shape == (1, 16, (samples - 400) // 320 + 1)
+    torch.testing.assert_close(windows, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_released_pages_come_back_with_the_same_weights(hubert_dir: Path) -> None:
+    """release_pages: the mapped float32 weights leave memory after each call and return unchanged."""
+    kept = HubertEncoder(hubert_dir)
+    released = HubertEncoder(hubert_dir, release_pages=True)
+    wav = 0.1 * torch.randn(20000, generator=torch.Generator().manual_seed(5))
+    for _ in range(2):
+        assert torch.equal(released.features(wav), kept.features(wav))
+    assert HubertEncoder(hubert_dir, dtype=torch.bfloat16, release_pages=True)._mapped is None  # a copy
+
+
+def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path) -> None:
+    from app.models.encoders.hubert_net import load_hubert_net
+
+    cast = HubertEncoder(hubert_dir, dtype=torch.bfloat16).model.state_dict()
+    plain = load_hubert_net(hubert_dir).to(torch.bfloat16).state_dict()
+    assert cast.keys() == plain.keys() and all(torch.equal(cast[k], plain[k]) for k in cast)
