@@ -64,6 +64,7 @@ def _malloc_trim():  # type: ignore[no-untyped-def]
 
 
 MADV_DONTNEED = 4  # Linux <sys/mman.h>
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def release_file_pages(path: str | os.PathLike) -> int:
@@ -76,19 +77,29 @@ def release_file_pages(path: str | os.PathLike) -> int:
     written (copied) pages is left alone, since dropping those would bring the file's bytes back.
     Linux only; elsewhere nothing is done and 0 returned.
     """
-    madvise = _madvise()
-    if madvise is None:
+    if _madvise() is None:
         return 0
-    target = os.fsencode(os.path.realpath(path))
     freed = 0
-    for start, end, rss in _clean_private_maps(target):
-        if rss and madvise(start, end - start, MADV_DONTNEED) == 0:
+    for start, end, rss in clean_file_maps(path):
+        if rss and drop_pages(start, end):
             freed += rss
     return freed
 
 
-def _clean_private_maps(target: bytes) -> list[tuple[int, int, int]]:
-    """(start, end, resident bytes) of the private mappings of file ``target`` with no written page."""
+def drop_pages(start: int, end: int) -> bool:
+    """``madvise(MADV_DONTNEED)`` on the whole pages inside ``[start, end)``; True when done.
+
+    Only for addresses inside a map from :func:`clean_file_maps` (anything else would lose data).
+    """
+    madvise = _madvise()
+    page = _PAGE
+    lo, hi = -(-start // page) * page, end // page * page
+    return madvise is not None and hi > lo and madvise(lo, hi - lo, MADV_DONTNEED) == 0
+
+
+def clean_file_maps(path: str | os.PathLike) -> list[tuple[int, int, int]]:
+    """(start, end, resident bytes) of this process's private maps of ``path`` with no written page."""
+    target = os.fsencode(os.path.realpath(path))
     found: list[tuple[int, int, int]] = []
     current: list | None = None
     try:

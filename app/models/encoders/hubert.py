@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from app.audio.io import resample
-from app.devices import release_file_pages
+from app.devices import clean_file_maps, drop_pages, release_file_pages
 from app.models.encoders.hubert_net import load_hubert_net
 
 logger = logging.getLogger(__name__)
@@ -94,17 +94,36 @@ class HubertEncoder:
         self._mapped = _weights_file(path) if release_pages and net is not None else None
         if self._mapped is not None and (self.device.type != "cpu" or dtype != torch.float32):
             self._mapped = None
+        # During a call: the clean maps of the weights file, whose pages each block gives back as
+        # soon as it has run (only one block's weights resident at a time).
+        self._maps: list[tuple[int, int, int]] = []
+        if self._mapped is not None and net is not None:
+            blocks = [net.feature_extractor, net.feature_projection, net.encoder.pos_conv_embed]
+            for block in [*blocks, *net.encoder.layers]:
+                block.register_forward_hook(self._release_block)
 
     @torch.inference_mode()
     def features(self, wav_16k: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(N,) or (1, N) 16 kHz waveform, used as is -> (1, hidden, N // 320 - ish) features at 50 Hz."""
         wav = torch.as_tensor(wav_16k).reshape(1, -1).to(device=self.device, dtype=self.dtype)
+        if self._mapped is not None:
+            self._maps = clean_file_maps(self._mapped)
         try:
             hidden = self._run(wav)  # (1, T, hidden)
         finally:
             if self._mapped is not None:
+                self._maps = []
                 release_file_pages(self._mapped)
         return hidden.transpose(1, 2)
+
+    def _release_block(self, block: torch.nn.Module, *_: object) -> None:
+        """Forward hook: the pages of ``block``'s weights that lie in a clean map of the file."""
+        for param in block.parameters():
+            lo = param.data_ptr()
+            hi = lo + param.numel() * param.element_size()
+            for start, end, _rss in self._maps:
+                if start <= lo and hi <= end:
+                    drop_pages(lo, hi)
 
     def prompt_features(
         self, wav_16k: torch.Tensor | np.ndarray, pad_samples: int = PROMPT_PAD_SAMPLES
