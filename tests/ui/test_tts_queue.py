@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 
@@ -36,20 +38,22 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     torch.set_num_threads(before)
 
 
-def _page_request(ctx: UIContext, home: Path) -> Iterator[tuple]:
+def _page_request(
+    ctx: UIContext, home: Path, reference: str = "ref.wav", text: str = TEXT, text_lang: str = "zh"
+) -> Iterator[tuple]:
     """The tab's handler with the values a user would send from the page."""
     return tts.synthesize(
         ctx,
         str(home / "GPT_weights" / GPT_NAME),
         str(home / "SoVITS_weights" / SOVITS_NAME),
         "fp32",
-        str(home / "ref.wav"),
+        str(home / reference),
         False,
         PROMPT,
         "zh",
         None,
-        TEXT,
-        "zh",
+        text,
+        text_lang,
         "cut5",
         15,
         1.0,
@@ -111,3 +115,19 @@ def test_a_full_line_refuses_the_page_at_once(home):
             next(_page_request(ctx, home))
         gate.set()
         assert client.get("/ready").json()["queue"]["refused"] == 1
+
+
+def test_a_refusal_shows_what_the_pipeline_noted_before_it(home):
+    """The text's notes (a skipped script) come with the reference's refusal (a pure tone), a line
+    each; gradio shows the message as HTML, so a file name's own markup is escaped."""
+    t = np.arange(4 * 32000) / 32000
+    tone = home / "a <b>tone<b> & co.wav"
+    sf.write(tone, (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 32000)
+    _, ctx, client = _serve(home, queue_limit=1)
+    with client, pytest.raises(gr.Error) as refused:
+        list(_page_request(ctx, home, tone.name, "Hello there. Привет.", "en"))
+    message, name = refused.value.message, f"{home}/a &lt;b&gt;tone&lt;b&gt; &amp; co.wav"
+    assert message == (
+        f"{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech"
+        "<br>Note: Letters the models cannot read were skipped: Привет"
+    )

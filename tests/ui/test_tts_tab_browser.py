@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import soundfile as sf
 from playwright.sync_api import expect
@@ -105,3 +106,46 @@ def test_bad_input_gets_a_clear_message(tts_page, tmp_path, reference, text, mes
     _fill(page, "#tts-text", text)
     page.locator("#tts-run").click()
     expect(page.get_by_text(re.compile(message)).first).to_be_visible(timeout=60_000)
+
+
+def _newest_record(home) -> dict:
+    out = home / "output" / "tts"
+    return json.loads(max(out.glob("*.json"), key=lambda p: p.stat().st_mtime).read_text("utf-8"))
+
+
+def test_long_unpunctuated_full_width_text_and_a_clipped_reference_are_read(tts_page, tts_server, tmp_path):
+    # Issue 18 through the page: a long passage with no punctuation is cut by length and read, full-width
+    # letters and digits are read as ASCII, control characters are not spoken, and a clipped reference
+    # is used with a note shown beside the result.
+    page = tts_page
+    wav, sr = sf.read(voice(tmp_path / "loud.wav", 4.0), dtype="float32")
+    sf.write(tmp_path / "clipped.wav", np.clip(wav * 8.0, -1.0, 1.0), sr, subtype="PCM_16")
+    _upload(page, tmp_path / "clipped.wav")
+    words = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
+    _fill(page, "#tts-text", f"Ｈｅｌｌｏ ｆｒｏｍ ｒｏｏｍ １２\x07 {words}")
+    page.locator("#tts-run").click()
+    info = page.locator("#tts-info")
+    expect(info).to_contain_text("seed", timeout=180_000)
+    expect(info).to_contain_text("is clipped")
+    record = _newest_record(tts_server.home)
+    segments = record["segments"]
+    assert len(segments) > 1, segments  # cut by length: no punctuation to cut at
+    spoken = " ".join(segments)
+    assert spoken.startswith("Hello from room 12") and "\x07" not in spoken
+    assert spoken.count("fox") == 12
+    assert any("is clipped" in note for note in record["notes"])
+
+
+def test_a_pure_tone_is_refused_with_what_was_noted_before(tts_page, tmp_path):
+    page = tts_page
+    t = np.arange(4 * SR) / SR
+    sf.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    _upload(page, tmp_path / "tone.wav")
+    _fill(page, "#tts-text", "Hello there. Привет.")
+    page.locator("#tts-run").click()
+    expect(
+        page.get_by_text(re.compile(r"tone\.wav holds no speech: it is a steady pure tone")).first
+    ).to_be_visible(timeout=60_000)
+    expect(
+        page.get_by_text(re.compile("Note: Letters the models cannot read were skipped: Привет")).first
+    ).to_be_visible()

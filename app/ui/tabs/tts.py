@@ -8,6 +8,7 @@ that goes away, cancels it there.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,15 @@ def _summary(result: TTSResult, wav: Path) -> str:
     if result.reference.cached:
         lines.append("- The reference's features came from the cache.")
     return "\n".join(lines)
+
+
+def _error(exc: TTSError) -> gr.Error:
+    """The page's error for ``exc``, with what the pipeline noted before it refused, a line each.
+
+    gradio shows the message as (sanitised) HTML: the text is escaped, lines are ``<br>``.
+    """
+    notes = exc.notes if isinstance(exc, TTSInputError) else ()
+    return gr.Error("<br>".join(html.escape(line) for line in (str(exc), *(f"Note: {n}" for n in notes))))
 
 
 def history_rows(ctx: UIContext) -> list[tuple[str, str]]:
@@ -139,7 +149,7 @@ def synthesize(
         spec = pipeline_spec(layout, gpt_path or "", sovits_path or "", ctx.settings.device, precision)
         result = yield from _follow(ctx, spec, request, progress)
     except TTSError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise _error(exc) from exc
     entry = history.save(layout.output / history.FOLDER, request, result, spec)
     yield str(entry.wav), _summary(result, entry.wav), history_rows(ctx)
 
