@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from app.api import errors
+from app.api import errors, metrics
 from app.api.engine import ApiState
 from app.api.routes import health, openai, presets, tts
 from app.api.schemas import ERROR_RESPONSES
@@ -79,6 +79,7 @@ def create_app(
     app.state.api = api
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * (1 << 20) + FORM_OVERHEAD_BYTES)
+    metrics.install(app, api)  # outermost: 413s are counted too
     for module in (health, tts):
         app.include_router(module.open_router, responses=ERROR_RESPONSES)
     for module in (health, tts, openai, presets):

@@ -345,6 +345,22 @@ class JobManager:
         return JobView(record=record, status=status, state=state, folder=self._folder(record.id))
 
 
+def recorded_jobs(root: Path) -> list[tuple[JobRecord, bool]]:
+    """Every job recorded under ``root``, newest first, with whether its process is alive.
+
+    Read only: unlike :meth:`JobManager.list` nothing is started or reaped, so an observer in
+    another process (``/metrics`` of an API replica) can look without taking part.
+    """
+    found = []
+    for path in sorted(Path(root).glob(f"*/{JOB_FILE}"), reverse=True):
+        try:
+            record = _record_from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # being written by its manager, or not a job record
+        found.append((record, record.state == "started" and _alive(record)))
+    return found
+
+
 def running_gpu_indices(views: Sequence[JobView]) -> set[int]:
     """GPU indices used by running jobs (to warn before starting inference on a busy GPU)."""
     return {g for v in views if v.state == "running" for g in v.record.spec.gpus}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -80,6 +81,33 @@ class DeviceMetrics:
     loaded: tuple[PipelineSpec, ...]
 
 
+@dataclass(frozen=True)
+class SynthesisRecord:
+    """How one finished synthesis went (what observers such as ``/metrics`` receive)."""
+
+    # "whole" (synthesize) or "stream".
+    mode: str
+    # Seconds between queueing and the start on the device.
+    wait_s: float
+    # Seconds on the device (model loading included when this job loaded them).
+    run_s: float
+    # Seconds of audio made (0 when it failed before any).
+    audio_s: float
+    # Seconds from queueing to the first audio handed over (a whole synthesis: to its result).
+    first_audio_s: float | None
+    # It ended without an error (a stream cancelled by its reader counts as ok).
+    ok: bool
+
+    @property
+    def real_time_factor(self) -> float | None:
+        """Device seconds per second of audio (below 1: faster than real time)."""
+        return self.run_s / self.audio_s if self.audio_s > 0 else None
+
+
+# Called on the device's worker thread after each synthesis; must be quick and must not raise.
+SynthesisObserver = Callable[[SynthesisRecord], None]
+
+
 _END = object()
 
 
@@ -131,6 +159,18 @@ class SynthesisService:
     def __init__(self, queue: DeviceQueue, pipelines: PipelineSource) -> None:
         self.queue = queue
         self.pipelines = pipelines
+        self._observers: list[SynthesisObserver] = []
+
+    def observe(self, observer: SynthesisObserver) -> None:
+        """Call ``observer`` with a :class:`SynthesisRecord` after every synthesis (``/metrics``)."""
+        self._observers.append(observer)
+
+    def _record(self, record: SynthesisRecord) -> None:
+        for observer in tuple(self._observers):
+            try:
+                observer(record)
+            except Exception:  # a broken observer must not fail a synthesis
+                log.exception("synthesis observer failed")
 
     @classmethod
     def create(
@@ -148,7 +188,21 @@ class SynthesisService:
 
     def synthesize(self, spec: PipelineSpec, request: TTSRequest) -> Future[TTSResult]:
         """Queue the whole synthesis of ``request`` on the models of ``spec``."""
-        return self.queue.submit(lambda: self.pipelines.get(spec).synthesize(request))
+        queued = time.perf_counter()
+
+        def job() -> TTSResult:
+            started = time.perf_counter()
+            ok, audio_s = False, 0.0
+            try:
+                result = self.pipelines.get(spec).synthesize(request)
+                ok, audio_s = True, result.duration
+                return result
+            finally:
+                ended = time.perf_counter()
+                first = ended - queued if ok else None
+                self._record(SynthesisRecord("whole", started - queued, ended - started, audio_s, first, ok))
+
+        return self.queue.submit(job)
 
     def stream(
         self,
@@ -165,13 +219,21 @@ class SynthesisService:
         ``sink.cancelled`` stops a running job at its next chunk.
         """
 
+        queued = time.perf_counter()
+
         def job() -> None:
             if sink.cancelled.is_set():
                 return
+            started = time.perf_counter()
+            first: float | None = None
+            audio_s = 0.0
             try:
                 chunks = self.pipelines.get(spec).stream(request, token_chunks=token_chunks, options=options)
                 try:
                     for chunk in chunks:
+                        if first is None:
+                            first = time.perf_counter() - queued
+                        audio_s += len(chunk.audio) / chunk.sample_rate
                         sink.put(chunk)
                         if sink.cancelled.is_set():
                             log.info("stream cancelled by its reader; stopping synthesis")
@@ -179,8 +241,10 @@ class SynthesisService:
                 finally:
                     chunks.close()
             except Exception as exc:
+                self._record(self._stream_record(queued, started, audio_s, first, ok=False))
                 sink.fail(exc)
                 return
+            self._record(self._stream_record(queued, started, audio_s, first, ok=True))
             sink.finish()
 
         future = self.queue.submit(job)
@@ -188,6 +252,13 @@ class SynthesisService:
         # stream, so no reader waits for chunks that never come.
         future.add_done_callback(lambda done: sink.finish() if done.cancelled() else None)
         return future
+
+    @staticmethod
+    def _stream_record(
+        queued: float, started: float, audio_s: float, first: float | None, *, ok: bool
+    ) -> SynthesisRecord:
+        ended = time.perf_counter()
+        return SynthesisRecord("stream", started - queued, ended - started, audio_s, first, ok)
 
     def open_stream(
         self,
