@@ -6,8 +6,16 @@ accepted.
 """
 
 import sys
+from collections.abc import Sequence
 
-from app.api.server import main
+from app.api import server
 from app.ui.mount import mount_ui
 
-sys.exit(main(mount_ui=mount_ui))
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The API server with the web UI at ``/ui`` (the console command ``sovits-studio-api``)."""
+    return server.main(argv, mount_ui=mount_ui)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
