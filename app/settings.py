@@ -50,6 +50,9 @@ class Settings:
     queue_limit: int = 4
     # Never contact a model hub or download site (HF_HUB_OFFLINE=1 or STUDIO_OFFLINE=1).
     offline: bool = False
+    # Preset spoken for OpenAI's built-in voice names (alloy, nova, ...) that the voice table
+    # (presets/openai_voices.json) does not map and gives no default for (STUDIO_OPENAI_VOICE).
+    openai_voice: str | None = None
     # Extra environment for child processes (jobs); never used as an argument channel.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -141,4 +144,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_key=env.get("STUDIO_API_KEY") or None,
         queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 4),
         offline=_flag(env, "HF_HUB_OFFLINE") or _flag(env, "STUDIO_OFFLINE"),
+        openai_voice=(env.get("STUDIO_OPENAI_VOICE") or "").strip() or None,
     )
