@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ DEFAULT_UI_PORT = 9874  # upstream GPT-SoVITS main web UI port
 DEFAULT_API_PORT = 9880  # upstream api_v2 port
 DEFAULT_MAX_UPLOAD_MB = 200
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+# A browser origin: scheme, host (name, IPv4 or [IPv6]) and an optional port; no path.
+ORIGIN_PATTERN = re.compile(
+    r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(:[0-9]{1,5})?", re.IGNORECASE
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +58,9 @@ class Settings:
     # Preset spoken for OpenAI's built-in voice names (alloy, nova, ...) that the voice table
     # (presets/openai_voices.json) does not map and gives no default for (STUDIO_OPENAI_VOICE).
     openai_voice: str | None = None
+    # Browser origins allowed to call the HTTP API (CORS), e.g. ("http://localhost:8000",);
+    # ("*",) allows any; empty: CORS off (STUDIO_CORS_ORIGINS, comma-separated).
+    cors_origins: tuple[str, ...] = ()
     # Extra environment for child processes (jobs); never used as an argument channel.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -127,6 +135,22 @@ def prepend_to_path(directory: str) -> None:
         os.environ["PATH"] = directory + os.pathsep + current if current else directory
 
 
+def parse_origins(raw: str, source: str = "STUDIO_CORS_ORIGINS") -> tuple[str, ...]:
+    """Comma-separated origins (``scheme://host[:port]``, or ``*``) as a tuple; ValueError naming
+    ``source`` for anything else (a path, a trailing slash, ``null``: browsers never send those)."""
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if item != "*" and not ORIGIN_PATTERN.fullmatch(item):
+            raise ValueError(
+                f"{source}: {item!r} is not an origin; write scheme://host[:port] without a path, "
+                "e.g. http://localhost:8000, or * for any"
+            )
+        out.append(item.lower() if item != "*" else item)
+    return tuple(dict.fromkeys(out))
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return (env.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -145,4 +169,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         queue_limit=_int(env, "STUDIO_QUEUE_LIMIT", 4),
         offline=_flag(env, "HF_HUB_OFFLINE") or _flag(env, "STUDIO_OFFLINE"),
         openai_voice=(env.get("STUDIO_OPENAI_VOICE") or "").strip() or None,
+        cors_origins=parse_origins(env.get("STUDIO_CORS_ORIGINS") or ""),
     )

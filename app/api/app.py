@@ -10,11 +10,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from app.api import errors, metrics
+from app.api.docs import install_cors, install_docs
 from app.api.engine import ApiState
-from app.api.routes import health, openai, presets, tts
+from app.api.routes import health, legacy, openai, presets, tts
 from app.api.schemas import ERROR_RESPONSES
 from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
 from app.paths import Layout
@@ -30,6 +30,9 @@ Voice-cloning text to speech (GPT-SoVITS class) over HTTP.
   `/set_gpt_weights`, `/set_sovits_weights`. Paths resolve only inside the data folder.
 * **OpenAI compatible**: `POST /v1/audio/speech` where `voice` is a saved preset.
 * **Voice presets**: reference clip + what it says + models + defaults (`/presets`).
+* **Legacy api.py compatible**: `GET|POST /` with `refer_wav_path`, `text_language`, `cut_punc`, ...,
+  `/change_refer`, `/set_model`; `/speakers` and `/character_list` list the presets.
+  A bare `GET /` (no query string) is redirected to the web UI or these docs.
 
 Send the API key (when the server has one) as `Authorization: Bearer <key>` or `X-API-Key`.
 Busy servers answer 503 with `Retry-After`. There is no `/control` endpoint.
@@ -73,20 +76,18 @@ def create_app(
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # install_docs: the pages load their assets from this server, not a CDN
         redoc_url=None,
     )
     app.state.api = api
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * (1 << 20) + FORM_OVERHEAD_BYTES)
     metrics.install(app, api)  # outermost: 413s are counted too
-    for module in (health, tts):
+    for module in (health, tts, legacy):
         app.include_router(module.open_router, responses=ERROR_RESPONSES)
-    for module in (health, tts, openai, presets):
+    for module in (health, tts, openai, presets, legacy):
         app.include_router(module.router, responses=ERROR_RESPONSES)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/ui/" if getattr(app.state, "ui", False) else "/docs")
+    install_docs(app)
+    install_cors(app, settings.cors_origins)  # last: the outermost layer
 
     return app

@@ -2,6 +2,7 @@
 
     python -m app.api [--host 127.0.0.1] [--port 9880] [--api-key KEY] [--no-ui] [--lang auto]
                       [--queue-limit 4] [--max-upload-mb 200] [--precision fp32|fast]
+                      [--cors-origin http://localhost:8000] [-dr ref.wav -dt "what it says" -dl zh]
 
 Binding anything but a loopback address needs an API key (STUDIO_API_KEY, or --api-key; the
 variable keeps it out of the process list). With a key, the UI asks for it as its password.
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from app.settings import DEFAULT_API_PORT, DEFAULT_HOST, Settings, is_loopback, load_settings
+from app.settings import DEFAULT_API_PORT, DEFAULT_HOST, Settings, is_loopback, load_settings, parse_origins
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -69,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MB (default 200)")
     p.add_argument("--precision", choices=["fp32", "fast"], default="fp32", help="pipeline precision")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages of this origin call the API (repeat or comma-separate; * = any; "
+        "default STUDIO_CORS_ORIGINS, else none)",
+    )
+    legacy = p.add_argument_group("legacy api.py default reference (used by GET|POST / without one)")
+    legacy.add_argument("-dr", "--default-refer-path", help="clip under the data folder")
+    legacy.add_argument("-dt", "--default-refer-text", help="what the clip says")
+    legacy.add_argument("-dl", "--default-refer-language", help="its language (中文, zh, en, ...)")
     return p
 
 
@@ -96,7 +108,26 @@ def _settings(args: argparse.Namespace) -> Settings | str:
             if value <= 0:
                 return f"--{flag.replace('_', '-')} must be a positive number"
             changes[field] = value
+    if args.cors_origin:
+        changes["cors_origins"] = parse_origins(",".join(args.cors_origin), "--cors-origin")
     return dataclasses.replace(settings, **changes)
+
+
+def _default_reference(app: FastAPI, args: argparse.Namespace) -> str | None:
+    """Store upstream's ``-dr/-dt/-dl`` default reference; the problem, or None when fine."""
+    given = (args.default_refer_path, args.default_refer_text, args.default_refer_language)
+    if not any(given):
+        return None
+    if not all(given):
+        return "-dr, -dt and -dl go together: the clip, what it says and its language"
+    from app.api.errors import ApiError
+    from app.api.routes.legacy import save_default_reference
+
+    try:
+        save_default_reference(app.state.api, *given)
+    except ApiError as exc:
+        return exc.message
+    return None
 
 
 def build_server(
@@ -149,6 +180,10 @@ def main(argv: Sequence[str] | None = None, *, mount_ui: MountUI | None = None) 
 
     ui = None if args.no_ui else mount_ui
     app = build_server(settings, mount_ui=ui, lang=args.lang, precision=args.precision)
+    problem = _default_reference(app, args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     log.info("data folder: %s; API docs at http://%s:%d/docs", settings.home, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, workers=1)
     return 0
