@@ -95,25 +95,40 @@ def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, s
 
 @dataclass(frozen=True)
 class DistributedEnv:
-    """What ``torchrun`` tells each worker process (all 0/1 when not launched by torchrun)."""
+    """What ``torchrun`` tells each worker process (all 0/1 when not launched by torchrun).
+
+    Across nodes (``torchrun --nnodes N --rdzv-backend c10d --rdzv-endpoint HOST:PORT``) the
+    rendezvous assigns ``node_rank``; ``rank`` is global, so "rank 0" is one process of the run.
+    """
 
     rank: int = 0  # global rank (RANK)
     local_rank: int = 0  # rank on this machine, the CUDA device index to use (LOCAL_RANK)
-    world_size: int = 1  # number of processes (WORLD_SIZE)
+    world_size: int = 1  # number of processes, all nodes together (WORLD_SIZE)
+    node_rank: int = 0  # this machine's place among the nodes (GROUP_RANK)
+    local_world_size: int = 1  # processes on this machine (LOCAL_WORLD_SIZE)
 
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def nodes(self) -> int:
+        """Machines taking part (every node runs as many processes under torchrun)."""
+        return max(1, self.world_size // max(1, self.local_world_size))
+
 
 def distributed_env(env: Mapping[str, str] | None = None) -> DistributedEnv:
-    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE (torchrun's contract, not our argument channel)."""
+    """Read torchrun's RANK / LOCAL_RANK / WORLD_SIZE / GROUP_RANK / LOCAL_WORLD_SIZE (torchrun's
+    contract, not our argument channel)."""
     env = os.environ if env is None else env
     try:
+        world_size = int(env.get("WORLD_SIZE", "1"))
         return DistributedEnv(
             rank=int(env.get("RANK", "0")),
             local_rank=int(env.get("LOCAL_RANK", "0")),
-            world_size=int(env.get("WORLD_SIZE", "1")),
+            world_size=world_size,
+            node_rank=int(env.get("GROUP_RANK", "0")),
+            local_world_size=int(env.get("LOCAL_WORLD_SIZE", str(world_size))),
         )
     except ValueError as exc:
         raise ValueError(f"malformed torchrun environment: {exc}") from None

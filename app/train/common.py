@@ -56,7 +56,15 @@ def setup_distributed(backend: str | None = None) -> DistributedEnv:
         if torch.cuda.is_available():
             torch.cuda.set_device(env.local_rank)
         dist.init_process_group(backend=backend)
-        log.info("joined process group: rank %d of %d (%s)", env.rank, env.world_size, backend)
+        log.info(
+            "joined process group: rank %d of %d (%s), node %d of %d, local rank %d",
+            env.rank,
+            env.world_size,
+            backend,
+            env.node_rank,
+            env.nodes,
+            env.local_rank,
+        )
     return env
 
 

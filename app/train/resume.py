@@ -47,7 +47,20 @@ def resume_path(run_dir: Path, step: int) -> Path:
 
 
 def load_latest(run_dir: Path, kind: str) -> tuple[Path, Checkpoint] | None:
-    """The newest readable resume checkpoint of ``kind`` (an unreadable newer one is skipped with a warning)."""
+    """The newest readable resume checkpoint of ``kind`` (an unreadable newer one is skipped with a warning).
+
+    Under torchrun, global rank 0 alone reads the run folder (where it alone writes) and hands the
+    checkpoint to every other rank: all resume from the same step, also on nodes that do not see
+    rank 0's run folder.
+    """
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        found = [_newest_readable(run_dir, kind) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(found, src=0)
+        return found[0]
+    return _newest_readable(run_dir, kind)
+
+
+def _newest_readable(run_dir: Path, kind: str) -> tuple[Path, Checkpoint] | None:
     candidates = sorted(
         (p for p in Path(run_dir).glob(RESUME_PATTERN) if not p.name.startswith(".")),
         key=checkpoint_number,
