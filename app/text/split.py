@@ -241,12 +241,15 @@ def _break(text: str, start: int, limit: int) -> int:
     return best
 
 
-def _chunks(body: str, max_chars: int) -> list[str]:
-    """``body`` (text without clause marks) cut so no chunk passes the unit or ``max_chars`` limit."""
+def cut_by_length(
+    body: str, max_chars: int = MAX_PIECE_CHARS - 1, max_units: int = MAX_CLAUSE_UNITS
+) -> list[str]:
+    """``body`` (text without clause marks) cut at its best breaks so no chunk passes ``max_units``
+    (see :data:`MAX_CLAUSE_UNITS`) or ``max_chars``; the last chunk is what is left."""
     out, start, units = [], 0, 0
     for i, ch in enumerate(body):
         units += _units(ch)
-        if units > MAX_CLAUSE_UNITS or i - start >= max_chars:
+        if units > max_units or i - start >= max_chars:
             end = _break(body, start, i)
             out.append(body[start:end])
             start, units = end, spoken_units(body[end : i + 1])
@@ -269,7 +272,7 @@ def _bounded(piece: str, stop: str, max_len: int = MAX_PIECE_CHARS) -> list[str]
     for clause in _CLAUSE.findall(piece):
         body, mark = (clause[:-1], clause[-1]) if clause and clause[-1] in CLAUSE_MARKS else (clause, "")
         if len(body) >= max_len or spoken_units(body) > MAX_CLAUSE_UNITS:
-            *heads, clause = _chunks(body, max_len - 1)
+            *heads, clause = cut_by_length(body, max_len - 1)
             clause += mark
             if current:
                 out.append(current)
