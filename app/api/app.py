@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app.api import errors, metrics
 from app.api.docs import install_cors, install_docs
 from app.api.engine import ApiState
-from app.api.routes import health, legacy, openai, presets, tts
+from app.api.routes import health, legacy, openai, presets, tts, ws
 from app.api.schemas import ERROR_RESPONSES
 from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
 from app.paths import Layout
@@ -33,6 +33,8 @@ Voice-cloning text to speech (GPT-SoVITS class) over HTTP.
 * **Legacy api.py compatible**: `GET|POST /` with `refer_wav_path`, `text_language`, `cut_punc`, ...,
   `/change_refer`, `/set_model`; `/speakers` and `/character_list` list the presets.
   A bare `GET /` (no query string) is redirected to the web UI or these docs.
+* **LLM voice chat**: WebSocket `/ws/tts`: text in fragments as it is written, audio per sentence
+  (protocol in the README and `app/api/routes/ws.py`).
 
 Send the API key (when the server has one) as `Authorization: Bearer <key>` or `X-API-Key`.
 Busy servers answer 503 with `Retry-After`. There is no `/control` endpoint.
@@ -87,6 +89,7 @@ def create_app(
         app.include_router(module.open_router, responses=ERROR_RESPONSES)
     for module in (health, tts, openai, presets, legacy):
         app.include_router(module.router, responses=ERROR_RESPONSES)
+    app.include_router(ws.router)  # WebSocket /ws/tts: checks the key itself (headers or ?api_key)
     install_docs(app)
     install_cors(app, settings.cors_origins)  # last: the outermost layer
 
