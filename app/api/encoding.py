@@ -2,7 +2,8 @@
 
 - Whole files: wav (16-bit PCM), flac, ogg (Vorbis), opus (Ogg Opus at 48 kHz), mp3 (libsndfile's
   LAME when built in, else ffmpeg), aac (ADTS through ffmpeg), raw / pcm (headerless s16le).
-- Streams: :func:`wav_stream_header` is ONE RIFF header whose RIFF and data sizes are 0xFFFFFFFF
+- Streams (:mod:`app.api.stream_encoding` encodes them chunk by chunk; whole files stay as here):
+  :func:`wav_stream_header` is ONE RIFF header whose RIFF and data sizes are 0xFFFFFFFF
   ("until the connection ends", what OpenAI's streamed WAV does and players accept), followed by
   plain PCM; upstream's header declares 0 frames and concatenating per-chunk WAVs stops players
   after the first chunk. :class:`PcmStream` turns chunks into s16le at the requested rate.
@@ -39,7 +40,7 @@ class Format:
 
     # Content-Type of the response.
     mime: str
-    # True when the bytes can be sent while synthesis runs (header once, then samples).
+    # True when the bytes can be sent while synthesis runs (app.api.stream_encoding).
     streamable: bool
     # How to produce it: "wav" / "pcm" (built here), "sndfile" (libsndfile), "ffmpeg".
     via: str
@@ -51,11 +52,11 @@ FORMATS: dict[str, Format] = {
     "wav": Format("audio/wav", True, "wav"),
     "raw": Format("audio/pcm", True, "pcm"),
     "pcm": Format("audio/pcm", True, "pcm"),
-    "flac": Format("audio/flac", False, "sndfile", ("FLAC", "PCM_16")),
+    "flac": Format("audio/flac", True, "sndfile", ("FLAC", "PCM_16")),
     "ogg": Format("audio/ogg", False, "sndfile", ("OGG", "VORBIS")),
-    "opus": Format("audio/ogg; codecs=opus", False, "sndfile", ("OGG", "OPUS")),
-    "mp3": Format("audio/mpeg", False, "sndfile", ("MP3", "MPEG_LAYER_III")),
-    "aac": Format("audio/aac", False, "ffmpeg", ("-c:a", "aac", "-b:a", "192k", "-f", "adts")),
+    "opus": Format("audio/ogg; codecs=opus", True, "sndfile", ("OGG", "OPUS")),
+    "mp3": Format("audio/mpeg", True, "sndfile", ("MP3", "MPEG_LAYER_III")),
+    "aac": Format("audio/aac", True, "ffmpeg", ("-c:a", "aac", "-b:a", "192k", "-f", "adts")),
 }
 # ffmpeg stand-ins when libsndfile lacks a codec.
 FFMPEG_FALLBACK = {"mp3": ("-c:a", "libmp3lame", "-b:a", "192k", "-f", "mp3")}

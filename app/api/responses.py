@@ -1,21 +1,30 @@
-"""Audio responses: a whole file, or a stream that starts before synthesis ends.
+"""Audio responses: a whole file, a stream that starts before synthesis ends, or server-sent events.
 
-Both carry what the pipeline noted (a trimmed, clipped or over-range reference, skipped letters)
+Streams go through :mod:`app.api.stream_encoding` (each chunk encoded and sent as it is made, in
+every format but ogg Vorbis). OpenAI's ``stream_format: "sse"`` sends the same encoded bytes as
+``data: {"type": "speech.audio.delta", "audio": "<base64>"}`` events, then one
+``{"type": "speech.audio.done", "usage": {...}}`` (an ``{"type": "error", ...}`` event when the
+synthesis fails after the first audio).
+
+All carry what the pipeline noted (a trimmed, clipped or over-range reference, skipped letters)
 in the ``X-Studio-Notes`` header: a JSON list of sentences, ASCII-escaped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import Response, StreamingResponse
 
-from app.api.encoding import FORMATS, OPUS_RATE, PcmStream, encode, wav_stream_header
+from app.api.encoding import FORMATS, OPUS_RATE, encode
 from app.api.engine import ApiState, ChunkStream
 from app.api.errors import notes_header
+from app.api.stream_encoding import StreamEncoder, stream_encoder
 from app.infer.request import PipelineSpec, TTSRequest
 from app.infer.streaming import StreamOptions
 
@@ -69,15 +78,10 @@ def stream_options(mode: int, min_chunk_length: int, overlap_length: int = 2) ->
     return None
 
 
-async def _stream_body(
-    stream: ChunkStream, media: str, sample_rate: int, pcm_rate: int | None
-) -> AsyncIterator[bytes]:
-    pcm = PcmStream(sample_rate, pcm_rate or sample_rate)
+async def _stream_body(stream: ChunkStream, encoder: StreamEncoder) -> AsyncIterator[bytes]:
     try:
-        if media == "wav":
-            yield wav_stream_header(sample_rate)
         async for chunk in stream.chunks():
-            data = pcm.encode(chunk.audio, final=chunk.result is not None)
+            data = await asyncio.to_thread(encoder.encode, chunk.audio, chunk.result is not None)
             if data:
                 yield data
     except Exception:
@@ -85,6 +89,37 @@ async def _stream_body(
         log.exception("synthesis failed while streaming; the audio ends here")
     finally:
         stream.cancel()
+        encoder.close()
+
+
+def sse_event(event: dict[str, Any]) -> bytes:
+    """One server-sent event carrying ``event`` as JSON (OpenAI's framing: a ``data:`` line each)."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode("ascii") + b"\n\n"
+
+
+async def _sse_body(stream: ChunkStream, encoder: StreamEncoder, input_tokens: int) -> AsyncIterator[bytes]:
+    output_tokens = 0
+    try:
+        async for chunk in stream.chunks():
+            data = await asyncio.to_thread(encoder.encode, chunk.audio, chunk.result is not None)
+            if data:
+                audio = base64.b64encode(data).decode("ascii")
+                yield sse_event({"type": "speech.audio.delta", "audio": audio})
+            if chunk.result is not None:
+                output_tokens = sum(int(t.numel()) for t in chunk.result.tokens)
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
+        yield sse_event({"type": "speech.audio.done", "usage": usage})
+    except Exception:
+        log.exception("synthesis failed while streaming events")
+        message = "synthesis failed after the first audio; the server log has the details"
+        yield sse_event({"type": "error", "error": {"message": message, "type": "server_error"}})
+    finally:
+        stream.cancel()
+        encoder.close()
 
 
 async def audio_response(
@@ -95,25 +130,36 @@ async def audio_response(
     streaming_mode: int = 0,
     options: StreamOptions | None = None,
     pcm_rate: int | None = None,
+    *,
+    notes: tuple[str, ...] = (),
+    sse: bool = False,
 ) -> Response:
     """Synthesise ``request`` on ``spec``'s models and answer with format ``media``.
 
     ``streaming_mode`` 1 sends each segment as it is done, 2 and 3 pieces of segments while the
-    GPT still runs; only wav and raw/pcm stream (other containers are sent whole when done).
-    ``pcm_rate`` resamples raw PCM (OpenAI clients expect 24 kHz).
+    GPT still runs (ogg Vorbis, which has no incremental encoder here, is sent whole when done).
+    ``pcm_rate`` resamples raw PCM (OpenAI clients expect 24 kHz). ``notes``: the route's own
+    notes, sent before the pipeline's. ``sse``: OpenAI's server-sent events (implies streaming).
     """
     fmt = FORMATS[media]
-    if streaming_mode and fmt.streamable:
-        stream = await api.open_stream(spec, request, token_chunks=streaming_mode >= 2, options=options)
-        rate = stream.sample_rate
-        headers = {
-            "X-Sample-Rate": str(pcm_rate or rate),
-            "Cache-Control": "no-store",
-            **notes_header(stream.notes),
-        }
-        return StreamingResponse(
-            _stream_body(stream, media, rate, pcm_rate), media_type=fmt.mime, headers=headers
+    if sse or (streaming_mode and fmt.streamable):
+        stream = await api.open_stream(
+            spec, request, token_chunks=sse or streaming_mode >= 2, options=options
         )
+        try:
+            encoder = stream_encoder(media, stream.sample_rate, pcm_rate)
+        except BaseException:
+            stream.cancel()
+            raise
+        headers = {
+            "X-Sample-Rate": str(encoder.sample_rate),
+            "Cache-Control": "no-store",
+            **notes_header((*notes, *stream.notes)),
+        }
+        if sse:
+            body = _sse_body(stream, encoder, len(request.text))
+            return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(_stream_body(stream, encoder), media_type=fmt.mime, headers=headers)
     if streaming_mode:
         log.debug("%s is not a streaming format; sending the whole file", media)
     result = await api.synthesize(spec, request)
@@ -126,6 +172,6 @@ async def audio_response(
         "X-Seed": str(result.seed),
         "X-Sample-Rate": str(rate),
         "X-Audio-Seconds": f"{result.duration:.3f}",
-        **notes_header(result.notes),
+        **notes_header((*notes, *result.notes)),
     }
     return Response(data, media_type=fmt.mime, headers=headers)
