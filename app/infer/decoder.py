@@ -6,6 +6,8 @@
   shrink with the window (10 s of audio: 255 -> 150 MB at the decoder's peak, for ~6 % more work).
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
+- :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
+  stay float32).
 """
 
 from __future__ import annotations
@@ -79,6 +81,23 @@ class CastDecoder(nn.Module):
         """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
         out = self.inner(x.to(self.dtype), g=None if g is None else g.to(self.dtype))
         return out.float()
+
+
+class CastNSF(nn.Module):
+    """Runs an NSF decoder ``f(x, f0, g, noise)`` in another dtype, returning float32.
+
+    f0 stays float32: the harmonic source computes its phases in float64 from it and hands the
+    sines to its (cast) merging layer, so only the network after the phases is in ``dtype``.
+    """
+
+    def __init__(self, decoder: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = decoder.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise) -> torch.Tensor:
+        """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> (B, 1, T * hop) float32"""
+        return self.inner(x.to(self.dtype), f0.float(), g.to(self.dtype), noise).float()
 
 
 class CastSampler(nn.Module):

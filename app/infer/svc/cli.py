@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.audio.io import AudioError, save_audio
 from app.audio.pitch import TRACKERS
+from app.infer.request import PRECISIONS
 from app.infer.svc.pipeline import SVCPipeline
 from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, default_output_name
 
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default from STUDIO_HOME)")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision", default=d.precision, choices=PRECISIONS,
+        help="fp32 (so-vits-svc's numbers) or fast (bf16 encoder and decoder where native; default %(default)s)",
+    )  # fmt: skip
     return p
 
 
@@ -72,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed, slice_db=args.slice_db, pad_seconds=args.pad_seconds, max_slice_seconds=args.max_slice,
             crossfade_seconds=args.crossfade, cluster_ratio=args.cluster_ratio, cluster_model=args.cluster_model,
             loudness_mix=args.loudness_mix, check_range=not args.no_range_check, separate=args.separate,
-            mix_accompaniment=args.mix_accompaniment,
+            mix_accompaniment=args.mix_accompaniment, precision=args.precision,
         )  # fmt: skip
         pipeline = SVCPipeline(
             args.pretrained or settings.pretrained,

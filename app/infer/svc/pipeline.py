@@ -35,6 +35,9 @@ from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, r
 from app.audio.slicer import SlicerOptions, find_segments
 from app.audio.volume import frame_volume, match_loudness
 from app.devices import pick_device
+from app.infer.decoder import CastNSF
+from app.infer.precision import plan_for
+from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
 from app.models.encoders.content import SAMPLE_RATE as CONTENT_SR
 from app.models.encoders.content import (
@@ -69,8 +72,13 @@ class _Voice:
 
 
 @lru_cache(maxsize=4)
-def _cached_model(model: str, config: str, _stamp: tuple[int, int], device: str) -> SvcCheckpoint:
-    return load_svc(model, config, purpose="inference", device=device)
+def _cached_model(
+    model: str, config: str, _stamp: tuple[int, int], device: str, dtype: torch.dtype = torch.float32
+) -> SvcCheckpoint:
+    ckpt = load_svc(model, config, purpose="inference", device=device)
+    if dtype != torch.float32:  # its own copy (the cache key holds the dtype): fp32 users keep theirs
+        ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
+    return ckpt
 
 
 @lru_cache(maxsize=4)
@@ -82,8 +90,11 @@ def _stamp(path: Path) -> int:
     return Path(path).stat().st_mtime_ns
 
 
-def load_model(model: Path, config: Path | None, device: str | torch.device) -> SvcCheckpoint:
-    """The model + config (cached per files and device; a changed file is reloaded)."""
+def load_model(
+    model: Path, config: Path | None, device: str | torch.device, dtype: torch.dtype = torch.float32
+) -> SvcCheckpoint:
+    """The model + config, its decoder in ``dtype`` (cached per files, device and dtype; a changed
+    file is reloaded)."""
     model = Path(model)
     config = Path(config) if config is not None else model.parent / "config.json"
     for path, what in ((model, "model file"), (config, "config.json")):
@@ -92,7 +103,7 @@ def load_model(model: Path, config: Path | None, device: str | torch.device) -> 
                 f"{path}: no such {what}; choose an existing G_*.pth and the config.json it was trained with"
             )
     return _cached_model(
-        str(model.resolve()), str(config.resolve()), (_stamp(model), _stamp(config)), str(device)
+        str(model.resolve()), str(config.resolve()), (_stamp(model), _stamp(config)), str(device), dtype
     )
 
 
@@ -107,14 +118,14 @@ class SVCPipeline:
         self.encoder_dir = encoder_dir
 
     # -- resources -------------------------------------------------------------------------
-    def _encoder(self, name: str) -> ContentEncoder:
+    def _encoder(self, name: str, dtype: torch.dtype = torch.float32) -> ContentEncoder:
         folder = self.encoder_dir
         if folder is None:
             message = missing_encoder_message(name, self.pretrained_root)
             if message:
                 raise SvcModelError(message)
             folder = encoder_folder(name, self.pretrained_root)
-        return load_content_encoder(name, Path(folder), str(self.device))
+        return load_content_encoder(name, Path(folder), str(self.device), dtype)
 
     def _speaker(
         self, ckpt: SvcCheckpoint, request: SvcRequest
@@ -239,11 +250,16 @@ class SVCPipeline:
             )
         if request.max_slice_seconds <= 2 * request.crossfade_seconds or request.max_slice_seconds < 1.0:
             raise SvcInputError("max slice length must be at least 1 s and longer than twice the cross-fade")
-        ckpt = load_model(request.model, request.config, self.device)
+        if request.precision not in PRECISIONS:
+            raise SvcInputError(
+                f"unknown precision {request.precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
+        low = plan_for(request.precision, self.device).decoder  # bf16 where native, else float32
+        ckpt = load_model(request.model, request.config, self.device, low)
         speaker, sid, mix = self._speaker(ckpt, request)
         centers = self._cluster(request, speaker)
         name = ckpt.config.speech_encoder
-        encoder = self._encoder(name)
+        encoder = self._encoder(name, low)
         if encoder.dim != ckpt.model.cfg.ssl_dim:
             raise SvcModelError(
                 f"the {name} encoder gives {encoder.dim}-d features, the model expects {ckpt.model.cfg.ssl_dim}"

@@ -55,6 +55,9 @@ class SvcRequest:
     mix_accompaniment: bool = False  # with separate: mix the accompaniment back into the output
     separator_engine: str = "demucs"  # app.data.preprocess.separate engine
     separator_model: str = "htdemucs"  # its model
+    # "fp32" (so-vits-svc's numbers) or "fast": the content encoder and the NSF decoder in bfloat16
+    # where the device has native bf16 (CUDA, AVX512-BF16/AMX CPUs; elsewhere as fp32).
+    precision: str = "fp32"
 
 
 @dataclass(frozen=True)

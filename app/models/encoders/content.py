@@ -154,8 +154,11 @@ def missing_encoder_message(name: str, pretrained_root: Path) -> str:
 
 
 @lru_cache(maxsize=2)
-def load_content_encoder(name: str, folder: Path, device: str = "cpu") -> ContentEncoder:
-    """Load ``name`` (see :data:`ENCODERS`) from a local transformers HuBERT folder (cached)."""
+def load_content_encoder(
+    name: str, folder: Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> ContentEncoder:
+    """Load ``name`` (see :data:`ENCODERS`) from a local transformers HuBERT folder (cached), its
+    weights and arithmetic in ``dtype`` (features come out float32 whatever it is)."""
     if name not in ENCODERS:
         raise ContentEncoderError(f"unknown content encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     spec = ENCODERS[name]
@@ -183,7 +186,7 @@ def load_content_encoder(name: str, folder: Path, device: str = "cpu") -> Conten
             f"{folder}: weights file lacks {other[:4]}; is it a complete HuBERT export?"
         )
     logger.info("loaded content encoder %s from %s", name, folder)
-    return ContentEncoder(model.eval(), spec).to(device)
+    return ContentEncoder(model.eval(), spec).to(device, dtype)
 
 
 def align_frames(units: torch.Tensor, n_frames: int, mode: str = "nearest") -> torch.Tensor:
