@@ -111,3 +111,25 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, permissions: i
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb", permissions=permissions) as fh:
         fh.write(data)
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created empty if absent) for a read-modify-write.
+
+    Processes sharing a data folder (API replicas) take turns; ``flock`` also works on NFSv4
+    (Linux maps it to a POSIX lock there). Where there is no ``fcntl`` (Windows) it only runs the block.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per data folder there
+        yield
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

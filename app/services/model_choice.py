@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from app import config_io
+from app.fileio import exclusive_lock
 from app.infer.request import ModelLoadError
 from app.models.upstream.gpt import gpt_version, read_gpt_file
 from app.models.upstream.sovits import read_sovits
@@ -162,13 +163,20 @@ class ModelChoiceStore:
             return ModelChoice()
 
     def set(self, kind: str, path: Path) -> ModelChoice:
-        """Make ``path`` (already resolved and inspected) the current ``kind`` model."""
-        current = self.read()
+        """Make ``path`` (already resolved and inspected) the current ``kind`` model.
+
+        Replicas setting the two kinds at once take turns (a lock beside the file), so neither
+        choice is lost.
+        """
         name = relative_name(path, self.layout)
-        choice = (
-            ModelChoice(gpt=name, sovits=current.sovits) if kind == "gpt" else ModelChoice(current.gpt, name)
-        )
-        config_io.save(choice, self.path)
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock")):
+            current = self.read()
+            choice = (
+                ModelChoice(gpt=name, sovits=current.sovits)
+                if kind == "gpt"
+                else ModelChoice(current.gpt, name)
+            )
+            config_io.save(choice, self.path)
         log.info("current %s model: %s", kind, name)
         return choice
 

@@ -38,6 +38,8 @@ MAX_NAME_CHARS = 64
 MAX_CLIP_SECONDS = 60.0
 # Formats libsndfile names in its header info -> the extension the clip is stored under.
 SNIFFED_EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3"}
+# Attempts of one overwrite racing others for the same name before it gives up.
+OVERWRITE_TRIES = 20
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
@@ -251,20 +253,33 @@ class PresetStore:
         return saved
 
     def _publish(self, tmp: Path, target: Path, overwrite: bool) -> None:
-        try:
-            os.rename(tmp, target)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not overwrite:
-                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+        # Writers racing to overwrite one name (two replicas, say) take turns: when another moved
+        # the old preset aside first, or put its own in between, this one tries again.
+        for _ in range(OVERWRITE_TRIES):
+            try:
+                os.rename(tmp, target)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not overwrite:
                     raise PresetExists(
                         f"a voice preset named {target.name!r} exists already: delete it first or overwrite it"
                     ) from None
-                raise
-        # Overwrite: move the old one aside, then the new one in (the name is briefly absent).
-        trash = self._trash(target)
-        os.rename(tmp, target)
-        shutil.rmtree(trash, ignore_errors=True)
+            # Overwrite: move the old one aside, then the new one in (the name is briefly absent).
+            try:
+                trash = self._trash(target)
+            except PresetNotFound:
+                continue  # another writer moved it aside: its new one comes, or the name is free
+            try:
+                os.rename(tmp, target)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
+        raise PresetError(f"preset {target.name!r} is being overwritten by others; try again")
 
     def _trash(self, folder: Path) -> Path:
         trash = self.root / f".trash-{uuid.uuid4().hex}"

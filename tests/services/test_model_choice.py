@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
+import threading
+from pathlib import Path
 
 import pytest
 
+from app import config_io
 from app.infer.request import ModelLoadError
 from app.paths import Layout, PathOutsideRoot
 from app.services.model_choice import (
@@ -108,6 +112,40 @@ def test_store_persists_the_choice_and_falls_back_to_the_first_listed(layout):
     store.path.write_text('{"gpt": "GPT_weights/gone.ckpt", "sovits": ""}')
     assert store.current()[0].suffix == ".ckpt"
     store.path.unlink()
+
+
+def test_replicas_setting_both_kinds_at_once_lose_neither(layout, monkeypatch):
+    """Each write keeps the other kind as the previous write left it (read-modify-write in turns)."""
+    written: list[ModelChoice] = []
+    real_save = config_io.save
+
+    def recording_save(obj, path):
+        real_save(obj, path)
+        threading.Event().wait(0.0005)  # widen the read-modify-write window
+        written.append(obj)
+
+    monkeypatch.setattr(config_io, "save", recording_save)
+    ModelChoiceStore(layout).path.unlink(missing_ok=True)
+
+    def choose(kind: str, folder: Path, suffix: str) -> None:
+        store = ModelChoiceStore(layout)  # one per "replica": no shared state but the file
+        for i in range(40):
+            store.set(kind, folder / f"{kind}{i}{suffix}")
+
+    threads = [
+        threading.Thread(target=choose, args=("gpt", layout.gpt_weights, ".ckpt")),
+        threading.Thread(target=choose, args=("sovits", layout.sovits_weights, ".pth")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(written) == 80
+    for before, after in itertools.pairwise([ModelChoice(), *written]):
+        assert after.gpt == before.gpt or after.sovits == before.sovits, (before, after)
+    final = ModelChoiceStore(layout).read()
+    assert (final.gpt, final.sovits) == ("GPT_weights/gpt39.ckpt", "SoVITS_weights/sovits39.pth")
+    ModelChoiceStore(layout).path.unlink()
 
 
 def test_inspect_names_lora_voices_by_their_version(tmp_path, upstream_fixtures):

@@ -92,6 +92,39 @@ def test_racing_creators_of_one_name_one_wins(store):
     assert [p.name for p in store.root.iterdir()] == ["race"]
 
 
+def test_racing_overwriters_of_one_name_all_succeed(store, monkeypatch):
+    """Overwrites racing for one name (replicas on one volume) take turns instead of failing."""
+    clip = ClipUpload(_clip())
+    store.create(VoicePreset("race", "", prompt_text="start"), clip)
+    real_rename = os.rename
+
+    def slow_rename(src, dst):  # widen the window between "move the old aside" and "move the new in"
+        real_rename(src, dst)
+        threading.Event().wait(0.001)
+
+    monkeypatch.setattr("app.services.presets.os.rename", slow_rename)
+    errors: list[Exception] = []
+    barrier = threading.Barrier(6)
+
+    def overwrite(i: int) -> None:
+        barrier.wait()
+        for n in range(10):
+            try:
+                store.create(VoicePreset("race", "", prompt_text=f"{i}-{n}"), clip, overwrite=True)
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=overwrite, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.get("race").prompt_text in {f"{i}-{n}" for i in range(6) for n in range(10)}
+    assert [p.name for p in store.root.iterdir()] == ["race"]
+    assert (store.folder("race") / PRESET_FILE).is_file()
+
+
 @pytest.mark.parametrize("name", ["", " ", "..", ".hidden", "a/b", "a\\b", "c:d", "x" * 65])
 def test_bad_names_are_refused(store, name):
     with pytest.raises(PresetError, match="name"):
