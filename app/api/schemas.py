@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.api.encoding import check_format
+from app.api.openai_models import check_model
 from app.infer.request import (
     DEFAULT_SAMPLE_STEPS,
     MAX_BATCH_SIZE,
@@ -245,23 +246,63 @@ class TTSParams(RequestModel):
         return mapping[text]
 
 
+class VoiceObject(RequestModel):
+    """OpenAI's custom-voice form of ``voice``: ``{"id": "..."}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="a saved preset, or a name of the voice table (GET /v1/audio/voice_map)")
+
+
 class SpeechRequest(RequestModel):
-    """``POST /v1/audio/speech``: OpenAI's fields; ``voice`` names a saved preset."""
+    """``POST /v1/audio/speech``: OpenAI's fields; ``voice`` names a saved preset or a built-in voice."""
 
     model_config = ConfigDict(extra="ignore")
     long_fields: ClassVar[dict[str, int]] = {"input": OPENAI_MAX_INPUT_CHARS, "instructions": MAX_TEXT_CHARS}
 
-    model: str = Field(description="tts-1, tts-1-hd, gpt-4o-mini-tts or gpt-sovits (all the same engine)")
+    model: str = Field(
+        description="tts-1, tts-1-hd, gpt-4o-mini-tts or gpt-sovits, optionally dated "
+        "(gpt-4o-mini-tts-2025-03-20, tts-1-hd-1106); all the same engine"
+    )
     input: str = Field(description=f"text to speak (at most {OPENAI_MAX_INPUT_CHARS} characters)")
-    voice: str = Field(description="name of a saved voice preset (GET /v1/audio/voices)")
+    voice: str | VoiceObject = Field(
+        description="a saved preset (GET /v1/audio/voices), one of OpenAI's built-in voice names "
+        '(mapped to presets by GET|PUT /v1/audio/voice_map), or {"id": <either>}'
+    )
     response_format: str = Field("mp3", description="mp3, opus, aac, flac, wav or pcm (s16le, 24 kHz)")
     speed: Speed = 1.0
-    instructions: str | None = Field(None, description="accepted and ignored")
-    stream_format: Literal["audio", "sse"] | None = Field(None, description="'audio' only")
-    stream: bool = Field(False, description="send audio while it is synthesised (wav and pcm)")
+    instructions: str | None = Field(
+        None, description="not followed by this engine: accepted, and the X-Studio-Notes header says so"
+    )
+    stream_format: Literal["audio", "sse"] | None = Field(
+        None, description="audio: the file streamed as it is made; sse: base64 speech.audio.delta events"
+    )
+    stream: bool = Field(False, description="send the audio while it is synthesised (every format)")
     # Extensions.
     language: str | None = Field(None, description="language mode of input (default: the preset's)")
     seed: Seed | None = None
+
+    @property
+    def voice_name(self) -> str:
+        """The voice asked for, whether sent as a name or as an object."""
+        return self.voice.id if isinstance(self.voice, VoiceObject) else self.voice
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice(cls, v: Any) -> Any:
+        # One error naming `voice` (not one per member of the union); the object becomes its id.
+        if isinstance(v, dict):
+            if not isinstance(v.get("id"), str):
+                raise ValueError('as an object must be {"id": "<voice name>"}')
+            return check_text(v["id"])
+        if not isinstance(v, str):
+            raise ValueError('must be a voice name or an object {"id": "<voice name>"}')
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        return check_model(v)
 
     @field_validator("input")
     @classmethod
@@ -278,13 +319,6 @@ class SpeechRequest(RequestModel):
     @classmethod
     def _lang(cls, v: str | None) -> str | None:
         return language_id(v)
-
-    @field_validator("stream_format")
-    @classmethod
-    def _stream_format(cls, v: str | None) -> str | None:
-        if v == "sse":
-            raise ValueError("'sse' is not supported; use 'audio' (or leave it out)")
-        return v
 
 
 class PresetFields(RequestModel):

@@ -108,13 +108,16 @@ def test_openai_speech_wav_pcm_and_stream(client, voice_preset):
     ("change", "status", "param"),
     [
         ({"model": "whisper-1"}, 400, "model"),
-        ({"voice": "alloy"}, 404, "voice"),
+        ({"voice": "nobody"}, 404, "voice"),
+        ({"voice": {"id": "nobody"}}, 404, "voice"),
+        ({"model": "tts-1-hd-1332"}, 400, "model"),
+        ({"model": "tts-2"}, 400, "model"),
         ({"speed": 4.5}, 400, "speed"),
         ({"speed": 0.1}, 400, "speed"),
         ({"response_format": "wma"}, 400, "response_format"),
         ({"input": ""}, 400, "input"),
         ({"input": "字" * 4097}, 400, "input"),
-        ({"stream_format": "sse"}, 400, "stream_format"),
+        ({"stream_format": "mp4"}, 400, "stream_format"),
         ({"language": "xx"}, 400, "language"),
     ],
 )
