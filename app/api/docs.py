@@ -34,11 +34,23 @@ FAVICON = "favicon.png"
 CORS_REQUEST_HEADERS = ["Authorization", "X-API-Key", "Content-Type"]
 CORS_EXPOSED_HEADERS = ["X-Studio-Notes", "X-Sample-Rate", "X-Seed", "X-Audio-Seconds", "Retry-After"]
 CORS_MAX_AGE_S = 600  # how long a browser may cache a preflight answer
+# The docs pages may load nothing from other hosts: ReDoc's bundle shows a logo from its CDN, and
+# Swagger UI may show an online validator's badge. Their inline start-up scripts and styles, data:
+# images and ReDoc's search worker (a blob:) are allowed.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 
 
 def _prefix(request: Request) -> str:
     """The path the app is mounted under (behind a proxy's root_path), "" at the root."""
     return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = DOCS_CSP
+    return page
 
 
 def install_docs(app: FastAPI) -> None:
@@ -49,13 +61,15 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     async def swagger(request: Request) -> HTMLResponse:
         root = _prefix(request)
-        return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"),
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{ASSETS_PATH}/{SWAGGER_JS}",
-            swagger_css_url=f"{root}{ASSETS_PATH}/{SWAGGER_CSS}",
-            swagger_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
-            oauth2_redirect_url=root + oauth_redirect,
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=root + (app.openapi_url or "/openapi.json"),
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}{ASSETS_PATH}/{SWAGGER_JS}",
+                swagger_css_url=f"{root}{ASSETS_PATH}/{SWAGGER_CSS}",
+                swagger_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
+                oauth2_redirect_url=root + oauth_redirect,
+            )
         )
 
     @app.get(oauth_redirect, include_in_schema=False)
@@ -65,12 +79,14 @@ def install_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = _prefix(request)
-        return get_redoc_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"),
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_PATH}/{REDOC_JS}",
-            redoc_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
-            with_google_fonts=False,
+        return _local_only(
+            get_redoc_html(
+                openapi_url=root + (app.openapi_url or "/openapi.json"),
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}{ASSETS_PATH}/{REDOC_JS}",
+                redoc_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
+                with_google_fonts=False,
+            )
         )
 
 

@@ -107,6 +107,9 @@ def test_docs_pages_load_only_local_assets(client, page):
         assert len(asset.content) > 1000
     assert "/openapi.json" in response.text
     assert client.get("/openapi.json").status_code == 200
+    # the browser may fetch nothing elsewhere (ReDoc's bundle shows a logo from its CDN)
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy and "https:" not in policy
 
 
 def test_docs_follow_a_proxy_prefix(client):
