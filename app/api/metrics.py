@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.engine import ApiState
@@ -186,17 +186,18 @@ class OwnersCollector:
         yield loss
 
 
-def route_label(scope: Scope) -> str:
-    """The template of the route that answered (``/presets/{name}``), never the raw path."""
+def route_label(scope: Scope, original: Scope) -> str:
+    """The template of the route that answered (``/presets/{name}``), never the raw path.
+
+    ``scope`` is the request's scope after routing (FastAPI's routes put themselves in it);
+    ``original`` a copy from before, matched against the app's mounts (``/ui``, ``/docs-assets``).
+    """
     route = scope.get("route")
-    if route is not None and hasattr(route, "path"):
-        return route.path
-    app = scope.get("app")
-    for candidate in getattr(app, "routes", ()):
-        match, _ = candidate.matches(dict(scope))
-        if match == Match.FULL:
-            return getattr(candidate, "path", UNMATCHED) or "/"
-    return UNMATCHED
+    inner = route.path if route is not None and hasattr(route, "path") else ""
+    for candidate in getattr(original.get("app"), "routes", ()):
+        if isinstance(candidate, Mount) and candidate.matches(dict(original))[0] == Match.FULL:
+            return candidate.path + inner  # a mounted app's own route (the UI's) under its mount
+    return inner or UNMATCHED
 
 
 class HttpMetrics:
@@ -211,6 +212,7 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        original = dict(scope)  # routing rewrites root_path in place
         status = 500  # what the client gets when the app raises before answering
 
         async def watched(message: Message) -> None:
@@ -223,7 +225,7 @@ class HttpMetrics:
             await self.app(scope, receive, watched)
         finally:
             seconds = time.perf_counter() - start
-            self.metrics.count_request(scope.get("method", ""), route_label(scope), status, seconds)
+            self.metrics.count_request(scope.get("method", ""), route_label(scope, original), status, seconds)
 
 
 @router.get(

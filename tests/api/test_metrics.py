@@ -155,3 +155,18 @@ def test_throughput_counts_the_last_run_of_increasing_steps(tmp_path) -> None:
     assert throughput(path) == 1.0  # steps 2 -> 4 in 2 s after the resume
     path.write_text('{"step": 1, "time": 0}\nnot json\n{"step": 5, "ti')
     assert throughput(path) is None
+
+
+def test_a_mounted_app_is_counted_under_its_mount_path(tmp_path) -> None:
+    from fastapi import FastAPI
+
+    app = create_app(Settings(home=tmp_path / "home"))
+    inner = FastAPI()
+    inner.get("/page/{anything}")(lambda anything: {"page": anything})
+    app.mount("/ui", inner)  # as the web UI is mounted
+    with TestClient(app) as client:
+        assert client.get("/ui/page/one").status_code == 200
+        assert client.get("/ui/page/two").status_code == 200
+        samples = scrape(client)
+    labels = {"method": "GET", "route": "/ui/page/{anything}", "status": "200"}
+    assert value(samples, "studio_http_requests_total", **labels) == 2
