@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import gradio as gr
 
@@ -10,8 +11,21 @@ from app.paths import Layout
 from app.services.synthesis import SynthesisService
 from app.settings import Settings
 from app.ui.context import UIContext
-from app.ui.i18n import COMMON, build_i18n
+from app.ui.i18n import COMMON, build_i18n, merge
 from app.ui.tabs.registry import TABS
+
+# The actions scripts may call (gradio_client ``api_name``), each named at its event; every other
+# event (refreshes, pickers, polls, page loads) is private: the page uses it, the API lists and
+# accepts none of it.
+PUBLIC_API = (
+    "tts",
+    "svc_convert",
+    "slice",
+    "build_dataset",
+    "svc_preprocess",
+    "svc_train_start",
+    "svc_train_stop",
+)
 
 # Long result lists scroll inside their box instead of stretching the page.
 CSS = """
@@ -31,14 +45,51 @@ def build_app(settings: Settings, lang: str = "auto", synthesis: SynthesisServic
     if synthesis is None:
         synthesis = SynthesisService.create(settings.queue_limit)
     ctx = UIContext(settings=settings, layout=layout, i18n=i18n, lang=lang, synthesis=synthesis)
-    with gr.Blocks(title="SoVITS Studio", analytics_enabled=False) as demo:
+    with StudioBlocks(title="SoVITS Studio", analytics_enabled=False) as demo:
         gr.Markdown(i18n("app.header"), elem_id="studio-header")
         with gr.Tabs():
             for tab in TABS:
                 with gr.Tab(i18n(tab.TITLE_KEY), id=tab.TAB_ID, elem_id=f"tab-{tab.TAB_ID}"):
                     tab.build(ctx)
     demo.queue(default_concurrency_limit=1, max_size=64)
+    hide_internal_events(demo)
     return demo
+
+
+class StudioBlocks(gr.Blocks):
+    """The page, whose API description (``view_api``, the "Use via API" page) shows labels as
+    plain English text: the page's labels are translation keys the browser resolves."""
+
+    def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
+        info = super().get_api_info(all_endpoints=all_endpoints, page=page)
+        english = app_texts()
+        for endpoints in info.values():
+            for endpoint in endpoints.values():
+                for item in (*endpoint["parameters"], *endpoint["returns"]):
+                    label = item.get("label")
+                    if isinstance(label, gr.i18n.I18nData):
+                        item["label"] = english.get(label.key, label.key)
+        return info
+
+
+def hide_internal_events(demo: gr.Blocks) -> None:
+    """Make every event but the :data:`PUBLIC_API` actions private (not listed, not callable by
+    API clients; the page itself still runs them). Raises when a public action is missing."""
+    named = set()
+    for fn in demo.fns.values():
+        if fn.api_name in PUBLIC_API and fn.api_visibility == "public":
+            named.add(fn.api_name)
+        else:
+            fn.api_visibility = "private"
+    missing = sorted(set(PUBLIC_API) - named)
+    if missing:
+        raise RuntimeError(f"public API actions without an event: {missing}")
+
+
+@lru_cache(maxsize=1)
+def app_texts() -> dict[str, str]:
+    """The English text of every translation key of the app."""
+    return merge([COMMON, *(tab.STRINGS for tab in TABS)])["en"]
 
 
 @lru_cache(maxsize=8)

@@ -51,7 +51,6 @@ def _page_request(
         False,
         PROMPT,
         "zh",
-        None,
         text,
         text_lang,
         "cut5",

@@ -18,4 +18,5 @@ def bind(fn: Callable[..., R], *bound: object) -> Callable[..., R]:
     """``fn`` with its first parameters fixed to ``bound``; the rest stay Gradio's inputs."""
     handler = functools.partial(fn, *bound)
     handler.__name__ = fn.__name__  # type: ignore[attr-defined]
+    handler.__doc__ = fn.__doc__  # the API description of a public action
     return handler

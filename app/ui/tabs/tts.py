@@ -17,9 +17,10 @@ import gradio as gr
 
 from app.infer import history
 from app.infer.pipeline import CFM_STEP_CHOICES, DEFAULT_CFM_STEPS
-from app.infer.request import PipelineSpec, TTSError, TTSInputError, TTSRequest, TTSResult
-from app.paths import Layout
+from app.infer.request import ModelLoadError, PipelineSpec, TTSError, TTSInputError, TTSRequest, TTSResult
+from app.paths import Layout, PathOutsideRoot
 from app.services.device_queue import QueueFull
+from app.services.model_choice import relative_name, resolve_weight
 from app.services.weights import WeightsListing, flow_matching_version, list_weights, pipeline_spec
 from app.text import LanguageMode, SplitMethod
 from app.ui.context import UIContext
@@ -34,11 +35,24 @@ HISTORY_SHOWN = 8  # newest outputs shown as players
 DEFAULTS = TTSRequest(text=".", reference=b"")
 
 
-def _model_choices(listing: WeightsListing) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _model_choices(
+    listing: WeightsListing, layout: Layout
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(label, value) of each model; values are relative to the data folder, so a script that
+    names them (gradio_client) works on any machine with the same files."""
     return (
-        [(w.label, str(w.path)) for w in listing.gpt],
-        [(w.label, str(w.path)) for w in listing.sovits],
+        [(w.label, relative_name(w.path, layout)) for w in listing.gpt],
+        [(w.label, relative_name(w.path, layout)) for w in listing.sovits],
     )
+
+
+def model_file(layout: Layout, kind: str, value: str | None) -> Path:
+    """The listed model file ``value`` names (relative to the data folder, upstream's
+    ``GPT_SoVITS/pretrained_models/...`` form, a bare listed name, or an absolute path inside)."""
+    try:
+        return resolve_weight(layout, kind, value or "")
+    except PathOutsideRoot as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def _steps_update(version: str | None) -> dict:
@@ -87,66 +101,80 @@ def history_rows(ctx: UIContext) -> list[tuple[str, str]]:
 def refresh_models(layout: Layout, gpt_now: str | None, sovits_now: str | None) -> tuple[Any, Any, str]:
     """The weight folders read again; the chosen models stay chosen while they are still there."""
     fresh = list_weights(layout)
-    g, s = _model_choices(fresh)
+    g, s = _model_choices(fresh, layout)
     keep_g = gpt_now if gpt_now in {v for _, v in g} else (g[0][1] if g else None)
     keep_s = sovits_now if sovits_now in {v for _, v in s} else (s[0][1] if s else None)
     return gr.update(choices=g, value=keep_g), gr.update(choices=s, value=keep_s), _weights_message(fresh)
 
 
+def _flow_matching(layout: Layout, sovits: str | None) -> str | None:
+    try:
+        return flow_matching_version(layout, model_file(layout, "sovits", sovits))
+    except ModelLoadError:
+        return None
+
+
 def steps_for_model(layout: Layout, sovits_path: str | None) -> Any:
     """Sample steps are a v3/v4 setting: shown, with upstream's choices and default, for those models."""
-    return gr.update(**_steps_update(flow_matching_version(layout, sovits_path)))
+    return gr.update(**_steps_update(_flow_matching(layout, sovits_path)))
 
 
 def synthesize(
     ctx: UIContext,
-    gpt_path: str | None,
-    sovits_path: str | None,
+    gpt_weights: str | None,
+    sovits_weights: str | None,
     precision: str,
-    ref_path: str | None,
+    ref_audio: str | None,
     ref_free: bool,
-    prompt: str | None,
+    prompt_text: str | None,
     prompt_lang: str,
-    extra_files: list[str] | None,
     text: str | None,
     text_lang: str,
-    split: str,
+    text_split_method: str,
     top_k: float,
     top_p: float,
     temperature: float,
-    penalty: float,
-    speed: float,
-    pause: float,
+    repetition_penalty: float,
+    speed_factor: float,
+    fragment_interval: float,
     seed: float | None,
-    batch: float,
-    steps: int | None,
+    batch_size: float,
+    sample_steps: int | None,
+    aux_ref_audio: list[str] | None = None,
     progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
 ) -> Iterator[tuple[Any, Any, Any]]:
-    """The form's values -> a queued synthesis; yields (audio, info, history) as segments finish."""
+    """The form's values -> a queued synthesis; yields (audio, info, history) as segments finish.
+
+    Also the ``/tts`` action of the app's API (gradio_client): the parameters are named as the
+    HTTP API's ``/tts`` names them; models are named relative to the data folder.
+    """
     layout = ctx.layout
     try:
-        if not ref_path:
+        if not ref_audio:
             raise TTSInputError("no reference clip: upload or record 3-10 s of the voice to clone")
+        gpt, sovits = model_file(layout, "gpt", gpt_weights), model_file(layout, "sovits", sovits_weights)
         request = TTSRequest(
             text=text or "",
-            reference=str(ref_path),
+            reference=str(ref_audio),
             text_language=text_lang,
-            prompt_text=prompt or "",
+            prompt_text=prompt_text or "",
             prompt_language=prompt_lang,
             reference_free=bool(ref_free),
-            extra_references=tuple(str(f) for f in extra_files or ()),
-            split_method=split,
+            extra_references=tuple(str(f) for f in aux_ref_audio or ()),
+            split_method=text_split_method,
             top_k=int(top_k),
             top_p=float(top_p),
             temperature=float(temperature),
-            repetition_penalty=float(penalty),
-            speed=float(speed),
-            pause_seconds=float(pause),
+            repetition_penalty=float(repetition_penalty),
+            speed=float(speed_factor),
+            pause_seconds=float(fragment_interval),
             seed=None if seed in (None, "") else int(seed),
-            batch_size=int(batch),
-            sample_steps=int(steps) if steps and flow_matching_version(layout, sovits_path) else None,
+            batch_size=int(batch_size),
+            sample_steps=int(sample_steps)
+            if sample_steps and flow_matching_version(layout, sovits)
+            else None,
         )
-        spec = pipeline_spec(layout, gpt_path or "", sovits_path or "", ctx.settings.device, precision)
+        spec = pipeline_spec(layout, gpt, sovits, ctx.settings.device, precision)
         result = yield from _follow(ctx, spec, request, progress)
     except TTSError as exc:
         raise _error(exc) from exc
@@ -201,7 +229,7 @@ def show_history(ctx: UIContext, rows: list[tuple[str, str]]) -> None:
 def _model_row(
     ctx: UIContext, listing: WeightsListing
 ) -> tuple[gr.Dropdown, gr.Dropdown, gr.Radio, gr.Button]:
-    gpt_choices, sovits_choices = _model_choices(listing)
+    gpt_choices, sovits_choices = _model_choices(listing, ctx.layout)
     with gr.Row(equal_height=True):
         gpt = gr.Dropdown(
             gpt_choices,
@@ -238,7 +266,7 @@ def _reference_column(
         elem_id="tts-reference",
     )
     ref_free = gr.Checkbox(False, label=ctx.t("tts.ref_free"), elem_id="tts-ref-free")
-    prompt = gr.Textbox(label=ctx.t("tts.prompt"), lines=2, elem_id="tts-prompt")
+    prompt = gr.Textbox("", label=ctx.t("tts.prompt"), lines=2, elem_id="tts-prompt")
     prompt_lang = gr.Dropdown(
         languages, value=DEFAULTS.prompt_language, label=ctx.t("tts.prompt_lang"), elem_id="tts-prompt-lang"
     )
@@ -263,7 +291,7 @@ def _parameters(ctx: UIContext, sovits_path: str | None) -> list[gr.components.C
             gr.Number(-1, precision=0, label=ctx.t("tts.seed"), elem_id="tts-seed"),
             gr.Slider(1, 20, value=DEFAULTS.batch_size, step=1, label=ctx.t("tts.batch")),
             gr.Radio(
-                **_steps_update(flow_matching_version(ctx.layout, sovits_path)),
+                **_steps_update(_flow_matching(ctx.layout, sovits_path)),
                 label=ctx.t("tts.steps"),
                 elem_id="tts-steps",
             ),
@@ -300,22 +328,29 @@ def build(ctx: UIContext) -> None:
     # A callable, read again on every page load (a State's value must deep-copy, a bound ctx does not).
     past = gr.State(lambda: history_rows(ctx))
 
-    refresh.click(
-        bind(refresh_models, ctx.layout),
-        [gpt, sovits],
-        [gpt, sovits, missing],
-        api_name="tts_refresh_models",
-    )
+    refresh.click(bind(refresh_models, ctx.layout), [gpt, sovits], [gpt, sovits, missing])
     steps = parameters[-1]
     sovits.change(bind(steps_for_model, ctx.layout), sovits, steps, show_progress="hidden")
     # In the order synthesize() takes their values.
-    form = [gpt, sovits, precision, reference, ref_free, prompt, prompt_lang, extras, text, text_lang]
-    form += parameters
+    form = [
+        gpt,
+        sovits,
+        precision,
+        reference,
+        ref_free,
+        prompt,
+        prompt_lang,
+        text,
+        text_lang,
+        *parameters,
+        extras,
+    ]
     event = run.click(
         bind(synthesize, ctx),
         form,
         [output, info, past],
-        api_name="tts_synthesize",
+        api_name="tts",
+        api_description="Read text in the voice of a reference clip; returns the audio file and a summary.",
         concurrency_id="cpu_heavy",
     )
     stop.click(None, cancels=[event])
