@@ -135,7 +135,7 @@ def _exact_half(weight: torch.Tensor) -> torch.Tensor | None:
 
 def _native(name: str):  # type: ignore[no-untyped-def]
     """A kernel accessor of :mod:`app.models.gpt.native` called (None when the kernels are off)."""
-    from app.models.gpt import native  # here: `python -m` runs that module
+    import app.models.gpt.native as native  # here: `python -m` runs that module
 
     return getattr(native, name)()
 
