@@ -69,3 +69,21 @@ def test_a_busy_device_refuses_the_conversion_at_once(ctx, tmp_path, monkeypatch
     finally:
         gate.set()
     assert ctx.synthesis.metrics().refused == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fast"])
+def test_the_pages_precision_reaches_the_request(ctx, tmp_path, monkeypatch, precision):
+    seen = []
+
+    class _Recorder(_Pipeline):
+        def convert(self, request, progress):
+            seen.append(request.precision)
+            return super().convert(request, progress)
+
+    monkeypatch.setattr(svc_service, "pipeline", lambda *_: _Recorder())
+    with pytest.raises(gr.Error, match="refused by the stand-in"):
+        convert.convert(
+            ctx, "voice", None, str(tmp_path / "song.wav"), 0.0, "rmvpe", False, 0.4, 0.0, -40.0, 0.5, 30.0,
+            0.0, 0.0, False, False, False, precision, progress=lambda *_, **__: None,
+        )  # fmt: skip
+    assert seen == [precision]

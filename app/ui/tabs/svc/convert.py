@@ -46,6 +46,9 @@ STRINGS = {
         "svc.cv.range": "Refuse inputs far outside the voice's trained pitch range",
         "svc.cv.separate": "Separate the vocals first (demucs)",
         "svc.cv.mix_back": "Mix the accompaniment back in",
+        "svc.cv.precision": "Precision",
+        "svc.cv.precision.fp32": "fp32 (exact)",
+        "svc.cv.precision.fast": "fast (bf16 where the CPU/GPU has it)",
         "svc.cv.run": "Convert",
         "svc.cv.output": "Converted",
         "svc.cv.status": "Result",
@@ -70,6 +73,9 @@ STRINGS = {
         "svc.cv.range": "拒绝远超该声音训练音域的输入",
         "svc.cv.separate": "先分离人声 (demucs)",
         "svc.cv.mix_back": "混回伴奏",
+        "svc.cv.precision": "精度",
+        "svc.cv.precision.fp32": "fp32（精确）",
+        "svc.cv.precision.fast": "快速（CPU/GPU 支持时用 bf16）",
         "svc.cv.run": "转换",
         "svc.cv.output": "转换结果",
         "svc.cv.status": "结果",
@@ -144,6 +150,7 @@ def convert(
     check_range: bool,
     separate: bool,
     mix_accompaniment: bool,
+    precision: str = "fp32",
     progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
 ) -> tuple[str, str]:
     """Convert the uploaded song with the chosen model; (output file, status)."""
@@ -158,7 +165,7 @@ def convert(
         cluster_ratio=float(cluster_ratio), slice_db=float(slice_db), pad_seconds=float(pad_seconds),
         max_slice_seconds=float(max_slice_seconds), crossfade_seconds=float(crossfade_seconds),
         loudness_mix=float(loudness_mix), check_range=bool(check_range), separate=bool(separate),
-        mix_accompaniment=bool(mix_accompaniment),
+        mix_accompaniment=bool(mix_accompaniment), precision=precision,
     )  # fmt: skip
     # Gradio's progress tracker lives in this call's context; the job runs on the device's thread,
     # so it reports through a copy of this context.
@@ -221,6 +228,10 @@ def build(ctx: UIContext) -> None:
                 check_range = gr.Checkbox(value=True, label=ctx.t("svc.cv.range"))
                 separate = gr.Checkbox(value=False, label=ctx.t("svc.cv.separate"))
                 mix_back = gr.Checkbox(value=False, label=ctx.t("svc.cv.mix_back"))
+                precision = gr.Radio(
+                    [(ctx.t("svc.cv.precision.fp32"), "fp32"), (ctx.t("svc.cv.precision.fast"), "fast")],
+                    value="fp32", label=ctx.t("svc.cv.precision"), elem_id="svc-cv-precision",
+                )  # fmt: skip
     run = gr.Button(ctx.t("svc.cv.run"), variant="primary", elem_id="svc-cv-run")
     output = gr.Audio(
         type="filepath", interactive=False, label=ctx.t("svc.cv.output"), buttons=["download"],
@@ -231,5 +242,5 @@ def build(ctx: UIContext) -> None:
     refresh.click(bind(refresh_models, ctx.layout), [model], [model])
     model.change(bind(model_changed, ctx.layout), [model], [speaker])
     add_model.click(bind(add_uploaded, ctx.layout), [upload], [model])
-    inputs = [model, speaker, audio_in, transpose, f0, auto_f0, noise, cluster, slice_db, pad, max_slice, crossfade, loudness, check_range, separate, mix_back]  # fmt: skip
+    inputs = [model, speaker, audio_in, transpose, f0, auto_f0, noise, cluster, slice_db, pad, max_slice, crossfade, loudness, check_range, separate, mix_back, precision]  # fmt: skip
     run.click(bind(convert, ctx), inputs, [output, status], api_name="svc_convert", concurrency_id="device")
