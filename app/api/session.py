@@ -265,6 +265,8 @@ class SpeechSession:
                 if stream is None:
                     return None  # cancelled while waiting
                 result = await self.send_sentence(generation, index, sentence, stream)
+        except WebSocketDisconnect:
+            raise  # the client left: nothing to tell it
         except Exception as exc:
             frame = error_frame(
                 self.api, exc, fatal=not _sentence_fault(exc, self.prepared.names), index=index

@@ -14,7 +14,8 @@ Client -> server (JSON text frames):
 
 - ``{"type": "start", ...}`` first, once: the parameters of ``/tts`` except ``text``
   (``ref_audio_path`` or ``preset``, ``prompt_text``, ``prompt_lang``, ``text_lang``, sampling,
-  ``gpt_weights``/``sovits_weights``, ``streaming_mode`` 2/3 for audio pieces within a sentence),
+  ``gpt_weights``/``sovits_weights``, ``streaming_mode``: 2, the default, sends pieces of a
+  sentence while it is decoded, 3 a smaller first piece, 0/1 each sentence whole),
   plus ``media_type`` ``raw``/``pcm`` (s16le, the default) or ``wav`` (one open-ended WAV header
   as the first binary frame, then PCM) and an optional output ``sample_rate`` (8000-48000);
   unknown fields are refused. An optional ``text`` is the first fragment.
@@ -77,6 +78,11 @@ class StartMessage(TTSParams):
     text: str = Field("", description="optional first fragment")
     media_type: str = Field("raw", description="raw / pcm (s16le) or wav (a header, then s16le)")
     sample_rate: int | None = Field(None, ge=8000, le=48000, description="resample the audio to this rate")
+    # Pieces of a sentence while it is decoded: first audio ~0.5 s after the sentence's end on the
+    # CPU workload (bench.ws_first_audio), against ~5 s for a whole 10 s sentence (0/1).
+    streaming_mode: bool | int = Field(
+        2, description="0/1: each sentence's audio whole; 2: token chunks (default); 3: smaller first chunk"
+    )
 
     @field_validator("text")
     @classmethod
