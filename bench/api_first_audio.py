@@ -17,8 +17,8 @@ sentence (one segment), each read to its end:
 - with ``--whole``, ``total_s`` and ``audio_s``: the whole answer and the seconds of audio in it;
   without it the client leaves after the first audio and waits for the queue to empty (``/ready``).
 
-Prints one JSON line: medians and every run. ``--ws`` also times the WebSocket path through
-:func:`first_audio_ws` (a hook: extend it for ``/ws/tts``).
+Prints one JSON line: medians and every run. The WebSocket path (``/ws/tts``) is timed by
+``bench/ws_first_audio.py``.
 """
 
 from __future__ import annotations
@@ -148,18 +148,6 @@ def first_audio_http(http: httpx.Client, url: str, fmt: str, whole: bool = False
     }
 
 
-def first_audio_ws(url: str, fmt: str) -> dict[str, float]:
-    """The same figures for the WebSocket path (``/ws/tts``): the hook for its engineer.
-
-    Return the keys of :func:`first_audio_http` (``first_byte_s``: the first binary frame,
-    ``first_audio_s``: the first frame with samples) for one request of :data:`TEXT` with the
-    preset :data:`VOICE`; ``main`` then reports them under ``"ws"``.
-    """
-    raise NotImplementedError(
-        "the WebSocket path is not timed yet; extend bench.api_first_audio.first_audio_ws"
-    )
-
-
 def _summary(runs: list[dict[str, float]]) -> dict:
     keys = runs[0].keys()
     return {
@@ -182,7 +170,7 @@ def _save_preset(http: httpx.Client, url: str, home: Path) -> None:
         raise RuntimeError(f"preset: HTTP {response.status_code}: {response.text[:300]}")
 
 
-def run(home: Path, formats: list[str], runs: int, threads: int, ws: bool, whole: bool) -> dict:
+def run(home: Path, formats: list[str], runs: int, threads: int, whole: bool) -> dict:
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "STUDIO_QUEUE_LIMIT": "2"}
     results: dict = {}
     with start_api_server(home, env) as server, httpx.Client(timeout=600) as http:
@@ -190,13 +178,6 @@ def run(home: Path, formats: list[str], runs: int, threads: int, ws: bool, whole
         first_audio_http(http, server.url, formats[0])  # warm-up: loads the models
         for fmt in formats:
             results[fmt] = _summary([first_audio_http(http, server.url, fmt, whole) for _ in range(runs)])
-        if ws:
-            try:
-                results["ws"] = {
-                    fmt: _summary([first_audio_ws(server.url, fmt) for _ in range(runs)]) for fmt in formats
-                }
-            except NotImplementedError as exc:
-                results["ws"] = {"skipped": str(exc)}
     return results
 
 
@@ -207,14 +188,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", type=Path, help="folder of models built before (default: a temp dir)")
     parser.add_argument("--whole", action="store_true", help="read every answer to its end (slow)")
-    parser.add_argument("--ws", action="store_true", help="also time /ws/tts (first_audio_ws)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="api_first_audio_") as tmp:
         models = args.models or Path(tmp) / "models"
         models.mkdir(parents=True, exist_ok=True)
         home = Path(tmp) / "home"
         build_home(home, models)
-        results = run(home, args.formats, args.runs, args.threads, args.ws, args.whole)
+        results = run(home, args.formats, args.runs, args.threads, args.whole)
     print(
         json.dumps(
             {
