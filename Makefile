@@ -76,9 +76,10 @@ bench: deps
 	$(PY) -m bench.tts_cpu
 
 # What upstream GPT-SoVITS imports besides our own dependencies, for the side-by-side harness
-# (python -m bench.side_by_side --upstream <GPT-SoVITS clone>); not needed by the studio itself.
+# (python -m bench.side_by_side --upstream <GPT-SoVITS clone>) and so-vits-svc for bench.svc_cpu
+# (faiss-cpu, matplotlib); not needed by the studio itself.
 bench-deps: deps
-	$(PIP) install torchmetrics x-transformers
+	$(PIP) install torchmetrics x-transformers faiss-cpu matplotlib
 
 side-by-side: bench-deps
 	$(PY) -m bench.side_by_side --upstream "$(UPSTREAM_GSV)"

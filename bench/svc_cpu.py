@@ -18,7 +18,7 @@ and its pretrained files, which do not install here. Prints one JSON line.
     python -m bench.svc_cpu [--upstream <so-vits-svc clone>] [--threads 2 1] [--rounds 2] [--runs 3]
 
 so-vits-svc is imported unmodified from ``--upstream`` (its imports need ``faiss-cpu``, ``librosa``,
-``scikit-learn``: ``make bench-deps``); without it only ours is timed.
+``scikit-learn``, ``matplotlib``: ``make bench-deps``); without it only ours is timed.
 """
 
 from __future__ import annotations
