@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,15 @@ class FakePipeline:
             self.closed = True
 
     def synthesize(self, request):
-        return ("result", request.text)
+        return FakeResult(request.text, 1.5)
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    """What the service reads of a TTSResult: the audio's length, for its records."""
+
+    text: str
+    duration: float
 
 
 class FakeSource:
@@ -82,7 +91,7 @@ def test_any_device_work_waits_in_the_same_line_and_is_counted():
     with pytest.raises(QueueFull):
         service.run(lambda: None)  # two waiting behind the running one: the line is full
     gate.set()
-    assert synthesis.result(10) == ("result", REQUEST.text)
+    assert synthesis.result(10) == FakeResult(REQUEST.text, 1.5)
     assert blocker.result(10)
     _wait_until(lambda: service.metrics().pending == 0)
     figures = service.metrics()
