@@ -12,6 +12,7 @@ from app.services.synthesis import SynthesisService
 from app.settings import Settings
 from app.ui.context import UIContext
 from app.ui.i18n import COMMON, build_i18n, merge
+from app.ui.locales import TABLE as LOCALE_TABLE
 from app.ui.tabs.registry import TABS
 
 # The actions scripts may call (gradio_client ``api_name``), each named at its event; every other
@@ -89,13 +90,13 @@ def hide_internal_events(demo: gr.Blocks) -> None:
 @lru_cache(maxsize=1)
 def app_texts() -> dict[str, str]:
     """The English text of every translation key of the app."""
-    return merge([COMMON, *(tab.STRINGS for tab in TABS)])["en"]
+    return merge([COMMON, LOCALE_TABLE, *(tab.STRINGS for tab in TABS)])["en"]
 
 
 @lru_cache(maxsize=8)
 def app_i18n(lang: str = "auto") -> gr.I18n:
     """The translation table of the whole app (shared strings plus every tab's)."""
-    return build_i18n([COMMON, *(tab.STRINGS for tab in TABS)], lang)
+    return build_i18n([COMMON, LOCALE_TABLE, *(tab.STRINGS for tab in TABS)], lang)
 
 
 def launch_kwargs(settings: Settings, lang: str = "auto") -> dict:

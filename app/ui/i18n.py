@@ -7,12 +7,21 @@ Keys are stable ids (``"dataset.run"``); the text shown is looked up in the brow
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-import gradio as gr
+if TYPE_CHECKING:  # gradio loads with the page, not with ``webui.py --help`` (which reads LANGUAGES)
+    import gradio as gr
 
-LANGUAGES = ("en", "zh")
-# Browser locales that should get each language (gradio matches the exact locale code first).
-LOCALE_ALIASES = {"en": ("en", "en-US", "en-GB"), "zh": ("zh", "zh-CN", "zh-Hans", "zh-SG")}
+LANGUAGES = ("en", "zh", "zh_TW", "ja", "ko")
+# Browser locales that should get each language (gradio matches the exact locale code first, then
+# the language part: "zh-TW" gets Traditional Chinese, any other "zh-…" Simplified).
+LOCALE_ALIASES = {
+    "en": ("en", "en-US", "en-GB"),
+    "zh": ("zh", "zh-CN", "zh-Hans", "zh-SG", "zh-Hans-CN"),
+    "zh_TW": ("zh-TW", "zh-HK", "zh-MO", "zh-Hant", "zh-Hant-TW", "zh-Hant-HK"),
+    "ja": ("ja", "ja-JP"),
+    "ko": ("ko", "ko-KR"),
+}
 
 Strings = Mapping[str, Mapping[str, str]]
 
@@ -22,6 +31,15 @@ COMMON: dict[str, dict[str, str]] = {
     },
     "zh": {
         "app.header": "# SoVITS Studio\n少样本语音克隆与歌声转换，在本机运行。",
+    },
+    "zh_TW": {
+        "app.header": "# SoVITS Studio\n少樣本語音複製與歌聲轉換，在本機執行。",
+    },
+    "ja": {
+        "app.header": "# SoVITS Studio\n少量サンプルの音声クローンと歌声変換を、このマシン上で実行します。",
+    },
+    "ko": {
+        "app.header": "# SoVITS Studio\n적은 샘플로 하는 음성 복제와 노래 음성 변환을 이 컴퓨터에서 실행합니다.",
     },
 }
 
@@ -48,6 +66,8 @@ def merge(tables: Iterable[Strings]) -> dict[str, dict[str, str]]:
 
 def build_i18n(tables: Iterable[Strings], lang: str = "auto") -> gr.I18n:
     """A ``gr.I18n`` for the merged ``tables``; ``lang`` other than "auto" forces one language."""
+    import gradio as gr
+
     merged = merge(tables)
     if lang != "auto" and lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r}; choose auto or one of {', '.join(LANGUAGES)}")

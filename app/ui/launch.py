@@ -1,6 +1,6 @@
 """SoVITS Studio web UI: ``python webui.py`` (or ``sovits-studio``, ``python -m app.ui``) serves http://127.0.0.1:9874.
 
-    python webui.py [--host 127.0.0.1] [--port 9874] [--lang auto|en|zh] [--auth user:pass]
+    python webui.py [--host 127.0.0.1] [--port 9874] [--lang auto|en|zh|zh_TW|ja|ko] [--auth user:pass]
                     [--share] [--no-auth] [--max-upload-mb 200]
 
 Binding anything but a loopback address (or --share) needs --auth, unless --no-auth says that
@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from app.settings import DEFAULT_HOST, DEFAULT_UI_PORT, is_loopback, load_settings
+from app.ui.i18n import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth", action="store_true", help="allow a non-loopback bind or --share without a login"
     )
     p.add_argument(
-        "--lang", default="auto", choices=["auto", "en", "zh"], help="UI language (default: the browser's)"
+        "--lang", default="auto", choices=["auto", *LANGUAGES], help="UI language (default: the browser's)"
     )
     p.add_argument(
         "--max-upload-mb", type=int, help="largest upload in MB (default STUDIO_MAX_UPLOAD_MB or 200)"
