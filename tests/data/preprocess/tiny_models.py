@@ -21,3 +21,166 @@ def tiny_htdemucs():
         t_heads=2,
         segment=Fraction(2, 1),
     ).eval()
+
+
+# ------------------------------------------------------------------ sherpa-onnx ASR exports
+# SenseVoice / Paraformer take 80-bin fbank frames stacked 7 at a time (LFR 7/6): 560 features.
+FBANK_BINS, LFR_WINDOW, LFR_SHIFT = 80, 7, 6
+# Text tokens of the tiny models: tokens.txt lines "<piece> <id>". A tone whose fbank energy lies in
+# band k of 8 equal mel bands is heard as piece k, so tests know what each clip must say.
+TEXT_PIECES = ("▁hello", "▁world", "你", "好", "世", "界", "▁the", "s")
+SENSEVOICE_SPECIALS = (
+    "<blk>", "<s>", "</s>", "<|zh|>", "<|en|>", "<|yue|>", "<|ja|>", "<|ko|>", "<|nospeech|>",
+    "<|NEUTRAL|>", "<|Speech|>", "<|withitn|>", "<|woitn|>", "<unk>",
+)  # fmt: skip
+PARAFORMER_SPECIALS = ("<blank>", "<s>", "</s>", "<unk>")
+
+
+def _band_scores(first_piece: int, vocab: int):
+    """``(560, V)`` weights: the logit of piece k = mean fbank over band k across the 7 stacked frames."""
+    import numpy as np
+
+    weights = np.zeros((FBANK_BINS * LFR_WINDOW, vocab), np.float32)
+    width = FBANK_BINS // len(TEXT_PIECES)
+    for k in range(len(TEXT_PIECES)):
+        for frame in range(LFR_WINDOW):
+            start = frame * FBANK_BINS + k * width
+            weights[start : start + width, first_piece + k] = 1.0 / (width * LFR_WINDOW)
+    return weights
+
+
+def _save_onnx(graph, metadata: dict, folder, tokens: tuple[str, ...]) -> None:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.int8.onnx"))
+    (folder / "tokens.txt").write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
+
+
+def _lfr_cmvn(vocab: int) -> dict:
+    dim = FBANK_BINS * LFR_WINDOW
+    # Identity CMVN keeps log-mel values as they are: silence ~ -15, a tone's band well above 0.
+    return {
+        "vocab_size": vocab,
+        "lfr_window_size": LFR_WINDOW,
+        "lfr_window_shift": LFR_SHIFT,
+        "neg_mean": ",".join(["0"] * dim),
+        "inv_stddev": ",".join(["1"] * dim),
+    }
+
+
+def tiny_sensevoice(folder) -> None:
+    """A SenseVoice export in sherpa-onnx's format (inputs x, x_length, language, text_norm; metadata).
+
+    Like the real model, the logits start with 4 query frames (language, emotion, event, ITN) before
+    the CTC frames; the language frame is the one asked for, "auto" hears Chinese.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    tokens = SENSEVOICE_SPECIALS + TEXT_PIECES
+    vocab, dim, zh = len(tokens), FBANK_BINS * LFR_WINDOW, tokens.index("<|zh|>")
+    bias = np.full(vocab, -50.0, np.float32)
+    bias[0] = 0.0  # blank wins over silence (log-mel ~ -15), loses to a tone
+    bias[len(SENSEVOICE_SPECIALS) :] = 0.0
+
+    def one_hot(i: int):
+        row = np.full((1, 1, vocab), -10.0, np.float32)
+        row[0, 0, i] = 10.0
+        return row
+
+    const = {
+        "W": _band_scores(len(SENSEVOICE_SPECIALS), vocab), "b": bias,
+        "zero": np.array(0, np.int32), "zh": np.array(zh, np.int32), "depth": np.array(vocab, np.int64),
+        "onoff": np.array([-10.0, 10.0], np.float32), "axis1": np.array([1], np.int64),
+        "first": np.array([0], np.int64), "one": np.array([1], np.int64), "vocab": np.array([vocab], np.int64),
+        "emotion": one_hot(tokens.index("<|NEUTRAL|>")), "event": one_hot(tokens.index("<|Speech|>")),
+    }  # fmt: skip
+    node = helper.make_node
+    nodes = [
+        node("MatMul", ["x", "W"], ["xw"]), node("Add", ["xw", "b"], ["body"]),
+        node("Equal", ["language", "zero"], ["is_auto"]), node("Where", ["is_auto", "zh", "language"], ["lang"]),
+        node("Cast", ["lang"], ["lang64"], to=TensorProto.INT64),
+        node("OneHot", ["lang64", "depth", "onoff"], ["lang_hot"], axis=-1),
+        node("Cast", ["text_norm"], ["norm64"], to=TensorProto.INT64),
+        node("OneHot", ["norm64", "depth", "onoff"], ["norm_hot"], axis=-1),
+        node("Unsqueeze", ["lang_hot", "axis1"], ["lang_frame"]),
+        node("Unsqueeze", ["norm_hot", "axis1"], ["norm_frame"]),
+        node("Shape", ["x"], ["x_shape"]), node("Gather", ["x_shape", "first"], ["batch"], axis=0),
+        node("Concat", ["batch", "one", "vocab"], ["frame_shape"], axis=0),
+        node("Expand", ["emotion", "frame_shape"], ["emotion_frame"]),
+        node("Expand", ["event", "frame_shape"], ["event_frame"]),
+        node("Concat", ["lang_frame", "emotion_frame", "event_frame", "norm_frame", "body"], ["logits"], axis=1),
+    ]  # fmt: skip
+    int32 = TensorProto.INT32
+    graph = helper.make_graph(
+        nodes,
+        "tiny_sensevoice",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", dim]),
+            helper.make_tensor_value_info("x_length", int32, ["N"]),
+            helper.make_tensor_value_info("language", int32, ["N"]),
+            helper.make_tensor_value_info("text_norm", int32, ["N"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", "U", vocab])],
+        [numpy_helper.from_array(v, k) for k, v in const.items()],
+    )
+    langs = {f"lang_{k}": tokens.index(f"<|{k}|>") for k in ("zh", "en", "ja", "ko", "yue")}
+    metadata = {
+        **_lfr_cmvn(vocab), **langs, "lang_auto": 0, "blank_id": 0, "normalize_samples": 0,
+        "with_itn": tokens.index("<|withitn|>"), "without_itn": tokens.index("<|woitn|>"),
+        "model_type": "sense_voice_ctc", "comment": "tiny random SenseVoice for tests",
+    }  # fmt: skip
+    _save_onnx(graph, metadata, folder, tokens)
+
+
+def tiny_paraformer(folder) -> None:
+    """A Paraformer export in sherpa-onnx's format (inputs speech, speech_lengths; logits, token_num).
+
+    The real model predicts one token per CIF firing; this one fires once per clip: the piece of the
+    band with the most energy over the whole clip, then ``</s>``.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    tokens = PARAFORMER_SPECIALS + TEXT_PIECES
+    vocab, dim = len(tokens), FBANK_BINS * LFR_WINDOW
+    bias = np.full(vocab, -1e4, np.float32)
+    bias[len(PARAFORMER_SPECIALS) :] = 0.0
+    eos = np.full((1, 1, vocab), -10.0, np.float32)
+    eos[0, 0, tokens.index("</s>")] = 10.0
+    const = {
+        "W": _band_scores(len(PARAFORMER_SPECIALS), vocab), "b": bias, "eos": eos,
+        "first": np.array([0], np.int64), "one": np.array([1], np.int64), "vocab": np.array([vocab], np.int64),
+    }  # fmt: skip
+    node = helper.make_node
+    nodes = [
+        node("MatMul", ["x_mean", "W"], ["xw"]), node("Add", ["xw", "b"], ["token"]),
+        node("ReduceMean", ["speech"], ["x_mean"], axes=[1], keepdims=1),
+        node("Shape", ["speech"], ["x_shape"]), node("Gather", ["x_shape", "first"], ["batch"], axis=0),
+        node("Concat", ["batch", "one", "vocab"], ["frame_shape"], axis=0),
+        node("Expand", ["eos", "frame_shape"], ["eos_frame"]),
+        node("Concat", ["token", "eos_frame"], ["logits"], axis=1),
+        node("Identity", ["speech_lengths"], ["token_num"]),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        [nodes[2], nodes[0], nodes[1], *nodes[3:]],
+        "tiny_paraformer",
+        [
+            helper.make_tensor_value_info("speech", TensorProto.FLOAT, ["N", "T", dim]),
+            helper.make_tensor_value_info("speech_lengths", TensorProto.INT32, ["N"]),
+        ],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", "U", vocab]),
+            helper.make_tensor_value_info("token_num", TensorProto.INT32, ["N"]),
+        ],
+        [numpy_helper.from_array(v, k) for k, v in const.items()],
+    )
+    _save_onnx(graph, {**_lfr_cmvn(vocab), "model_type": "paraformer"}, folder, tokens)
