@@ -5,6 +5,9 @@
   kept samples are the whole decode's up to float summation order, while the activations in memory
   shrink with the window (10 s of audio: 255 -> 150 MB at the decoder's peak, for ~6 % more work).
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode).
+- :class:`ChannelsLastDecoder`: runs the decoder's 1-D convolutions as channels-last 2-D ones
+  (:mod:`app.models.nn.layout`), oneDNN's own layout on CPU: no reorder around each convolution,
+  and bf16 reaches the AMX/AVX512-BF16 kernels (2.5x faster in bf16, 1.35x in float32, same sums).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
 - :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
   stay float32).
@@ -18,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from app.models.nn.layout import convs_as_2d, from_2d, to_2d
 from app.models.sovits.config import SoVITSConfig
 
 # Latents up to this many 50 Hz frames (6.4 s) are decoded whole; longer ones in equal windows.
@@ -67,6 +71,28 @@ class WindowedDecoder(nn.Module):
             out = self.inner(x[:, :, lo:hi], g=g)
             parts.append(out[:, :, (a - lo) * self.hop : (b - lo) * self.hop])
         return torch.cat(parts, dim=-1)
+
+
+def channels_last_pays(device: torch.device) -> bool:
+    """True where :class:`ChannelsLastDecoder` was measured to pay: the CPU with oneDNN."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+
+class ChannelsLastDecoder(nn.Module):
+    """Runs a HiFi-GAN-style decoder ``f(x, g)`` (convolutions, activations and sums only) on
+    channels-last ``(B, C, 1, T)`` activations; takes and returns the 1-D shapes.
+
+    The decoder is converted in place (its 1-D convolutions replaced): for inference only.
+    """
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        convs_as_2d(decoder)
+        self.inner = decoder
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop)"""
+        return from_2d(self.inner(to_2d(x), g=None if g is None else g.unsqueeze(-1)))
 
 
 class CastDecoder(nn.Module):

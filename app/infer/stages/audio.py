@@ -19,7 +19,14 @@ import torch
 
 from app.audio.resample import sinc_resample
 from app.devices import release_free_memory
-from app.infer.decoder import CastDecoder, CastSampler, CastVocoder, WindowedDecoder
+from app.infer.decoder import (
+    CastDecoder,
+    CastSampler,
+    CastVocoder,
+    ChannelsLastDecoder,
+    WindowedDecoder,
+    channels_last_pays,
+)
 from app.infer.inputs import ReferenceFeatures, TextInput
 from app.infer.request import DEFAULT_SAMPLE_STEPS, ModelLoadError, TTSInputError, TTSRequest
 from app.infer.stages.base import AudioStage, TimbreInputs, Voice
@@ -38,7 +45,8 @@ SOVITS_RATE = 32000  # the reference clip's timbre rate (ReferenceClip.wav32)
 class VitsAudio:
     """The VITS decoder of v1-v2ProPlus: tokens + phones + timbre -> n * 1280 samples at speed 1.
 
-    Installs on ``model.dec`` a cast to ``decoder_dtype`` (fast mode) and windowed decoding.
+    Installs on ``model.dec`` the channels-last layout (CPU), a cast to ``decoder_dtype`` (fast
+    mode) and windowed decoding.
     """
 
     streams_token_chunks = True
@@ -51,6 +59,8 @@ class VitsAudio:
         self.sample_rate = model.config.sampling_rate
         self.device = device
         self.file_name = file_name  # named in refusals
+        if channels_last_pays(device):
+            model.dec = ChannelsLastDecoder(model.dec)
         if decoder_dtype != torch.float32:
             model.dec = CastDecoder(model.dec, decoder_dtype)
         # Long segments decode in windows: same samples, a fraction of the activations in memory.

@@ -1,0 +1,90 @@
+"""One-dimensional convolutions run as channels-last two-dimensional ones (inference only).
+
+A ``(B, C, T)`` activation is held as ``(B, C, 1, T)`` in ``torch.channels_last`` memory (physically
+``(B, T, C)``), and each ``Conv1d``/``ConvTranspose1d`` as the same kernel with a height of 1. On CPU
+this is oneDNN's native layout: the plain ``(B, C, T)`` path reorders every convolution's input and
+output (a transposing copy as large as the activation) and, in bfloat16, misses the AMX/AVX512-BF16
+kernels. Measured on the v2 HiFi-GAN decoder, 10 s of audio, 1 thread (AVX512-BF16 + AMX Xeon):
+bf16 3.50 -> 1.40 s with identical samples; float32 4.85 -> 3.58 s, the same sums in another order
+(2e-8 on outputs of 1.6e-2).
+
+Elementwise operations keep their input's memory layout, so a network whose forward is only
+convolutions, activations and sums (HiFi-GAN) runs unchanged on the 4-D tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CHANNELS_LAST = torch.channels_last
+
+
+class Conv1dAs2d(nn.Module):
+    """A ``Conv1d`` or ``ConvTranspose1d`` (weight-normalised ones folded) as a channels-last 2-D conv.
+
+    Input ``(B, C_in, 1, T)`` channels-last -> output ``(B, C_out, 1, T')`` channels-last, the
+    values of the 1-D layer on ``(B, C_in, T)``.
+    """
+
+    def __init__(self, conv: nn.Conv1d | nn.ConvTranspose1d) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"only zero padding given as a number is supported, got {conv.padding!r}")
+        normed = getattr(conv, "normed_weight", None)
+        kernel = (normed() if normed is not None else conv.weight).detach()
+        self.transposed = isinstance(conv, nn.ConvTranspose1d)
+        # (out, in, k) -> (out, in, 1, k), for the transposed conv (in, out/groups, 1, k).
+        self.weight = nn.Parameter(
+            kernel.unsqueeze(2).contiguous(memory_format=CHANNELS_LAST), requires_grad=False
+        )
+        self.bias = (
+            None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        )
+        self.stride = (1, conv.stride[0])
+        self.padding = (0, conv.padding[0])
+        self.dilation = (1, conv.dilation[0])
+        self.groups = conv.groups
+        self.output_padding = (0, conv.output_padding[0]) if self.transposed else (0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
+        if self.transposed:
+            return F.conv_transpose2d(
+                x,
+                self.weight,
+                self.bias,
+                self.stride,
+                self.padding,
+                self.output_padding,
+                self.groups,
+                self.dilation,
+            )
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def convs_as_2d(module: nn.Module) -> int:
+    """Replace every ``Conv1d``/``ConvTranspose1d`` inside ``module`` by :class:`Conv1dAs2d`, in place.
+
+    The 1-D layers (and their weight-norm parameters) are dropped; returns how many were replaced.
+    The module then takes ``to_2d`` inputs; use it for inference only.
+    """
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv1d | nn.ConvTranspose1d):
+            setattr(module, name, Conv1dAs2d(child))
+            count += 1
+        else:
+            count += convs_as_2d(child)
+    return count
+
+
+def to_2d(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T) -> (B, C, 1, T) channels-last (one copy, unless already laid out so)."""
+    return x.unsqueeze(2).contiguous(memory_format=CHANNELS_LAST)
+
+
+def from_2d(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, T) -> (B, C, T) contiguous."""
+    return x.squeeze(2).contiguous()

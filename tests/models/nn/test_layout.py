@@ -1,0 +1,63 @@
+"""Channels-last 2-D convolutions compute what the 1-D layers they replace compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from app.models.nn.layout import Conv1dAs2d, convs_as_2d, from_2d, to_2d
+from app.models.nn.norm import WNConv1d, WNConvTranspose1d
+
+
+@st.composite
+def conv_layers(draw) -> nn.Module:
+    """Any 1-D conv or transposed conv with zero padding: kernel, stride, dilation, groups, bias."""
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 4))
+    kernel, stride, dilation = draw(st.integers(1, 7)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    padding = draw(st.integers(0, dilation * (kernel - 1)))
+    bias = draw(st.booleans())
+    kind = draw(st.sampled_from(["conv", "transposed", "wn_conv", "wn_transposed"]))
+    torch.manual_seed(draw(st.integers(0, 2**16)))
+    if kind in ("conv", "wn_conv"):
+        cls = nn.Conv1d if kind == "conv" else WNConv1d
+        return cls(c_in, c_out, kernel, stride, padding, dilation, groups, bias)
+    output_padding = draw(st.integers(0, max(stride, dilation) - 1))
+    cls = nn.ConvTranspose1d if kind == "transposed" else WNConvTranspose1d
+    return cls(c_in, c_out, kernel, stride, padding, output_padding, groups, bias, dilation)
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv=conv_layers(), frames=st.integers(20, 40), batch=st.integers(1, 2))
+def test_conv1d_as_2d_equals_the_1d_layer(conv, frames, batch):
+    x = torch.randn(batch, conv.in_channels, frames)
+    with torch.inference_mode():
+        want = conv(x)
+        got = Conv1dAs2d(conv)(to_2d(x))
+    if min(conv.in_channels, conv.out_channels) > 1:  # one channel: both layouts are the same memory
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(from_2d(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_convs_as_2d_replaces_every_conv_and_counts_them():
+    net = nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Sequential(nn.ConvTranspose1d(4, 2, 4, 2, 1))
+    )
+    x = torch.randn(1, 2, 10)
+    with torch.inference_mode():
+        want = net(x)
+        assert convs_as_2d(net) == 2
+        got = from_2d(net(to_2d(x)))
+    assert all(isinstance(m, Conv1dAs2d) for m in (net[0], net[2][0]))
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    "conv", [nn.Conv1d(2, 2, 3, padding="same"), nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect")]
+)
+def test_other_paddings_are_refused(conv):
+    with pytest.raises(ValueError, match="zero padding"):
+        Conv1dAs2d(conv)
