@@ -55,9 +55,10 @@ ARG VARIANT=cpu
 # The Makefile's APT_PACKAGES without the browser-test ones (chromium, chromium-driver):
 # ffmpeg/sox decode audio, espeak-ng and the Open JTalk dictionary serve the text frontend,
 # g++ compiles the GPT's native kernel on first use (for the CPU it runs on).
+# libportaudio2: the sound devices of realtime SVC (python -m app.infer.svc_live).
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        ffmpeg espeak-ng open-jtalk-mecab-naist-jdic sox g++ \
+        ffmpeg espeak-ng open-jtalk-mecab-naist-jdic sox g++ libportaudio2 \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 1000 --shell /usr/sbin/nologin studio \
     && mkdir -p /data \

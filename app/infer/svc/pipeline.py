@@ -60,7 +60,7 @@ INFER_SLICER = {"min_length_ms": 5000, "min_interval_ms": 300, "hop_ms": 20, "ma
 
 
 @dataclass(frozen=True)
-class _Voice:
+class Voice:
     """What one request loaded: the model, who sings, and the helpers its pieces share."""
 
     ckpt: SvcCheckpoint
@@ -201,7 +201,7 @@ class SVCPipeline:
         report = progress or (lambda fraction, message: None)
         timings: dict[str, float] = {}
         t0 = time.monotonic()
-        voice = self._load(request)
+        voice = self.load_voice(request)
         sr, hop = voice.ckpt.config.data.sampling_rate, voice.ckpt.model.hop_length
         timings["load"] = time.monotonic() - t0
         wav, accompaniment = self._read_input(request, sr, report, timings)
@@ -223,7 +223,7 @@ class SVCPipeline:
         t1 = time.monotonic()
         out = OverlapAdd(len(wav))
         for i, (piece, (f0, uv)) in enumerate(zip(pieces, tracks, strict=True)):
-            audio = self._convert_piece(
+            audio = self.convert_piece(
                 np.pad(wav[piece.start : piece.end], (pad, pad)), f0, uv, request, voice
             )
             out.add(piece, audio[pad : pad + piece.length])
@@ -242,8 +242,9 @@ class SVCPipeline:
             timings=timings,
         )
 
-    def _load(self, request: SvcRequest) -> _Voice:
-        """Check the options, then load the model, speaker, cluster centres and content encoder."""
+    def load_voice(self, request: SvcRequest) -> Voice:
+        """Check the options, then load the model, speaker, cluster centres and content encoder
+        (also what :class:`app.infer.svc.live.LiveConverter` converts its blocks with)."""
         if request.f0_method not in TRACKERS:
             raise SvcInputError(
                 f"unknown f0 method {request.f0_method!r}; choose one of {', '.join(TRACKERS)}"
@@ -264,7 +265,7 @@ class SVCPipeline:
             raise SvcModelError(
                 f"the {name} encoder gives {encoder.dim}-d features, the model expects {ckpt.model.cfg.ssl_dim}"
             )
-        return _Voice(ckpt, speaker, sid, mix, centers, encoder)
+        return Voice(ckpt, speaker, sid, mix, centers, encoder)
 
     def _read_input(
         self, request: SvcRequest, sr: int, report: Progress, timings: dict[str, float]
@@ -284,7 +285,7 @@ class SVCPipeline:
         pieces: list[Piece],
         pad: int,
         request: SvcRequest,
-        voice: _Voice,
+        voice: Voice,
         report: Progress,
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """First pass (module doc, step 3): (f0, voiced flags) per padded piece, before transposing."""
@@ -351,8 +352,8 @@ class SVCPipeline:
                 return read_report(folder / REPORT_FILE)
         return {}
 
-    def _convert_piece(
-        self, wav: np.ndarray, f0: np.ndarray, uv: np.ndarray, request: SvcRequest, voice: _Voice
+    def convert_piece(
+        self, wav: np.ndarray, f0: np.ndarray, uv: np.ndarray, request: SvcRequest, voice: Voice
     ) -> np.ndarray:
         """One padded piece (N,) at the model's rate -> converted audio (N,)."""
         model, cfg = voice.ckpt.model, voice.ckpt.config
