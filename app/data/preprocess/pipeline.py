@@ -1,10 +1,13 @@
-"""One click from raw recordings to a dataset to proofread: separate (optional) -> slice -> transcribe.
+"""One click from raw recordings to a dataset to proofread: separate -> clean up -> slice -> transcribe.
 
 Upstream chains four tools by pasting output folders into the next one's textbox. Here one call
 runs the stages in order into one dataset folder::
 
     output/datasets/<name>/separated/vocals/*.wav      (when separation is on)
     output/datasets/<name>/separated/accompaniment/*.wav
+    output/datasets/<name>/separated/report.json         stems per recording (a rerun keeps finished ones)
+    output/datasets/<name>/cleaned/<step>/*.wav          karaoke -> dereverb -> denoise, those chosen
+    output/datasets/<name>/cleaned/report.json           per clip and step: model, dB removed, seconds
     output/datasets/<name>/clips/*.wav                   32 kHz clips, upstream's names
     output/datasets/<name>/<name>.list                   abs_wav_path|<name>|LANG|text
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.audio.slicer import SlicerOptions
+from app.data.preprocess.cleanup import CleanupOptions, CleanupResult, clean_files
 from app.data.preprocess.separate import SeparateOptions, SeparateResult, list_audio_files, separate_files
 from app.data.preprocess.slice import SliceReport, collect_inputs, slice_files
 from app.data.preprocess.transcribe import TranscribeOptions, TranscribeResult, transcribe_folder
@@ -30,8 +34,9 @@ logger = logging.getLogger(__name__)
 DATASETS_FOLDER = "datasets"  # under output/
 CLIPS_FOLDER = "clips"
 SEPARATED_FOLDER = "separated"
+CLEANED_FOLDER = "cleaned"
 # Share of the whole run each stage stands for in the overall progress (separation is the slowest).
-STAGE_WEIGHTS = {"separate": 0.5, "slice": 0.1, "transcribe": 0.4}
+STAGE_WEIGHTS = {"separate": 0.5, "clean": 0.3, "slice": 0.1, "transcribe": 0.4}
 
 
 class PipelineError(RuntimeError):
@@ -43,7 +48,10 @@ class PipelineOptions:
     """The whole run; each stage keeps its own options object."""
 
     separate: bool = False  # run vocal separation first (songs, music or noisy recordings)
-    separation: SeparateOptions = field(default_factory=SeparateOptions)  # demucs settings
+    separation: SeparateOptions = field(default_factory=SeparateOptions)  # demucs or MDX-Net settings
+    cleanup: CleanupOptions = field(
+        default_factory=CleanupOptions
+    )  # karaoke/de-reverb/denoise (none by default)
     slicer: SlicerOptions = field(default_factory=SlicerOptions)  # cut at pauses (upstream defaults)
     transcription: TranscribeOptions = field(default_factory=TranscribeOptions)  # ASR settings
     slice_workers: int = 1  # processes slicing files in parallel
@@ -53,7 +61,7 @@ class PipelineOptions:
 class StageProgress:
     """Where a run is."""
 
-    stage: str  # "separate", "slice" or "transcribe"
+    stage: str  # "separate", "clean", "slice" or "transcribe"
     fraction: float  # done within this stage, 0..1
     overall: float  # done of the whole run, 0..1
     message: str  # what is happening, e.g. the file being worked on
@@ -66,6 +74,7 @@ class PipelineResult:
     list_path: Path  # the .list of the new dataset
     dataset_dir: Path  # output/datasets/<name>
     separated: SeparateResult | None  # None when separation was off
+    cleaned: CleanupResult | None  # None when no clean-up step was chosen
     sliced: SliceReport  # clips and per-file slicing errors
     transcribed: TranscribeResult  # rows, skipped clips, model used
 
@@ -75,6 +84,8 @@ class PipelineResult:
         out: list[str] = []
         if self.separated is not None:
             out += [f"separate: {path.name}: {why}" for path, why in self.separated.failed]
+        if self.cleaned is not None:
+            out += [f"clean: {path.name}: {why}" for path, why in self.cleaned.failed]
         out += [f"slice: {f.error}" for f in self.sliced.errors]
         out += [f"transcribe: {path.name}: {why}" for path, why in self.transcribed.skipped]
         return tuple(out)
@@ -83,6 +94,49 @@ class PipelineResult:
 def dataset_dir(output_root: Path, name: str) -> Path:
     """``output/datasets/<name>`` for a dataset name (one safe path component)."""
     return Path(output_root) / DATASETS_FOLDER / safe_name(name)
+
+
+Report = Callable[[str, float, str], None]  # (stage, fraction of it done, message)
+
+
+def _separate(
+    sources: list[Path], root: Path, pretrained_root: Path, options: PipelineOptions, report: Report
+) -> tuple[SeparateResult | None, list[Path]]:
+    """Stage 1 (when chosen): the vocals of each recording, and the files the next stage reads."""
+    if not options.separate:
+        return None, sources
+    report("separate", 0.0, "loading the separation model")
+    separated = separate_files(
+        sources,
+        root / SEPARATED_FOLDER,
+        pretrained_root,
+        options.separation,
+        progress=lambda f, msg: report("separate", f, msg),
+    )
+    if not separated.files:
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in separated.failed)
+        raise PipelineError(f"separation produced no vocals ({reasons})")
+    return separated, [f.vocals for f in separated.files]
+
+
+def _clean(
+    sources: list[Path], root: Path, pretrained_root: Path, options: PipelineOptions, report: Report
+) -> tuple[CleanupResult | None, list[Path]]:
+    """Stage 2 (when any step is chosen): karaoke -> de-reverb -> denoise, and the files to slice."""
+    if not options.cleanup.steps:
+        return None, sources
+    report("clean", 0.0, f"cleaning {len(sources)} file(s): {' -> '.join(options.cleanup.steps)}")
+    cleaned = clean_files(
+        sources,
+        root / CLEANED_FOLDER,
+        pretrained_root,
+        options.cleanup,
+        progress=lambda f, msg: report("clean", f, msg),
+    )
+    if not cleaned.outputs:
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in cleaned.failed)
+        raise PipelineError(f"clean-up left no audio ({reasons})")
+    return cleaned, list(cleaned.outputs)
 
 
 def build_dataset(
@@ -99,7 +153,8 @@ def build_dataset(
     nothing for the next one, and the stages' own errors (missing model, bad options) unchanged.
     """
     root = dataset_dir(output_root, name)
-    stages = [s for s in STAGE_WEIGHTS if options.separate or s != "separate"]
+    skipped = {"separate": not options.separate, "clean": not options.cleanup.steps}
+    stages = [s for s in STAGE_WEIGHTS if not skipped.get(s, False)]
     total = sum(STAGE_WEIGHTS[s] for s in stages)
     starts = {s: sum(STAGE_WEIGHTS[t] for t in stages[: stages.index(s)]) / total for s in stages}
 
@@ -112,20 +167,8 @@ def build_dataset(
     if not sources:
         raise PipelineError(f"{inputs}: no audio files to build a dataset from")
 
-    separated = None
-    if options.separate:
-        report("separate", 0.0, "loading the separation model")
-        separated = separate_files(
-            sources,
-            root / SEPARATED_FOLDER,
-            pretrained_root,
-            options.separation,
-            progress=lambda f, msg: report("separate", f, msg),
-        )
-        if not separated.files:
-            reasons = "; ".join(f"{p.name}: {why}" for p, why in separated.failed)
-            raise PipelineError(f"separation produced no vocals ({reasons})")
-        sources = [f.vocals for f in separated.files]
+    separated, sources = _separate(sources, root, pretrained_root, options, report)
+    cleaned, sources = _clean(sources, root, pretrained_root, options, report)
 
     clips_dir = root / CLIPS_FOLDER
     report("slice", 0.0, f"slicing {len(sources)} file(s)")
@@ -150,4 +193,4 @@ def build_dataset(
         files=sliced.clips,
     )
     logger.info("dataset %s: %d rows in %s", name, len(transcribed.rows), transcribed.list_path)
-    return PipelineResult(transcribed.list_path, root, separated, sliced, transcribed)
+    return PipelineResult(transcribed.list_path, root, separated, cleaned, sliced, transcribed)

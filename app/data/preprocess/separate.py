@@ -11,7 +11,11 @@ Loading differs from demucs' own in one point: the ``.th`` pickles are opened wi
 file cannot run code.
 
 Engines are swappable (STYLE rule 8): :data:`SEPARATORS` maps an id to a factory building a
-:class:`Separator`; ``demucs`` is the one shipped.
+:class:`Separator`: ``demucs``, and ``mdx`` for UVR's MDX-Net vocal models
+(:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``).
+
+Runs are resumable: ``report.json`` in the output folder records each file's stems
+(:mod:`app.data.preprocess.ledger`), and a rerun with the same model keeps the complete ones.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import yaml
 from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
+from app.data.preprocess.ledger import StepLedger, StepRecord
+from app.data.preprocess.mdx import MDX_RATE, MdxError, MdxModel, MissingMdxModel, models_predicting
 from app.devices import pick_device
 from app.paths import fit_file_name
 
@@ -320,6 +326,45 @@ def load_demucs_separator(options: SeparateOptions, pretrained_root: Path) -> De
     return DemucsSeparator(model, options)
 
 
+# ----------------------------------------------------------------------------------- MDX-Net
+MDX_SEPARATION_MODELS = models_predicting("vocals", "instrumental")
+
+
+class MdxSeparator:
+    """A UVR MDX-Net model predicting vocals (or the instrumental); the other stem is the rest."""
+
+    samplerate = MDX_RATE
+    channels = 2
+
+    def __init__(self, model: MdxModel, device: str) -> None:
+        self.model = model
+        self.device = device
+
+    def separate(
+        self, wav: np.ndarray, progress: Callable[[float], None] | None = None
+    ) -> dict[str, np.ndarray]:
+        predicted = self.model.predict(wav, progress)  # (T, 2)
+        if self.model.params.predicts == VOCALS:
+            return {VOCALS: predicted, ACCOMPANIMENT: wav - predicted}
+        return {VOCALS: wav - predicted, ACCOMPANIMENT: predicted}
+
+
+@register_separator("mdx")
+def load_mdx_separator(options: SeparateOptions, pretrained_root: Path) -> MdxSeparator:
+    """An MDX-Net separator for ``options.model`` (a file of MDX_SEPARATION_MODELS in uvr5_weights/)."""
+    if options.model not in MDX_SEPARATION_MODELS:
+        raise SeparationError(
+            f"MDX-Net separation model {options.model!r}: choose one of {', '.join(MDX_SEPARATION_MODELS)}"
+        )
+    device = pick_device(options.device).type
+    try:
+        return MdxSeparator(MdxModel(options.model, pretrained_root, device), device)
+    except MissingMdxModel as exc:
+        raise MissingModelError(str(exc)) from exc
+    except MdxError as exc:
+        raise SeparationError(str(exc)) from exc
+
+
 # ------------------------------------------------------------------------------------ workflow
 
 
@@ -367,8 +412,9 @@ def separate_files(
     """Separate every audio file of ``inputs`` (a file, a folder, or a list of files).
 
     Writes ``output_dir/vocals/<stem>.<fmt>`` and ``output_dir/accompaniment/<stem>.<fmt>`` at the
-    model's rate (44.1 kHz stereo for demucs). Unreadable inputs are reported in ``failed``; a
-    missing model raises :class:`MissingModelError` before anything is read.
+    model's rate (44.1 kHz stereo for demucs and MDX-Net) and ``output_dir/report.json``; files an
+    earlier run with the same settings finished are kept. Unreadable inputs are reported in
+    ``failed``; a missing model raises :class:`MissingModelError` before anything is read.
     """
     if options.engine not in SEPARATORS:
         raise SeparationError(
@@ -379,6 +425,9 @@ def separate_files(
         raise SeparationError(f"{inputs}: no audio files to separate ({', '.join(AUDIO_EXTENSIONS)})")
     separator = SEPARATORS[options.engine](options, Path(pretrained_root))
     vocals_dir, accompaniment_dir = Path(output_dir) / VOCALS, Path(output_dir) / ACCOMPANIMENT
+    ledger = StepLedger(Path(output_dir))
+    # What makes the stems: a rerun with other settings separates again.
+    signature = f"{options.engine}:{options.model} segment={options.segment} overlap={options.overlap} shifts={options.shifts}"
     done: list[SeparatedFile] = []
     failed: list[tuple[Path, str]] = []
     for i, path in enumerate(files):
@@ -388,6 +437,12 @@ def separate_files(
                 progress((i + fraction) / len(files), f"separating {path.name}")
 
         tick(0.0)
+        name = fit_file_name(path.stem, f".{options.output_format}")  # a long stem shortened with a hash
+        earlier = ledger.finished("separate", path, vocals_dir / name, signature)
+        if earlier is not None:
+            logger.info("kept %s from an earlier run", earlier.outputs[0])
+            done.append(SeparatedFile(path, *earlier.outputs, earlier.figures.get("input_seconds", 0.0)))
+            continue
         try:
             wav = load_audio(path, separator.samplerate, mono=False)  # (T, C)
         except AudioError as exc:
@@ -396,10 +451,15 @@ def separate_files(
             continue
         wav = _match_channels(wav, separator.channels)
         stems = separator.separate(wav, tick)
-        name = fit_file_name(path.stem, f".{options.output_format}")  # a long stem shortened with a hash
         vocals = save_audio(vocals_dir / name, stems[VOCALS], separator.samplerate)
         accompaniment = save_audio(accompaniment_dir / name, stems[ACCOMPANIMENT], separator.samplerate)
-        done.append(SeparatedFile(path, vocals, accompaniment, len(wav) / separator.samplerate))
+        seconds = len(wav) / separator.samplerate
+        ledger.record(
+            StepRecord(
+                "separate", path, (vocals, accompaniment), signature, {"input_seconds": seconds}, False
+            )
+        )
+        done.append(SeparatedFile(path, vocals, accompaniment, seconds))
         logger.info("separated %s -> %s", path, vocals)
     if progress is not None:
         progress(1.0, f"separated {len(done)} of {len(files)} files")

@@ -88,8 +88,10 @@ def tiny_sensevoice(folder) -> None:
     tokens = SENSEVOICE_SPECIALS + TEXT_PIECES
     vocab, dim, zh = len(tokens), FBANK_BINS * LFR_WINDOW, tokens.index("<|zh|>")
     bias = np.full(vocab, -50.0, np.float32)
-    bias[0] = 0.0  # blank wins over silence (log-mel ~ -15), loses to a tone
-    bias[len(SENSEVOICE_SPECIALS) :] = 0.0
+    # Blank wins over silence and 16-bit quantisation noise (log-mel below ~10 on sherpa-onnx's
+    # int16 scale), loses to a tone (~20 and more in its band).
+    bias[0] = 0.0
+    bias[len(SENSEVOICE_SPECIALS) :] = -10.0
 
     def one_hot(i: int):
         row = np.full((1, 1, vocab), -10.0, np.float32)
@@ -184,3 +186,27 @@ def tiny_paraformer(folder) -> None:
         [numpy_helper.from_array(v, k) for k, v in const.items()],
     )
     _save_onnx(graph, {**_lfr_cmvn(vocab), "model_type": "paraformer"}, folder, tokens)
+
+
+# ------------------------------------------------------------------------ UVR MDX-Net (ONNX)
+def tiny_mdx(path, dim_f: int, dim_t: int, keep_bins: int, first_bin: int = 0) -> None:
+    """An MDX-Net file in UVR's format (input ``(B, 4, dim_f, dim_t)``, same-shape output) that keeps
+    bins ``first_bin:keep_bins`` of its input: its "stem" is what lies in that frequency band."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    mask = np.zeros((1, 1, dim_f, 1), np.float32)
+    mask[..., first_bin:keep_bins, :] = 1.0
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["input", "mask"], ["output"])],
+        "tiny_mdx",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4, dim_f, dim_t])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 4, dim_f, dim_t])],
+        [numpy_helper.from_array(mask, "mask")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))

@@ -1,0 +1,185 @@
+"""Vocal clean-up between separation and slicing: karaoke (lead vs backing vocals) -> de-reverb -> denoise.
+
+Reverb and backing vocals in training clips are the commonest cause of a bad clone; upstream's
+users run UVR5's karaoke and de-reverb models, then a denoiser, on the separated vocals. Each
+step here reads the previous step's files and writes its own folder::
+
+    <out>/karaoke/<clip>.wav     lead vocal: the mix less what UVR_MDXNET_KARA_2 calls instrumental
+    <out>/dereverb/<clip>.wav    dry vocal: the input less the reverb FoxJoy's model predicts
+    <out>/denoise/<clip>.wav     stationary noise gated out (app.audio.denoise)
+    <out>/report.json            per clip and step: source, model, frames, dB removed, seconds
+
+Steps run in the fixed order of :data:`STEPS`; a rerun keeps every output the report shows
+complete (:mod:`app.data.preprocess.ledger`). A clip a step cannot read is reported and left out
+of the following steps; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from app.audio import AudioError, load_audio, save_audio
+from app.audio.denoise import DenoiseOptions, denoise
+from app.data.preprocess.ledger import StepLedger, StepRecord
+from app.data.preprocess.mdx import MDX_RATE, MdxModel, models_predicting
+from app.devices import pick_device
+from app.paths import fit_file_name
+
+logger = logging.getLogger(__name__)
+
+# Order of the steps (the issue's separate -> de-reverb -> denoise, with the lead vocal picked out
+# first: backing vocals carry reverb too, and the de-reverb model was trained on one voice).
+STEPS: tuple[str, ...] = ("karaoke", "dereverb", "denoise")
+KARAOKE_MODELS = models_predicting("instrumental")
+DEREVERB_MODELS = models_predicting("reverb")
+
+# progress(fraction in [0, 1], message)
+Progress = Callable[[float, str], None]
+
+
+class CleanupError(ValueError):
+    """Bad clean-up options; the message says what was wrong."""
+
+
+@dataclass(frozen=True)
+class CleanupOptions:
+    """Which clean-up steps run; a step left None is skipped."""
+
+    karaoke: str | None = None  # MDX-Net file keeping the lead vocal (KARAOKE_MODELS), None = skip
+    dereverb: str | None = None  # MDX-Net file removing reverb and echo (DEREVERB_MODELS), None = skip
+    denoise: DenoiseOptions | None = None  # spectral gating of stationary noise, None = skip
+    device: str = "auto"  # where the MDX-Net models run: "auto", "cpu", "cuda"
+
+    def __post_init__(self) -> None:
+        if self.karaoke is not None and self.karaoke not in KARAOKE_MODELS:
+            raise CleanupError(f"karaoke model {self.karaoke!r}: choose one of {', '.join(KARAOKE_MODELS)}")
+        if self.dereverb is not None and self.dereverb not in DEREVERB_MODELS:
+            raise CleanupError(
+                f"de-reverb model {self.dereverb!r}: choose one of {', '.join(DEREVERB_MODELS)}"
+            )
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps that run, in order."""
+        chosen = {"karaoke": self.karaoke, "dereverb": self.dereverb, "denoise": self.denoise}
+        return tuple(s for s in STEPS if chosen[s] is not None)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    """What a clean-up run wrote."""
+
+    outputs: tuple[Path, ...]  # the last step's file for every clip that went through all steps
+    records: tuple[StepRecord, ...]  # one per clip and step, in step order
+    failed: tuple[tuple[Path, str], ...]  # clips a step could not read, with the step and reason
+    report: Path  # report.json
+
+
+# A step: (source file) -> (kept audio (T, C), its rate, removed audio (T, C)); and its model id.
+StepFunction = Callable[[Path], tuple[np.ndarray, int, np.ndarray]]
+
+
+def _stereo(wav: np.ndarray) -> np.ndarray:
+    """``(T,)`` or ``(T, C)`` -> ``(T, 2)``: mono duplicated, more channels averaged."""
+    wav = wav[:, None] if wav.ndim == 1 else wav
+    if wav.shape[1] == 2:
+        return wav
+    return np.repeat(wav.mean(axis=1, keepdims=True), 2, axis=1)
+
+
+def _mdx_step(model: MdxModel) -> StepFunction:
+    """The input less what the network predicts (the backing part, or the reverb)."""
+
+    def run(source: Path) -> tuple[np.ndarray, int, np.ndarray]:
+        mix = _stereo(load_audio(source, MDX_RATE, mono=False, allow_silent=True))  # (T, 2)
+        removed = model.predict(mix)
+        return mix - removed, MDX_RATE, removed
+
+    return run
+
+
+def _denoise_step(options: DenoiseOptions) -> StepFunction:
+    def run(source: Path) -> tuple[np.ndarray, int, np.ndarray]:
+        try:
+            rate = int(sf.info(str(source)).samplerate)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{source.name}: not a readable audio file ({exc})") from exc
+        wav = load_audio(source, rate, mono=False, allow_silent=True)  # (T, C) at the file's own rate
+        try:
+            kept = denoise(wav, rate, options)
+        except ValueError as exc:
+            raise AudioError(f"{source.name}: {exc}") from exc
+        return kept, rate, wav - kept
+
+    return run
+
+
+def _open_step(step: str, options: CleanupOptions, pretrained_root: Path) -> tuple[StepFunction, str]:
+    if step == "denoise":
+        assert options.denoise is not None
+        d = options.denoise
+        return _denoise_step(d), f"spectral-gate strength={d.strength} threshold={d.threshold_std}"
+    name = options.karaoke if step == "karaoke" else options.dereverb
+    assert name is not None
+    device = pick_device(options.device).type
+    return _mdx_step(MdxModel(name, pretrained_root, device)), f"mdx:{name}"
+
+
+def _removed_db(kept: np.ndarray, removed: np.ndarray) -> float:
+    """Energy taken out relative to the input, dB (-inf: nothing; 0: all of it)."""
+    total = float(np.sum((kept + removed) ** 2))
+    return 10.0 * np.log10(max(float(np.sum(removed**2)), 1e-12) / max(total, 1e-12))
+
+
+def clean_files(
+    files: Sequence[Path],
+    output_dir: Path,
+    pretrained_root: Path,
+    options: CleanupOptions,
+    progress: Progress | None = None,
+) -> CleanupResult:
+    """Run the chosen steps over ``files`` into ``output_dir/<step>/``; skip what an earlier run finished.
+
+    Missing or unknown models raise before any audio is read.
+    """
+    output_dir = Path(output_dir)
+    steps = [(step, *_open_step(step, options, pretrained_root)) for step in options.steps]
+    ledger = StepLedger(output_dir)
+    current = [Path(f) for f in files]
+    records: list[StepRecord] = []
+    failed: list[tuple[Path, str]] = []
+    total = max(1, len(steps) * len(current))
+    done = 0
+    for step, run, model in steps:
+        following: list[Path] = []
+        for source in current:
+            if progress is not None:
+                progress(done / total, f"{step}: {source.name}")
+            done += 1
+            out = output_dir / step / fit_file_name(source.stem, ".wav")
+            record = ledger.finished(step, source, out, model)
+            if record is None:
+                start = time.perf_counter()
+                try:
+                    kept, rate, removed = run(source)
+                except AudioError as exc:
+                    failed.append((source, f"{step}: {exc}"))
+                    logger.warning("%s: %s: %s", step, source, exc)
+                    continue
+                save_audio(out, kept, rate)
+                figures = {"removed_db": _removed_db(kept, removed), "seconds": time.perf_counter() - start}
+                record = StepRecord(step, source, (out,), model, figures, False)
+                ledger.record(record)
+            records.append(record)
+            following.append(out)
+        current = following
+    if progress is not None:
+        progress(1.0, f"cleaned {len(current)} of {len(files)} files")
+    return CleanupResult(tuple(current), tuple(records), tuple(failed), ledger.path)
