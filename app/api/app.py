@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app.api import errors, metrics
 from app.api.docs import install_cors, install_docs
 from app.api.engine import ApiState
-from app.api.routes import health, legacy, openai, presets, tts, ws
+from app.api.routes import health, legacy, longform, openai, presets, tts, ws
 from app.api.schemas import ERROR_RESPONSES
 from app.api.security import FORM_OVERHEAD_BYTES, BodyLimit
 from app.paths import Layout
@@ -87,7 +87,7 @@ def create_app(
     metrics.install(app, api)  # outermost: 413s are counted too
     for module in (health, tts, legacy):
         app.include_router(module.open_router, responses=ERROR_RESPONSES)
-    for module in (health, tts, openai, presets, legacy):
+    for module in (health, tts, openai, presets, longform, legacy):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(ws.router)  # WebSocket /ws/tts: checks the key itself (headers or ?api_key)
     install_docs(app)

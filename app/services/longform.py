@@ -1,0 +1,284 @@
+"""Long-form jobs in the studio: books, subtitles and scripts read in the background, through the device line.
+
+A :class:`LongformService` keeps its jobs under ``output/longform/<id>/`` (the folder layout of
+:mod:`app.infer.longform.state`). Each job runs on a thread of its own; every take it makes is
+one streaming synthesis queued on the :class:`~app.services.synthesis.SynthesisService`, so a
+long job takes turns on the device with the web UI's and the API's requests instead of holding
+it. Stopping takes effect after the take being made; a job whose process died (a restart) is
+found again as ``interrupted`` and continues from its last take with :meth:`LongformService.resume`.
+
+Voices are saved presets (:mod:`app.services.presets`): :meth:`LongformService.preset_voice`
+turns one into the models + request template the job stores, so a preset edited later does not
+change a job already made.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.infer.longform import (
+    Assembly,
+    JobOptions,
+    JobState,
+    JobStateError,
+    JobStopped,
+    LineState,
+    LongformJob,
+    Script,
+    Voice,
+)
+from app.infer.longform.state import JOB_FILE
+from app.infer.request import AudioChunk, PipelineSpec, TTSRequest
+from app.paths import Layout
+from app.services.device_queue import QueueFull
+from app.services.model_choice import ModelChoiceStore, resolve_weight
+from app.services.presets import PresetStore
+from app.services.synthesis import SynthesisService
+from app.services.weights import list_weights, pipeline_spec
+
+log = logging.getLogger(__name__)
+
+# Seconds between tries when the device line is full.
+RETRY_S = 2.0
+# States of jobs that may be resumed.
+RESUMABLE = ("stopped", "failed", "interrupted")
+
+
+class LongformError(ValueError):
+    """A job cannot be found or changed as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job as lists show it."""
+
+    id: str
+    title: str
+    kind: str
+    # queued, running, done, stopped, failed, interrupted.
+    state: str
+    # Lines with all their takes, and lines.
+    done: int
+    total: int
+    error: str
+    created: float
+
+
+class LongformService:
+    """The long-form jobs of one data root.
+
+    Args:
+        root: folder of the jobs (``Layout.output / "longform"``).
+        synthesis: the device's one line; every take is queued there.
+    """
+
+    def __init__(self, root: Path, synthesis: SynthesisService) -> None:
+        self.root = Path(root)
+        self.synthesis = synthesis
+        self._lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._stops: dict[str, threading.Event] = {}
+        self._jobs: dict[str, LongformJob] = {}
+        self._recover()
+
+    # --------------------------------------------------------------------------- voices
+    @staticmethod
+    def preset_voice(
+        layout: Layout, preset_name: str, voice_name: str = "", device: str = "auto", precision: str = "fp32"
+    ) -> Voice:
+        """The preset ``preset_name`` as a job voice called ``voice_name`` (its models, else the current ones).
+
+        Raises :class:`~app.services.presets.PresetError` or
+        :class:`~app.infer.request.ModelLoadError` with what to change.
+        """
+        presets = PresetStore(layout.presets)
+        preset = presets.get(preset_name)
+        listing = list_weights(layout)
+        chosen = [
+            resolve_weight(layout, kind, value, listing) if value else None
+            for kind, value in (("gpt", preset.gpt_weights), ("sovits", preset.sovits_weights))
+        ]
+        if None in chosen:
+            current = ModelChoiceStore(layout).current(listing)
+            chosen = [c or current[i] for i, c in enumerate(chosen)]
+        spec = pipeline_spec(layout, chosen[0], chosen[1], device, precision)
+        defaults = {k: v for k, v in preset.defaults().items() if k != "seed"}  # jobs seed each take
+        request = TTSRequest(
+            text=".",
+            reference=str(presets.reference_path(preset)),
+            extra_references=tuple(str(p) for p in presets.extra_paths(preset)),
+            prompt_text=preset.prompt_text,
+            prompt_language=preset.prompt_language,
+            text_language=preset.text_language,
+            **defaults,  # type: ignore[arg-type]
+        )
+        return Voice(voice_name, spec, request)
+
+    # ---------------------------------------------------------------------------- jobs
+    def submit(self, script: Script, voices: tuple[Voice, ...], options: JobOptions) -> str:
+        """Start a job reading ``script`` with ``voices`` (the first is the default); its id."""
+        if options.dub and not script.timed:
+            raise LongformError(
+                "dubbing fits lines to subtitle cues: give an .srt or .vtt source, or turn it off"
+            )
+        job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        lines = tuple(LineState(line) for line in script.lines)
+        job = LongformJob.create(self.root / job_id, JobState(script.kind, options, voices, lines))
+        self._start(job_id, job)
+        return job_id
+
+    def _start(self, job_id: str, job: LongformJob) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run, args=(job, stop), name=f"longform-{job_id}", daemon=True)
+        with self._lock:
+            self._jobs[job_id] = job
+            self._stops[job_id] = stop
+            self._threads[job_id] = thread
+        thread.start()
+
+    def _run(self, job: LongformJob, stop: threading.Event) -> None:
+        try:
+            job.run(self.speak, stop)
+        except JobStopped:
+            log.info("long-form job %s stopped", job.folder.name)
+        except Exception:  # recorded in job.json as "failed" with its message
+            log.exception("long-form job %s failed", job.folder.name)
+
+    def speak(self, spec: PipelineSpec, request: TTSRequest) -> Iterator[AudioChunk]:
+        """One take, queued on the device line (waits while the line is full)."""
+        while True:
+            try:
+                chunks = self.synthesis.open_stream(spec, request, token_chunks=False)
+                break
+            except QueueFull:
+                time.sleep(RETRY_S)
+        try:
+            yield from chunks
+        finally:
+            chunks.cancel()  # the reader left early: stop the synthesis (a no-op once it ended)
+
+    def _recover(self) -> None:
+        """Jobs left queued or running by a process that died are marked interrupted."""
+        for folder in sorted(self.root.glob(f"*/{JOB_FILE}")):
+            try:
+                job = LongformJob.open(folder.parent)
+            except JobStateError as exc:
+                log.warning("skipping long-form job %s: %s", folder.parent, exc)
+                continue
+            if job.state.state in ("queued", "running"):
+                job.set_state("interrupted")
+
+    def job(self, job_id: str) -> LongformJob:
+        """The job ``job_id`` (the live one while it runs)."""
+        with self._lock:
+            live = self._jobs.get(job_id)
+        if live is not None:
+            return live
+        folder = self.root / job_id
+        if (
+            not job_id
+            or "/" in job_id
+            or "\\" in job_id
+            or job_id.startswith(".")
+            or not (folder / JOB_FILE).is_file()
+        ):
+            raise LongformError(f"no long-form job {job_id!r}: list the jobs to see their ids")
+        return LongformJob.open(folder)
+
+    def running(self, job_id: str) -> bool:
+        with self._lock:
+            thread = self._threads.get(job_id)
+        return thread is not None and thread.is_alive()
+
+    def list(self) -> list[JobSummary]:
+        """Every job, newest first."""
+        out = []
+        for folder in sorted(self.root.glob(f"*/{JOB_FILE}"), reverse=True):
+            try:
+                state = self.job(folder.parent.name).state
+            except (JobStateError, LongformError) as exc:
+                log.warning("skipping long-form job %s: %s", folder.parent, exc)
+                continue
+            out.append(_summary(folder.parent.name, state))
+        return out
+
+    def summary(self, job_id: str) -> JobSummary:
+        return _summary(job_id, self.job(job_id).state)
+
+    def stop(self, job_id: str) -> None:
+        """Ask a running job to stop after its current take."""
+        with self._lock:
+            stop = self._stops.get(job_id)
+        if stop is None or not self.running(job_id):
+            raise LongformError(f"job {job_id} is not running")
+        stop.set()
+
+    def resume(self, job_id: str) -> None:
+        """Continue a stopped, failed or interrupted job from its last take."""
+        if self.running(job_id):
+            raise LongformError(f"job {job_id} is running already")
+        job = self.job(job_id)
+        if job.state.state not in RESUMABLE:
+            raise LongformError(f"job {job_id} is {job.state.state}; only {', '.join(RESUMABLE)} jobs resume")
+        self._start(job_id, LongformJob.open(job.folder))
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobSummary:
+        """Block until the job's thread ends (tests, the CLI); its summary."""
+        with self._lock:
+            thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.summary(job_id)
+
+    def _idle(self, job_id: str) -> LongformJob:
+        if self.running(job_id):
+            raise LongformError(f"job {job_id} is still running: wait for it or stop it first")
+        return self.job(job_id)
+
+    def regenerate(self, job_id: str, line: int, text: str | None = None) -> Assembly:
+        """A new take of one line (with ``text``: the line edited and its takes made anew); the rest is kept."""
+        return self._idle(job_id).regenerate(self.speak, line, text)
+
+    def choose(self, job_id: str, line: int, take: int) -> Assembly:
+        """Use take ``take`` of ``line`` in the assembled outputs."""
+        return self._idle(job_id).choose(line, take)
+
+    def outputs(self, job_id: str) -> dict[str, Path]:
+        """The files of a finished job by kind (audio, srt, vtt, timestamps; fit when dubbing)."""
+        job = self.job(job_id)
+        if job.state.state != "done":
+            raise LongformError(f"job {job_id} is {job.state.state}: its outputs exist once it is done")
+        return job.outputs()
+
+    def shutdown(self) -> None:
+        """Stop every running job after its current take."""
+        with self._lock:
+            stops = tuple(self._stops.values())
+        for stop in stops:
+            stop.set()
+
+
+def _summary(job_id: str, state: JobState) -> JobSummary:
+    return JobSummary(
+        job_id,
+        state.options.title,
+        state.kind,
+        state.state,
+        state.done_lines,
+        len(state.lines),
+        state.error,
+        state.created,
+    )
+
+
+@functools.cache
+def shared_longform(root: Path, synthesis: SynthesisService) -> LongformService:
+    """The one service of ``root`` per synthesis service (the web UI and the API of one server share it)."""
+    return LongformService(root, synthesis)

@@ -1,0 +1,94 @@
+"""The long-form service (app.services.longform): jobs through the device line, stop, resume after a restart.
+
+Here rather than in tests/services: it runs on the tiny pipeline and voices of tests/infer."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.infer.longform import JobOptions, JobState, LineState, LongformJob, parse_source
+from app.infer.longform.state import load
+from app.services.longform import LongformError, LongformService
+from app.services.synthesis import SynthesisService
+
+
+class TinySource:
+    """Pipelines for the service: the session's tiny pipeline whatever the spec; counts syntheses."""
+
+    def __init__(self, pipeline, gate: threading.Event | None = None) -> None:
+        self.pipeline = pipeline
+        self.gate = gate
+        self.texts: list[str] = []
+        source = self
+
+        class Counting:
+            def stream(self, request, token_chunks=True, options=None):
+                source.texts.append(request.text)
+                if source.gate is not None:
+                    source.gate.wait(60)
+                return pipeline.stream(request, token_chunks=token_chunks, options=options)
+
+        self.counting = Counting()
+
+    def get(self, spec):
+        return self.counting
+
+    def loaded(self):
+        return ()
+
+
+@pytest.fixture
+def synthesis(pipeline):
+    service = SynthesisService.create(4, TinySource(pipeline))
+    yield service
+    service.shutdown(wait=False)
+
+
+def _script(text: str = "One.\n\nTwo.\n\nThree."):
+    return parse_source(text, "text")
+
+
+def test_a_job_runs_on_the_device_line_and_can_be_stopped_and_resumed(tmp_path, synthesis, voices):
+    gate = threading.Event()
+    synthesis.pipelines.gate = gate  # every take waits for the gate
+    service = LongformService(tmp_path / "longform", synthesis)
+    job_id = service.submit(_script(), voices[:1], JobOptions(title="book"))
+    assert service.running(job_id)
+    deadline = time.monotonic() + 60
+    while not synthesis.pipelines.texts:  # the first take is on the device, held at the gate
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    service.stop(job_id)
+    gate.set()
+    summary = service.wait(job_id, 120)
+    assert summary.state == "stopped" and summary.done == 1  # the take under way was finished
+    with pytest.raises(LongformError, match="not running"):
+        service.stop(job_id)
+    service.resume(job_id)
+    assert service.wait(job_id, 120).state == "done"
+    assert synthesis.pipelines.texts == ["One.", "Two.", "Three."]
+    assert sorted(service.outputs(job_id)) == ["audio", "srt", "timestamps", "vtt"]
+    assert synthesis.queue.completed >= 3  # each take went through the device's line
+
+
+def test_a_job_cut_off_by_a_restart_is_found_interrupted_and_resumes(tmp_path, synthesis, voices, speaker):
+    root = tmp_path / "longform"
+    script = _script()
+    state = JobState(script.kind, JobOptions(), voices[:1], tuple(LineState(ln) for ln in script.lines))
+    job = LongformJob.create(root / "20260101-000000-abcdef", state)
+    job.set_state("running")
+    job._add_take(speaker, 0)  # the process made one take, then died
+    service = LongformService(root, synthesis)  # the studio starts again
+    [summary] = service.list()
+    assert summary.state == "interrupted" and summary.done == 1
+    with pytest.raises(LongformError, match="interrupted: its outputs exist once it is done"):
+        service.outputs(summary.id)
+    service.resume(summary.id)
+    assert service.wait(summary.id, 120).state == "done"
+    assert synthesis.pipelines.texts == ["Two.", "Three."]
+    assert load(root / summary.id).done_lines == 3
+    with pytest.raises(LongformError, match=r"no long-form job '\.\./x'"):
+        service.job("../x")
