@@ -35,11 +35,11 @@ from app.infer.longform import (
     Voice,
 )
 from app.infer.longform.state import JOB_FILE
-from app.infer.request import AudioChunk, PipelineSpec, TTSRequest
+from app.infer.request import AudioChunk, ModelLoadError, PipelineSpec, TTSInputError, TTSRequest
 from app.paths import Layout
 from app.services.device_queue import QueueFull
 from app.services.model_choice import ModelChoiceStore, resolve_weight
-from app.services.presets import PresetStore
+from app.services.presets import PresetError, PresetStore
 from app.services.synthesis import SynthesisService
 from app.services.weights import list_weights, pipeline_spec
 
@@ -53,6 +53,20 @@ RESUMABLE = ("stopped", "failed", "interrupted")
 
 class LongformError(ValueError):
     """A job cannot be found or changed as asked; the message says why and what to do."""
+
+
+class JobNotFound(LongformError):
+    """No job has that id."""
+
+
+class VoiceError(ValueError):
+    """A voice of a job cannot be made from its preset; ``voice`` names it ("" = the default voice)."""
+
+    def __init__(self, message: str, voice: str, cause: Exception | None = None) -> None:
+        super().__init__(message)
+        self.voice = voice
+        # The preset's or the model's own error (interfaces tell a missing preset from a bad one).
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,34 @@ class LongformService:
             **defaults,  # type: ignore[arg-type]
         )
         return Voice(voice_name, spec, request)
+
+    @classmethod
+    def script_voices(
+        cls,
+        layout: Layout,
+        script: Script,
+        default_preset: str,
+        presets: dict[str, str] | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+    ) -> tuple[Voice, ...]:
+        """The voices of ``script``: ``default_preset`` for lines without a voice, and for each voice
+        a line names the preset ``presets`` maps it to (by default the preset of the same name).
+
+        Raises :class:`VoiceError` naming the voice, with the preset's or the model's problem.
+        """
+        mapping = dict(presets or {})
+        unknown = sorted(set(mapping) - set(script.voices))
+        if unknown:
+            raise VoiceError(f"the script has no voice named {', '.join(unknown)}", unknown[0])
+        wanted = [("", default_preset)] + [(n, mapping.get(n, n)) for n in script.voices if n]
+        voices = []
+        for name, preset in wanted:
+            try:
+                voices.append(cls.preset_voice(layout, preset, name, device, precision))
+            except (PresetError, ModelLoadError, TTSInputError) as exc:
+                raise VoiceError(f"voice {name or '(default)'}: {exc}", name, exc) from None
+        return tuple(voices)
 
     # ---------------------------------------------------------------------------- jobs
     def submit(self, script: Script, voices: tuple[Voice, ...], options: JobOptions) -> str:
@@ -189,7 +231,7 @@ class LongformService:
             or job_id.startswith(".")
             or not (folder / JOB_FILE).is_file()
         ):
-            raise LongformError(f"no long-form job {job_id!r}: list the jobs to see their ids")
+            raise JobNotFound(f"no long-form job {job_id!r}: list the jobs to see their ids")
         return LongformJob.open(folder)
 
     def running(self, job_id: str) -> bool:

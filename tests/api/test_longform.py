@@ -102,7 +102,11 @@ def test_a_two_voice_script_and_one_line_edited(client, voices):
     ("body", "status", "message"),
     [
         ({"source": "Hi.", "filename": "a.txt", "voice": "nobody"}, 404, "no voice preset named 'nobody'"),
-        ({"source": "bob|Hi.", "kind": "script", "voice": "lf_narrator"}, 400, "names voice\\(s\\) bob"),
+        (
+            {"source": "bob|Hi.", "kind": "script", "voice": "lf_narrator"},
+            404,
+            "voice bob: no voice preset named 'bob'",
+        ),
         ({"source": "Hi.", "filename": "a.doc", "voice": "lf_narrator"}, 400, "unknown source type"),
         ({"source": "Hi.", "filename": "a.txt", "voice": "lf_narrator", "dub": True}, 400, "subtitle cues"),
         ({"voice": "lf_narrator"}, 400, "exactly one"),

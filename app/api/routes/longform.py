@@ -30,7 +30,7 @@ from app.api.security import require_key
 from app.infer.longform import FitOptions, JobOptions, JobStateError, kind_of, parse_source
 from app.infer.longform.state import MAX_TAKES, LineState
 from app.infer.request import MAX_PAUSE_SECONDS, MAX_SEED, ModelLoadError, TTSInputError
-from app.services.longform import LongformError, LongformService, shared_longform
+from app.services.longform import JobNotFound, LongformError, LongformService, VoiceError, shared_longform
 from app.services.presets import PresetError, PresetNotFound
 
 router = APIRouter(prefix="/longform", tags=["long-form jobs"], dependencies=[Depends(require_key)])
@@ -79,15 +79,19 @@ def _service(request: Request) -> LongformService:
 
 
 def _api_error(exc: Exception, param: str | None = None) -> ApiError:
+    """The answer for ``exc``; a voice's error is answered as its cause's, with the voice named."""
+    message = str(exc)
+    if isinstance(exc, VoiceError) and exc.cause is not None:
+        exc = exc.cause
     if isinstance(exc, PresetNotFound):
-        return ApiError(404, str(exc), param=param or "voice", code="preset_not_found")
-    if isinstance(exc, LongformError) and str(exc).startswith("no long-form job"):
-        return ApiError(404, str(exc), param="job_id", code="job_not_found")
+        return ApiError(404, message, param=param or "voice", code="preset_not_found")
+    if isinstance(exc, JobNotFound):
+        return ApiError(404, message, param="job_id", code="job_not_found")
     if isinstance(exc, LongformError):
-        return ApiError(409, str(exc), param="job_id", code="job_state")
+        return ApiError(409, message, param="job_id", code="job_state")
     if isinstance(exc, ModelLoadError):
-        return ApiError(400, str(exc), param=param or "voice", code="model_unavailable")
-    return ApiError(400, str(exc), param=param)
+        return ApiError(400, message, param=param or "voice", code="model_unavailable")
+    return ApiError(400, message, param=param)
 
 
 def _submit(service: LongformService, body: JobRequest, request: Request) -> str:
@@ -112,22 +116,15 @@ def _submit(service: LongformService, body: JobRequest, request: Request) -> str
         )  # fmt: skip
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    voices = []
-    for name, preset in (("", body.voice), *body.voices.items()):
-        param = "voice" if not name else f"voices.{name}"
-        try:
-            voices.append(service.preset_voice(api.layout, preset, name, api.settings.device, api.precision))
-        except (PresetError, ModelLoadError, TTSInputError) as exc:
-            raise _api_error(exc, param) from None
-    missing = [v for v in script.voices if v and v not in body.voices]
-    if missing:
-        raise ApiError(
-            400,
-            f"the script names voice(s) {', '.join(missing)}: map each to a preset in voices",
-            param="voices",
-        )
     try:
-        return service.submit(script, tuple(voices), options)
+        voices = service.script_voices(
+            api.layout, script, body.voice, body.voices, api.settings.device, api.precision
+        )
+    except VoiceError as exc:
+        param = f"voices.{exc.voice}" if exc.voice else "voice"
+        raise _api_error(exc, param) from None
+    try:
+        return service.submit(script, voices, options)
     except (LongformError, JobStateError) as exc:
         raise ApiError(400, str(exc), param="dub") from None
 
