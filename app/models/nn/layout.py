@@ -73,7 +73,9 @@ class Conv1dAs2d(nn.Module):
         """``self(x) + other`` (a new tensor), fused when oneDNN can (not for transposed convs)."""
         if self.transposed or not pointwise_fusion(x.dtype):
             return self(x).add_(other)
-        return torch.ops.mkldnn._convolution_pointwise.binary(x, other, *self._args(), "add", 1.0, None, [], None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, *self._args(), "add", 1.0, None, [], None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
@@ -113,7 +115,7 @@ class ResBlock1As2d(nn.Module):
         return x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pointwise_fusion(dtype: torch.dtype) -> bool:
     """True when oneDNN's fused convolution kernels exist here and compute what the plain ops do."""
     if not torch.backends.mkldnn.is_available() or dtype not in (torch.float32, torch.bfloat16):
