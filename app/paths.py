@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.messages import Message
 from app.settings import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -163,7 +164,14 @@ def resolve_inside(path: str | Path, root: Path) -> Path:
         candidate = root / candidate
     resolved = candidate.resolve()
     if resolved != root and root not in resolved.parents:
-        raise PathOutsideRoot(f"{path} is outside the data folder {root}; only files under it can be used")
+        raise PathOutsideRoot(
+            Message(
+                "path.outside",
+                "{path} is outside the data folder {root}; only files under it can be used",
+                path=str(path),
+                root=str(root),
+            )
+        )
     return resolved
 
 

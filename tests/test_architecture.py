@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "app.runstatus": 0,
     "app.runconfig": 0,
     "app.fileio": 0,
+    "app.messages": 0,
     "app.models": 1,
     "app.text": 1,
     "app.audio": 1,

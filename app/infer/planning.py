@@ -21,6 +21,7 @@ from app.infer.stages.base import AudioStage
 from app.infer.stages.reference import ReferenceStage
 from app.infer.stages.text import TextStage
 from app.infer.stages.tokens import sampling_options
+from app.messages import Message
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,14 @@ class Planner:
         prompt_text = request.prompt_text.strip("\n") if request.uses_prompt else ""
         if clip.trimmed:
             notes.append(
-                f"The reference clip is {clip.original_seconds:.1f} s long; its best span between pauses, "
-                f"{clip.start_seconds:.1f}-{clip.end_seconds:.1f} s, was used."
+                Message(
+                    "ref.note.trimmed",
+                    "The reference clip is {seconds:.1f} s long; its best span between pauses, "
+                    "{start:.1f}-{end:.1f} s, was used.",
+                    seconds=clip.original_seconds,
+                    start=clip.start_seconds,
+                    end=clip.end_seconds,
+                )
             )
             if prompt_text:
                 prompt_text = _kept_prompt(prompt_text, clip, notes)
@@ -121,12 +128,19 @@ def _kept_prompt(prompt_text: str, clip: ReferenceClip, notes: list[str]) -> str
     matched = matching_prompt(prompt_text, clip)
     if matched is None:
         notes.append(
-            "The prompt text could not be matched to the kept part of the clip, so reference-free "
-            "mode was used; give a 3-10 s clip with its exact text for the best result."
+            Message(
+                "ref.note.prompt_unmatched",
+                "The prompt text could not be matched to the kept part of the clip, so reference-free "
+                "mode was used; give a 3-10 s clip with its exact text for the best result.",
+            )
         )
         return ""
     if matched != prompt_text:
-        notes.append(f"The prompt text was cut to the kept phrases: {matched!r}.")
+        notes.append(
+            Message(
+                "ref.note.prompt_cut", "The prompt text was cut to the kept phrases: {kept!r}.", kept=matched
+            )
+        )
     return matched
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from app.audio.io import SILENCE_PEAK, AudioError, load_audio
 from app.audio.slicer import SlicerOptions, find_segments, frame_rms
 from app.infer.request import AudioSource, ReferenceAudioError
+from app.messages import Message
 from app.text.split import CLAUSE_MARKS
 
 SAMPLE_RATE = 32000  # SoVITS rate: the timbre spectrogram and trimming work here
@@ -119,7 +120,13 @@ def _load(data: bytes, name: str, sr: int, field: str = "reference") -> np.ndarr
         # The loader names "<N bytes of uploaded audio>"; say which clip it was instead.
         detail = str(exc).split(": ", 1)[-1]
         raise ReferenceAudioError(
-            f"{name}: {detail}. Use a WAV/FLAC/MP3/OGG recording of 3-10 s of clear speech", field
+            Message(
+                "ref.err.unreadable",
+                "{name}: {detail}. Use a WAV/FLAC/MP3/OGG recording of 3-10 s of clear speech",
+                name=name,
+                detail=detail,
+            ),
+            field,
         ) from None
 
 
@@ -134,8 +141,15 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
     seconds = len(wav32) / SAMPLE_RATE
     if seconds < MIN_SECONDS:
         raise ReferenceAudioError(
-            f"{name} is {seconds:.1f} s long; a reference must hold {MIN_SECONDS:g}-{MAX_SECONDS:g} s "
-            "of speech: record or upload a longer clip"
+            Message(
+                "ref.err.short",
+                "{name} is {seconds:.1f} s long; a reference must hold {low:g}-{high:g} s "
+                "of speech: record or upload a longer clip",
+                name=name,
+                seconds=seconds,
+                low=MIN_SECONDS,
+                high=MAX_SECONDS,
+            )
         )
     wav16 = _load(data, name, HUBERT_RATE)
     offset, warnings = check_levels(wav32, name)
@@ -160,8 +174,13 @@ def decode_clip(data: bytes, name: str) -> ReferenceClip:
     )
 
 
+# Who the level notes are about (a Message, so the UI says it in the reader's language).
+THE_REFERENCE = Message("ref.what.reference", "The reference clip")
+AN_EXTRA_REFERENCE = Message("ref.what.extra", "An extra reference clip")
+
+
 def check_levels(
-    wav32: np.ndarray, name: str, what: str = "The reference clip", field: str = "reference"
+    wav32: np.ndarray, name: str, what: str = THE_REFERENCE, field: str = "reference"
 ) -> tuple[float, tuple[str, ...]]:
     """The DC offset to remove from a 32 kHz clip (0.0: none worth removing) and notes on its
     levels, each a sentence starting with ``what`` (no file names: notes go out as they are).
@@ -173,7 +192,14 @@ def check_levels(
     offset = float(wav32.mean())
     if abs(offset) > DC_OFFSET:
         wav32 = wav32 - offset
-        warnings.append(f"{what} had a DC offset of {offset:+.3f} (of full scale); it was removed.")
+        warnings.append(
+            Message(
+                "ref.note.dc",
+                "{what} had a DC offset of {offset:+.3f} (of full scale); it was removed.",
+                what=what,
+                offset=offset,
+            )
+        )
     else:
         offset = 0.0
     edge = round(EDGE_SECONDS * SAMPLE_RATE)
@@ -186,21 +212,35 @@ def check_levels(
         )
     if tone_fraction(wav32) >= TONE_FRACTION:
         raise ReferenceAudioError(
-            f"{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech",
+            Message(
+                "ref.err.tone",
+                "{name} holds no speech: it is a steady pure tone. Record or upload a clip of clear speech",
+                name=name,
+            ),
             field,
         )
     peak = float(np.abs(wav32).max())
     if peak > 1.0:
         warnings.append(
-            f"{what} goes over full scale (peak {peak:.2f}); it was scaled down as upstream does "
-            "(divided by the peak, at most 2), and may sound distorted."
+            Message(
+                "ref.note.over",
+                "{what} goes over full scale (peak {peak:.2f}); it was scaled down as upstream does "
+                "(divided by the peak, at most 2), and may sound distorted.",
+                what=what,
+                peak=peak,
+            )
         )
     else:
         clipped = float(np.mean(np.abs(wav32) >= CLIP_LEVEL))
         if clipped > CLIPPED_FRACTION:
             warnings.append(
-                f"{what} is clipped ({clipped:.1%} of its samples at full scale); the voice may sound "
-                "distorted: record at a lower level for a better result."
+                Message(
+                    "ref.note.clipped",
+                    "{what} is clipped ({clipped:.1%} of its samples at full scale); the voice may sound "
+                    "distorted: record at a lower level for a better result.",
+                    what=what,
+                    clipped=clipped,
+                )
             )
     return offset, tuple(warnings)
 
@@ -239,14 +279,24 @@ def best_span(
     """
     peak = float(np.abs(wav).max(initial=0.0))
     if peak == 0.0:
-        raise ReferenceAudioError(f"{name} is silent: record or upload a clip of clear speech")
+        raise ReferenceAudioError(
+            Message("ref.err.silent", "{name} is silent: record or upload a clip of clear speech", name=name)
+        )
     phrases = find_segments(wav / peak, sr, PHRASE_SLICER)
     lo, hi = round(MIN_SECONDS * sr), round(MAX_SECONDS * sr)
     speech = sum(p.end - p.start for p in phrases)
     if speech < lo:
         raise ReferenceAudioError(
-            f"{name} holds only {speech / sr:.1f} s of speech in {len(wav) / sr:.1f} s; a reference "
-            f"needs {MIN_SECONDS:g}-{MAX_SECONDS:g} s of speech"
+            Message(
+                "ref.err.little_speech",
+                "{name} holds only {speech:.1f} s of speech in {seconds:.1f} s; a reference "
+                "needs {low:g}-{high:g} s of speech",
+                name=name,
+                speech=speech / sr,
+                seconds=len(wav) / sr,
+                low=MIN_SECONDS,
+                high=MAX_SECONDS,
+            )
         )
     best: tuple[int, int, int, int] | None = None  # (speech, -first, first, last)
     for i in range(len(phrases)):

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from app.messages import Message
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -40,7 +42,12 @@ class QueueFull(RuntimeError):
 
     def __init__(self, pending: int, retry_after_s: int) -> None:
         super().__init__(
-            f"the server is busy ({pending} requests running or waiting); retry in {retry_after_s} s"
+            Message(
+                "queue.full",
+                "the server is busy ({pending} requests running or waiting); retry in {seconds} s",
+                pending=pending,
+                seconds=retry_after_s,
+            )
         )
         # Jobs running or waiting when the job was refused.
         self.pending = pending

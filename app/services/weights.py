@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.assets import asset_status, get, missing_message
+from app.assets import AssetStatus, asset_status, get, missing_message
 from app.devices import pick_device
 from app.infer.request import PRECISIONS, ModelLoadError, PipelineSpec
 from app.models.encoders.sv import SV_FILE
@@ -64,8 +64,12 @@ class WeightsListing:
     # Folder of the HuBERT content encoder and of the Chinese BERT.
     hubert_dir: Path
     bert_dir: Path
-    # What is missing and how to get it ("" when nothing needed is missing).
+    # What is missing and how to get it ("" when nothing needed is missing), in English.
     message: str
+    # The same, as data for an interface to word itself: the assets not (fully) on disk, and the
+    # kinds of model ("GPT", "SoVITS") of which no file at all is there.
+    missing: tuple[AssetStatus, ...] = ()
+    lacking: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
@@ -126,13 +130,14 @@ def list_weights(layout: Layout) -> WeightsListing:
         if not v2.ok:
             missing.append(v2)
     message = missing_message(missing)
+    kinds = tuple(k for k, v in (("GPT", gpt), ("SoVITS", sovits)) if not v)
     if not gpt or not sovits:
-        lacking = " and ".join(k for k, v in (("GPT", gpt), ("SoVITS", sovits)) if not v)
+        lacking = " and ".join(kinds)
         message = (
             f"No {lacking} model found: put fine-tuned files in {layout.gpt_weights.name}/ and "
             f"{layout.sovits_weights.name}/, or download the base models (below).\n\n{message}"
         ).strip()
-    return WeightsListing(tuple(gpt), tuple(sovits), hubert_dir, bert_dir, message)
+    return WeightsListing(tuple(gpt), tuple(sovits), hubert_dir, bert_dir, message, tuple(missing), kinds)
 
 
 def _inside_data(path: str | Path, layout: Layout) -> Path:

@@ -12,7 +12,7 @@ from app.services.synthesis import SynthesisService
 from app.settings import Settings
 from app.ui.context import UIContext
 from app.ui.i18n import COMMON, build_i18n, merge
-from app.ui.locales import TABLE as LOCALE_TABLE
+from app.ui.messages import STRINGS as MESSAGE_STRINGS
 from app.ui.tabs.registry import TABS
 
 # The actions scripts may call (gradio_client ``api_name``), each named at its event; every other
@@ -47,6 +47,7 @@ def build_app(settings: Settings, lang: str = "auto", synthesis: SynthesisServic
         synthesis = SynthesisService.create(settings.queue_limit)
     ctx = UIContext(settings=settings, layout=layout, i18n=i18n, lang=lang, synthesis=synthesis)
     with StudioBlocks(title="SoVITS Studio", analytics_enabled=False) as demo:
+        demo.studio_lang = lang
         gr.Markdown(i18n("app.header"), elem_id="studio-header")
         with gr.Tabs():
             for tab in TABS:
@@ -59,7 +60,12 @@ def build_app(settings: Settings, lang: str = "auto", synthesis: SynthesisServic
 
 class StudioBlocks(gr.Blocks):
     """The page, whose API description (``view_api``, the "Use via API" page) shows labels as
-    plain English text: the page's labels are translation keys the browser resolves."""
+    plain English text: the page's labels are translation keys the browser resolves.
+
+    ``studio_lang`` is the language forced with ``--lang`` ("auto": each visitor's browser's);
+    messages built in Python (:mod:`app.ui.messages`) read it from the event's Blocks."""
+
+    studio_lang = "auto"
 
     def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
         info = super().get_api_info(all_endpoints=all_endpoints, page=page)
@@ -87,16 +93,21 @@ def hide_internal_events(demo: gr.Blocks) -> None:
         raise RuntimeError(f"public API actions without an event: {missing}")
 
 
+def _tables() -> list:
+    """Every translation table: shared, the messages built in Python, each tab's."""
+    return [COMMON, MESSAGE_STRINGS, *(tab.STRINGS for tab in TABS)]
+
+
 @lru_cache(maxsize=1)
 def app_texts() -> dict[str, str]:
     """The English text of every translation key of the app."""
-    return merge([COMMON, LOCALE_TABLE, *(tab.STRINGS for tab in TABS)])["en"]
+    return merge(_tables())["en"]
 
 
 @lru_cache(maxsize=8)
 def app_i18n(lang: str = "auto") -> gr.I18n:
     """The translation table of the whole app (shared strings plus every tab's)."""
-    return build_i18n([COMMON, LOCALE_TABLE, *(tab.STRINGS for tab in TABS)], lang)
+    return build_i18n(_tables(), lang)
 
 
 def launch_kwargs(settings: Settings, lang: str = "auto") -> dict:

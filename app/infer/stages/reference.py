@@ -122,7 +122,7 @@ class ReferenceStage:
         found = self._extras.get(digest)
         if found is None:
             wav = clips._load(data, name, clips.SAMPLE_RATE, "extra_references")
-            offset, warnings = clips.check_levels(wav, name, "An extra reference clip", "extra_references")
+            offset, warnings = clips.check_levels(wav, name, clips.AN_EXTRA_REFERENCE, "extra_references")
             found = (self.timbre_inputs(clips.without_offset(wav) if offset else wav), warnings)
             self._extras.put(digest, found)
         if notes is not None:

@@ -21,6 +21,7 @@ from app.infer.cache import LRUCache
 from app.infer.inputs import TextInput
 from app.infer.request import TTSInputError
 from app.infer.scripts import LANGUAGES, speaks, unread_letters, unreadable_letters
+from app.messages import Message
 from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage, split_text, text_to_phones
 from app.text.characters import normalize_characters
 from app.text.frontend import TextResult
@@ -147,14 +148,27 @@ def _skipped(text: str, language: str, pieces: list[str]) -> list[str]:
     notes = []
     foreign = unreadable_letters(text)
     if foreign:
-        notes.append(f"Letters the models cannot read were skipped: {foreign[:24]}")
+        notes.append(
+            Message(
+                "text.note.unreadable",
+                "Letters the models cannot read were skipped: {letters}",
+                letters=foreign[:24],
+            )
+        )
     other = unread_letters(text, mode)
     if other:
         notes.append(
-            f"Text in a language the {mode!r} mode does not read was skipped: {other[:24]} "
-            "(the 'auto' mode reads each language in its own)"
+            Message(
+                "text.note.other_language",
+                "Text in a language the {mode!r} mode does not read was skipped: {letters} "
+                "(the 'auto' mode reads each language in its own)",
+                mode=mode,
+                letters=other[:24],
+            )
         )
     if pieces and not notes:
         shown = ", ".join(repr(p) for p in pieces[:3]) + (", ..." if len(pieces) > 3 else "")
-        notes.append(f"Parts with nothing to read were skipped: {shown}")
+        notes.append(
+            Message("text.note.nothing", "Parts with nothing to read were skipped: {parts}", parts=shown)
+        )
     return notes

@@ -12,7 +12,10 @@ from app.audio import AUDIO_EXTENSIONS
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
 from app.data.preprocess.slice import SliceReport, collect_inputs, slice_files
 from app.paths import Layout, PathOutsideRoot, resolve_inside
+from app.services.model_choice import relative_name
 from app.ui.context import UIContext
+from app.ui.locales import complete
+from app.ui.messages import error, error_from, render, say
 from app.ui.tabs.binding import bind
 
 TAB_ID = "dataset"
@@ -20,48 +23,50 @@ TITLE_KEY = "tab.dataset"
 DEFAULT_OUT = "slicer_opt"  # upstream's output folder name (output/slicer_opt)
 MAX_SHOWN = 60  # clips rendered as players; the rest are listed by name only
 
-STRINGS = {
-    "en": {
-        "tab.dataset": "Dataset",
-        "dataset.slicer.title": "### Slice recordings into clips\nLong recordings are cut at pauses into 32 kHz clips for training.",
-        "dataset.files": "Audio files to slice",
-        "dataset.folder": "…or a folder on the server (inside the data folder)",
-        "dataset.folder.info": "Relative paths start at the data folder; folders outside it are refused.",
-        "dataset.out": "Output folder (under output/)",
-        "dataset.params": "Slicer settings",
-        "dataset.threshold": "Silence threshold (dB)",
-        "dataset.min_length": "Minimum clip length (ms)",
-        "dataset.min_interval": "Minimum silence to cut at (ms)",
-        "dataset.hop": "Hop size (ms)",
-        "dataset.max_sil_kept": "Max silence kept around a cut (ms)",
-        "dataset.max": "Normalised peak (max)",
-        "dataset.alpha": "Normalised share (alpha)",
-        "dataset.workers": "Parallel processes",
-        "dataset.run": "Slice",
-        "dataset.status": "Result",
-        "dataset.clips": "Clips",
-    },
-    "zh": {
-        "tab.dataset": "数据集",
-        "dataset.slicer.title": "### 切分录音\n在停顿处把长录音切成 32 kHz 的训练片段。",
-        "dataset.files": "要切分的音频文件",
-        "dataset.folder": "…或服务器上的文件夹（须在数据目录内）",
-        "dataset.folder.info": "相对路径从数据目录开始；数据目录之外的文件夹会被拒绝。",
-        "dataset.out": "输出文件夹（在 output/ 下）",
-        "dataset.params": "切分参数",
-        "dataset.threshold": "静音阈值 (dB)",
-        "dataset.min_length": "每段最短长度 (ms)",
-        "dataset.min_interval": "最短切割静音 (ms)",
-        "dataset.hop": "帧移 (ms)",
-        "dataset.max_sil_kept": "切点两侧最多保留静音 (ms)",
-        "dataset.max": "归一化峰值 (max)",
-        "dataset.alpha": "归一化混合比例 (alpha)",
-        "dataset.workers": "并行进程数",
-        "dataset.run": "开始切分",
-        "dataset.status": "结果",
-        "dataset.clips": "切分结果",
-    },
-}
+STRINGS = complete(
+    {
+        "en": {
+            "tab.dataset": "Dataset",
+            "dataset.slicer.title": "### Slice recordings into clips\nLong recordings are cut at pauses into 32 kHz clips for training.",
+            "dataset.files": "Audio files to slice",
+            "dataset.folder": "…or a folder on the server (inside the data folder)",
+            "dataset.folder.info": "Relative paths start at the data folder; folders outside it are refused.",
+            "dataset.out": "Output folder (under output/)",
+            "dataset.params": "Slicer settings",
+            "dataset.threshold": "Silence threshold (dB)",
+            "dataset.min_length": "Minimum clip length (ms)",
+            "dataset.min_interval": "Minimum silence to cut at (ms)",
+            "dataset.hop": "Hop size (ms)",
+            "dataset.max_sil_kept": "Max silence kept around a cut (ms)",
+            "dataset.max": "Normalised peak (max)",
+            "dataset.alpha": "Normalised share (alpha)",
+            "dataset.workers": "Parallel processes",
+            "dataset.run": "Slice",
+            "dataset.status": "Result",
+            "dataset.clips": "Clips",
+        },
+        "zh": {
+            "tab.dataset": "数据集",
+            "dataset.slicer.title": "### 切分录音\n在停顿处把长录音切成 32 kHz 的训练片段。",
+            "dataset.files": "要切分的音频文件",
+            "dataset.folder": "…或服务器上的文件夹（须在数据目录内）",
+            "dataset.folder.info": "相对路径从数据目录开始；数据目录之外的文件夹会被拒绝。",
+            "dataset.out": "输出文件夹（在 output/ 下）",
+            "dataset.params": "切分参数",
+            "dataset.threshold": "静音阈值 (dB)",
+            "dataset.min_length": "每段最短长度 (ms)",
+            "dataset.min_interval": "最短切割静音 (ms)",
+            "dataset.hop": "帧移 (ms)",
+            "dataset.max_sil_kept": "切点两侧最多保留静音 (ms)",
+            "dataset.max": "归一化峰值 (max)",
+            "dataset.alpha": "归一化混合比例 (alpha)",
+            "dataset.workers": "并行进程数",
+            "dataset.run": "开始切分",
+            "dataset.status": "结果",
+            "dataset.clips": "切分结果",
+        },
+    }
+)
 
 
 def _sources(layout: Layout, files: list[str] | None, folder: str) -> list[Path]:
@@ -70,24 +75,21 @@ def _sources(layout: Layout, files: list[str] | None, folder: str) -> list[Path]
         try:
             where = resolve_inside(folder.strip(), layout.home)
         except PathOutsideRoot as exc:
-            raise gr.Error(str(exc)) from exc
+            raise error_from(exc) from exc
         if not where.exists():
-            raise gr.Error(f"{where} does not exist")
+            raise error("common.err.not_found", path=relative_name(where, layout))
         sources += collect_inputs(where)
     if not sources:
-        raise gr.Error(
-            "Nothing to slice: upload audio files or name a folder inside the data folder "
-            f"that contains audio ({', '.join(sorted(AUDIO_EXTENSIONS))})."
-        )
+        raise error("dataset.err.nothing", extensions=", ".join(sorted(AUDIO_EXTENSIONS)))
     return sources
 
 
 def _summary(report: SliceReport) -> str:
     ok = len(report.files) - len(report.errors)
-    lines = [f"**{len(report.clips)}** clips from {ok} file(s) in `{report.out_dir}`"]
-    lines += [f"- failed: {f.error}" for f in report.errors]
+    lines = [say("dataset.summary", clips=len(report.clips), files=ok, folder=str(report.out_dir))]
+    lines += ["- " + say("dataset.failed", error=render(f.error)) for f in report.errors]
     if len(report.clips) > MAX_SHOWN:
-        lines.append(f"Showing the first {MAX_SHOWN} clips; all are in the folder above.")
+        lines.append(say("dataset.shown", shown=MAX_SHOWN))
     return "\n".join(lines)
 
 
@@ -117,9 +119,9 @@ def slice_clips(
         )
         out_dir = resolve_inside(out_in.strip() or DEFAULT_OUT, layout.output)
     except (SlicerOptionsError, PathOutsideRoot, TypeError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     sources = _sources(layout, files_in, folder_in)
-    progress((0, len(sources)), desc="slicing")
+    progress((0, len(sources)), desc=say("dataset.progress"))
     report_progress = functools.partial(_report_file, progress)
     report = slice_files(sources, out_dir, opts, workers=int(n_workers), progress=report_progress)
     return _summary(report), [str(p) for p in report.clips]

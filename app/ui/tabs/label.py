@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
-
 from app.ui.context import UIContext
+from app.ui.locales import complete
 from app.ui.tabs.binding import bind
 from app.ui.tabs.label_handlers import (
     Action,
@@ -45,56 +45,58 @@ LANGUAGE_LABELS = {
     "yue": "粵語 yue",
 }
 
-STRINGS = {
-    "en": {
-        "tab.label": "Label",
-        "label.title": "### Proofread a dataset\nOpen a `.list` (`wav_path|speaker|language|text`), correct it, save.",
-        "label.list": "List file (.list, inside the data folder)",
-        "label.audio_dir": "Audio folder (optional: clips are looked up here by file name)",
-        "label.open": "Open",
-        "label.filter_text": "Filter: text contains",
-        "label.min_s": "Min seconds (0: none)",
-        "label.max_s": "Max seconds (0: none)",
-        "label.filter": "Filter",
-        "label.prev": "◀ Previous",
-        "label.next": "Next ▶",
-        "label.page": "Page",
-        "label.text": "Text",
-        "label.language": "Language",
-        "label.delete": "Delete ticked",
-        "label.merge": "Merge ticked",
-        "label.gap": "Gap when merging (s)",
-        "label.split": "Split ticked at",
-        "label.split_at": "Split point (s)",
-        "label.undo": "Undo",
-        "label.save": "Save",
-        **PIPELINE_STRINGS["en"],
-    },
-    "zh": {
-        "tab.label": "标注校对",
-        "label.title": "### 校对数据集\n打开 `.list`（`音频路径|说话人|语言|文本`），修改后保存。",
-        "label.list": "标注文件（.list，须在数据目录内）",
-        "label.audio_dir": "音频文件夹（可选：按文件名在此查找音频）",
-        "label.open": "打开",
-        "label.filter_text": "筛选：文本包含",
-        "label.min_s": "最短秒数（0：不限）",
-        "label.max_s": "最长秒数（0：不限）",
-        "label.filter": "筛选",
-        "label.prev": "◀ 上一页",
-        "label.next": "下一页 ▶",
-        "label.page": "页码",
-        "label.text": "文本",
-        "label.language": "语言",
-        "label.delete": "删除勾选",
-        "label.merge": "合并勾选",
-        "label.gap": "合并间隔 (秒)",
-        "label.split": "在此处切分勾选",
-        "label.split_at": "切分点 (秒)",
-        "label.undo": "撤销",
-        "label.save": "保存",
-        **PIPELINE_STRINGS["zh"],
-    },
-}
+STRINGS = complete(
+    {
+        "en": {
+            "tab.label": "Label",
+            "label.title": "### Proofread a dataset\nOpen a `.list` (`wav_path|speaker|language|text`), correct it, save.",
+            "label.list": "List file (.list, inside the data folder)",
+            "label.audio_dir": "Audio folder (optional: clips are looked up here by file name)",
+            "label.open": "Open",
+            "label.filter_text": "Filter: text contains",
+            "label.min_s": "Min seconds (0: none)",
+            "label.max_s": "Max seconds (0: none)",
+            "label.filter": "Filter",
+            "label.prev": "◀ Previous",
+            "label.next": "Next ▶",
+            "label.page": "Page",
+            "label.text": "Text",
+            "label.language": "Language",
+            "label.delete": "Delete ticked",
+            "label.merge": "Merge ticked",
+            "label.gap": "Gap when merging (s)",
+            "label.split": "Split ticked at",
+            "label.split_at": "Split point (s)",
+            "label.undo": "Undo",
+            "label.save": "Save",
+            **PIPELINE_STRINGS["en"],
+        },
+        "zh": {
+            "tab.label": "标注校对",
+            "label.title": "### 校对数据集\n打开 `.list`（`音频路径|说话人|语言|文本`），修改后保存。",
+            "label.list": "标注文件（.list，须在数据目录内）",
+            "label.audio_dir": "音频文件夹（可选：按文件名在此查找音频）",
+            "label.open": "打开",
+            "label.filter_text": "筛选：文本包含",
+            "label.min_s": "最短秒数（0：不限）",
+            "label.max_s": "最长秒数（0：不限）",
+            "label.filter": "筛选",
+            "label.prev": "◀ 上一页",
+            "label.next": "下一页 ▶",
+            "label.page": "页码",
+            "label.text": "文本",
+            "label.language": "语言",
+            "label.delete": "删除勾选",
+            "label.merge": "合并勾选",
+            "label.gap": "合并间隔 (秒)",
+            "label.split": "在此处切分勾选",
+            "label.split_at": "切分点 (秒)",
+            "label.undo": "撤销",
+            "label.save": "保存",
+            **PIPELINE_STRINGS["zh"],
+        },
+    }
+)
 
 
 @dataclass(frozen=True)

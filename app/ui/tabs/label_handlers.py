@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from app.audio import AudioError, audio_info, load_audio
+from app.ui.messages import error, error_from
 from app.ui.tabs.label_session import (
     PAGE_SIZE,
     ProofSession,
@@ -152,7 +153,7 @@ def open_editor(current: ProofSession, path: str, folder: str) -> list:
     try:
         opened, note = open_or_warn(current, path, folder)
     except SessionError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     return render(opened, note)
 
 
@@ -164,12 +165,12 @@ def edit(page: LabelPage, action: Action, values: Mapping[Component, Any]) -> li
     """Take in the page's typing, run ``action``, re-render; errors become messages."""
     state = read_page(page, values)
     if state.session.list_path is None:
-        raise gr.Error("Open a .list file first.")
+        raise error("label.err.not_open")
     try:
         synced = sync_page(state.session, state.texts, state.languages)
         result = action(synced, selected(synced, state.checks), state)
     except (SessionError, AudioError, OSError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     new, note = result if isinstance(result, tuple) else (result, "")
     return render(new, note)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import gradio as gr
-
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
 from app.data.preprocess.pipeline import (
     PipelineError,
@@ -31,6 +30,8 @@ from app.data.preprocess.transcribe import (
 )
 from app.paths import Layout, PathOutsideRoot, resolve_inside
 from app.ui.context import UIContext
+from app.ui.messages import STRINGS as MESSAGE_STRINGS
+from app.ui.messages import error, error_from, render, say
 from app.ui.tabs.binding import bind
 
 STAGE_NAMES = {"separate": "1 separate vocals", "slice": "2 slice", "transcribe": "3 transcribe"}
@@ -81,15 +82,10 @@ def asr_note(pretrained: Path) -> str:
     """Which model "default" means on this machine, said plainly (the issue asks the UI to say so)."""
     installed = installed_whisper_models(pretrained)
     if installed:
-        return f"Default speech model: Whisper {installed[-1]} from `{pretrained}`."
+        return say("label.asr.default", model=installed[-1], folder=pretrained.name)
     if bundled_model_path() is not None:
-        return (
-            f"No Whisper model in `{pretrained}`: the default is the embedded **{BUNDLED_NAME}**, which understands "
-            "English only. For other languages run `python tools/download_models.py faster-whisper-large-v3`."
-        )
-    return (
-        f"No Whisper model in `{pretrained}`; run `python tools/download_models.py faster-whisper-large-v3`."
-    )
+        return say("label.asr.bundled", folder=pretrained.name, model=BUNDLED_NAME)
+    return say("label.asr.none", folder=pretrained.name)
 
 
 def _asr_choices(pretrained: Path) -> list[str]:
@@ -98,14 +94,18 @@ def _asr_choices(pretrained: Path) -> list[str]:
 
 
 def summary(result: PipelineResult, home: Path) -> str:
-    lines = [f"**{len(result.transcribed.rows)}** rows written to `{result.list_path.relative_to(home)}`"]
+    rows, where = len(result.transcribed.rows), str(result.list_path.relative_to(home))
+    lines = [say("label.pipe.summary", rows=rows, file=where)]
     if result.separated is not None:
-        lines.append(f"- separated {len(result.separated.files)} file(s) with {result.separated.model}")
-    lines.append(f"- sliced {len(result.sliced.clips)} clips")
-    lines.append(f"- transcribed with {result.transcribed.model}")
+        lines.append(
+            "- "
+            + say("label.pipe.separated", files=len(result.separated.files), model=result.separated.model)
+        )
+    lines.append("- " + say("label.pipe.sliced", clips=len(result.sliced.clips)))
+    lines.append("- " + say("label.pipe.transcribed", model=result.transcribed.model))
     if result.transcribed.bundled_model:
-        lines.append(f"- the embedded {BUNDLED_NAME} was used because no other Whisper model is installed")
-    lines += [f"- {problem}" for problem in result.problems]
+        lines.append("- " + say("label.pipe.bundled", model=BUNDLED_NAME))
+    lines += [f"- {render(problem)}" for problem in result.problems]
     return "\n".join(lines)
 
 
@@ -152,7 +152,9 @@ def _options(
 
 
 def _report_stage(progress: gr.Progress, step: StageProgress) -> None:
-    progress(step.overall, desc=f"{STAGE_NAMES[step.stage]}: {step.message}")
+    key = f"label.pipe.stage.{step.stage}"  # a stage without a translated name shows its id
+    name = say(key) if key in MESSAGE_STRINGS["en"] else STAGE_NAMES.get(step.stage, step.stage)
+    progress(step.overall, desc=f"{name}: {render(step.message)}")
 
 
 def run_pipeline(
@@ -189,16 +191,16 @@ def run_pipeline(
         SeparationError,
         TranscriptionError,
     ) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     if not sources:
-        raise gr.Error("Nothing to build from: upload recordings or name a folder inside the data folder.")
+        raise error("label.pipe.err.nothing")
     report = functools.partial(_report_stage, progress)
     try:
         result = build_dataset(
             sources, name_in or "", layout.output, layout.pretrained, options, progress=report
         )
     except (PipelineError, SeparationError, TranscriptionError, SlicerOptionsError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     return summary(result, layout.home), str(result.list_path.relative_to(layout.home))
 
 

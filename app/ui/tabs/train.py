@@ -35,8 +35,11 @@ from app.runconfig import (
 )
 from app.services import experiments as ex
 from app.ui.context import UIContext
+from app.ui.locales import complete
 from app.ui.tabs.binding import bind
+from app.ui.tabs.missing import asset_panel
 from app.ui.tabs.train_handlers import (
+    FORMAT_ASSETS,
     TrainEnv,
     on_experiment,
     on_version,
@@ -52,70 +55,72 @@ TITLE_KEY = "tab.train"
 POLL_S = 2.0  # status refresh period
 JOBS = "train_jobs"  # one concurrency group: starting and stopping jobs never interleave
 
-STRINGS = {
-    "en": {
-        "tab.train": "Train",
-        "train.title": "### Fine-tune a voice\nFormat a labelled dataset, then train SoVITS and GPT on it. Jobs keep running when this page is closed.",
-        "train.exp": "Experiment name",
-        "train.version": "Model version",
-        "train.format": "1. Dataset formatting",
-        "train.list": ".list file (inside the data folder)",
-        "train.audio": "Audio folder (optional: clips are looked up here by file name)",
-        "train.format.1a": "1a: text + BERT",
-        "train.format.1b": "1b: HuBERT + 32 kHz audio (v2Pro*: + speaker embeddings)",
-        "train.format.2-get-sv": "2-get-sv: speaker embeddings",
-        "train.format.1c": "1c: semantic tokens",
-        "train.format.all": "Run all steps",
-        "train.format.stop": "Stop formatting",
-        "train.sovits": "2. SoVITS training (weights in SoVITS_weights/)",
-        "train.gpt": "3. GPT training (weights in GPT_weights/)",
-        "train.batch": "Batch size per GPU",
-        "train.epochs": "Total epochs",
-        "train.save_every": "Save every N epochs",
-        "train.text_lr": "Text-module learning-rate ratio",
-        "train.lora_rank": "LoRA rank",
-        "train.grad_ckpt": "Gradient checkpointing (less GPU memory, slower)",
-        "train.lr": "Learning rate",
-        "train.keep_latest": "Keep only the latest checkpoint",
-        "train.export": "Export weights at every save",
-        "train.precision": "Precision on GPU (CPU trains in fp32)",
-        "train.gpus": "GPUs (more than one: DDP through torchrun)",
-        "train.start": "Start training",
-        "train.stop": "Stop (saves a checkpoint)",
-        "train.plot": "Losses",
-    },
-    "zh": {
-        "tab.train": "训练",
-        "train.title": "### 微调音色\n先格式化标注好的数据集，再训练 SoVITS 和 GPT。关闭页面后任务仍会继续运行。",
-        "train.exp": "实验名",
-        "train.version": "模型版本",
-        "train.format": "1. 训练集格式化",
-        "train.list": ".list 标注文件（须在数据目录内）",
-        "train.audio": "音频文件夹（可选：按文件名在此查找音频）",
-        "train.format.1a": "1a：文本 + BERT",
-        "train.format.1b": "1b：HuBERT + 32 kHz 音频（v2Pro*：含说话人向量）",
-        "train.format.2-get-sv": "2-get-sv：说话人向量",
-        "train.format.1c": "1c：语义 token",
-        "train.format.all": "一键三连",
-        "train.format.stop": "停止格式化",
-        "train.sovits": "2. SoVITS 训练（权重在 SoVITS_weights/）",
-        "train.gpt": "3. GPT 训练（权重在 GPT_weights/）",
-        "train.batch": "每张显卡的 batch size",
-        "train.epochs": "总训练轮数",
-        "train.save_every": "保存频率（每 N 轮）",
-        "train.text_lr": "文本模块学习率权重",
-        "train.lora_rank": "LoRA秩",
-        "train.grad_ckpt": "开启梯度检查点节省显存占用（更慢）",
-        "train.lr": "学习率",
-        "train.keep_latest": "仅保留最新的检查点",
-        "train.export": "每次保存时导出权重",
-        "train.precision": "GPU 精度（CPU 用 fp32 训练）",
-        "train.gpus": "GPU（多于一张时经 torchrun 用 DDP）",
-        "train.start": "开始训练",
-        "train.stop": "停止（先保存检查点）",
-        "train.plot": "损失",
-    },
-}
+STRINGS = complete(
+    {
+        "en": {
+            "tab.train": "Train",
+            "train.title": "### Fine-tune a voice\nFormat a labelled dataset, then train SoVITS and GPT on it. Jobs keep running when this page is closed.",
+            "train.exp": "Experiment name",
+            "train.version": "Model version",
+            "train.format": "1. Dataset formatting",
+            "train.list": ".list file (inside the data folder)",
+            "train.audio": "Audio folder (optional: clips are looked up here by file name)",
+            "train.format.1a": "1a: text + BERT",
+            "train.format.1b": "1b: HuBERT + 32 kHz audio (v2Pro*: + speaker embeddings)",
+            "train.format.2-get-sv": "2-get-sv: speaker embeddings",
+            "train.format.1c": "1c: semantic tokens",
+            "train.format.all": "Run all steps",
+            "train.format.stop": "Stop formatting",
+            "train.sovits": "2. SoVITS training (weights in SoVITS_weights/)",
+            "train.gpt": "3. GPT training (weights in GPT_weights/)",
+            "train.batch": "Batch size per GPU",
+            "train.epochs": "Total epochs",
+            "train.save_every": "Save every N epochs",
+            "train.text_lr": "Text-module learning-rate ratio",
+            "train.lora_rank": "LoRA rank",
+            "train.grad_ckpt": "Gradient checkpointing (less GPU memory, slower)",
+            "train.lr": "Learning rate",
+            "train.keep_latest": "Keep only the latest checkpoint",
+            "train.export": "Export weights at every save",
+            "train.precision": "Precision on GPU (CPU trains in fp32)",
+            "train.gpus": "GPUs (more than one: DDP through torchrun)",
+            "train.start": "Start training",
+            "train.stop": "Stop (saves a checkpoint)",
+            "train.plot": "Losses",
+        },
+        "zh": {
+            "tab.train": "训练",
+            "train.title": "### 微调音色\n先格式化标注好的数据集，再训练 SoVITS 和 GPT。关闭页面后任务仍会继续运行。",
+            "train.exp": "实验名",
+            "train.version": "模型版本",
+            "train.format": "1. 训练集格式化",
+            "train.list": ".list 标注文件（须在数据目录内）",
+            "train.audio": "音频文件夹（可选：按文件名在此查找音频）",
+            "train.format.1a": "1a：文本 + BERT",
+            "train.format.1b": "1b：HuBERT + 32 kHz 音频（v2Pro*：含说话人向量）",
+            "train.format.2-get-sv": "2-get-sv：说话人向量",
+            "train.format.1c": "1c：语义 token",
+            "train.format.all": "一键三连",
+            "train.format.stop": "停止格式化",
+            "train.sovits": "2. SoVITS 训练（权重在 SoVITS_weights/）",
+            "train.gpt": "3. GPT 训练（权重在 GPT_weights/）",
+            "train.batch": "每张显卡的 batch size",
+            "train.epochs": "总训练轮数",
+            "train.save_every": "保存频率（每 N 轮）",
+            "train.text_lr": "文本模块学习率权重",
+            "train.lora_rank": "LoRA秩",
+            "train.grad_ckpt": "开启梯度检查点节省显存占用（更慢）",
+            "train.lr": "学习率",
+            "train.keep_latest": "仅保留最新的检查点",
+            "train.export": "每次保存时导出权重",
+            "train.precision": "GPU 精度（CPU 用 fp32 训练）",
+            "train.gpus": "GPU（多于一张时经 torchrun 用 DDP）",
+            "train.start": "开始训练",
+            "train.stop": "停止（先保存检查点）",
+            "train.plot": "损失",
+        },
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -351,6 +356,7 @@ def build(ctx: UIContext) -> None:
     env = TrainEnv(layout, ex.job_manager(layout.jobs), tuple(ex.gpu_choices()))
     batch_default = ex.default_batch_size(DEFAULT_TRAIN_VERSION)
     gr.Markdown(ctx.t("train.title"))
+    asset_panel(ctx, TAB_ID, FORMAT_ASSETS)
     exp, version = _experiment_row(ctx, ex.list_experiments(layout))
     with gr.Accordion(ctx.t("train.format"), open=True):
         fmt = _format_section(ctx)

@@ -20,6 +20,10 @@ from app.paths import Layout, PathOutsideRoot, safe_name
 from app.runconfig import RUN_FILE, FormatRunConfig, GPTRunConfig, SoVITSRunConfig, is_lora, is_pro
 from app.services import experiments as ex
 from app.services.jobs import JobManager
+from app.services.model_choice import relative_name
+from app.services.weights import BERT_ASSET, HUBERT_ASSET
+from app.ui.messages import error, error_from, render, say, warning
+from app.ui.tabs.missing import check_before_job
 from app.ui.tabs.train_status import (
     LOSS_COLUMNS,
     SOVITS_PLOTTED,
@@ -58,11 +62,15 @@ class TrainChoices:
     grad_checkpoint: bool | None = None  # SoVITS v3/v4 only
 
 
+# What formatting reads (HuBERT for 1b, the Chinese BERT for 1a) and the default version's base models.
+FORMAT_ASSETS = (HUBERT_ASSET, BERT_ASSET, "gpt-sovits-v2")
+
+
 def _name(value: str | None) -> str:
     try:
         return safe_name(value or "")
     except ValueError as exc:
-        raise gr.Error(f"Choose an experiment name: {exc}") from None
+        raise error("train.err.name", problem=render(exc.args[0] if exc.args else str(exc))) from None
 
 
 def refresh(env: TrainEnv, exp_value: str | None, version_value: str) -> Refreshed:
@@ -71,7 +79,7 @@ def refresh(env: TrainEnv, exp_value: str | None, version_value: str) -> Refresh
     try:
         name = safe_name(exp_value or "")
     except ValueError:
-        return "Choose or type an experiment name.", "", "", blank, blank
+        return say("train.status.no_name"), "", "", blank, blank
     state = ex.experiment_state(env.layout, env.jobs, name, version_value)
     return (
         format_summary(state.runs["format"], state),
@@ -117,13 +125,14 @@ def start_format(
 ) -> tuple:
     """Queue formatting ``steps``; returns [experiment menu update, *refreshed]."""
     name = _name(exp_value)
+    check_before_job(env.layout, FORMAT_ASSETS, required=False)
     try:
         config = ex.format_config(
             env.layout, name, list_value, audio_value, steps=steps, version=version_value
         )
         ex.start(env.layout, env.jobs, name, "format", config, tuple(i for _, i in env.gpus[:1]))
     except (ex.ExperimentError, PathOutsideRoot) as exc:
-        raise gr.Error(str(exc)) from None
+        raise error_from(exc) from None
     return (gr.update(choices=ex.list_experiments(env.layout)), *refresh(env, name, version_value))
 
 
@@ -132,7 +141,7 @@ def stop_run(env: TrainEnv, kind: str, exp_value: str | None, version_value: str
     try:
         ex.stop(env.layout, env.jobs, _name(exp_value), kind, version_value)
     except ex.ExperimentError as exc:
-        raise gr.Error(str(exc)) from None
+        raise error_from(exc) from None
     return refresh(env, exp_value, version_value)
 
 
@@ -208,14 +217,14 @@ def _run_config(
             keep_checkpoints=keep, export_weights=choices.export_weights, precision=choices.precision,
         )  # fmt: skip
     except ex.ExperimentError as exc:
-        raise gr.Error(str(exc)) from None
+        raise error_from(exc) from None
 
 
 def _start_training(env: TrainEnv, kind: str, name: str, version: str, choices: TrainChoices) -> Refreshed:
     state = ex.experiment_state(env.layout, env.jobs, name, version)
     if not state.formatted.ready(kind, version):
         needs = state.formatted.missing_steps(kind, version)
-        raise gr.Error(f"Format the dataset of {name!r} for {version} first (steps {needs}).")
+        raise error("train.err.not_formatted", name=name, version=version, steps=needs)
     config = _run_config(env, kind, name, version, choices)
     download = f"python tools/download_models.py gpt-sovits-{version.lower()}"
     if isinstance(config, SoVITSRunConfig) and is_lora(version):
@@ -223,23 +232,21 @@ def _start_training(env: TrainEnv, kind: str, name: str, version: str, choices: 
         if base is None or not Path(base).is_file():
             # LoRA adapts the base: without it there is nothing to train (upstream's UI would
             # start from random weights).
-            raise gr.Error(f"{version} LoRA training needs its base model {base}; download: {download}")
+            shown = relative_name(Path(base), env.layout) if base is not None else "?"
+            raise error("train.err.lora_base", version=version, file=shown, command=download)
     try:
         ex.start(env.layout, env.jobs, name, kind, config, choices.gpus)
     except ex.ExperimentError as exc:
-        raise gr.Error(str(exc)) from None
+        raise error_from(exc) from None
     starts = (
         [config.pretrained_g, config.pretrained_d]
         if isinstance(config, SoVITSRunConfig)
         else [config.pretrained_s1]
     )
     # v3/v4 have no discriminator (pretrained_d None) and need their base (checked above).
-    missing = [str(p) for p in starts if p is not None and not Path(p).is_file()]
+    missing = [relative_name(Path(p), env.layout) for p in starts if p is not None and not Path(p).is_file()]
     if missing:
-        gr.Warning(
-            f"Not found: {', '.join(missing)}. Training starts from random weights there; "
-            f"download the base models with: {download}"
-        )
+        warning("train.warn.no_base", files=", ".join(missing), command=download)
     return refresh(env, name, version)
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 
 from app.runconfig import SV_STEP, is_pro
 from app.services import experiments as ex
+from app.ui.messages import render, say, term
 
 PROBLEMS_SHOWN = 20  # formatting problems listed in the status box
 SOVITS_PLOTTED = ("mel", "kl", "fm", "gen", "d", "cfm")  # comparable scales; "g" would dwarf them
@@ -36,30 +37,31 @@ def _duration(seconds: float | None) -> str:
 def run_summary(title: str, run: ex.RunState) -> str:
     """Markdown for one run: state, progress, ETA, losses, last message or error."""
     status = run.status
-    parts = [f"**{title}**: {run.state}"]
+    parts = [f"**{title}**: {term('job.state', run.state)}"]
     if run.state == "queued":
-        parts.append("waiting for the device")
+        parts.append(say("train.status.waiting"))
     if status is not None and run.state != "none":
         if status.stage.startswith("format:"):
             step = status.stage.split(":", 1)[1]
             parts.append(f"{STEP_LABELS.get(step, step)} {status.step}/{status.total_steps or '?'}")
         else:
             if status.total_epochs:
-                parts.append(f"epoch {status.epoch}/{status.total_epochs}")
-            parts.append(f"step {status.step}" + (f"/{status.total_steps}" if status.total_steps else ""))
+                parts.append(say("train.status.epoch", epoch=f"{status.epoch}/{status.total_epochs}"))
+            total = f"/{status.total_steps}" if status.total_steps else ""
+            parts.append(say("train.status.step", step=f"{status.step}{total}"))
         if status.progress is not None and run.state == "running":
             parts.append(f"{status.progress:.0%}")
         if status.eta_s and run.state == "running":
-            parts.append(f"ETA {_duration(status.eta_s)}")
+            parts.append(say("train.status.eta", left=_duration(status.eta_s)))
     lines = [" · ".join(parts)]
     if status is not None and status.losses:
         lines.append(", ".join(f"{k} {v:.3g}" for k, v in status.losses.items()))
     if status is not None and status.message:
-        lines.append(f"_{status.message}_")
+        lines.append(f"_{render(status.message)}_")
     if status is not None and status.last_error and run.state in ("failed", "lost"):
-        lines.append(f"**Error:** {status.last_error}")
+        lines.append(say("common.error_line", error=render(status.last_error)))
     if run.job is not None and run.state in ("failed", "lost") and not (status and status.last_error):
-        lines.append("See the job log in " + str(run.job.log_path))
+        lines.append(say("train.status.log", file=str(run.job.log_path)))
     return "\n\n".join(lines)
 
 
@@ -72,7 +74,7 @@ def format_summary(run: ex.RunState, state: ex.ExperimentState) -> str:
     )
     if is_pro(state.version) or f.sv_files:
         counts += f" · 7-sv_cn: {f.sv_files}"
-    text = run_summary("Formatting", run) + "\n\n" + counts
+    text = run_summary(say("train.status.formatting"), run) + "\n\n" + counts
     problems_file = run.folder / "problems.txt"
     kinds_file = run.folder / "problems-by-kind.txt"  # written beside it by newer formatting runs
     if problems_file.is_file():
@@ -82,11 +84,12 @@ def format_summary(run: ex.RunState, state: ex.ExperimentState) -> str:
         if problems:
             shown = "\n".join(f"- {p}" for p in listed[:PROBLEMS_SHOWN])
             more = (
-                f"\n- … {len(listed) - PROBLEMS_SHOWN} more in {problems_file}"
+                "\n- … "
+                + say("train.status.more", count=len(listed) - PROBLEMS_SHOWN, file=str(problems_file))
                 if len(listed) > PROBLEMS_SHOWN
                 else ""
             )
-            text += f"\n\n**{len(problems)} line(s) left out:**\n{shown}{more}"
+            text += "\n\n" + say("train.status.left_out", count=len(problems)) + f"\n{shown}{more}"
     return text
 
 
@@ -94,7 +97,9 @@ def training_summary(title: str, run: ex.RunState, exported: tuple[Path, ...]) -
     """A training run's summary and the newest weight files it exported."""
     text = run_summary(title, run)
     if exported:
-        text += "\n\nExported: " + ", ".join(p.name for p in exported[:EXPORTS_NAMED])
+        text += "\n\n" + say(
+            "train.status.exported", files=", ".join(p.name for p in exported[:EXPORTS_NAMED])
+        )
     return text
 
 

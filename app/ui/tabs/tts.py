@@ -8,7 +8,6 @@ that goes away, cancels it there.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,26 @@ import gradio as gr
 
 from app.infer import history
 from app.infer.pipeline import CFM_STEP_CHOICES, DEFAULT_CFM_STEPS
-from app.infer.request import ModelLoadError, PipelineSpec, TTSError, TTSInputError, TTSRequest, TTSResult
+from app.infer.reference import decode_clip
+from app.infer.request import (
+    ModelLoadError,
+    PipelineSpec,
+    ReferenceAudioError,
+    TTSError,
+    TTSInputError,
+    TTSRequest,
+    TTSResult,
+)
+from app.messages import Message
 from app.paths import Layout, PathOutsideRoot
 from app.services.device_queue import QueueFull
 from app.services.model_choice import relative_name, resolve_weight
 from app.services.weights import WeightsListing, flow_matching_version, list_weights, pipeline_spec
 from app.text import LanguageMode, SplitMethod
 from app.ui.context import UIContext
+from app.ui.messages import error_from, render, say
 from app.ui.tabs.binding import bind
+from app.ui.tabs.missing import missing_text, panel
 from app.ui.tabs.tts_strings import STRINGS
 
 __all__ = ["STRINGS", "TAB_ID", "TITLE_KEY", "build", "refresh_models", "steps_for_model", "synthesize"]
@@ -62,31 +73,66 @@ def _steps_update(version: str | None) -> dict:
     return {"choices": list(CFM_STEP_CHOICES[version]), "value": DEFAULT_CFM_STEPS[version], "visible": True}
 
 
-def _weights_message(listing: WeightsListing) -> str:
-    if not listing.message:
-        return ""
-    return "**Missing models**\n\n```\n" + listing.message + "\n```"
+def _weights_message(listing: WeightsListing, layout: Layout) -> str:
+    """The missing-models panel's text for ``listing`` ("" when nothing is missing)."""
+    return missing_text(layout, listing.missing, listing.lacking)
+
+
+def weights_text(layout: Layout) -> str:
+    """The panel's text for the folders as they are now (read on each page load)."""
+    return _weights_message(list_weights(layout), layout)
 
 
 def _summary(result: TTSResult, wav: Path) -> str:
+    """The result line, in the reader's language, and the pipeline's notes (translated), one each."""
     t = result.timings
     lines = [
-        f"**{result.duration:.2f} s** in {len(result.segments)} segment(s), seed **{result.seed}**, "
-        f"synthesised in {t.total:.2f} s (GPT {t.gpt:.2f} s, SoVITS {t.sovits:.2f} s) → `{wav.name}`"
+        say(
+            "tts.summary",
+            duration=result.duration,
+            segments=len(result.segments),
+            seed=result.seed,
+            total=t.total,
+            gpt=t.gpt,
+            sovits=t.sovits,
+            file=wav.name,
+        )
     ]
-    lines += [f"- {note}" for note in result.notes]
+    lines += [f"- {render(note)}" for note in result.notes]
     if result.reference.cached:
-        lines.append("- The reference's features came from the cache.")
+        lines.append("- " + say("tts.summary.cached"))
     return "\n".join(lines)
 
 
 def _error(exc: TTSError) -> gr.Error:
-    """The page's error for ``exc``, with what the pipeline noted before it refused, a line each.
+    """The page's error for ``exc``, with what the pipeline noted before it refused, a line each."""
+    return error_from(exc, exc.notes if isinstance(exc, TTSInputError) else ())
 
-    gradio shows the message as (sanitised) HTML: the text is escaped, lines are ``<br>``.
-    """
-    notes = exc.notes if isinstance(exc, TTSInputError) else ()
-    return gr.Error("<br>".join(html.escape(line) for line in (str(exc), *(f"Note: {n}" for n in notes))))
+
+def check_reference(ref_audio: str | None) -> str:
+    """A line under the reference as soon as it is uploaded: its length and what will be done with
+    it, or what is wrong with it (too short, silent, unreadable), before any model loads. The clip
+    is named by its own file name."""
+    if not ref_audio:
+        return ""
+    path = Path(ref_audio)
+    try:
+        clip = decode_clip(path.read_bytes(), path.name)
+    except (ReferenceAudioError, OSError) as exc:
+        problem = render(exc.args[0]) if isinstance(exc, ReferenceAudioError) else str(exc)
+        return "⚠️ " + say("tts.ref.bad", problem=problem)
+    if clip.trimmed:
+        line = say(
+            "tts.ref.trimmed", seconds=clip.original_seconds, start=clip.start_seconds, end=clip.end_seconds
+        )
+    else:
+        line = say("tts.ref.ok", seconds=clip.original_seconds)
+    return "\n".join(["✓ " + line, *(f"- {render(w)}" for w in clip.warnings)])
+
+
+def clear_status() -> str:
+    """An empty status line (after a failed synthesis: no stale "Loading models…")."""
+    return ""
 
 
 def history_rows(ctx: UIContext) -> list[tuple[str, str]]:
@@ -104,7 +150,11 @@ def refresh_models(layout: Layout, gpt_now: str | None, sovits_now: str | None) 
     g, s = _model_choices(fresh, layout)
     keep_g = gpt_now if gpt_now in {v for _, v in g} else (g[0][1] if g else None)
     keep_s = sovits_now if sovits_now in {v for _, v in s} else (s[0][1] if s else None)
-    return gr.update(choices=g, value=keep_g), gr.update(choices=s, value=keep_s), _weights_message(fresh)
+    return (
+        gr.update(choices=g, value=keep_g),
+        gr.update(choices=s, value=keep_s),
+        _weights_message(fresh, layout),
+    )
 
 
 def _flow_matching(layout: Layout, sovits: str | None) -> str | None:
@@ -151,7 +201,11 @@ def synthesize(
     layout = ctx.layout
     try:
         if not ref_audio:
-            raise TTSInputError("no reference clip: upload or record 3-10 s of the voice to clone")
+            raise TTSInputError(
+                Message(
+                    "tts.err.no_reference", "no reference clip: upload or record 3-10 s of the voice to clone"
+                )
+            )
         gpt, sovits = model_file(layout, "gpt", gpt_weights), model_file(layout, "sovits", sovits_weights)
         request = TTSRequest(
             text=text or "",
@@ -194,21 +248,25 @@ def _follow(
     try:
         chunks = ctx.synthesis.open_stream(spec, request, token_chunks=False)
     except QueueFull as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     result: TTSResult | None = None
     try:
         if ahead:
-            progress(0.0, desc="waiting for the device")
-            yield gr.skip(), f"Waiting for the device ({ahead} request(s) ahead)…", gr.skip()
+            progress(0.0, desc=say("tts.progress.waiting"))
+            yield gr.skip(), say("tts.status.waiting", ahead=ahead), gr.skip()
         else:
-            progress(0.0, desc="loading models")
-            yield gr.skip(), "Loading models…", gr.skip()
+            progress(0.0, desc=say("tts.progress.loading"))
+            yield gr.skip(), say("tts.status.loading"), gr.skip()
         for chunk in chunks:
             if chunk.result is not None:
                 result = chunk.result
             elif chunk.segment_done:
-                progress((chunk.segment + 1, chunk.segments), desc="segments")
-                yield gr.skip(), f"Segment {chunk.segment + 1} of {chunk.segments} done…", gr.skip()
+                progress((chunk.segment + 1, chunk.segments), desc=say("tts.progress.segments"))
+                yield (
+                    gr.skip(),
+                    say("tts.status.segment", done=chunk.segment + 1, total=chunk.segments),
+                    gr.skip(),
+                )
     finally:
         chunks.cancel()  # a no-op once the job has finished
     assert result is not None
@@ -265,6 +323,8 @@ def _reference_column(
         label=ctx.t("tts.reference"),
         elem_id="tts-reference",
     )
+    checked = gr.Markdown(elem_id="tts-ref-check")
+    reference.change(check_reference, reference, checked, show_progress="hidden")
     ref_free = gr.Checkbox(False, label=ctx.t("tts.ref_free"), elem_id="tts-ref-free")
     prompt = gr.Textbox("", label=ctx.t("tts.prompt"), lines=2, elem_id="tts-prompt")
     prompt_lang = gr.Dropdown(
@@ -304,7 +364,7 @@ def build(ctx: UIContext) -> None:
 
     gr.Markdown(ctx.t("tts.title"))
     gpt, sovits, precision, refresh = _model_row(ctx, listing)
-    missing = gr.Markdown(_weights_message(listing), elem_id="tts-missing")
+    _, missing = panel(ctx, TAB_ID, bind(weights_text, ctx.layout))
     with gr.Row():
         with gr.Column():
             reference, ref_free, prompt, prompt_lang, extras = _reference_column(ctx, languages)
@@ -353,5 +413,6 @@ def build(ctx: UIContext) -> None:
         api_description="Read text in the voice of a reference clip; returns the audio file and a summary.",
         concurrency_id="cpu_heavy",
     )
+    event.failure(clear_status, None, info, show_progress="hidden")
     stop.click(None, cancels=[event])
     gr.render(inputs=past)(bind(show_history, ctx))

@@ -21,6 +21,7 @@ from app.paths import Layout
 from app.services import svc as svc_service
 from app.services.device_queue import QueueFull
 from app.ui.context import UIContext
+from app.ui.messages import error, error_from, render, say
 from app.ui.tabs.binding import bind
 
 RESULTS = "svc_results"  # under output/
@@ -115,20 +116,20 @@ def add_uploaded(layout: Layout, files: list[str] | None) -> dict[str, Any]:
     pth = [p for p in paths if p.suffix == ".pth"]
     cfg = [p for p in paths if p.suffix == ".json"]
     if len(pth) != 1 or len(cfg) != 1:
-        raise gr.Error("Upload exactly one .pth model and the config.json it was trained with.")
+        raise error("svc.err.upload_pair")
     try:
         choice = svc_service.add_uploaded_model(layout, pth[0], cfg[0])
     except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     return gr.update(choices=list(_choices(layout)), value=choice.label)
 
 
 def _summary(path: Path, result: SvcResult) -> str:
     """The status lines under the player: file, length, slices, input pitch, then any warnings."""
-    pitch = result.input_pitch.describe() if result.input_pitch else "no voiced pitch"
+    pitch = render(result.input_pitch.describe()) if result.input_pitch else say("svc.cv.no_pitch")
     seconds = len(result.audio) / result.sample_rate
-    lines = [f"**{path.name}** · {seconds:.1f} s in {result.slices} slice(s) · input {pitch}"]
-    lines += [f"- {w}" for w in result.warnings]
+    lines = [say("svc.cv.summary", file=path.name, seconds=seconds, slices=result.slices, pitch=pitch)]
+    lines += [f"- {render(w)}" for w in result.warnings]
     return "\n".join(lines)
 
 
@@ -156,9 +157,9 @@ def convert(
     """Convert the uploaded song with the chosen model; (output file, status)."""
     choice = _choices(ctx.layout).get(label or "")
     if choice is None:
-        raise gr.Error("Choose a model first (train one in step 2, or upload a .pth with its config.json).")
+        raise error("svc.err.no_model")
     if not source:
-        raise gr.Error("Upload a song or speech to convert.")
+        raise error("svc.err.no_input")
     request = SvcRequest(
         audio=Path(source), model=choice.model, config=choice.config, speaker=speaker,
         transpose=float(transpose), f0_method=f0_method, auto_f0=bool(auto_f0), noise_scale=float(noise_scale),
@@ -174,16 +175,17 @@ def convert(
     def job() -> SvcResult:
         pipeline = svc_service.pipeline(ctx.layout.pretrained, ctx.settings.device)
         return pipeline.convert(
-            request, progress=lambda fraction, message: here.run(progress, fraction, desc=message)
+            request,
+            progress=lambda fraction, message: here.run(progress, fraction, desc=here.run(render, message)),
         )
 
     try:
         # The device's one line, shared with TTS from the UI and the API.
         result = ctx.synthesis.run(job).result()
     except QueueFull as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     except (SvcInputError, SvcModelError, AudioError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     name = default_output_name(Path(source).name, float(transpose), result.speaker)
     path = save_audio(ctx.layout.output / RESULTS / name, result.audio, result.sample_rate)
     return str(path), _summary(path, result)

@@ -20,10 +20,13 @@ from app.data.preprocess.svc.features import (
     SvcPreprocessOptions,
     preprocess_svc,
 )
-from app.models.encoders.content import DEFAULT_ENCODER, ENCODERS
+from app.models.encoders.content import DEFAULT_ENCODER, ENCODER_ASSETS, ENCODERS
 from app.paths import Layout, PathOutsideRoot, resolve_inside, safe_name
+from app.services.model_choice import relative_name
 from app.ui.context import UIContext
+from app.ui.messages import error, error_from, say
 from app.ui.tabs.binding import bind
+from app.ui.tabs.missing import check_before_job
 from app.ui.tabs.svc.experiment import experiment_choices, experiment_tree
 
 STRINGS = {
@@ -56,6 +59,12 @@ STRINGS = {
 }
 
 
+def needed_assets(encoder: str) -> tuple[str, ...]:
+    """The catalog assets preprocessing with ``encoder`` reads (its content encoder's folder)."""
+    asset_id, _ = ENCODER_ASSETS.get(encoder, (None, ""))
+    return (asset_id,) if asset_id else ()
+
+
 def _raw_folder(layout: Layout, folder: str | None) -> Path | None:
     """The server folder typed in, or None when empty; it must lie inside the data folder."""
     if not (folder or "").strip():
@@ -63,9 +72,9 @@ def _raw_folder(layout: Layout, folder: str | None) -> Path | None:
     try:
         where = resolve_inside(folder.strip(), layout.home)
     except PathOutsideRoot as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     if not where.is_dir():
-        raise gr.Error(f"{where} is not a folder")
+        raise error("common.err.not_folder", path=relative_name(where, layout))
     return where
 
 
@@ -75,15 +84,15 @@ def add_files(
     """Copy the uploads into ``dataset_raw/<speaker>/``; (status, experiment dropdown)."""
     tree = experiment_tree(layout, name)
     if not uploaded:
-        raise gr.Error("Upload some recordings first.")
+        raise error("svc.err.no_uploads")
     try:
         copied = add_raw_files(tree.ensure(), safe_name(speaker or ""), [Path(f) for f in uploaded])
     except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     counts = {spk: len(paths) for spk, paths in raw_speakers(tree.raw).items()}
-    listing = ", ".join(f"{spk}: {n} file(s)" for spk, n in counts.items())
+    listing = ", ".join(say("svc.ds.speaker_files", speaker=spk, files=n) for spk, n in counts.items())
     return (
-        f"Added {len(copied)} file(s). Recordings in `{tree.raw}`: {listing}",
+        say("svc.ds.added", files=len(copied), folder=relative_name(tree.raw, layout), listing=listing),
         experiment_choices(layout, tree.root.name),
     )
 
@@ -100,6 +109,7 @@ def preprocess(
     progress: gr.Progress = gr.Progress(),  # gradio hands each call its own tracker
 ) -> tuple[str, dict[str, Any]]:
     """Preprocess the experiment (or the server folder into it); (report, experiment dropdown)."""
+    check_before_job(layout, needed_assets(encoder), required=True)
     tree = experiment_tree(layout, name)
     raw = _raw_folder(layout, folder)
     options = SvcPreprocessOptions(
@@ -113,7 +123,7 @@ def preprocess(
     try:
         report = preprocess_svc(tree, options, raw=raw, progress=show)
     except (SvcPreprocessError, FileNotFoundError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     return report.summary(), experiment_choices(layout, tree.root.name)
 
 

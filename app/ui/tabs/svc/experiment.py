@@ -8,6 +8,7 @@ import gradio as gr
 
 from app.paths import Layout, SvcExperiment
 from app.services import svc as svc_service
+from app.ui.messages import error, render
 
 
 def experiment_tree(layout: Layout, name: str | None) -> SvcExperiment:
@@ -15,7 +16,7 @@ def experiment_tree(layout: Layout, name: str | None) -> SvcExperiment:
     try:
         return layout.svc_experiment((name or "").strip())
     except ValueError as exc:
-        raise gr.Error(f"Choose or type an experiment name first ({exc}).") from exc
+        raise error("svc.err.experiment", problem=render(exc.args[0] if exc.args else str(exc))) from exc
 
 
 def experiment_choices(layout: Layout, selected: str | None = None) -> dict[str, Any]:

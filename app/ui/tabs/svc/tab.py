@@ -12,11 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
-
+from app.models.encoders.content import DEFAULT_ENCODER
 from app.paths import Layout
 from app.services import svc as svc_service
 from app.ui.context import UIContext
+from app.ui.i18n import LANGUAGES
+from app.ui.locales import complete
 from app.ui.tabs.binding import bind
+from app.ui.tabs.missing import asset_panel
 from app.ui.tabs.svc import convert, dataset, train
 from app.ui.tabs.svc.experiment import experiment_choices
 
@@ -43,10 +46,18 @@ _OWN = {
         "svc.step.convert": "3 · 转换",
     },
 }
-STRINGS = {
-    lang: {**_OWN[lang], **dataset.STRINGS[lang], **train.STRINGS[lang], **convert.STRINGS[lang]}
-    for lang in _OWN
-}
+# Each step's texts; zh_TW/ja/ko come from app/ui/locales/ unless a step gives its own.
+STRINGS = complete(
+    {
+        lang: {
+            **_OWN.get(lang, {}),
+            **dataset.STRINGS.get(lang, {}),
+            **train.STRINGS.get(lang, {}),
+            **convert.STRINGS.get(lang, {}),
+        }
+        for lang in LANGUAGES
+    }
+)
 
 
 def refresh_experiments(layout: Layout) -> dict[str, Any]:
@@ -57,6 +68,7 @@ def refresh_experiments(layout: Layout) -> dict[str, Any]:
 def build(ctx: UIContext) -> None:
     """The experiment picker above the three steps, each step in its own sub-tab."""
     gr.Markdown(ctx.t("svc.title"))
+    asset_panel(ctx, TAB_ID, dataset.needed_assets(DEFAULT_ENCODER))
     names = svc_service.list_experiments(ctx.layout)
     with gr.Row():
         experiment = gr.Dropdown(

@@ -18,8 +18,10 @@ from app.runconfig import PRECISIONS, SvcRunConfig
 from app.runstatus import METRICS_FILE, read_metrics
 from app.services import svc as svc_service
 from app.services.jobs import JobError, JobView
+from app.services.model_choice import relative_name
 from app.settings import Settings
 from app.ui.context import UIContext
+from app.ui.messages import error, error_from, render, say, term
 from app.ui.tabs.binding import bind
 from app.ui.tabs.svc.experiment import experiment_tree
 
@@ -66,20 +68,20 @@ STRINGS = {
 def status_text(view: JobView | None) -> str:
     """A few Markdown lines about a training job."""
     if view is None:
-        return "No training job for this experiment yet."
+        return say("svc.tr.no_job")
     st = view.status
-    lines = [f"**{view.state}** · job `{view.id}`"]
+    lines = [say("svc.tr.job", state=term("job.state", view.state), id=view.id)]
     if st is not None:
         total = f"/{st.total_steps}" if st.total_steps else ""
-        lines.append(f"step {st.step}{total} · epoch {st.epoch}")
+        lines.append(say("svc.tr.progress", step=f"{st.step}{total}", epoch=st.epoch))
         if st.losses:
             lines.append(" · ".join(f"{k} {v:.3f}" for k, v in st.losses.items()))
         if st.eta_s:
-            lines.append(f"about {st.eta_s / 60:.1f} min left")
+            lines.append(say("svc.tr.eta", minutes=st.eta_s / 60))
         if st.message:
-            lines.append(st.message)
+            lines.append(render(st.message))
         if st.last_error:
-            lines.append(f"error: {st.last_error}")
+            lines.append(say("common.error_line", error=render(st.last_error)))
     return "\n\n".join(lines)
 
 
@@ -117,9 +119,9 @@ def _base_pair(layout: Layout, base_path: str | None) -> tuple[Path | None, Path
     try:
         base_g = resolve_inside(base_path.strip(), layout.home)
     except PathOutsideRoot as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     if not base_g.is_file():
-        raise gr.Error(f"{base_g} does not exist")
+        raise error("common.err.not_found", path=relative_name(base_g, layout))
     candidate = base_g.with_name(base_g.name.replace("G_", "D_", 1))
     return base_g, (candidate if candidate.is_file() and candidate != base_g else None)
 
@@ -141,10 +143,10 @@ def start_job(
     """Write the run config and start (or queue) the training job; (status, losses)."""
     tree = experiment_tree(layout, name)
     if not tree.config.is_file() or not tree.train_list.is_file():
-        raise gr.Error(f"{tree.root.name}: run the dataset step first (no configs/config.json or filelists)")
+        raise error("svc.err.no_dataset", name=tree.root.name)
     running = latest(layout, name)
     if running is not None and running.state in ("running", "queued"):
-        raise gr.Error(f"job {running.id} is already {running.state} for this experiment")
+        raise error("svc.err.job_running", id=running.id, state=term("job.state", running.state))
     base_g, base_d = _base_pair(layout, base_path)
     # 0 in a number box becomes None: the trainer takes config.json's value (keep: 0 keeps all).
     run = SvcRunConfig(
@@ -156,7 +158,7 @@ def start_job(
     try:
         view = svc_service.submit_training(layout, run)
     except JobError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise error_from(exc) from exc
     return status_text(view), loss_frame(tree.models)
 
 
@@ -164,7 +166,7 @@ def stop_job(layout: Layout, name: str | None) -> str:
     """Ask the running job to save and stop; its status."""
     view = latest(layout, name)
     if view is None or view.state not in ("running", "queued"):
-        raise gr.Error("No running training job for this experiment.")
+        raise error("svc.err.no_running_job")
     stopped = svc_service.stop_job(layout, view.id)
     time.sleep(0.2)
     return status_text(stopped)
@@ -180,8 +182,8 @@ def build_cluster(
     try:
         path = train_clusters(tree, progress=lambda done, total, spk: progress((done, total), desc=spk))
     except (FileNotFoundError, ValueError) as exc:
-        raise gr.Error(str(exc)) from exc
-    return f"cluster model written: `{path}`"
+        raise error_from(exc) from exc
+    return say("svc.tr.cluster_written", file=relative_name(path, layout))
 
 
 def build(ctx: UIContext, experiment: gr.Dropdown) -> None:

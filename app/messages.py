@@ -1,0 +1,47 @@
+"""A message for a person, as a key and parameters rather than only a finished English sentence.
+
+Lower layers (inference, services, data tools) describe what happened with a :class:`Message`. It
+*is* its English text (a ``str``), so the HTTP API, the CLIs, the logs and JSON files use it as
+they use any string and stay English; it also carries ``key`` and ``params``, from which the web UI
+renders it in the reader's language (:mod:`app.ui.messages` holds one text per key and language,
+with the same ``{name}`` fields as the English template). An exception raised with a Message as
+its text keeps it in ``exc.args[0]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+
+class Message(str):
+    """``key``: a stable id ("tts.note.skipped_letters"); ``template``: the English ``str.format``
+    template; ``params``: the values of its fields (numbers stay numbers, so each language formats
+    them with the template's own format spec). Immutable, like the string it is."""
+
+    key: str
+    template: str
+    params: Mapping[str, object]
+
+    def __new__(cls, key: str, template: str, **params: object) -> Message:
+        self = super().__new__(cls, template.format(**params))  # an unfilled field fails here
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "template", template)
+        object.__setattr__(self, "params", MappingProxyType(dict(params)))
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Message is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (process pools) keep the key
+        return (_rebuild, (self.key, self.template, dict(self.params)))
+
+    def render(self, template: str, params: Mapping[str, object] | None = None) -> str:
+        """This message in the words of ``template`` (another language's text of ``key``), with
+        ``params`` (default: its own; an interface passes them translated or shortened)."""
+        return template.format(**(self.params if params is None else params))
+
+
+def _rebuild(key: str, template: str, params: dict[str, object]) -> Message:
+    return Message(key, template, **params)
