@@ -111,4 +111,8 @@ TEXTS: dict[str, str] = {
     "svc.tr.cluster_written": "cluster model written: `{file}`",
     "svc.cv.no_pitch": "no voiced pitch",
     "svc.cv.summary": "**{file}** · {seconds:.1f} s in {slices} slice(s) · input {pitch}",
+    "svc.ds.progress": "{stage} {done}/{total}",
+    "svc.ds.stage.clips": "resampling clips",
+    "svc.ds.stage.features": "extracting features",
+    "label.pipe.progress": "{stage}: {message}",
 }

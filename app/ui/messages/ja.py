@@ -102,4 +102,8 @@ TEXTS: dict[str, str] = {
     "svc.tr.cluster_written": "クラスタモデルを書き出しました：`{file}`",
     "svc.cv.no_pitch": "有声のピッチなし",
     "svc.cv.summary": "**{file}** · {seconds:.1f} 秒、{slices} スライス · 入力ピッチ {pitch}",
+    "svc.ds.progress": "{stage} {done}/{total}",
+    "svc.ds.stage.clips": "クリップをリサンプリング中",
+    "svc.ds.stage.features": "特徴量を抽出中",
+    "label.pipe.progress": "{stage}：{message}",
 }

@@ -102,4 +102,8 @@ TEXTS: dict[str, str] = {
     "svc.tr.cluster_written": "클러스터 모델을 썼습니다: `{file}`",
     "svc.cv.no_pitch": "유성음 음높이 없음",
     "svc.cv.summary": "**{file}** · {seconds:.1f}초, 조각 {slices}개 · 입력 음높이 {pitch}",
+    "svc.ds.progress": "{stage} {done}/{total}",
+    "svc.ds.stage.clips": "클립 리샘플링 중",
+    "svc.ds.stage.features": "특징 추출 중",
+    "label.pipe.progress": "{stage}: {message}",
 }

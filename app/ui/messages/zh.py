@@ -102,4 +102,8 @@ TEXTS: dict[str, str] = {
     "svc.tr.cluster_written": "聚类模型已写入：`{file}`",
     "svc.cv.no_pitch": "无浊音音高",
     "svc.cv.summary": "**{file}** · {seconds:.1f} 秒，共 {slices} 个切片 · 输入音高 {pitch}",
+    "svc.ds.progress": "{stage} {done}/{total}",
+    "svc.ds.stage.clips": "重采样片段",
+    "svc.ds.stage.features": "提取特征",
+    "label.pipe.progress": "{stage}：{message}",
 }

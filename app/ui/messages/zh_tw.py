@@ -102,4 +102,8 @@ TEXTS: dict[str, str] = {
     "svc.tr.cluster_written": "聚類模型已寫入：`{file}`",
     "svc.cv.no_pitch": "沒有濁音音高",
     "svc.cv.summary": "**{file}** · {seconds:.1f} 秒，共 {slices} 個切片 · 輸入音高 {pitch}",
+    "svc.ds.progress": "{stage} {done}/{total}",
+    "svc.ds.stage.clips": "重新取樣片段",
+    "svc.ds.stage.features": "擷取特徵",
+    "label.pipe.progress": "{stage}：{message}",
 }

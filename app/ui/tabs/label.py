@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
+
 from app.ui.context import UIContext
 from app.ui.locales import complete
 from app.ui.tabs.binding import bind

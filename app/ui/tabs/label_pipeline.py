@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import gradio as gr
+
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
 from app.data.preprocess.pipeline import (
     PipelineError,
@@ -154,7 +155,7 @@ def _options(
 def _report_stage(progress: gr.Progress, step: StageProgress) -> None:
     key = f"label.pipe.stage.{step.stage}"  # a stage without a translated name shows its id
     name = say(key) if key in MESSAGE_STRINGS["en"] else STAGE_NAMES.get(step.stage, step.stage)
-    progress(step.overall, desc=f"{name}: {render(step.message)}")
+    progress(step.overall, desc=say("label.pipe.progress", stage=name, message=render(step.message)))
 
 
 def run_pipeline(

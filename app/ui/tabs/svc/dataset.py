@@ -24,7 +24,7 @@ from app.models.encoders.content import DEFAULT_ENCODER, ENCODER_ASSETS, ENCODER
 from app.paths import Layout, PathOutsideRoot, resolve_inside, safe_name
 from app.services.model_choice import relative_name
 from app.ui.context import UIContext
-from app.ui.messages import error, error_from, say
+from app.ui.messages import error, error_from, say, term
 from app.ui.tabs.binding import bind
 from app.ui.tabs.missing import check_before_job
 from app.ui.tabs.svc.experiment import experiment_choices, experiment_tree
@@ -118,7 +118,10 @@ def preprocess(
     )  # fmt: skip
 
     def show(stage: str, done: int, total: int) -> None:
-        progress((done, total), desc=f"{stage} {done}/{total}")
+        progress(
+            (done, total),
+            desc=say("svc.ds.progress", stage=term("svc.ds.stage", stage), done=done, total=total),
+        )
 
     try:
         report = preprocess_svc(tree, options, raw=raw, progress=show)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+
 from app.models.encoders.content import DEFAULT_ENCODER
 from app.paths import Layout
 from app.services import svc as svc_service

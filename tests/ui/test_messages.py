@@ -1,0 +1,200 @@
+"""Messages built in Python: every one goes through the translation tables, in every language.
+
+The AST checks fail when a literal (or an f-string, or ``str(exc)``) reaches ``gr.Error``,
+``gr.Warning``, ``gr.Info`` or a progress description anywhere in ``app/ui`` (other than the one
+module that renders messages), and when a key used by a handler or made by a lower layer has no
+text in some language.
+"""
+
+from __future__ import annotations
+
+import ast
+import pickle
+import re
+import string
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.messages import Message
+from app.ui import messages
+from app.ui.i18n import LANGUAGES
+from app.ui.messages import STRINGS, error_from, language_of, render, say
+
+APP = Path(__file__).resolve().parents[2] / "app"
+RENDERER = APP / "ui" / "messages" / "__init__.py"
+TOASTS = {"Error", "Warning", "Info"}
+SPEAKERS = {"say", "error", "warning", "info", "term"}
+
+
+def _modules(root: Path) -> list[tuple[Path, ast.Module]]:
+    return [(p, ast.parse(p.read_text(encoding="utf-8"))) for p in sorted(root.rglob("*.py"))]
+
+
+def _calls(tree: ast.AST) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+
+
+def _name(call: ast.Call) -> str | None:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def _is_toast(call: ast.Call) -> bool:
+    f = call.func
+    return (
+        isinstance(f, ast.Attribute)
+        and f.attr in TOASTS
+        and isinstance(f.value, ast.Name)
+        and f.value.id == "gr"
+    )
+
+
+def _raw_text(node: ast.AST) -> bool:
+    """A literal, an f-string, a concatenation of them, or ``str(...)`` / ``f"{...}"`` of anything."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return True
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _raw_text(node.left) or _raw_text(node.right)
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "str"
+
+
+def test_no_literal_text_reaches_a_toast_or_a_progress_line():
+    bad = []
+    for path, tree in _modules(APP / "ui"):
+        if path == RENDERER:
+            continue
+        for call in _calls(tree):
+            where = f"{path.relative_to(APP.parent)}:{call.lineno}"
+            if _is_toast(call):
+                bad.append(
+                    f"{where}: gr.{call.func.attr}(...) outside app.ui.messages: use error()/warning()/info()"
+                )
+            for kw in call.keywords:
+                if kw.arg == "desc" and _raw_text(kw.value):
+                    bad.append(f"{where}: progress desc= is literal text: use say()")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_toast_check_catches_what_it_should():
+    caught = ast.parse('raise gr.Error(f"{x} failed")\ngr.Warning("careful")\nprogress(0, desc="loading")')
+    toasts = [c for c in _calls(caught) if _is_toast(c)]
+    descs = [kw for c in _calls(caught) for kw in c.keywords if kw.arg == "desc" and _raw_text(kw.value)]
+    assert len(toasts) == 2 and len(descs) == 1
+
+
+def _used_keys() -> dict[str, str]:
+    used = {}
+    for path, tree in _modules(APP / "ui"):
+        for call in _calls(tree):
+            bare = isinstance(call.func, ast.Name) and call.func.id in SPEAKERS - {"term"}
+            if bare and call.args and isinstance(call.args[0], ast.Constant):
+                used[call.args[0].value] = f"{path.relative_to(APP.parent)}:{call.lineno}"
+    return used
+
+
+def _lower_messages() -> dict[str, str]:
+    made = {}
+    for path, tree in _modules(APP):
+        if "ui" in path.relative_to(APP).parts[:1]:
+            continue
+        for call in _calls(tree):
+            if _name(call) == "Message" and len(call.args) >= 2 and isinstance(call.args[0], ast.Constant):
+                made[call.args[0].value] = ast.literal_eval(call.args[1])
+    return made
+
+
+def test_every_key_said_has_a_text_in_every_language():
+    missing = {key: where for key, where in _used_keys().items() if key not in STRINGS["en"]}
+    assert not missing, f"keys without a text in app/ui/messages: {missing}"
+    assert set(STRINGS) == set(LANGUAGES)
+    for lang, texts in STRINGS.items():
+        assert set(texts) == set(STRINGS["en"]), f"{lang}: {sorted(set(STRINGS['en']) ^ set(texts))}"
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_language_fills_the_same_fields():
+    for key, english in STRINGS["en"].items():
+        for lang in LANGUAGES:
+            assert _fields(STRINGS[lang][key]) == _fields(english), f"{lang} {key}"
+
+
+def test_lower_layer_messages_have_their_english_text_and_translations():
+    made = _lower_messages()
+    assert {"ref.err.short", "ref.note.trimmed", "text.note.unreadable", "queue.full", "path.outside"} <= set(
+        made
+    )
+    for key, template in made.items():
+        assert key in STRINGS["en"], f"{key}: add it to app/ui/messages (every language)"
+        assert STRINGS["en"][key] == template, f"{key}: the English table differs from the layer's template"
+
+
+def test_a_message_is_its_english_text_and_keeps_its_key():
+    note = Message("ref.note.trimmed", STRINGS["en"]["ref.note.trimmed"], seconds=12.34, start=1.0, end=9.5)
+    assert note == "The reference clip is 12.3 s long; its best span between pauses, 1.0-9.5 s, was used."
+    assert pickle.loads(pickle.dumps(note)).key == "ref.note.trimmed"
+    assert (
+        render(note, "ja")
+        == "参照音声は 12.3 秒です。無音で区切られた最適な区間（1.0〜9.5 秒）を使いました。"
+    )
+    assert "参考音频长 12.3 秒" in render(note, "zh")
+    with pytest.raises(AttributeError):
+        note.key = "other"  # type: ignore[misc]
+    with pytest.raises(KeyError):
+        Message("k", "{missing} field")
+
+
+def test_nested_messages_and_upload_paths_are_rendered_for_the_reader():
+    what = Message("ref.what.extra", "An extra reference clip")
+    clipped = Message("ref.note.clipped", STRINGS["en"]["ref.note.clipped"], what=what, clipped=0.25)
+    assert render(clipped, "ko").startswith("추가 참조 음성이(가) 클리핑되었습니다(샘플의 25.0%")
+    from gradio.utils import get_upload_folder
+
+    upload = str(Path(get_upload_folder()) / "abc123" / "my voice.wav")
+    short = Message("ref.err.short", STRINGS["en"]["ref.err.short"], name=upload, seconds=1.2, low=3, high=10)
+    assert render(short, "zh_TW").startswith("my voice.wav 長 1.2 秒")
+    assert upload in short  # the API and logs keep the full text
+    err = error_from(ValueError(short), [clipped])
+    assert (
+        isinstance(err, gr.Error)
+        and "my voice.wav is 1.2 s long" in err.message
+        and "Note: An extra" in err.message
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "lang"),
+    [
+        ("zh-TW,zh;q=0.9,en;q=0.8", "zh_TW"),
+        ("zh-CN,zh;q=0.9", "zh"),
+        ("zh-Hant-HK", "zh_TW"),
+        ("ja-JP,ja;q=0.9,en-US;q=0.8", "ja"),
+        ("fr-FR,ko;q=0.5,en;q=0.4", "ko"),
+        ("en;q=0.2,ja;q=0.9", "ja"),
+        ("fr, de", "en"),
+        ("", "en"),
+        ("*;q=garbage", "en"),
+    ],
+)
+def test_the_browser_language_picks_the_table(header, lang):
+    assert language_of(header) == lang
+
+
+@given(st.text(max_size=60))
+def test_any_accept_language_header_gives_a_supported_language(header):
+    assert language_of(header) in LANGUAGES
+
+
+def test_outside_an_event_messages_are_english():
+    assert messages.current_language() == "en"
+    assert say("tts.status.segment", done=2, total=5) == "Segment 2 of 5 done…"
+    assert say("tts.status.segment", "zh", done=2, total=5) == "第 2/5 段已完成…"
+    assert re.search(r"\d", say("svc.tr.eta", "ja", minutes=2.0))
