@@ -76,6 +76,8 @@ TEXTS: dict[str, str] = {
     "label.pipe.transcribed": "transcribed with {model}",
     "label.pipe.bundled": "the embedded {model} was used because no other Whisper model is installed",
     "label.pipe.stage.separate": "1 separate vocals",
+    "label.pipe.stage.clean": "1b clean up vocals",
+    "label.pipe.cleaned": "cleaned {files} file(s): {steps} (per-clip report: `{report}`)",
     "label.pipe.stage.slice": "2 slice",
     "label.pipe.stage.transcribe": "3 transcribe",
     # train

@@ -69,6 +69,8 @@ TEXTS: dict[str, str] = {
     "label.pipe.transcribed": "{model} で文字起こし",
     "label.pipe.bundled": "他の Whisper モデルがないため、内蔵の {model} を使いました",
     "label.pipe.stage.separate": "1 ボーカル分離",
+    "label.pipe.stage.clean": "1b ボーカルのクリーンアップ",
+    "label.pipe.cleaned": "{files} 個のファイルをクリーンアップ：{steps}（クリップごとの報告：`{report}`）",
     "label.pipe.stage.slice": "2 分割",
     "label.pipe.stage.transcribe": "3 文字起こし",
     "train.err.name": "実験名を指定してください：{problem}",

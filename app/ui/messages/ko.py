@@ -69,6 +69,8 @@ TEXTS: dict[str, str] = {
     "label.pipe.transcribed": "{model}로 받아쓰기",
     "label.pipe.bundled": "다른 Whisper 모델이 없어 내장된 {model}을 사용했습니다",
     "label.pipe.stage.separate": "1 보컬 분리",
+    "label.pipe.stage.clean": "1b 보컬 정리",
+    "label.pipe.cleaned": "{files}개 파일 정리: {steps} (클립별 보고서: `{report}`)",
     "label.pipe.stage.slice": "2 자르기",
     "label.pipe.stage.transcribe": "3 받아쓰기",
     "train.err.name": "실험 이름을 정하세요: {problem}",

@@ -69,6 +69,8 @@ TEXTS: dict[str, str] = {
     "label.pipe.transcribed": "用 {model} 识别",
     "label.pipe.bundled": "因为没有安装其他 Whisper 模型，使用了内置的 {model}",
     "label.pipe.stage.separate": "1 分离人声",
+    "label.pipe.stage.clean": "1b 人声清理",
+    "label.pipe.cleaned": "已清理 {files} 个文件：{steps}（逐段报告：`{report}`）",
     "label.pipe.stage.slice": "2 切分",
     "label.pipe.stage.transcribe": "3 识别",
     "train.err.name": "请填写实验名：{problem}",

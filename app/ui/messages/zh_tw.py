@@ -69,6 +69,8 @@ TEXTS: dict[str, str] = {
     "label.pipe.transcribed": "以 {model} 辨識",
     "label.pipe.bundled": "因為沒有安裝其他 Whisper 模型，使用了內建的 {model}",
     "label.pipe.stage.separate": "1 分離人聲",
+    "label.pipe.stage.clean": "1b 人聲清理",
+    "label.pipe.cleaned": "已清理 {files} 個檔案：{steps}（逐段報告：`{report}`）",
     "label.pipe.stage.slice": "2 切分",
     "label.pipe.stage.transcribe": "3 辨識",
     "train.err.name": "請填寫實驗名稱：{problem}",

@@ -17,6 +17,7 @@ import gradio as gr
 from app.ui.context import UIContext
 from app.ui.locales import complete
 from app.ui.tabs.binding import bind
+from app.ui.tabs.label_cleanup import STRINGS as CLEANUP_STRINGS
 from app.ui.tabs.label_handlers import (
     Action,
     LabelPage,
@@ -71,6 +72,7 @@ STRINGS = complete(
             "label.undo": "Undo",
             "label.save": "Save",
             **PIPELINE_STRINGS["en"],
+            **CLEANUP_STRINGS["en"],
         },
         "zh": {
             "tab.label": "标注校对",
@@ -95,7 +97,10 @@ STRINGS = complete(
             "label.undo": "撤销",
             "label.save": "保存",
             **PIPELINE_STRINGS["zh"],
+            **CLEANUP_STRINGS["zh"],
         },
+        # The other languages' texts of this tab are in app/ui/locales/; the clean-up panel's travel with it.
+        **{lang: CLEANUP_STRINGS[lang] for lang in ("zh_TW", "ja", "ko")},
     }
 )
 

@@ -1,4 +1,7 @@
-"""The "build a dataset" panel of the Label tab: recordings -> separate -> slice -> transcribe -> .list."""
+"""The "build a dataset" panel of the Label tab: recordings -> separate -> clean -> slice -> transcribe -> .list.
+
+The clean-up and ASR-engine controls come from :mod:`app.ui.tabs.label_cleanup`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from app.audio.denoise import DenoiseError
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
+from app.data.preprocess.cleanup import CleanupError
+from app.data.preprocess.mdx import MdxError
 from app.data.preprocess.pipeline import (
     PipelineError,
     PipelineOptions,
@@ -17,7 +23,7 @@ from app.data.preprocess.pipeline import (
     build_dataset,
 )
 from app.data.preprocess.separate import DEFAULT_MODEL as DEFAULT_DEMUCS
-from app.data.preprocess.separate import DEMUCS_MODELS, SeparateOptions, SeparationError
+from app.data.preprocess.separate import SeparationError
 from app.data.preprocess.separate import list_audio_files as list_raw_files
 from app.data.preprocess.transcribe import (
     ASR_LANGUAGES,
@@ -34,8 +40,14 @@ from app.ui.context import UIContext
 from app.ui.messages import STRINGS as MESSAGE_STRINGS
 from app.ui.messages import error, error_from, render, say
 from app.ui.tabs.binding import bind
+from app.ui.tabs.label_cleanup import ENGINE_CHOICES, SEPARATION_CHOICES, build_cleanup, pipeline_parts
 
-STAGE_NAMES = {"separate": "1 separate vocals", "slice": "2 slice", "transcribe": "3 transcribe"}
+STAGE_NAMES = {
+    "separate": "1 separate vocals",
+    "clean": "1b clean up vocals",
+    "slice": "2 slice",
+    "transcribe": "3 transcribe",
+}
 
 STRINGS = {
     "en": {
@@ -102,6 +114,12 @@ def summary(result: PipelineResult, home: Path) -> str:
             "- "
             + say("label.pipe.separated", files=len(result.separated.files), model=result.separated.model)
         )
+    if result.cleaned is not None:
+        steps = " → ".join(dict.fromkeys(r.step for r in result.cleaned.records))
+        report = str(result.cleaned.report.relative_to(home))
+        lines.append(
+            "- " + say("label.pipe.cleaned", files=len(result.cleaned.outputs), steps=steps, report=report)
+        )
     lines.append("- " + say("label.pipe.sliced", clips=len(result.sliced.clips)))
     lines.append("- " + say("label.pipe.transcribed", model=result.transcribed.model))
     if result.transcribed.bundled_model:
@@ -128,6 +146,14 @@ class PipelineInputs:
     precision: gr.Dropdown
     vad: gr.Checkbox
     beam: gr.Slider
+    engine: gr.Dropdown
+    punctuation: gr.Checkbox
+    karaoke: gr.Checkbox
+    karaoke_model: gr.Dropdown
+    dereverb: gr.Checkbox
+    dereverb_model: gr.Dropdown
+    denoise: gr.Checkbox
+    strength: gr.Slider
 
     def as_list(self) -> list[gr.components.Component]:
         return [getattr(self, f.name) for f in fields(self)]
@@ -135,19 +161,30 @@ class PipelineInputs:
 
 def _options(
     separate: bool, demucs: str, shifts: float, overlap: float, min_length: float, threshold: float,
-    model: str, language: str, precision: str, vad: bool, beam: float,
+    model: str, language: str, precision: str, vad: bool, beam: float, engine: str, punctuation: bool,
+    karaoke: bool, karaoke_model: str, dereverb: bool, dereverb_model: str, denoise: bool, strength: float,
 ) -> PipelineOptions:  # fmt: skip
     """The pipeline's options from the panel's values (sliders and numbers come as floats)."""
+    separation, cleanup = pipeline_parts(
+        demucs, shifts, overlap, karaoke, karaoke_model, dereverb, dereverb_model, denoise, strength
+    )
     return PipelineOptions(
         separate=bool(separate),
-        separation=SeparateOptions(model=demucs, shifts=int(shifts), overlap=float(overlap)),
+        separation=separation,
+        cleanup=cleanup,
         slicer=SlicerOptions(
             threshold_db=float(threshold),
             min_length_ms=int(min_length),
             min_interval_ms=min(300, int(min_length)),
         ),
         transcription=TranscribeOptions(
-            model=model, language=language, precision=precision, vad_filter=bool(vad), beam_size=int(beam)
+            engine=engine,
+            model=model,
+            language=language,
+            precision=precision,
+            vad_filter=bool(vad),
+            beam_size=int(beam),
+            punctuation=bool(punctuation),
         ),
     )
 
@@ -162,7 +199,8 @@ def run_pipeline(
     layout: Layout,
     files_in: list[str] | None, folder_in: str, name_in: str, sep_on: bool, demucs_in: str, shifts_in: float,
     overlap_in: float, min_len: float, thr: float, model_in: str, lang_in: str, prec_in: str, vad_in: bool,
-    beam_in: float, progress: gr.Progress = gr.Progress(),
+    beam_in: float, engine_in: str, punct_in: bool, karaoke_in: bool, karaoke_model_in: str, dereverb_in: bool,
+    dereverb_model_in: str, denoise_in: bool, strength_in: float, progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, str]:  # fmt: skip
     """Build the dataset; returns (summary, the new .list relative to the data folder).
 
@@ -184,6 +222,14 @@ def run_pipeline(
             prec_in,
             vad_in,
             beam_in,
+            engine_in,
+            punct_in,
+            karaoke_in,
+            karaoke_model_in,
+            dereverb_in,
+            dereverb_model_in,
+            denoise_in,
+            strength_in,
         )
     except (
         PathOutsideRoot,
@@ -191,6 +237,8 @@ def run_pipeline(
         SlicerOptionsError,
         SeparationError,
         TranscriptionError,
+        CleanupError,
+        DenoiseError,
     ) as exc:
         raise error_from(exc) from exc
     if not sources:
@@ -200,7 +248,14 @@ def run_pipeline(
         result = build_dataset(
             sources, name_in or "", layout.output, layout.pretrained, options, progress=report
         )
-    except (PipelineError, SeparationError, TranscriptionError, SlicerOptionsError, ValueError) as exc:
+    except (
+        PipelineError,
+        SeparationError,
+        TranscriptionError,
+        MdxError,
+        SlicerOptionsError,
+        ValueError,
+    ) as exc:
         raise error_from(exc) from exc
     return summary(result, layout.home), str(result.list_path.relative_to(layout.home))
 
@@ -220,7 +275,9 @@ def _audio_column(
     slicer = SlicerOptions()
     with gr.Column():
         separate = gr.Checkbox(label=ctx.t("label.pipe.separate"), value=False, elem_id="label-pipe-separate")
-        demucs = gr.Dropdown(list(DEMUCS_MODELS), value=DEFAULT_DEMUCS, label=ctx.t("label.pipe.demucs"))
+        demucs = gr.Dropdown(
+            list(SEPARATION_CHOICES), value=DEFAULT_DEMUCS, label=ctx.t("label.pipe.separator")
+        )
         shifts = gr.Slider(0, 10, value=1, step=1, label=ctx.t("label.pipe.shifts"))
         overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=ctx.t("label.pipe.overlap"))
         min_length = gr.Number(value=slicer.min_length_ms, precision=0, label=ctx.t("label.pipe.min_length"))
@@ -228,7 +285,9 @@ def _audio_column(
     return separate, demucs, shifts, overlap, min_length, threshold
 
 
-def _asr_column(ctx: UIContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, gr.Checkbox, gr.Slider]:
+def _asr_column(
+    ctx: UIContext,
+) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, gr.Checkbox, gr.Slider, gr.Dropdown, gr.Checkbox]:
     """Speech recognition settings, with a note saying which model "default" is here."""
     pretrained = ctx.layout.pretrained
     with gr.Column():
@@ -238,14 +297,22 @@ def _asr_column(ctx: UIContext) -> tuple[gr.Dropdown, gr.Dropdown, gr.Dropdown, 
         precision = gr.Dropdown(list(PRECISIONS), value="auto", label=ctx.t("label.pipe.precision"))
         vad = gr.Checkbox(value=True, label=ctx.t("label.pipe.vad"))
         beam = gr.Slider(1, 10, value=5, step=1, label=ctx.t("label.pipe.beam"))
-    return model, language, precision, vad, beam
+        engine = gr.Dropdown(
+            list(ENGINE_CHOICES),
+            value=ENGINE_CHOICES[0],
+            label=ctx.t("label.pipe.engine"),
+            elem_id="label-pipe-engine",
+        )
+        punctuation = gr.Checkbox(value=True, label=ctx.t("label.pipe.punct"))
+    return model, language, precision, vad, beam, engine, punctuation
 
 
 def build_pipeline(ctx: UIContext, list_box: gr.Textbox) -> gr.events.Dependency:
     """The panel; returns the run event, which sets ``list_box`` to the new .list (chain ``.success`` to open it)."""
     with gr.Accordion(ctx.t("label.pipe.title"), open=False, elem_id="label-pipeline"):
         with gr.Row():
-            inputs = PipelineInputs(*_sources_column(ctx), *_audio_column(ctx), *_asr_column(ctx))
+            columns = (*_sources_column(ctx), *_audio_column(ctx), *_asr_column(ctx))
+        inputs = PipelineInputs(*columns, *build_cleanup(ctx).as_list())
         run = gr.Button(ctx.t("label.pipe.run"), variant="primary", elem_id="label-pipe-run")
         status = gr.Markdown(elem_id="label-pipe-status")
     return run.click(

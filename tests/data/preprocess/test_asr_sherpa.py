@@ -105,7 +105,9 @@ def test_missing_and_wrong_models_get_clear_errors(tmp_path, clips):
     # A Paraformer file where SenseVoice is expected: refused by its metadata, not a crash in sherpa-onnx.
     wrong = tmp_path / "wrong"
     tiny_paraformer(wrong)
-    with pytest.raises(TranscriptionError, match=r"not a sherpa-onnx SenseVoice export .metadata normalize_samples, with_itn"):
+    with pytest.raises(
+        TranscriptionError, match=r"not a sherpa-onnx SenseVoice export .metadata normalize_samples, with_itn"
+    ):
         transcribe_folder(clips, tmp_path, tmp_path, TranscribeOptions(engine="sensevoice", model=str(wrong)))
     with pytest.raises(TranscriptionError, match="runs on CPU"):
         transcribe_folder(
