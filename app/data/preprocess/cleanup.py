@@ -183,3 +183,54 @@ def clean_files(
     if progress is not None:
         progress(1.0, f"cleaned {len(current)} of {len(files)} files")
     return CleanupResult(tuple(current), tuple(records), tuple(failed), ledger.path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m app.data.preprocess.cleanup IN OUT --dereverb MODEL --denoise``: clean vocal files."""
+    import argparse
+    import sys
+
+    from app.data.preprocess.mdx import MdxError
+    from app.data.preprocess.separate import list_audio_files
+    from app.settings import load_settings
+
+    p = argparse.ArgumentParser(
+        prog="python -m app.data.preprocess.cleanup", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("input", type=Path, help="a vocal file or a folder of them (separated vocals)")
+    p.add_argument("output", type=Path, help="folder receiving <step>/ folders and report.json")
+    p.add_argument("--karaoke", choices=KARAOKE_MODELS, help="keep the lead vocal with this MDX-Net file")
+    p.add_argument("--dereverb", choices=DEREVERB_MODELS, help="remove reverb/echo with this MDX-Net file")
+    p.add_argument("--denoise", action="store_true", help="gate stationary noise out")
+    p.add_argument("--strength", type=float, default=DenoiseOptions().strength, help="denoise strength 0..1")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (MDX-Net models)")
+    p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default: the studio's)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        options = CleanupOptions(
+            karaoke=args.karaoke,
+            dereverb=args.dereverb,
+            denoise=DenoiseOptions(strength=args.strength) if args.denoise else None,
+            device=args.device,
+        )
+        if not options.steps:
+            raise CleanupError("choose at least one step: --karaoke, --dereverb or --denoise")
+        result = clean_files(
+            list_audio_files(args.input),
+            args.output,
+            args.pretrained or load_settings().pretrained,
+            options,
+            progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr),
+        )
+    except (CleanupError, MdxError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(result.outputs)} file(s) cleaned ({' -> '.join(options.steps)}); report: {result.report}")
+    for path, why in result.failed:
+        print(f"failed: {path}: {why}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -494,7 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("input", type=Path, help="an audio file or a folder of audio files")
     p.add_argument("output", type=Path, help="folder receiving vocals/ and accompaniment/")
-    p.add_argument("--model", default=defaults.model, help=f"demucs model: {', '.join(DEMUCS_MODELS)}")
+    p.add_argument("--engine", default=defaults.engine, choices=sorted(SEPARATORS))
+    p.add_argument(
+        "--model",
+        default=defaults.model,
+        help=f"demucs: {', '.join(DEMUCS_MODELS)}; mdx: {', '.join(MDX_SEPARATION_MODELS)}",
+    )
     p.add_argument("--segment", type=float, help="seconds per chunk (default: the model's own)")
     p.add_argument(
         "--overlap", type=float, default=defaults.overlap, help="chunk overlap (default %(default)s)"
@@ -509,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         options = SeparateOptions(
+            engine=args.engine,
             model=args.model,
             segment=args.segment,
             overlap=args.overlap,

@@ -137,3 +137,17 @@ def test_bad_cleanup_options():
     with pytest.raises(CleanupError, match="de-reverb model"):
         CleanupOptions(dereverb=KARAOKE)
     assert CleanupOptions().steps == ()
+
+
+def test_cli_cleans_a_folder(pretrained, tmp_path, capsys):
+    from app.data.preprocess.cleanup import main
+
+    raw = tmp_path / "vocals"
+    raw.mkdir()
+    sf.write(raw / "v.wav", _tone(200, 1.5), MDX_RATE)
+    argv = [str(raw), str(tmp_path / "out"), "--pretrained", str(pretrained)]
+    assert main([*argv, "--dereverb", DEREVERB, "--denoise"]) == 0
+    assert "1 file(s) cleaned (dereverb -> denoise)" in capsys.readouterr().out
+    assert (tmp_path / "out" / "denoise" / "v.wav").is_file() and (tmp_path / "out" / "report.json").is_file()
+    assert main(argv) == 2
+    assert "choose at least one step" in capsys.readouterr().err
