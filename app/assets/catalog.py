@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from app.assets.dataset_tools import dataset_tool_assets
 from app.assets.registry import (
     Archive,
     Asset,
@@ -283,82 +284,6 @@ def _whisper_assets() -> list[Asset]:
     return out
 
 
-# sherpa-onnx exports of FunASR's SenseVoice-Small and Paraformer-large zh (folder = HF repo name).
-SHERPA_REPO_OWNER = "csukuangfj"
-# UVR's public model release (MDX-Net ONNX files) and upstream's folder for UVR weights.
-UVR_RELEASE_URL = "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/"
-UVR_FOLDER = "uvr5_weights"
-
-
-def _dataset_tool_assets() -> list[Asset]:
-    """ASR (sherpa-onnx) and vocal clean-up (UVR MDX-Net ONNX) models; sizes are the publishers' listings."""
-    out = []
-    for folder, what in (
-        ("sherpa-onnx-sense-voice-zh-en-ja-ko-yue-2024-07-17", "SenseVoice-Small int8 (zh/yue/ja/ko/en ASR)"),
-        ("sherpa-onnx-paraformer-zh-2023-09-14", "Paraformer-large zh int8 (Chinese ASR)"),
-    ):
-        out.append(
-            Asset(
-                id=folder,
-                description=f"{what}, ~230 MB; licence: FunASR model licence (Alibaba)",
-                source="hf",
-                repo_id=f"{SHERPA_REPO_OWNER}/{folder}",
-                revision="main",
-                folder=folder,
-                files=(
-                    AssetFile("model.int8.onnx", origin="model.int8.onnx"),
-                    AssetFile("tokens.txt", origin="tokens.txt"),
-                ),
-                required=False,
-                used_by="Dataset: transcription (ASR) of Chinese, Cantonese, Japanese, Korean",
-            )
-        )
-    for asset_id, path, what in (
-        (
-            "uvr-mdx-kim-vocal-2",
-            "Kim_Vocal_2.onnx",
-            "MDX-Net vocals/instrumental separator, ~65 MB; licence: MIT (UVR)",
-        ),
-        (
-            "uvr-mdx-karaoke-2",
-            "UVR_MDXNET_KARA_2.onnx",
-            "MDX-Net karaoke: lead vocal vs backing vocals, ~50 MB; licence: MIT (UVR)",
-        ),
-    ):
-        out.append(
-            Asset(
-                id=asset_id,
-                description=what,
-                source="url",
-                repo_id=None,
-                revision=None,
-                folder=UVR_FOLDER,
-                files=(AssetFile(path, origin=UVR_RELEASE_URL + path),),
-                required=False,
-                used_by="Dataset: vocal clean-up",
-            )
-        )
-    out.append(
-        Asset(
-            id="uvr-dereverb-foxjoy",
-            description="MDX-Net de-reverb by FoxJoy (upstream's onnx_dereverb_By_FoxJoy), ~100 MB; licence: none stated",
-            source="hf",
-            repo_id=RVC_REPO,
-            revision="main",
-            folder=UVR_FOLDER,
-            files=(
-                AssetFile(
-                    "onnx_dereverb_By_FoxJoy/vocals.onnx",
-                    origin="uvr5_weights/onnx_dereverb_By_FoxJoy/vocals.onnx",
-                ),
-            ),
-            required=False,
-            used_by="Dataset: vocal clean-up (de-reverb)",
-        )
-    )
-    return out
-
-
 # demucs pretrained models: name -> weight files under DEMUCS_URL (demucs/remote/files.txt). The part
 # after "-" in each file name is the start of its sha256, which demucs itself checks.
 DEMUCS_MODELS = {
@@ -556,7 +481,7 @@ def all_assets() -> tuple[Asset, ...]:
     assets = (
         _gpt_sovits_assets()
         + _whisper_assets()
-        + _dataset_tool_assets()
+        + dataset_tool_assets(RVC_REPO)
         + _demucs_assets()
         + _svc_assets()
         + _text_assets()

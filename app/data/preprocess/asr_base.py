@@ -54,7 +54,7 @@ class TranscribeOptions:
     vad_filter: bool = True  # faster-whisper only: drop non-speech with Silero VAD before decoding
     beam_size: int = 5  # faster-whisper only: beam search width (upstream uses 5)
     no_speech_threshold: float = 0.6  # faster-whisper only: segments more likely silence are dropped
-    punctuation: bool = True  # SenseVoice: write punctuation and digits (its "with ITN" mode)
+    punctuation: bool = True  # SenseVoice: its ITN mode; Paraformer: the CT-Transformer model when installed
     speaker: str | None = None  # speaker name in the list; None = the input folder's name
 
     def __post_init__(self) -> None:

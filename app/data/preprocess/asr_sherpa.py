@@ -12,8 +12,12 @@ Features (80-bin fbank, low frame rate stacking 7/6, CMVN from the model's metad
 CIF decoding are sherpa-onnx's; we choose the model, the language and read the result.
 
 SenseVoice writes punctuation and digits itself (its "with ITN" mode, option ``punctuation``).
-Paraformer's ONNX export has no punctuation head: its text comes without punctuation, as
-FunASR's without the separate ct-punc model.
+Paraformer has no punctuation head; like upstream's FunASR chain (Paraformer + ct-punc), its text
+goes through FunASR's CT-Transformer punctuation model when that is installed:
+
+    pretrained_models/sherpa-onnx-punct-ct-transformer-zh-en-vocab272727-2024-04-12/model.onnx
+
+and the engine's description says when it is not (the text then has no punctuation).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 SENSEVOICE_FOLDER = "sherpa-onnx-sense-voice-zh-en-ja-ko-yue-2024-07-17"
 PARAFORMER_FOLDER = "sherpa-onnx-paraformer-zh-2023-09-14"
+PUNCT_FOLDER = "sherpa-onnx-punct-ct-transformer-zh-en-vocab272727-2024-04-12"
 # SenseVoice's language tokens (<|zh|> ...) and the languages it can be told to use (its lang2id).
 SENSEVOICE_LANGUAGES: tuple[str, ...] = ("zh", "en", "ja", "ko", "yue")
 # Paraformer-zh is a Chinese model (it also writes the English words of mixed speech).
@@ -61,6 +66,8 @@ SENSEVOICE_METADATA: tuple[str, ...] = (
     *(f"lang_{lang}" for lang in ("auto", *SENSEVOICE_LANGUAGES)),
 )
 PARAFORMER_METADATA: tuple[str, ...] = _LFR_CMVN
+# offline-ct-transformer-model.cc
+PUNCT_METADATA: tuple[str, ...] = ("tokens", "vocab_size", "punctuations", "unk_symbol")
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,21 @@ def _paraformer(model: str, tokens: str, threads: int):
         raise TranscriptionError(f"cannot load the Paraformer model {model}: {exc}") from exc
 
 
+@lru_cache(maxsize=1)
+def _punctuator(model: str, threads: int):
+    import sherpa_onnx
+
+    logger.info("loading CT-Transformer punctuation from %s", model)
+    config = sherpa_onnx.OfflinePunctuationModelConfig(ct_transformer=model, num_threads=threads)
+    return sherpa_onnx.OfflinePunctuation(sherpa_onnx.OfflinePunctuationConfig(model=config))
+
+
+def punctuation_model(pretrained_root: Path) -> Path | None:
+    """FunASR's CT-Transformer export in ``pretrained_models/``, None when not installed."""
+    folder = Path(pretrained_root) / PUNCT_FOLDER
+    return next((folder / f for f in MODEL_FILES if (folder / f).is_file()), None)
+
+
 def _decode(recognizer, wav: np.ndarray):
     """Run one clip ``(T,)`` float32 at 16 kHz through a sherpa-onnx offline recognizer; its result."""
     stream = recognizer.create_stream()
@@ -205,19 +227,31 @@ class ParaformerEngine:
 
     multilingual = False
 
-    def __init__(self, choice: OnnxModelChoice, options: TranscribeOptions) -> None:
+    def __init__(self, choice: OnnxModelChoice, options: TranscribeOptions, punct: Path | None) -> None:
         _check_cpu(options, "Paraformer")
         check_metadata(str(choice.model), PARAFORMER_METADATA, "Paraformer")
         self.choice = choice
-        self.description = f"Paraformer-zh {choice.model.name} ({choice.name}, cpu)"
+        self.punct = punct if options.punctuation else None
+        if self.punct is not None:
+            check_metadata(str(self.punct), PUNCT_METADATA, "CT-Transformer punctuation")
+        if self.punct is not None:
+            marks = "+ CT-Transformer punctuation"
+        elif options.punctuation:
+            marks = f"without punctuation ({PUNCT_FOLDER} not installed)"
+        else:
+            marks = "without punctuation"
+        self.description = f"Paraformer-zh {choice.model.name} ({choice.name}, cpu) {marks}"
 
     def supports(self, language: str) -> bool:
         return language in PARAFORMER_LANGUAGES
 
     def transcribe(self, wav: np.ndarray, language: str | None) -> Transcript:
         recognizer = _paraformer(str(self.choice.model), str(self.choice.tokens), _threads())
+        text = clean_text(_decode(recognizer, wav).text)
+        if text and self.punct is not None:
+            text = clean_text(_punctuator(str(self.punct), _threads()).add_punctuation(text))
         # Upstream's FunASR labeller writes every Paraformer row as ZH.
-        return Transcript(clean_text(_decode(recognizer, wav).text), "zh", 0)
+        return Transcript(text, "zh", 0)
 
 
 @register_engine("sensevoice")
@@ -229,4 +263,5 @@ def load_sensevoice(options: TranscribeOptions, pretrained_root: Path) -> SenseV
 @register_engine("paraformer-zh")
 def load_paraformer(options: TranscribeOptions, pretrained_root: Path) -> ParaformerEngine:
     """Paraformer-zh from ``pretrained_models/`` (or the folder ``options.model``)."""
-    return ParaformerEngine(resolve_onnx_model(options.model, pretrained_root, PARAFORMER_FOLDER), options)
+    choice = resolve_onnx_model(options.model, pretrained_root, PARAFORMER_FOLDER)
+    return ParaformerEngine(choice, options, punctuation_model(pretrained_root))

@@ -98,6 +98,8 @@ def models_table(pretrained: Path) -> str:
     rows = [(name, MDX_MODELS[name].asset, is_installed(name, pretrained)) for name in MDX_MODELS]
     for folder in (asr_sherpa.SENSEVOICE_FOLDER, asr_sherpa.PARAFORMER_FOLDER):
         rows.append((folder, folder, asr_sherpa.installed(pretrained, folder)))
+    punct = asr_sherpa.PUNCT_FOLDER
+    rows.append((punct, punct, asr_sherpa.punctuation_model(pretrained) is not None))
     lines = ["| | | |", "|---|---|---|"]
     for name, asset_id, present in rows:
         folder = assets.local_path(assets.get(asset_id), pretrained)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from app.data.filelist import read_list
-from app.data.preprocess.asr_sherpa import PARAFORMER_FOLDER, SENSEVOICE_FOLDER
+from app.data.preprocess.asr_sherpa import PARAFORMER_FOLDER, PUNCT_FOLDER, SENSEVOICE_FOLDER
 from app.data.preprocess.transcribe import (
     MissingModelError,
     TranscribeOptions,
@@ -15,7 +17,7 @@ from app.data.preprocess.transcribe import (
     choose_engine,
     transcribe_folder,
 )
-from tests.data.preprocess.tiny_models import tiny_paraformer, tiny_sensevoice
+from tests.data.preprocess.tiny_models import tiny_ct_punct, tiny_paraformer, tiny_sensevoice
 
 RATE = 16000
 LOW, HIGH = 200.0, 3000.0  # Hz: fbank band 0 ("▁hello") and band 5 ("界") of the tiny models
@@ -76,7 +78,9 @@ def test_paraformer_labels_chinese(pretrained, tmp_path):
     result = transcribe_folder(
         folder, tmp_path, pretrained, TranscribeOptions(engine="paraformer-zh", language="zh")
     )
-    assert "Paraformer" in result.model
+    assert (
+        "Paraformer" in result.model and f"without punctuation ({PUNCT_FOLDER} not installed)" in result.model
+    )
     assert [(r.lang, r.text) for r in read_list(result.list_path).rows] == [("ZH", "hello"), ("ZH", "界")]
     with pytest.raises(TranscriptionError, match=r"understands English only; for 'ja'"):
         transcribe_folder(
@@ -138,3 +142,20 @@ def test_cli_runs_sensevoice(pretrained, clips, tmp_path, capsys):
     assert code == 0
     assert [r.lang for r in read_list(tmp_path / "out" / "mei.list").rows] == ["KO", "KO"]
     assert "skipped:" in capsys.readouterr().err
+
+
+def test_paraformer_text_gets_ct_transformer_punctuation(tmp_path):
+    pretrained = tmp_path / "pretrained"
+    tiny_paraformer(pretrained / PARAFORMER_FOLDER)
+    tiny_ct_punct(pretrained / PUNCT_FOLDER, {"界": "？"})  # "?" after 界, nothing after other tokens
+    folder = tmp_path / "lin"
+    folder.mkdir()
+    sf.write(folder / "a.wav", _tone(LOW, 2.0), RATE)
+    sf.write(folder / "b.wav", _tone(HIGH, 2.0), RATE)
+    options = TranscribeOptions(engine="paraformer-zh", language="zh")
+    result = transcribe_folder(folder, tmp_path, pretrained, options)
+    assert result.model.endswith("+ CT-Transformer punctuation")
+    # FunASR's rule through sherpa-onnx: a sentence without a final mark gets "。".
+    assert [r.text for r in read_list(result.list_path).rows] == ["hello。", "界？"]
+    plain = transcribe_folder(folder, tmp_path, pretrained, replace(options, punctuation=False))
+    assert [r.text for r in plain.rows] == ["hello", "界"] and plain.model.endswith("without punctuation")

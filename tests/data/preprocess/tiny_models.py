@@ -210,3 +210,42 @@ def tiny_mdx(path, dim_f: int, dim_t: int, keep_bins: int, first_bin: int = 0) -
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
+
+
+# FunASR's CT-Transformer punctuation classes, in its order ("_": no mark after the token).
+PUNCTUATIONS = ("<unk>", "_", "，", "。", "？", "、")
+
+
+def tiny_ct_punct(folder, marks: dict[str, str]) -> None:
+    """A CT-Transformer punctuation export in sherpa-onnx's format (inputs text, text_len; logits
+    ``(N, T, 6)``; tokens and punctuations in the metadata) that puts ``marks[token]`` after a token."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    tokens = ("<unk>", *TEXT_PIECES, *(t.lstrip("▁") for t in TEXT_PIECES if t.startswith("▁")))
+    table = np.full((len(tokens), len(PUNCTUATIONS)), -10.0, np.float32)
+    for i, token in enumerate(tokens):
+        table[i, PUNCTUATIONS.index(marks.get(token, "_"))] = 10.0
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "text"], ["logits"], axis=0)],
+        "tiny_ct_punct",
+        [
+            helper.make_tensor_value_info("text", TensorProto.INT32, ["N", "T"]),
+            helper.make_tensor_value_info("text_len", TensorProto.INT32, ["N"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", "T", len(PUNCTUATIONS)])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    metadata = {
+        "tokens": "|".join(tokens), "vocab_size": len(tokens), "punctuations": "|".join(PUNCTUATIONS),
+        "unk_symbol": "<unk>", "model_type": "ct_transformer",
+    }  # fmt: skip
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    onnx.checker.check_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(folder / "model.onnx"))

@@ -1,0 +1,94 @@
+"""Catalog entries of the dataset tools' models: sherpa-onnx ASR exports and UVR's MDX-Net files.
+
+Sizes and licences are the publishers' listings (not checked here: no model hub on the build
+machines); no sha256 was published with them, so downloads are checked for presence only.
+"""
+
+from __future__ import annotations
+
+from app.assets.registry import Asset, AssetFile
+
+# sherpa-onnx exports of FunASR's models: the Hugging Face repository is csukuangfj/<folder>.
+SHERPA_REPO_OWNER = "csukuangfj"
+FUNASR_LICENCE = "licence: FunASR model licence (Alibaba)"
+# (folder, files, description)
+SHERPA_MODELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "sherpa-onnx-sense-voice-zh-en-ja-ko-yue-2024-07-17",
+        ("model.int8.onnx", "tokens.txt"),
+        f"SenseVoice-Small int8 (zh/yue/ja/ko/en ASR), ~230 MB; {FUNASR_LICENCE}",
+    ),
+    (
+        "sherpa-onnx-paraformer-zh-2023-09-14",
+        ("model.int8.onnx", "tokens.txt"),
+        f"Paraformer-large zh int8 (Chinese ASR), ~230 MB; {FUNASR_LICENCE}",
+    ),
+    (
+        "sherpa-onnx-punct-ct-transformer-zh-en-vocab272727-2024-04-12",
+        ("model.onnx",),
+        f"CT-Transformer zh/en punctuation (FunASR's ct-punc) for Paraformer's text, ~280 MB; {FUNASR_LICENCE}",
+    ),
+)
+# UVR's public model release and upstream's folder for UVR weights (tools/uvr5/uvr5_weights/).
+UVR_RELEASE_URL = "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/"
+UVR_FOLDER = "uvr5_weights"
+# (asset id, file, description) of the files UVR publishes.
+UVR_MODELS: tuple[tuple[str, str, str], ...] = (
+    (
+        "uvr-mdx-kim-vocal-2",
+        "Kim_Vocal_2.onnx",
+        "MDX-Net vocals/instrumental separator, ~65 MB; licence: MIT (UVR)",
+    ),
+    (
+        "uvr-mdx-karaoke-2",
+        "UVR_MDXNET_KARA_2.onnx",
+        "MDX-Net karaoke: lead vocal vs backing vocals, ~50 MB; licence: MIT (UVR)",
+    ),
+)
+FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
+
+
+def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
+    """ASR and vocal clean-up models; ``rvc_repo`` is the HF repository holding upstream's uvr5_weights/."""
+    out = [
+        Asset(
+            id=folder,
+            description=what,
+            source="hf",
+            repo_id=f"{SHERPA_REPO_OWNER}/{folder}",
+            revision="main",
+            folder=folder,
+            files=tuple(AssetFile(name, origin=name) for name in files),
+            required=False,
+            used_by="Dataset: transcription (ASR) of Chinese, Cantonese, Japanese, Korean",
+        )
+        for folder, files, what in SHERPA_MODELS
+    ]
+    out += [
+        Asset(
+            id=asset_id,
+            description=what,
+            source="url",
+            repo_id=None,
+            revision=None,
+            folder=UVR_FOLDER,
+            files=(AssetFile(path, origin=UVR_RELEASE_URL + path),),
+            required=False,
+            used_by="Dataset: vocal clean-up",
+        )
+        for asset_id, path, what in UVR_MODELS
+    ]
+    out.append(
+        Asset(
+            id="uvr-dereverb-foxjoy",
+            description="MDX-Net de-reverb by FoxJoy (upstream's onnx_dereverb_By_FoxJoy), ~100 MB; licence: none stated",
+            source="hf",
+            repo_id=rvc_repo,
+            revision="main",
+            folder=UVR_FOLDER,
+            files=(AssetFile(FOXJOY_DEREVERB, origin=f"{UVR_FOLDER}/{FOXJOY_DEREVERB}"),),
+            required=False,
+            used_by="Dataset: vocal clean-up (de-reverb)",
+        )
+    )
+    return out
