@@ -81,6 +81,9 @@ def test_song_to_list_through_every_step(pretrained, song, tmp_path, engine, lan
     assert result.problems == ()
     assert [(r.speaker, r.lang, r.text) for r in rows] == [("aki", code, "hello")] * 3
     # A second run finds every separated and cleaned file done.
+    stamp = result.separated.files[0].vocals.stat().st_mtime_ns
     again = build_dataset(song, "aki", tmp_path / "output", pretrained, options)
+    assert again.separated.files == result.separated.files
+    assert again.separated.files[0].vocals.stat().st_mtime_ns == stamp
     assert all(r.resumed for r in again.cleaned.records)
     assert read_list(again.list_path).rows == rows
