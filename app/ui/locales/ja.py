@@ -192,7 +192,7 @@ TEXTS: dict[str, str] = {
     "svc.step.live": "4 · ライブ",
     "svc.live.intro": "マイクに向かって話すか歌ってください。変換された声が少し遅れて（下に表示される遅延）下で再生されます。出力がマイクに回り込まないようヘッドホンを使ってください。",
     "svc.live.mic": "マイク",
-    "svc.live.output": "変換された声（ライブ）",
+    "svc.live.output": "再生した変換音声（秒）",
     "svc.live.block": "ブロック長（秒）：長いほど遅いマシンでも追いつき、短いほど早く応答します",
     "svc.live.context": "ブロックごとの参照する過去の長さ（秒）",
     "svc.live.crossfade": "ブロック間のクロスフェード（秒）",

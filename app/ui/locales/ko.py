@@ -192,7 +192,7 @@ TEXTS: dict[str, str] = {
     "svc.step.live": "4 · 실시간",
     "svc.live.intro": "마이크에 대고 말하거나 노래하세요. 변환된 목소리가 조금 뒤에(아래 표시된 지연) 재생됩니다. 출력이 마이크로 되돌아가지 않도록 헤드폰을 사용하세요.",
     "svc.live.mic": "마이크",
-    "svc.live.output": "변환된 목소리 (실시간)",
+    "svc.live.output": "재생한 변환 음성 (초)",
     "svc.live.block": "블록 길이(초): 길수록 느린 컴퓨터에서도 따라가고, 짧을수록 빨리 응답합니다",
     "svc.live.context": "블록마다 참고하는 과거 길이(초)",
     "svc.live.crossfade": "블록 사이 크로스페이드(초)",

@@ -192,7 +192,7 @@ TEXTS: dict[str, str] = {
     "svc.step.live": "4 · 即時",
     "svc.live.intro": "對著麥克風說話或唱歌：轉換後的聲音會在下方稍後播放（延遲見下）。請戴耳機，以免輸出回授進麥克風。",
     "svc.live.mic": "麥克風",
-    "svc.live.output": "轉換後的聲音（即時）",
+    "svc.live.output": "已播放的轉換聲音（秒）",
     "svc.live.block": "區塊長度（秒）：越長越能在慢機器上跟上，越短回應越快",
     "svc.live.context": "每個區塊的回看長度（秒）",
     "svc.live.crossfade": "區塊間交叉淡化（秒）",

@@ -21,7 +21,7 @@ from app.ui.i18n import LANGUAGES
 from app.ui.locales import complete
 from app.ui.tabs.binding import bind
 from app.ui.tabs.missing import asset_panel
-from app.ui.tabs.svc import convert, dataset, train
+from app.ui.tabs.svc import convert, dataset, live, train
 from app.ui.tabs.svc.experiment import experiment_choices
 
 TAB_ID = "svc"
@@ -36,6 +36,7 @@ _OWN = {
         "svc.step.dataset": "1 · Dataset",
         "svc.step.train": "2 · Train",
         "svc.step.convert": "3 · Convert",
+        "svc.step.live": "4 · Live",
     },
     "zh": {
         "tab.svc": "歌声转换",
@@ -45,6 +46,7 @@ _OWN = {
         "svc.step.dataset": "1 · 数据集",
         "svc.step.train": "2 · 训练",
         "svc.step.convert": "3 · 转换",
+        "svc.step.live": "4 · 实时",
     },
 }
 # Each step's texts; zh_TW/ja/ko come from app/ui/locales/ unless a step gives its own.
@@ -55,6 +57,7 @@ STRINGS = complete(
             **dataset.STRINGS.get(lang, {}),
             **train.STRINGS.get(lang, {}),
             **convert.STRINGS.get(lang, {}),
+            **live.STRINGS.get(lang, {}),
         }
         for lang in LANGUAGES
     }
@@ -85,3 +88,5 @@ def build(ctx: UIContext) -> None:
             train.build(ctx, experiment)
         with gr.Tab(ctx.t("svc.step.convert"), id="svc-convert"):
             convert.build(ctx)
+        with gr.Tab(ctx.t("svc.step.live"), id="svc-live"):
+            live.build(ctx)
