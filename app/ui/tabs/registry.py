@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from app.ui.context import UIContext
-from app.ui.tabs import dataset, label, train, tts
+from app.ui.tabs import dataset, label, longform, train, tts
 from app.ui.tabs.svc import tab as svc
 
 
@@ -30,4 +30,4 @@ class TabModule(Protocol):
     def build(self, ctx: UIContext) -> None: ...
 
 
-TABS: tuple[TabModule, ...] = (tts, dataset, label, train, svc)
+TABS: tuple[TabModule, ...] = (tts, longform, dataset, label, train, svc)
