@@ -1,0 +1,76 @@
+"""The page in each language, in headless Chromium: labels, a synthesis error and a result summary.
+
+The browser's language is set per page (``navigator.language`` and the ``Accept-Language`` header, as
+a browser set to that language sends them); one studio with tiny random models serves them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.infer.tiny import build_home, voice
+
+pytestmark = pytest.mark.browser
+
+# Browser locale -> (TTS tab title, the missing-reference error, the reference check shown on
+# upload, the Dataset tab title, the slicing result summary).
+LOCALES = {
+    "en-US": (
+        "Text to speech",
+        "no reference clip: upload or record",
+        "a good length",
+        "Dataset",
+        "clips from 1 file(s)",
+    ),
+    "zh-CN": ("语音合成", "没有参考音频：请上传或录制", "适合作为参考音频", "数据集", "来自 1 个文件"),
+    "zh-TW": ("語音合成", "沒有參考音訊：請上傳或錄製", "適合作為參考音訊", "資料集", "來自 1 個檔案"),
+    "ja-JP": ("音声合成", "参照音声がありません", "ちょうどよい長さ", "データセット", "1 ファイルから"),
+    "ko-KR": ("음성 합성", "참조 음성이 없습니다", "알맞은 길이", "데이터셋", "파일 1개에서"),
+}
+
+
+@pytest.fixture(scope="module")
+def locale_server(tmp_path_factory):
+    from tests.browser import run_studio
+
+    home = build_home(tmp_path_factory.mktemp("locale_home"))
+    with run_studio(home, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) as server:
+        yield server
+
+
+def open_in(context, server, locale: str):
+    """The studio in a page whose browser speaks ``locale`` (as open_studio, with the language set first)."""
+    page = context.new_page()
+    page.add_init_script(
+        f"Object.defineProperty(navigator, 'language', {{get: () => '{locale}'}});"
+        f"Object.defineProperty(navigator, 'languages', {{get: () => ['{locale}']}});"
+    )
+    page.set_extra_http_headers({"Accept-Language": f"{locale},{locale.split('-')[0]};q=0.9"})
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.get_by_role("tab").first.wait_for(state="visible", timeout=60_000)
+    return page
+
+
+@pytest.mark.parametrize("locale", list(LOCALES))
+def test_the_page_speaks_the_browsers_language(studio_browser, locale_server, locale, tmp_path):
+    tts_title, refused, checked, dataset_title, sliced = LOCALES[locale]
+    clip = voice(tmp_path / "ref.wav", 4.0, pauses=(2.0,))
+    page = open_in(studio_browser, locale_server, locale)
+    try:
+        page.get_by_role("tab", name=tts_title).click()
+        # A synthesis refused before any model loads: the toast says why in this language.
+        page.locator("#tts-run").click()
+        expect(page.get_by_text(refused).first).to_be_visible(timeout=60_000)
+        # The reference is checked as soon as it is uploaded, before any model loads.
+        page.locator("#tts-reference input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#tts-ref-check")).to_contain_text(checked, timeout=60_000)
+        expect(page.locator("#tts-ref-check")).to_contain_text("4.0")
+        # A result summary: slicing a recording on the Dataset tab.
+        page.get_by_role("tab", name=dataset_title).click()
+        page.locator("#dataset-files input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#dataset-files")).to_contain_text("KB", timeout=30_000)
+        page.locator("#dataset-run").click()
+        expect(page.locator("#dataset-status")).to_contain_text(sliced, timeout=60_000)
+    finally:
+        page.close()
