@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMPS := $(VENV)/.stamps
 ARGS ?=
 # Debian packages the tests (and audio decoding) need.
-APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox g++ libportaudio2
+APT_PACKAGES := ffmpeg espeak-ng chromium chromium-driver open-jtalk-mecab-naist-jdic sox g++ libportaudio2 fonts-noto-cjk
 PYTEST_ARGS ?=
 
 .PHONY: run test lint format venv deps dev-deps system-deps bench bench-deps side-by-side clean-venv
