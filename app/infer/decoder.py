@@ -95,6 +95,49 @@ class ChannelsLastDecoder(nn.Module):
         return from_2d(self.inner(to_2d(x), g=None if g is None else g.unsqueeze(-1)))
 
 
+class ChannelsLastVocoder(nn.Module):
+    """A HiFi-GAN mel vocoder (v4's) on channels-last activations, as :class:`ChannelsLastDecoder`;
+    keeps ``sample_rate``/``hop_length``/``num_mels``. Converted in place: for inference only."""
+
+    def __init__(self, vocoder: nn.Module) -> None:
+        super().__init__()
+        convs_as_2d(vocoder)
+        self.inner = vocoder
+        self.sample_rate = vocoder.sample_rate
+        self.hop_length = vocoder.hop_length
+        self.num_mels = vocoder.num_mels
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, mel, T) -> (B, 1, T * hop)"""
+        return from_2d(self.inner(to_2d(mel)))
+
+
+class _Excitation2d(nn.Module):
+    """An NSF harmonic source whose ``(B, 1, N)`` excitation is handed on as ``(B, 1, 1, N)``."""
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        self.inner = source
+
+    def forward(self, f0: torch.Tensor, hop: int, noise) -> torch.Tensor:
+        return to_2d(self.inner(f0, hop, noise))
+
+
+class ChannelsLastNSF(nn.Module):
+    """so-vits-svc's NSF-HiFiGAN decoder ``f(x, f0, g, noise)`` on channels-last activations (its
+    harmonic source unchanged), as :class:`ChannelsLastDecoder`. Converted in place: inference only."""
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        convs_as_2d(decoder)
+        decoder.m_source = _Excitation2d(decoder.m_source)
+        self.inner = decoder
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise) -> torch.Tensor:
+        """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> (B, 1, T * hop)"""
+        return from_2d(self.inner(to_2d(x), f0, to_2d(g), noise))
+
+
 class CastDecoder(nn.Module):
     """Runs a decoder ``f(x, g)`` in another dtype; inputs are cast in, the output back to float32."""
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
 
-from app.infer.decoder import CastDecoder, ChannelsLastDecoder, WindowedDecoder, receptive_frames
+from app.infer.decoder import (
+    CastDecoder,
+    ChannelsLastDecoder,
+    ChannelsLastVocoder,
+    WindowedDecoder,
+    receptive_frames,
+)
 from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.sovits.config import preset
 
@@ -87,3 +94,21 @@ def test_channels_last_decoder_in_bf16_keeps_its_layout():
         got = dec(x, g=g)
     assert got.dtype == torch.float32
     assert (got - want).abs().max() <= 0.05 * want.abs().max()  # bf16's 8-bit mantissa
+
+
+def test_channels_last_vocoder_computes_the_same_samples():
+    from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
+
+    config = HiFiGANVocoderConfig(
+        num_mels=20, upsample_initial_channel=32, upsample_rates=(5, 4), upsample_kernel_sizes=(10, 8),
+        resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5)), sample_rate=8000,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    plain = HiFiGANVocoder(config).eval()
+    converted = ChannelsLastVocoder(copy.deepcopy(plain))
+    assert (converted.sample_rate, converted.hop_length, converted.num_mels) == (
+        plain.sample_rate, plain.hop_length, plain.num_mels,
+    )  # fmt: skip
+    mel = torch.randn(1, 20, 12)
+    with torch.inference_mode():
+        torch.testing.assert_close(converted(mel), plain(mel), rtol=1e-5, atol=1e-6)

@@ -24,6 +24,7 @@ from app.infer.decoder import (
     CastSampler,
     CastVocoder,
     ChannelsLastDecoder,
+    ChannelsLastVocoder,
     WindowedDecoder,
     channels_last_pays,
 )
@@ -34,6 +35,7 @@ from app.infer.streaming import ChunkDecoder, StreamOptions
 from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.vocoders import Vocoder
+from app.models.vocoders.hifigan import HiFiGANVocoder
 
 # Flow-matching steps when a request leaves sample_steps out: upstream's web UI defaults.
 DEFAULT_CFM_STEPS = {"v3": 32, "v4": 8}
@@ -155,6 +157,8 @@ class CfmAudio:
         self.sample_rate = vocoder.sample_rate
         self.device = device
         self.file_name = file_name
+        if isinstance(vocoder, HiFiGANVocoder) and channels_last_pays(device):
+            vocoder = ChannelsLastVocoder(vocoder)  # v4's; v3's BigVGAN filters inside its activations
         if decoder_dtype != torch.float32:
             model.cfm = CastSampler(model.cfm, decoder_dtype)
             vocoder = CastVocoder(vocoder, decoder_dtype)

@@ -35,7 +35,7 @@ from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, r
 from app.audio.slicer import SlicerOptions, find_segments
 from app.audio.volume import frame_volume, match_loudness
 from app.devices import pick_device
-from app.infer.decoder import CastNSF
+from app.infer.decoder import CastNSF, ChannelsLastNSF, channels_last_pays
 from app.infer.precision import plan_for
 from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
@@ -76,6 +76,8 @@ def _cached_model(
     model: str, config: str, _stamp: tuple[int, int], device: str, dtype: torch.dtype = torch.float32
 ) -> SvcCheckpoint:
     ckpt = load_svc(model, config, purpose="inference", device=device)
+    if channels_last_pays(torch.device(device)):
+        ckpt.model.dec = ChannelsLastNSF(ckpt.model.dec)
     if dtype != torch.float32:  # its own copy (the cache key holds the dtype): fp32 users keep theirs
         ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
     return ckpt

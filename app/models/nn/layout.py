@@ -80,7 +80,7 @@ class Conv1dAs2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
         if self.transposed:
-            return F.conv_transpose2d(
+            out = F.conv_transpose2d(
                 x,
                 self.weight,
                 self.bias,
@@ -90,7 +90,10 @@ class Conv1dAs2d(nn.Module):
                 self.groups,
                 self.dilation,
             )
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        else:
+            out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        # One input channel reads as either layout, and oneDNN then answers in the plain one.
+        return out.contiguous(memory_format=CHANNELS_LAST)
 
 
 class ResBlock1As2d(nn.Module):
