@@ -11,6 +11,8 @@ from app.paths import Layout
 from app.services.synthesis import SynthesisService
 from app.settings import Settings
 from app.ui.context import UIContext
+from app.ui.help import STRINGS as HELP_STRINGS
+from app.ui.help import attach_help
 from app.ui.i18n import COMMON, build_i18n, merge
 from app.ui.messages import STRINGS as MESSAGE_STRINGS
 from app.ui.tabs.registry import TABS
@@ -53,6 +55,7 @@ def build_app(settings: Settings, lang: str = "auto", synthesis: SynthesisServic
             for tab in TABS:
                 with gr.Tab(i18n(tab.TITLE_KEY), id=tab.TAB_ID, elem_id=f"tab-{tab.TAB_ID}"):
                     tab.build(ctx)
+    attach_help(demo, i18n)
     demo.queue(default_concurrency_limit=1, max_size=64)
     hide_internal_events(demo)
     return demo
@@ -94,8 +97,8 @@ def hide_internal_events(demo: gr.Blocks) -> None:
 
 
 def _tables() -> list:
-    """Every translation table: shared, the messages built in Python, each tab's."""
-    return [COMMON, MESSAGE_STRINGS, *(tab.STRINGS for tab in TABS)]
+    """Every translation table: shared, the messages built in Python, the help lines, each tab's."""
+    return [COMMON, MESSAGE_STRINGS, HELP_STRINGS, *(tab.STRINGS for tab in TABS)]
 
 
 @lru_cache(maxsize=1)

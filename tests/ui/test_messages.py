@@ -198,3 +198,24 @@ def test_outside_an_event_messages_are_english():
     assert say("tts.status.segment", done=2, total=5) == "Segment 2 of 5 done…"
     assert say("tts.status.segment", "zh", done=2, total=5) == "第 2/5 段已完成…"
     assert re.search(r"\d", say("svc.tr.eta", "ja", minutes=2.0))
+
+
+def test_help_lines_reach_the_controls_in_every_language(tmp_path):
+    from app.settings import Settings
+    from app.ui.app import app_texts, build_app
+    from app.ui.help import PREFIX, label_key
+    from app.ui.help import STRINGS as HELP
+
+    assert set(HELP) == set(LANGUAGES)
+    for lang, texts in HELP.items():
+        assert set(texts) == set(HELP["en"]), lang
+    labels = set(app_texts())
+    stale = [k for k in HELP["en"] if k != "help.tts.params_note" and k[len(PREFIX) :] not in labels]
+    assert not stale, f"help for labels that no longer exist: {stale}"
+    demo = build_app(Settings(home=tmp_path))
+    helped = {
+        label_key(b): b.info.key for b in demo.blocks.values() if getattr(b, "info", None) and label_key(b)
+    }
+    for control in ("tts.top_k", "tts.temperature", "train.text_lr", "svc.ds.encoder", "svc.cv.transpose"):
+        assert helped.get(control) == f"help.{control}"
+    assert len(helped) >= 50

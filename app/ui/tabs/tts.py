@@ -340,11 +340,12 @@ def _parameters(ctx: UIContext, sovits_path: str | None) -> list[gr.components.C
     """The accordion's controls, in the order :func:`synthesize` takes them (split ... steps)."""
     splits = [(ctx.t(f"tts.split.{m.value}"), m.value) for m in SplitMethod]
     with gr.Accordion(ctx.t("tts.params"), open=False, elem_id="tts-params"):
+        gr.Markdown(ctx.t("help.tts.params_note"), elem_id="tts-params-note")
         return [
             gr.Dropdown(splits, value=DEFAULTS.split_method, label=ctx.t("tts.split")),
-            gr.Slider(1, 100, value=DEFAULTS.top_k, step=1, label="top_k"),
-            gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label="top_p"),
-            gr.Slider(0.0, 1.0, value=DEFAULTS.temperature, step=0.05, label="temperature"),
+            gr.Slider(1, 100, value=DEFAULTS.top_k, step=1, label=ctx.t("tts.top_k")),
+            gr.Slider(0.05, 1.0, value=DEFAULTS.top_p, step=0.05, label=ctx.t("tts.top_p")),
+            gr.Slider(0.0, 1.0, value=DEFAULTS.temperature, step=0.05, label=ctx.t("tts.temperature")),
             gr.Slider(0.05, 2.0, value=DEFAULTS.repetition_penalty, step=0.05, label=ctx.t("tts.penalty")),
             gr.Slider(0.6, 1.65, value=DEFAULTS.speed, step=0.05, label=ctx.t("tts.speed")),
             gr.Slider(0.0, 1.0, value=DEFAULTS.pause_seconds, step=0.05, label=ctx.t("tts.pause")),
