@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import gradio as gr
@@ -142,3 +142,17 @@ def term(prefix: str, value: str) -> str:
     it has none (a new state added below without a name yet still shows)."""
     key = f"{prefix}.{value}"
     return say(key) if key in STRINGS["en"] else value
+
+
+def say_in(
+    table: Mapping[str, Mapping[str, str]], key: str, lang: str | None = None, /, **params: object
+) -> str:
+    """:func:`say` for a key of a tab's own table (its ``STRINGS``) rather than of :data:`STRINGS`."""
+    return table[lang or current_language()][key].format(**params)
+
+
+def error_in(
+    table: Mapping[str, Mapping[str, str]], key: str, lang: str | None = None, /, **params: object
+) -> gr.Error:
+    """:func:`error` for a key of a tab's own table."""
+    return gr.Error(_html([say_in(table, key, lang, **params)]))

@@ -23,6 +23,7 @@ from app.services.longform import LongformError, LongformService, VoiceError, sh
 from app.services.presets import PresetStore
 from app.ui.context import UIContext
 from app.ui.i18n import LANGUAGES
+from app.ui.messages import error_in, render
 from app.ui.tabs.binding import bind
 from app.ui.tabs.longform_strings import STRINGS
 
@@ -57,7 +58,8 @@ def _say(ctx: UIContext, key: str, **params: object) -> str:
 
 
 def _fail(ctx: UIContext, exc: Exception) -> gr.Error:
-    return gr.Error(_say(ctx, "longform.err.failed", problem=str(exc)))
+    problem = render(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else str(exc)
+    return error_in(STRINGS, "longform.err.failed", _language(ctx), problem=problem)
 
 
 # --------------------------------------------------------------------------- views
@@ -202,7 +204,7 @@ def _after_edit(ctx: UIContext, job_id: str, line: int) -> tuple[Any, ...]:
 def choose_take(ctx: UIContext, job_id: str | None, line: int | None, take: int | None) -> tuple[Any, ...]:
     """Use one take of the line in the whole audio (assembled again)."""
     if not job_id or line is None or take is None:
-        raise gr.Error(_say(ctx, "longform.err.no_job"))
+        raise error_in(STRINGS, "longform.err.no_job", _language(ctx))
     try:
         _service(ctx).choose(job_id, int(line), int(take))
     except (LongformError, JobStateError) as exc:
@@ -213,7 +215,7 @@ def choose_take(ctx: UIContext, job_id: str | None, line: int | None, take: int 
 def regenerate_line(ctx: UIContext, job_id: str | None, line: int | None, text: str) -> tuple[Any, ...]:
     """A new take of the line (or, with edited text, its takes anew); the other lines are kept."""
     if not job_id or line is None:
-        raise gr.Error(_say(ctx, "longform.err.no_job"))
+        raise error_in(STRINGS, "longform.err.no_job", _language(ctx))
     current = _service(ctx).job(job_id).state.lines[int(line)].line.text
     edited = text if text and " ".join(text.split()) != current else None
     try:
@@ -230,7 +232,7 @@ def _mapping(ctx: UIContext, text: str) -> dict[str, str]:
             continue
         name, sep, preset = row.partition("=")
         if not sep or not name.strip() or not preset.strip():
-            raise gr.Error(_say(ctx, "longform.err.mapping", line=number))
+            raise error_in(STRINGS, "longform.err.mapping", _language(ctx), line=number)
         mapping[name.strip()] = preset.strip()
     return mapping
 
@@ -247,9 +249,9 @@ def start_job(
 ) -> tuple[Any, str]:
     """Start reading ``source``; the job list (the new job chosen) and its status."""
     if not source:
-        raise gr.Error(_say(ctx, "longform.err.no_source"))
+        raise error_in(STRINGS, "longform.err.no_source", _language(ctx))
     if not voice:
-        raise gr.Error(_say(ctx, "longform.err.no_voice"))
+        raise error_in(STRINGS, "longform.err.no_voice", _language(ctx))
     mapping = _mapping(ctx, script_voices)
     name = _TITLE_BAD.sub("_", (title or "").strip() or Path(source).stem)[:80] or "longform"
     try:
@@ -270,7 +272,7 @@ def start_job(
 def stop_job(ctx: UIContext, job_id: str | None) -> str:
     """Stop the chosen job after its current take."""
     if not job_id:
-        raise gr.Error(_say(ctx, "longform.err.no_job"))
+        raise error_in(STRINGS, "longform.err.no_job", _language(ctx))
     try:
         _service(ctx).stop(job_id)
     except LongformError as exc:
@@ -281,7 +283,7 @@ def stop_job(ctx: UIContext, job_id: str | None) -> str:
 def resume_job(ctx: UIContext, job_id: str | None) -> str:
     """Continue the chosen job from its last take."""
     if not job_id:
-        raise gr.Error(_say(ctx, "longform.err.no_job"))
+        raise error_in(STRINGS, "longform.err.no_job", _language(ctx))
     try:
         _service(ctx).resume(job_id)
     except LongformError as exc:
