@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("source", nargs="?", type=Path, help="txt, md, epub, srt, vtt, or a voice script (.list)")
     p.add_argument("--kind", choices=KINDS, help="source type (default: from the file's suffix)")
     p.add_argument("--job", type=Path, help="job folder to create (takes, job.json, out/)")
-    p.add_argument("--resume", type=Path, help="job folder to continue (other options are ignored)")
+    p.add_argument("--resume", type=Path, help="job folder to continue with its own voices and options")
     m = p.add_argument_group("models")
     m.add_argument("--gpt", type=Path, help="GPT .ckpt")
     m.add_argument("--sovits", type=Path, help="SoVITS .pth")
@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     try:
+        if args.resume is not None and (args.source is not None or args.job is not None):
+            raise JobStateError("give a source and --job for a new job, or --resume FOLDER alone")
         job = LongformJob.open(args.resume) if args.resume is not None else new_job(args)
         done = len(job.state.lines) - job.state.done_lines
 

@@ -84,8 +84,17 @@ def test_a_killed_job_resumes_from_its_last_take(tiny_home, ref_wav, tmp_path):
             "no.ckpt",
         ),
         (lambda a, t: ["--resume", str(t / "nothing")], 2, "cannot read the job file"),
+        (lambda a, t: [str(t / "b.txt"), "--resume", str(t / "j")], 2, "or --resume FOLDER alone"),
     ],
-    ids=["missing", "bad-srt", "unknown-voice", "dub-text", "missing-model", "resume-nothing"],
+    ids=[
+        "missing",
+        "bad-srt",
+        "unknown-voice",
+        "dub-text",
+        "missing-model",
+        "resume-nothing",
+        "resume-and-source",
+    ],
 )
 def test_bad_input_exits_with_a_message(tiny_home, ref_wav, tmp_path, capsys, change, code, message):
     (tmp_path / "s.srt").write_text("1\nnot a time\nHello\n", encoding="utf-8")
