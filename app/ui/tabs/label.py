@@ -22,13 +22,17 @@ from app.ui.tabs.label_handlers import (
     Action,
     LabelPage,
     apply_filter,
+    audio_folders,
     delete_ticked,
     edit,
+    edits_enabled,
     go_to_page,
+    list_files,
     merge_ticked,
     next_page,
     open_editor,
     previous_page,
+    refresh_pickers,
     save_list,
     split_ticked,
     undo_last,
@@ -175,13 +179,15 @@ class EditBar:
 def _edit_bar(ctx: UIContext) -> EditBar:
     with gr.Row():
         return EditBar(
-            delete=gr.Button(ctx.t("label.delete"), variant="stop", elem_id="label-delete"),
+            delete=gr.Button(
+                ctx.t("label.delete"), variant="stop", elem_id="label-delete", interactive=False
+            ),
             gap=gr.Slider(0.0, 2.0, value=0.3, step=0.05, label=ctx.t("label.gap"), elem_id="label-gap"),
-            merge=gr.Button(ctx.t("label.merge"), elem_id="label-merge"),
+            merge=gr.Button(ctx.t("label.merge"), elem_id="label-merge", interactive=False),
             split_at=gr.Number(label=ctx.t("label.split_at"), value=1.0, elem_id="label-split-at"),
-            split=gr.Button(ctx.t("label.split"), elem_id="label-split"),
-            undo=gr.Button(ctx.t("label.undo"), elem_id="label-undo"),
-            save=gr.Button(ctx.t("label.save"), variant="primary", elem_id="label-save"),
+            split=gr.Button(ctx.t("label.split"), elem_id="label-split", interactive=False),
+            undo=gr.Button(ctx.t("label.undo"), elem_id="label-undo", interactive=False),
+            save=gr.Button(ctx.t("label.save"), variant="primary", elem_id="label-save", interactive=False),
         )
 
 
@@ -189,8 +195,15 @@ def build(ctx: UIContext) -> None:
     gr.Markdown(ctx.t("label.title"))
     session = gr.State(ProofSession(home=ctx.layout.home))
     with gr.Row():
-        list_box = gr.Textbox(label=ctx.t("label.list"), scale=3, elem_id="label-list")
-        audio_dir = gr.Textbox(label=ctx.t("label.audio_dir"), scale=2, elem_id="label-audio-dir")
+        # Pickers of the data folder's .list files and audio folders; a path can still be typed.
+        list_box = gr.Dropdown(
+            list_files(ctx.layout.home), value=None, allow_custom_value=True, label=ctx.t("label.list"),
+            scale=3, elem_id="label-list",
+        )  # fmt: skip
+        audio_dir = gr.Dropdown(
+            audio_folders(ctx.layout.home), value=None, allow_custom_value=True, label=ctx.t("label.audio_dir"),
+            scale=2, elem_id="label-audio-dir",
+        )  # fmt: skip
         open_btn = gr.Button(ctx.t("label.open"), scale=1, elem_id="label-open")
     built = build_pipeline(ctx, list_box)
     status = gr.Markdown(elem_id="label-status")
@@ -201,8 +214,14 @@ def build(ctx: UIContext) -> None:
     bar = _edit_bar(ctx)
 
     outputs = [session, status, bad_lines, page_number, *slots.outputs]
-    open_btn.click(open_editor, [session, list_box, audio_dir], outputs, api_name="open_list")
-    built.success(open_editor, [session, list_box, audio_dir], outputs)
+    buttons = [bar.delete, bar.merge, bar.split, bar.undo, bar.save]  # edits_enabled's order
+    opened = open_btn.click(open_editor, [session, list_box, audio_dir], outputs, api_name="open_list")
+    opened.then(edits_enabled, session, buttons, show_progress="hidden")
+    built.success(open_editor, [session, list_box, audio_dir], outputs).then(
+        edits_enabled, session, buttons, show_progress="hidden"
+    )
+    pickers = bind(refresh_pickers, ctx.layout.home)
+    list_box.focus(pickers, [list_box, audio_dir], [list_box, audio_dir], show_progress="hidden")
     page = LabelPage(
         session, slots.texts, slots.languages, slots.checks, query, min_s, max_s, page_number, bar.gap,
         bar.split_at,

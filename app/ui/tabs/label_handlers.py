@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from app.audio import AudioError, audio_info, load_audio
+from app.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
 from app.ui.messages import error, error_from
 from app.ui.tabs.label_session import (
     PAGE_SIZE,
@@ -147,11 +148,51 @@ def render(session: ProofSession, note: str = "") -> list:
     ]
 
 
+# -- pickers -----------------------------------------------------------------------------------------
+LISTED_MAX = 200  # files or folders offered in a picker; more can still be typed
+
+
+def list_files(home: Path) -> list[str]:
+    """The ``.list`` files of the data folder (relative, newest first), for the picker."""
+    found = sorted(
+        (p for p in home.rglob("*.list") if p.is_file() and not any(x.startswith(".") for x in p.parts)),
+        key=lambda p: -p.stat().st_mtime,
+    )
+    return [str(p.relative_to(home)) for p in found[:LISTED_MAX]]
+
+
+def audio_folders(home: Path) -> list[str]:
+    """Folders under output/ holding audio files (relative to the data folder), for the picker."""
+    root = home / "output"
+    if not root.is_dir():
+        return []
+    folders = {p.parent for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
+    return sorted(str(f.relative_to(home)) for f in folders)[:LISTED_MAX]
+
+
+def refresh_pickers(home: Path, list_now: str | None, folder_now: str | None) -> tuple[Any, Any]:
+    """The two pickers listed again (a list made by the dataset panel or elsewhere appears)."""
+    return (
+        gr.update(choices=list_files(home), value=list_now),
+        gr.update(choices=audio_folders(home), value=folder_now),
+    )
+
+
+def edits_enabled(session: ProofSession) -> list[Any]:
+    """The edit buttons usable only while a list is open (one update per button of the edit bar)."""
+    return [gr.update(interactive=session.list_path is not None)] * EDIT_BUTTONS
+
+
+EDIT_BUTTONS = 5  # delete, merge, split, undo, save
+
+
 # -- handlers ----------------------------------------------------------------------------------------
-def open_editor(current: ProofSession, path: str, folder: str) -> list:
-    """Open a .list (a second click discards unsaved changes); returns :func:`render`'s values."""
+def open_editor(current: ProofSession, path: str | None, folder: str | None) -> list:
+    """Open a .list (a second click discards unsaved changes); returns :func:`render`'s values.
+
+    An empty picker is ``None``: no list (refused, as an empty path) and no audio folder."""
     try:
-        opened, note = open_or_warn(current, path, folder)
+        opened, note = open_or_warn(current, path or "", folder or "")
     except SessionError as exc:
         raise error_from(exc) from exc
     return render(opened, note)
