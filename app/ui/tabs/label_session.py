@@ -33,6 +33,7 @@ from app.data.filelist import (
 from app.data.labeling import EditError, EditHistory, delete, filter_rows, relang, retext
 from app.data.preprocess.proofread import clip_durations, merge_rows, split_row
 from app.paths import PathOutsideRoot, resolve_inside
+from app.ui.messages import say
 
 PAGE_SIZE = 10  # rows per page (upstream's proofreading tool shows 10 too)
 DETAIL_LINES = 20  # issues listed one by one under the per-kind summary
@@ -121,7 +122,7 @@ def open_or_warn(current: ProofSession, list_path: str, audio_dir: str = "") -> 
     request = (list_path.strip(), audio_dir.strip())
     if current.unsaved and current.discard_request != request:
         name = current.list_path.name if current.list_path else "the open list"
-        note = f"**{name} has unsaved changes.** Save them, or click Open again to discard them."
+        note = say("label.unsaved_warn", name=name)
         return replace(current, discard_request=request), note
     return open_list(current.home, list_path, audio_dir), ""
 
@@ -152,7 +153,7 @@ def show_page(session: ProofSession, page: int) -> ProofSession:
 
 def set_filter(session: ProofSession, query: str, min_s: float | None, max_s: float | None) -> ProofSession:
     if min_s is not None and max_s is not None and min_s > max_s:
-        raise SessionError(f"minimum duration {min_s} s is above the maximum {max_s} s")
+        raise SessionError(say("label.err.min_max", low=min_s, high=max_s))
     return show_page(replace(session, query=query or "", min_s=min_s, max_s=max_s), 0)
 
 
@@ -192,10 +193,7 @@ def delete_rows(session: ProofSession, indices: Sequence[int]) -> ProofSession:
 def _require_audio(session: ProofSession, indices: Sequence[int]) -> None:
     for index in indices:
         if audio_file(session, session.rows[index]) is None:
-            raise SessionError(
-                f"row {index + 1}: its audio {session.rows[index].wav_path} is missing or outside "
-                "the data folder; set the audio folder to where the clips are"
-            )
+            raise SessionError(say("label.err.row_audio", row=index + 1, file=session.rows[index].wav_path))
 
 
 def merge_selected(session: ProofSession, indices: Sequence[int], gap_s: float) -> ProofSession:
@@ -234,13 +232,13 @@ def undo(session: ProofSession) -> ProofSession:
 def save(session: ProofSession) -> tuple[ProofSession, str]:
     """Write the rows (then the unreadable lines, unchanged) and return a summary naming the backup."""
     if session.list_path is None:
-        raise SessionError("open a .list file first")
+        raise SessionError(say("label.err.not_open"))
     written = write_list(session.list_path, session.rows, extra_lines=[e.line for e in session.bad_lines])
-    summary = f"saved {written.rows} rows to {written.path}"
+    summary = say("label.saved", rows=written.rows, file=str(written.path))
     if written.kept_lines:
-        summary += f"; {written.kept_lines} unreadable lines kept unchanged at the end"
+        summary += say("label.saved.kept", count=written.kept_lines)
     if written.backup is not None:
-        summary += f"; previous version kept as {written.backup.name}"
+        summary += say("label.saved.backup", file=written.backup.name)
     return replace(session, saved=session.rows), summary
 
 
@@ -260,7 +258,7 @@ def page_view(session: ProofSession) -> list[SlotView]:
     for index in session.shown:
         row = session.rows[index]
         seconds = session.durations.get(row.wav_path)
-        length = f"{seconds:.1f} s" if seconds is not None else "no audio"
+        length = f"{seconds:.1f} s" if seconds is not None else say("label.no_audio")
         views.append(
             SlotView(
                 index,
@@ -277,18 +275,18 @@ def status_line(session: ProofSession) -> str:
     """One line: list, rows, filter result, page, unsaved changes, undo."""
     if session.list_path is None:
         return ""
-    parts = [f"`{session.list_path}`: {len(session.rows)} rows"]
+    parts = [say("label.status.rows", file=str(session.list_path), rows=len(session.rows))]
     if len(session.visible) != len(session.rows):
-        parts.append(f"{len(session.visible)} match the filter")
-    parts.append(f"page {session.page + 1} of {session.pages}")
+        parts.append(say("label.status.matching", count=len(session.visible)))
+    parts.append(say("label.status.page", page=session.page + 1, pages=session.pages))
     if session.bad_lines:
-        parts.append(f"{len(session.bad_lines)} unreadable lines (listed below, kept on save)")
+        parts.append(say("label.status.unreadable", count=len(session.bad_lines)))
     if session.notices:
-        parts.append(f"{len(session.notices)} repeated clip names (listed below)")
+        parts.append(say("label.status.repeated", count=len(session.notices)))
     if session.unsaved:
-        parts.append("**unsaved changes**")
+        parts.append(say("label.status.unsaved"))
     if session.history.last_edit:
-        parts.append(f"undo: {session.history.last_edit}")
+        parts.append(say("label.status.undo", edit=session.history.last_edit))
     return " · ".join(parts)
 
 
