@@ -131,4 +131,9 @@ TEXTS: dict[str, str] = {
     "label.err.min_max": "minimum duration {low} s is above the maximum {high} s",
     "label.err.row_audio": "row {row}: its audio {file} is missing or outside the data folder; set the audio folder to where the clips are",
     "label.no_audio": "no audio",
+    "svc.ds.summary": "**{clips}** clips of {speakers} speaker(s) in `{folder}`: {train} train, {val} validation ({new} new, {kept} kept from before)",
+    "svc.ds.features": "features: {written} extracted, {reused} already there",
+    "svc.ds.skipped": "skipped `{file}`: {reason}",
+    "svc.ds.failed": "failed `{file}`: {error}",
+    "svc.ds.pitch_title": "pitch range per speaker (pick a transpose that brings a song near it):",
 }

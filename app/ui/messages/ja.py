@@ -122,4 +122,9 @@ TEXTS: dict[str, str] = {
     "label.err.min_max": "最短 {low} 秒が最長 {high} 秒を超えています",
     "label.err.row_audio": "{row} 行目：音声 {file} がないか、データフォルダーの外にあります。音声フォルダーをクリップのある場所に設定してください",
     "label.no_audio": "音声なし",
+    "svc.ds.summary": "`{folder}` の話者 {speakers} 人、**{clips}** クリップ：学習 {train}、検証 {val}（新規 {new}、既存 {kept}）",
+    "svc.ds.features": "特徴量：抽出 {written}、既存 {reused}",
+    "svc.ds.skipped": "スキップ `{file}`：{reason}",
+    "svc.ds.failed": "失敗 `{file}`：{error}",
+    "svc.ds.pitch_title": "話者ごとの音域（曲がこれに近づく移調を選んでください）：",
 }

@@ -122,4 +122,9 @@ TEXTS: dict[str, str] = {
     "label.err.min_max": "최소 길이 {low}초가 최대 길이 {high}초보다 깁니다",
     "label.err.row_audio": "{row}행: 오디오 {file}이(가) 없거나 데이터 폴더 밖에 있습니다. 오디오 폴더를 클립이 있는 곳으로 지정하세요",
     "label.no_audio": "오디오 없음",
+    "svc.ds.summary": "`{folder}`의 화자 {speakers}명, 클립 **{clips}**개: 학습 {train}, 검증 {val} (새로 {new}, 기존 {kept})",
+    "svc.ds.features": "특징: 새로 추출 {written}, 이미 있음 {reused}",
+    "svc.ds.skipped": "건너뜀 `{file}`: {reason}",
+    "svc.ds.failed": "실패 `{file}`: {error}",
+    "svc.ds.pitch_title": "화자별 음역 (노래가 여기에 가까워지도록 조옮김을 고르세요):",
 }

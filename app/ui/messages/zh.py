@@ -122,4 +122,9 @@ TEXTS: dict[str, str] = {
     "label.err.min_max": "最短时长 {low} 秒大于最长时长 {high} 秒",
     "label.err.row_audio": "第 {row} 行：音频 {file} 不存在或在数据目录之外；请把音频文件夹设为这些音频所在的位置",
     "label.no_audio": "无音频",
+    "svc.ds.summary": "`{folder}` 中 {speakers} 位说话人共 **{clips}** 个片段：训练 {train}，验证 {val}（新增 {new}，沿用 {kept}）",
+    "svc.ds.features": "特征：新提取 {written}，已有 {reused}",
+    "svc.ds.skipped": "已跳过 `{file}`：{reason}",
+    "svc.ds.failed": "失败 `{file}`：{error}",
+    "svc.ds.pitch_title": "每位说话人的音域（选择能让歌曲接近它的变调）：",
 }

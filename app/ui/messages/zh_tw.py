@@ -122,4 +122,9 @@ TEXTS: dict[str, str] = {
     "label.err.min_max": "最短時長 {low} 秒大於最長時長 {high} 秒",
     "label.err.row_audio": "第 {row} 行：音訊 {file} 不存在或在資料目錄之外；請把音訊資料夾設為這些音訊所在的位置",
     "label.no_audio": "無音訊",
+    "svc.ds.summary": "`{folder}` 中 {speakers} 位說話人共 **{clips}** 個片段：訓練 {train}，驗證 {val}（新增 {new}，沿用 {kept}）",
+    "svc.ds.features": "特徵：新擷取 {written}，已有 {reused}",
+    "svc.ds.skipped": "已略過 `{file}`：{reason}",
+    "svc.ds.failed": "失敗 `{file}`：{error}",
+    "svc.ds.pitch_title": "每位說話人的音域（選擇能讓歌曲接近它的移調）：",
 }

@@ -18,13 +18,14 @@ from app.data.preprocess.svc.features import (
     DEFAULT_F0,
     SvcPreprocessError,
     SvcPreprocessOptions,
+    SvcPreprocessReport,
     preprocess_svc,
 )
 from app.models.encoders.content import DEFAULT_ENCODER, ENCODER_ASSETS, ENCODERS
 from app.paths import Layout, PathOutsideRoot, resolve_inside, safe_name
 from app.services.model_choice import relative_name
 from app.ui.context import UIContext
-from app.ui.messages import error, error_from, say, term
+from app.ui.messages import error, error_from, render, say, term
 from app.ui.tabs.binding import bind
 from app.ui.tabs.missing import check_before_job
 from app.ui.tabs.svc.experiment import experiment_choices, experiment_tree
@@ -57,6 +58,26 @@ STRINGS = {
         "svc.ds.status": "数据集",
     },
 }
+
+
+def preprocess_summary(layout: Layout, report: SvcPreprocessReport) -> str:
+    """The preprocessing report in the reader's language (``report.summary()`` is the CLI's English)."""
+    c = report.clips
+    lines = [
+        say(
+            "svc.ds.summary", clips=report.train + report.val, speakers=len(report.speakers),
+            folder=relative_name(report.experiment, layout), train=report.train, val=report.val, new=c.written,
+            kept=c.reused,
+        ),
+        say("svc.ds.features", written=report.features_written, reused=report.features_reused),
+    ]  # fmt: skip
+    lines += ["- " + say("svc.ds.skipped", file=s.source.name, reason=render(s.reason)) for s in c.skipped]
+    lines += ["- " + say("svc.ds.failed", file=f.clip.name, error=render(f.error)) for f in report.failed]
+    lines += [f"- {render(w)}" for w in report.warnings]
+    if report.pitch:
+        lines.append("\n" + say("svc.ds.pitch_title"))
+        lines += [f"- {name}: {render(r.describe())}" for name, r in sorted(report.pitch.items())]
+    return "\n".join(lines)
 
 
 def needed_assets(encoder: str) -> tuple[str, ...]:
@@ -127,7 +148,7 @@ def preprocess(
         report = preprocess_svc(tree, options, raw=raw, progress=show)
     except (SvcPreprocessError, FileNotFoundError, ValueError) as exc:
         raise error_from(exc) from exc
-    return report.summary(), experiment_choices(layout, tree.root.name)
+    return preprocess_summary(layout, report), experiment_choices(layout, tree.root.name)
 
 
 def build(ctx: UIContext, experiment: gr.Dropdown) -> None:
