@@ -73,11 +73,6 @@ class WindowedDecoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-def channels_last_pays(device: torch.device) -> bool:
-    """True where :class:`ChannelsLastDecoder` was measured to pay: the CPU with oneDNN."""
-    return device.type == "cpu" and torch.backends.mkldnn.is_available()
-
-
 class ChannelsLastDecoder(nn.Module):
     """Runs a HiFi-GAN-style decoder ``f(x, g)`` (convolutions, activations and sums only) on
     channels-last ``(B, C, 1, T)`` activations; takes and returns the 1-D shapes.

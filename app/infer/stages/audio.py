@@ -26,12 +26,12 @@ from app.infer.decoder import (
     ChannelsLastDecoder,
     ChannelsLastVocoder,
     WindowedDecoder,
-    channels_last_pays,
 )
 from app.infer.inputs import ReferenceFeatures, TextInput
 from app.infer.request import DEFAULT_SAMPLE_STEPS, ModelLoadError, TTSInputError, TTSRequest
 from app.infer.stages.base import AudioStage, TimbreInputs, Voice
 from app.infer.streaming import ChunkDecoder, StreamOptions
+from app.models.nn.layout import channels_last_pays
 from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.vocoders import Vocoder

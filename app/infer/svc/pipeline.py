@@ -35,7 +35,7 @@ from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, r
 from app.audio.slicer import SlicerOptions, find_segments
 from app.audio.volume import frame_volume, match_loudness
 from app.devices import pick_device
-from app.infer.decoder import CastNSF, ChannelsLastNSF, channels_last_pays
+from app.infer.decoder import CastNSF, ChannelsLastNSF
 from app.infer.precision import plan_for
 from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
@@ -47,6 +47,7 @@ from app.models.encoders.content import (
     load_content_encoder,
     missing_encoder_message,
 )
+from app.models.nn.layout import channels_last_pays
 from app.models.svc.retrieval import blend
 from app.models.upstream.svc.checkpoint import SvcCheckpoint, load_svc
 from app.models.upstream.svc.features import CLUSTER_FILE, read_cluster

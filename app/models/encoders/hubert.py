@@ -25,6 +25,7 @@ import torch
 from app.audio.io import resample
 from app.devices import clean_file_maps, drop_pages, release_file_pages
 from app.models.encoders.hubert_net import load_hubert_net
+from app.models.nn.layout import channels_last_pays
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class HubertEncoder:
                     _cast_from_map(net, dtype, mapped)
                 self.model = net.to(device=device, dtype=dtype).eval()
                 self._run = self.model
+                # bf16 only: float32 keeps its memory-mapped conv weights and upstream's exact sums.
+                if dtype == torch.bfloat16 and channels_last_pays(torch.device(device)):
+                    net.feature_extractor.to_channels_last()
         except OSError as exc:
             raise FileNotFoundError(f"{path}: cannot load the HuBERT weights: {exc}") from None
         self.device = torch.device(device)

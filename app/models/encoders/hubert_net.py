@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.models.nn.layout import convs_as_2d, to_2d
 from app.models.nn.skip_init import without_init
 
 
@@ -113,20 +114,32 @@ class _FeatureEncoder(nn.Module):
             reach = (reach - 1) * stride + kernel
         self.reach = reach
 
+    channels_last = False
+
+    def to_channels_last(self) -> None:
+        """Run on channels-last ``(B, C, 1, T)`` activations (:mod:`app.models.nn.layout`), in place:
+        oneDNN's own layout on CPU, ~a third less time in bf16 (same values up to summation order)."""
+        convs_as_2d(self)
+        self.channels_last = True
+
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, C, N // 320 - ish); channels-last: its memory is (B, T, C)."""
         first, rest = self.conv_layers[0], self.conv_layers[1:]
-        x = first.conv(wav[:, None])
+        x = first.conv(to_2d(wav[:, None]) if self.channels_last else wav[:, None])
         if hasattr(first, "layer_norm"):  # GroupNorm(C, C): every channel over the whole clip
             x = first.layer_norm(x)
         frames = (x.shape[-1] - self.reach) // self.stride + 1
         if frames <= self.chunk_frames:
-            return self._rest(rest, F.gelu(x))
+            return self._squeeze(self._rest(rest, F.gelu(x)))
         parts = []
         for a in range(0, frames, self.chunk_frames):
             b = min(frames, a + self.chunk_frames)
-            window = x[:, :, a * self.stride : (b - 1) * self.stride + self.reach]
+            window = x[..., a * self.stride : (b - 1) * self.stride + self.reach]
             parts.append(self._rest(rest, F.gelu(window)))
-        return torch.cat(parts, dim=-1)
+        return self._squeeze(torch.cat(parts, dim=-1))
+
+    def _squeeze(self, x: torch.Tensor) -> torch.Tensor:
+        return x.squeeze(2) if self.channels_last else x  # (B, C, 1, T) -> (B, C, T) strided as (B, T, C)
 
     @staticmethod
     def _rest(layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:

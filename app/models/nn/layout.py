@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 CHANNELS_LAST = torch.channels_last
 
 
+def channels_last_pays(device: torch.device) -> bool:
+    """True where the channels-last layout was measured to pay: the CPU with oneDNN (no GPU figures yet)."""
+    return device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+
 class Conv1dAs2d(nn.Module):
     """A ``Conv1d`` or ``ConvTranspose1d`` (weight-normalised ones folded) as a channels-last 2-D conv.
 
@@ -79,6 +84,8 @@ class Conv1dAs2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
+        if self.weight.shape[1] == 1 and not self.transposed and self.groups == 1 and self.dilation[1] == 1:
+            return self._one_channel(x)
         if self.transposed:
             out = F.conv_transpose2d(
                 x,
@@ -94,6 +101,18 @@ class Conv1dAs2d(nn.Module):
             out = F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         # One input channel reads as either layout, and oneDNN then answers in the plain one.
         return out.contiguous(memory_format=CHANNELS_LAST)
+
+    def _one_channel(self, x: torch.Tensor) -> torch.Tensor:
+        """One input channel (a waveform, an excitation): oneDNN would answer in the plain layout
+        (and reorder twice); a strided view of the padded signal times the kernel writes
+        ``(B, T', C_out)``, which is the channels-last output itself."""
+        pad, stride, kernel = self.padding[1], self.stride[1], self.weight.shape[-1]
+        signal = F.pad(x.reshape(x.shape[0], x.shape[-1]), (pad, pad))  # (B, T + 2 pad)
+        frames = signal.unfold(-1, kernel, stride)  # (B, T', k)
+        out = frames @ self.weight.reshape(-1, kernel).t()  # (B, T', C_out)
+        if self.bias is not None:
+            out += self.bias
+        return out.transpose(1, 2).unsqueeze(2)  # (B, C_out, 1, T') channels-last
 
 
 class ResBlock1As2d(nn.Module):

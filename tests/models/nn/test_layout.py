@@ -87,3 +87,18 @@ def test_fusion_check_leaves_the_global_generator_alone():
     after = torch.randn(3)
     torch.manual_seed(5)
     assert torch.equal(after, torch.randn(3))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "bias"),
+    [(10, 5, 0, False), (16, 8, 4, True), (1, 1, 0, True)],  # HuBERT's first conv; NSF noise convs
+)
+def test_one_input_channel_by_a_strided_view_equals_the_conv(kernel, stride, padding, bias):
+    torch.manual_seed(1)
+    conv = nn.Conv1d(1, 6, kernel, stride, padding, bias=bias)
+    x = torch.randn(2, 1, 203)
+    with torch.inference_mode():
+        got = Conv1dAs2d(conv)(to_2d(x))
+        want = conv(x)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(from_2d(got), want, rtol=1e-5, atol=1e-6)
