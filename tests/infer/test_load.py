@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
-from app.infer.decoder import CastDecoder
+from app.infer.decoder import CastDecoder, WindowedDecoder
 from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
 from tests.infer.tiny import spec_for
 
@@ -76,3 +76,22 @@ def test_packed_gpt_weights_are_freed_and_decoding_is_unchanged(tiny_home):
     options = SamplingOptions(max_new_tokens=30, suppress_eos=True, seed=4)
     expected = decode(full, phones, bert, prompt, options).tokens[0]
     assert torch.equal(decode(pipe.gpt, phones, bert, prompt, options).tokens[0], expected)
+
+
+def test_fast_mode_builds_the_first_stream_chunks_kernels_at_load(tiny_home, ref_wav, monkeypatch):
+    """bf16 on CPU: the decoder has already run at load on the length a stream's first chunk decodes."""
+    lengths: list[int] = []
+    inner = WindowedDecoder.forward
+
+    def spy(self, x, g=None):
+        lengths.append(x.shape[-1])
+        return inner(self, x, g=g)
+
+    monkeypatch.setattr(WindowedDecoder, "forward", spy)
+    pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
+    at_load = list(lengths)
+    request = TTSRequest(text="Streaming starts early.", text_language="en", reference=str(ref_wav), seed=1)
+    lengths.clear()
+    chunks = list(pipe.stream(request, token_chunks=True))
+    assert len(chunks) > 1 and lengths
+    assert at_load == ([lengths[0]] if pipe.precision.decoder == torch.bfloat16 else [])

@@ -67,6 +67,17 @@ class VitsAudio:
             model.dec = CastDecoder(model.dec, decoder_dtype)
         # Long segments decode in windows: same samples, a fraction of the activations in memory.
         model.dec = WindowedDecoder(model.dec, model.config)
+        if decoder_dtype == torch.bfloat16 and channels_last_pays(device):
+            self._build_first_chunk_kernels()
+
+    @torch.inference_mode()
+    def _build_first_chunk_kernels(self) -> None:
+        """oneDNN builds its bf16 (AMX) convolution kernels per input length when it first meets one
+        (~0.3 s at 1 thread for this one): build those of a stream's first chunk now, at load, so a
+        request's first audio does not wait for them."""
+        c = self.model.config
+        frames = StreamOptions().first_chunk * (2 if c.semantic_frame_rate == "25hz" else 1)
+        self.model.dec(torch.zeros(1, c.inter_channels, frames), g=torch.zeros(1, c.gin_channels, 1))
 
     def sample_steps(self, requested: int | None) -> int:
         """Refuses a step count but api_v2's default, which its clients send whatever the model."""
