@@ -219,3 +219,18 @@ def test_help_lines_reach_the_controls_in_every_language(tmp_path):
     for control in ("tts.top_k", "tts.temperature", "train.text_lr", "svc.ds.encoder", "svc.cv.transpose"):
         assert helped.get(control) == f"help.{control}"
     assert len(helped) >= 50
+
+
+def test_a_failed_synthesis_clears_its_status_line(tmp_path):
+    """After an error the info line is emptied (no stale "Loading models…" under the toast)."""
+    from app.settings import Settings
+    from app.ui.app import build_app
+    from app.ui.tabs.tts import clear_status
+
+    demo = build_app(Settings(home=tmp_path))
+    info = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "tts-info")
+    run = next(f for f in demo.fns.values() if f.api_name == "tts")
+    cleanup = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "clear_status"]
+    assert len(cleanup) == 1 and [o._id for o in cleanup[0].outputs] == [info._id]
+    assert cleanup[0].trigger_only_on_failure and cleanup[0].trigger_after == run._id
+    assert clear_status() == ""
