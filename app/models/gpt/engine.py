@@ -30,7 +30,14 @@ from torch import nn
 from app.models.gpt.cache import KVCache
 from app.models.gpt.config import GPTConfig
 from app.models.gpt.layers import LAYER_NORM_EPS, LayerStack, ScaledSinePosition, TokenEmbedding, sine_table
-from app.models.gpt.packed import APPROXIMATE, LinearFn, pack_linear, resolve_precision
+from app.models.gpt.packed import (
+    APPROXIMATE,
+    GEMV_ROWS,
+    LinearFn,
+    NativeLinear,
+    pack_linear,
+    resolve_precision,
+)
 from app.models.gpt.sampling import DecodeResult, SamplingOptions, TokenChunk, choose_tokens
 
 if TYPE_CHECKING:
@@ -73,6 +80,8 @@ class LayerKernels:
     ffn_out: LinearFn
     norm1: tuple[torch.Tensor, torch.Tensor]
     norm2: tuple[torch.Tensor, torch.Tensor]
+    # The four native kernels' direct GEMVs (qkv, out, ffn_in, ffn_out) for the step's rows, or None.
+    gemv: tuple[LinearFn, LinearFn, LinearFn, LinearFn] | None = None
 
 
 @dataclass
@@ -199,10 +208,14 @@ class DecodingEngine:
         layers = zip(kern.layers, cache.k_layers, cache.v_layers, strict=False)
         if kern.attention is not None:
             valid = cache.valid if cache.padded else None
+            direct = B <= GEMV_ROWS and x.dtype == torch.float32  # (B, D) rows: the kernels as they are
             for lk, k_layer, v_layer in layers:
-                att = kern.attention(lk.qkv(x), k_layer, v_layer, n, valid)  # (B, D); writes column n
-                x = torch.layer_norm(x + lk.out(att), (D,), *lk.norm1, LAYER_NORM_EPS)
-                x = torch.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
+                qkv, out, ffn_in, ffn_out = (
+                    lk.gemv if direct and lk.gemv is not None else (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)
+                )
+                att = kern.attention(qkv(x), k_layer, v_layer, n, valid)  # (B, D); writes column n
+                x = torch.layer_norm(x + out(att), (D,), *lk.norm1, LAYER_NORM_EPS)
+                x = torch.layer_norm(x + ffn_out(ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
         else:
             mask = cache.key_mask()
             heads = (B, 3, H, 1, D // H)
@@ -297,14 +310,19 @@ class DecodingEngine:
         layers = []
         for layer in net.h.layers:
             att = layer.self_attn
+            linears = (
+                pack(att.in_proj_weight, att.in_proj_bias),
+                pack(att.out_proj.weight, att.out_proj.bias),
+                pack(layer.linear1.weight, layer.linear1.bias, relu=True),
+                pack(layer.linear2.weight, layer.linear2.bias),
+            )
+            native = all(isinstance(f, NativeLinear) for f in linears)
             layers.append(
                 LayerKernels(
-                    qkv=pack(att.in_proj_weight, att.in_proj_bias),
-                    out=pack(att.out_proj.weight, att.out_proj.bias),
-                    ffn_in=pack(layer.linear1.weight, layer.linear1.bias, relu=True),
-                    ffn_out=pack(layer.linear2.weight, layer.linear2.bias),
+                    *linears,
                     norm1=(layer.norm1.weight.detach(), layer.norm1.bias.detach()),
                     norm2=(layer.norm2.weight.detach(), layer.norm2.bias.detach()),
+                    gemv=tuple(f.gemv for f in linears) if native else None,  # type: ignore[union-attr]
                 )
             )
         self.kernels = Kernels(

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.models.gpt import native
-from app.models.gpt.packed import PRECISIONS, _blocks, pack_linear, resolve_precision
+from app.models.gpt.packed import PRECISIONS, NativeLinear, _blocks, pack_linear, resolve_precision
 
 # Max error relative to the output's std, per precision (float32 kernels differ by summation order).
 TOLERANCE = {"reference": 1e-6, "fp32": 1e-5, "bf16": 0.03, "int8": 0.05, "int8_dynamic": 0.1}
@@ -71,13 +71,19 @@ def test_fp32_float16_weights_equal_float32_maths(
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * k**0.5)
 
 
+def _held_tensors(fn) -> list[torch.Tensor]:
+    """The tensors a packed linear's closure holds (a NativeLinear's call closure)."""
+    fn = fn.run if isinstance(fn, NativeLinear) else fn
+    return [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
+
+
 def test_fp32_holds_an_exact_float16_weight_in_half_the_bytes() -> None:
     assert native.linear_f16_kernel() is not None  # built by `make`; the test machine has a compiler
     exact = (torch.randn(300, 128) / 8).half().float()
     inexact = exact + 1e-7  # not representable in float16: oneDNN's float32 kernel
     for weight, elem in ((exact, 2), (inexact, 4)):
         fn = pack_linear(weight, None, "fp32")
-        held = [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
+        held = _held_tensors(fn)
         assert held and all(t.element_size() == elem for t in held if t.dim() >= 2)
         x = torch.randn(1, 128)
         torch.testing.assert_close(fn(x), x @ weight.T, rtol=1e-5, atol=1e-5)
@@ -106,16 +112,17 @@ def test_int8_kernel_is_float32_maths_on_the_rounded_weight(
     rounded = torch.round(weight / scales[:, None]).clamp(-127, 127) * scales[:, None]
     want = F.linear(x.double(), rounded.double(), None if bias is None else bias.double())
     want = (F.relu(want) if relu else want).float()
-    got = pack_linear(weight, bias, "int8", relu=relu)(x)
+    fn = pack_linear(weight, bias, "int8", relu=relu)
+    got = fn(x)
     assert got.shape == want.shape and got.dtype == torch.float32
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * k**0.5)
+    assert isinstance(fn, NativeLinear) and torch.equal(fn.gemv(x), got)  # the decoding step's direct call
 
 
 def test_int8_holds_a_quarter_of_the_bytes_and_prefills_close() -> None:
     weight = torch.randn(130, 96) / 8
     fn = pack_linear(weight, None, "int8")
-    held = [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
-    assert any(t.dtype == torch.int8 and t.dim() == 3 for t in held)  # the native blocks
+    assert any(t.dtype == torch.int8 and t.dim() == 3 for t in _held_tensors(fn))  # the native blocks
     decode, prefill = torch.randn(1, 96), torch.randn(40, 96)
     torch.testing.assert_close(fn(torch.cat([decode, prefill]))[:1], fn(decode), rtol=0.02, atol=0.02)
 
