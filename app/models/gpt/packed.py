@@ -185,9 +185,10 @@ def _blocked_int8(
         if rows > _INT8_GEMV_ROWS:
             # Back to (N, K) rows in bf16 for one oneDNN GEMM (batched products per block of 64
             # outputs run at half its speed).
-            y = F.linear(flat.bfloat16(), unpack(packed, n, torch.bfloat16)).float() * scales
-            y = y if bias32 is None else y + bias32
-            y = F.relu(y) if relu else y
+            y = F.linear(flat.bfloat16(), unpack(packed, n, torch.bfloat16))  # (rows, n) bf16
+            # Scale and bias in one float32 pass (bf16 * float32 promotes), the ReLU in place.
+            y = torch.mul(y, scales) if bias32 is None else torch.addcmul(bias32, y, scales)
+            y = y.relu_() if relu else y
         else:
             y = kernel(flat.contiguous(), packed, scales, bias32, relu)
         return y.reshape(*shape[:-1], n)

@@ -141,3 +141,17 @@ def test_unpack_rows_returns_the_weight(n: int, k: int, half: bool, bf16: bool) 
         weight = torch.randint(-127, 128, (n, k), dtype=torch.int8)
     dtype = torch.bfloat16 if bf16 else torch.float32
     assert torch.equal(unpack(_blocks(weight), n, dtype), weight.to(dtype))
+
+
+@pytest.mark.parametrize(("relu", "with_bias"), [(False, False), (True, True), (False, True)])
+def test_int8_prefill_rows_scale_bias_and_relu(relu: bool, with_bias: bool) -> None:
+    """Many rows take the bf16 GEMM on the widened weight; its float32 epilogue (scale, bias, ReLU)
+    gives the GEMV's results to bf16 activation precision."""
+    gen = torch.Generator().manual_seed(3)
+    weight, x = torch.randn(70, 96, generator=gen) / 8, torch.randn(40, 96, generator=gen)
+    bias = torch.randn(70, generator=gen) if with_bias else None
+    fn = pack_linear(weight, bias, "int8", relu=relu)
+    many = fn(x)  # 40 rows: the prefill path
+    rows = torch.cat([fn.gemv(x[i : i + 1]) for i in range(40)])  # one row at a time: the GEMV
+    assert many.dtype == torch.float32 and (not relu or bool((many >= 0).all()))
+    torch.testing.assert_close(many, rows, rtol=0.02, atol=0.02)
