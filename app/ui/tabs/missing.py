@@ -17,14 +17,29 @@ from app.assets import AssetStatus, asset_status, get
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.paths import Layout
 from app.services.model_choice import relative_name
+from app.services.weights import WEIGHT_FILES
 from app.ui.context import UIContext
 from app.ui.messages import error, say, warning
 
 FILES_NAMED = 4  # files listed per asset; the rest are counted
 
 
+def _absent(st: AssetStatus) -> bool:
+    """Whether a file of ``st`` is not there at all (or its package is not installed). A file of
+    another size (a converted or newer model, or a cut download) is left to the loader to judge."""
+    if st.asset.source == "bundled":
+        return not st.ok
+    folder = st.folder
+    transformers = (
+        any(fs.file.path == "config.json" for fs in st.files) and (folder / "config.json").is_file()
+    )
+    if transformers and any((folder / name).is_file() for name in WEIGHT_FILES):
+        return False  # a transformers folder, in either weight format, as the loaders read it
+    return any(fs.state == "missing" for fs in st.files)
+
+
 def _files(st: AssetStatus, layout: Layout) -> str:
-    names = [f"`{fs.path.name}`" for fs in st.problems]
+    names = [f"`{fs.path.name}`" for fs in st.files if fs.state == "missing"]
     shown = ", ".join(names[:FILES_NAMED])
     if len(names) > FILES_NAMED:
         shown += " " + say("missing.more", count=len(names) - FILES_NAMED)
@@ -33,7 +48,7 @@ def _files(st: AssetStatus, layout: Layout) -> str:
 
 def missing_text(layout: Layout, statuses: Sequence[AssetStatus], lacking: Sequence[str] = ()) -> str:
     """Markdown naming what is missing and how to get it; "" when nothing is."""
-    statuses = [st for st in statuses if not st.ok]
+    statuses = [st for st in statuses if _absent(st)]
     if not statuses and not lacking:
         return ""
     lines = []
@@ -67,7 +82,7 @@ def asset_text(layout: Layout, asset_ids: Sequence[str]) -> str:
 
 def missing_ids(layout: Layout, asset_ids: Sequence[str]) -> list[str]:
     """Those of ``asset_ids`` not (fully) in the data folder."""
-    return [i for i in asset_ids if not asset_status(get(i), layout.pretrained).ok]
+    return [i for i in asset_ids if _absent(asset_status(get(i), layout.pretrained))]
 
 
 def check_before_job(layout: Layout, asset_ids: Sequence[str], required: bool) -> None:
