@@ -29,7 +29,7 @@ def test_running_and_failed_runs_read_well(tmp_path: Path) -> None:
     assert "**Error:** no clip can be trained on" in run_summary(
         "GPT", RunState("gpt", tmp_path, failed, None)
     )
-    assert run_summary("GPT", RunState("gpt", tmp_path, None, None)) == "**GPT**: not started"
+    assert run_summary("GPT", RunState("gpt", tmp_path, None, None)) == "**GPT**: none"
     step = RunStatus(state="running", stage="format:1b", step=3, total_steps=20)
     assert "1b HuBERT + 32 kHz audio 3/20" in run_summary(
         "Formatting", RunState("format", tmp_path, step, None)

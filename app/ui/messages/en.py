@@ -11,7 +11,7 @@ TEXTS: dict[str, str] = {
     "common.err.not_folder": "{path} is not a folder",
     "path.outside": "{path} is outside the data folder {root}; only files under it can be used",
     "queue.full": "the server is busy ({pending} requests running or waiting); retry in {seconds} s",
-    "job.state.none": "not started",
+    "job.state.none": "none",
     "job.state.queued": "queued",
     "job.state.starting": "starting",
     "job.state.running": "running",
