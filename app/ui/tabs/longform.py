@@ -4,8 +4,8 @@ Jobs run in the studio's :class:`~app.services.longform.LongformService` (each t
 device line the TTS tab and the API use), so a job goes on when the page is closed and is found
 again after a restart. The page shows the chosen job (a timer follows it while it runs), its lines
 in a table, and for one line its takes: listen, use one, or edit the text and regenerate the line
-alone. Messages with values are rendered here in the reader's language (``--lang``, else the
-browser's ``Accept-Language``).
+alone. Messages with values are rendered here in the reader's language
+(:func:`app.ui.messages.current_language`: ``--lang``, else the browser's ``Accept-Language``).
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
-from gradio.context import LocalContext
 
 from app.infer.longform import FitOptions, JobOptions, JobStateError, SourceError, read_source
 from app.services.longform import LongformError, LongformService, VoiceError, shared_longform
 from app.services.presets import PresetStore
 from app.ui.context import UIContext
-from app.ui.i18n import LANGUAGES
-from app.ui.messages import error_in, render
+from app.ui.messages import current_language, error_in, render
 from app.ui.tabs.binding import bind
 from app.ui.tabs.longform_strings import STRINGS
 
@@ -39,18 +37,8 @@ _COLUMNS = ("line", "voice", "text", "takes", "chosen")
 
 # ------------------------------------------------------------------------ language
 def _language(ctx: UIContext) -> str:
-    """``--lang``, else the first language of the browser's Accept-Language the app speaks, else English."""
-    if ctx.lang != "auto":
-        return ctx.lang
-    request = LocalContext.request.get(None)  # the event being handled
-    header = (getattr(request, "headers", None) or {}).get("accept-language", "")
-    for entry in header.split(","):
-        tag = entry.split(";")[0].strip().lower()
-        if tag.startswith(("zh-tw", "zh-hk", "zh-mo", "zh-hant")):
-            return "zh_TW"
-        if tag.split("-")[0] in LANGUAGES:
-            return tag.split("-")[0]
-    return "en"
+    """The reader's language: ``--lang``, else the browser's (the event's request)."""
+    return current_language()
 
 
 def _say(ctx: UIContext, key: str, **params: object) -> str:
