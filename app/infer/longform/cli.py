@@ -167,6 +167,17 @@ class PipelineSpeaker:
         return self._pipeline.stream(request, token_chunks=False)
 
 
+# What a resumed job may still be given: how this process runs, not what the job makes.
+_RESUME_OPTIONS = {"resume", "source", "job", "threads", "verbose"}
+
+
+def _options_given(args: argparse.Namespace) -> list[str]:
+    """The job's own options given on the command line (differing from their defaults), as flags."""
+    defaults = vars(_parser().parse_args([]))
+    given = [k for k, v in vars(args).items() if k not in _RESUME_OPTIONS and v != defaults.get(k)]
+    return ["--" + k.replace("_", "-") for k in given]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -179,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.resume is not None and (args.source is not None or args.job is not None):
             raise JobStateError("give a source and --job for a new job, or --resume FOLDER alone")
+        if args.resume is not None and (ignored := _options_given(args)):
+            raise JobStateError(
+                f"a resumed job keeps the voices and options it was started with; leave out {', '.join(ignored)} "
+                "(or start a new job with them)"
+            )
         job = LongformJob.open(args.resume) if args.resume is not None else new_job(args)
         done = len(job.state.lines) - job.state.done_lines
 

@@ -85,6 +85,11 @@ def test_a_killed_job_resumes_from_its_last_take(tiny_home, ref_wav, tmp_path):
         ),
         (lambda a, t: ["--resume", str(t / "nothing")], 2, "cannot read the job file"),
         (lambda a, t: [str(t / "b.txt"), "--resume", str(t / "j")], 2, "or --resume FOLDER alone"),
+        (
+            lambda a, t: ["--resume", str(t / "j"), "--takes", "3", "--precision", "fast"],
+            2,
+            "keeps the voices and options .* leave out --precision, --takes",
+        ),
     ],
     ids=[
         "missing",
@@ -94,6 +99,7 @@ def test_a_killed_job_resumes_from_its_last_take(tiny_home, ref_wav, tmp_path):
         "missing-model",
         "resume-nothing",
         "resume-and-source",
+        "resume-with-options",
     ],
 )
 def test_bad_input_exits_with_a_message(tiny_home, ref_wav, tmp_path, capsys, change, code, message):
