@@ -30,6 +30,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -86,11 +88,46 @@ def clear_stale_lock(name: str, now: float | None = None) -> bool:
         age = (time.time() if now is None else now) - lock.stat().st_mtime
     except FileNotFoundError:
         return False
-    if age < STALE_LOCK_SECONDS:
+    if _builder_gone(lock):
+        log.warning("removing %s, left by a build whose process has ended", lock)
+    elif age < STALE_LOCK_SECONDS:
         return False  # another process may be building right now
-    log.warning("removing %s, left %.0f min ago by a build that did not finish", lock, age / 60)
+    else:
+        log.warning("removing %s, left %.0f min ago by a build that did not finish", lock, age / 60)
     lock.unlink(missing_ok=True)
     return True
+
+
+def _owner_file(lock: Path) -> Path:
+    """Beside torch's build lock: ``host pid`` of the process that started the build."""
+    return lock.with_name("lock.owner")
+
+
+def _builder_gone(lock: Path) -> bool:
+    """True when this host's process that started the build (its owner file) no longer exists."""
+    try:
+        host, pid = _owner_file(lock).read_text(encoding="utf-8").split()
+    except (FileNotFoundError, ValueError):
+        return False  # no owner recorded: only the lock's age can tell
+    if host != socket.gethostname():
+        return False  # a build on another machine sharing this cache: its processes are not visible
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def _claim_build(name: str) -> None:
+    """Record this process as the builder when no build is under way (see :func:`clear_stale_lock`)."""
+    from torch.utils import cpp_extension
+
+    folder = Path(cpp_extension._get_build_directory(name, False))
+    if not (folder / "lock").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _owner_file(folder / "lock").write_text(f"{socket.gethostname()} {os.getpid()}", encoding="utf-8")
 
 
 def build():
@@ -99,6 +136,7 @@ def build():
 
     tag, flags = _arch_flags()
     clear_stale_lock(_module_name(tag))
+    _claim_build(_module_name(tag))
     # The ninja of this interpreter's environment (PyPI `ninja`) is found even when the venv is
     # not activated.
     prepend_to_path(str(Path(sys.executable).parent))

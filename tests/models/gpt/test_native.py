@@ -7,6 +7,7 @@ test setup); a machine that cannot build it must fall back to SDPA, which is tes
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,28 @@ def test_a_lock_left_by_a_killed_build_is_cleared_and_a_fresh_one_kept(monkeypat
     assert not native.clear_stale_lock(name, now=now + 60) and lock.exists()  # a build running now
     assert native.clear_stale_lock(name, now=now + native.STALE_LOCK_SECONDS + 1)
     assert not lock.exists()
+
+
+def test_a_lock_whose_builder_has_ended_is_cleared_at_once(monkeypatch, tmp_path) -> None:
+    """The build records its process beside torch's lock: a young lock of a process that has
+    ended (Ctrl-C, a killed server) does not make the next process wait out the age limit."""
+    import socket
+    import subprocess
+
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    name = "sovits_gpt_attention_test_owner"
+    folder = Path(cpp_extension._get_build_directory(name, False))
+    native._claim_build(name)  # no lock yet: this process is recorded as the builder
+    lock, owner = folder / "lock", folder / "lock.owner"
+    assert owner.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    lock.write_text("")
+    assert not native.clear_stale_lock(name) and lock.exists()  # its builder (this process) is alive
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner.write_text(f"{socket.gethostname()} {gone.pid}")
+    assert native.clear_stale_lock(name) and not lock.exists()
+    lock.write_text("")
+    owner.write_text(f"another-host {gone.pid}")  # a build elsewhere on a shared cache: age rule only
+    assert not native.clear_stale_lock(name) and lock.exists()
