@@ -5,9 +5,6 @@
   kept samples are the whole decode's up to float summation order, while the activations in memory
   shrink with the window (10 s of audio: 255 -> 150 MB at the decoder's peak, for ~6 % more work).
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode).
-- :class:`ChannelsLastDecoder`: runs the decoder's 1-D convolutions as channels-last 2-D ones
-  (:mod:`app.models.nn.layout`), oneDNN's own layout on CPU: no reorder around each convolution,
-  and bf16 reaches the AMX/AVX512-BF16 kernels (2.5x faster in bf16, 1.35x in float32, same sums).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
 - :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
   stay float32).
@@ -21,7 +18,6 @@ import math
 import torch
 from torch import nn
 
-from app.models.nn.layout import convs_as_2d, from_2d, to_2d
 from app.models.sovits.config import SoVITSConfig
 
 # Latents up to this many 50 Hz frames (6.4 s) are decoded whole; longer ones in equal windows.
@@ -71,66 +67,6 @@ class WindowedDecoder(nn.Module):
             out = self.inner(x[:, :, lo:hi], g=g)
             parts.append(out[:, :, (a - lo) * self.hop : (b - lo) * self.hop])
         return torch.cat(parts, dim=-1)
-
-
-class ChannelsLastDecoder(nn.Module):
-    """Runs a HiFi-GAN-style decoder ``f(x, g)`` (convolutions, activations and sums only) on
-    channels-last ``(B, C, 1, T)`` activations; takes and returns the 1-D shapes.
-
-    The decoder is converted in place (its 1-D convolutions replaced): for inference only.
-    """
-
-    def __init__(self, decoder: nn.Module) -> None:
-        super().__init__()
-        convs_as_2d(decoder)
-        self.inner = decoder
-
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop)"""
-        return from_2d(self.inner(to_2d(x), g=None if g is None else g.unsqueeze(-1)))
-
-
-class ChannelsLastVocoder(nn.Module):
-    """A HiFi-GAN mel vocoder (v4's) on channels-last activations, as :class:`ChannelsLastDecoder`;
-    keeps ``sample_rate``/``hop_length``/``num_mels``. Converted in place: for inference only."""
-
-    def __init__(self, vocoder: nn.Module) -> None:
-        super().__init__()
-        convs_as_2d(vocoder)
-        self.inner = vocoder
-        self.sample_rate = vocoder.sample_rate
-        self.hop_length = vocoder.hop_length
-        self.num_mels = vocoder.num_mels
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, mel, T) -> (B, 1, T * hop)"""
-        return from_2d(self.inner(to_2d(mel)))
-
-
-class _Excitation2d(nn.Module):
-    """An NSF harmonic source whose ``(B, 1, N)`` excitation is handed on as ``(B, 1, 1, N)``."""
-
-    def __init__(self, source: nn.Module) -> None:
-        super().__init__()
-        self.inner = source
-
-    def forward(self, f0: torch.Tensor, hop: int, noise) -> torch.Tensor:
-        return to_2d(self.inner(f0, hop, noise))
-
-
-class ChannelsLastNSF(nn.Module):
-    """so-vits-svc's NSF-HiFiGAN decoder ``f(x, f0, g, noise)`` on channels-last activations (its
-    harmonic source unchanged), as :class:`ChannelsLastDecoder`. Converted in place: inference only."""
-
-    def __init__(self, decoder: nn.Module) -> None:
-        super().__init__()
-        convs_as_2d(decoder)
-        decoder.m_source = _Excitation2d(decoder.m_source)
-        self.inner = decoder
-
-    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise) -> torch.Tensor:
-        """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> (B, 1, T * hop)"""
-        return from_2d(self.inner(to_2d(x), f0, to_2d(g), noise))
 
 
 class CastDecoder(nn.Module):

@@ -19,23 +19,14 @@ import torch
 
 from app.audio.resample import sinc_resample
 from app.devices import release_free_memory
-from app.infer.decoder import (
-    CastDecoder,
-    CastSampler,
-    CastVocoder,
-    ChannelsLastDecoder,
-    ChannelsLastVocoder,
-    WindowedDecoder,
-)
+from app.infer.decoder import CastDecoder, CastSampler, CastVocoder, WindowedDecoder
 from app.infer.inputs import ReferenceFeatures, TextInput
 from app.infer.request import DEFAULT_SAMPLE_STEPS, ModelLoadError, TTSInputError, TTSRequest
 from app.infer.stages.base import AudioStage, TimbreInputs, Voice
 from app.infer.streaming import ChunkDecoder, StreamOptions
-from app.models.nn.layout import channels_last_pays
 from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.vocoders import Vocoder
-from app.models.vocoders.hifigan import HiFiGANVocoder
 
 # Flow-matching steps when a request leaves sample_steps out: upstream's web UI defaults.
 DEFAULT_CFM_STEPS = {"v3": 32, "v4": 8}
@@ -47,8 +38,7 @@ SOVITS_RATE = 32000  # the reference clip's timbre rate (ReferenceClip.wav32)
 class VitsAudio:
     """The VITS decoder of v1-v2ProPlus: tokens + phones + timbre -> n * 1280 samples at speed 1.
 
-    Installs on ``model.dec`` the channels-last layout (CPU), a cast to ``decoder_dtype`` (fast
-    mode) and windowed decoding.
+    Installs on ``model.dec`` a cast to ``decoder_dtype`` (fast mode) and windowed decoding.
     """
 
     streams_token_chunks = True
@@ -61,13 +51,11 @@ class VitsAudio:
         self.sample_rate = model.config.sampling_rate
         self.device = device
         self.file_name = file_name  # named in refusals
-        if channels_last_pays(device):
-            model.dec = ChannelsLastDecoder(model.dec)
         if decoder_dtype != torch.float32:
             model.dec = CastDecoder(model.dec, decoder_dtype)
         # Long segments decode in windows: same samples, a fraction of the activations in memory.
         model.dec = WindowedDecoder(model.dec, model.config)
-        if decoder_dtype == torch.bfloat16 and channels_last_pays(device):
+        if decoder_dtype == torch.bfloat16 and device.type == "cpu":
             self._build_first_chunk_kernels()
 
     @torch.inference_mode()
@@ -168,8 +156,6 @@ class CfmAudio:
         self.sample_rate = vocoder.sample_rate
         self.device = device
         self.file_name = file_name
-        if isinstance(vocoder, HiFiGANVocoder) and channels_last_pays(device):
-            vocoder = ChannelsLastVocoder(vocoder)  # v4's; v3's BigVGAN filters inside its activations
         if decoder_dtype != torch.float32:
             model.cfm = CastSampler(model.cfm, decoder_dtype)
             vocoder = CastVocoder(vocoder, decoder_dtype)

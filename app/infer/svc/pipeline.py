@@ -35,7 +35,7 @@ from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, r
 from app.audio.slicer import SlicerOptions, find_segments
 from app.audio.volume import frame_volume, match_loudness
 from app.devices import pick_device
-from app.infer.decoder import CastNSF, ChannelsLastNSF
+from app.infer.decoder import CastNSF
 from app.infer.precision import plan_for
 from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
@@ -47,7 +47,6 @@ from app.models.encoders.content import (
     load_content_encoder,
     missing_encoder_message,
 )
-from app.models.nn.layout import channels_last_pays
 from app.models.svc.retrieval import blend
 from app.models.upstream.svc.checkpoint import SvcCheckpoint, load_svc
 from app.models.upstream.svc.features import CLUSTER_FILE, read_cluster
@@ -77,8 +76,6 @@ def _cached_model(
     model: str, config: str, _stamp: tuple[int, int], device: str, dtype: torch.dtype = torch.float32
 ) -> SvcCheckpoint:
     ckpt = load_svc(model, config, purpose="inference", device=device)
-    if channels_last_pays(torch.device(device)):
-        ckpt.model.dec = ChannelsLastNSF(ckpt.model.dec)
     if dtype != torch.float32:  # its own copy (the cache key holds the dtype): fp32 users keep theirs
         ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
     return ckpt

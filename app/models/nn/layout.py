@@ -4,31 +4,22 @@ A ``(B, C, T)`` activation is held as ``(B, C, 1, T)`` in ``torch.channels_last`
 ``(B, T, C)``), and each ``Conv1d``/``ConvTranspose1d`` as the same kernel with a height of 1. On CPU
 this is oneDNN's native layout: the plain ``(B, C, T)`` path reorders every convolution's input and
 output (a transposing copy as large as the activation) and, in bfloat16, misses the AMX/AVX512-BF16
-kernels. Measured on the v2 HiFi-GAN decoder, 10 s of audio, 1 thread (AVX512-BF16 + AMX Xeon):
-bf16 3.50 -> 1.40 s with identical samples; float32 4.85 -> 3.58 s, the same sums in another order
-(2e-8 on outputs of 1.6e-2).
+kernels. Elementwise operations keep their input's memory layout, so a network whose forward is only
+convolutions, activations, norms and sums runs unchanged on the 4-D tensors.
 
-Elementwise operations keep their input's memory layout, so a network whose forward is only
-convolutions, activations and sums (HiFi-GAN) runs unchanged on the 4-D tensors. HiFi-GAN's
-residual blocks are replaced too (:class:`ResBlock1As2d`): where oneDNN's fused kernels exist
-(``torch.ops.mkldnn._convolution_pointwise``, what torch.compile's CPU backend emits), the
-leaky ReLU after a convolution and the residual sum are done by the convolution as it writes its
-output instead of by two more passes over the activation: float32 gives the same values, bf16
-rounds once instead of twice; the v2 decoder's residual pairs take ~25 % less time in bf16.
+Used by HuBERT's conv stack in bf16 (0.31 -> 0.20 s CPU for a 5.3 s clip at 1 thread, ~2 MB of
+oneDNN state per new clip length). Not used by the HiFi-GAN decoders, although it made them 1.3x
+(float32) to 3.7x (bf16, with fused activations) faster on repeated lengths: there oneDNN keeps
+~100 MB of kernel state per new input length (the plain layout ~6 MB) until its primitive cache is
+full (~1 GB for ~10 lengths), and a server meets a new length with every request. Decoding in
+windows of one fixed length would bound that; see the README ("Convolutions and memory").
 """
 
 from __future__ import annotations
 
-import functools
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
-
-log = logging.getLogger(__name__)
 
 CHANNELS_LAST = torch.channels_last
 
@@ -65,23 +56,6 @@ class Conv1dAs2d(nn.Module):
         self.groups = conv.groups
         self.output_padding = (0, conv.output_padding[0]) if self.transposed else (0, 0)
 
-    def _args(self) -> tuple:
-        return (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
-
-    def leaky_relu(self, x: torch.Tensor, slope: float) -> torch.Tensor:
-        """``leaky_relu(self(x), slope)``, fused when oneDNN can (not for transposed convs)."""
-        if self.transposed or not pointwise_fusion(x.dtype):
-            return F.leaky_relu(self(x), slope, inplace=True)
-        return torch.ops.mkldnn._convolution_pointwise(x, *self._args(), "leaky_relu", [slope], "")
-
-    def plus(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        """``self(x) + other`` (a new tensor), fused when oneDNN can (not for transposed convs)."""
-        if self.transposed or not pointwise_fusion(x.dtype):
-            return self(x).add_(other)
-        return torch.ops.mkldnn._convolution_pointwise.binary(
-            x, other, *self._args(), "add", 1.0, None, [], None
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
         if self.weight.shape[1] == 1 and not self.transposed and self.groups == 1 and self.dilation[1] == 1:
@@ -103,9 +77,9 @@ class Conv1dAs2d(nn.Module):
         return out.contiguous(memory_format=CHANNELS_LAST)
 
     def _one_channel(self, x: torch.Tensor) -> torch.Tensor:
-        """One input channel (a waveform, an excitation): oneDNN would answer in the plain layout
-        (and reorder twice); a strided view of the padded signal times the kernel writes
-        ``(B, T', C_out)``, which is the channels-last output itself."""
+        """One input channel (a waveform): oneDNN would answer in the plain layout (and reorder
+        twice); a strided view of the padded signal times the kernel writes ``(B, T', C_out)``,
+        which is the channels-last output itself."""
         pad, stride, kernel = self.padding[1], self.stride[1], self.weight.shape[-1]
         signal = F.pad(x.reshape(x.shape[0], x.shape[-1]), (pad, pad))  # (B, T + 2 pad)
         frames = signal.unfold(-1, kernel, stride)  # (B, T', k)
@@ -115,66 +89,17 @@ class Conv1dAs2d(nn.Module):
         return out.transpose(1, 2).unsqueeze(2)  # (B, C_out, 1, T') channels-last
 
 
-class ResBlock1As2d(nn.Module):
-    """HiFi-GAN's :class:`~app.models.nn.hifigan.ResBlock1` (without a mask) on channels-last input.
-
-    Per (dilated conv, conv) pair: ``x = c2(lrelu(c1(lrelu(x)))) + x``, the inner leaky ReLU and
-    the sum fused into the convolutions where oneDNN can.
-    """
-
-    def __init__(self, block: ResBlock1) -> None:
-        super().__init__()
-        self.convs1 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs1)
-        self.convs2 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs2)
-
-    def forward(self, x: torch.Tensor, x_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, 1, T) -> (B, C, 1, T)"""
-        if x_mask is not None:
-            raise ValueError("the channels-last residual block is for unmasked inference only")
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-            xt = c1.leaky_relu(F.leaky_relu(x, LRELU_SLOPE), LRELU_SLOPE)  # out of place: x is the residual
-            x = c2.plus(xt, x)
-        return x
-
-
-@functools.cache
-def pointwise_fusion(dtype: torch.dtype) -> bool:
-    """True when oneDNN's fused convolution kernels exist here and compute what the plain ops do."""
-    if not torch.backends.mkldnn.is_available() or dtype not in (torch.float32, torch.bfloat16):
-        return False
-    try:
-        gen = torch.Generator().manual_seed(0)  # not the global generator: callers' seeds stay
-        x = torch.randn(1, 4, 1, 16, generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
-        weight = torch.randn(4, 4, 1, 3, generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
-        bias = torch.randn(4, generator=gen).to(dtype)
-        args = (weight, bias, (0, 1), (1, 1), (1, 1), 1)
-        with torch.inference_mode():
-            got = torch.ops.mkldnn._convolution_pointwise(x, *args, "leaky_relu", [LRELU_SLOPE], "")
-            plus = torch.ops.mkldnn._convolution_pointwise.binary(x, x, *args, "add", 1.0, None, [], None)
-            want = F.conv2d(x, weight, bias, padding=(0, 1))
-        tol = 1e-5 if dtype == torch.float32 else 2e-2
-        ok = torch.allclose(got.float(), F.leaky_relu(want, LRELU_SLOPE).float(), atol=tol, rtol=tol)
-        return ok and torch.allclose(plus.float(), (want + x).float(), atol=tol, rtol=tol)
-    except (AttributeError, RuntimeError) as err:  # a build without the fused kernels
-        log.info("oneDNN fused convolutions unavailable (%s); plain convolutions and activations", err)
-        return False
-
-
 def convs_as_2d(module: nn.Module) -> int:
-    """Replace every ``Conv1d``/``ConvTranspose1d`` inside ``module`` by :class:`Conv1dAs2d`, and
-    every HiFi-GAN ``ResBlock1`` by :class:`ResBlock1As2d`, in place.
+    """Replace every ``Conv1d``/``ConvTranspose1d`` inside ``module`` by :class:`Conv1dAs2d`, in place.
 
-    The 1-D layers (and their weight-norm parameters) are dropped; returns how many convolutions
-    were replaced. The module then takes ``to_2d`` inputs; use it for inference only.
+    The 1-D layers (and their weight-norm parameters) are dropped; returns how many were replaced.
+    The module then takes ``to_2d`` inputs; use it for inference only.
     """
     count = 0
     for name, child in module.named_children():
         if isinstance(child, nn.Conv1d | nn.ConvTranspose1d):
             setattr(module, name, Conv1dAs2d(child))
             count += 1
-        elif isinstance(child, ResBlock1):
-            setattr(module, name, ResBlock1As2d(child))
-            count += 2 * len(child.convs1)
         else:
             count += convs_as_2d(child)
     return count

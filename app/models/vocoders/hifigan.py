@@ -125,11 +125,9 @@ class HiFiGANVocoder(HiFiGANGenerator):
         """mel (B, num_mels, T) natural-log mel -> audio (B, 1, T * hop_length) in [-1, 1].
 
         ``g`` exists for the parent's signature; the v4 vocoder has no conditioning and refuses one.
-        After :func:`~app.models.nn.layout.convs_as_2d` the shapes are (B, num_mels, 1, T) ->
-        (B, 1, 1, T * hop_length).
         """
         if g is not None:
             raise ValueError("the v4 vocoder takes no conditioning input g")
-        if mel.dim() not in (3, 4) or mel.shape[1] != self.num_mels:
+        if mel.dim() != 3 or mel.shape[1] != self.num_mels:
             raise ValueError(f"expected mel (B, {self.num_mels}, T), got shape {tuple(mel.shape)}")
         return super().forward(mel)

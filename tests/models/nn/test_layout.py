@@ -8,9 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from app.models.nn import layout
-from app.models.nn.hifigan import ResBlock1
-from app.models.nn.layout import Conv1dAs2d, ResBlock1As2d, convs_as_2d, from_2d, to_2d
+from app.models.nn.layout import Conv1dAs2d, convs_as_2d, from_2d, to_2d
 from app.models.nn.norm import WNConv1d, WNConvTranspose1d
 
 
@@ -64,34 +62,9 @@ def test_other_paddings_are_refused(conv):
         Conv1dAs2d(conv)
 
 
-@pytest.mark.parametrize("fusion", [True, False])
-def test_residual_block_as_2d_equals_resblock1(monkeypatch, fusion):
-    if not fusion:
-        monkeypatch.setattr(layout, "pointwise_fusion", lambda dtype: False)
-    torch.manual_seed(0)
-    block = ResBlock1(6, 5, (1, 3, 5)).eval()
-    x = torch.randn(1, 6, 50)
-    with torch.inference_mode():
-        want = block(x)
-        converted = ResBlock1As2d(block)
-        got = from_2d(converted(to_2d(x)))
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="unmasked"):
-        converted(to_2d(x), torch.ones(1, 1, 1, 50))
-
-
-def test_fusion_check_leaves_the_global_generator_alone():
-    layout.pointwise_fusion.cache_clear()
-    torch.manual_seed(5)
-    layout.pointwise_fusion(torch.float32)
-    after = torch.randn(3)
-    torch.manual_seed(5)
-    assert torch.equal(after, torch.randn(3))
-
-
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding", "bias"),
-    [(10, 5, 0, False), (16, 8, 4, True), (1, 1, 0, True)],  # HuBERT's first conv; NSF noise convs
+    [(10, 5, 0, False), (16, 8, 4, True), (1, 1, 0, True)],  # HuBERT's first conv; other strides
 )
 def test_one_input_channel_by_a_strided_view_equals_the_conv(kernel, stride, padding, bias):
     torch.manual_seed(1)
