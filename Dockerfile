@@ -52,7 +52,7 @@ RUN pip install --no-deps --no-build-isolation -e .
 # runtime: the environment and the code, the Debian packages audio and text need, a plain user
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime
 ARG VARIANT=cpu
-# The Makefile's APT_PACKAGES without the browser-test ones (chromium, chromium-driver):
+# The Makefile's APT_PACKAGES without the browser-test ones (chromium, chromium-driver, fonts-noto-cjk):
 # ffmpeg/sox decode audio, espeak-ng and the Open JTalk dictionary serve the text frontend,
 # g++ compiles the GPT's native kernel on first use (for the CPU it runs on).
 # libportaudio2: the sound devices of realtime SVC (python -m app.infer.svc_live).
