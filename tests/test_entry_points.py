@@ -18,6 +18,7 @@ COMMANDS = (
     "sovits-studio-api",
     "sovits-studio-tts",
     "sovits-studio-svc",
+    "sovits-studio-svc-live",
     "sovits-studio-download",
 )
 

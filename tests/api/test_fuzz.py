@@ -258,12 +258,13 @@ def _request(
         if media == "multipart/form-data" and "ref_audio" in inputs:
             values["ref_audio"] = data.draw(schemas.clips, label="ref_audio")
         for name in fuzzed:
-            values[name] = data.draw(schemas.value(inputs[name][1], json_body), label=name)
+            in_json = json_body and inputs[name][0] == "body"  # lone surrogates only inside a JSON body
+            values[name] = data.draw(schemas.value(inputs[name][1], in_json), label=name)
     else:
         values = {}
-        for name, (_, schema) in inputs.items():
+        for name, (where, schema) in inputs.items():
             if name in required or data.draw(st.booleans()):
-                values[name] = data.draw(schemas.value(schema, json_body), label=name)
+                values[name] = data.draw(schemas.value(schema, json_body and where == "body"), label=name)
     url = path
     query: dict[str, Any] = {}
     body: dict[str, Any] = {}

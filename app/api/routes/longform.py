@@ -211,7 +211,9 @@ async def choose_take(job_id: FieldText, line: int, body: ChooseRequest, request
 @router.get("/jobs/{job_id}/result/{kind}", summary="A result file: audio, srt, vtt, timestamps, fit")
 async def get_result(job_id: FieldText, kind: FieldText, request: Request) -> FileResponse:
     if kind not in RESULT_TYPES:
-        raise ApiError(400, f"unknown result {kind!r}: use one of {', '.join(RESULT_TYPES)}", param="kind")
+        raise ApiError(
+            400, f"unknown result kind {kind!r}: use one of {', '.join(RESULT_TYPES)}", param="kind"
+        )
     service = _service(request)
     try:
         outputs = await asyncio.to_thread(service.outputs, job_id)
