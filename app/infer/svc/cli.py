@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.audio.io import AudioError, save_audio
 from app.audio.pitch import TRACKERS
@@ -15,14 +16,16 @@ from app.infer.request import PRECISIONS
 from app.infer.svc.pipeline import SVCPipeline
 from app.infer.svc.request import SvcInputError, SvcModelError, SvcRequest, default_output_name
 
+if TYPE_CHECKING:
+    from app.infer.svc.live import LiveOptions
 
-def _parser() -> argparse.ArgumentParser:
-    d = SvcRequest(audio=b"", model=Path())
-    p = argparse.ArgumentParser(
-        prog="python -m app.infer.svc", description="Convert a song to a trained so-vits-svc voice."
-    )
-    p.add_argument("input", type=Path, help="song or speech (any readable audio)")
-    p.add_argument("-m", "--model", type=Path, required=True, help="G_*.pth or compressed model")
+
+def add_voice_arguments(
+    p: argparse.ArgumentParser, d: SvcRequest | LiveOptions, model_required: bool
+) -> None:
+    """The voice options of the file and the live command: model, config, speaker or mix, transpose,
+    f0 tracker, auto f0, noise and seed (defaults from ``d``, the command's request or options)."""
+    p.add_argument("-m", "--model", type=Path, required=model_required, help="G_*.pth or compressed model")
     p.add_argument("-c", "--config", type=Path, help="config.json (default: beside the model)")
     p.add_argument("-s", "--speaker", help="speaker name (default: the first)")
     p.add_argument("--mix", nargs="+", metavar="NAME=WEIGHT", help="speaker mix instead of one speaker")
@@ -33,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--auto-f0", action="store_true", help="predict f0 (speech only)")
     p.add_argument("-ns", "--noise-scale", type=float, default=d.noise_scale)
     p.add_argument("--seed", type=int, default=d.seed)
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = SvcRequest(audio=b"", model=Path())
+    p = argparse.ArgumentParser(
+        prog="python -m app.infer.svc", description="Convert a song to a trained so-vits-svc voice."
+    )
+    p.add_argument("input", type=Path, help="song or speech (any readable audio)")
+    add_voice_arguments(p, d, model_required=True)
     p.add_argument("-sd", "--slice-db", type=float, default=d.slice_db)
     p.add_argument("-p", "--pad-seconds", type=float, default=d.pad_seconds)
     p.add_argument("--max-slice", type=float, default=d.max_slice_seconds, help="longest piece in seconds")

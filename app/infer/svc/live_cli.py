@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from app.audio.io import AudioError, load_audio, save_audio
-from app.audio.pitch import TRACKERS
 from app.infer.request import PRECISIONS
+from app.infer.svc.cli import add_voice_arguments
 from app.infer.svc.live import LiveConverter, LiveOptions, convert_stream
 from app.infer.svc.pipeline import SVCPipeline
 from app.infer.svc.request import SvcInputError, SvcModelError
@@ -175,17 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m app.infer.svc_live", description="Realtime voice conversion between sound devices."
     )
     p.add_argument("--list-devices", action="store_true", help="list sound devices and exit")
-    p.add_argument("-m", "--model", type=Path, help="G_*.pth or compressed model")
-    p.add_argument("-c", "--config", type=Path, help="config.json (default: beside the model)")
-    p.add_argument("-s", "--speaker", help="speaker name (default: the first)")
-    p.add_argument("--mix", nargs="+", metavar="NAME=WEIGHT", help="speaker mix instead of one speaker")
-    p.add_argument("-t", "--transpose", type=float, default=0.0, help="semitones (12 = octave up)")
-    p.add_argument(
-        "-f0p", "--f0", default=d.f0_method, choices=sorted(TRACKERS), help="f0 tracker (default %(default)s)"
-    )
-    p.add_argument("-a", "--auto-f0", action="store_true", help="predict f0 (speech only)")
-    p.add_argument("-ns", "--noise-scale", type=float, default=d.noise_scale)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_voice_arguments(p, d, model_required=False)  # --list-devices needs no model
     p.add_argument("-cr", "--cluster-ratio", type=float, default=0.0)
     p.add_argument("-cm", "--cluster-model", type=Path)
     p.add_argument(
