@@ -1,4 +1,4 @@
-"""Catalog entries of the dataset tools' models: sherpa-onnx ASR exports and UVR's MDX-Net files.
+"""Catalog entries of the dataset tools' models: sherpa-onnx ASR exports, UVR's MDX-Net files, GTCRN.
 
 Sizes and licences are the publishers' listings (not checked here: no model hub on the build
 machines); no sha256 was published with them, so downloads are checked for presence only.
@@ -46,6 +46,12 @@ UVR_MODELS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
+# GTCRN speech denoiser: sherpa-onnx's export of Xiaobin-Rong/gtcrn's streaming model (MIT), in
+# upstream's denoiser folder (tools/denoise-model/); 535,638 bytes as the sherpa-onnx docs list it.
+GTCRN_URL = (
+    "https://github.com/k2-fsa/sherpa-onnx/releases/download/speech-enhancement-models/gtcrn_simple.onnx"
+)
+GTCRN_SIZE = 535_638
 
 
 def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
@@ -89,6 +95,19 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             files=(AssetFile(FOXJOY_DEREVERB, origin=f"{UVR_FOLDER}/{FOXJOY_DEREVERB}"),),
             required=False,
             used_by="Dataset: vocal clean-up (de-reverb)",
+        )
+    )
+    out.append(
+        Asset(
+            id="gtcrn-simple",
+            description="GTCRN speech denoiser (sherpa-onnx export, 16 kHz), ~0.5 MB; licence: MIT (Xiaobin Rong)",
+            source="url",
+            repo_id=None,
+            revision=None,
+            folder="denoise-model",
+            files=(AssetFile("gtcrn_simple.onnx", origin=GTCRN_URL, size=GTCRN_SIZE),),
+            required=False,
+            used_by="Dataset: vocal clean-up (learned denoiser)",
         )
     )
     return out

@@ -6,7 +6,8 @@ step here reads the previous step's files and writes its own folder::
 
     <out>/karaoke/<clip>.wav     lead vocal: the mix less what UVR_MDXNET_KARA_2 calls instrumental
     <out>/dereverb/<clip>.wav    dry vocal: the input less the reverb FoxJoy's model predicts
-    <out>/denoise/<clip>.wav     stationary noise gated out (app.audio.denoise)
+    <out>/denoise/<clip>.wav     noise taken out: the spectral gate (app.audio.denoise) or GTCRN
+                                 (a learned denoiser, app.data.preprocess.gtcrn), DENOISE_ENGINES
     <out>/report.json            per clip and step: source, model, frames, dB removed, seconds
 
 Steps run in the fixed order of :data:`STEPS`; a rerun keeps every output the report shows
@@ -27,6 +28,7 @@ import soundfile as sf
 
 from app.audio import AudioError, load_audio, save_audio
 from app.audio.denoise import DenoiseOptions, denoise
+from app.data.preprocess.gtcrn import GTCRN_FILE, GtcrnDenoiser
 from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxModel, models_predicting
 from app.devices import pick_device
@@ -42,6 +44,29 @@ DEREVERB_MODELS = models_predicting("reverb")
 
 # progress(fraction in [0, 1], message)
 Progress = Callable[[float, str], None]
+# A denoiser: audio (T, C) at a rate -> the same shape, with its options applied.
+DenoiseFunction = Callable[[np.ndarray, int], np.ndarray]
+
+
+def _spectral_gate(options: DenoiseOptions, pretrained_root: Path) -> tuple[DenoiseFunction, str]:
+    label = f"spectral-gate strength={options.strength} threshold={options.threshold_std}"
+    return (lambda wav, sr: denoise(wav, sr, options)), label
+
+
+def _gtcrn(options: DenoiseOptions, pretrained_root: Path) -> tuple[DenoiseFunction, str]:
+    model = GtcrnDenoiser(pretrained_root)  # refuses a missing or malformed file before any audio
+    label = f"gtcrn:{GTCRN_FILE} strength={options.strength} threshold={options.threshold_std}"
+    return (lambda wav, sr: model.denoise(wav, sr, options)), label
+
+
+# Denoise engines by stable id -> (options, pretrained root) -> (denoiser, what the report records).
+# spectral-gate: stationary noise, no model file; gtcrn: a learned denoiser (also non-stationary
+# noise: traffic, keyboard, babble), a 0.5 MB model file.
+DENOISE_ENGINES: dict[str, Callable[[DenoiseOptions, Path], tuple[DenoiseFunction, str]]] = {
+    "spectral-gate": _spectral_gate,
+    "gtcrn": _gtcrn,
+}
+DEFAULT_DENOISER = "spectral-gate"
 
 
 class CleanupError(ValueError):
@@ -54,7 +79,8 @@ class CleanupOptions:
 
     karaoke: str | None = None  # MDX-Net file keeping the lead vocal (KARAOKE_MODELS), None = skip
     dereverb: str | None = None  # MDX-Net file removing reverb and echo (DEREVERB_MODELS), None = skip
-    denoise: DenoiseOptions | None = None  # spectral gating of stationary noise, None = skip
+    denoise: DenoiseOptions | None = None  # how hard to denoise, None = skip
+    denoiser: str = DEFAULT_DENOISER  # DENOISE_ENGINES id: "spectral-gate" or "gtcrn"
     device: str = "auto"  # where the MDX-Net models run: "auto", "cpu", "cuda"
 
     def __post_init__(self) -> None:
@@ -64,6 +90,8 @@ class CleanupOptions:
             raise CleanupError(
                 f"de-reverb model {self.dereverb!r}: choose one of {', '.join(DEREVERB_MODELS)}"
             )
+        if self.denoiser not in DENOISE_ENGINES:
+            raise CleanupError(f"denoiser {self.denoiser!r}: choose one of {', '.join(DENOISE_ENGINES)}")
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -105,7 +133,7 @@ def _mdx_step(model: MdxModel) -> StepFunction:
     return run
 
 
-def _denoise_step(options: DenoiseOptions) -> StepFunction:
+def _denoise_step(denoiser: DenoiseFunction) -> StepFunction:
     def run(source: Path) -> tuple[np.ndarray, int, np.ndarray]:
         try:
             rate = int(sf.info(str(source)).samplerate)
@@ -113,7 +141,7 @@ def _denoise_step(options: DenoiseOptions) -> StepFunction:
             raise AudioError(f"{source.name}: not a readable audio file ({exc})") from exc
         wav = load_audio(source, rate, mono=False, allow_silent=True)  # (T, C) at the file's own rate
         try:
-            kept = denoise(wav, rate, options)
+            kept = denoiser(wav, rate)
         except ValueError as exc:
             raise AudioError(f"{source.name}: {exc}") from exc
         return kept, rate, wav - kept
@@ -124,8 +152,8 @@ def _denoise_step(options: DenoiseOptions) -> StepFunction:
 def _open_step(step: str, options: CleanupOptions, pretrained_root: Path) -> tuple[StepFunction, str]:
     if step == "denoise":
         assert options.denoise is not None
-        d = options.denoise
-        return _denoise_step(d), f"spectral-gate strength={d.strength} threshold={d.threshold_std}"
+        denoiser, label = DENOISE_ENGINES[options.denoiser](options.denoise, pretrained_root)
+        return _denoise_step(denoiser), label
     name = options.karaoke if step == "karaoke" else options.dereverb
     assert name is not None
     device = pick_device(options.device).type
@@ -190,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import sys
 
+    from app.data.preprocess.gtcrn import GtcrnError
     from app.data.preprocess.mdx import MdxError
     from app.data.preprocess.separate import list_audio_files
     from app.settings import load_settings
@@ -201,7 +230,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("output", type=Path, help="folder receiving <step>/ folders and report.json")
     p.add_argument("--karaoke", choices=KARAOKE_MODELS, help="keep the lead vocal with this MDX-Net file")
     p.add_argument("--dereverb", choices=DEREVERB_MODELS, help="remove reverb/echo with this MDX-Net file")
-    p.add_argument("--denoise", action="store_true", help="gate stationary noise out")
+    p.add_argument("--denoise", action="store_true", help="take noise out (see --denoiser)")
+    p.add_argument(
+        "--denoiser",
+        choices=tuple(DENOISE_ENGINES),
+        default=DEFAULT_DENOISER,
+        help="spectral-gate (stationary noise, no model) or gtcrn (learned, pretrained_models/denoise-model/)",
+    )
     p.add_argument("--strength", type=float, default=DenoiseOptions().strength, help="denoise strength 0..1")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (MDX-Net models)")
     p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default: the studio's)")
@@ -212,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             karaoke=args.karaoke,
             dereverb=args.dereverb,
             denoise=DenoiseOptions(strength=args.strength) if args.denoise else None,
+            denoiser=args.denoiser,
             device=args.device,
         )
         if not options.steps:
@@ -223,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options,
             progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr),
         )
-    except (CleanupError, MdxError, ValueError, FileNotFoundError) as exc:
+    except (CleanupError, MdxError, GtcrnError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(result.outputs)} file(s) cleaned ({' -> '.join(options.steps)}); report: {result.report}")

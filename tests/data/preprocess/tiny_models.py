@@ -249,3 +249,62 @@ def tiny_ct_punct(folder, marks: dict[str, str]) -> None:
     onnx.checker.check_model(model)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(folder / "model.onnx"))
+
+
+# ------------------------------------------------------------------ GTCRN denoiser (sherpa-onnx)
+# The published export's STFT and recurrent caches (its metadata; sherpa-onnx's export script).
+GTCRN_METADATA = {
+    "model_type": "gtcrn",
+    "version": 1,
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "window_length": 512,
+    "window_type": "hann_sqrt",
+    "conv_cache_shape": "2,1,16,16,33",
+    "tra_cache_shape": "2,3,1,1,16",
+    "inter_cache_shape": "2,1,33,16",
+}
+
+
+def tiny_gtcrn(path, keep_below_hz: float, metadata: dict | None = None, bins: int = 257) -> None:
+    """A GTCRN export in sherpa-onnx's format whose "mask" passes the bins below ``keep_below_hz``.
+
+    Inputs ``mix (1, bins, 1, 2)`` and the three caches, outputs ``enh`` and the next caches
+    (each cache plus one), as the published gtcrn_simple.onnx; ``metadata`` overrides keys of
+    :data:`GTCRN_METADATA` (a value None drops the key).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    meta = {**GTCRN_METADATA, **(metadata or {})}
+    caches = {
+        name: [int(d) for d in GTCRN_METADATA[f"{name}_shape"].split(",")]
+        for name in ("conv_cache", "tra_cache", "inter_cache")
+    }
+    hz_per_bin = GTCRN_METADATA["sample_rate"] / GTCRN_METADATA["n_fft"]
+    gain = np.zeros((1, bins, 1, 2), np.float32)
+    gain[:, : int(keep_below_hz / hz_per_bin)] = 1.0
+
+    def value(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+    nodes = [helper.make_node("Mul", ["mix", "gain"], ["enh"])]
+    nodes += [helper.make_node("Add", [name, "one"], [f"{name}_out"]) for name in caches]
+    graph = helper.make_graph(
+        nodes,
+        "gtcrn",
+        [value("mix", gain.shape), *(value(n, s) for n, s in caches.items())],
+        [value("enh", gain.shape), *(value(f"{n}_out", s) for n, s in caches.items())],
+        [numpy_helper.from_array(gain, "gain"), numpy_helper.from_array(np.ones(1, np.float32), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, item in meta.items():
+        if item is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, str(item)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
