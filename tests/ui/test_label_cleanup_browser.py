@@ -1,4 +1,4 @@
-"""Label tab in headless Chromium: a song through MDX-Net separation, de-reverb, denoise, slicing and SenseVoice."""
+"""Label tab in headless Chromium: a song through MDX-Net separation, de-reverb, GTCRN denoise, slicing, SenseVoice."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import soundfile as sf
 from playwright.sync_api import expect
 
 from app.data.filelist import read_list
+from app.data.preprocess import gtcrn
 from app.data.preprocess.asr_sherpa import SENSEVOICE_FOLDER
 from app.data.preprocess.mdx import MDX_MODELS, MDX_RATE, model_path
-from tests.data.preprocess.tiny_models import tiny_mdx, tiny_sensevoice
+from tests.data.preprocess.tiny_models import tiny_gtcrn, tiny_mdx, tiny_sensevoice
 
 pytestmark = pytest.mark.browser
 
@@ -34,6 +35,7 @@ def cleanup_server(tmp_path_factory):
     tiny_mdx(model_path(VOCALS, pretrained), v.dim_f, v.dim_t, _bin(VOCALS, 1000))
     tiny_mdx(model_path(DEREVERB, pretrained), d.dim_f, d.dim_t, _bin(DEREVERB, 8000), _bin(DEREVERB, 3000))
     tiny_sensevoice(pretrained / SENSEVOICE_FOLDER)
+    tiny_gtcrn(gtcrn.model_path(pretrained), keep_below_hz=1000)  # the 200 Hz voice passes
     # Two faded 200 Hz "phrases" (heard as "hello") over a 5 kHz "accompaniment".
     t = np.arange(int(MDX_RATE * 1.2)) / MDX_RATE
     phrase = 0.3 * np.sin(2 * np.pi * 200 * t) * np.minimum(1.0, np.minimum(t, t[::-1]) / 0.1)
@@ -69,8 +71,15 @@ def test_song_to_list_with_every_clean_up_step(studio_browser, cleanup_server):
     expect(table).to_contain_text(f"✓ {VOCALS}")
     expect(table).to_contain_text("✗ UVR_MDXNET_KARA_2.onnx")
     expect(table).to_contain_text("download_models.py uvr-mdx-karaoke-2")
+    expect(table).to_contain_text("✓ gtcrn_simple.onnx")
     page.locator("#label-clean-dereverb input").check()
     page.locator("#label-clean-denoise input").check()
+    _choose(
+        page,
+        "#label-clean",
+        "Denoiser (spectral-gate: steady noise, no model; gtcrn: learned, any noise, needs its model)",
+        "gtcrn",
+    )
     page.locator("#label-pipe-run").click()
     expect(page.locator("#label-pipe-status")).to_contain_text("rows written", timeout=180_000)
     root = cleanup_server.home / "output" / "datasets" / "aki"
@@ -80,6 +89,7 @@ def test_song_to_list_with_every_clean_up_step(studio_browser, cleanup_server):
     report = json.loads((root / "cleaned" / "report.json").read_text(encoding="utf-8"))
     assert set(report) == {"dereverb", "denoise"}
     assert report["denoise"]["song.wav"]["source"] == str(root / "cleaned" / "dereverb" / "song.wav")
+    assert report["denoise"]["song.wav"]["model"].startswith("gtcrn:gtcrn_simple.onnx")
     # The new list opens in the proofreading editor.
     expect(page.locator("#label-text-0 textarea")).to_have_value("hello hello", timeout=30_000)
     page.close()

@@ -15,9 +15,15 @@ import gradio as gr
 from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio.denoise import DenoiseOptions
-from app.data.preprocess import asr_sherpa
+from app.data.preprocess import asr_sherpa, gtcrn
 from app.data.preprocess.asr_base import ASR_ENGINES, AUTO_ENGINE
-from app.data.preprocess.cleanup import DEREVERB_MODELS, KARAOKE_MODELS, CleanupOptions
+from app.data.preprocess.cleanup import (
+    DEFAULT_DENOISER,
+    DENOISE_ENGINES,
+    DEREVERB_MODELS,
+    KARAOKE_MODELS,
+    CleanupOptions,
+)
 from app.data.preprocess.mdx import MDX_MODELS, is_installed
 from app.data.preprocess.separate import DEMUCS_MODELS, MDX_SEPARATION_MODELS, SeparateOptions
 from app.ui.context import UIContext
@@ -37,6 +43,7 @@ STRINGS = {
         "label.clean.model": "Model",
         "label.clean.denoise": "Remove steady background noise (hiss, hum, room tone)",
         "label.clean.strength": "Denoise strength",
+        "label.clean.denoiser": "Denoiser (spectral-gate: steady noise, no model; gtcrn: learned, any noise, needs its model)",
         "label.clean.models": "Models for these steps and the speech engines (✓ installed, ✗ missing: run the command)",
     },
     "zh": {
@@ -49,6 +56,7 @@ STRINGS = {
         "label.clean.model": "模型",
         "label.clean.denoise": "去除稳定背景噪声（嘶声、嗡声、房间底噪）",
         "label.clean.strength": "降噪强度",
+        "label.clean.denoiser": "降噪器（spectral-gate：稳定噪声，无需模型；gtcrn：学习型，各类噪声，需要其模型）",
         "label.clean.models": "这些步骤与识别引擎所需的模型（✓ 已安装，✗ 缺失：运行对应命令）",
     },
     "zh_TW": {
@@ -61,6 +69,7 @@ STRINGS = {
         "label.clean.model": "模型",
         "label.clean.denoise": "去除穩定背景雜訊（嘶聲、嗡聲、房間底噪）",
         "label.clean.strength": "降噪強度",
+        "label.clean.denoiser": "降噪器（spectral-gate：穩定雜訊，不需模型；gtcrn：學習式，各類雜訊，需要其模型）",
         "label.clean.models": "這些步驟與辨識引擎所需的模型（✓ 已安裝，✗ 缺少：執行對應指令）",
     },
     "ja": {
@@ -73,6 +82,7 @@ STRINGS = {
         "label.clean.model": "モデル",
         "label.clean.denoise": "定常的な背景ノイズを除去（ヒス、ハム、部屋のノイズ）",
         "label.clean.strength": "ノイズ除去の強さ",
+        "label.clean.denoiser": "ノイズ除去方式（spectral-gate：定常ノイズ、モデル不要／gtcrn：学習型、あらゆるノイズ、モデルが必要）",
         "label.clean.models": "これらの処理と音声認識に必要なモデル（✓ インストール済み、✗ 未導入：コマンドを実行）",
     },
     "ko": {
@@ -85,17 +95,19 @@ STRINGS = {
         "label.clean.model": "모델",
         "label.clean.denoise": "일정한 배경 소음 제거 (히스, 험, 방 소음)",
         "label.clean.strength": "노이즈 제거 강도",
+        "label.clean.denoiser": "노이즈 제거기 (spectral-gate: 일정한 소음, 모델 불필요 / gtcrn: 학습형, 모든 소음, 모델 필요)",
         "label.clean.models": "이 단계와 음성 인식 엔진에 필요한 모델 (✓ 설치됨, ✗ 없음: 명령을 실행)",
     },
 }
 
 
 def models_table(pretrained: Path) -> str:
-    """A Markdown table: each clean-up and sherpa-onnx ASR model, installed or not, and its download command.
+    """A Markdown table: each clean-up (MDX-Net, GTCRN) and sherpa-onnx ASR model, installed or not, and its download command.
 
     Only ids, folders and commands: nothing in it is language (the heading is a translated label).
     """
     rows = [(name, MDX_MODELS[name].asset, is_installed(name, pretrained)) for name in MDX_MODELS]
+    rows.append((gtcrn.GTCRN_FILE, gtcrn.GTCRN_ASSET, gtcrn.is_installed(pretrained)))
     for folder in (asr_sherpa.SENSEVOICE_FOLDER, asr_sherpa.PARAFORMER_FOLDER):
         rows.append((folder, folder, asr_sherpa.installed(pretrained, folder)))
     punct = asr_sherpa.PUNCT_FOLDER
@@ -117,6 +129,7 @@ class CleanupInputs:
     dereverb: gr.Checkbox
     dereverb_model: gr.Dropdown
     denoise: gr.Checkbox
+    denoiser: gr.Dropdown
     strength: gr.Slider
 
     def as_list(self) -> list[gr.components.Component]:
@@ -145,17 +158,24 @@ def build_cleanup(ctx: UIContext) -> CleanupInputs:
                 denoise = gr.Checkbox(
                     value=False, label=ctx.t("label.clean.denoise"), elem_id="label-clean-denoise"
                 )
+                denoiser = gr.Dropdown(
+                    list(DENOISE_ENGINES),
+                    value=DEFAULT_DENOISER,
+                    label=ctx.t("label.clean.denoiser"),
+                    elem_id="label-clean-denoiser",
+                )
                 strength = gr.Slider(
                     0.0, 1.0, value=DenoiseOptions().strength, step=0.05, label=ctx.t("label.clean.strength")
                 )
         gr.Markdown(ctx.t("label.clean.models"))
         gr.Markdown(models_table(ctx.layout.pretrained), elem_id="label-clean-models")
-    return CleanupInputs(karaoke, karaoke_model, dereverb, dereverb_model, denoise, strength)
+    return CleanupInputs(karaoke, karaoke_model, dereverb, dereverb_model, denoise, denoiser, strength)
 
 
 def pipeline_parts(
     separator: str, shifts: float, overlap: float,
-    karaoke: bool, karaoke_model: str, dereverb: bool, dereverb_model: str, denoise: bool, strength: float,
+    karaoke: bool, karaoke_model: str, dereverb: bool, dereverb_model: str, denoise: bool, denoiser: str,
+    strength: float,
 ) -> tuple[SeparateOptions, CleanupOptions]:  # fmt: skip
     """Separation and clean-up options from the panel's values (the engine follows the model's name)."""
     engine = "mdx" if separator in MDX_SEPARATION_MODELS else "demucs"
@@ -164,5 +184,6 @@ def pipeline_parts(
         karaoke=karaoke_model if karaoke else None,
         dereverb=dereverb_model if dereverb else None,
         denoise=DenoiseOptions(strength=float(strength)) if denoise else None,
+        denoiser=denoiser,
     )
     return separation, cleanup

@@ -14,6 +14,7 @@ import gradio as gr
 from app.audio.denoise import DenoiseError
 from app.audio.slicer import SlicerOptions, SlicerOptionsError
 from app.data.preprocess.cleanup import CleanupError
+from app.data.preprocess.gtcrn import GtcrnError
 from app.data.preprocess.mdx import MdxError
 from app.data.preprocess.pipeline import (
     PipelineError,
@@ -153,6 +154,7 @@ class PipelineInputs:
     dereverb: gr.Checkbox
     dereverb_model: gr.Dropdown
     denoise: gr.Checkbox
+    denoiser: gr.Dropdown
     strength: gr.Slider
 
     def as_list(self) -> list[gr.components.Component]:
@@ -162,11 +164,12 @@ class PipelineInputs:
 def _options(
     separate: bool, demucs: str, shifts: float, overlap: float, min_length: float, threshold: float,
     model: str, language: str, precision: str, vad: bool, beam: float, engine: str, punctuation: bool,
-    karaoke: bool, karaoke_model: str, dereverb: bool, dereverb_model: str, denoise: bool, strength: float,
+    karaoke: bool, karaoke_model: str, dereverb: bool, dereverb_model: str, denoise: bool, denoiser: str,
+    strength: float,
 ) -> PipelineOptions:  # fmt: skip
     """The pipeline's options from the panel's values (sliders and numbers come as floats)."""
     separation, cleanup = pipeline_parts(
-        demucs, shifts, overlap, karaoke, karaoke_model, dereverb, dereverb_model, denoise, strength
+        demucs, shifts, overlap, karaoke, karaoke_model, dereverb, dereverb_model, denoise, denoiser, strength
     )
     return PipelineOptions(
         separate=bool(separate),
@@ -200,7 +203,8 @@ def run_pipeline(
     files_in: list[str] | None, folder_in: str, name_in: str, sep_on: bool, demucs_in: str, shifts_in: float,
     overlap_in: float, min_len: float, thr: float, model_in: str, lang_in: str, prec_in: str, vad_in: bool,
     beam_in: float, engine_in: str, punct_in: bool, karaoke_in: bool, karaoke_model_in: str, dereverb_in: bool,
-    dereverb_model_in: str, denoise_in: bool, strength_in: float, progress: gr.Progress = gr.Progress(),
+    dereverb_model_in: str, denoise_in: bool, denoiser_in: str, strength_in: float,
+    progress: gr.Progress = gr.Progress(),
 ) -> tuple[str, str]:  # fmt: skip
     """Build the dataset; returns (summary, the new .list relative to the data folder).
 
@@ -229,6 +233,7 @@ def run_pipeline(
             dereverb_in,
             dereverb_model_in,
             denoise_in,
+            denoiser_in,
             strength_in,
         )
     except (
@@ -253,6 +258,7 @@ def run_pipeline(
         SeparationError,
         TranscriptionError,
         MdxError,
+        GtcrnError,
         SlicerOptionsError,
         ValueError,
     ) as exc:
