@@ -14,6 +14,7 @@ from app.ui.context import UIContext
 from app.ui.help import STRINGS as HELP_STRINGS
 from app.ui.help import attach_help
 from app.ui.i18n import COMMON, build_i18n, merge
+from app.ui.messages import LANG_SCRIPT
 from app.ui.messages import STRINGS as MESSAGE_STRINGS
 from app.ui.tabs.registry import TABS
 
@@ -127,4 +128,7 @@ def launch_kwargs(settings: Settings, lang: str = "auto") -> dict:
         ),
         "footer_links": ["api", "settings"],
         "css": CSS,
+        # Keeps the page's language (the footer's switch included) in a cookie each event carries,
+        # so toasts and status lines built on the server follow it.
+        "head": LANG_SCRIPT,
     }

@@ -74,3 +74,22 @@ def test_the_page_speaks_the_browsers_language(studio_browser, locale_server, lo
         expect(page.locator("#dataset-status")).to_contain_text(sliced, timeout=60_000)
     finally:
         page.close()
+
+
+def test_the_footer_language_switch_reaches_the_server_messages(studio_browser, locale_server):
+    """An English browser switched to Japanese in the footer's settings: labels and the toasts built
+    on the server (a refused synthesis) both speak Japanese."""
+    page = open_in(studio_browser, locale_server, "en-US")
+    try:
+        page.locator("footer").get_by_text("Settings").click()
+        page.locator("input[role=combobox][aria-label=Language]:visible").click()
+        page.get_by_role("option", name="日本語").click()
+        dialog = page.get_by_role("dialog")
+        page.locator(".backdrop").first.click(position={"x": 5, "y": 5})  # close the settings
+        expect(dialog).to_be_hidden()
+        page.get_by_role("tab", name="音声合成").click()
+        page.locator("#tts-run").click()
+        expect(page.get_by_text(LOCALES["ja-JP"][1]).first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(LOCALES["en-US"][1])).to_have_count(0)
+    finally:
+        page.close()

@@ -193,6 +193,42 @@ def test_any_accept_language_header_gives_a_supported_language(header):
     assert language_of(header) in LANGUAGES
 
 
+class _Request:
+    def __init__(self, **headers: str) -> None:
+        self.headers = headers
+
+
+@pytest.mark.parametrize(
+    ("cookie", "accept", "lang"),
+    [
+        ("studio_lang=ja", "en-US,en;q=0.9", "ja"),  # the footer's switch beats the browser's language
+        ("other=1; studio_lang=zh-TW; x=y", "ko-KR", "zh_TW"),
+        ("studio_lang=zh-Hant-HK", "", "zh_TW"),
+        ('bad"cookie; studio_lang=ko', "en", "ko"),  # another app's unreadable cookie does not hide it
+        ("studio_lang=de", "ja-JP", "ja"),  # a locale the app does not speak: the browser's
+        ("", "zh-CN", "zh"),
+        ("studio_lang=", "", "en"),
+    ],
+)
+def test_the_page_language_cookie_picks_the_table(cookie, accept, lang):
+    from gradio.context import LocalContext
+
+    token = LocalContext.request.set(_Request(cookie=cookie, **{"accept-language": accept}))
+    try:
+        assert messages.current_language() == lang
+    finally:
+        LocalContext.request.reset(token)
+
+
+def test_the_page_keeps_its_language_in_the_cookie_read_by_handlers(tmp_path):
+    from app.settings import Settings
+    from app.ui.app import launch_kwargs
+
+    head = launch_kwargs(Settings(home=tmp_path))["head"]
+    assert head == messages.LANG_SCRIPT and f'"{messages.LANG_COOKIE}="' in head
+    assert 'attributeFilter: ["lang"]' in head
+
+
 def test_outside_an_event_messages_are_english():
     assert messages.current_language() == "en"
     assert say("tts.status.segment", done=2, total=5) == "Segment 2 of 5 done…"

@@ -2,8 +2,9 @@
 
 Labels are translated in the browser (``ctx.t(key)``); a message with values in it (a file name, a
 count, a duration) is rendered here, on the server, in the language of the request: the one forced
-with ``webui.py --lang``, else the best of the browser's ``Accept-Language`` that the app speaks,
-else English. Handlers never pass literal text to ``gr.Error``/``gr.Warning``/``gr.Info`` or to a
+with ``webui.py --lang``, else the one the page shows (the footer's language switch included:
+the page keeps it in the :data:`LANG_COOKIE` cookie, which every request carries), else the best of
+the browser's ``Accept-Language`` that the app speaks, else English. Handlers never pass literal text to ``gr.Error``/``gr.Warning``/``gr.Info`` or to a
 status box: they call :func:`say` / :func:`error` with a key of :data:`STRINGS` (one table per
 language in this package), or :func:`error_from` with an exception whose text is a
 :class:`~app.messages.Message` of a lower layer. ``tests/ui/test_messages.py`` holds them to it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +36,22 @@ STRINGS: dict[str, dict[str, str]] = {
 # An Accept-Language entry ("zh-TW;q=0.8") -> its tag and weight.
 _ENTRY = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 _TRADITIONAL = ("zh-tw", "zh-hk", "zh-mo", "zh-hant")
+# The cookie holding the locale the page shows (``<html lang>``: the browser's, or the one picked in
+# the footer's settings); the script that keeps it is :data:`LANG_SCRIPT`.
+LANG_COOKIE = "studio_lang"
+# Set on load, whenever the page's locale changes, and before each click or key press (the last
+# tab used wins when two tabs show different languages). Goes into the page's <head>.
+LANG_SCRIPT = f"""<script>
+(() => {{
+  const keep = () => {{
+    const lang = document.documentElement.getAttribute("lang");
+    if (lang) document.cookie = "{LANG_COOKIE}=" + encodeURIComponent(lang) + "; path=/; SameSite=Lax";
+  }};
+  keep();
+  new MutationObserver(keep).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
+  for (const kind of ["pointerdown", "keydown", "focus"]) window.addEventListener(kind, keep, true);
+}})();
+</script>"""
 
 
 def language_of_tag(tag: str) -> str | None:
@@ -65,13 +83,25 @@ def language_of(accept_language: str) -> str:
 
 
 def current_language() -> str:
-    """The language of the event being handled (``--lang``, else the browser's); English outside one."""
+    """The language of the event being handled (``--lang``, else the page's, else the browser's);
+    English outside one."""
     forced = getattr(LocalContext.blocks.get(None), "studio_lang", "auto")
     if forced != "auto":
         return forced
     request = LocalContext.request.get(None)
     headers = getattr(request, "headers", None) or {}
-    return language_of(headers.get("accept-language", ""))
+    shown = language_of_tag(_cookie(headers.get("cookie", ""), LANG_COOKIE) or "")
+    return shown or language_of(headers.get("accept-language", ""))
+
+
+def _cookie(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header (None when absent or unreadable)."""
+    # By hand: SimpleCookie drops every cookie after one it cannot parse (another app's, same host).
+    for entry in header.split(";"):
+        key, sep, value = entry.partition("=")
+        if sep and key.strip() == name:
+            return urllib.parse.unquote(value.strip().strip('"'))
+    return None
 
 
 def say(key: str, lang: str | None = None, **params: object) -> str:
