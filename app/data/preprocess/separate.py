@@ -12,7 +12,10 @@ file cannot run code.
 
 Engines are swappable (STYLE rule 8): :data:`SEPARATORS` maps an id to a factory building a
 :class:`Separator`: ``demucs``, and ``mdx`` for UVR's MDX-Net vocal models
-(:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``).
+(:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``), ``roformer`` for
+BS-/Mel-Band-RoFormer checkpoints with their configs (:mod:`app.data.preprocess.roformer`, same
+folder). MDX-Net and RoFormer run with their files' own chunking: segment, overlap and shifts are
+demucs' settings.
 
 Runs are resumable: ``report.json`` in the output folder records each file's stems
 (:mod:`app.data.preprocess.ledger`), and a rerun with the same model keeps the complete ones.
@@ -38,6 +41,7 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxError, MdxModel, MissingMdxModel, models_predicting
+from app.data.preprocess.roformer import MissingRoformerModel, RoformerError, RoformerSeparator
 from app.devices import pick_device
 from app.paths import fit_file_name
 
@@ -365,6 +369,19 @@ def load_mdx_separator(options: SeparateOptions, pretrained_root: Path) -> MdxSe
         raise SeparationError(str(exc)) from exc
 
 
+# --------------------------------------------------------------------------- BS-/Mel-Band-RoFormer
+@register_separator("roformer")
+def load_roformer_separator(options: SeparateOptions, pretrained_root: Path) -> RoformerSeparator:
+    """A RoFormer separator for ``options.model`` (``<name>.ckpt`` with ``<name>.yaml`` in uvr5_weights/)."""
+    device = pick_device(options.device).type
+    try:
+        return RoformerSeparator(options.model, pretrained_root, device)
+    except MissingRoformerModel as exc:
+        raise MissingModelError(str(exc)) from exc
+    except RoformerError as exc:
+        raise SeparationError(str(exc)) from exc
+
+
 # ------------------------------------------------------------------------------------ workflow
 
 
@@ -498,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--model",
         default=defaults.model,
-        help=f"demucs: {', '.join(DEMUCS_MODELS)}; mdx: {', '.join(MDX_SEPARATION_MODELS)}",
+        help=f"demucs: {', '.join(DEMUCS_MODELS)}; mdx: {', '.join(MDX_SEPARATION_MODELS)}; "
+        "roformer: a <name>.ckpt with <name>.yaml in uvr5_weights/ (e.g. model_bs_roformer_ep_317_sdr_12.9755.ckpt)",
     )
     p.add_argument("--segment", type=float, help="seconds per chunk (default: the model's own)")
     p.add_argument(

@@ -308,3 +308,55 @@ def tiny_gtcrn(path, keep_below_hz: float, metadata: dict | None = None, bins: i
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
+
+
+# -------------------------------------------------------------- BS-/Mel-Band-RoFormer (.ckpt + .yaml)
+def tiny_roformer(checkpoint, kind: str = "bs_roformer", stereo: bool = True, **model) -> dict:
+    """A random RoFormer saved as the published pair: ``<name>.ckpt`` (state dict) + ``<name>.yaml``.
+
+    The config has the published sections and tags (``!!python/tuple``, training-only keys);
+    ``model`` overrides settings of its ``model:`` section. Returns the section written.
+    """
+    import torch
+
+    from app.models.roformer import Roformer, RoformerConfig
+
+    section = {
+        "dim": 16, "depth": 1, "stereo": stereo, "num_stems": 1, "time_transformer_depth": 1,
+        "freq_transformer_depth": 1, "linear_transformer_depth": 0, "dim_head": 8, "heads": 2,
+        "attn_dropout": 0.1, "ff_dropout": 0.1, "flash_attn": True, "dim_freqs_in": 129,
+        "stft_n_fft": 256, "stft_hop_length": 64, "stft_win_length": 256, "stft_normalized": False,
+        "mask_estimator_depth": 2, "multi_stft_resolution_loss_weight": 1.0,
+        "multi_stft_resolutions_window_sizes": (512, 256), "multi_stft_hop_size": 147,
+        "multi_stft_normalized": False,
+    }  # fmt: skip
+    if kind == "bs_roformer":
+        section["freqs_per_bands"] = (8,) * 8 + (16,) * 2 + (33,)  # 129 bins
+    else:
+        section.update(num_bands=12, sample_rate=16000)
+    section.update(model)
+    torch.manual_seed(0)
+    config = {k: v for k, v in section.items() if k in RoformerConfig.__dataclass_fields__}
+    network = Roformer(RoformerConfig(kind=kind, **config))
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), checkpoint)
+
+    def value(v) -> str:
+        if isinstance(v, tuple):
+            return "!!python/tuple\n" + "".join(f"    - {x}\n" for x in v).rstrip("\n")
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    rate = section.get("sample_rate", 16000)
+    lines = [
+        "audio:",
+        "  chunk_size: 3200",
+        "  n_fft: 256",
+        "  num_channels: 2",
+        f"  sample_rate: {rate}",
+        "model:",
+    ]
+    lines += [f"  {k}: {value(v)}" for k, v in section.items()]
+    lines += ["training:", "  instruments:", "  - vocals", "  - other", "  target_instrument: vocals"]
+    lines += ["inference:", "  batch_size: 2", "  num_overlap: 2"]
+    checkpoint.with_suffix(".yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return section

@@ -1,0 +1,160 @@
+"""BS-/Mel-Band-RoFormer files as UVR and upstream GPT-SoVITS use them: ``<name>.ckpt`` + ``<name>.yaml``.
+
+The ``.ckpt`` is a ``torch.save``'d state dict (read through :mod:`safe_pickle`); the ``.yaml``
+is ZFTurbo's Music-Source-Separation-Training config, with ``!!python/tuple`` tags (read here
+without PyYAML's unsafe loader) and four sections::
+
+    audio:     chunk_size (samples per chunk), sample_rate, ...
+    model:     the network's constructor arguments (RoformerConfig's fields, plus training-only ones)
+    training:  instruments, target_instrument (the stem the network outputs), ...
+    inference: batch_size, num_overlap (chunks overlapping each sample)
+
+Upstream picks BS or Mel-Band from the file name, then from the config; the config decides here
+(``freqs_per_bands`` is BS-RoFormer's, ``num_bands`` Mel-Band's), the name where it names neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.models.roformer import Roformer, RoformerConfig
+from app.models.upstream import safe_pickle
+
+# Keys of the published ``model:`` sections that only training reads (dropout, flash attention,
+# the multi-resolution STFT loss, gradient checkpointing) or that restate a derived value.
+TRAINING_KEYS = frozenset(
+    {
+        "attn_dropout",
+        "ff_dropout",
+        "flash_attn",
+        "dim_freqs_in",
+        "multi_stft_resolution_loss_weight",
+        "multi_stft_resolutions_window_sizes",
+        "multi_stft_hop_size",
+        "multi_stft_normalized",
+        "use_torch_checkpoint",
+        "match_input_audio_length",
+    }
+)
+
+
+class RoformerFileError(ValueError):
+    """A RoFormer checkpoint or config cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RoformerFiles:
+    """What a published model pair says beyond the network: how to run it."""
+
+    config: RoformerConfig
+    chunk_size: int  # samples per chunk (audio.chunk_size)
+    num_overlap: int  # chunks covering each sample (inference.num_overlap; step = chunk_size // this)
+    batch_size: int  # chunks per forward pass (inference.batch_size)
+    stems: tuple[str, ...]  # what each output of the network is (target_instrument, or the instruments)
+
+
+class _TupleLoader(yaml.SafeLoader):
+    """PyYAML's safe loader plus the one Python tag the published configs use."""
+
+
+_TupleLoader.add_constructor(
+    "tag:yaml.org,2002:python/tuple",
+    lambda loader, node: tuple(loader.construct_sequence(node)),  # type: ignore[arg-type]
+)
+
+
+def _section(data: dict, name: str, path: Path) -> dict:
+    value = data.get(name)
+    if not isinstance(value, dict):
+        raise RoformerFileError(f"{path}: no '{name}:' section; use the config published with the checkpoint")
+    return value
+
+
+def _kind(model: dict, name: str, path: Path) -> str:
+    if "freqs_per_bands" in model:
+        return "bs_roformer"
+    if "num_bands" in model:
+        return "mel_band_roformer"
+    lowered = name.lower()
+    if "bs_roformer" in lowered or "bsroformer" in lowered:
+        return "bs_roformer"
+    if "mel_band_roformer" in lowered or "melbandroformer" in lowered:
+        return "mel_band_roformer"
+    raise RoformerFileError(f"{path}: neither freqs_per_bands (BS-RoFormer) nor num_bands (Mel-Band) is set")
+
+
+def read_config(path: Path) -> RoformerFiles:
+    """Parse a published ``.yaml``; unknown model keys and unsupported settings are refused."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TupleLoader)  # a SafeLoader plus tuples
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RoformerFileError(f"{path}: not a readable YAML config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RoformerFileError(f"{path}: not a RoFormer config (no sections)")
+    model = dict(_section(data, "model", path))
+    audio, training = _section(data, "audio", path), _section(data, "training", path)
+    inference = data.get("inference") or {}
+    if model.pop("linear_transformer_depth", 0):
+        raise RoformerFileError(f"{path}: linear_transformer_depth > 0 (linear attention) is not supported")
+    known = {f.name for f in fields(RoformerConfig)} - {"kind"}
+    unknown = sorted(set(model) - known - TRAINING_KEYS)
+    if unknown:
+        raise RoformerFileError(f"{path}: unknown model settings {', '.join(unknown)}")
+    values: dict[str, Any] = {k: v for k, v in model.items() if k in known}
+    if "freqs_per_bands" in values:
+        values["freqs_per_bands"] = tuple(int(n) for n in values["freqs_per_bands"])
+    rate = int(audio.get("sample_rate", values.get("sample_rate", 44100)))
+    if values.setdefault("sample_rate", rate) != rate:
+        raise RoformerFileError(f"{path}: audio.sample_rate {rate} differs from model.sample_rate")
+    try:
+        config = RoformerConfig(kind=_kind(model, path.stem, path), **values)
+    except (TypeError, ValueError) as exc:
+        raise RoformerFileError(f"{path}: {exc}") from exc
+    if "dim_freqs_in" in model and model["dim_freqs_in"] != config.stft_n_fft // 2 + 1:
+        raise RoformerFileError(f"{path}: dim_freqs_in {model['dim_freqs_in']} does not match stft_n_fft")
+    target = training.get("target_instrument")
+    stems = (str(target),) if target else tuple(str(s) for s in training.get("instruments") or ())
+    if len(stems) != config.num_stems:
+        raise RoformerFileError(
+            f"{path}: {config.num_stems} stem(s) in the model, training names {list(stems)}"
+        )
+    files = RoformerFiles(
+        config=config,
+        chunk_size=int(audio.get("chunk_size", 0)),
+        num_overlap=int(inference.get("num_overlap", 2)),
+        batch_size=int(inference.get("batch_size", 1)),
+        stems=stems,
+    )
+    if files.chunk_size < config.stft_n_fft or files.num_overlap < 1 or files.batch_size < 1:
+        raise RoformerFileError(
+            f"{path}: audio.chunk_size, inference.num_overlap and batch_size must be positive"
+        )
+    return files
+
+
+def load_model(checkpoint: Path, files: RoformerFiles) -> Roformer:
+    """The network of ``files.config`` with the ``.ckpt`` state dict loaded strict, in eval mode."""
+    checkpoint = Path(checkpoint)
+    try:
+        state = safe_pickle.load(safe_pickle.read_file(checkpoint), str(checkpoint))
+    except (OSError, safe_pickle.CheckpointError) as exc:
+        raise RoformerFileError(f"{checkpoint}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint: the weights are inside
+    if not isinstance(state, dict):
+        raise RoformerFileError(f"{checkpoint}: not a state dict")
+    model = Roformer(files.config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        head = str(exc).splitlines()[1:3]
+        raise RoformerFileError(
+            f"{checkpoint} does not fit its config ({' '.join(h.strip() for h in head)[:300]}); "
+            "use the .yaml published with this checkpoint"
+        ) from exc
+    return model.eval()
