@@ -30,12 +30,17 @@ class TextInput:
     phones: tuple[int, ...]
     # (bert_dim, len(phones)) float32: BERT features of Chinese parts, zeros elsewhere.
     bert: torch.Tensor
+    # (word or character, phones it was read as) in phone order, summing to len(phones)
+    # (app.text.words); () when unknown (word timestamps then give the whole text one span).
+    words: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.bert.ndim != 2 or self.bert.shape[1] != len(self.phones):
             raise ValueError(
                 f"BERT features of shape {tuple(self.bert.shape)} do not fit {len(self.phones)} phones"
             )
+        if self.words and sum(n for _, n in self.words) != len(self.phones):
+            raise ValueError(f"word phone counts {self.words} do not add up to {len(self.phones)} phones")
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class SynthesisPlan:
     sample_steps: int = 32
     # Segment indices of each GPT batch (see app.infer.batching); None: text order, batch_size each.
     batches: tuple[tuple[int, ...], ...] | None = None
+    # Align each segment's tokens to its phones and report word/character times (TTSResult.words).
+    word_timestamps: bool = False
 
     def batch_rows(self) -> tuple[tuple[int, ...], ...]:
         """The GPT batches: ``batches`` when set, else consecutive segments ``batch_size`` at a time."""

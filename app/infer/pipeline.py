@@ -54,7 +54,7 @@ from app.infer.stages.audio import CFM_STEP_CHOICES, DEFAULT_CFM_STEPS, CfmAudio
 from app.infer.stages.base import TimbreInputs, Voice
 from app.infer.stages.reference import ReferenceStage
 from app.infer.stages.text import TextStage
-from app.infer.stages.tokens import generate_tokens, token_limit
+from app.infer.stages.tokens import generate_tokens, token_attention, token_limit
 from app.infer.streaming import StreamOptions
 from app.models.encoders.hubert import HubertEncoder
 from app.models.encoders.sv import SpeakerEncoder
@@ -227,6 +227,16 @@ class TTSPipeline:
         """Stage 3: rows of (phones (n_i,), bert (bert_dim, n_i)) decoded together; token chunks."""
         return generate_tokens(self.gpt, self.device, phones, berts, prompt_tokens, options, chunk_tokens)
 
+    def align_tokens(
+        self,
+        phones: Sequence[int],
+        bert: torch.Tensor,
+        prompt_tokens: torch.Tensor | None,
+        tokens: torch.Tensor,
+    ) -> torch.Tensor:
+        """Word timestamps: ``(N, n)`` attention of a row's N generated tokens over its n phones."""
+        return token_attention(self.gpt, phones, bert, prompt_tokens, tokens)
+
     def decode_tokens(
         self,
         tokens: torch.Tensor,
@@ -297,5 +307,6 @@ class TTSPipeline:
             options or StreamOptions(),
             token_chunks,
             self.decode_tokens,
+            self.align_tokens,
         )
         yield from runner.chunks(info, notes, timings, start)

@@ -96,6 +96,7 @@ class Planner:
                 request.split_bucket,
                 float(request.batch_threshold),
             ),
+            word_timestamps=bool(request.word_timestamps),
         )
         return plan, _info(reference, prompt), tuple(notes), Timings(text=t_text, reference=t_ref)
 

@@ -143,6 +143,9 @@ class TTSRequest:
     # Flow-matching steps of v3/v4 models (more: finer, slower); None: the model's default.
     # Other models have no such step, and refuse a value.
     sample_steps: int | None = None
+    # Align each segment's GPT tokens to its phones and report word/character times
+    # (TTSResult.words; app.infer.alignment). Costs one more GPT pass per segment.
+    word_timestamps: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
@@ -257,6 +260,17 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class WordTime:
+    """When one word (or character, for Chinese) is spoken."""
+
+    # The word as read (normalised: numbers spelt out, full-width marks made ASCII).
+    text: str
+    # Seconds from the start of its segment's audio.
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class TTSResult:
     """The synthesised audio and how it was made."""
 
@@ -276,6 +290,9 @@ class TTSResult:
     notes: tuple[str, ...]
     # Stage timings.
     timings: Timings = field(default_factory=Timings)
+    # With word_timestamps: the words of each segment with their times (punctuation left out);
+    # () otherwise.
+    words: tuple[tuple[WordTime, ...], ...] = ()
 
     @property
     def duration(self) -> float:

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from app.devices import release_free_memory
+from app.infer.alignment import word_times
 from app.infer.inputs import SynthesisPlan
-from app.infer.request import AudioChunk, ReferenceInfo, Timings, TTSResult
+from app.infer.request import AudioChunk, ReferenceInfo, Timings, TTSResult, WordTime
 from app.infer.seeds import derive_seed, generator
-from app.infer.stages.base import AudioStage, SegmentDecoder, TokenStage
+from app.infer.stages.base import AudioStage, SegmentDecoder, TokenAligner, TokenStage
 from app.infer.streaming import StreamOptions
 from app.models.gpt.sampling import TokenChunk
 
@@ -57,6 +58,8 @@ class Runner:
         decode: the whole-segment decode; ``audio.decode`` unless the caller wraps it (the
             pipeline passes its own ``decode_tokens``, so one wrapper there counts or times
             every decode).
+        align: the attention of a segment's tokens over its phones, for plans that ask for word
+            timestamps (refused without it).
     """
 
     def __init__(
@@ -67,8 +70,12 @@ class Runner:
         options: StreamOptions,
         token_chunks: bool,
         decode: SegmentDecoder | None = None,
+        align: TokenAligner | None = None,
     ) -> None:
+        if plan.word_timestamps and align is None:
+            raise ValueError("word timestamps need the GPT's attention: pass align")
         self.plan = plan
+        self.align = align
         self.generate = generate
         self.audio = audio
         self.decode: SegmentDecoder = decode or audio.decode
@@ -79,6 +86,9 @@ class Runner:
         )
         self.pause = np.zeros(round(audio.sample_rate * plan.pause_seconds), np.int16)
         self.tokens: list[torch.Tensor | None] = [None] * len(plan.segments)
+        # Word timestamps: each segment's (N, n_phones) attention, then its words with times.
+        self.attention: list[torch.Tensor | None] = [None] * len(plan.segments)
+        self.words: list[tuple[WordTime, ...]] = [()] * len(plan.segments)
         self.parts: list[np.ndarray] = []
         # Whole-segment mode: audio of finished segments waiting for the earlier ones (batches
         # of similar-length segments finish out of text order).
@@ -149,6 +159,7 @@ class Runner:
                 seg = rows[r]
                 tokens = torch.cat(parts[r]).cpu()
                 self.tokens[seg] = tokens
+                self._attend(seg, tokens)
                 t0 = time.perf_counter()
                 audio = self.decode(
                     tokens,
@@ -160,6 +171,7 @@ class Runner:
                     self.plan.sample_steps,
                 )
                 self.sovits_s += time.perf_counter() - t0
+                self._time_words(seg, len(audio))
                 r += 1
                 self.waiting[seg] = np.concatenate([to_int16(peak_normalise(audio)), self.pause])
                 while self.next_segment in self.waiting:
@@ -175,6 +187,7 @@ class Runner:
         )
         pending: list[torch.Tensor] = []
         all_tokens: list[torch.Tensor] = []
+        speech = 0  # samples of the segment so far (its pause excluded)
         sizes = o.chunk_sizes()
         wanted = next(sizes)
         for chunk in self._timed(it):
@@ -192,12 +205,38 @@ class Runner:
             pending = []
             wanted = next(sizes)
             samples = to_int16(audio)
+            speech += len(samples)
             if final:
+                self._attend(seg, torch.cat(all_tokens))
+                self._time_words(seg, speech)
                 samples = np.concatenate([samples, self.pause])
             yield self._emit(samples, seg, final)
             if final:
                 break
         self.tokens[seg] = torch.cat(all_tokens) if all_tokens else torch.zeros(0, dtype=torch.long)
+
+    def _attend(self, seg: int, tokens: torch.Tensor) -> None:
+        """Word timestamps: the attention of segment ``seg``'s tokens over its own phones."""
+        if not self.plan.word_timestamps or self.align is None:
+            return
+        t0 = time.perf_counter()
+        prompt = self.plan.prompt
+        segment = self.plan.segments[seg]
+        phones = (prompt.phones if prompt else ()) + segment.phones
+        bert = torch.cat([prompt.bert, segment.bert], dim=1) if prompt else segment.bert
+        attention = self.align(phones, bert, self.plan.prompt_tokens, tokens)  # (N, prompt + segment)
+        self.attention[seg] = attention[:, len(phones) - len(segment.phones) :]
+        self.gpt_s += time.perf_counter() - t0  # a GPT pass: counted with the GPT's time
+
+    def _time_words(self, seg: int, samples: int) -> None:
+        """Word timestamps of segment ``seg`` once its speech is ``samples`` long."""
+        attention = self.attention[seg]
+        if attention is None:
+            return
+        segment = self.plan.segments[seg]
+        seconds = samples / self.audio.sample_rate
+        self.words[seg] = word_times(attention.numpy(), segment.words, segment.text, seconds)
+        self.attention[seg] = None
 
     def _final(self, info: ReferenceInfo, notes: tuple[str, ...], timings: Timings) -> AudioChunk:
         total = time.perf_counter() - self.begin
@@ -209,6 +248,7 @@ class Runner:
             segments=tuple(s.text for s in self.plan.segments),
             tokens=tokens,
             reference=info,
+            words=tuple(self.words) if self.plan.word_timestamps else (),
             notes=notes,
             timings=replace(
                 timings,

@@ -128,19 +128,41 @@ def g2p(norm_text: str, version: str = "v2") -> G2P:
     caller's symbol mapping, as upstream's cleaner does.
     """
     del version
-    phones: list[str] = []
-    for ph in _word_phones(norm_text):
-        if ph in ARPABET or ph in PUNCTUATION_PHONES:
-            phones.append(ph)
-        elif ph == "'":
-            phones.append("-")
-        elif ph == "<unk>":
-            phones.append("UNK")
-        else:
-            logger.debug("dropping phone %r not in the symbol table", ph)
+    phones = [ph for _, token_phones in _token_readings(norm_text) for ph in token_phones]
     if len(phones) < MIN_PHONES:
         phones.insert(0, ",")
     return G2P(phones=tuple(phones))
+
+
+def word_phone_counts(norm_text: str) -> tuple[tuple[str, int], ...]:
+    """(token, phones :func:`g2p` gives it) for every token of normalised English text, in order.
+
+    The counts add up to ``len(g2p(norm_text).phones)`` (a leading ``","`` of a short text is a
+    token of its own): word timestamps map phone spans back to words with them.
+    """
+    counts = tuple((token, len(phones)) for token, phones in _token_readings(norm_text))
+    if sum(n for _, n in counts) < MIN_PHONES:
+        counts = ((",", 1), *counts)
+    return counts
+
+
+def _token_readings(norm_text: str) -> list[tuple[str, list[str]]]:
+    """(token, its phones in the symbol table) for every token of ``norm_text``."""
+    tokens = _tokenizer().tokenize(norm_text)
+    out = []
+    for token, pos in zip(tokens, tag(tokens), strict=True):
+        kept = []
+        for ph in _token_phones(token, pos):
+            if ph in ARPABET or ph in PUNCTUATION_PHONES:
+                kept.append(ph)
+            elif ph == "'":
+                kept.append("-")
+            elif ph == "<unk>":
+                kept.append("UNK")
+            else:
+                logger.debug("dropping phone %r not in the symbol table", ph)
+        out.append((token, kept))
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -163,15 +185,6 @@ def _neural():
     from app.text.en_neural import load
 
     return load()
-
-
-def _word_phones(text: str) -> list[str]:
-    """ARPAbet phones and passed-through punctuation for every token of ``text``."""
-    tokens = _tokenizer().tokenize(text)
-    out: list[str] = []
-    for token, pos in zip(tokens, tag(tokens), strict=True):
-        out.extend(_token_phones(token, pos))
-    return out
 
 
 def _token_phones(token: str, pos: str) -> list[str]:

@@ -44,17 +44,23 @@ SRT = "1\n00:00:00,200 --> 00:00:02,000\nHello there.\n\n2\n00:00:02,500 --> 00:
 def test_a_subtitle_job_is_dubbed_and_its_results_fetched(client, voices):
     response = client.post(
         "/longform/jobs",
-        json={"source": SRT, "filename": "film.srt", "voice": "lf_narrator", "title": "film"},
-    )
+        json={
+            "source": SRT, "filename": "film.srt", "voice": "lf_narrator", "title": "film",
+            "word_timestamps": True,
+        },
+    )  # fmt: skip
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
     job = _wait_done(client, job_id)
     assert job["state"] == "done" and job["done"] == job["total"] == 2, job
-    assert sorted(job["results"]) == ["audio", "fit", "srt", "timestamps", "vtt"]
+    assert sorted(job["results"]) == ["audio", "fit", "srt", "timestamps", "vtt", "words_srt", "words_vtt"]
     srt = client.get(f"/longform/jobs/{job_id}/result/srt")
     cues = parse_source(srt.text, "srt").lines
     assert [c.text for c in cues] == ["Hello there.", "Too short for this."]
     assert cues[0].start == pytest.approx(0.2, abs=1e-3)
+    words = parse_source(client.get(f"/longform/jobs/{job_id}/result/words_vtt").text, "vtt").lines
+    assert [w.text for w in words] == ["Hello", "there", "Too", "short", "for", "this"]
+    assert cues[0].start - 1e-3 <= words[0].start and words[1].end <= cues[0].end + 1e-3
     audio = client.get(f"/longform/jobs/{job_id}/result/audio")
     assert audio.headers["content-type"] == "audio/wav"
     samples, rate = sf.read(io.BytesIO(audio.content), dtype="int16")

@@ -46,6 +46,7 @@ def test_start_a_job_listen_to_the_takes_and_pick_one(studio_browser, longform_s
     takes = page.locator("#longform-takes input[type=number]")
     takes.fill("2")
     takes.press("Enter")
+    page.locator("#longform-words input[type=checkbox]").check()
     page.locator("#longform-start").click()
     status = page.locator("#longform-status")
     expect(status).to_contain_text("chapter", timeout=30_000)
@@ -77,4 +78,8 @@ def test_start_a_job_listen_to_the_takes_and_pick_one(studio_browser, longform_s
     assert np.array_equal(chosen, take)
     srt = (job / "out" / "chapter.srt").read_text(encoding="utf-8")
     assert "And the second line." in srt
+    # Word timestamps were asked for: the job keeps the option and writes word-level subtitles.
+    assert state["options"]["word_timestamps"] is True
+    words = (job / "out" / "chapter.words.srt").read_text(encoding="utf-8")
+    assert [ln for ln in words.splitlines() if ln.isalpha()][-4:] == ["And", "the", "second", "line"]
     page.close()

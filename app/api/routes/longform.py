@@ -7,7 +7,7 @@
 - ``POST /longform/jobs/{id}/lines/{line}/regenerate`` (optional new ``text``) and
   ``/lines/{line}/choose`` (``take``): one line, the rest kept; the outputs are assembled again.
 - ``GET /longform/jobs/{id}/result/{kind}``: ``audio`` (wav), ``srt``, ``vtt``, ``timestamps``,
-  ``fit`` (dubbing report); ``GET /longform/jobs/{id}/lines/{line}/takes/{take}``: one take (wav).
+  ``fit`` (dubbing report), ``words_srt`` / ``words_vtt`` (jobs with ``word_timestamps``); ``GET /longform/jobs/{id}/lines/{line}/takes/{take}``: one take (wav).
 
 Every take is queued on the same device line as ``/tts``.
 """
@@ -42,6 +42,8 @@ RESULT_TYPES = {
     "vtt": "text/vtt",
     "timestamps": "application/json",
     "fit": "application/json",
+    "words_srt": "application/x-subrip",
+    "words_vtt": "text/vtt",
 }
 
 
@@ -63,6 +65,9 @@ class JobRequest(RequestModel):
     chapter_pause: float = Field(1.5, ge=0.0, le=MAX_PAUSE_SECONDS)
     dub: bool | None = Field(None, description="fit cues to their times (default: for subtitle sources)")
     max_speed: float = Field(1.5, ge=1.0, le=4.0, description="fastest speed when dubbing")
+    word_timestamps: bool = Field(
+        False, description="time every word (Chinese: character): in timestamps, words_srt and words_vtt"
+    )
 
 
 class RegenerateRequest(RequestModel):
@@ -112,7 +117,7 @@ def _submit(service: LongformService, body: JobRequest, request: Request) -> str
         options = JobOptions(
             title=body.title, takes=body.takes, seed=body.seed, line_pause=body.line_pause,
             chapter_pause=body.chapter_pause, dub=script.timed if body.dub is None else body.dub,
-            fit=FitOptions(max_speed=body.max_speed),
+            fit=FitOptions(max_speed=body.max_speed), word_timestamps=body.word_timestamps,
         )  # fmt: skip
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
@@ -208,7 +213,10 @@ async def choose_take(job_id: FieldText, line: int, body: ChooseRequest, request
     return await asyncio.to_thread(_act, _service(request), "choose", job_id, line, body.take)
 
 
-@router.get("/jobs/{job_id}/result/{kind}", summary="A result file: audio, srt, vtt, timestamps, fit")
+@router.get(
+    "/jobs/{job_id}/result/{kind}",
+    summary="A result file: audio, srt, vtt, timestamps, fit, words_srt, words_vtt",
+)
 async def get_result(job_id: FieldText, kind: FieldText, request: Request) -> FileResponse:
     if kind not in RESULT_TYPES:
         raise ApiError(
@@ -220,7 +228,12 @@ async def get_result(job_id: FieldText, kind: FieldText, request: Request) -> Fi
     except LongformError as exc:
         raise _api_error(exc) from None
     if kind not in outputs:
-        raise ApiError(404, f"job {job_id} has no {kind} result (fit exists for dubbing jobs)", param="kind")
+        raise ApiError(
+            404,
+            f"job {job_id} has no {kind} result (fit exists for dubbing jobs, words_srt and words_vtt "
+            "for jobs with word_timestamps)",
+            param="kind",
+        )
     path = outputs[kind]
     return FileResponse(path, media_type=RESULT_TYPES[kind], filename=path.name)
 

@@ -8,6 +8,7 @@ Written to ``<job>/out/`` (each file atomically)::
     <title>.timestamps.json  per line and per segment: start, end, text, take, seed, speed;
                              dubbing: the cue, the delay and whether it fit
     <title>.fit.json         dubbing only: the cues that did not fit their slot
+    <title>.words.srt, .vtt  word timestamps only: one cue per word (or Chinese character)
 
 Every time comes from sample counts of the audio written (the pipeline's segment lengths and the
 silences put between lines), so subtitles match the audio to the sample; files round to 1 ms.
@@ -36,6 +37,8 @@ from app.infer.longform.subtitles import Cue, to_srt, to_vtt
 
 # Marks the text stage may put before a short segment; not shown in subtitles.
 _LEADING_MARKS = " .,;:!?。，；：！？、"
+# Samples of silence written at a time.
+SILENCE_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class PlacedLine:
     segments: tuple[tuple[float, float, str], ...]
     # Dubbing: seconds the line starts after its cue (0 when on time).
     delay: float = 0.0
+    # Word timestamps: (start, end, word), seconds from the start of the whole audio.
+    words: tuple[tuple[float, float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class Assembly:
     # Dubbing: one report per cue (empty when reading) and the report file (None when reading).
     fit: tuple[FitReport, ...] = ()
     fit_file: Path | None = None
+    # Word timestamps: the word-level subtitles (None without them).
+    words_srt: Path | None = None
+    words_vtt: Path | None = None
 
     @property
     def unfit(self) -> tuple[FitReport, ...]:
@@ -77,14 +85,14 @@ class Assembly:
         return tuple(r for r in self.fit if not r.fits)
 
 
-def _read_take(folder: Path, line_state: LineState, rate: int | None) -> tuple[np.ndarray, int]:
+def _read_take(folder: Path, line_state: LineState, rate: int) -> np.ndarray:
+    """The chosen take of a line as int16 at ``rate`` (voices of other rates are resampled)."""
     take = line_state.takes[line_state.chosen]
     audio, sr = sf.read(folder / take.file, dtype="int16", always_2d=False)
-    if rate is not None and sr != rate:  # voices of different sample rates: the first voice's wins
+    if sr != rate:  # voices of different sample rates: the first voice's wins
         wave = torch.from_numpy(audio.astype(np.float32) / 32768.0)
         audio = (sinc_resample(wave, sr, rate).clamp(-1, 1).numpy() * 32767).astype(np.int16)
-        sr = rate
-    return audio, sr
+    return audio
 
 
 def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
@@ -92,18 +100,63 @@ def _write_wav(path: Path, audio: np.ndarray, rate: int) -> None:
         sf.write(tmp, audio, rate, subtype="PCM_16", format="WAV")
 
 
+def _write_silence(sink: sf.SoundFile, samples: int) -> None:
+    """``samples`` zeros, written a block at a time (a long gap between cues is not one array)."""
+    block = np.zeros(max(0, min(samples, SILENCE_BLOCK)), np.int16)
+    while samples > 0:
+        sink.write(block[: min(samples, SILENCE_BLOCK)])
+        samples -= SILENCE_BLOCK
+
+
 def assemble(folder: Path, state: JobState) -> Assembly:
-    """Write the outputs of ``state``'s chosen takes under ``folder/out``."""
+    """Write the outputs of ``state``'s chosen takes under ``folder/out``.
+
+    The whole audio is streamed to its file line by line (memory holds one line's take, not the
+    book), then renamed into place.
+    """
     out = folder / OUT_DIR
-    rate: int | None = None
-    pieces: list[np.ndarray] = []
+    first = state.lines[0]
+    rate = sf.info(str(folder / first.takes[first.chosen].file)).samplerate
+    title = state.options.title
+    audio_path = out / f"{title}.wav"
+    with atomic_path(audio_path) as tmp, sf.SoundFile(tmp, "w", rate, 1, "PCM_16", format="WAV") as sink:
+        placed, fit, line_files = _place_lines(folder, state, rate, sink)
+        total = sink.frames
+    cues = _cues(state, placed)
+    srt, vtt, stamps = out / f"{title}.srt", out / f"{title}.vtt", out / f"{title}.timestamps.json"
+    atomic_write_text(srt, to_srt(cues))
+    atomic_write_text(vtt, to_vtt(cues))
+    atomic_write_text(stamps, json.dumps(_timestamps(state, placed, fit), ensure_ascii=False, indent=1))
+    fit_file = None
+    if state.options.dub:
+        fit_file = out / f"{title}.fit.json"
+        unfit = [_fit_json(r, placed[r.line]) for r in fit if not r.fits]
+        atomic_write_text(
+            fit_file, json.dumps({"cues": len(fit), "unfit": unfit}, ensure_ascii=False, indent=1)
+        )
+    words_srt = words_vtt = None
+    if state.options.word_timestamps:
+        words = tuple(Cue(a, b, text) for p in placed for a, b, text in p.words)
+        words_srt, words_vtt = out / f"{title}.words.srt", out / f"{title}.words.vtt"
+        atomic_write_text(words_srt, to_srt(words))
+        atomic_write_text(words_vtt, to_vtt(words))
+    return Assembly(
+        audio_path, total / rate, rate, srt, vtt, stamps, tuple(line_files), tuple(placed), cues,
+        tuple(fit), fit_file, words_srt, words_vtt,
+    )  # fmt: skip
+
+
+def _place_lines(
+    folder: Path, state: JobState, rate: int, sink: sf.SoundFile
+) -> tuple[list[PlacedLine], list[FitReport], list[Path]]:
+    """Write every line's chosen take (and the silences between) to ``sink``; where each one went."""
     placed: list[PlacedLine] = []
-    cursor = 0  # samples written so far
-    line_files = []
     fit: list[FitReport] = []
-    dub = state.options.dub
+    line_files = []
+    cursor = 0  # samples written so far
+    dub, options = state.options.dub, state.options
     for index, line_state in enumerate(state.lines):
-        audio, rate = _read_take(folder, line_state, rate)
+        audio = _read_take(folder, line_state, rate)
         line = line_state.line
         if dub and line.start is not None:
             begin = max(round(line.start * rate), cursor)
@@ -111,59 +164,26 @@ def assemble(folder: Path, state: JobState) -> Assembly:
             begin = 0
         else:
             chapter = line.chapter != state.lines[index - 1].line.chapter
-            begin = cursor + round(
-                (state.options.chapter_pause if chapter else state.options.line_pause) * rate
-            )
-        pieces.append(np.zeros(begin - cursor, np.int16))
-        pieces.append(audio)
+            begin = cursor + round((options.chapter_pause if chapter else options.line_pause) * rate)
+        _write_silence(sink, begin - cursor)
+        sink.write(audio)
         cursor = begin + len(audio)
         take = line_state.takes[line_state.chosen]
         offset = begin / rate
         segments = tuple((offset + a, offset + b, text) for a, b, text in take.segments)
+        words = tuple((offset + a, offset + b, text) for a, b, text in take.words)
         delay = max(0.0, offset - line.start) if dub and line.start is not None else 0.0
-        placed.append(PlacedLine(index, offset, cursor / rate, segments, delay))
+        placed.append(PlacedLine(index, offset, cursor / rate, segments, delay, words))
         if dub and line.start is not None and line.end is not None:
-            slot = line.end - line.start
-            seconds = len(audio) / rate
-            fit.append(
-                FitReport(index, slot, seconds, take.speed, seconds <= slot + state.options.fit.tolerance_s)
-            )
-        path = out / "lines" / f"{index:04d}.wav"
+            slot, seconds = line.end - line.start, len(audio) / rate
+            fit.append(FitReport(index, slot, seconds, take.speed, seconds <= slot + options.fit.tolerance_s))
+        path = folder / OUT_DIR / "lines" / f"{index:04d}.wav"
         _write_wav(path, audio, rate)
         line_files.append(path)
-    assert rate is not None, "a job has at least one line"
     if dub:
         last_end = max((s.line.end or 0.0) for s in state.lines)
-        pieces.append(np.zeros(max(0, round(last_end * rate) - cursor), np.int16))
-    whole = np.concatenate(pieces)
-    cues = _cues(state, placed)
-    title = state.options.title
-    audio_path = out / f"{title}.wav"
-    _write_wav(audio_path, whole, rate)
-    srt, vtt, stamps = out / f"{title}.srt", out / f"{title}.vtt", out / f"{title}.timestamps.json"
-    atomic_write_text(srt, to_srt(cues))
-    atomic_write_text(vtt, to_vtt(cues))
-    atomic_write_text(stamps, json.dumps(_timestamps(state, placed, fit), ensure_ascii=False, indent=1))
-    fit_file = None
-    if dub:
-        fit_file = out / f"{title}.fit.json"
-        unfit = [_fit_json(r, placed[r.line]) for r in fit if not r.fits]
-        atomic_write_text(
-            fit_file, json.dumps({"cues": len(fit), "unfit": unfit}, ensure_ascii=False, indent=1)
-        )
-    return Assembly(
-        audio_path,
-        len(whole) / rate,
-        rate,
-        srt,
-        vtt,
-        stamps,
-        tuple(line_files),
-        tuple(placed),
-        cues,
-        tuple(fit),
-        fit_file,
-    )
+        _write_silence(sink, round(last_end * rate) - cursor)
+    return placed, fit, line_files
 
 
 def _cues(state: JobState, placed: list[PlacedLine]) -> tuple[Cue, ...]:
@@ -210,6 +230,8 @@ def _timestamps(state: JobState, placed: list[PlacedLine], fit: list[FitReport])
             "speed": round(take.speed, 4),
             "segments": [{"start": round(a, 4), "end": round(b, 4), "text": t} for a, b, t in p.segments],
         }
+        if state.options.word_timestamps:
+            entry["words"] = [{"start": round(a, 4), "end": round(b, 4), "text": t} for a, b, t in p.words]
         if p.index in reports:
             report = reports[p.index]
             entry["cue"] = [line_state.line.start, line_state.line.end]

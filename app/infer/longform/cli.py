@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--speed", type=float, default=1.0)
     o.add_argument("--dub", action=argparse.BooleanOptionalAction, help="fit subtitle cues to their times")
     o.add_argument("--max-speed", type=float, default=1.5, help="fastest speed when dubbing")
+    o.add_argument(
+        "--word-timestamps",
+        action="store_true",
+        help="time every word (Chinese: character) from the GPT's alignment: in the timestamps JSON "
+        "and <title>.words.srt/.words.vtt",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return p
 
@@ -143,6 +149,7 @@ def new_job(args: argparse.Namespace) -> LongformJob:
         chapter_pause=args.chapter_pause,
         dub=dub,
         fit=FitOptions(max_speed=args.max_speed),
+        word_timestamps=args.word_timestamps,
     )
     voices = _voices(args, script.voices)
     lines = tuple(LineState(line) for line in script.lines)
@@ -212,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {result.audio}: {result.duration:.2f} s, {len(job.state.lines)} line(s) "
         f"({done} synthesised now), {len(result.cues)} subtitle cue(s)"
     )
+    if result.words_srt is not None:
+        words = sum(len(p.words) for p in result.placed)
+        print(f"wrote {result.words_srt} and {result.words_vtt.name}: {words} timed word(s)")
     for report in result.unfit:
         print(
             f"note: cue {report.line} does not fit: {report.duration:.2f} s of speech for a "

@@ -145,7 +145,9 @@ class LongformJob:
         fit = self.state.options.fit
         slot = (line.end - line.start) if (line.start is not None and line.end is not None) else None
         for _ in range(MAX_ATTEMPTS):
-            audio, rate, take = _speak_once(speak, voice, line, seed, speed)
+            audio, rate, take = _speak_once(
+                speak, voice, line, seed, speed, self.state.options.word_timestamps
+            )
             if not self.state.options.dub or slot is None:
                 break
             faster = next_speed(take.seconds, slot, speed, fit)
@@ -202,6 +204,8 @@ class LongformJob:
             "vtt": ".vtt",
             "timestamps": ".timestamps.json",
             "fit": ".fit.json",
+            "words_srt": ".words.srt",
+            "words_vtt": ".words.vtt",
         }
         paths = {kind: out / f"{title}{suffix}" for kind, suffix in names.items()}
         return {kind: path for kind, path in paths.items() if path.is_file()}
@@ -216,7 +220,7 @@ class LongformJob:
 
 
 def _speak_once(
-    speak: Speak, voice: Voice, line: Line, seed: int, speed: float
+    speak: Speak, voice: Voice, line: Line, seed: int, speed: float, word_timestamps: bool = False
 ) -> tuple[np.ndarray, int, Take]:
     """One synthesis of ``line``: int16 speech (trailing pause cut) at its rate and its :class:`Take`."""
     request = dataclasses.replace(
@@ -225,25 +229,30 @@ def _speak_once(
         text_language=line.language or voice.request.text_language,
         seed=seed,
         speed=speed,
+        word_timestamps=word_timestamps,
     )
     parts: dict[int, list[np.ndarray]] = {}
-    rate, texts = 0, ()
+    rate, texts, words = 0, (), ()
     for chunk in speak(voice.spec, request):
         rate = chunk.sample_rate
         if len(chunk.audio):
             parts.setdefault(chunk.segment, []).append(chunk.audio)
         if chunk.result is not None:
-            texts = chunk.result.segments
+            texts, words = chunk.result.segments, chunk.result.words
     if not rate or not parts:
         raise JobStateError(f"the synthesis of {line.text[:40]!r} gave no audio")
     pause = round(rate * request.pause_seconds)  # the runner's pause after every segment
-    segments, pieces, offset = [], [], 0
+    segments, pieces, offset, timed = [], [], 0, []
     for seg in sorted(parts):
         audio = np.concatenate(parts[seg])
         speech = max(0, len(audio) - pause)
         text = texts[seg].strip() if seg < len(texts) else ""
         segments.append((offset / rate, (offset + speech) / rate, text))
+        for word in words[seg] if seg < len(words) else ():
+            timed.append((offset / rate + word.start, offset / rate + word.end, word.text))
         pieces.append(audio)
         offset += len(audio)
     whole = np.concatenate(pieces)[: max(0, offset - pause)]
-    return whole, rate, Take(seed, "", len(whole) / rate, speed, tuple(segments))
+    if word_timestamps and len(words) != len(parts):
+        raise JobStateError("the synthesis gave no word timestamps: this pipeline cannot align its tokens")
+    return whole, rate, Take(seed, "", len(whole) / rate, speed, tuple(segments), tuple(timed))

@@ -63,6 +63,8 @@ class Take:
     speed: float
     # (start, end, text) of each sentence segment inside the take, seconds.
     segments: tuple[tuple[float, float, str], ...] = ()
+    # With word timestamps: (start, end, word) of every word inside the take, seconds.
+    words: tuple[tuple[float, float, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class JobOptions:
     # Fit each line to its cue (subtitle sources only).
     dub: bool = False
     fit: FitOptions = field(default_factory=FitOptions)
+    # Word/character timestamps (the GPT's tokens aligned to the phones): in the timestamps JSON
+    # and as word-level subtitles (<title>.words.srt / .words.vtt).
+    word_timestamps: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.takes <= MAX_TAKES:
@@ -181,7 +186,8 @@ def to_json(state: JobState) -> str:
 
 def _take(data: dict[str, Any]) -> Take:
     segments = tuple((float(a), float(b), str(t)) for a, b, t in data.pop("segments", ()))
-    return Take(segments=segments, **data)
+    words = tuple((float(a), float(b), str(t)) for a, b, t in data.pop("words", ()))
+    return Take(segments=segments, words=words, **data)
 
 
 def from_json(text: str) -> JobState:

@@ -40,6 +40,19 @@ class TokenStage(Protocol):
     ) -> Iterator[TokenChunk]: ...
 
 
+class TokenAligner(Protocol):
+    """Stage 3 looked back at: a row's (phones (n,), BERT (bert_dim, n)), the prompt tokens and the
+    (N,) tokens generated -> (N, n) attention of each token over the row's phones."""
+
+    def __call__(
+        self,
+        phones: Sequence[int],
+        bert: torch.Tensor,
+        prompt_tokens: torch.Tensor | None,
+        tokens: torch.Tensor,
+    ) -> torch.Tensor: ...
+
+
 class SegmentDecoder(Protocol):
     """Stage 4 on one whole segment: (n,) tokens + the segment's phones -> float32 audio."""
 

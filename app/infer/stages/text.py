@@ -26,6 +26,7 @@ from app.text import EmptyText, LanguageMode, OverrideError, UnsupportedLanguage
 from app.text.characters import normalize_characters
 from app.text.frontend import TextResult
 from app.text.split import CLAUSE_MARKS
+from app.text.words import word_units
 
 if TYPE_CHECKING:  # BERT pulls in transformers: imported where it is loaded, on first use
     from app.models.encoders.bert import BertFeaturizer
@@ -109,7 +110,7 @@ class TextStage:
         if notes is not None:
             notes += _skipped(text, language, [p for p, r in read if not speaks(r.phones)])
         feats = self.features([r for _, r in kept])
-        return [TextInput(p, r.phone_ids, f) for (p, r), f in zip(kept, feats, strict=True)]
+        return [TextInput(p, r.phone_ids, f, word_units(r)) for (p, r), f in zip(kept, feats, strict=True)]
 
     def clear(self) -> None:
         """Forget cached prompt features."""

@@ -13,6 +13,7 @@ import torch
 
 from app.infer.request import TTSRequest
 from app.models.gpt import MAX_NEW_TOKENS, SamplingOptions, TokenChunk, generate
+from app.models.gpt.attention import text_attention
 
 TOKEN_RATE = 25  # semantic tokens per second; upstream stops the GPT after 25 * max_sec tokens
 
@@ -65,3 +66,18 @@ def generate_tokens(
         phone_lens=phone_lens,
         chunk_tokens=chunk_tokens,
     )
+
+
+def token_attention(
+    gpt: torch.nn.Module,
+    phones: Sequence[int],
+    bert: torch.Tensor,
+    prompt_tokens: torch.Tensor | None,
+    tokens: torch.Tensor,
+) -> torch.Tensor:
+    """``(N, n)`` attention of a row's ``N`` generated tokens over its ``n`` phones (prompt's first).
+
+    See :func:`app.models.gpt.attention.text_attention`.
+    """
+    ids = torch.as_tensor(list(phones), dtype=torch.long)
+    return text_attention(gpt, ids, bert, prompt_tokens, tokens)  # type: ignore[arg-type]

@@ -291,6 +291,10 @@ class DecodingEngine:
             self._pe_table = table
         return table[:length]
 
+    def kernels_for(self, net: Network) -> Kernels:
+        """The packed kernels of ``net`` (packed now if needed): passes other than decoding run on them."""
+        return self._ensure_kernels(net)
+
     def _ensure_kernels(self, net: Network) -> Kernels:
         """Pack the linear weights for decoding, again whenever a parameter changed since the last pack."""
         device = net.ar_predict_layer.weight.device

@@ -114,7 +114,8 @@ def _table(ctx: UIContext, job_id: str) -> pd.DataFrame:
 
 def _results(ctx: UIContext, job_id: str) -> tuple[str | None, list[str]]:
     outputs = _service(ctx).job(job_id).outputs()
-    files = [str(outputs[k]) for k in ("srt", "vtt", "timestamps", "fit") if k in outputs]
+    kinds = ("srt", "vtt", "timestamps", "fit", "words_srt", "words_vtt")
+    files = [str(outputs[k]) for k in kinds if k in outputs]
     return (str(outputs["audio"]) if "audio" in outputs else None), files
 
 
@@ -233,6 +234,7 @@ def start_job(
     takes: float,
     dub: bool,
     max_speed: float,
+    word_timestamps: bool,
     title: str,
 ) -> tuple[Any, str]:
     """Start reading ``source``; the job list (the new job chosen) and its status."""
@@ -249,6 +251,7 @@ def start_job(
             takes=int(takes),
             dub=bool(dub) and script.timed,
             fit=FitOptions(max_speed=float(max_speed)),
+            word_timestamps=bool(word_timestamps),
         )
         voices = LongformService.script_voices(ctx.layout, script, voice, mapping, ctx.settings.device)
         job_id = _service(ctx).submit(script, voices, options)
@@ -298,8 +301,9 @@ def _form(ctx: UIContext) -> list[Any]:
             takes = gr.Slider(1, 8, value=1, step=1, label=ctx.t("longform.takes"), elem_id="longform-takes")
             dub = gr.Checkbox(True, label=ctx.t("longform.dub"), elem_id="longform-dub")
             max_speed = gr.Slider(1.0, 2.0, value=1.5, step=0.05, label=ctx.t("longform.max_speed"))
+            words = gr.Checkbox(False, label=ctx.t("longform.word_timestamps"), elem_id="longform-words")
             title = gr.Textbox("", label=ctx.t("longform.name"), elem_id="longform-title")
-    return [source, voice, script_voices, takes, dub, max_speed, title]
+    return [source, voice, script_voices, takes, dub, max_speed, words, title]
 
 
 def build(ctx: UIContext) -> None:

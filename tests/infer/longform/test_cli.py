@@ -109,3 +109,20 @@ def test_bad_input_exits_with_a_message(tiny_home, ref_wav, tmp_path, capsys, ch
     assert cli.main(change(_args(tiny_home, ref_wav), tmp_path)) == code
     err = capsys.readouterr().err
     assert err.startswith("error: ") and __import__("re").search(message, err), err
+
+
+def test_word_timestamps_are_written_when_asked(tiny_home, ref_wav, tmp_path, capsys):
+    (tmp_path / "b.txt").write_text("Hello there, my friend.\n", encoding="utf-8")
+    job = tmp_path / "j"
+    assert (
+        cli.main(
+            [str(tmp_path / "b.txt"), "--job", str(job), "--word-timestamps", *_args(tiny_home, ref_wav)]
+        )
+        == 0
+    )
+    assert "4 timed word(s)" in capsys.readouterr().out
+    words = (job / "out" / "longform.words.srt").read_text(encoding="utf-8")
+    assert [ln for ln in words.splitlines() if ln.isalpha()] == ["Hello", "there", "my", "friend"]
+    assert load(job).options.word_timestamps
+    assert cli.main(["--resume", str(job), "--word-timestamps"]) == 2
+    assert "leave out --word-timestamps" in capsys.readouterr().err

@@ -111,6 +111,43 @@ def test_dubbing_fits_cues_with_the_model_speed_and_reports_what_cannot_fit(tmp_
     assert [c.text for c in result.cues] == [ln.line.text for ln in job.state.lines]
 
 
+def _words_inside(words, cues):
+    """Every word lies within one cue, in order; returns the words per cue."""
+    per_cue = [[w for w in words if c.start - 1e-9 <= w[0] and w[1] <= c.end + 1e-9] for c in cues]
+    assert sum(len(p) for p in per_cue) == len(words)
+    starts = [w[0] for w in words]
+    assert starts == sorted(starts) and all(b > a for a, b, _ in words)
+    return per_cue
+
+
+def test_word_timestamps_lie_inside_their_cues_when_reading_and_dubbing(tmp_path, voices, speaker):
+    text = "The quick fox jumps. It runs away!\n\nA second line."
+    job = _job(tmp_path / "read", voices[:1], text, "text", word_timestamps=True)
+    result = job.run(speaker)
+    words = [w for p in result.placed for w in p.words]
+    per_cue = _words_inside(words, result.cues)
+    assert [[t for _, _, t in cue] for cue in per_cue] == [
+        ["The", "quick", "fox", "jumps", "It", "runs", "away"],
+        ["A", "second", "line"],
+    ]
+    # Saved with the take (a resumed job keeps them), in the timestamps and the word subtitles.
+    assert load(job.folder).lines[0].takes[0].words == job.state.lines[0].takes[0].words
+    stamps = json.loads(result.timestamps.read_text(encoding="utf-8"))["lines"]
+    assert [w["text"] for w in stamps[1]["words"]] == ["A", "second", "line"]
+    srt = parse_source(result.words_srt.read_text(encoding="utf-8"), "srt").lines
+    vtt = parse_source(result.words_vtt.read_text(encoding="utf-8"), "vtt").lines
+    assert [c.text for c in srt] == [c.text for c in vtt] == [t for _, _, t in words]
+    for cue, (start, end, _) in zip(srt, words, strict=True):
+        assert abs(cue.start - start) <= 0.0005 and abs(cue.end - end) <= 0.0005
+    assert set(job.outputs()) >= {"words_srt", "words_vtt"}
+    dub = _job(tmp_path / "dub", voices[:1], SRT, "srt", dub=True, word_timestamps=True)
+    dubbed = dub.run(speaker)
+    per_line = _words_inside([w for p in dubbed.placed for w in p.words], dubbed.cues)
+    assert [len(p) for p in per_line] == [4, 3, 8]
+    plain = _job(tmp_path / "plain", voices[:1], "One line.", "text").run(speaker)
+    assert plain.words_srt is None and plain.placed[0].words == ()
+
+
 def test_a_script_speaks_each_line_with_its_voice(tmp_path, voices, speaker):
     script = "bob|The first voice.\nalice|en|The default one.\nbob|Back to bob."
     state_voices = (voices[0].__class__("alice", voices[0].spec, voices[0].request), voices[1])
