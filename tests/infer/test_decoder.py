@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.infer.decoder import CastDecoder, WindowedDecoder, receptive_frames
+from app.infer.decoder import CastDecoder, FixedWindowDecoder, WindowedDecoder, receptive_frames
 from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.sovits.config import preset
 
@@ -60,3 +63,59 @@ def test_cast_decoder_returns_float32():
 def test_receptive_field_grows_with_kernels():
     wider = dataclasses.replace(V2, resblock_kernel_sizes=(3, 7, 21))
     assert receptive_frames(wider) > receptive_frames(V2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@given(frames=st.integers(1, 130))
+@settings(max_examples=6, deadline=None)
+def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
+    """Padded-and-masked short inputs and overlapping fixed windows give the whole float32 decode's
+    samples: float32 up to summation order, bf16 as close as the plain bf16 network gets."""
+    dec, fixed = fixed_decoders[dtype]
+    x = torch.randn(1, 8, frames, generator=torch.Generator().manual_seed(frames))
+    g = torch.randn(1, 16, 1, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        want = dec(x, g=g)
+        got = fixed(x, g=g)
+        plain = dec.to(dtype)(x.to(dtype), g=g.to(dtype)).float()
+        dec.float()
+    assert got.dtype == torch.float32 and got.shape == want.shape == (1, 1, frames * V2.hop_length)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    else:
+        error, plain_error = (float((y - want).norm() / want.norm()) for y in (got, plain))
+        assert error <= 2 * plain_error + 1e-3, (error, plain_error)
+
+
+@pytest.fixture(scope="module")
+def fixed_decoders():
+    """Per dtype: the narrow decoder in that dtype and a FixedWindowDecoder of it (windows 8 and 40:
+    inputs of 1-130 frames take the short window, the long one padded, or 2-7 overlapping windows)."""
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        dec = _narrow_v2_decoder()
+        fixed = FixedWindowDecoder(dec, V2, lengths=(8, 40), dtype=dtype)
+        out[dtype] = (dec, fixed)
+    return out
+
+
+@given(frames=st.integers(40, 2000))
+@settings(deadline=None)
+def test_fixed_windows_tile_the_latent(fixed_decoders, frames):
+    """Every frame is kept exactly once, every window is the long length, and a kept frame has the
+    receptive field's context on each side that is not an end of the latent."""
+    fixed = fixed_decoders[torch.float32][1]
+    windows, c = fixed.windows(frames), fixed.context
+    assert windows[0][1] == 0 and windows[-1][2] == frames
+    for (start, a, b), nxt in zip(windows, [*windows[1:], None], strict=True):
+        assert 0 <= start <= a < b <= start + 40 <= frames
+        assert start == 0 or a - start >= c
+        assert start + 40 == frames or start + 40 - b >= c
+        assert nxt is None or nxt[1] == b
+
+
+def test_fixed_windows_refuse_lengths_without_room_for_context():
+    with pytest.raises(ValueError, match="twice the context"):
+        FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(8, 30))
+    with pytest.raises(ValueError, match="ascend"):
+        FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(64, 40))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
-from app.infer.decoder import CastDecoder, WindowedDecoder
+from app.infer.decoder import CastDecoder, FixedWindowDecoder, WindowedDecoder, fixed_windows_pay
 from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
 from tests.infer.tiny import spec_for
 
@@ -50,7 +50,14 @@ def test_precision_plans():
 def test_fast_mode_synthesizes(tiny_home, ref_wav):
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
     assert pipe.gpt.precision == fast_cpu_gpt()
-    assert isinstance(pipe.sovits.dec.inner, CastDecoder) == (pipe.precision.decoder != torch.float32)
+    if pipe.precision.decoder == torch.float32:
+        assert isinstance(pipe.sovits.dec, WindowedDecoder) and not isinstance(
+            pipe.sovits.dec.inner, CastDecoder
+        )
+    elif fixed_windows_pay(pipe.precision.decoder, torch.device("cpu"), pipe.sovits.config):
+        assert isinstance(pipe.sovits.dec, FixedWindowDecoder) and pipe.sovits.dec.dtype == torch.bfloat16
+    else:
+        assert isinstance(pipe.sovits.dec.inner, CastDecoder)
     result = pipe.synthesize(
         TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)
     )
@@ -78,20 +85,23 @@ def test_packed_gpt_weights_are_freed_and_decoding_is_unchanged(tiny_home):
     assert torch.equal(decode(pipe.gpt, phones, bert, prompt, options).tokens[0], expected)
 
 
-def test_fast_mode_builds_the_first_stream_chunks_kernels_at_load(tiny_home, ref_wav, monkeypatch):
-    """bf16 on CPU: the decoder has already run at load on the length a stream's first chunk decodes."""
+def test_fast_mode_builds_its_decoder_kernels_at_load(tiny_home, ref_wav, monkeypatch):
+    """bf16 on CPU: the decoder's window lengths have all run at load, and a stream (chunks of many
+    lengths) then only ever hands the network inputs of those lengths."""
     lengths: list[int] = []
-    inner = WindowedDecoder.forward
+    inner = FixedWindowDecoder._run
 
-    def spy(self, x, g=None):
+    def spy(self, x, g, valid):
         lengths.append(x.shape[-1])
-        return inner(self, x, g=g)
+        return inner(self, x, g, valid)
 
-    monkeypatch.setattr(WindowedDecoder, "forward", spy)
+    monkeypatch.setattr(FixedWindowDecoder, "_run", spy)
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))
-    at_load = list(lengths)
+    if not isinstance(pipe.sovits.dec, FixedWindowDecoder):
+        assert pipe.precision.decoder == torch.float32 and not lengths  # no native bf16 on this CPU
+        return
+    assert lengths == list(pipe.sovits.dec.lengths)
     request = TTSRequest(text="Streaming starts early.", text_language="en", reference=str(ref_wav), seed=1)
     lengths.clear()
     chunks = list(pipe.stream(request, token_chunks=True))
-    assert len(chunks) > 1 and lengths
-    assert at_load == ([lengths[0]] if pipe.precision.decoder == torch.bfloat16 else [])
+    assert len(chunks) > 1 and lengths and set(lengths) <= set(pipe.sovits.dec.lengths)

@@ -19,7 +19,14 @@ import torch
 
 from app.audio.resample import sinc_resample
 from app.devices import release_free_memory
-from app.infer.decoder import CastDecoder, CastSampler, CastVocoder, WindowedDecoder
+from app.infer.decoder import (
+    CastDecoder,
+    CastSampler,
+    CastVocoder,
+    FixedWindowDecoder,
+    WindowedDecoder,
+    fixed_windows_pay,
+)
 from app.infer.inputs import ReferenceFeatures, TextInput
 from app.infer.request import DEFAULT_SAMPLE_STEPS, ModelLoadError, TTSInputError, TTSRequest
 from app.infer.stages.base import AudioStage, TimbreInputs, Voice
@@ -38,7 +45,9 @@ SOVITS_RATE = 32000  # the reference clip's timbre rate (ReferenceClip.wav32)
 class VitsAudio:
     """The VITS decoder of v1-v2ProPlus: tokens + phones + timbre -> n * 1280 samples at speed 1.
 
-    Installs on ``model.dec`` a cast to ``decoder_dtype`` (fast mode) and windowed decoding.
+    Installs on ``model.dec`` windowed decoding: in bf16 on CPU (fast mode) windows of fixed lengths on
+    channels-last activations (:class:`~app.infer.decoder.FixedWindowDecoder`), otherwise a cast to
+    ``decoder_dtype`` and windows of at most 320 frames.
     """
 
     streams_token_chunks = True
@@ -51,21 +60,15 @@ class VitsAudio:
         self.sample_rate = model.config.sampling_rate
         self.device = device
         self.file_name = file_name  # named in refusals
+        if fixed_windows_pay(decoder_dtype, device, model.config):
+            # One or two input shapes ever (channels-last bf16 kernels built once, at load).
+            model.dec = FixedWindowDecoder(model.dec, model.config, dtype=decoder_dtype)
+            model.dec.warm_up(model.config.gin_channels, model.config.inter_channels)
+            return
         if decoder_dtype != torch.float32:
             model.dec = CastDecoder(model.dec, decoder_dtype)
         # Long segments decode in windows: same samples, a fraction of the activations in memory.
         model.dec = WindowedDecoder(model.dec, model.config)
-        if decoder_dtype == torch.bfloat16 and device.type == "cpu":
-            self._build_first_chunk_kernels()
-
-    @torch.inference_mode()
-    def _build_first_chunk_kernels(self) -> None:
-        """oneDNN builds its bf16 (AMX) convolution kernels per input length when it first meets one
-        (~0.3 s at 1 thread for this one): build those of a stream's first chunk now, at load, so a
-        request's first audio does not wait for them."""
-        c = self.model.config
-        frames = StreamOptions().first_chunk * (2 if c.semantic_frame_rate == "25hz" else 1)
-        self.model.dec(torch.zeros(1, c.inter_channels, frames), g=torch.zeros(1, c.gin_channels, 1))
 
     def sample_steps(self, requested: int | None) -> int:
         """Refuses a step count but api_v2's default, which its clients send whatever the model."""

@@ -8,18 +8,23 @@ kernels. Elementwise operations keep their input's memory layout, so a network w
 convolutions, activations, norms and sums runs unchanged on the 4-D tensors.
 
 Used by HuBERT's conv stack in bf16 (0.31 -> 0.20 s CPU for a 5.3 s clip at 1 thread, ~2 MB of
-oneDNN state per new clip length). Not used by the HiFi-GAN decoders, although it made them 1.3x
-(float32) to 3.7x (bf16, with fused activations) faster on repeated lengths: there oneDNN keeps
-~100 MB of kernel state per new input length (the plain layout ~6 MB) until its primitive cache is
-full (~1 GB for ~10 lengths), and a server meets a new length with every request. Decoding in
-windows of one fixed length would bound that; see the README ("Convolutions and memory").
+oneDNN state per new clip length) and by the fast mode's HiFi-GAN decoder
+(:mod:`app.models.nn.hifigan2d`): there oneDNN keeps ~2 MB of kernel state per frame of input
+length in this layout (the plain layout ~6 MB per length), so the decoder runs in windows of a few
+fixed lengths (:class:`~app.infer.decoder.FixedWindowDecoder`) instead of meeting a new length with
+every request.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 CHANNELS_LAST = torch.channels_last
 
@@ -56,6 +61,23 @@ class Conv1dAs2d(nn.Module):
         self.groups = conv.groups
         self.output_padding = (0, conv.output_padding[0]) if self.transposed else (0, 0)
 
+    def _args(self) -> tuple:
+        return (self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
+
+    def leaky_relu(self, x: torch.Tensor, slope: float) -> torch.Tensor:
+        """``leaky_relu(self(x), slope)``, fused into the convolution where oneDNN can."""
+        if self.transposed or not pointwise_fusion(x.dtype):
+            return F.leaky_relu(self(x), slope, inplace=True)
+        return torch.ops.mkldnn._convolution_pointwise(x, *self._args(), "leaky_relu", [slope], "")
+
+    def plus(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """``self(x) + other`` (a new tensor), fused into the convolution where oneDNN can."""
+        if self.transposed or not pointwise_fusion(x.dtype):
+            return self(x).add_(other)
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            x, other, *self._args(), "add", 1.0, None, [], None
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, 1, T) -> (B, C_out, 1, T')"""
         if self.weight.shape[1] == 1 and not self.transposed and self.groups == 1 and self.dilation[1] == 1:
@@ -87,6 +109,30 @@ class Conv1dAs2d(nn.Module):
         if self.bias is not None:
             out += self.bias
         return out.transpose(1, 2).unsqueeze(2)  # (B, C_out, 1, T') channels-last
+
+
+@functools.cache
+def pointwise_fusion(dtype: torch.dtype) -> bool:
+    """True when oneDNN's fused convolution kernels (``torch.ops.mkldnn._convolution_pointwise``,
+    what torch.compile's CPU backend emits) exist here and compute what the plain ops do."""
+    if not torch.backends.mkldnn.is_available() or dtype not in (torch.float32, torch.bfloat16):
+        return False
+    try:
+        gen = torch.Generator().manual_seed(0)  # not the global generator: callers' seeds stay
+        x = torch.randn(1, 4, 1, 16, generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+        weight = torch.randn(4, 4, 1, 3, generator=gen).to(dtype).contiguous(memory_format=CHANNELS_LAST)
+        bias = torch.randn(4, generator=gen).to(dtype)
+        args = (weight, bias, (0, 1), (1, 1), (1, 1), 1)
+        with torch.inference_mode():
+            got = torch.ops.mkldnn._convolution_pointwise(x, *args, "leaky_relu", [0.1], "")
+            plus = torch.ops.mkldnn._convolution_pointwise.binary(x, x, *args, "add", 1.0, None, [], None)
+            want = F.conv2d(x, weight, bias, padding=(0, 1))
+        tol = 1e-5 if dtype == torch.float32 else 2e-2
+        ok = torch.allclose(got.float(), F.leaky_relu(want, 0.1).float(), atol=tol, rtol=tol)
+        return ok and torch.allclose(plus.float(), (want + x).float(), atol=tol, rtol=tol)
+    except (AttributeError, RuntimeError) as err:  # a build without the fused kernels
+        log.info("oneDNN fused convolutions unavailable (%s); plain convolutions and activations", err)
+        return False
 
 
 def convs_as_2d(module: nn.Module) -> int:
