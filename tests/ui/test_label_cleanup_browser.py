@@ -62,7 +62,9 @@ def test_song_to_list_with_every_clean_up_step(studio_browser, cleanup_server):
     page.locator("#label-pipe-folder textarea, #label-pipe-folder input").first.fill("raw")
     page.locator("#label-pipe-name textarea, #label-pipe-name input").first.fill("aki")
     page.locator("#label-pipe-separate input").check()
-    _choose(page, "#label-pipeline", "Separation model (demucs or UVR MDX-Net)", VOCALS)
+    _choose(
+        page, "#label-pipeline", "Separation model (demucs, UVR MDX-Net or BS-/Mel-Band-RoFormer)", VOCALS
+    )
     _choose(page, "#label-pipeline", "Speech recognition engine (auto: chosen by language)", "sensevoice")
     _choose(page, "#label-pipeline", "Language", "ja")
     page.locator("#label-clean").get_by_text("Clean up the vocals").click()
@@ -72,6 +74,8 @@ def test_song_to_list_with_every_clean_up_step(studio_browser, cleanup_server):
     expect(table).to_contain_text("✗ UVR_MDXNET_KARA_2.onnx")
     expect(table).to_contain_text("download_models.py uvr-mdx-karaoke-2")
     expect(table).to_contain_text("✓ gtcrn_simple.onnx")
+    expect(table).to_contain_text("✗ model_bs_roformer_ep_317_sdr_12.9755.ckpt")
+    expect(table).to_contain_text("download_models.py roformer-bs-viperx-1297")
     page.locator("#label-clean-dereverb input").check()
     page.locator("#label-clean-denoise input").check()
     _choose(

@@ -41,7 +41,7 @@ from app.ui.context import UIContext
 from app.ui.messages import STRINGS as MESSAGE_STRINGS
 from app.ui.messages import error, error_from, render, say
 from app.ui.tabs.binding import bind
-from app.ui.tabs.label_cleanup import ENGINE_CHOICES, SEPARATION_CHOICES, build_cleanup, pipeline_parts
+from app.ui.tabs.label_cleanup import ENGINE_CHOICES, build_cleanup, pipeline_parts, separation_choices
 
 STAGE_NAMES = {
     "separate": "1 separate vocals",
@@ -282,7 +282,9 @@ def _audio_column(
     with gr.Column():
         separate = gr.Checkbox(label=ctx.t("label.pipe.separate"), value=False, elem_id="label-pipe-separate")
         demucs = gr.Dropdown(
-            list(SEPARATION_CHOICES), value=DEFAULT_DEMUCS, label=ctx.t("label.pipe.separator")
+            separation_choices(ctx.layout.pretrained),
+            value=DEFAULT_DEMUCS,
+            label=ctx.t("label.pipe.separator"),
         )
         shifts = gr.Slider(0, 10, value=1, step=1, label=ctx.t("label.pipe.shifts"))
         overlap = gr.Slider(0.0, 0.9, value=0.25, step=0.05, label=ctx.t("label.pipe.overlap"))

@@ -87,3 +87,29 @@ def test_song_to_list_through_every_step(pretrained, song, tmp_path, engine, lan
     assert again.separated.files[0].vocals.stat().st_mtime_ns == stamp
     assert all(r.resumed for r in again.cleaned.records)
     assert read_list(again.list_path).rows == rows
+
+
+def test_song_through_roformer_gtcrn_and_sensevoice(pretrained, song, tmp_path):
+    """The RoFormer engine and the learned denoiser in the same chain (tiny models in their formats)."""
+    from app.data.preprocess import gtcrn
+    from app.data.preprocess.roformer import model_files
+    from tests.data.preprocess.tiny_models import tiny_gtcrn, tiny_roformer
+
+    name = "model_bs_roformer_tiny.ckpt"
+    # 256-point STFT at 44.1 kHz: the first band (8 bins) ends at 1.4 kHz, below the 5 kHz backing.
+    tiny_roformer(model_files(name, pretrained)[0], keep_bands=1, chunk_size=MDX_RATE, sample_rate=MDX_RATE)
+    tiny_gtcrn(gtcrn.model_path(pretrained), keep_below_hz=1000)
+    options = PipelineOptions(
+        separate=True,
+        separation=SeparateOptions(engine="roformer", model=name, device="cpu"),
+        cleanup=CleanupOptions(denoise=DenoiseOptions(), denoiser="gtcrn", device="cpu"),
+        slicer=SLICER,
+        transcription=TranscribeOptions(engine="sensevoice", language="ja"),
+    )
+    result = build_dataset(song, "aki", tmp_path / "output", pretrained, options)
+    vocals, _ = sf.read(result.separated.files[0].vocals)
+    spectrum = np.abs(np.fft.rfft(vocals[:, 0]))
+    freqs = np.fft.rfftfreq(vocals.shape[0], 1 / MDX_RATE)
+    assert spectrum[np.abs(freqs - 5000) < 20].max() < 1e-3 * spectrum[np.abs(freqs - 200) < 20].max()
+    assert [r.model.split(":")[0] for r in result.cleaned.records] == ["gtcrn"]
+    assert [(r.lang, r.text) for r in read_list(result.list_path).rows] == [("JA", "hello")] * 3

@@ -311,11 +311,20 @@ def tiny_gtcrn(path, keep_below_hz: float, metadata: dict | None = None, bins: i
 
 
 # -------------------------------------------------------------- BS-/Mel-Band-RoFormer (.ckpt + .yaml)
-def tiny_roformer(checkpoint, kind: str = "bs_roformer", stereo: bool = True, **model) -> dict:
+def tiny_roformer(
+    checkpoint,
+    kind: str = "bs_roformer",
+    stereo: bool = True,
+    keep_bands: int | None = None,
+    chunk_size: int = 3200,
+    **model,
+) -> dict:
     """A random RoFormer saved as the published pair: ``<name>.ckpt`` (state dict) + ``<name>.yaml``.
 
     The config has the published sections and tags (``!!python/tuple``, training-only keys);
-    ``model`` overrides settings of its ``model:`` section. Returns the section written.
+    ``model`` overrides settings of its ``model:`` section. With ``keep_bands`` the mask estimator
+    is set to a mask of exactly 1 on the first ``keep_bands`` bands and 0 above them (a "vocals"
+    stem that is the low end of the mix). Returns the section written.
     """
     import torch
 
@@ -338,6 +347,15 @@ def tiny_roformer(checkpoint, kind: str = "bs_roformer", stereo: bool = True, **
     torch.manual_seed(0)
     config = {k: v for k, v in section.items() if k in RoformerConfig.__dataclass_fields__}
     network = Roformer(RoformerConfig(kind=kind, **config))
+    if keep_bands is not None:
+        with torch.no_grad():
+            for band, mlp in enumerate(network.mask_estimators[0].to_freqs):
+                last = mlp[0][-1]  # the Linear before the GLU: outputs [value, gate]
+                last.weight.zero_()
+                half = last.bias.shape[0] // 2
+                value = torch.zeros(half)
+                value[0::2] = 1.0 if band < keep_bands else 0.0  # real parts 1, imaginary 0
+                last.bias.copy_(torch.cat([value, torch.full((half,), 30.0)]))  # gate sigmoid(30) = 1
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), checkpoint)
 
@@ -349,7 +367,7 @@ def tiny_roformer(checkpoint, kind: str = "bs_roformer", stereo: bool = True, **
     rate = section.get("sample_rate", 16000)
     lines = [
         "audio:",
-        "  chunk_size: 3200",
+        f"  chunk_size: {chunk_size}",
         "  n_fft: 256",
         "  num_channels: 2",
         f"  sample_rate: {rate}",
