@@ -7,6 +7,11 @@ long job takes turns on the device with the web UI's and the API's requests inst
 it. Stopping takes effect after the take being made; a job whose process died (a restart) is
 found again as ``interrupted`` and continues from its last take with :meth:`LongformService.resume`.
 
+Replicas may share one jobs folder: the process running a job holds a lease on its folder
+(:mod:`app.services.job_lease`, renewed every few seconds), and a job counts as cut off only
+when it says running but nobody's lease on it is live, so a replica starting up leaves the jobs
+of its live neighbours alone; one whose owner died is found interrupted once the lease runs out.
+
 Voices are saved presets (:mod:`app.services.presets`): :meth:`LongformService.preset_voice`
 turns one into the models + request template the job stores, so a preset edited later does not
 change a job already made.
@@ -38,6 +43,7 @@ from app.infer.longform.state import JOB_FILE
 from app.infer.request import AudioChunk, ModelLoadError, PipelineSpec, TTSInputError, TTSRequest
 from app.paths import Layout
 from app.services.device_queue import QueueFull
+from app.services.job_lease import HEARTBEAT_S, LEASE_S, Heartbeat, held_by_other, new_owner_id, read_lease
 from app.services.model_choice import ModelChoiceStore, resolve_weight
 from app.services.presets import PresetError, PresetStore
 from app.services.synthesis import SynthesisService
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 RETRY_S = 2.0
 # States of jobs that may be resumed.
 RESUMABLE = ("stopped", "failed", "interrupted")
+# States of a job under way (its owner's lease tells whether it still is).
+UNDER_WAY = ("queued", "running")
 
 
 class LongformError(ValueError):
@@ -89,13 +97,24 @@ class LongformService:
     """The long-form jobs of one data root.
 
     Args:
-        root: folder of the jobs (``Layout.output / "longform"``).
+        root: folder of the jobs (``Layout.output / "longform"``), maybe shared with other processes.
         synthesis: the device's one line; every take is queued there.
+        owner: this service's lease owner id (default: host, pid and a random part).
+        lease_s, heartbeat_s: how long a job's lease holds, and how often it is renewed.
     """
 
-    def __init__(self, root: Path, synthesis: SynthesisService) -> None:
+    def __init__(
+        self,
+        root: Path,
+        synthesis: SynthesisService,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
+        heartbeat_s: float = HEARTBEAT_S,
+    ) -> None:
         self.root = Path(root)
         self.synthesis = synthesis
+        self.owner = owner or new_owner_id()
+        self._leases = Heartbeat(self.owner, lease_s, heartbeat_s)
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._stops: dict[str, threading.Event] = {}
@@ -172,11 +191,19 @@ class LongformService:
             )
         job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         lines = tuple(LineState(line) for line in script.lines)
-        job = LongformJob.create(self.root / job_id, JobState(script.kind, options, voices, lines))
+        folder = self.root / job_id
+        folder.mkdir(parents=True)
+        self._leases.hold(folder)  # before job.json says "queued": no neighbour takes it for cut off
+        try:
+            job = LongformJob.create(folder, JobState(script.kind, options, voices, lines))
+        except BaseException:
+            self._leases.release(folder)
+            raise
         self._start(job_id, job)
         return job_id
 
     def _start(self, job_id: str, job: LongformJob) -> None:
+        self._leases.hold(job.folder)
         stop = threading.Event()
         thread = threading.Thread(target=self._run, args=(job, stop), name=f"longform-{job_id}", daemon=True)
         with self._lock:
@@ -192,6 +219,8 @@ class LongformService:
             log.info("long-form job %s stopped", job.folder.name)
         except Exception:  # recorded in job.json as "failed" with its message
             log.exception("long-form job %s failed", job.folder.name)
+        finally:
+            self._leases.release(job.folder)
 
     def speak(self, spec: PipelineSpec, request: TTSRequest) -> Iterator[AudioChunk]:
         """One take, queued on the device line (waits while the line is full)."""
@@ -207,15 +236,30 @@ class LongformService:
             chunks.cancel()  # the reader left early: stop the synthesis (a no-op once it ended)
 
     def _recover(self) -> None:
-        """Jobs left queued or running by a process that died are marked interrupted."""
+        """Jobs left queued or running by a process that died (no live lease) are marked interrupted."""
         for folder in sorted(self.root.glob(f"*/{JOB_FILE}")):
             try:
-                job = LongformJob.open(folder.parent)
+                self._checked(LongformJob.open(folder.parent))
             except JobStateError as exc:
                 log.warning("skipping long-form job %s: %s", folder.parent, exc)
-                continue
-            if job.state.state in ("queued", "running"):
+
+    def _checked(self, job: LongformJob) -> LongformJob:
+        """``job``, marked interrupted when it says it is under way but nobody's lease on it is live."""
+        if job.state.state in UNDER_WAY:
+            lease = read_lease(job.folder)
+            if lease is None or not lease.live():
+                log.info("long-form job %s was cut off: marked interrupted", job.folder.name)
                 job.set_state("interrupted")
+        return job
+
+    def _not_elsewhere(self, job_id: str) -> None:
+        """Refuse to act on a job another live process runs."""
+        lease = held_by_other(self.root / job_id, self.owner)
+        if lease is not None and not self.running(job_id):
+            raise LongformError(
+                f"job {job_id} is running in another studio process ({lease.host}, pid {lease.pid}): "
+                "stop, resume or edit it there, or wait for it to end"
+            )
 
     def job(self, job_id: str) -> LongformJob:
         """The job ``job_id`` (the live one while it runs)."""
@@ -232,7 +276,7 @@ class LongformService:
             or not (folder / JOB_FILE).is_file()
         ):
             raise JobNotFound(f"no long-form job {job_id!r}: list the jobs to see their ids")
-        return LongformJob.open(folder)
+        return self._checked(LongformJob.open(folder))
 
     def running(self, job_id: str) -> bool:
         with self._lock:
@@ -258,6 +302,7 @@ class LongformService:
         """Ask a running job to stop after its current take."""
         with self._lock:
             stop = self._stops.get(job_id)
+        self._not_elsewhere(job_id)
         if stop is None or not self.running(job_id):
             raise LongformError(f"job {job_id} is not running")
         stop.set()
@@ -266,6 +311,7 @@ class LongformService:
         """Continue a stopped, failed or interrupted job from its last take."""
         if self.running(job_id):
             raise LongformError(f"job {job_id} is running already")
+        self._not_elsewhere(job_id)
         job = self.job(job_id)
         if job.state.state not in RESUMABLE:
             raise LongformError(f"job {job_id} is {job.state.state}; only {', '.join(RESUMABLE)} jobs resume")
@@ -282,6 +328,7 @@ class LongformService:
     def _idle(self, job_id: str) -> LongformJob:
         if self.running(job_id):
             raise LongformError(f"job {job_id} is still running: wait for it or stop it first")
+        self._not_elsewhere(job_id)
         return self.job(job_id)
 
     def regenerate(self, job_id: str, line: int, text: str | None = None) -> Assembly:
@@ -305,6 +352,7 @@ class LongformService:
             stops = tuple(self._stops.values())
         for stop in stops:
             stop.set()
+        self._leases.stop()  # leases of jobs still finishing a take run out by themselves
 
 
 def _summary(job_id: str, state: JobState) -> JobSummary:

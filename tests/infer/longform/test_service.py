@@ -11,6 +11,7 @@ import pytest
 
 from app.infer.longform import JobOptions, JobState, LineState, LongformJob, parse_source
 from app.infer.longform.state import load
+from app.services.job_lease import read_lease, write_lease
 from app.services.longform import LongformError, LongformService
 from app.services.synthesis import SynthesisService
 
@@ -92,3 +93,47 @@ def test_a_job_cut_off_by_a_restart_is_found_interrupted_and_resumes(tmp_path, s
     assert load(root / summary.id).done_lines == 3
     with pytest.raises(LongformError, match=r"no long-form job '\.\./x'"):
         service.job("../x")
+
+
+def test_replicas_on_one_folder_leave_each_others_live_jobs_alone(tmp_path, synthesis, voices):
+    gate = threading.Event()
+    synthesis.pipelines.gate = gate
+    root = tmp_path / "longform"
+    first = LongformService(root, synthesis, owner="replica-a", lease_s=5.0, heartbeat_s=0.05)
+    job_id = first.submit(_script("One.\n\nTwo."), voices[:1], JobOptions(title="book"))
+    deadline = time.monotonic() + 60
+    while not synthesis.pipelines.texts:  # the first take is on the device, held at the gate
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    renewed = read_lease(root / job_id).renewed
+    second = LongformService(root, synthesis, owner="replica-b")  # a neighbour starts up
+    assert second.summary(job_id).state == "running"  # not taken for a job cut off
+    for action in (second.resume, second.stop, lambda j: second.choose(j, 0, 0)):
+        with pytest.raises(LongformError, match="running in another studio process"):
+            action(job_id)
+    time.sleep(0.3)
+    assert read_lease(root / job_id).renewed > renewed  # the owner keeps renewing its lease
+    gate.set()
+    assert first.wait(job_id, 120).state == "done"
+    assert read_lease(root / job_id) is None and second.summary(job_id).state == "done"
+
+
+def test_a_job_is_interrupted_only_when_its_owners_lease_ran_out(tmp_path, synthesis, voices):
+    root = tmp_path / "longform"
+    script = _script()
+    state = JobState(script.kind, JobOptions(), voices[:1], tuple(LineState(ln) for ln in script.lines))
+    for name, owner, ttl in (("dead", "gone", 0.1), ("live", "neighbour", 60.0), ("none", None, 0)):
+        job = LongformJob.create(root / name, state)
+        job.set_state("running")
+        if owner is not None:
+            write_lease(root / name, owner, ttl)
+    time.sleep(0.2)  # the dead owner's lease runs out
+    service = LongformService(root, synthesis)
+    states = {s.id: s.state for s in service.list()}
+    assert states == {"dead": "interrupted", "live": "running", "none": "interrupted"}
+    # The neighbour dies later: once its lease has run out, the job is found interrupted and resumes.
+    write_lease(root / "live", "neighbour", 0.1)
+    time.sleep(0.2)
+    assert service.summary("live").state == "interrupted"
+    service.resume("live")
+    assert service.wait("live", 120).state == "done"
