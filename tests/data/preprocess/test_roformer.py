@@ -113,3 +113,35 @@ def test_separation_engine_writes_stems_and_resumes(pretrained, tmp_path):
     stamp = result.files[0].vocals.stat().st_mtime_ns
     again = separate_files([song], out, pretrained, options)
     assert again.files[0].vocals.stat().st_mtime_ns == stamp
+
+
+def _attention_keys(prefix: str) -> set[str]:
+    attn, ff = f"{prefix}.layers.0.0", f"{prefix}.layers.0.1"
+    return {
+        *(f"{attn}.{k}" for k in ("norm.gamma", "rotary_embed.freqs", "to_gates.bias", "to_gates.weight")),
+        *(f"{attn}.{k}" for k in ("to_out.0.weight", "to_qkv.weight")),
+        *(f"{ff}.net.{k}" for k in ("0.gamma", "1.bias", "1.weight", "4.bias", "4.weight")),
+    }
+
+
+@pytest.mark.parametrize("kind", ["bs_roformer", "mel_band_roformer"])
+def test_parameter_names_are_the_published_ones(tmp_path, kind):
+    """The state-dict names of upstream's vendored networks (tools/uvr5/bs_roformer/) for this config.
+
+    Band indices collapsed to ``*``. BS: one final norm, MLPs of mask_estimator_depth linear
+    layers; Mel-Band: a norm closing each transformer, MLPs of mask_estimator_depth hidden layers.
+    """
+    import re
+
+    checkpoint = tmp_path / "uvr5_weights" / "m.ckpt"
+    tiny_roformer(checkpoint, kind)
+    names = {
+        re.sub(r"(to_features|to_freqs)\.\d+", r"\1.*", k) for k in torch.load(checkpoint, weights_only=True)
+    }
+    bands = {f"band_split.to_features.*.{k}" for k in ("0.gamma", "1.bias", "1.weight")}
+    mlp = ("0", "2") if kind == "bs_roformer" else ("0", "2", "4")
+    masks = {f"mask_estimators.0.to_freqs.*.0.{i}.{w}" for i in mlp for w in ("bias", "weight")}
+    ends = (
+        {"final_norm.gamma"} if kind == "bs_roformer" else {"layers.0.0.norm.gamma", "layers.0.1.norm.gamma"}
+    )
+    assert names == bands | masks | ends | _attention_keys("layers.0.0") | _attention_keys("layers.0.1")
