@@ -108,7 +108,13 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             used_by="Dataset: vocal clean-up (de-reverb)",
         )
     )
-    out.append(
+    out += _separation_and_denoise_assets()
+    return out
+
+
+def _separation_and_denoise_assets() -> list[Asset]:
+    """The BS-RoFormer vocal separator (checkpoint + config) and the GTCRN denoiser."""
+    return [
         Asset(
             id="roformer-bs-viperx-1297",
             description="BS-RoFormer vocals (viperx, SDR 12.98), ~640 MB; licence: none stated",
@@ -122,9 +128,7 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             ),
             required=False,
             used_by="Dataset: vocal separation (BS-RoFormer)",
-        )
-    )
-    out.append(
+        ),
         Asset(
             id="gtcrn-simple",
             description="GTCRN speech denoiser (sherpa-onnx export, 16 kHz), ~0.5 MB; licence: MIT (Xiaobin Rong)",
@@ -135,6 +139,5 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             files=(AssetFile("gtcrn_simple.onnx", origin=GTCRN_URL, sha256=GTCRN_SHA256, size=GTCRN_SIZE),),
             required=False,
             used_by="Dataset: vocal clean-up (learned denoiser)",
-        )
-    )
-    return out
+        ),
+    ]
