@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config_io import save as save_json
+from app.messages import Message
 
 REPORT_FILE = "pitch_report.json"
 A4_HZ = 440.0
@@ -35,11 +36,17 @@ class PitchRange:
     p75: float
     p95: float  # 95th percentile: the high end
 
-    def describe(self) -> str:
-        """e.g. ``"median 220 Hz (A3), 5-95 %: 180-300 Hz (F#3-D4)"``."""
-        return (
-            f"median {self.median:.0f} Hz ({note_name(self.median)}), 5-95 %: "
-            f"{self.p5:.0f}-{self.p95:.0f} Hz ({note_name(self.p5)}-{note_name(self.p95)})"
+    def describe(self) -> Message:
+        """e.g. ``"median 220 Hz (A3), 5-95 %: 180-300 Hz (F#3-D4)"`` (a Message: the page says it in its language)."""
+        return Message(
+            "pitch.range",
+            "median {median:.0f} Hz ({median_note}), 5-95 %: {low:.0f}-{high:.0f} Hz ({low_note}-{high_note})",
+            median=self.median,
+            median_note=note_name(self.median),
+            low=self.p5,
+            high=self.p95,
+            low_note=note_name(self.p5),
+            high_note=note_name(self.p95),
         )
 
 

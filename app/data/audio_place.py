@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
 from app.data.filelist import OUTSIDE, WINDOWS_PATH, LineError, ListRow, listed_name
+from app.messages import Message
 
 # "C:\x" or "C:/x" (a drive) and "\\server\share\x" (UNC; "//server/share" is absolute here too).
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -61,13 +62,20 @@ class AudioPlace:
         if self.audio_dir is not None:
             name = listed_name(listed)
             if name in {"", ".", ".."}:
-                raise AudioPathError(OUTSIDE, f"{listed!r} names no file to look up in {self.audio_dir}")
+                template = "{listed!r} names no file to look up in {folder}"
+                raise AudioPathError(
+                    OUTSIDE, Message("place.no_name", template, listed=listed, folder=str(self.audio_dir))
+                )
             return Path(self.audio_dir) / name
         if is_windows_absolute(listed):
             raise AudioPathError(
                 WINDOWS_PATH,
-                f"{listed!r} is a Windows drive or network path; set the audio folder to where these "
-                "clips are now and they are found by file name",
+                Message(
+                    "place.windows",
+                    "{listed!r} is a Windows drive or network path; set the audio folder to where these "
+                    "clips are now and they are found by file name",
+                    listed=listed,
+                ),
             )
         # A relative path written on Windows ("clips\\a.wav") means the same folders here.
         path = Path(*PureWindowsPath(listed).parts) if "\\" in listed else Path(listed)
@@ -86,16 +94,23 @@ class AudioPlace:
         try:
             resolved = candidate.resolve()
         except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, link loop, name too long
-            raise AudioPathError(OUTSIDE, f"{text!r} cannot be resolved ({exc})") from None
+            reason = Message(
+                "place.unresolved", "{listed!r} cannot be resolved ({problem})", listed=text, problem=str(exc)
+            )
+            raise AudioPathError(OUTSIDE, reason) from None
         boundary = self.boundary
         if boundary is None:
             return resolved
         root = Path(self.root).resolve() if self.root is not None else boundary
         if not (_inside(resolved, boundary) and _inside(resolved, root)) or resolved == boundary:
-            what = "the audio folder" if self.audio_dir is not None else "the data folder"
-            raise AudioPathError(
-                OUTSIDE, f"{text!r} leads to {resolved}, outside {what} {boundary}; it is not read"
-            )
+            fields = {"listed": text, "resolved": str(resolved), "folder": str(boundary)}
+            if self.audio_dir is not None:
+                template = "{listed!r} leads to {resolved}, outside the audio folder {folder}; it is not read"
+                message = Message("place.outside_audio", template, **fields)
+            else:
+                template = "{listed!r} leads to {resolved}, outside the data folder {folder}; it is not read"
+                message = Message("place.outside_data", template, **fields)
+            raise AudioPathError(OUTSIDE, message)
         return resolved
 
     def path(self, listed: ListRow | str) -> Path:
@@ -120,7 +135,7 @@ def locate_rows(rows: Sequence[ListRow], line_numbers: Sequence[int], place: Aud
         try:
             files.append(place.locate(row))
         except AudioPathError as exc:
-            refused.append(LineError(line_no, row.to_line(), str(exc), exc.kind))
+            refused.append(LineError(line_no, row.to_line(), exc.args[0], exc.kind))
             continue
         kept.append(row)
         numbers.append(line_no)

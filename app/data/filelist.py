@@ -30,6 +30,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Protocol
 
 from app.fileio import atomic_write
+from app.messages import Message
 
 # The spellings upstream's 1-get-text.py accepts, mapped to the language id used for training.
 LANGUAGE_SPELLINGS: dict[str, str] = {
@@ -91,7 +92,14 @@ def language_of(code: str) -> str:
         return LANGUAGE_SPELLINGS[code.strip()]
     except KeyError:
         accepted = ", ".join(sorted(LANGUAGE_SPELLINGS))
-        raise FileListError(f"unknown language code {code!r}; use one of {accepted}") from None
+        raise FileListError(
+            Message(
+                "list.err.language",
+                "unknown language code {code!r}; use one of {accepted}",
+                code=code,
+                accepted=accepted,
+            )
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -107,14 +115,28 @@ class ListRow:
         for name in ("wav_path", "speaker", "lang", "text"):
             value = getattr(self, name)
             if "\n" in value or "\r" in value:
-                raise FileListError(f"{name} {value!r} contains a line break; a row must stay on one line")
+                raise FileListError(
+                    Message(
+                        "list.err.line_break",
+                        "{field} {value!r} contains a line break; a row must stay on one line",
+                        field=name,
+                        value=value,
+                    )
+                )
         for name in ("wav_path", "speaker", "lang"):
             if FIELD_SEPARATOR in getattr(self, name):
-                raise FileListError(f"{name} {getattr(self, name)!r} must not contain '|'")
+                raise FileListError(
+                    Message(
+                        "list.err.separator",
+                        "{field} {value!r} must not contain '|'",
+                        field=name,
+                        value=getattr(self, name),
+                    )
+                )
         if not self.wav_path.strip():
-            raise FileListError("the audio path is empty")
+            raise FileListError(Message("list.err.no_path", "the audio path is empty"))
         if not self.text.strip():
-            raise FileListError(f"{self.wav_path}: the text is empty")
+            raise FileListError(Message("list.err.no_text", "{file}: the text is empty", file=self.wav_path))
         language_of(self.lang)
 
     @property
@@ -179,22 +201,32 @@ def parse_line(line: str, line_no: int = 1) -> ListRow | LineError:
         return LineError(
             line_no,
             line,
-            f"expected 4 fields wav_path|speaker|language|text separated by '|', found {len(fields)}",
+            Message(
+                "list.issue.fields",
+                "expected 4 fields wav_path|speaker|language|text separated by '|', found {count}",
+                count=len(fields),
+            ),
         )
     wav_path, speaker, lang, text = (f.strip() for f in fields)
     if not wav_path:
-        return LineError(line_no, line, "the audio path (field 1) is empty", EMPTY)
+        return LineError(
+            line_no, line, Message("list.issue.no_path", "the audio path (field 1) is empty"), EMPTY
+        )
     if not text:
-        return LineError(line_no, line, "the text (field 4) is empty", EMPTY)
+        return LineError(line_no, line, Message("list.issue.no_text", "the text (field 4) is empty"), EMPTY)
     if lang not in LANGUAGE_SPELLINGS:
         accepted = ", ".join(sorted(LANGUAGE_SPELLINGS))
-        return LineError(
-            line_no, line, f"unknown language code {lang!r} (field 3); use one of {accepted}", LANGUAGE
+        reason = Message(
+            "list.issue.language",
+            "unknown language code {code!r} (field 3); use one of {accepted}",
+            code=lang,
+            accepted=accepted,
         )
+        return LineError(line_no, line, reason, LANGUAGE)
     try:
         return ListRow(wav_path, speaker, lang, text)
     except FileListError as exc:  # e.g. a NUL or a break inside a field
-        return LineError(line_no, line, str(exc))
+        return LineError(line_no, line, exc.args[0])
 
 
 def _decoded(raw: bytes, line_no: int) -> str | LineError:
@@ -203,7 +235,8 @@ def _decoded(raw: bytes, line_no: int) -> str | LineError:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         kept = raw.decode("utf-8", _KEEP_BYTES)
-        reason = f"not valid UTF-8 (byte {exc.start + 1} of the line); save the file as UTF-8"
+        template = "not valid UTF-8 (byte {byte} of the line); save the file as UTF-8"
+        reason = Message("list.issue.encoding", template, byte=exc.start + 1)
         return LineError(line_no, kept, reason, ENCODING)
 
 
@@ -245,11 +278,20 @@ def read_list(path: str | os.PathLike) -> ParsedList:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FileListError(f"{path}: file not found") from None
+        raise FileListError(Message("list.err.not_found", "{file}: file not found", file=str(path))) from None
     except IsADirectoryError:
-        raise FileListError(f"{path}: is a folder, not a .list file") from None
+        raise FileListError(
+            Message("list.err.folder", "{file}: is a folder, not a .list file", file=str(path))
+        ) from None
     except OSError as exc:
-        raise FileListError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise FileListError(
+            Message(
+                "list.err.unreadable",
+                "{file}: cannot be read ({problem})",
+                file=str(path),
+                problem=str(exc.strerror or exc),
+            )
+        ) from None
     return parse_bytes(data)
 
 
@@ -263,7 +305,12 @@ def duplicate_names(rows: Sequence[ListRow], line_numbers: Sequence[int]) -> tup
     for row, line_no in zip(rows, line_numbers, strict=True):
         earlier = first.setdefault(row.wav_name, line_no)
         if earlier != line_no:
-            reason = f"line {earlier} already uses the file name {row.wav_name!r}; clip names must be unique"
+            reason = Message(
+                "list.issue.duplicate",
+                "line {earlier} already uses the file name {name!r}; clip names must be unique",
+                earlier=earlier,
+                name=row.wav_name,
+            )
             issues.append(LineError(line_no, row.to_line(), reason, DUPLICATE))
     return tuple(issues)
 
@@ -322,7 +369,9 @@ def format_list(rows: Iterable[ListRow], extra_lines: Iterable[str] = ()) -> str
     lines = [row.to_line() for row in rows]
     for line in extra_lines:
         if "\n" in line or "\r" in line:
-            raise FileListError(f"kept line {line!r} contains a line break")
+            raise FileListError(
+                Message("list.err.kept_break", "kept line {line!r} contains a line break", line=line)
+            )
         lines.append(line)
     return "".join(line + "\n" for line in lines)
 

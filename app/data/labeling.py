@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from app.data.filelist import FileListError, ListRow
+from app.messages import Message
 
 Rows = tuple[ListRow, ...]
 # Languages written without spaces between words: merged texts are joined without a separator.
@@ -30,27 +31,43 @@ class EditError(ValueError):
     """An edit that cannot be applied (bad index, rows that cannot be merged, split point outside)."""
 
 
+def _listed(indices: Sequence[int]) -> str:
+    """Row indices as a message shows them: ``"3, 4, 5"``."""
+    return ", ".join(str(i) for i in indices)
+
+
 def _check_index(rows: Sequence[ListRow], index: int) -> None:
     if not 0 <= index < len(rows):
-        raise EditError(f"row {index} does not exist; the list has {len(rows)} rows (0-{len(rows) - 1})")
+        template = "row {index} does not exist; the list has {count} rows (0-{last})"
+        raise EditError(Message("edit.no_row", template, index=index, count=len(rows), last=len(rows) - 1))
 
 
 def retext(rows: Sequence[ListRow], index: int, text: str) -> Rows:
     """Replace the text of row ``index``."""
     _check_index(rows, index)
     if not text.strip():
-        raise EditError(f"row {index}: the text cannot be empty; delete the row instead")
+        raise EditError(
+            Message(
+                "edit.empty_text",
+                "row {index}: the text cannot be empty; delete the row instead",
+                index=index,
+            )
+        )
     if "|" in text:
         # Our reader keeps it, but upstream's dataset step splits on every "|" and would skip the row.
-        raise EditError(
-            f"row {index}: the text must not contain '|' (upstream reads it as a field separator)"
-        )
+        template = "row {index}: the text must not contain '|' (upstream reads it as a field separator)"
+        raise EditError(Message("edit.separator", template, index=index))
     try:
         # A pasted multi-line transcript becomes one line: the format has one row per line.
         new = rows[index].with_text(_LINE_BREAKS.sub(" ", text))
     except FileListError as exc:
-        raise EditError(f"row {index}: {exc}") from None
+        raise EditError(_row_problem(index, exc)) from None
     return (*rows[:index], new, *rows[index + 1 :])
+
+
+def _row_problem(index: int, exc: Exception) -> Message:
+    """``exc``'s message (kept, for translation) said of row ``index``."""
+    return Message("edit.row_problem", "row {index}: {problem}", index=index, problem=exc.args[0])
 
 
 def relang(rows: Sequence[ListRow], index: int, language: str) -> Rows:
@@ -59,14 +76,14 @@ def relang(rows: Sequence[ListRow], index: int, language: str) -> Rows:
     try:
         new = rows[index].with_language(language)
     except FileListError as exc:
-        raise EditError(f"row {index}: {exc}") from None
+        raise EditError(_row_problem(index, exc)) from None
     return (*rows[:index], new, *rows[index + 1 :])
 
 
 def delete(rows: Sequence[ListRow], indices: Sequence[int]) -> Rows:
     """Remove the rows at ``indices`` from the list (their audio files stay on disk)."""
     if not indices:
-        raise EditError("no rows selected to delete")
+        raise EditError(Message("edit.none_selected", "no rows selected to delete"))
     for index in indices:
         _check_index(rows, index)
     gone = set(indices)
@@ -122,20 +139,24 @@ def plan_merge(rows: Sequence[ListRow], indices: Sequence[int], gap_s: float, ta
     """
     ordered = sorted(set(indices))
     if len(ordered) < 2:
-        raise EditError("select at least two adjacent rows to merge")
+        raise EditError(Message("edit.merge_two", "select at least two adjacent rows to merge"))
     for index in ordered:
         _check_index(rows, index)
     if ordered != list(range(ordered[0], ordered[-1] + 1)):
-        raise EditError(f"rows {ordered} are not adjacent; only neighbouring rows can be merged")
+        template = "rows {rows} are not adjacent; only neighbouring rows can be merged"
+        raise EditError(Message("edit.not_adjacent", template, rows=_listed(ordered)))
     if not 0.0 <= gap_s <= 10.0:
-        raise EditError(f"gap {gap_s} s is outside 0-10 s")
+        raise EditError(Message("edit.gap", "gap {gap} s is outside 0-10 s", gap=gap_s))
     chosen = [rows[i] for i in ordered]
     if len({r.speaker for r in chosen}) > 1:
-        raise EditError(f"rows {ordered} belong to different speakers; fix the speaker names first")
+        template = "rows {rows} belong to different speakers; fix the speaker names first"
+        raise EditError(Message("edit.speakers", template, rows=_listed(ordered)))
     if len({r.language for r in chosen}) > 1:
-        raise EditError(f"rows {ordered} have different languages; set one language first")
+        template = "rows {rows} have different languages; set one language first"
+        raise EditError(Message("edit.languages", template, rows=_listed(ordered)))
     if target in {r.wav_path for r in rows}:
-        raise EditError(f"{target} is already used by a row; choose a new file for the merged clip")
+        template = "{target} is already used by a row; choose a new file for the merged clip"
+        raise EditError(Message("edit.target_used", template, target=target))
     first = chosen[0]
     merged = replace(first, wav_path=target, text=join_texts([r.text for r in chosen], first.language))
     new_rows = (*rows[: ordered[0]], merged, *rows[ordered[-1] + 1 :])
@@ -159,12 +180,12 @@ def plan_split(
     """
     _check_index(rows, index)
     if not 0.0 < at_s < duration_s:
-        raise EditError(
-            f"row {index}: split point {at_s:.2f} s must lie inside the clip (0-{duration_s:.2f} s)"
-        )
+        template = "row {index}: split point {at:.2f} s must lie inside the clip (0-{duration:.2f} s)"
+        raise EditError(Message("edit.split_point", template, index=index, at=at_s, duration=duration_s))
     used = {r.wav_path for r in rows}
     if targets[0] == targets[1] or used & set(targets):
-        raise EditError(f"row {index}: split targets {targets} must be two new, different files")
+        template = "row {index}: split targets {targets} must be two new, different files"
+        raise EditError(Message("edit.split_targets", template, index=index, targets=", ".join(targets)))
     row = rows[index]
     first_text, second_text = texts if texts is not None else (row.text, row.text)
     try:
@@ -173,7 +194,7 @@ def plan_split(
             replace(row, wav_path=targets[1]).with_text(second_text),
         )
     except FileListError as exc:
-        raise EditError(f"row {index}: {exc}") from None
+        raise EditError(_row_problem(index, exc)) from None
     plan = SplitPlan(row.wav_path, float(at_s), targets[0], targets[1])
     return SplitEdit((*rows[:index], *parts, *rows[index + 1 :]), plan)
 
@@ -235,6 +256,6 @@ class EditHistory:
     def undo(self) -> EditHistory:
         """Go back one edit. Raises :class:`EditError` when there is nothing to undo."""
         if not self.past:
-            raise EditError("nothing to undo")
+            raise EditError(Message("edit.nothing_to_undo", "nothing to undo"))
         _, rows = self.past[-1]
         return replace(self, rows=rows, past=self.past[:-1])

@@ -88,6 +88,84 @@ def test_the_toast_check_catches_what_it_should():
     assert len(toasts) == 2 and len(descs) == 1
 
 
+# Lower-layer modules whose refusals and reports the pages show as they are (the Label tab's issue
+# report and edits, the Train tab's list checks, the SVC pitch checks): every text they raise or
+# report is a Message, so it reaches the page in the reader's language.
+SHOWN_LAYERS = (
+    APP / "data" / "filelist.py",
+    APP / "data" / "audio_place.py",
+    APP / "data" / "labeling.py",
+    APP / "audio" / "pitch_range.py",
+    APP / "infer" / "svc" / "pipeline.py",
+)
+# Calls whose text argument is shown: (callee, position of the text).
+SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
+# Calls that translate their key argument (``raise error("label.err.not_open")``).
+TRANSLATORS = SPEAKERS | {"error_in", "say_in", "error_from"}
+
+
+def _raw_exceptions(tree: ast.AST) -> list[int]:
+    """Lines raising an exception, or building an issue, whose text is literal/f-string/str(exc)."""
+    bad = []
+    for node in ast.walk(tree):
+        raised = node.exc if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) else None
+        shown = raised is not None and raised.args and _name(raised) not in {*SHOWN_ARGS, *TRANSLATORS}
+        if shown and _raw_text(raised.args[0]):
+            bad.append(node.lineno)
+        if isinstance(node, ast.Call) and _name(node) in SHOWN_ARGS:
+            at = SHOWN_ARGS[_name(node)]
+            if len(node.args) > at and _raw_text(node.args[at]):
+                bad.append(node.lineno)
+    return bad
+
+
+def test_errors_the_pages_show_are_messages():
+    """A page module raises with say()/a Message (never str(exc) or English), and the lower layers
+    the pages show as they are build every refusal and issue as a Message."""
+    bad = []
+    for path, tree in _modules(APP / "ui" / "tabs"):
+        bad += [f"{path.relative_to(APP.parent)}:{n}" for n in _raw_exceptions(tree)]
+    for path in SHOWN_LAYERS:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bad += [f"{path.relative_to(APP.parent)}:{n}" for n in _raw_exceptions(tree)]
+    assert not bad, "raise with a Message (lower layers) or say() (pages):\n" + "\n".join(bad)
+
+
+def test_the_exception_check_catches_what_it_should():
+    caught = ast.parse(
+        'raise SessionError(str(exc))\nraise EditError(f"row {i}")\nLineError(1, line, "bad", kind)\n'
+        'raise AudioPathError(OUTSIDE, f"{x!r}")\nraise EditError(Message("k", "t"))\n'
+        'raise SessionError(say("k"))\nraise SessionError(exc.args[0])\nLineError(1, line, reason, kind)\n'
+        'raise error("label.err.not_open")'
+    )
+    assert _raw_exceptions(caught) == [1, 2, 3, 4]
+
+
+def test_dataset_tool_messages_read_in_every_language():
+    """A list's issues, an edit's refusal and a pitch range, rendered in each language: translated, values kept."""
+    from app.audio.pitch_range import PitchRange
+    from app.data.filelist import ISSUE_KINDS, parse_text
+    from app.data.labeling import EditError, plan_merge
+
+    for kind, title in ISSUE_KINDS.items():
+        assert STRINGS["en"][f"list.kind.{kind}"] == title
+    (issue,) = parse_text("a.wav|spk|XX|hello\n").errors
+    with pytest.raises(EditError) as refused:
+        plan_merge(
+            parse_text("a.wav|s|en|one\nb.wav|s|en|two\nc.wav|s|en|three\n").rows, [0, 2], 0.2, "m.wav"
+        )
+    pitch = PitchRange(voiced_seconds=3.0, median=220.0, p5=180.0, p25=200.0, p75=250.0, p95=300.0).describe()
+    assert str(pitch) == "median 220 Hz (A3), 5-95 %: 180-300 Hz (F#3-D4)"
+    for lang in LANGUAGES:
+        shown = [render(m, lang) for m in (issue.reason, refused.value.args[0], pitch)]
+        assert "'XX'" in shown[0] and "0, 2" in shown[1] and "220" in shown[2] and "F#3" in shown[2]
+        if lang != "en":
+            assert all(
+                text != str(m)
+                for text, m in zip(shown, (issue.reason, refused.value.args[0], pitch), strict=True)
+            )
+
+
 def _used_keys() -> dict[str, str]:
     used = {}
     for path, tree in _modules(APP / "ui"):
@@ -98,15 +176,36 @@ def _used_keys() -> dict[str, str]:
     return used
 
 
-def _lower_messages() -> dict[str, str]:
+def _template(node: ast.AST, assigned: list[tuple[int, str, ast.AST]], line: int) -> str:
+    """The text of a Message's template: a literal, a name assigned one before ``line``, or a sum of them."""
+    if isinstance(node, ast.Name):
+        values = [v for n, name, v in assigned if name == node.id and n < line]
+        assert values, f"line {line}: the template {node.id} is not assigned a text before the Message"
+        return _template(values[-1], assigned, line)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _template(node.left, assigned, line) + _template(node.right, assigned, line)
+    return ast.literal_eval(node)
+
+
+def _messages_made(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
+    """key -> English template of every ``Message("key", template, ...)`` under ``root``."""
     made = {}
-    for path, tree in _modules(APP):
-        if "ui" in path.relative_to(APP).parts[:1]:
+    for path, tree in _modules(root):
+        if path.is_relative_to(APP / "ui" / "messages") or any(path.is_relative_to(s) for s in skip):
             continue
+        assigned = sorted(
+            (n.lineno, n.targets[0].id, n.value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+        )
         for call in _calls(tree):
             if _name(call) == "Message" and len(call.args) >= 2 and isinstance(call.args[0], ast.Constant):
-                made[call.args[0].value] = ast.literal_eval(call.args[1])
+                made[call.args[0].value] = _template(call.args[1], assigned, call.lineno)
     return made
+
+
+def _lower_messages() -> dict[str, str]:
+    return _messages_made(APP, skip=(APP / "ui",))
 
 
 def test_every_key_said_has_a_text_in_every_language():
@@ -128,10 +227,11 @@ def test_every_language_fills_the_same_fields():
 
 
 def test_lower_layer_messages_have_their_english_text_and_translations():
-    made = _lower_messages()
+    made = {**_lower_messages(), **_messages_made(APP / "ui")}
     assert {"ref.err.short", "ref.note.trimmed", "text.note.unreadable", "queue.full", "path.outside"} <= set(
         made
     )
+    assert {"list.issue.fields", "edit.not_adjacent", "place.outside_data", "pitch.range"} <= set(made)
     for key, template in made.items():
         assert key in STRINGS["en"], f"{key}: add it to app/ui/messages (every language)"
         assert STRINGS["en"][key] == template, f"{key}: the English table differs from the layer's template"

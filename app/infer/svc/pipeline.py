@@ -39,6 +39,7 @@ from app.infer.decoder import CastNSF
 from app.infer.precision import plan_for
 from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
+from app.messages import Message
 from app.models.encoders.content import SAMPLE_RATE as CONTENT_SR
 from app.models.encoders.content import (
     ContentEncoder,
@@ -71,6 +72,12 @@ class Voice:
     encoder: ContentEncoder
 
 
+def _no_speaker(name: str, speakers: dict[str, int]) -> Message:
+    """The refusal of a speaker the model does not have."""
+    template = "speaker {name!r} is not in this model; it has {speakers}"
+    return Message("svc.conv.no_speaker", template, name=name, speakers=", ".join(speakers))
+
+
 @lru_cache(maxsize=4)
 def _cached_model(
     model: str, config: str, _stamp: tuple[int, int], device: str, dtype: torch.dtype = torch.float32
@@ -97,11 +104,16 @@ def load_model(
     file is reloaded)."""
     model = Path(model)
     config = Path(config) if config is not None else model.parent / "config.json"
-    for path, what in ((model, "model file"), (config, "config.json")):
-        if not path.is_file():
-            raise SvcModelError(
-                f"{path}: no such {what}; choose an existing G_*.pth and the config.json it was trained with"
-            )
+    if not model.is_file():
+        template = (
+            "{path}: no such model file; choose an existing G_*.pth and the config.json it was trained with"
+        )
+        raise SvcModelError(Message("svc.conv.no_model", template, path=str(model)))
+    if not config.is_file():
+        template = (
+            "{path}: no such config.json; choose an existing G_*.pth and the config.json it was trained with"
+        )
+        raise SvcModelError(Message("svc.conv.no_config", template, path=str(config)))
     return _cached_model(
         str(model.resolve()), str(config.resolve()), (_stamp(model), _stamp(config)), str(device), dtype
     )
@@ -135,17 +147,19 @@ class SVCPipeline:
             weights = torch.zeros(ckpt.model.cfg.n_speakers)
             for name, w in request.mix:
                 if name not in spk:
-                    raise SvcInputError(f"speaker {name!r} is not in this model; it has {', '.join(spk)}")
+                    raise SvcInputError(_no_speaker(name, spk))
                 if w < 0:
-                    raise SvcInputError(f"mix weight of {name!r} is negative ({w}); use weights >= 0")
+                    template = "mix weight of {name!r} is negative ({weight}); use weights >= 0"
+                    raise SvcInputError(Message("svc.conv.negative_mix", template, name=name, weight=w))
                 weights[spk[name]] += w
             if weights.sum() <= 0:
-                raise SvcInputError("the speaker mix weights sum to 0; give at least one positive weight")
+                template = "the speaker mix weights sum to 0; give at least one positive weight"
+                raise SvcInputError(Message("svc.conv.zero_mix", template))
             main = max(request.mix, key=lambda item: item[1])[0]
             return main, None, weights / weights.sum()
         name = request.speaker if request.speaker not in (None, "") else min(spk, key=spk.get)
         if name not in spk:
-            raise SvcInputError(f"speaker {name!r} is not in this model; it has {', '.join(spk)}")
+            raise SvcInputError(_no_speaker(name, spk))
         return name, spk[name], None
 
     def _cluster(self, request: SvcRequest, speaker: str) -> np.ndarray | None:
@@ -153,15 +167,18 @@ class SVCPipeline:
             return None
         path = Path(request.cluster_model or Path(request.model).parent / CLUSTER_FILE)
         if not path.is_file():
-            raise SvcModelError(
-                f"cluster ratio {request.cluster_ratio} needs a cluster model, and {path} does not exist; build it "
+            template = (
+                "cluster ratio {ratio} needs a cluster model, and {path} does not exist; build it "
                 "with `python -m app.data.preprocess.svc.cluster EXPERIMENT` or set the ratio to 0"
+            )
+            raise SvcModelError(
+                Message("svc.conv.no_cluster", template, ratio=request.cluster_ratio, path=str(path))
             )
         centers = _cached_cluster(str(path.resolve()), _stamp(path))
         if speaker not in centers:
-            raise SvcModelError(
-                f"{path} has no centres for speaker {speaker!r} (it has {', '.join(centers)})"
-            )
+            template = "{path} has no centres for speaker {speaker!r} (it has {speakers})"
+            fields = {"path": str(path), "speaker": speaker, "speakers": ", ".join(centers)}
+            raise SvcModelError(Message("svc.conv.cluster_speaker", template, **fields))
         return centers[speaker]
 
     def _separate(self, request: SvcRequest, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -179,8 +196,10 @@ class SVCPipeline:
                 engine=request.separator_engine, model=request.separator_model, device=str(self.device)
             )
             if options.engine not in SEPARATORS:
+                template = "unknown separation engine {engine!r}; choose one of {choices}"
+                choices = ", ".join(SEPARATORS)
                 raise SvcInputError(
-                    f"unknown separation engine {options.engine!r}; choose one of {', '.join(SEPARATORS)}"
+                    Message("svc.conv.separator", template, engine=options.engine, choices=choices)
                 )
             separator = SEPARATORS[options.engine](options, self.pretrained_root)
             mix = load_audio(request.audio, separator.samplerate, mono=False, allow_silent=True)
@@ -190,7 +209,10 @@ class SVCPipeline:
                 mix = np.repeat(mix.mean(axis=1, keepdims=True), separator.channels, axis=1)
             stems = separator.separate(mix)
         except SeparationError as exc:
-            raise SvcModelError(f"vocal separation failed: {exc}") from exc
+            problem = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise SvcModelError(
+                Message("svc.conv.separation", "vocal separation failed: {problem}", problem=problem)
+            ) from exc
         vocals = resample(np.ascontiguousarray(stems[VOCALS].mean(axis=1)), separator.samplerate, sr)
         accompaniment = resample(np.ascontiguousarray(stems[ACCOMPANIMENT]), separator.samplerate, sr)
         return vocals, accompaniment
@@ -205,14 +227,18 @@ class SVCPipeline:
         sr, hop = voice.ckpt.config.data.sampling_rate, voice.ckpt.model.hop_length
         timings["load"] = time.monotonic() - t0
         wav, accompaniment = self._read_input(request, sr, report, timings)
-        source_name = "the separated vocals" if request.separate else "the input"
+        source_name = (
+            Message("svc.conv.vocals", "the separated vocals")
+            if request.separate
+            else Message("svc.conv.input", "the input")
+        )
         if float(np.abs(wav).max(initial=0.0)) < SILENCE_PEAK:
-            raise SvcInputError(f"{source_name} is silent (peak below -80 dBFS): there is nothing to convert")
+            template = "{what} is silent (peak below -80 dBFS): there is nothing to convert"
+            raise SvcInputError(Message("svc.conv.silent", template, what=source_name))
         pieces = self._pieces(wav, sr, hop, request)
         if not pieces:
-            raise SvcInputError(
-                f"{source_name} has no sound above the slicing threshold of {request.slice_db} dB: nothing to convert"
-            )
+            template = "{what} has no sound above the slicing threshold of {db} dB: nothing to convert"
+            raise SvcInputError(Message("svc.conv.no_sound", template, what=source_name, db=request.slice_db))
         pad = round(request.pad_seconds * sr) // hop * hop  # whole frames, so f0 and audio stay aligned
         t1 = time.monotonic()
         tracks = self._track_pitch(wav, pieces, pad, request, voice, report)
@@ -246,14 +272,19 @@ class SVCPipeline:
         """Check the options, then load the model, speaker, cluster centres and content encoder
         (also what :class:`app.infer.svc.live.LiveConverter` converts its blocks with)."""
         if request.f0_method not in TRACKERS:
+            template = "unknown f0 method {method!r}; choose one of {choices}"
+            choices = ", ".join(TRACKERS)
             raise SvcInputError(
-                f"unknown f0 method {request.f0_method!r}; choose one of {', '.join(TRACKERS)}"
+                Message("svc.conv.f0_method", template, method=request.f0_method, choices=choices)
             )
         if request.max_slice_seconds <= 2 * request.crossfade_seconds or request.max_slice_seconds < 1.0:
-            raise SvcInputError("max slice length must be at least 1 s and longer than twice the cross-fade")
+            template = "max slice length must be at least 1 s and longer than twice the cross-fade"
+            raise SvcInputError(Message("svc.conv.slice", template))
         if request.precision not in PRECISIONS:
+            template = "unknown precision {precision!r}; choose one of {choices}"
+            choices = ", ".join(PRECISIONS)
             raise SvcInputError(
-                f"unknown precision {request.precision!r}; choose one of {', '.join(PRECISIONS)}"
+                Message("svc.conv.precision", template, precision=request.precision, choices=choices)
             )
         low = plan_for(request.precision, self.device).decoder  # bf16 where native, else float32
         ckpt = load_model(request.model, request.config, self.device, low)
@@ -262,9 +293,9 @@ class SVCPipeline:
         name = ckpt.config.speech_encoder
         encoder = self._encoder(name, low)
         if encoder.dim != ckpt.model.cfg.ssl_dim:
-            raise SvcModelError(
-                f"the {name} encoder gives {encoder.dim}-d features, the model expects {ckpt.model.cfg.ssl_dim}"
-            )
+            template = "the {name} encoder gives {dim}-d features, the model expects {expected}"
+            fields = {"name": name, "dim": encoder.dim, "expected": ckpt.model.cfg.ssl_dim}
+            raise SvcModelError(Message("svc.conv.encoder_dim", template, **fields))
         return Voice(ckpt, speaker, sid, mix, centers, encoder)
 
     def _read_input(
@@ -316,18 +347,30 @@ class SVCPipeline:
         if request.auto_f0:
             return []
         if pitch is None:
-            raise SvcInputError(
-                f"no pitch found in {what} with the {request.f0_method} tracker: is it a singing voice? Separate the "
+            template = (
+                "no pitch found in {what} with the {method} tracker: is it a singing voice? Separate the "
                 "vocals first, try another f0 method, or turn on automatic f0 for speech"
             )
+            raise SvcInputError(Message("svc.pitch.none", template, what=what, method=request.f0_method))
         shifted = transpose(voiced, request.transpose)
         high = float(np.mean(shifted > F0_MAX))
         if high > HIGH_SHARE:
             need = -semitones(F0_MAX, float(np.percentile(shifted, 100 * (1 - HIGH_SHARE))))
+            template = (
+                "after transposing by {transpose:+g} semitones, {share:.0f} % of the voiced frames are above "
+                "{top:.0f} Hz, the top of what so-vits-svc models can sing (their pitch embedding covers "
+                "50-{top:.0f} Hz); transpose by at most {most:+g} semitones"
+            )
+            most = float(request.transpose + np.floor(need))
             raise SvcInputError(
-                f"after transposing by {request.transpose:+g} semitones, {100 * high:.0f} % of the voiced frames are "
-                f"above {F0_MAX:.0f} Hz, the top of what so-vits-svc models can sing (their pitch embedding covers "
-                f"50-{F0_MAX:.0f} Hz); transpose by at most {request.transpose + np.floor(need):+g} semitones"
+                Message(
+                    "svc.pitch.too_high",
+                    template,
+                    transpose=request.transpose,
+                    share=100 * high,
+                    top=F0_MAX,
+                    most=most,
+                )
             )
         trained = self._trained_range(request).get(speaker)
         if trained is None:
@@ -337,14 +380,16 @@ class SVCPipeline:
         if low <= median <= top:
             return []
         suggestion = round(semitones(pitch.median, trained.median))
-        message = (
-            f"{what} sits at a median of {median:.0f} Hz ({note_name(median)}) after transposing by "
-            f"{request.transpose:+g} semitones, but speaker {speaker!r} was trained on {trained.describe()}; "
-            f"transpose by about {suggestion:+d} semitones"
+        fields = dict(what=what, median=median, note=note_name(median), transpose=request.transpose,
+                      speaker=speaker, trained=trained.describe(), suggestion=suggestion)  # fmt: skip
+        template = (
+            "{what} sits at a median of {median:.0f} Hz ({note}) after transposing by {transpose:+g} semitones, "
+            "but speaker {speaker!r} was trained on {trained}; transpose by about {suggestion:+d} semitones"
         )
         if request.check_range:
-            raise SvcInputError(message + " (or turn off the range check to convert anyway)")
-        return [message]
+            refused = template + " (or turn off the range check to convert anyway)"
+            raise SvcInputError(Message("svc.pitch.out_of_range_refused", refused, **fields))
+        return [Message("svc.pitch.out_of_range", template, **fields)]
 
     def _trained_range(self, request: SvcRequest) -> dict[str, PitchRange]:
         for folder in (Path(request.model).parent, Path(request.config).parent if request.config else None):

@@ -23,6 +23,7 @@ from app.data.audio_place import AudioPathError, AudioPlace, locate_rows
 from app.data.filelist import (
     LANGUAGE_CODES,
     FileListError,
+    IssueGroup,
     LineError,
     ListRow,
     duplicate_names,
@@ -32,8 +33,9 @@ from app.data.filelist import (
 )
 from app.data.labeling import EditError, EditHistory, delete, filter_rows, relang, retext
 from app.data.preprocess.proofread import clip_durations, merge_rows, split_row
+from app.messages import Message
 from app.paths import PathOutsideRoot, resolve_inside
-from app.ui.messages import say
+from app.ui.messages import render, say, term
 
 PAGE_SIZE = 10  # rows per page (upstream's proofreading tool shows 10 too)
 DETAIL_LINES = 20  # issues listed one by one under the per-kind summary
@@ -85,24 +87,25 @@ class ProofSession:
 
 
 def _inside(path: str | Path, home: Path, what: str) -> Path:
+    """``path`` inside the data folder; ``what`` is the key naming it ("label.what.list")."""
     try:
         return resolve_inside(path, home)
     except PathOutsideRoot as exc:
-        raise SessionError(f"{what}: {exc}") from None
+        raise SessionError(say("label.err.where", what=say(what), problem=render(exc.args[0]))) from None
 
 
 def open_list(home: Path, list_path: str, audio_dir: str = "") -> ProofSession:
     """Open ``list_path`` (relative to the data folder, or absolute inside it)."""
     if not list_path.strip():
-        raise SessionError("give the path of a .list file inside the data folder")
-    path = _inside(list_path.strip(), home, "list file")
+        raise SessionError(say("label.err.no_list"))
+    path = _inside(list_path.strip(), home, "label.what.list")
     if path.suffix != ".list":
-        raise SessionError(f"{path} is not a .list file")
-    folder = _inside(audio_dir.strip(), home, "audio folder") if audio_dir.strip() else None
+        raise SessionError(say("label.err.not_list", file=str(path)))
+    folder = _inside(audio_dir.strip(), home, "label.what.audio") if audio_dir.strip() else None
     try:
         parsed = read_list(path)
     except FileListError as exc:
-        raise SessionError(str(exc)) from None
+        raise SessionError(exc.args[0]) from None
     place = AudioPlace(audio_dir=folder, base=path.parent, root=Path(home))
     located = locate_rows(parsed.rows, parsed.line_numbers, place)
     session = ProofSession(
@@ -165,12 +168,14 @@ def sync_page(session: ProofSession, texts: Sequence[str], languages: Sequence[s
         text = (texts[slot] or "").strip() if slot < len(texts) else row.text
         if text != row.text:
             try:
-                history = history.apply(retext(history.rows, index, text), f"edit text of row {index + 1}")
+                edit = Message("label.edit.text", "edit text of row {row}", row=index + 1)
+                history = history.apply(retext(history.rows, index, text), edit)
             except EditError as exc:
-                raise SessionError(str(exc)) from None
+                raise SessionError(exc.args[0]) from None
         language = languages[slot] if slot < len(languages) else row.language
         if language and language != row.language:
-            history = history.apply(relang(history.rows, index, language), f"language of row {index + 1}")
+            edit = Message("label.edit.language", "language of row {row}", row=index + 1)
+            history = history.apply(relang(history.rows, index, language), edit)
     return replace(session, history=history)
 
 
@@ -185,8 +190,8 @@ def _after_edit(session: ProofSession, history: EditHistory) -> ProofSession:
 
 def delete_rows(session: ProofSession, indices: Sequence[int]) -> ProofSession:
     if not indices:
-        raise SessionError("tick the rows to delete first")
-    label = f"delete row{'s' if len(indices) > 1 else ''} {', '.join(str(i + 1) for i in indices)}"
+        raise SessionError(say("label.err.tick_delete"))
+    label = Message("label.edit.delete", "delete rows {rows}", rows=_numbers(indices))
     return _after_edit(session, session.history.apply(delete(session.rows, indices), label))
 
 
@@ -199,33 +204,32 @@ def _require_audio(session: ProofSession, indices: Sequence[int]) -> None:
 def merge_selected(session: ProofSession, indices: Sequence[int], gap_s: float) -> ProofSession:
     """Merge the ticked adjacent rows into one clip with ``gap_s`` seconds of silence between them."""
     if len(indices) < 2:
-        raise SessionError("tick at least two adjacent rows to merge")
+        raise SessionError(say("label.err.tick_merge"))
     _require_audio(session, indices)
     try:
         edited = merge_rows(session.rows, indices, gap_s, session.place)
     except EditError as exc:
-        raise SessionError(str(exc)) from None
-    label = f"merge rows {', '.join(str(i + 1) for i in sorted(indices))}"
+        raise SessionError(exc.args[0]) from None
+    label = Message("label.edit.merge", "merge rows {rows}", rows=_numbers(sorted(indices)))
     return _after_edit(session, session.history.apply(edited.rows, label))
 
 
 def split_selected(session: ProofSession, indices: Sequence[int], at_s: float) -> ProofSession:
     """Split the one ticked row at ``at_s`` seconds into two clips."""
     if len(indices) != 1:
-        raise SessionError("tick exactly one row to split")
+        raise SessionError(say("label.err.tick_split"))
     _require_audio(session, indices)
     try:
         edited = split_row(session.rows, indices[0], at_s, session.place)
     except EditError as exc:
-        raise SessionError(str(exc)) from None
-    return _after_edit(
-        session, session.history.apply(edited.rows, f"split row {indices[0] + 1} at {at_s:.2f} s")
-    )
+        raise SessionError(exc.args[0]) from None
+    label = Message("label.edit.split", "split row {row} at {at:.2f} s", row=indices[0] + 1, at=at_s)
+    return _after_edit(session, session.history.apply(edited.rows, label))
 
 
 def undo(session: ProofSession) -> ProofSession:
     if not session.history.can_undo:
-        raise SessionError("nothing to undo")
+        raise SessionError(say("label.err.no_undo"))
     return _after_edit(session, session.history.undo())
 
 
@@ -286,8 +290,20 @@ def status_line(session: ProofSession) -> str:
     if session.unsaved:
         parts.append(say("label.status.unsaved"))
     if session.history.last_edit:
-        parts.append(say("label.status.undo", edit=session.history.last_edit))
+        parts.append(say("label.status.undo", edit=render(session.history.last_edit)))
     return " · ".join(parts)
+
+
+def _numbers(indices: Sequence[int]) -> str:
+    """Row indices as the page numbers them: ``"1, 2"``."""
+    return ", ".join(str(i + 1) for i in indices)
+
+
+def _lines_text(group: IssueGroup) -> str:
+    """The group's first line numbers, and how many more, in the reader's language."""
+    text = ", ".join(str(n) for n in group.line_numbers)
+    more = group.count - len(group.line_numbers)
+    return text + ", … " + say("label.issues.more_lines", count=more) if more > 0 else text
 
 
 def _cell(text: str) -> str:
@@ -300,18 +316,19 @@ def bad_lines_table(session: ProofSession) -> str:
     if not issues:
         return ""
     lines = [
-        f"#### {len(issues)} issue(s) in the list: {len(session.bad_lines)} line(s) not read "
-        "(kept unchanged at the end of the file on save)",
+        "#### " + say("label.issues.title", count=len(issues), unread=len(session.bad_lines)),
         "",
-        "| problem | lines | count |",
+        say("label.issues.kinds_head"),
         "|---|---|---:|",
     ]
-    lines += [f"| {_cell(g.title)} | {g.lines_text} | {g.count} |" for g in group_issues(issues)]
-    lines += ["", "| line | problem | content |", "|---:|---|---|"]
+    lines += [
+        f"| {_cell(term('list.kind', g.kind))} | {_lines_text(g)} | {g.count} |" for g in group_issues(issues)
+    ]
+    lines += ["", say("label.issues.lines_head"), "|---:|---|---|"]
     for bad in issues[:DETAIL_LINES]:
-        lines.append(f"| {bad.line_no} | {_cell(bad.reason)} | `{_cell(bad.shown)}` |")
+        lines.append(f"| {bad.line_no} | {_cell(render(bad.reason))} | `{_cell(bad.shown)}` |")
     if len(issues) > DETAIL_LINES:
-        lines.append(f"| … | {len(issues) - DETAIL_LINES} more | |")
+        lines.append("| … | " + say("label.issues.more", count=len(issues) - DETAIL_LINES) + " | |")
     return "\n".join(lines)
 
 

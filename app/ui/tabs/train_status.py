@@ -17,12 +17,7 @@ LOSS_COLUMNS = [
     "loss",
     "value",
 ]  # long form, as gr.LinePlot(x="step", y="value", color="loss") reads it
-STEP_LABELS = {
-    "1a": "1a text + BERT",
-    "1b": "1b HuBERT + 32 kHz audio",
-    SV_STEP: "2-get-sv speaker embeddings",
-    "1c": "1c semantic tokens",
-}
+STEPS = ("1a", "1b", SV_STEP, "1c")  # formatting steps, each named by the key "train.step.<step>"
 EXPORTS_NAMED = 3  # newest exported weight files named under a run's status
 
 
@@ -43,7 +38,7 @@ def run_summary(title: str, run: ex.RunState) -> str:
     if status is not None and run.state != "none":
         if status.stage.startswith("format:"):
             step = status.stage.split(":", 1)[1]
-            parts.append(f"{STEP_LABELS.get(step, step)} {status.step}/{status.total_steps or '?'}")
+            parts.append(f"{term('train.step', step)} {status.step}/{status.total_steps or '?'}")
         else:
             if status.total_epochs:
                 parts.append(say("train.status.epoch", epoch=f"{status.epoch}/{status.total_epochs}"))
@@ -68,9 +63,13 @@ def run_summary(title: str, run: ex.RunState) -> str:
 def format_summary(run: ex.RunState, state: ex.ExperimentState) -> str:
     """The formatting run's summary, the files each step wrote, and the list lines left out."""
     f = state.formatted
-    counts = (
-        f"2-name2text: {f.text_rows} rows · 3-bert: {f.bert_files} · 4-cnhubert: {f.hubert_files} · "
-        f"5-wav32k: {f.wav_files} · 6-name2semantic: {f.semantic_rows} rows"
+    counts = say(
+        "train.status.files",
+        text=f.text_rows,
+        bert=f.bert_files,
+        hubert=f.hubert_files,
+        wav=f.wav_files,
+        semantic=f.semantic_rows,
     )
     if is_pro(state.version) or f.sv_files:
         counts += f" · 7-sv_cn: {f.sv_files}"

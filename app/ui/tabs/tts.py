@@ -63,7 +63,7 @@ def model_file(layout: Layout, kind: str, value: str | None) -> Path:
     try:
         return resolve_weight(layout, kind, value or "")
     except PathOutsideRoot as exc:
-        raise ModelLoadError(str(exc)) from None
+        raise ModelLoadError(exc.args[0]) from None
 
 
 def _steps_update(version: str | None) -> dict:
