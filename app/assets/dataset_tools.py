@@ -1,8 +1,9 @@
-"""Catalog entries of the dataset tools' models: sherpa-onnx ASR exports, UVR's MDX-Net files, GTCRN.
+"""Catalog entries of the dataset tools' models: sherpa-onnx ASR exports, UVR's MDX-Net and VR files, GTCRN.
 
 Sizes and licences are the publishers' listings (not checked here: no model hub on the build
-machines); no sha256 was published with them, so downloads are checked for presence only
-(GTCRN's size and sha256 were checked: see GTCRN_SHA256).
+machines). sha256 values are those a public source lists (each noted where it is set: RVC's
+checksum file for the uvr5_weights/ files, GTCRN_SHA256); the other files are checked for
+presence only, and the download tool prints the sha256 of what it fetched.
 """
 
 from __future__ import annotations
@@ -47,6 +48,45 @@ UVR_MODELS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
+# sha256 of the files of lj1995/VoiceConversionWebUI's uvr5_weights/: RVC-Project/Retrieval-based-
+# Voice-Conversion-WebUI sha256.env (commit a77615d, 2024-04-21), which RVC checks its assets against.
+RVC_UVR_SHA256 = {
+    FOXJOY_DEREVERB: "233bb5c6aaa365e568659a0a81211746fa881f8f47f82d9e864fce1f7692db80",
+    "HP2_all_vocals.pth": "39796caa5db18d7f9382d8ac997ac967bfd85f7761014bb807d2543cc844ef05",
+    "HP3_all_vocals.pth": "45e6b65199e781b4a6542002699be9f19cd3d1cb7d1558bc2bfbcd84674dfe28",
+    "HP5_only_main_vocal.pth": "5908891829634926119720241e8573d97cbeb8277110a7512bdb0bd7563258ee",
+    "VR-DeEchoNormal.pth": "56aba59db3bcdd14a14464e62f3129698ecdea62eee0f003b9360923eb3ac79e",
+    "VR-DeEchoAggressive.pth": "8c8fd1582f9aabc363e47af62ddb88df6cae7e064cae75bbf041a067a5e0aee2",
+    "VR-DeEchoDeReverb.pth": "01376dd2a571bf3cb9cced680732726d2d732609d09216a610b0d110f133febe",
+}
+# UVR's VR-architecture files as upstream GPT-SoVITS uses them (tools/uvr5/uvr5_weights/), from the
+# same repository. (asset id, file, description); sizes from the weight counts (HP: 31.7 M float16
+# weights, UVR's "61968KB" networks; DeEcho 31.7 M and DeReverb 55.8 M float32).
+VR_LICENCE = "licence: none stated with the file (UVR's code is MIT)"
+VR_MODELS: tuple[tuple[str, str, str], ...] = (
+    ("uvr-vr-hp2", "HP2_all_vocals.pth", f"VR HP2: vocals/instrumental separator, ~63 MB; {VR_LICENCE}"),
+    ("uvr-vr-hp3", "HP3_all_vocals.pth", f"VR HP3: vocals/instrumental separator, ~63 MB; {VR_LICENCE}"),
+    (
+        "uvr-vr-hp5",
+        "HP5_only_main_vocal.pth",
+        f"VR HP5: lead vocal vs backing vocals and instruments (karaoke), ~63 MB; {VR_LICENCE}",
+    ),
+    (
+        "uvr-vr-deecho-normal",
+        "VR-DeEchoNormal.pth",
+        f"VR DeEcho Normal: echo/delay removal (FoxJoy), ~127 MB; {VR_LICENCE}",
+    ),
+    (
+        "uvr-vr-deecho-aggressive",
+        "VR-DeEchoAggressive.pth",
+        f"VR DeEcho Aggressive: stronger echo/delay removal (FoxJoy), ~127 MB; {VR_LICENCE}",
+    ),
+    (
+        "uvr-vr-deecho-dereverb",
+        "VR-DeEchoDeReverb.pth",
+        f"VR DeEcho DeReverb: echo and reverb removal (FoxJoy), ~223 MB, about twice as slow; {VR_LICENCE}",
+    ),
+)
 # BS-RoFormer by viperx as UVR publishes it; its config from ZFTurbo's Music-Source-Separation-Training
 # (MIT), which upstream's loader reads as <name>.yaml beside the checkpoint.
 BS_ROFORMER = "model_bs_roformer_ep_317_sdr_12.9755.ckpt"
@@ -95,7 +135,14 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
         )
         for asset_id, path, what in UVR_MODELS
     ]
-    out.append(
+    out += _rvc_uvr_assets(rvc_repo)
+    out += _separation_and_denoise_assets()
+    return out
+
+
+def _rvc_uvr_assets(rvc_repo: str) -> list[Asset]:
+    """The uvr5_weights/ files of ``rvc_repo``: FoxJoy's MDX-Net de-reverb and the VR files."""
+    out = [
         Asset(
             id="uvr-dereverb-foxjoy",
             description="MDX-Net de-reverb by FoxJoy (upstream's onnx_dereverb_By_FoxJoy), ~100 MB; licence: none stated",
@@ -103,12 +150,31 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             repo_id=rvc_repo,
             revision="main",
             folder=UVR_FOLDER,
-            files=(AssetFile(FOXJOY_DEREVERB, origin=f"{UVR_FOLDER}/{FOXJOY_DEREVERB}"),),
+            files=(
+                AssetFile(
+                    FOXJOY_DEREVERB,
+                    origin=f"{UVR_FOLDER}/{FOXJOY_DEREVERB}",
+                    sha256=RVC_UVR_SHA256[FOXJOY_DEREVERB],
+                ),
+            ),
             required=False,
             used_by="Dataset: vocal clean-up (de-reverb)",
         )
-    )
-    out += _separation_and_denoise_assets()
+    ]
+    out += [
+        Asset(
+            id=asset_id,
+            description=what,
+            source="hf",
+            repo_id=rvc_repo,
+            revision="main",
+            folder=UVR_FOLDER,
+            files=(AssetFile(path, origin=f"{UVR_FOLDER}/{path}", sha256=RVC_UVR_SHA256[path]),),
+            required=False,
+            used_by="Dataset: vocal separation and clean-up (UVR VR models)",
+        )
+        for asset_id, path, what in VR_MODELS
+    ]
     return out
 
 

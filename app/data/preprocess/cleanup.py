@@ -4,8 +4,10 @@ Reverb and backing vocals in training clips are the commonest cause of a bad clo
 users run UVR5's karaoke and de-reverb models, then a denoiser, on the separated vocals. Each
 step here reads the previous step's files and writes its own folder::
 
-    <out>/karaoke/<clip>.wav     lead vocal: the mix less what UVR_MDXNET_KARA_2 calls instrumental
-    <out>/dereverb/<clip>.wav    dry vocal: the input less the reverb FoxJoy's model predicts
+    <out>/karaoke/<clip>.wav     lead vocal: the mix less what UVR_MDXNET_KARA_2 calls instrumental,
+                                 or less what HP5_only_main_vocal's mask keeps (a VR model)
+    <out>/dereverb/<clip>.wav    dry vocal: the input less the reverb FoxJoy's model predicts, or
+                                 what a VR-DeEcho model's mask keeps (app.data.preprocess.vr)
     <out>/denoise/<clip>.wav     noise taken out: the spectral gate (app.audio.denoise) or GTCRN
                                  (a learned denoiser, app.data.preprocess.gtcrn), DENOISE_ENGINES
     <out>/report.json            per clip and step: source, model, frames, dB removed, seconds
@@ -31,6 +33,7 @@ from app.audio.denoise import DenoiseOptions, denoise
 from app.data.preprocess.gtcrn import GTCRN_FILE, GtcrnDenoiser
 from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxModel, models_predicting
+from app.data.preprocess.vr import VR_MODELS, VrModel, models_for
 from app.devices import pick_device
 from app.paths import fit_file_name
 
@@ -39,8 +42,9 @@ logger = logging.getLogger(__name__)
 # Order of the steps (the issue's separate -> de-reverb -> denoise, with the lead vocal picked out
 # first: backing vocals carry reverb too, and the de-reverb model was trained on one voice).
 STEPS: tuple[str, ...] = ("karaoke", "dereverb", "denoise")
-KARAOKE_MODELS = models_predicting("instrumental")
-DEREVERB_MODELS = models_predicting("reverb")
+# UVR's MDX-Net files (ONNX), then its VR-architecture files (.pth); the name says which.
+KARAOKE_MODELS = (*models_predicting("instrumental"), *models_for("karaoke"))
+DEREVERB_MODELS = (*models_predicting("reverb"), *models_for("dereverb"))
 
 # progress(fraction in [0, 1], message)
 Progress = Callable[[float, str], None]
@@ -77,11 +81,11 @@ class CleanupError(ValueError):
 class CleanupOptions:
     """Which clean-up steps run; a step left None is skipped."""
 
-    karaoke: str | None = None  # MDX-Net file keeping the lead vocal (KARAOKE_MODELS), None = skip
-    dereverb: str | None = None  # MDX-Net file removing reverb and echo (DEREVERB_MODELS), None = skip
+    karaoke: str | None = None  # MDX-Net or VR file keeping the lead vocal (KARAOKE_MODELS), None = skip
+    dereverb: str | None = None  # MDX-Net or VR file removing reverb and echo (DEREVERB_MODELS), None = skip
     denoise: DenoiseOptions | None = None  # how hard to denoise, None = skip
     denoiser: str = DEFAULT_DENOISER  # DENOISE_ENGINES id: "spectral-gate" or "gtcrn"
-    device: str = "auto"  # where the MDX-Net models run: "auto", "cpu", "cuda"
+    device: str = "auto"  # where the MDX-Net and VR models run: "auto", "cpu", "cuda"
 
     def __post_init__(self) -> None:
         if self.karaoke is not None and self.karaoke not in KARAOKE_MODELS:
@@ -133,6 +137,18 @@ def _mdx_step(model: MdxModel) -> StepFunction:
     return run
 
 
+def _vr_step(model: VrModel) -> StepFunction:
+    """What the VR file's step keeps: the dry vocal its mask keeps (DeEcho), or the lead vocal
+    left when its mask takes the instrumental and backing vocals (HP5)."""
+
+    def run(source: Path) -> tuple[np.ndarray, int, np.ndarray]:
+        mix = _stereo(load_audio(source, MDX_RATE, mono=False, allow_silent=True))  # (T, 2) at 44.1 kHz
+        masked, rest = model.split(mix)
+        return (masked, MDX_RATE, rest) if model.params.keeps == "dry" else (rest, MDX_RATE, masked)
+
+    return run
+
+
 def _denoise_step(denoiser: DenoiseFunction) -> StepFunction:
     def run(source: Path) -> tuple[np.ndarray, int, np.ndarray]:
         try:
@@ -157,6 +173,8 @@ def _open_step(step: str, options: CleanupOptions, pretrained_root: Path) -> tup
     name = options.karaoke if step == "karaoke" else options.dereverb
     assert name is not None
     device = pick_device(options.device).type
+    if name in VR_MODELS:
+        return _vr_step(VrModel(name, pretrained_root, device)), f"vr:{name}"
     return _mdx_step(MdxModel(name, pretrained_root, device)), f"mdx:{name}"
 
 
@@ -221,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.data.preprocess.gtcrn import GtcrnError
     from app.data.preprocess.mdx import MdxError
     from app.data.preprocess.separate import list_audio_files
+    from app.data.preprocess.vr import VrError
     from app.settings import load_settings
 
     p = argparse.ArgumentParser(
@@ -228,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("input", type=Path, help="a vocal file or a folder of them (separated vocals)")
     p.add_argument("output", type=Path, help="folder receiving <step>/ folders and report.json")
-    p.add_argument("--karaoke", choices=KARAOKE_MODELS, help="keep the lead vocal with this MDX-Net file")
-    p.add_argument("--dereverb", choices=DEREVERB_MODELS, help="remove reverb/echo with this MDX-Net file")
+    p.add_argument("--karaoke", choices=KARAOKE_MODELS, help="keep the lead vocal with this MDX-Net/VR file")
+    p.add_argument("--dereverb", choices=DEREVERB_MODELS, help="remove reverb/echo with this MDX-Net/VR file")
     p.add_argument("--denoise", action="store_true", help="take noise out (see --denoiser)")
     p.add_argument(
         "--denoiser",
@@ -238,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="spectral-gate (stationary noise, no model) or gtcrn (learned, pretrained_models/denoise-model/)",
     )
     p.add_argument("--strength", type=float, default=DenoiseOptions().strength, help="denoise strength 0..1")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (MDX-Net models)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (MDX-Net and VR models)")
     p.add_argument("--pretrained", type=Path, help="pretrained_models folder (default: the studio's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -259,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options,
             progress=lambda f, msg: print(f"[{f:4.0%}] {msg}", file=sys.stderr),
         )
-    except (CleanupError, MdxError, GtcrnError, ValueError, FileNotFoundError) as exc:
+    except (CleanupError, MdxError, VrError, GtcrnError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(result.outputs)} file(s) cleaned ({' -> '.join(options.steps)}); report: {result.report}")

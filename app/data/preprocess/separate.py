@@ -12,9 +12,10 @@ file cannot run code.
 
 Engines are swappable (STYLE rule 8): :data:`SEPARATORS` maps an id to a factory building a
 :class:`Separator`: ``demucs``, and ``mdx`` for UVR's MDX-Net vocal models
-(:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``), ``roformer`` for
+(:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``), ``vr`` for UVR's
+VR-architecture HP2/HP3 ``.pth`` files (:mod:`app.data.preprocess.vr`, same folder), ``roformer`` for
 BS-/Mel-Band-RoFormer checkpoints with their configs (:mod:`app.data.preprocess.roformer`, same
-folder). MDX-Net and RoFormer run with their files' own chunking: segment, overlap and shifts are
+folder). MDX-Net, VR and RoFormer run with their files' own chunking: segment, overlap and shifts are
 demucs' settings.
 
 Runs are resumable: ``report.json`` in the output folder records each file's stems
@@ -42,6 +43,7 @@ from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxError, MdxModel, MissingMdxModel, models_predicting
 from app.data.preprocess.roformer import MissingRoformerModel, RoformerError, RoformerSeparator
+from app.data.preprocess.vr import MissingVrModel, VrError, VrModel, VrSeparator, models_for
 from app.devices import pick_device
 from app.paths import fit_file_name
 
@@ -382,6 +384,25 @@ def load_roformer_separator(options: SeparateOptions, pretrained_root: Path) -> 
         raise SeparationError(str(exc)) from exc
 
 
+# ------------------------------------------------------------------------------- UVR VR (.pth)
+VR_SEPARATION_MODELS = models_for("separate")
+
+
+@register_separator("vr")
+def load_vr_separator(options: SeparateOptions, pretrained_root: Path) -> VrSeparator:
+    """A VR separator for ``options.model`` (HP2/HP3_all_vocals.pth in uvr5_weights/)."""
+    if options.model not in VR_SEPARATION_MODELS:
+        raise SeparationError(
+            f"VR separation model {options.model!r}: choose one of {', '.join(VR_SEPARATION_MODELS)}"
+        )
+    try:
+        return VrSeparator(VrModel(options.model, pretrained_root, pick_device(options.device).type))
+    except MissingVrModel as exc:
+        raise MissingModelError(str(exc)) from exc
+    except VrError as exc:
+        raise SeparationError(str(exc)) from exc
+
+
 # ------------------------------------------------------------------------------------ workflow
 
 
@@ -516,6 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model",
         default=defaults.model,
         help=f"demucs: {', '.join(DEMUCS_MODELS)}; mdx: {', '.join(MDX_SEPARATION_MODELS)}; "
+        f"vr: {', '.join(VR_SEPARATION_MODELS)}; "
         "roformer: a <name>.ckpt with <name>.yaml in uvr5_weights/ (e.g. model_bs_roformer_ep_317_sdr_12.9755.ckpt)",
     )
     p.add_argument("--segment", type=float, help="seconds per chunk (default: the model's own)")

@@ -1,0 +1,1 @@
+"""UVR's VR-architecture networks (the ``.pth`` files of upstream's ``tools/uvr5/uvr5_weights/``)."""
