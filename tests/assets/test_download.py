@@ -126,3 +126,53 @@ def test_unreachable_host_fails_fast_without_offline_flag(tmp_path):
     report = download_asset(assets.get("rmvpe"), tmp_path)
     assert time.monotonic() - start < 10
     assert not report.ok and "cannot reach huggingface.co" in report.files[0].reason
+
+
+def _url_asset(files) -> Asset:
+    return Asset(id="u", description="test", source="url", repo_id=None, revision=None, folder="m",
+                 files=tuple(files), required=False, used_by="tests")  # fmt: skip
+
+
+def test_file_urls_through_the_real_transport_verify_keep_aside_and_report_digests(tmp_path):
+    """NetworkTransport over file:// URLs: the catalog's sha256 is enforced, a refused download and
+    a corrupt file it replaces are kept aside, and files without a catalog digest get theirs reported."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    for name, data in {
+        "ok.bin": b"ok",
+        "swapped.bin": b"changed by the publisher",
+        "new.bin": b"new",
+    }.items():
+        (remote / name).write_bytes(data)
+    asset = _url_asset(
+        [
+            AssetFile("ok.bin", origin=(remote / "ok.bin").as_uri(), sha256=_sha(b"ok")),
+            AssetFile("swapped.bin", origin=(remote / "swapped.bin").as_uri(), sha256=_sha(b"original")),
+            AssetFile("new.bin", origin=(remote / "new.bin").as_uri()),
+        ]
+    )
+    root = tmp_path / "pretrained"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "ok.bin").write_bytes(b"corrupt")  # there already, fails verification
+    report = download_asset(asset, root, check_host=lambda h: None)
+    got = {f.path.name: f for f in report.files}
+    assert got["ok.bin"].result == "downloaded" and (root / "m" / "ok.bin").read_bytes() == b"ok"
+    assert (root / "m" / "ok.bin.sha256-mismatch").read_bytes() == b"corrupt"
+    assert "kept as" in got["ok.bin"].reason and got["ok.bin"].sha256 == ""
+    assert got["swapped.bin"].result == "failed"
+    assert f"expected {_sha(b'original')}" in got["swapped.bin"].reason
+    assert "swapped.bin.sha256-mismatch" in got["swapped.bin"].reason
+    assert not (root / "m" / "swapped.bin").exists()
+    assert (root / "m" / "swapped.bin.sha256-mismatch").read_bytes() == b"changed by the publisher"
+    assert got["new.bin"].result == "downloaded" and got["new.bin"].sha256 == _sha(b"new")
+    assert not [p for p in (root / "m").iterdir() if p.name.startswith(".download-")]
+
+
+def test_cli_prints_the_digest_of_a_file_the_catalog_has_none_for(tmp_path, monkeypatch, capsys):
+    from app.assets import cli
+
+    (tmp_path / "new.bin").write_bytes(b"new")
+    asset = _url_asset([AssetFile("new.bin", origin=(tmp_path / "new.bin").as_uri())])
+    monkeypatch.setattr(cli.assets, "get", lambda name: asset)
+    assert cli.main(["u", "--root", str(tmp_path / "pretrained")]) == 0
+    assert f"sha256 {_sha(b'new')} (not in the catalog" in capsys.readouterr().out
