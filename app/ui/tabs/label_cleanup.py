@@ -26,17 +26,29 @@ from app.data.preprocess.cleanup import (
 )
 from app.data.preprocess.mdx import MDX_MODELS, is_installed
 from app.data.preprocess.roformer import ROFORMER_MODELS, installed_models, is_roformer, model_files
-from app.data.preprocess.separate import DEMUCS_MODELS, MDX_SEPARATION_MODELS, SeparateOptions
+from app.data.preprocess.separate import (
+    DEMUCS_MODELS,
+    MDX_SEPARATION_MODELS,
+    VR_SEPARATION_MODELS,
+    SeparateOptions,
+)
+from app.data.preprocess.vr import VR_MODELS
+from app.data.preprocess.vr import is_installed as vr_installed
 from app.ui.context import UIContext
 
-# Separation models offered: demucs' names, UVR's MDX-Net files, the published RoFormer checkpoints
-# (engine chosen by the name); separation_choices adds other RoFormer pairs found in uvr5_weights/.
-SEPARATION_CHOICES: tuple[str, ...] = (*DEMUCS_MODELS, *MDX_SEPARATION_MODELS, *ROFORMER_MODELS)
+# Separation models offered: demucs' names, UVR's MDX-Net and VR files, the published RoFormer
+# checkpoints (engine chosen by the name); separation_choices adds other RoFormer pairs found in uvr5_weights/.
+SEPARATION_CHOICES: tuple[str, ...] = (
+    *DEMUCS_MODELS,
+    *MDX_SEPARATION_MODELS,
+    *VR_SEPARATION_MODELS,
+    *ROFORMER_MODELS,
+)
 ENGINE_CHOICES: tuple[str, ...] = (AUTO_ENGINE, *sorted(ASR_ENGINES))
 
 STRINGS = {
     "en": {
-        "label.pipe.separator": "Separation model (demucs, UVR MDX-Net or BS-/Mel-Band-RoFormer)",
+        "label.pipe.separator": "Separation model (demucs, UVR MDX-Net or VR, BS-/Mel-Band-RoFormer)",
         "label.pipe.engine": "Speech recognition engine (auto: chosen by language)",
         "label.pipe.punct": "Punctuation and digits (SenseVoice)",
         "label.clean.title": "Clean up the vocals (after separation, before slicing)",
@@ -49,7 +61,7 @@ STRINGS = {
         "label.clean.models": "Models for these steps and the speech engines (✓ installed, ✗ missing: run the command)",
     },
     "zh": {
-        "label.pipe.separator": "分离模型（demucs、UVR MDX-Net 或 BS-/Mel-Band-RoFormer）",
+        "label.pipe.separator": "分离模型（demucs、UVR MDX-Net 或 VR、BS-/Mel-Band-RoFormer）",
         "label.pipe.engine": "语音识别引擎（auto：按语言选择）",
         "label.pipe.punct": "标点与数字（SenseVoice）",
         "label.clean.title": "人声清理（分离之后、切分之前）",
@@ -62,7 +74,7 @@ STRINGS = {
         "label.clean.models": "这些步骤与识别引擎所需的模型（✓ 已安装，✗ 缺失：运行对应命令）",
     },
     "zh_TW": {
-        "label.pipe.separator": "分離模型（demucs、UVR MDX-Net 或 BS-/Mel-Band-RoFormer）",
+        "label.pipe.separator": "分離模型（demucs、UVR MDX-Net 或 VR、BS-/Mel-Band-RoFormer）",
         "label.pipe.engine": "語音辨識引擎（auto：依語言選擇）",
         "label.pipe.punct": "標點與數字（SenseVoice）",
         "label.clean.title": "人聲清理（分離之後、切分之前）",
@@ -75,7 +87,7 @@ STRINGS = {
         "label.clean.models": "這些步驟與辨識引擎所需的模型（✓ 已安裝，✗ 缺少：執行對應指令）",
     },
     "ja": {
-        "label.pipe.separator": "分離モデル（demucs、UVR MDX-Net または BS-/Mel-Band-RoFormer）",
+        "label.pipe.separator": "分離モデル（demucs、UVR MDX-Net または VR、BS-/Mel-Band-RoFormer）",
         "label.pipe.engine": "音声認識エンジン（auto：言語で選択）",
         "label.pipe.punct": "句読点と数字（SenseVoice）",
         "label.clean.title": "ボーカルのクリーンアップ（分離の後、分割の前）",
@@ -88,7 +100,7 @@ STRINGS = {
         "label.clean.models": "これらの処理と音声認識に必要なモデル（✓ インストール済み、✗ 未導入：コマンドを実行）",
     },
     "ko": {
-        "label.pipe.separator": "분리 모델 (demucs, UVR MDX-Net 또는 BS-/Mel-Band-RoFormer)",
+        "label.pipe.separator": "분리 모델 (demucs, UVR MDX-Net 또는 VR, BS-/Mel-Band-RoFormer)",
         "label.pipe.engine": "음성 인식 엔진 (auto: 언어에 따라 선택)",
         "label.pipe.punct": "문장 부호와 숫자 (SenseVoice)",
         "label.clean.title": "보컬 정리 (분리 후, 자르기 전)",
@@ -110,11 +122,12 @@ def separation_choices(pretrained: Path) -> list[str]:
 
 
 def models_table(pretrained: Path) -> str:
-    """A Markdown table: each clean-up (MDX-Net, GTCRN) and sherpa-onnx ASR model, installed or not, and its download command.
+    """A Markdown table: each clean-up (MDX-Net, VR, GTCRN) and sherpa-onnx ASR model, installed or not, and its download command.
 
     Only ids, folders and commands: nothing in it is language (the heading is a translated label).
     """
     rows = [(name, MDX_MODELS[name].asset, is_installed(name, pretrained)) for name in MDX_MODELS]
+    rows += [(name, VR_MODELS[name].asset, vr_installed(name, pretrained)) for name in VR_MODELS]
     rows.append((gtcrn.GTCRN_FILE, gtcrn.GTCRN_ASSET, gtcrn.is_installed(pretrained)))
     for name, asset_id in ROFORMER_MODELS.items():
         rows.append((name, asset_id, all(p.is_file() for p in model_files(name, pretrained))))
@@ -188,9 +201,12 @@ def pipeline_parts(
     strength: float,
 ) -> tuple[SeparateOptions, CleanupOptions]:  # fmt: skip
     """Separation and clean-up options from the panel's values (the engine follows the model's name)."""
-    engine = (
-        "mdx" if separator in MDX_SEPARATION_MODELS else "roformer" if is_roformer(separator) else "demucs"
-    )
+    if separator in MDX_SEPARATION_MODELS:
+        engine = "mdx"
+    elif separator in VR_SEPARATION_MODELS:
+        engine = "vr"
+    else:
+        engine = "roformer" if is_roformer(separator) else "demucs"
     separation = SeparateOptions(engine=engine, model=separator, shifts=int(shifts), overlap=float(overlap))
     cleanup = CleanupOptions(
         karaoke=karaoke_model if karaoke else None,
