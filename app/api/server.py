@@ -55,6 +55,10 @@ class MountUI(Protocol):
     ) -> FastAPI: ...
 
 
+# The web UI's languages (app.ui.i18n.LANGUAGES, which this layer does not import; a test keeps them equal).
+UI_LANGUAGES = ("en", "zh", "zh_TW", "ja", "ko")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app.api", description="SoVITS Studio HTTP API (+ web UI)")
     p.add_argument(
@@ -65,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key", help="require this key (default STUDIO_API_KEY); needed to bind beyond loopback"
     )
     p.add_argument("--no-ui", action="store_true", help="serve the API only, without the web UI at /ui")
-    p.add_argument("--lang", default="auto", choices=["auto", "en", "zh"], help="UI language")
+    p.add_argument("--lang", default="auto", choices=["auto", *UI_LANGUAGES], help="UI language")
     p.add_argument("--queue-limit", type=int, help="requests waiting for the device before 503 (default 4)")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MB (default 200)")
     p.add_argument("--precision", choices=["fp32", "fast"], default="fp32", help="pipeline precision")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.ui.tabs.label_handlers import EDIT_BUTTONS, audio_folders, edits_enabled, list_files, refresh_pickers
+from app.ui.tabs.label_handlers import EDIT_BUTTONS, edits_enabled
 from app.ui.tabs.label_session import ProofSession
+from app.ui.tabs.pickers import audio_folders, list_files, refresh_pickers
 
 
 def _touch(path: Path, mtime: float) -> Path:
@@ -23,8 +24,11 @@ def test_pickers_list_the_data_folder_relative_newest_first(tmp_path):
     _touch(tmp_path / "output" / "clips" / "a.wav", 1_000)
     _touch(tmp_path / "output" / "clips" / "deep" / "b.flac", 1_000)
     _touch(tmp_path / "output" / "notes" / "readme.txt", 1_000)
+    _touch(tmp_path / "data" / "wavs" / "c.wav", 1_000)  # anywhere in the data folder
+    for not_a_dataset in ("pretrained_models/x", "GPT_weights_v2", "output/experiments/e/5-wav32k", ".cache"):
+        _touch(tmp_path / not_a_dataset / "d.wav", 1_000)
     assert list_files(tmp_path) == ["output/new/new.list", "output/old/old.list"]
-    assert audio_folders(tmp_path) == ["output/clips", "output/clips/deep"]
+    assert audio_folders(tmp_path) == ["data/wavs", "output/clips", "output/clips/deep"]
     lists, folders = refresh_pickers(tmp_path, "output/old/old.list", None)
     assert lists["choices"] == list_files(tmp_path) and lists["value"] == "output/old/old.list"
     assert folders["choices"] == audio_folders(tmp_path)

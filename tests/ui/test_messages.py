@@ -329,6 +329,12 @@ def test_the_page_keeps_its_language_in_the_cookie_read_by_handlers(tmp_path):
     assert 'attributeFilter: ["lang"]' in head
 
 
+def test_the_api_server_offers_every_ui_language():
+    from app.api.server import UI_LANGUAGES
+
+    assert UI_LANGUAGES == LANGUAGES  # python -m app.api --lang ja serves the page at /ui in Japanese
+
+
 def test_outside_an_event_messages_are_english():
     assert messages.current_language() == "en"
     assert say("tts.status.segment", done=2, total=5) == "Segment 2 of 5 done…"

@@ -183,3 +183,33 @@ def test_formatting_problems_are_shown_once_per_kind_when_grouped(tmp_path: Path
     text = format_summary(run, state)
     assert "**5000 line(s) left out:**" in text and "5000 lines: 2, 3, 4" in text
     assert "line 7 (a.wav)" not in text and "more in" not in text
+
+
+def test_the_dataset_is_picked_from_the_data_folder(tmp_path: Path) -> None:
+    """The .list file and the audio folder are menus of what the data folder holds (listed again on
+    focus, a path can still be typed); the formatting step names read in the page's language."""
+    (tmp_path / "data" / "clips").mkdir(parents=True)
+    (tmp_path / "data" / "voice.list").write_text("a.wav|spk|en|hello\n", encoding="utf-8")
+    (tmp_path / "data" / "clips" / "a.wav").write_bytes(b"x")
+    (tmp_path / "pretrained_models").mkdir()
+    (tmp_path / "pretrained_models" / "base.wav").write_bytes(b"x")  # a model folder is no dataset
+    demo, _, by_id = build_tab(tmp_path)
+    lists, folders = by_id["train-list"], by_id["train-audio"]
+    assert isinstance(lists, gr.Dropdown) and isinstance(folders, gr.Dropdown)
+    assert [value for _, value in lists.choices] == ["data/voice.list"] and lists.allow_custom_value
+    assert [value for _, value in folders.choices] == ["data/clips"] and folders.allow_custom_value
+    (tmp_path / "data" / "more.list").write_text("b.wav|spk|en|hi\n", encoding="utf-8")
+    (refresh,) = [f for f in demo.fns.values() if f.targets == [(lists._id, "focus")]]
+    listed, kept = refresh.fn("data/voice.list", "data/clips")
+    assert (
+        set(listed["choices"]) == {"data/voice.list", "data/more.list"}
+        and listed["value"] == "data/voice.list"
+    )
+    assert kept["value"] == "data/clips"
+    from app.ui.messages import say
+
+    assert say("train.step.1b", "ja") == "1b HuBERT + 32 kHz 音声"
+    running = RunState(
+        "format", tmp_path, RunStatus(state="running", stage="format:1a", step=2, total_steps=9), None
+    )
+    assert "1a text + BERT 2/9" in run_summary("Formatting", running)

@@ -22,17 +22,14 @@ from app.ui.tabs.label_handlers import (
     Action,
     LabelPage,
     apply_filter,
-    audio_folders,
     delete_ticked,
     edit,
     edits_enabled,
     go_to_page,
-    list_files,
     merge_ticked,
     next_page,
     open_editor,
     previous_page,
-    refresh_pickers,
     save_list,
     split_ticked,
     undo_last,
@@ -40,6 +37,7 @@ from app.ui.tabs.label_handlers import (
 from app.ui.tabs.label_pipeline import STRINGS as PIPELINE_STRINGS
 from app.ui.tabs.label_pipeline import build_pipeline
 from app.ui.tabs.label_session import LANGUAGE_CHOICES, PAGE_SIZE, ProofSession
+from app.ui.tabs.pickers import audio_folders, list_files, refresh_pickers
 
 TAB_ID = "label"
 TITLE_KEY = "tab.label"

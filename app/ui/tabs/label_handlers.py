@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from app.audio import AUDIO_EXTENSIONS, AudioError, audio_info, load_audio
+from app.audio import AudioError, audio_info, load_audio
 from app.ui.messages import error, error_from
 from app.ui.tabs.label_session import (
     PAGE_SIZE,
@@ -146,36 +145,6 @@ def render(session: ProofSession, note: str = "") -> list:
         *texts,
         *langs,
     ]
-
-
-# -- pickers -----------------------------------------------------------------------------------------
-LISTED_MAX = 200  # files or folders offered in a picker; more can still be typed
-
-
-def list_files(home: Path) -> list[str]:
-    """The ``.list`` files of the data folder (relative, newest first), for the picker."""
-    found = sorted(
-        (p for p in home.rglob("*.list") if p.is_file() and not any(x.startswith(".") for x in p.parts)),
-        key=lambda p: -p.stat().st_mtime,
-    )
-    return [str(p.relative_to(home)) for p in found[:LISTED_MAX]]
-
-
-def audio_folders(home: Path) -> list[str]:
-    """Folders under output/ holding audio files (relative to the data folder), for the picker."""
-    root = home / "output"
-    if not root.is_dir():
-        return []
-    folders = {p.parent for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()}
-    return sorted(str(f.relative_to(home)) for f in folders)[:LISTED_MAX]
-
-
-def refresh_pickers(home: Path, list_now: str | None, folder_now: str | None) -> tuple[Any, Any]:
-    """The two pickers listed again (a list made by the dataset panel or elsewhere appears)."""
-    return (
-        gr.update(choices=list_files(home), value=list_now),
-        gr.update(choices=audio_folders(home), value=folder_now),
-    )
 
 
 def edits_enabled(session: ProofSession) -> list[Any]:

@@ -38,6 +38,7 @@ from app.ui.context import UIContext
 from app.ui.locales import complete
 from app.ui.tabs.binding import bind
 from app.ui.tabs.missing import asset_panel
+from app.ui.tabs.pickers import audio_folders, list_files, refresh_pickers
 from app.ui.tabs.train_handlers import (
     FORMAT_ASSETS,
     TrainEnv,
@@ -127,8 +128,8 @@ STRINGS = complete(
 class FormatControls:
     """The dataset-formatting section."""
 
-    list_path: gr.Textbox
-    audio_dir: gr.Textbox
+    list_path: gr.Dropdown  # the data folder's .list files (a path can be typed too)
+    audio_dir: gr.Dropdown  # its folders holding audio
     steps: dict[str, gr.Button]  # one button per formatting step, by step id
     run_all: gr.Button
     stop: gr.Button
@@ -179,9 +180,17 @@ def _experiment_row(ctx: UIContext, experiments: list[str]) -> tuple[gr.Dropdown
 
 
 def _format_section(ctx: UIContext) -> FormatControls:
+    home = ctx.layout.home
     with gr.Row():
-        list_path = gr.Textbox(label=ctx.t("train.list"), elem_id="train-list", scale=2)
-        audio_dir = gr.Textbox(label=ctx.t("train.audio"), elem_id="train-audio", scale=2)
+        # Picked from the data folder (listed again on focus); a path can still be typed.
+        list_path = gr.Dropdown(
+            list_files(home), value=None, allow_custom_value=True, label=ctx.t("train.list"),
+            elem_id="train-list", scale=2,
+        )  # fmt: skip
+        audio_dir = gr.Dropdown(
+            audio_folders(home), value=None, allow_custom_value=True, label=ctx.t("train.audio"),
+            elem_id="train-audio", scale=2,
+        )  # fmt: skip
     with gr.Row():
         steps = {
             step: gr.Button(
@@ -347,6 +356,11 @@ def _wire_watch(env: TrainEnv, page: TrainPage) -> None:
     version.change(
         bind(on_version, env), [exp, version], [*version_outputs, *page.refreshed], show_progress="hidden"
     )
+    pickers = bind(refresh_pickers, env.layout.home)
+    for picker in (fmt.list_path, fmt.audio_dir):
+        picker.focus(
+            pickers, [fmt.list_path, fmt.audio_dir], [fmt.list_path, fmt.audio_dir], show_progress="hidden"
+        )
     timer = gr.Timer(POLL_S)
     timer.tick(bind(refresh, env), [exp, version], page.refreshed, show_progress="hidden", queue=False)
 

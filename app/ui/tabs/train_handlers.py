@@ -99,7 +99,7 @@ def _relative(layout: Layout, path: Path | None) -> str:
         return str(path)
 
 
-def on_experiment(env: TrainEnv, exp_value: str | None, version_value: str, list_value: str) -> tuple:
+def on_experiment(env: TrainEnv, exp_value: str | None, version_value: str, list_value: str | None) -> tuple:
     """Fill empty dataset fields from the experiment's last formatting run (never overwrite typing).
 
     Returns [.list field, audio field, *refreshed].
@@ -107,7 +107,7 @@ def on_experiment(env: TrainEnv, exp_value: str | None, version_value: str, list
     fill = (gr.skip(), gr.skip())
     try:
         run_yaml = ex.run_dir(env.layout, safe_name(exp_value or ""), "format") / RUN_FILE
-        if not list_value.strip() and run_yaml.is_file():
+        if not (list_value or "").strip() and run_yaml.is_file():
             saved = config_io.load(FormatRunConfig, run_yaml)
             fill = (_relative(env.layout, saved.list_path), _relative(env.layout, saved.audio_dir))
     except (ValueError, config_io.ConfigError):
@@ -120,15 +120,15 @@ def start_format(
     steps: tuple[str, ...],
     exp_value: str | None,
     version_value: str,
-    list_value: str,
-    audio_value: str,
+    list_value: str | None,
+    audio_value: str | None,
 ) -> tuple:
     """Queue formatting ``steps``; returns [experiment menu update, *refreshed]."""
     name = _name(exp_value)
     check_before_job(env.layout, FORMAT_ASSETS, required=False)
     try:
         config = ex.format_config(
-            env.layout, name, list_value, audio_value, steps=steps, version=version_value
+            env.layout, name, list_value or "", audio_value or "", steps=steps, version=version_value
         )
         ex.start(env.layout, env.jobs, name, "format", config, tuple(i for _, i in env.gpus[:1]))
     except (ex.ExperimentError, PathOutsideRoot) as exc:
