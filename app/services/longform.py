@@ -8,7 +8,7 @@ it. Stopping takes effect after the take being made; a job whose process died (a
 found again as ``interrupted`` and continues from its last take with :meth:`LongformService.resume`.
 
 Replicas may share one jobs folder: the process running a job holds a lease on its folder
-(:mod:`app.services.job_lease`, renewed every few seconds), and a job counts as cut off only
+(:mod:`app.infer.longform.lease`, renewed every few seconds), and a job counts as cut off only
 when it says running but nobody's lease on it is live, so a replica starting up leaves the jobs
 of its live neighbours alone; one whose owner died is found interrupted once the lease runs out.
 
@@ -39,11 +39,11 @@ from app.infer.longform import (
     Script,
     Voice,
 )
+from app.infer.longform.lease import HEARTBEAT_S, LEASE_S, Heartbeat, held_by_other, new_owner_id, read_lease
 from app.infer.longform.state import JOB_FILE
 from app.infer.request import AudioChunk, ModelLoadError, PipelineSpec, TTSInputError, TTSRequest
 from app.paths import Layout
 from app.services.device_queue import QueueFull
-from app.services.job_lease import HEARTBEAT_S, LEASE_S, Heartbeat, held_by_other, new_owner_id, read_lease
 from app.services.model_choice import ModelChoiceStore, resolve_weight
 from app.services.presets import PresetError, PresetStore
 from app.services.synthesis import SynthesisService

@@ -19,11 +19,13 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from app.infer.longform.assemble import Assembly
 from app.infer.longform.fit import FitOptions
 from app.infer.longform.job import LongformJob
+from app.infer.longform.lease import Heartbeat, held_by_other, new_owner_id
 from app.infer.longform.sources import KINDS, SourceError, read_source
 from app.infer.longform.state import JobOptions, JobState, JobStateError, LineState, Voice
 from app.infer.request import PRECISIONS, AudioChunk, ModelLoadError, PipelineSpec, TTSInputError, TTSRequest
@@ -174,6 +176,22 @@ class PipelineSpeaker:
         return self._pipeline.stream(request, token_chunks=False)
 
 
+def _run_held(job: LongformJob, progress: Callable[[int, int], None]) -> Assembly:
+    """Run ``job`` holding its folder's lease (a studio sharing the folder leaves it alone)."""
+    leases = Heartbeat(new_owner_id())
+    other = held_by_other(job.folder, leases.owner)
+    if other is not None:
+        raise JobStateError(
+            f"{job.folder} is being run by another process ({other.host}, pid {other.pid}): let it finish"
+        )
+    leases.hold(job.folder)
+    try:
+        return job.run(PipelineSpeaker(), progress=progress)
+    finally:
+        leases.release(job.folder)
+        leases.stop()
+
+
 # What a resumed job may still be given: how this process runs, not what the job makes.
 _RESUME_OPTIONS = {"resume", "source", "job", "threads", "verbose"}
 
@@ -208,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(lines_done: int, total: int) -> None:
             log.info("%d/%d lines", lines_done, total)
 
-        result = job.run(PipelineSpeaker(), progress=progress)
+        result = _run_held(job, progress)
     except (SourceError, JobStateError, TTSInputError, ValueError) as exc:
         if isinstance(exc, ModelLoadError):
             print(f"error: {exc}", file=sys.stderr)

@@ -10,11 +10,14 @@ was renewed, how long it holds) before the job starts, renews it every ``heartbe
 the job runs (:class:`Heartbeat`), and removes it when the job ends. A job is someone else's as
 long as its lease is live (renewed within ``ttl_s``); a job whose lease ran out, or that has none,
 was cut off. Leases compare wall-clock times written by different hosts: their clocks must agree
-to well within ``ttl_s`` (NTP does).
+to well within ``ttl_s`` (NTP does). A lease written in this machine's own process space (same
+boot, same pid namespace) whose process is gone is dead at once: a killed CLI's job resumes
+without waiting for the lease to run out.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -53,15 +56,39 @@ class Lease:
     renewed: float
     # Seconds it holds after ``renewed``.
     ttl_s: float
+    # The process space its pid belongs to (boot id + pid namespace; "" when unknown).
+    space: str = ""
 
     def live(self, now: float | None = None) -> bool:
-        """True while the owner renewed it within ``ttl_s``."""
-        return (time.time() if now is None else now) < self.renewed + self.ttl_s
+        """True while the owner renewed it within ``ttl_s`` (and, in this process space, still runs)."""
+        if (time.time() if now is None else now) >= self.renewed + self.ttl_s:
+            return False
+        return not (self.space and self.space == process_space() and not _running(self.pid))
+
+
+@functools.cache
+def process_space() -> str:
+    """This machine's boot id and pid namespace: pids mean the same process only within one."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def write_lease(folder: Path, owner: str, ttl_s: float = LEASE_S) -> Lease:
     """Take or renew ``owner``'s lease on ``folder`` (atomically)."""
-    lease = Lease(owner, socket.gethostname(), os.getpid(), time.time(), ttl_s)
+    lease = Lease(owner, socket.gethostname(), os.getpid(), time.time(), ttl_s, process_space())
     atomic_write_text(Path(folder) / LEASE_FILE, json.dumps(asdict(lease)))
     return lease
 
@@ -76,6 +103,7 @@ def read_lease(folder: Path) -> Lease | None:
             int(data["pid"]),
             float(data["renewed"]),
             float(data["ttl_s"]),
+            str(data.get("space", "")),
         )
     except FileNotFoundError:
         return None

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from app.infer.longform import JobOptions, JobState, LineState, LongformJob, parse_source
+from app.infer.longform.lease import read_lease, write_lease
 from app.infer.longform.state import load
-from app.services.job_lease import read_lease, write_lease
 from app.services.longform import LongformError, LongformService
 from app.services.synthesis import SynthesisService
 
@@ -137,3 +137,17 @@ def test_a_job_is_interrupted_only_when_its_owners_lease_ran_out(tmp_path, synth
     assert service.summary("live").state == "interrupted"
     service.resume("live")
     assert service.wait("live", 120).state == "done"
+
+
+def test_a_lease_of_a_process_gone_from_this_machine_is_dead_at_once(tmp_path):
+    import dataclasses
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    lease = write_lease(tmp_path, "cli", 60.0)
+    assert lease.live()  # this process, renewed just now
+    assert not dataclasses.replace(lease, pid=proc.pid).live()  # same machine, process gone
+    assert dataclasses.replace(lease, pid=proc.pid, space="other-host").live()  # elsewhere: the clock decides
+    assert not dataclasses.replace(lease, renewed=lease.renewed - 61).live()
