@@ -42,8 +42,12 @@ def test_format_then_train_gpt_and_watch_it(studio_browser, train_server) -> Non
         expect(page.locator("#train-format-2-get-sv")).to_be_visible()  # upstream's default v2Pro
         page.locator("#train-version").get_by_label("v2", exact=True).check()
         expect(page.locator("#train-format-2-get-sv")).to_be_hidden()
-        page.locator("#train-list textarea, #train-list input").first.fill("data/voice.list")
-        page.locator("#train-audio textarea, #train-audio input").first.fill("data/clips")
+        # The dataset is picked from the data folder's .list files and audio folders, not typed.
+        page.locator("#train-list input").click()
+        page.get_by_role("option", name="data/voice.list", exact=True).click()
+        page.locator("#train-audio input").click()
+        page.get_by_role("option", name="data/clips", exact=True).click()
+        expect(page.locator("#train-list input")).to_have_value("data/voice.list")
         page.locator("#train-format-all").click()
         status = page.locator("#train-format-status")
         expect(status).to_contain_text("Formatting: done", timeout=240_000)
