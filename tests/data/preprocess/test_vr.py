@@ -191,3 +191,54 @@ def test_cleanup_runs_vr_karaoke_then_dereverb_resumes_and_reports(pretrained, t
     other = CleanupOptions(karaoke="HP5_only_main_vocal.pth", dereverb="VR-DeEchoAggressive.pth")
     third = clean_files([tmp_path / "a.wav"], tmp_path / "out", pretrained, other)
     assert [r.resumed for r in third.records] == [True, False]  # another model: that step again
+
+
+def test_song_through_mdx_then_vr_karaoke_and_de_echo_to_a_list(tmp_path):
+    """The whole chain with the VR steps: separate (MDX-Net) -> karaoke (HP5) -> de-echo (VR-DeEcho)
+    -> denoise -> slice -> SenseVoice, to a proofreadable .list; a rerun resumes every step."""
+    from app.audio.denoise import DenoiseOptions
+    from app.audio.slicer import SlicerOptions
+    from app.data.filelist import read_list
+    from app.data.preprocess.asr_sherpa import SENSEVOICE_FOLDER
+    from app.data.preprocess.mdx import MDX_MODELS
+    from app.data.preprocess.mdx import model_path as mdx_path
+    from app.data.preprocess.pipeline import PipelineOptions, build_dataset
+    from app.data.preprocess.transcribe import TranscribeOptions
+    from tests.data.preprocess.tiny_models import tiny_mdx, tiny_sensevoice
+
+    vocals = "Kim_Vocal_2.onnx"
+    params = MDX_MODELS[vocals]
+    # Near-transparent VR masks: HP5 takes ~3 % out as "backing", the de-echo keeps ~97 %.
+    tiny_vr(model_path("HP5_only_main_vocal.pth", tmp_path / "pm"), ASPP, 0.05)
+    tiny_vr(model_path("VR-DeEchoNormal.pth", tmp_path / "pm"), CASCADED, 0.97)
+    tiny_mdx(
+        mdx_path(vocals, tmp_path / "pm"), params.dim_f, params.dim_t, int(1000 / (VR_RATE / params.n_fft))
+    )
+    tiny_sensevoice(tmp_path / "pm" / SENSEVOICE_FOLDER)
+    t = np.arange(int(VR_RATE * 1.2)) / VR_RATE
+    phrase = 0.3 * np.sin(2 * np.pi * 200 * t) * np.minimum(1.0, np.minimum(t, t[::-1]) / 0.1)
+    voice = np.concatenate([np.zeros(VR_RATE), phrase, np.zeros(VR_RATE), phrase, np.zeros(VR_RATE)])
+    song = voice + 0.1 * np.sin(2 * np.pi * 5000 * np.arange(voice.size) / VR_RATE)
+    sf.write(tmp_path / "song.wav", np.stack([song, song], axis=1).astype(np.float32), VR_RATE)
+    options = PipelineOptions(
+        separate=True,
+        separation=SeparateOptions(engine="mdx", model=vocals, device="cpu"),
+        cleanup=CleanupOptions(
+            karaoke="HP5_only_main_vocal.pth",
+            dereverb="VR-DeEchoNormal.pth",
+            denoise=DenoiseOptions(),
+            device="cpu",
+        ),
+        slicer=SlicerOptions(min_length_ms=1000, min_interval_ms=300, max_sil_kept_ms=200),
+        transcription=TranscribeOptions(engine="sensevoice", language="ja"),
+    )
+    result = build_dataset(tmp_path / "song.wav", "aki", tmp_path / "out", tmp_path / "pm", options)
+    assert [r.step for r in result.cleaned.records] == ["karaoke", "dereverb", "denoise"]
+    assert [f.source for f in result.sliced.files] == [
+        result.dataset_dir / "cleaned" / "denoise" / "song.wav"
+    ]
+    assert [(r.speaker, r.lang, r.text) for r in read_list(result.list_path).rows] == [
+        ("aki", "JA", "hello")
+    ] * 2
+    again = build_dataset(tmp_path / "song.wav", "aki", tmp_path / "out", tmp_path / "pm", options)
+    assert all(r.resumed for r in again.cleaned.records)
