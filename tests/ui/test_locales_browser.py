@@ -1,4 +1,4 @@
-"""The page in each language, in headless Chromium: labels, a synthesis error and a result summary.
+"""The page in each language, in headless Chromium: labels, a synthesis error, result summaries, the footer switch.
 
 The browser's language is set per page (``navigator.language`` and the ``Accept-Language`` header, as
 a browser set to that language sends them); one studio with tiny random models serves them all.
@@ -91,5 +91,31 @@ def test_the_footer_language_switch_reaches_the_server_messages(studio_browser, 
         page.locator("#tts-run").click()
         expect(page.get_by_text(LOCALES["ja-JP"][1]).first).to_be_visible(timeout=60_000)
         expect(page.get_by_text(LOCALES["en-US"][1])).to_have_count(0)
+    finally:
+        page.close()
+
+
+# Browser locale -> words of the synthesis result line (its time and its seed).
+RESULT_WORDS = {"zh-CN": ("合成用时", "种子"), "ja-JP": ("合成時間", "シード")}
+
+
+@pytest.mark.parametrize("locale", list(RESULT_WORDS))
+def test_a_synthesis_result_summary_reads_in_the_pages_language(
+    studio_browser, locale_server, locale, tmp_path
+):
+    """A whole synthesis with the tiny models (about 10 s): the result line under the player is translated."""
+    clip = voice(tmp_path / "ref.wav", 4.0, pauses=(2.0,))
+    page = open_in(studio_browser, locale_server, locale)
+    try:
+        page.locator("#tts-reference input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#tts-ref-check")).to_contain_text(LOCALES[locale][2], timeout=60_000)
+        page.locator("#tts-prompt textarea").first.fill("你好欢迎来到我们的节目")
+        page.locator("#tts-text textarea").first.fill("今天天气很不错。")
+        page.locator("#tts-run").click()
+        info = page.locator("#tts-info")
+        took, seed = RESULT_WORDS[locale]
+        expect(info).to_contain_text(took, timeout=180_000)
+        expect(info).to_contain_text(seed)
+        expect(info).not_to_contain_text("seed")
     finally:
         page.close()
