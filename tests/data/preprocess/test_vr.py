@@ -242,3 +242,22 @@ def test_song_through_mdx_then_vr_karaoke_and_de_echo_to_a_list(tmp_path):
     ] * 2
     again = build_dataset(tmp_path / "song.wav", "aki", tmp_path / "out", tmp_path / "pm", options)
     assert all(r.resumed for r in again.cleaned.records)
+
+
+def test_matches_upstream_vr_on_a_tiny_deecho_network(tmp_path):
+    """Upstream's tools/uvr5 AudioPreDeEcho on a tiny random de-echo network (tests/fixtures/upstream)."""
+    import shutil
+    from pathlib import Path
+
+    fixtures = Path(__file__).parents[2] / "fixtures" / "upstream"
+    io = torch.load(fixtures / "vr_deecho_tiny_io.pt", weights_only=True)
+    path = model_path("VR-DeEchoNormal.pth", tmp_path)
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(fixtures / "vr_deecho_tiny.pth", path)
+    mix = io["inputs"]["mix"].numpy()
+    masked, rest = VrModel("VR-DeEchoNormal.pth", tmp_path).split(mix)
+    n = len(mix)
+    peak = io["masked"].abs().max().item()
+    assert peak > 0.05  # the mask is neither all 0 nor degenerate
+    np.testing.assert_allclose(masked, io["masked"][:n].numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(rest, io["rest"][:n].numpy(), atol=1e-6, rtol=0)
