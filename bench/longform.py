@@ -10,7 +10,7 @@ of deterministic words, seed 1234), and the GPT stops each paragraph at the work
 Each length runs in a fresh process (``OMP_NUM_THREADS`` = ``--threads``): a whole
 :class:`~app.infer.longform.LongformJob` (every line synthesised, takes written, the whole audio,
 per-line files, SRT/VTT and timestamps assembled). Reported per length: wall time, seconds of audio,
-real-time factor (wall / audio), peak RSS; and ``scaling``: the RTF of each length over the RTF of
+real-time factor (wall / audio), peak RSS, RSS once the models are loaded and at the end; and ``scaling``: the RTF of each length over the RTF of
 the shortest (1.0 = linear). Prints one JSON line.
 
     python -m bench.longform --minutes 1 2 [--threads 2] [--models /tmp/longform-bench-models]
@@ -101,6 +101,7 @@ def worker(models: Path, minutes: float, threads: int) -> dict:
     )
     pipeline = TTSPipeline.load(spec)
     pipeline.max_new_tokens = NEW_TOKENS  # at most 10 s per paragraph (random weights rarely stop)
+    loaded_mb = _rss_mb()
     request = TTSRequest(
         text=".", reference=str(reference), text_language="en",
         prompt_text="This is the voice of the reference clip.", prompt_language="en",
@@ -124,7 +125,18 @@ def worker(models: Path, minutes: float, threads: int) -> dict:
         "rtf": round(wall / result.duration, 4),
         "cues": len(result.cues),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "loaded_rss_mb": loaded_mb,
+        "end_rss_mb": _rss_mb(),
     }
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc; 0 elsewhere), MB."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def main() -> None:
