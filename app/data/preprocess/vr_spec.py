@@ -28,6 +28,9 @@ import numpy as np
 BANDS_PACKAGE = "app.data.preprocess"
 BANDS_FOLDER = "uvr_bands"  # 4band_v2.json, 4band_v3.json
 # UVR's resamplers on the way back up: the lowest band with "sinc_fastest", the others with "scipy".
+# librosa's "sinc_fastest" needs the `samplerate` package, which is not a dependency; it is only
+# called when the lowest two bands differ in rate, and load_bands refuses such files (both UVR files
+# used here run their lowest two bands at 7350 Hz, where librosa returns the signal as it is).
 LOW_BAND_UP = "sinc_fastest"
 MID_BAND_UP = "scipy"
 MIRROR_GAP = 10  # bins between the pre-filter and the mirrored region (UVR's spec_utils.mirroring)
@@ -95,6 +98,8 @@ def load_bands(name: str) -> BandParams:
     unknown = set(raw) - {"band", "bins", "sr", "pre_filter_start", "pre_filter_stop"} - _TRAINING_FIELDS
     if unknown:
         raise ValueError(f"uvr_bands/{name}.json: unknown fields {sorted(unknown)}")
+    if len(bands) < 2 or bands[0].sr != bands[1].sr:
+        raise ValueError(f"uvr_bands/{name}.json: the lowest two bands must share a rate (see LOW_BAND_UP)")
     return BandParams(
         name, raw["bins"], raw["sr"], raw["pre_filter_start"], raw["pre_filter_stop"], tuple(bands)
     )

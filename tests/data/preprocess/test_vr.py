@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.data.preprocess.cleanup import CleanupOptions, clean_files
 from app.data.preprocess.separate import (
@@ -22,9 +24,11 @@ from app.data.preprocess.vr import (
     AGGRESSIVENESS,
     VR_MODELS,
     VR_RATE,
+    WINDOW,
     MissingVrModel,
     VrError,
     VrModel,
+    make_padding,
     model_path,
 )
 from app.data.preprocess.vr_spec import analyse, load_bands, mirror_high_end, synthesise
@@ -261,3 +265,18 @@ def test_matches_upstream_vr_on_a_tiny_deecho_network(tmp_path):
     assert peak > 0.05  # the mask is neither all 0 nor degenerate
     np.testing.assert_allclose(masked, io["masked"][:n].numpy(), atol=1e-6, rtol=0)
     np.testing.assert_allclose(rest, io["rest"][:n].numpy(), atol=1e-6, rtol=0)
+
+
+@given(frames=st.integers(1, 5000), offset=st.sampled_from([64, 128]))
+def test_windows_cover_every_frame_with_their_trusted_centres(frames, offset):
+    left, right, step = make_padding(frames, offset)
+    windows = int(np.ceil(frames / step))
+    assert left == offset and step == WINDOW - 2 * offset
+    # The last window fits inside the padded frames, and the centres (step frames each) cover them all.
+    assert (windows - 1) * step + WINDOW <= left + frames + right
+    assert windows * step >= frames
+
+
+def test_unknown_band_parameters_are_refused():
+    with pytest.raises(ValueError, match="no UVR band parameters named 'nope'"):
+        load_bands("nope")
