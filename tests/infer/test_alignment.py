@@ -112,3 +112,40 @@ def test_a_synthesis_times_its_words_inside_each_segment(pipeline, ref_wav, toke
     asked = TTSRequest(**{**request.__dict__, "word_timestamps": False})  # type: ignore[arg-type]
     plain = list(pipeline.stream(asked, token_chunks=token_chunks))[-1].result
     assert plain.words == () and np.array_equal(plain.audio, result.audio)
+
+
+def test_the_attention_pass_sees_what_the_training_forward_attends(monkeypatch):
+    """text_attention (packed kernels, its own mask) against the attention inside GPT.forward."""
+    import torch
+    import torch.nn.functional as F
+
+    from app.models.gpt.attention import text_attention
+    from app.models.gpt.config import GPTConfig
+    from app.models.gpt.model import GPT
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(dim=32, n_head=4, n_layer=3, bert_dim=16, layer_dropout=0.0)).eval()
+    tx, n = 7, 9
+    phones = torch.randint(0, 700, (tx,))
+    bert = torch.randn(16, tx)
+    tokens = torch.randint(0, 1024, (n,))
+    seen: list[torch.Tensor] = []
+    sdpa = F.scaled_dot_product_attention
+
+    def recording(q, k, v, attn_mask=None, dropout_p=0.0):
+        scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+        seen.append(scores.masked_fill(~attn_mask, float("-inf")).softmax(-1))
+        return sdpa(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+    with torch.no_grad():
+        monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+        gpt(phones[None], torch.tensor([tx]), bert[None], tokens[None], torch.tensor([n]))
+        monkeypatch.undo()
+    # The forward embeds the codes themselves; the row predicting code j is Tx - 1 + j.
+    expected = torch.stack([p[0, :, tx - 1 : tx - 1 + n, :tx].mean(0) for p in seen]).mean(0)
+    got = text_attention(gpt, phones, bert, None, tokens)
+    assert got.shape == (n, tx)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    prompt = torch.randint(0, 1024, (5,))
+    with_prompt = text_attention(gpt, phones, bert, prompt, tokens)
+    assert with_prompt.shape == (n, tx) and bool((with_prompt.sum(1) <= 1 + 1e-5).all())
