@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from app import config_io
 from app.data.experiment import ExperimentFiles
+from app.messages import Message
 from app.paths import Layout, resolve_inside, safe_name
 from app.runconfig import (
     FORMAT_STEPS,
@@ -89,7 +90,9 @@ class BaseModels:
 
 def base_models(layout: Layout, version: str) -> BaseModels:
     if version not in PRETRAINED_FILES:
-        raise ExperimentError(f"version {version!r}: choose one of {sorted(PRETRAINED_FILES)}")
+        template = "version {version!r}: choose one of {choices}"
+        choices = ", ".join(sorted(PRETRAINED_FILES))
+        raise ExperimentError(Message("exp.err.version", template, version=version, choices=choices))
     root = layout.pretrained
     files = PRETRAINED_FILES[version]
     s2d = files["s2d"]
@@ -269,22 +272,28 @@ def format_config(
     run asked for 2-get-sv alone is refused.
     """
     if not str(list_path).strip():
-        raise ExperimentError("give the .list file of the dataset")
+        raise ExperimentError(Message("exp.err.no_list", "give the .list file of the dataset"))
     listed = resolve_inside(str(list_path).strip(), layout.home)
     if not listed.is_file():
-        raise ExperimentError(f"{listed} does not exist; give the .list file written by the Label tab or ASR")
+        template = "{file} does not exist; give the .list file written by the Label tab or ASR"
+        raise ExperimentError(Message("exp.err.list_missing", template, file=str(listed)))
     audio = None
     if audio_dir is not None and str(audio_dir).strip():
         audio = resolve_inside(str(audio_dir).strip(), layout.home)
         if not audio.is_dir():
-            raise ExperimentError(f"{audio} is not a folder")
+            raise ExperimentError(
+                Message("exp.err.not_folder", "{folder} is not a folder", folder=str(audio))
+            )
     bad = [s for s in steps if s not in FORMAT_STEPS]
     if bad or not steps:
-        raise ExperimentError(f"formatting steps must be among {list(FORMAT_STEPS)}, got {list(steps)}")
+        template = "formatting steps must be among {choices}, got {steps}"
+        fields = {"choices": ", ".join(FORMAT_STEPS), "steps": ", ".join(steps)}
+        raise ExperimentError(Message("exp.err.steps", template, **fields))
     models = base_models(layout, version)
     planned = format_steps(version, steps)
     if not planned:
-        raise ExperimentError(f"{version} experiments have no speaker embeddings to compute (v2Pro* only)")
+        template = "{version} experiments have no speaker embeddings to compute (v2Pro* only)"
+        raise ExperimentError(Message("exp.err.no_sv", template, version=version))
     return FormatRunConfig(
         list_path=listed, audio_dir=audio, exp_dir=layout.experiment(name), bert_dir=models.bert,
         hubert_dir=models.hubert, pretrained_s2g=models.s2g, version=version, steps=planned,
@@ -294,7 +303,9 @@ def format_config(
 
 def _check_version(version: str) -> None:
     if version not in TRAIN_VERSIONS:
-        raise ExperimentError(f"version {version!r} cannot be trained here; choose one of {TRAIN_VERSIONS}")
+        template = "version {version!r} cannot be trained here; choose one of {choices}"
+        choices = ", ".join(TRAIN_VERSIONS)
+        raise ExperimentError(Message("exp.err.train_version", template, version=version, choices=choices))
 
 
 class _Base(enum.Enum):
@@ -316,7 +327,7 @@ def _build(cls: type[RunConfig], values: dict[str, object]) -> RunConfig:
     try:
         return config_io.from_dict(cls, config_io.to_dict(values))
     except config_io.ConfigError as exc:
-        raise ExperimentError(str(exc)) from None
+        raise ExperimentError(exc.args[0] if exc.args else str(exc)) from None
 
 
 def sovits_config(
@@ -423,9 +434,9 @@ def start(
     folder = run_dir(layout, name, kind, version)
     current = _newest_job(jobs.list(), folder)
     if current is not None and current.state in ACTIVE:
-        raise ExperimentError(
-            f"{kind} of {name!r} is already {current.state} (job {current.id}); stop it first"
-        )
+        template = "{kind} of {name!r} is already {state} (job {job}); stop it first"
+        fields = {"kind": kind, "name": name, "state": str(current.state), "job": current.id}
+        raise ExperimentError(Message("exp.err.busy", template, **fields))
     if kind == "format":
         gpus = gpus[:1]
     path = config_io.save(config, folder / RUN_FILE)
@@ -440,7 +451,7 @@ def start(
     try:
         view = jobs.submit(spec)
     except JobError as exc:
-        raise ExperimentError(str(exc)) from None
+        raise ExperimentError(exc.args[0] if exc.args else str(exc)) from None
     log.info("%s job %s for %s: %s", kind, view.id, name, view.state)
     return view
 
@@ -450,7 +461,8 @@ def stop(layout: Layout, jobs: JobManager, name: str, kind: str, version: str = 
     folder = run_dir(layout, name, kind, version)
     current = _newest_job(jobs.list(), folder)
     if current is None or current.state not in ACTIVE:
-        raise ExperimentError(f"no {kind} job of {name!r} is queued or running")
+        template = "no {kind} job of {name!r} is queued or running"
+        raise ExperimentError(Message("exp.err.not_running", template, kind=kind, name=name))
     return jobs.stop(current.id)
 
 

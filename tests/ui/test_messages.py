@@ -97,6 +97,7 @@ SHOWN_LAYERS = (
     APP / "data" / "labeling.py",
     APP / "audio" / "pitch_range.py",
     APP / "infer" / "svc" / "pipeline.py",
+    APP / "services" / "experiments.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
