@@ -124,7 +124,7 @@ def open_or_warn(current: ProofSession, list_path: str, audio_dir: str = "") -> 
     """Open a list, unless that would drop unsaved changes: then warn, and open on the second request."""
     request = (list_path.strip(), audio_dir.strip())
     if current.unsaved and current.discard_request != request:
-        name = current.list_path.name if current.list_path else "the open list"
+        name = current.list_path.name if current.list_path else say("label.what.list")
         note = say("label.unsaved_warn", name=name)
         return replace(current, discard_request=request), note
     return open_list(current.home, list_path, audio_dir), ""
