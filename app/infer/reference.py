@@ -89,19 +89,36 @@ class ReferenceClip:
 def read_source(source: AudioSource, what: str = "reference clip") -> tuple[bytes, str]:
     """The bytes of ``source`` and a name for messages; missing files raise ReferenceAudioError."""
     field = _field(what)
+    what = _clip_words(what)
     if isinstance(source, bytes):
         if not source:
-            raise ReferenceAudioError(f"the uploaded {what} is empty (0 bytes): upload an audio file", field)
-        return source, f"uploaded {what}"
+            template = "the uploaded {what} is empty (0 bytes): upload an audio file"
+            raise ReferenceAudioError(Message("ref.err.empty_upload", template, what=what), field)
+        return source, Message("ref.name.uploaded", "uploaded {what}", what=what)
     path = Path(source)
     try:
         return path.read_bytes(), str(path)
     except FileNotFoundError:
-        raise ReferenceAudioError(f"{path}: {what} not found", field) from None
+        template = "{path}: {what} not found"
+        raise ReferenceAudioError(
+            Message("ref.err.not_found", template, path=str(path), what=what), field
+        ) from None
     except IsADirectoryError:
-        raise ReferenceAudioError(f"{path}: is a folder, not an audio file", field) from None
+        template = "{path}: is a folder, not an audio file"
+        raise ReferenceAudioError(Message("ref.err.folder", template, path=str(path)), field) from None
     except OSError as exc:
-        raise ReferenceAudioError(f"{path}: cannot read the {what} ({exc.strerror})", field) from None
+        template = "{path}: cannot read the {what} ({problem})"
+        fields = {"path": str(path), "what": what, "problem": str(exc.strerror or exc)}
+        raise ReferenceAudioError(Message("ref.err.cannot_read", template, **fields), field) from None
+
+
+def _clip_words(what: str) -> str:
+    """``what`` as a Message when it is one of the pipeline's own clip names (the page translates it)."""
+    if what == "reference clip":
+        return Message("ref.clip.reference", "reference clip")
+    if what == "extra reference clip":
+        return Message("ref.clip.extra", "extra reference clip")
+    return what
 
 
 def _field(what: str) -> str:
@@ -205,11 +222,11 @@ def check_levels(
     edge = round(EDGE_SECONDS * SAMPLE_RATE)
     middle = wav32[edge:-edge] if len(wav32) > 4 * edge else wav32
     if float(np.abs(middle).max(initial=0.0)) < SILENCE_PEAK:
-        raise ReferenceAudioError(
-            f"{name} holds no speech: without its DC offset it is silent (a constant signal). "
-            "Record or upload a clip of clear speech",
-            field,
+        template = (
+            "{name} holds no speech: without its DC offset it is silent (a constant signal). "
+            "Record or upload a clip of clear speech"
         )
+        raise ReferenceAudioError(Message("ref.err.constant", template, name=name), field)
     if tone_fraction(wav32) >= TONE_FRACTION:
         raise ReferenceAudioError(
             Message(

@@ -21,6 +21,7 @@ from pathlib import Path
 from app.assets import AssetStatus, asset_status, get, missing_message
 from app.devices import pick_device
 from app.infer.request import PRECISIONS, ModelLoadError, PipelineSpec
+from app.messages import Message
 from app.models.encoders.sv import SV_FILE
 from app.models.upstream.cfm_voice import cfm_version
 from app.paths import Layout, PathOutsideRoot, resolve_inside
@@ -146,10 +147,11 @@ def _inside_data(path: str | Path, layout: Layout) -> Path:
             return resolve_inside(path, root)
         except PathOutsideRoot:
             continue
-    raise ModelLoadError(
-        f"{path} is outside the data folder {layout.home}; only models under it (or under "
-        f"{layout.pretrained}) can be used"
+    template = (
+        "{path} is outside the data folder {home}; only models under it (or under {pretrained}) can be used"
     )
+    fields = {"path": str(path), "home": str(layout.home), "pretrained": str(layout.pretrained)}
+    raise ModelLoadError(Message("weights.err.outside", template, **fields))
 
 
 def pipeline_spec(
@@ -161,19 +163,24 @@ def pipeline_spec(
     unknown precision or an unavailable device.
     """
     if precision not in PRECISIONS:
-        raise ModelLoadError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        template = "unknown precision {precision!r}: use one of {choices}"
+        raise ModelLoadError(
+            Message("weights.err.precision", template, precision=precision, choices=", ".join(PRECISIONS))
+        )
     files = []
     for kind, choice in (("GPT", gpt), ("SoVITS", sovits)):
         if not str(choice).strip():
-            raise ModelLoadError(f"no {kind} model chosen: pick one (or refresh the list)")
+            template = "no {kind} model chosen: pick one (or refresh the list)"
+            raise ModelLoadError(Message("weights.err.no_choice", template, kind=kind))
         path = _inside_data(choice, layout)
         if not path.is_file():
-            raise ModelLoadError(f"{kind} model {path} not found: refresh the list or copy the file there")
+            template = "{kind} model {path} not found: refresh the list or copy the file there"
+            raise ModelLoadError(Message("weights.err.not_found", template, kind=kind, path=str(path)))
         files.append(path)
     try:
         dev = pick_device(device)
     except RuntimeError as exc:
-        raise ModelLoadError(str(exc)) from None
+        raise ModelLoadError(exc.args[0] if exc.args else str(exc)) from None
     return PipelineSpec(
         gpt_path=files[0],
         sovits_path=files[1],

@@ -98,6 +98,8 @@ SHOWN_LAYERS = (
     APP / "audio" / "pitch_range.py",
     APP / "infer" / "svc" / "pipeline.py",
     APP / "services" / "experiments.py",
+    APP / "services" / "weights.py",
+    APP / "infer" / "reference.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
