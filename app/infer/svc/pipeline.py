@@ -253,7 +253,8 @@ class SVCPipeline:
                 np.pad(wav[piece.start : piece.end], (pad, pad)), f0, uv, request, voice
             )
             out.add(piece, audio[pad : pad + piece.length])
-            report(0.3 + 0.7 * (i + 1) / len(pieces), f"converting {i + 1}/{len(pieces)}")
+            step = Message("svc.progress.convert", "converting {done}/{total}", done=i + 1, total=len(pieces))
+            report(0.3 + 0.7 * (i + 1) / len(pieces), step)
         timings["convert"] = time.monotonic() - t1
         result_audio, separate_vocals = _mix_back(out.out, accompaniment, request)
         return SvcResult(
@@ -304,7 +305,7 @@ class SVCPipeline:
         """(voice mono at ``sr``, accompaniment (T, C) or None): the input, or its separated vocals."""
         if not request.separate:
             return load_audio(request.audio, sr, allow_silent=True), None
-        report(0.0, "separating vocals")
+        report(0.0, Message("svc.progress.separate", "separating vocals"))
         t1 = time.monotonic()
         vocals, accompaniment = self._separate(request, sr)
         timings["separate"] = time.monotonic() - t1
@@ -327,7 +328,10 @@ class SVCPipeline:
             f0, uv = extract(padded, sr, hop, request.f0_method, threshold=request.f0_threshold, device=str(self.device),
                              rmvpe_path=self.pretrained_root / "rmvpe.pt")  # fmt: skip
             tracks.append((f0, uv))
-            report(0.3 * (i + 1) / len(pieces), f"pitch {i + 1}/{len(pieces)}")
+            report(
+                0.3 * (i + 1) / len(pieces),
+                Message("svc.progress.pitch", "pitch {done}/{total}", done=i + 1, total=len(pieces)),
+            )
         return tracks
 
     @staticmethod

@@ -117,6 +117,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "svc.conv.slice": "max slice length must be at least 1 s and longer than twice the cross-fade",
         "svc.conv.precision": "unknown precision {precision!r}; choose one of {choices}",
         "svc.conv.encoder_dim": "the {name} encoder gives {dim}-d features, the model expects {expected}",
+        "svc.progress.convert": "converting {done}/{total}",
+        "svc.progress.separate": "separating vocals",
+        "svc.progress.pitch": "pitch {done}/{total}",
     },
     "zh": {
         "list.err.language": "未知的语言代码 {code!r}；请使用以下之一：{accepted}",
@@ -228,6 +231,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "svc.conv.slice": "最大切片长度必须至少 1 秒，且大于交叉淡化的两倍",
         "svc.conv.precision": "未知的精度 {precision!r}；请选择以下之一：{choices}",
         "svc.conv.encoder_dim": "{name} 编码器输出 {dim} 维特征，而模型需要 {expected} 维",
+        "svc.progress.convert": "转换中 {done}/{total}",
+        "svc.progress.separate": "正在分离人声",
+        "svc.progress.pitch": "音高 {done}/{total}",
     },
     "zh_TW": {
         "list.err.language": "未知的語言代碼 {code!r}；請使用以下之一：{accepted}",
@@ -339,6 +345,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "svc.conv.slice": "最大切片長度必須至少 1 秒，且大於交叉淡化的兩倍",
         "svc.conv.precision": "未知的精度 {precision!r}；請選擇以下之一：{choices}",
         "svc.conv.encoder_dim": "{name} 編碼器輸出 {dim} 維特徵，而模型需要 {expected} 維",
+        "svc.progress.convert": "轉換中 {done}/{total}",
+        "svc.progress.separate": "正在分離人聲",
+        "svc.progress.pitch": "音高 {done}/{total}",
     },
     "ja": {
         "list.err.language": "不明な言語コード {code!r}。次のいずれかを使ってください: {accepted}",
@@ -450,6 +459,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "svc.conv.slice": "最大スライス長は 1 秒以上、かつクロスフェードの 2 倍より長くしてください",
         "svc.conv.precision": "不明な精度 {precision!r}。次のいずれかを選んでください: {choices}",
         "svc.conv.encoder_dim": "{name} エンコーダーは {dim} 次元の特徴を出しますが、モデルは {expected} 次元を必要とします",
+        "svc.progress.convert": "変換中 {done}/{total}",
+        "svc.progress.separate": "ボーカルを分離中",
+        "svc.progress.pitch": "音高 {done}/{total}",
     },
     "ko": {
         "list.err.language": "알 수 없는 언어 코드 {code!r}; 다음 중 하나를 쓰세요: {accepted}",
@@ -561,5 +573,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "svc.conv.slice": "최대 슬라이스 길이는 1초 이상이고 크로스페이드의 두 배보다 길어야 합니다",
         "svc.conv.precision": "알 수 없는 정밀도 {precision!r}; 다음 중 하나를 고르세요: {choices}",
         "svc.conv.encoder_dim": "{name} 인코더는 {dim}차원 특징을 내는데 모델은 {expected}차원을 기대합니다",
+        "svc.progress.convert": "변환 중 {done}/{total}",
+        "svc.progress.separate": "보컬 분리 중",
+        "svc.progress.pitch": "음높이 {done}/{total}",
     },
 }
