@@ -95,6 +95,7 @@ SHOWN_LAYERS = (
     APP / "data" / "filelist.py",
     APP / "data" / "audio_place.py",
     APP / "data" / "labeling.py",
+    APP / "data" / "preprocess" / "proofread.py",
     APP / "audio" / "pitch_range.py",
     APP / "infer" / "svc" / "pipeline.py",
     APP / "services" / "experiments.py",

@@ -18,6 +18,7 @@ from app.audio import AudioError, audio_info, load_audio, save_audio
 from app.data.audio_place import AudioPathError, AudioPlace
 from app.data.filelist import ListRow, listed_name
 from app.data.labeling import EditError, MergeEdit, MergePlan, SplitEdit, SplitPlan, plan_merge, plan_split
+from app.messages import Message
 from app.paths import fit_file_name
 
 __all__ = [
@@ -102,10 +103,16 @@ def write_split(plan: SplitPlan, place: AudioPlace = AudioPlace()) -> tuple[Path
     wav, rate = _load(place, plan.source)
     cut = round(plan.at_s * rate)
     if not 0 < cut < len(wav):
-        raise EditError(f"{plan.source}: split point {plan.at_s:.2f} s is outside the clip")
+        template = "{file}: split point {at:.2f} s is outside the clip"
+        raise EditError(Message("proof.err.split_point", template, file=plan.source, at=plan.at_s))
     first = save_audio(place.path(plan.first), wav[:cut], rate)
     second = save_audio(place.path(plan.second), wav[cut:], rate)
     return first, second
+
+
+def _problem(exc: Exception) -> str:
+    """``exc``'s text, its Message kept when it has one (the page translates it)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
 
 
 def merge_rows(
@@ -119,11 +126,14 @@ def merge_rows(
     edited = plan_merge(rows, ordered, gap_s, target)
     for listed in edited.plan.sources:
         if not _exists(place, listed):
-            raise EditError(f"audio file {listed} not found (or outside the data folder); cannot merge")
+            template = "audio file {file} not found (or outside the data folder); cannot merge"
+            raise EditError(Message("proof.err.merge_missing", template, file=listed))
     try:
         written = write_merge(edited.plan, place)
     except AudioPathError as exc:
-        raise EditError(f"cannot merge: {exc}") from None
+        raise EditError(
+            Message("proof.err.merge", "cannot merge: {problem}", problem=_problem(exc))
+        ) from None
     logger.info("merged %d clips into %s", len(ordered), written)
     return edited
 
@@ -137,18 +147,24 @@ def split_row(
 ) -> SplitEdit:
     """Split row ``index`` at ``at_s`` seconds into ``<stem>_part1.wav`` and ``<stem>_part2.wav``."""
     if not 0 <= index < len(rows):
-        raise EditError(f"row {index} does not exist; the list has {len(rows)} rows")
+        template = "row {index} does not exist; the list has {count} rows"
+        raise EditError(Message("proof.err.no_row", template, index=index, count=len(rows)))
     row = rows[index]
     try:
         path = place.path(row)
         duration = audio_info(path).duration
     except (AudioError, AudioPathError) as exc:
-        raise EditError(f"row {index}: cannot split: {exc}") from None
+        template = "row {index}: cannot split: {problem}"
+        raise EditError(
+            Message("proof.err.split_row", template, index=index, problem=_problem(exc))
+        ) from None
     targets = _fresh_names(row.wav_path, ["_part1", "_part2"], rows, place)
     edited = plan_split(rows, index, at_s, duration, (targets[0], targets[1]), texts)
     try:
         write_split(edited.plan, place)
     except AudioPathError as exc:
-        raise EditError(f"cannot split: {exc}") from None
+        raise EditError(
+            Message("proof.err.split", "cannot split: {problem}", problem=_problem(exc))
+        ) from None
     logger.info("split %s at %.2f s", path, at_s)
     return edited

@@ -23,23 +23,26 @@ from gradio.context import LocalContext
 
 from app.messages import Message
 from app.ui.i18n import LANGUAGES
-from app.ui.messages import data, en, ja, ko, zh, zh_tw
+from app.ui.messages import data, en, ja, ko, voice, zh, zh_tw
 
 
-def _joined(page: Mapping[str, str], tools: Mapping[str, str]) -> dict[str, str]:
-    """One language's texts: the page's and the dataset tools' tables; a key in both is a bug."""
-    clash = sorted(set(page) & set(tools))
-    if clash:
-        raise ValueError(f"message keys defined twice: {clash}")
-    return {**page, **tools}
+def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
+    """One language's texts: the page's table and the tools' (``data``, ``voice``); a key twice is a bug."""
+    out = dict(page)
+    for tools in (data.TEXTS[lang], voice.TEXTS[lang]):
+        clash = sorted(set(out) & set(tools))
+        if clash:
+            raise ValueError(f"message keys defined twice: {clash}")
+        out.update(tools)
+    return out
 
 
 STRINGS: dict[str, dict[str, str]] = {
-    "en": _joined(en.TEXTS, data.TEXTS["en"]),
-    "zh": _joined(zh.TEXTS, data.TEXTS["zh"]),
-    "zh_TW": _joined(zh_tw.TEXTS, data.TEXTS["zh_TW"]),
-    "ja": _joined(ja.TEXTS, data.TEXTS["ja"]),
-    "ko": _joined(ko.TEXTS, data.TEXTS["ko"]),
+    "en": _joined(en.TEXTS, "en"),
+    "zh": _joined(zh.TEXTS, "zh"),
+    "zh_TW": _joined(zh_tw.TEXTS, "zh_TW"),
+    "ja": _joined(ja.TEXTS, "ja"),
+    "ko": _joined(ko.TEXTS, "ko"),
 }
 
 # An Accept-Language entry ("zh-TW;q=0.8") -> its tag and weight.
