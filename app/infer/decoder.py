@@ -7,6 +7,7 @@
 - :class:`FixedWindowDecoder`: the fast mode's decoder on CPU: bf16 on channels-last activations
   (oneDNN's layout, AMX kernels, fused activations) in windows of a few fixed lengths, the padding
   of a short input masked at every layer, so oneDNN builds kernels for two shapes once.
+  :class:`FixedWindowVocoder` does the same for v4's HiFi-GAN vocoder.
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode elsewhere).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
 - :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
@@ -24,6 +25,10 @@ from torch import nn
 from app.models.nn.hifigan2d import HiFiGAN2d
 from app.models.nn.layout import channels_last_pays, from_2d, to_2d
 from app.models.sovits.config import SoVITSConfig
+from app.models.vocoders.hifigan import HiFiGANVocoderConfig
+
+# What the receptive field and windows read: upsample rates/kernels, residual blocks, hop length.
+HiFiGANShape = SoVITSConfig | HiFiGANVocoderConfig
 
 # Latents up to this many 50 Hz frames (6.4 s) are decoded whole; longer ones in equal windows.
 MAX_WINDOW_FRAMES = 320
@@ -33,7 +38,7 @@ CONV_PRE_KERNEL = 7  # HiFi-GAN conv_pre / conv_post kernels
 CONV_POST_KERNEL = 7
 
 
-def receptive_frames(config: SoVITSConfig) -> int:
+def receptive_frames(config: HiFiGANShape) -> int:
     """Latent frames on each side that can influence a decoder output sample (rounded up, + 2 spare).
 
     conv_pre, then per stage a transposed conv (at most ceil(k / u) inputs per output) and the
@@ -76,7 +81,7 @@ class WindowedDecoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-def fixed_windows_pay(dtype: torch.dtype, device: torch.device, config: SoVITSConfig) -> bool:
+def fixed_windows_pay(dtype: torch.dtype, device: torch.device, config: HiFiGANShape) -> bool:
     """Where :class:`FixedWindowDecoder` is used: bf16 on a CPU with oneDNN, type-"1" residual blocks.
 
     Measured (v2 decoder, 1 thread, bf16, 500 frames): 3.0-5.1 s CPU in the plain layout, 0.93 s in
@@ -110,7 +115,7 @@ class FixedWindowDecoder(nn.Module):
     def __init__(
         self,
         decoder: nn.Module,
-        config: SoVITSConfig,
+        config: HiFiGANShape,
         lengths: tuple[int, ...] = FIXED_WINDOW_LENGTHS,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -167,6 +172,26 @@ class FixedWindowDecoder(nn.Module):
             out = self._run(x[..., start : start + self.lengths[-1]], g, self.lengths[-1])
             parts.append(out[..., (a - start) * self.hop : (b - start) * self.hop])
         return torch.cat(parts, dim=-1)
+
+
+class FixedWindowVocoder(FixedWindowDecoder):
+    """A HiFi-GAN mel vocoder (v4's) through :class:`FixedWindowDecoder`: ``vocoder(mel)``; keeps its
+    ``sample_rate``/``hop_length``/``num_mels``. Its windows count mel frames (100 Hz for v4)."""
+
+    def __init__(self, vocoder: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(vocoder, vocoder.config, dtype=dtype)
+        self.sample_rate = vocoder.sample_rate
+        self.hop_length = vocoder.hop_length
+        self.num_mels = vocoder.num_mels
+
+    def warm_up(self, gin_channels: int = 0, in_channels: int | None = None) -> None:
+        super().warm_up(gin_channels, self.num_mels if in_channels is None else in_channels)
+
+    def forward(self, mel: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, num_mels, T) -> (B, 1, T * hop) float32"""
+        if mel.dim() != 3 or mel.shape[1] != self.num_mels:
+            raise ValueError(f"expected mel (B, {self.num_mels}, T), got shape {tuple(mel.shape)}")
+        return super().forward(mel, g)
 
 
 class CastDecoder(nn.Module):

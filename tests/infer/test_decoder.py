@@ -9,9 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.infer.decoder import CastDecoder, FixedWindowDecoder, WindowedDecoder, receptive_frames
+from app.infer.decoder import (
+    CastDecoder,
+    FixedWindowDecoder,
+    FixedWindowVocoder,
+    WindowedDecoder,
+    receptive_frames,
+)
 from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.sovits.config import preset
+from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
 
 V2 = preset("v2")
 
@@ -119,3 +126,20 @@ def test_fixed_windows_refuse_lengths_without_room_for_context():
         FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(8, 30))
     with pytest.raises(ValueError, match="ascend"):
         FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(64, 40))
+
+
+def test_fixed_window_vocoder_gives_the_vocoders_samples():
+    """v4's mel vocoder (no conditioning, conv_post bias) in fixed windows: its own samples, short
+    inputs padded and long ones windowed; a wrong mel shape is refused as the vocoder refuses it."""
+    torch.manual_seed(0)
+    config = HiFiGANVocoderConfig(num_mels=12, upsample_initial_channel=32)
+    vocoder = HiFiGANVocoder(config).eval()
+    fixed = FixedWindowVocoder(vocoder, dtype=torch.float32)
+    fixed.lengths = (8, 40)
+    assert (fixed.sample_rate, fixed.hop_length, fixed.num_mels) == (48_000, 480, 12)
+    with torch.inference_mode():
+        for frames in (3, 37, 95):
+            mel = torch.randn(1, 12, frames)
+            torch.testing.assert_close(fixed(mel), vocoder(mel), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="expected mel"):
+        fixed(torch.randn(1, 100, 5))

@@ -24,6 +24,7 @@ from app.infer.decoder import (
     CastSampler,
     CastVocoder,
     FixedWindowDecoder,
+    FixedWindowVocoder,
     WindowedDecoder,
     fixed_windows_pay,
 )
@@ -34,6 +35,7 @@ from app.infer.streaming import ChunkDecoder, StreamOptions
 from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.vocoders import Vocoder
+from app.models.vocoders.hifigan import HiFiGANVocoder
 
 # Flow-matching steps when a request leaves sample_steps out: upstream's web UI defaults.
 DEFAULT_CFM_STEPS = {"v3": 32, "v4": 8}
@@ -137,6 +139,17 @@ class VitsAudio:
         return ChunkDecoder(self.model, ids, timbre, noise_scale, generator, options)
 
 
+def _fast_vocoder(vocoder: Vocoder, dtype: torch.dtype, device: torch.device) -> Vocoder:
+    """The vocoder in ``dtype``: v4's HiFi-GAN in fixed windows where they pay (kernels built now),
+    others (v3's BigVGAN) cast."""
+    config = getattr(vocoder, "config", None)
+    if isinstance(vocoder, HiFiGANVocoder) and fixed_windows_pay(dtype, device, config):
+        fixed = FixedWindowVocoder(vocoder, dtype=dtype)
+        fixed.warm_up()
+        return fixed
+    return CastVocoder(vocoder, dtype)
+
+
 class CfmAudio:
     """Flow matching + vocoder of v3/v4: ``sample_steps`` Euler steps to a mel (v4 4, v3 3.75 frames
     per token), then the vocoder (v4 480, v3 256 samples per frame).
@@ -161,7 +174,7 @@ class CfmAudio:
         self.file_name = file_name
         if decoder_dtype != torch.float32:
             model.cfm = CastSampler(model.cfm, decoder_dtype)
-            vocoder = CastVocoder(vocoder, decoder_dtype)
+            vocoder = _fast_vocoder(vocoder, decoder_dtype, device)
         self.vocoder = vocoder
 
     def sample_steps(self, requested: int | None) -> int:
