@@ -7,7 +7,8 @@
 - :class:`FixedWindowDecoder`: the fast mode's decoder on CPU: bf16 on channels-last activations
   (oneDNN's layout, AMX kernels, fused activations) in windows of a few fixed lengths, the padding
   of a short input masked at every layer, so oneDNN builds kernels for two shapes once.
-  :class:`FixedWindowVocoder` does the same for v4's HiFi-GAN vocoder.
+  :class:`FixedWindowVocoder` does the same for v4's HiFi-GAN vocoder, :class:`FixedWindowNSF` for
+  so-vits-svc's NSF decoder.
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode elsewhere).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
 - :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
@@ -20,15 +21,18 @@ import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from app.models.nn.hifigan2d import HiFiGAN2d
 from app.models.nn.layout import channels_last_pays, from_2d, to_2d
 from app.models.sovits.config import SoVITSConfig
+from app.models.svc.config import SynthesizerConfig
+from app.models.svc.noise import ZeroNoise
 from app.models.vocoders.hifigan import HiFiGANVocoderConfig
 
 # What the receptive field and windows read: upsample rates/kernels, residual blocks, hop length.
-HiFiGANShape = SoVITSConfig | HiFiGANVocoderConfig
+HiFiGANShape = SoVITSConfig | HiFiGANVocoderConfig | SynthesizerConfig
 
 # Latents up to this many 50 Hz frames (6.4 s) are decoded whole; longer ones in equal windows.
 MAX_WINDOW_FRAMES = 320
@@ -148,30 +152,63 @@ class FixedWindowDecoder(nn.Module):
             keep = end
         return out
 
-    def _run(self, x: torch.Tensor, g: torch.Tensor | None, valid: int) -> torch.Tensor:
-        """x (1, C, L) -> (1, 1, valid * hop) float32."""
-        x2d = to_2d(x.to(self.dtype))
-        g2d = None if g is None else g.to(self.dtype).unsqueeze(-1)
-        return from_2d(self.inner(x2d, g2d, valid))[..., : valid * self.hop].float()
+    def _run(
+        self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None, valid: int
+    ) -> torch.Tensor:
+        """x (1, C, L), g (1, gin, 1 or L), excitation (1, 1, L * hop) or None -> (1, 1, valid * hop) float32."""
+        g2d = None if g is None else to_2d(g.to(self.dtype))
+        e2d = None if excitation is None else to_2d(excitation.to(self.dtype))
+        out = self.inner(to_2d(x.to(self.dtype)), g2d, valid, e2d)
+        return from_2d(out)[..., : valid * self.hop].float()
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
+        return self._decode(x, g, None)
+
+    def _decode(
+        self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Row by row (one input shape): x (B, C, T), g (B, gin, 1 or T), excitation (B, 1, T * hop)."""
         rows = []
         for b in range(x.shape[0]):
-            xb, gb = x[b : b + 1], None if g is None else g[b : b + 1]
-            rows.append(self._decode_row(xb, gb))
+            row = slice(b, b + 1)
+            rows.append(
+                self._decode_row(
+                    x[row], None if g is None else g[row], None if excitation is None else excitation[row]
+                )
+            )
         return torch.cat(rows, dim=0)
 
-    def _decode_row(self, x: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+    def _decode_row(
+        self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None
+    ) -> torch.Tensor:
         frames = x.shape[-1]
         fits = [n for n in self.lengths if n >= frames]
         if fits:
-            return self._run(torch.nn.functional.pad(x, (0, fits[0] - frames)), g, frames)
-        parts = []
+            return self._run(*self._window(x, g, excitation, 0, fits[0]), valid=frames)
+        parts, length = [], self.lengths[-1]
         for start, a, b in self.windows(frames):
-            out = self._run(x[..., start : start + self.lengths[-1]], g, self.lengths[-1])
+            out = self._run(*self._window(x, g, excitation, start, length), valid=length)
             parts.append(out[..., (a - start) * self.hop : (b - start) * self.hop])
         return torch.cat(parts, dim=-1)
+
+    def _window(
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None,
+        excitation: torch.Tensor | None,
+        start: int,
+        length: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Frames [start, start + length) of x, a per-frame g and the excitation, zero-padded past their end."""
+
+        def cut(t: torch.Tensor | None, per: int) -> torch.Tensor | None:
+            if t is None or (t is g and t.shape[-1] == 1):
+                return t
+            part = t[..., start * per : (start + length) * per]
+            return F.pad(part, (0, length * per - part.shape[-1]))
+
+        return cut(x, 1), cut(g, 1), cut(excitation, self.hop)
 
 
 class FixedWindowVocoder(FixedWindowDecoder):
@@ -192,6 +229,31 @@ class FixedWindowVocoder(FixedWindowDecoder):
         if mel.dim() != 3 or mel.shape[1] != self.num_mels:
             raise ValueError(f"expected mel (B, {self.num_mels}, T), got shape {tuple(mel.shape)}")
         return super().forward(mel, g)
+
+
+class FixedWindowNSF(FixedWindowDecoder):
+    """so-vits-svc's NSF-HiFiGAN decoder ``f(x, f0, g, noise)`` through :class:`FixedWindowDecoder`.
+
+    The harmonic excitation is made once from the whole f0 (its phases run on across windows;
+    float32 phases, the merging layer in ``dtype`` as :class:`CastNSF`) and cut into the windows
+    with the latent and a per-frame speaker vector.
+    """
+
+    def __init__(self, decoder: nn.Module, config: HiFiGANShape, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(decoder, config, dtype=dtype)
+        self.source = decoder.m_source.to(dtype)
+
+    @torch.inference_mode()
+    def warm_up(self, gin_channels: int, in_channels: int) -> None:
+        """Builds the kernels of every window length now (zero f0 and noise: no random draws)."""
+        for length in self.lengths:
+            x, f0 = torch.zeros(1, in_channels, length), torch.zeros(1, length)
+            self(x, f0, torch.zeros(1, gin_channels, 1), ZeroNoise())
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise) -> torch.Tensor:
+        """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> (B, 1, T * hop) float32"""
+        excitation = self.source(f0.float(), self.hop, noise)  # (B, 1, T * hop)
+        return self._decode(x, g, excitation)
 
 
 class CastDecoder(nn.Module):

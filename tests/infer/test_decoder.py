@@ -12,12 +12,16 @@ from hypothesis import strategies as st
 from app.infer.decoder import (
     CastDecoder,
     FixedWindowDecoder,
+    FixedWindowNSF,
     FixedWindowVocoder,
     WindowedDecoder,
     receptive_frames,
 )
 from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.sovits.config import preset
+from app.models.svc.config import SynthesizerConfig
+from app.models.svc.noise import TorchNoise
+from app.models.svc.nsf import NSFGenerator
 from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
 
 V2 = preset("v2")
@@ -143,3 +147,27 @@ def test_fixed_window_vocoder_gives_the_vocoders_samples():
             torch.testing.assert_close(fixed(mel), vocoder(mel), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="expected mel"):
         fixed(torch.randn(1, 100, 5))
+
+
+@pytest.mark.parametrize("per_frame_speaker", [False, True])
+def test_fixed_window_nsf_gives_the_nsf_decoders_samples(per_frame_speaker):
+    """so-vits-svc's NSF decoder in fixed windows: the excitation made once from the whole f0 (the
+    same draws), cut with the latent and a per-frame speaker mix; float32 equals the decoder's output."""
+    torch.manual_seed(0)
+    cfg = SynthesizerConfig(inter_channels=8, gin_channels=16, upsample_initial_channel=32)
+    nsf = NSFGenerator(
+        cfg.inter_channels, cfg.sampling_rate, cfg.resblock, cfg.resblock_kernel_sizes,
+        cfg.resblock_dilation_sizes, cfg.upsample_rates, cfg.upsample_initial_channel,
+        cfg.upsample_kernel_sizes, cfg.gin_channels,
+    ).eval()  # fmt: skip
+    fixed = FixedWindowNSF(nsf, cfg, dtype=torch.float32)
+    fixed.lengths = (8, 40)
+    with torch.inference_mode():
+        for frames in (5, 33, 97):
+            x = torch.randn(1, 8, frames)
+            f0 = torch.where(torch.rand(1, frames) > 0.3, 100 + 200 * torch.rand(1, frames), 0.0)
+            g = torch.randn(1, 16, frames if per_frame_speaker else 1)
+            want = nsf(x, f0, g, TorchNoise(seed=3))
+            got = fixed(x, f0, g, TorchNoise(seed=3))
+            assert got.shape == want.shape == (1, 1, frames * cfg.hop_length)
+            torch.testing.assert_close(got, want, rtol=0, atol=2e-6)

@@ -91,9 +91,9 @@ def test_fast_mode_builds_its_decoder_kernels_at_load(tiny_home, ref_wav, monkey
     lengths: list[int] = []
     inner = FixedWindowDecoder._run
 
-    def spy(self, x, g, valid):
+    def spy(self, x, g, excitation, valid):
         lengths.append(x.shape[-1])
-        return inner(self, x, g, valid)
+        return inner(self, x, g, excitation, valid)
 
     monkeypatch.setattr(FixedWindowDecoder, "_run", spy)
     pipe = TTSPipeline.load(spec_for(tiny_home, precision="fast"))

@@ -35,7 +35,7 @@ from app.audio.pitch_range import REPORT_FILE, PitchRange, measure, note_name, r
 from app.audio.slicer import SlicerOptions, find_segments
 from app.audio.volume import frame_volume, match_loudness
 from app.devices import pick_device
-from app.infer.decoder import CastNSF
+from app.infer.decoder import CastNSF, FixedWindowNSF, fixed_windows_pay
 from app.infer.precision import plan_for
 from app.infer.request import PRECISIONS
 from app.infer.svc.request import Progress, SvcInputError, SvcModelError, SvcRequest, SvcResult
@@ -84,7 +84,12 @@ def _cached_model(
 ) -> SvcCheckpoint:
     ckpt = load_svc(model, config, purpose="inference", device=device)
     if dtype != torch.float32:  # its own copy (the cache key holds the dtype): fp32 users keep theirs
-        ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
+        cfg = ckpt.model.cfg
+        if fixed_windows_pay(dtype, torch.device(device), cfg):  # one or two shapes, built now
+            ckpt.model.dec = FixedWindowNSF(ckpt.model.dec, cfg, dtype=dtype)
+            ckpt.model.dec.warm_up(cfg.gin_channels, cfg.inter_channels)
+        else:
+            ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
     return ckpt
 
 

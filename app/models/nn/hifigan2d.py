@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.models.nn.hifigan import LRELU_SLOPE, HiFiGANGenerator, ResBlock1
+from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
 from app.models.nn.layout import Conv1dAs2d
 
 
@@ -48,12 +48,14 @@ class _ResBlock1As2d(nn.Module):
 
 
 class HiFiGAN2d(nn.Module):
-    """A :class:`HiFiGANGenerator` (residual blocks of type "1") for inference on channels-last input.
+    """A :class:`HiFiGANGenerator` (residual blocks of type "1") for inference on channels-last input;
+    also so-vits-svc's NSF generator (the same stages, plus its excitation added after each upsampling
+    through ``noise_convs``; the excitation itself is made outside, from the whole f0).
 
     The weights are copied (weight norm folded); the generator given is left as it is.
     """
 
-    def __init__(self, generator: HiFiGANGenerator) -> None:
+    def __init__(self, generator: nn.Module) -> None:
         super().__init__()
         if not all(isinstance(b, ResBlock1) for b in generator.resblocks):
             raise ValueError("HiFiGAN2d converts generators with residual blocks of type '1' only")
@@ -64,12 +66,21 @@ class HiFiGAN2d(nn.Module):
         self.rates = [up.stride[0] for up in generator.ups]
         self.resblocks = nn.ModuleList(_ResBlock1As2d(b) for b in generator.resblocks)
         self.conv_post = Conv1dAs2d(generator.conv_post)
+        noise_convs = getattr(generator, "noise_convs", None)  # an NSF generator's excitation inputs
+        self.noise_convs = None if noise_convs is None else nn.ModuleList(Conv1dAs2d(c) for c in noise_convs)
 
     def forward(
-        self, x: torch.Tensor, g: torch.Tensor | None = None, valid: int | None = None
+        self,
+        x: torch.Tensor,
+        g: torch.Tensor | None = None,
+        valid: int | None = None,
+        excitation: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, initial_channel, 1, L) channels-last, g (B, gin, 1, 1) or None, ``valid`` real frames
-        (default all) -> (B, 1, 1, L * prod(rates)); samples past ``valid * prod(rates)`` are zero."""
+        """x (B, initial_channel, 1, L) channels-last, g (B, gin, 1, 1 or L) or None, ``valid`` real
+        frames (default all), an NSF generator's excitation (B, 1, 1, L * prod(rates)) ->
+        (B, 1, 1, L * prod(rates)); samples past ``valid * prod(rates)`` are zero."""
+        if (excitation is None) != (self.noise_convs is None):
+            raise ValueError("an NSF generator takes its excitation, a plain HiFi-GAN none")
         valid = x.shape[-1] if valid is None else valid
         x = self.conv_pre(x)
         if self.cond is not None and g is not None:
@@ -77,7 +88,10 @@ class HiFiGAN2d(nn.Module):
         _zero_tail(x, valid)
         for i, up in enumerate(self.ups):
             valid *= self.rates[i]
-            x = _zero_tail(up(F.leaky_relu(x, LRELU_SLOPE, inplace=True)), valid)
+            x = up(F.leaky_relu(x, LRELU_SLOPE, inplace=True))
+            if self.noise_convs is not None:
+                x += self.noise_convs[i](excitation)
+            _zero_tail(x, valid)
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             xs = blocks[0](x, valid)
             for block in blocks[1:]:
