@@ -146,8 +146,12 @@ class Heartbeat:
         write_lease(folder, self.owner, self.ttl_s)
         with self._lock:
             self._folders.add(Path(folder))
+            if self._stop.is_set():  # stopped earlier: renew again, on a new thread
+                self._stop, self._thread = threading.Event(), None
             if self._thread is None:
-                self._thread = threading.Thread(target=self._beat, name="job-leases", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._beat, args=(self._stop,), name="job-leases", daemon=True
+                )
                 self._thread.start()
 
     def release(self, folder: Path) -> None:
@@ -160,8 +164,8 @@ class Heartbeat:
         """Stop renewing (the leases run out by themselves)."""
         self._stop.set()
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval_s):
             with self._lock:
                 for folder in self._folders:
                     try:

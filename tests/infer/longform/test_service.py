@@ -10,7 +10,7 @@ import time
 import pytest
 
 from app.infer.longform import JobOptions, JobState, LineState, LongformJob, parse_source
-from app.infer.longform.lease import read_lease, write_lease
+from app.infer.longform.lease import Heartbeat, read_lease, write_lease
 from app.infer.longform.state import load
 from app.services.longform import LongformError, LongformService
 from app.services.synthesis import SynthesisService
@@ -151,3 +151,20 @@ def test_a_lease_of_a_process_gone_from_this_machine_is_dead_at_once(tmp_path):
     assert not dataclasses.replace(lease, pid=proc.pid).live()  # same machine, process gone
     assert dataclasses.replace(lease, pid=proc.pid, space="other-host").live()  # elsewhere: the clock decides
     assert not dataclasses.replace(lease, renewed=lease.renewed - 61).live()
+
+
+def test_a_heartbeat_renews_until_released_and_again_after_a_stop(tmp_path):
+    beat = Heartbeat("me", ttl_s=5.0, interval_s=0.02)
+    beat.hold(tmp_path)
+    first = read_lease(tmp_path).renewed
+    time.sleep(0.2)
+    assert read_lease(tmp_path).renewed > first
+    beat.stop()
+    beat.hold(tmp_path)  # a service used again after shutdown renews again
+    second = read_lease(tmp_path).renewed
+    time.sleep(0.2)
+    assert read_lease(tmp_path).renewed > second
+    beat.release(tmp_path)
+    assert read_lease(tmp_path) is None
+    with pytest.raises(ValueError, match="must be below"):
+        Heartbeat("me", ttl_s=1.0, interval_s=1.0)
