@@ -4,7 +4,7 @@
 are pure (no network). :mod:`app.assets.download` fetches files when asked to.
 """
 
-from app.assets.catalog import all_assets, get, status
+from app.assets.catalog import all_assets, get, install_hint, status
 from app.assets.registry import (
     Archive,
     Asset,
@@ -29,6 +29,7 @@ __all__ = [
     "asset_status",
     "file_path",
     "get",
+    "install_hint",
     "local_path",
     "missing_message",
     "status",

@@ -14,12 +14,14 @@ from pathlib import Path
 
 from app.assets.dataset_tools import dataset_tool_assets
 from app.assets.registry import (
+    DOWNLOAD_COMMAND,
     Archive,
     Asset,
     AssetFile,
     AssetStatus,
     UnknownAsset,
     asset_status,
+    missing_message,
 )
 
 GSV_REPO = "lj1995/GPT-SoVITS"
@@ -508,3 +510,10 @@ def status(
     """Present/missing per file for ``assets`` (every registered asset when omitted)."""
     chosen = all_assets() if assets is None else tuple(assets)
     return tuple(asset_status(a, pretrained_root, verify=verify) for a in chosen)
+
+
+def install_hint(asset_id: str, pretrained_root: Path) -> str:
+    """How to get asset ``asset_id``'s missing files under ``pretrained_root``: its
+    :func:`~app.assets.registry.missing_message`, or the download command when nothing is missing."""
+    found = asset_status(get(asset_id), Path(pretrained_root))
+    return missing_message([found]) or f"{DOWNLOAD_COMMAND} {asset_id}"

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from app import assets
-from app.assets.registry import DOWNLOAD_COMMAND
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +107,8 @@ class MdxModel:
         self.name, self.params = name, MDX_MODELS[name]
         path = model_path(name, pretrained_root)
         if not path.is_file():
-            how = assets.missing_message(
-                [assets.asset_status(assets.get(self.params.asset), Path(pretrained_root))]
-            )
-            raise MissingMdxModel(
-                f"{name} is not installed: {path} not found.\n{how or f'{DOWNLOAD_COMMAND} {self.params.asset}'}"
-            )
+            how = assets.install_hint(self.params.asset, Path(pretrained_root))
+            raise MissingMdxModel(f"{name} is not installed: {path} not found.\n{how}")
         self.session = _session(str(path), device)
         self.input = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape  # [batch, 4, dim_f, dim_t], batch symbolic or fixed

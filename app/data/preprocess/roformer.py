@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from app import assets
-from app.assets.registry import DOWNLOAD_COMMAND
 from app.models.upstream.roformer import RoformerFileError, RoformerFiles, load_model, read_config
 
 logger = logging.getLogger(__name__)
@@ -141,8 +140,7 @@ class RoformerSeparator:
             asset_id = ROFORMER_MODELS.get(name)
             if asset_id is None:
                 raise MissingRoformerModel(f"{head} Put the checkpoint and its {CONFIG_SUFFIX} config there.")
-            how = assets.missing_message([assets.asset_status(assets.get(asset_id), Path(pretrained_root))])
-            raise MissingRoformerModel(f"{head}\n{how or f'{DOWNLOAD_COMMAND} {asset_id}'}")
+            raise MissingRoformerModel(f"{head}\n{assets.install_hint(asset_id, Path(pretrained_root))}")
         try:
             self.model, self.files = _load(str(checkpoint), str(config), checkpoint.stat().st_mtime, device)
         except RoformerFileError as exc:

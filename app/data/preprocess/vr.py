@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from app import assets
-from app.assets.registry import DOWNLOAD_COMMAND
 from app.data.preprocess.vr_spec import BandParams, analyse, load_bands, mirror_high_end, synthesise
 from app.models.upstream.safe_pickle import CheckpointError
 from app.models.upstream.uvr_vr import ASPP, CASCADED, load_vr_net
@@ -114,12 +113,8 @@ class VrModel:
         self.bands: BandParams = load_bands(self.params.bands)
         path = model_path(name, pretrained_root)
         if not path.is_file():
-            how = assets.missing_message(
-                [assets.asset_status(assets.get(self.params.asset), Path(pretrained_root))]
-            )
-            raise MissingVrModel(
-                f"{name} is not installed: {path} not found.\n{how or f'{DOWNLOAD_COMMAND} {self.params.asset}'}"
-            )
+            how = assets.install_hint(self.params.asset, Path(pretrained_root))
+            raise MissingVrModel(f"{name} is not installed: {path} not found.\n{how}")
         try:
             self.net = _net(str(path), path.stat().st_mtime_ns, self.params.kind, self.bands.bins * 2, device)
         except CheckpointError as exc:
