@@ -19,6 +19,7 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.devices import release_free_memory
 from app.infer.precision import pack_gpt, plan_for
 from app.infer.request import ModelLoadError, PipelineSpec
+from app.messages import Message
 from app.models.encoders.hubert import HubertEncoder
 from app.models.encoders.sv import SV_ASSET, SV_FILE, SpeakerEncoder
 from app.models.sovits.cfm_model import CfmSoVITS
@@ -53,11 +54,12 @@ def load_models(spec: PipelineSpec) -> LoadedModels:
     """Load the GPT and SoVITS files of ``spec`` and what their version needs beside them."""
     device = torch.device(spec.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {spec.device!r} was asked for but no CUDA GPU is available; use cpu")
+        template = "device {device!r} was asked for but no CUDA GPU is available; use cpu"
+        raise ModelLoadError(Message("load.err.no_cuda", template, device=spec.device))
     try:
         gpt = load_gpt(spec.gpt_path, device=device)
     except ValueError as exc:  # GPTFileError and friends: the message names the file
-        raise ModelLoadError(f"GPT model: {exc}") from exc
+        raise ModelLoadError(Message("load.err.gpt", "GPT model: {problem}", problem=_problem(exc))) from exc
     # Packed for decoding (its float32 weights freed) before SoVITS loads: the two files' float32
     # weights are never resident together (the load's peak memory).
     pack_gpt(gpt.model, plan_for(spec.precision, device).gpt)
@@ -65,16 +67,20 @@ def load_models(spec: PipelineSpec) -> LoadedModels:
     sovits, record, vocoder = _load_sovits(spec, device)
     speaker = _load_speaker_encoder(spec, device, record.version) if record.config.is_pro else None
     if speaker is not None and speaker.dim != record.config.sv_dim:
-        raise ModelLoadError(
-            f"{speaker.path} gives {speaker.dim}-wide speaker embeddings but {spec.sovits_path} "
-            f"expects {record.config.sv_dim}: use upstream's ERes2NetV2 file "
-            f"({SV_FILE.as_posix()}) with upstream's v2Pro/v2ProPlus models"
+        template = (
+            "{path} gives {dim}-wide speaker embeddings but {sovits} expects {expected}: use "
+            "upstream's ERes2NetV2 file ({file}) with upstream's v2Pro/v2ProPlus models"
         )
+        fields = {"path": str(speaker.path), "dim": speaker.dim, "sovits": str(spec.sovits_path)}
+        fields |= {"expected": record.config.sv_dim, "file": SV_FILE.as_posix()}
+        raise ModelLoadError(Message("load.err.sv_width", template, **fields))
     if gpt.version == "v1" and record.version != "v1":
-        raise ModelLoadError(
-            f"{spec.gpt_path} is a v1 GPT (322 phone symbols) but {spec.sovits_path} is a "
-            f"{record.version} SoVITS model: pick a GPT and a SoVITS model of the same version"
+        template = (
+            "{gpt} is a v1 GPT (322 phone symbols) but {sovits} is a {version} SoVITS model: "
+            "pick a GPT and a SoVITS model of the same version"
         )
+        fields = {"gpt": str(spec.gpt_path), "sovits": str(spec.sovits_path), "version": record.version}
+        raise ModelLoadError(Message("load.err.v1_mix", template, **fields))
     log.info(
         "TTS pipeline: GPT %s (%s), SoVITS %s (%s), %s, %s",
         spec.gpt_path.name,
@@ -94,7 +100,9 @@ def _load_sovits(
     try:
         cfm = is_cfm_file(spec.sovits_path)
     except OSError as exc:
-        raise ModelLoadError(f"SoVITS model: cannot read {spec.sovits_path} ({exc.strerror})") from exc
+        template = "SoVITS model: cannot read {path} ({problem})"
+        fields = {"path": str(spec.sovits_path), "problem": str(exc.strerror)}
+        raise ModelLoadError(Message("load.err.sovits_read", template, **fields)) from exc
     if not cfm:
         try:
             sovits, record = load_sovits(spec.sovits_path, device=device)
@@ -102,7 +110,8 @@ def _load_sovits(
         except FlowMatchingModel:
             pass  # a v3/v4 export that starts like a v2 file
         except ValueError as exc:  # CheckpointError / UnsafePickleError
-            raise ModelLoadError(f"SoVITS model: {exc}") from exc
+            template = "SoVITS model: {problem}"
+            raise ModelLoadError(Message("load.err.sovits", template, problem=_problem(exc))) from exc
     return _load_cfm(spec, device)
 
 
@@ -110,15 +119,18 @@ def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str
     """The ERes2NetV2 speaker-verification model a v2Pro/v2ProPlus SoVITS needs."""
     path = spec.sv_path or spec.hubert_dir.parent / SV_FILE
     if not path.is_file():
-        raise ModelLoadError(
-            f"{spec.sovits_path.name} is a {version} SoVITS model, which needs the speaker-verification "
-            f"model {path} (missing): download it with `{DOWNLOAD_COMMAND} {SV_ASSET}` or copy "
-            f"GPT-SoVITS's pretrained_models/{SV_FILE.as_posix()} there"
+        template = (
+            "{name} is a {version} SoVITS model, which needs the speaker-verification model {path} "
+            "(missing): download it with `{command}` or copy GPT-SoVITS's pretrained_models/{file} there"
         )
+        fields = {"name": spec.sovits_path.name, "version": version, "path": str(path)}
+        fields |= {"command": f"{DOWNLOAD_COMMAND} {SV_ASSET}", "file": SV_FILE.as_posix()}
+        raise ModelLoadError(Message("load.err.sv_missing", template, **fields))
     try:
         return SpeakerEncoder(path, device=device)
     except (OSError, ValueError) as exc:  # CheckpointError / UnsafePickleError name the file
-        raise ModelLoadError(f"speaker-verification model: {exc}") from exc
+        template = "speaker-verification model: {problem}"
+        raise ModelLoadError(Message("load.err.sv", template, problem=_problem(exc))) from exc
 
 
 def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVITSFile, Vocoder]:
@@ -127,45 +139,64 @@ def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVI
     base = lora_base(spec.sovits_path, pretrained)
     if base is not None and not base.is_file():
         version = "v3" if base.name == LORA_BASE_FILES["v3"].name else "v4"
-        raise ModelLoadError(
-            f"{spec.sovits_path.name} is a {version} LoRA voice, merged at load onto the {version} base "
-            f"model {base} (missing): download it with `{DOWNLOAD_COMMAND} gpt-sovits-{version}` or copy "
-            f"GPT-SoVITS's pretrained_models/{LORA_BASE_FILES[version].as_posix()} there"
+        template = (
+            "{name} is a {version} LoRA voice, merged at load onto the {version} base model {path} "
+            "(missing): download it with `{command}` or copy GPT-SoVITS's pretrained_models/{file} there"
         )
+        fields = {"name": spec.sovits_path.name, "version": version, "path": str(base)}
+        fields |= {"command": f"{DOWNLOAD_COMMAND} gpt-sovits-{version}"}
+        fields |= {"file": LORA_BASE_FILES[version].as_posix()}
+        raise ModelLoadError(Message("load.err.lora_base", template, **fields))
     try:
         voice = load_cfm_voice(spec.sovits_path, pretrained, device=device)
     except ValueError as exc:  # CheckpointError / UnsafePickleError name the file
-        raise ModelLoadError(f"SoVITS model: {exc}") from exc
+        template = "SoVITS model: {problem}"
+        raise ModelLoadError(Message("load.err.sovits", template, problem=_problem(exc))) from exc
     version = voice.version
     place = pretrained / VOCODER_PATHS[version]
     if not place.exists():
-        raise ModelLoadError(
-            f"{spec.sovits_path.name} is a {version} SoVITS model, which needs the {version} vocoder {place} "
-            f"(missing): download it with `{DOWNLOAD_COMMAND} gpt-sovits-{version}` or copy GPT-SoVITS's "
-            f"pretrained_models/{VOCODER_PATHS[version].as_posix()} there"
+        template = (
+            "{name} is a {version} SoVITS model, which needs the {version} vocoder {path} (missing): "
+            "download it with `{command}` or copy GPT-SoVITS's pretrained_models/{file} there"
         )
+        fields = {"name": spec.sovits_path.name, "version": version, "path": str(place)}
+        fields |= {"command": f"{DOWNLOAD_COMMAND} gpt-sovits-{version}"}
+        fields |= {"file": VOCODER_PATHS[version].as_posix()}
+        raise ModelLoadError(Message("load.err.vocoder_missing", template, **fields))
     try:
         vocoder = load_vocoder(version, pretrained, device=device)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{version} vocoder: {exc}") from exc
+        template = "{version} vocoder: {problem}"
+        fields = {"version": version, "problem": _problem(exc)}
+        raise ModelLoadError(Message("load.err.vocoder", template, **fields)) from exc
     return voice.model, voice.record, vocoder
 
 
-def _missing_model(kind: str, folder: object, asset: str) -> ModelLoadError:
-    return ModelLoadError(
-        f"{kind} model missing in {folder} (no config.json): download it with "
-        f"`{DOWNLOAD_COMMAND} {asset}` or copy GPT-SoVITS's pretrained_models/{asset} there"
+def _problem(exc: BaseException) -> str:
+    """What a lower layer said: its Message when it gave one (the page translates it), else its text."""
+    said = exc.args[0] if exc.args else None
+    return said if isinstance(said, Message) else str(exc)
+
+
+def _missing_model(folder: object, asset: str, kind: str) -> ModelLoadError:
+    template = (
+        "{kind} model missing in {folder} (no config.json): download it with `{command}` "
+        "or copy GPT-SoVITS's pretrained_models/{asset} there"
     )
+    fields = {"kind": kind, "folder": str(folder), "command": f"{DOWNLOAD_COMMAND} {asset}", "asset": asset}
+    return ModelLoadError(Message("load.err.encoder_missing", template, **fields))
 
 
 def load_hubert(spec: PipelineSpec, device: torch.device, dtype: torch.dtype) -> HubertEncoder:
     """The content encoder of the reference's prompt tokens."""
     if not (spec.hubert_dir / "config.json").is_file():
-        raise _missing_model("HuBERT", spec.hubert_dir, HUBERT_ASSET)
+        raise _missing_model(spec.hubert_dir, HUBERT_ASSET, kind="HuBERT")
     try:
         return HubertEncoder(spec.hubert_dir, device=device, dtype=dtype, release_pages=True)
     except (FileNotFoundError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"HuBERT model in {spec.hubert_dir}: {exc}") from exc
+        template = "HuBERT model in {folder}: {problem}"
+        fields = {"folder": str(spec.hubert_dir), "problem": _problem(exc)}
+        raise ModelLoadError(Message("load.err.hubert", template, **fields)) from exc
 
 
 def load_bert(spec: PipelineSpec, device: torch.device, bert_dim: int) -> BertFeaturizer:
@@ -173,14 +204,15 @@ def load_bert(spec: PipelineSpec, device: torch.device, bert_dim: int) -> BertFe
     from app.models.encoders.bert import BertFeaturizer, BertModelMissing, BertOptions
 
     if not (spec.bert_dir / "config.json").is_file():
-        raise _missing_model("BERT", spec.bert_dir, BERT_ASSET)
+        raise _missing_model(spec.bert_dir, BERT_ASSET, kind="BERT")
     try:
         bert = BertFeaturizer(BertOptions(spec.bert_dir, device=str(device)))
     except (BertModelMissing, OSError, ValueError) as exc:
-        raise ModelLoadError(f"BERT model in {spec.bert_dir}: {exc}") from exc
+        template = "BERT model in {folder}: {problem}"
+        fields = {"folder": str(spec.bert_dir), "problem": _problem(exc)}
+        raise ModelLoadError(Message("load.err.bert", template, **fields)) from exc
     if bert.dim != bert_dim:
-        raise ModelLoadError(
-            f"BERT in {spec.bert_dir} gives {bert.dim}-wide features but the GPT expects "
-            f"{bert_dim}: use chinese-roberta-wwm-ext-large"
-        )
+        template = "BERT in {folder} gives {dim}-wide features but the GPT expects {expected}: use {asset}"
+        fields = {"folder": str(spec.bert_dir), "dim": bert.dim, "expected": bert_dim, "asset": BERT_ASSET}
+        raise ModelLoadError(Message("load.err.bert_width", template, **fields))
     return bert

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.messages import Message
 from app.text import LanguageMode, SplitMethod, UnsupportedLanguage
 
 # Precision modes of a pipeline: "fp32" is the parity path; "fast" trades exactness for speed.
@@ -91,12 +92,40 @@ class PipelineSpec:
         if self.sv_path is not None:
             object.__setattr__(self, "sv_path", Path(self.sv_path))
         if self.precision not in PRECISIONS:
-            raise TTSInputError(f"unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+            template = "unknown precision {precision!r}: use one of {choices}"
+            choices = ", ".join(PRECISIONS)
+            raise TTSInputError(
+                Message("weights.err.precision", template, precision=self.precision, choices=choices)
+            )
 
 
-def _check_range(name: str, value: float, low: float, high: float, hint: str = "") -> None:
-    if not low <= value <= high:
-        raise TTSInputError(f"{name} must be between {low:g} and {high:g}, got {value:g}{hint}", field=name)
+# The request's fields as messages name them: the API's names in English, with the page's words
+# for them in the other languages (app/ui/messages/infer.py).
+FIELD_NAMES = {
+    "text_language": Message("tts.field.text_language", "text_language"),
+    "prompt_language": Message("tts.field.prompt_language", "prompt_language"),
+    "seed": Message("tts.field.seed", "seed"),
+    "top_k": Message("tts.field.top_k", "top_k"),
+    "top_p": Message("tts.field.top_p", "top_p"),
+    "temperature": Message("tts.field.temperature", "temperature"),
+    "repetition_penalty": Message("tts.field.repetition_penalty", "repetition_penalty"),
+    "speed": Message("tts.field.speed", "speed"),
+    "pause_seconds": Message("tts.field.pause_seconds", "pause_seconds"),
+    "batch_size": Message("tts.field.batch_size", "batch_size"),
+    "batch_threshold": Message("tts.field.batch_threshold", "batch_threshold"),
+    "sample_steps": Message("tts.field.sample_steps", "sample_steps"),
+}
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if low <= value <= high:
+        return
+    fields = {"name": FIELD_NAMES[name], "low": low, "high": high, "value": value}
+    if name == "repetition_penalty":
+        template = "{name} must be between {low:g} and {high:g}, got {value:g} (1.0 disables it)"
+        raise TTSInputError(Message("tts.req.range_penalty", template, **fields), field=name)
+    template = "{name} must be between {low:g} and {high:g}, got {value:g}"
+    raise TTSInputError(Message("tts.req.range", template, **fields), field=name)
 
 
 @dataclass(frozen=True)
@@ -148,50 +177,70 @@ class TTSRequest:
     word_timestamps: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str):
-            raise TTSInputError(f"text must be a string, not {type(self.text).__name__}", field="text")
-        if not self.text.strip():
-            raise TTSInputError("the text is empty: enter something to read", field="text")
-        if not isinstance(self.reference, (str, os.PathLike, bytes)):
-            raise TTSInputError(
-                "reference must be a file path or the bytes of an audio file", field="reference"
-            )
-        for name in ("text_language", "prompt_language"):
-            try:
-                object.__setattr__(self, name, LanguageMode.parse(getattr(self, name)).value)
-            except UnsupportedLanguage as exc:
-                raise TTSInputError(f"{name}: {exc}", field=name) from None
-        try:
-            object.__setattr__(self, "split_method", SplitMethod.parse(self.split_method).value)
-        except ValueError as exc:
-            raise TTSInputError(str(exc), field="split_method") from None
-        object.__setattr__(self, "extra_references", tuple(self.extra_references))
-        if len(self.extra_references) > MAX_EXTRA_REFERENCES:
-            raise TTSInputError(
-                f"at most {MAX_EXTRA_REFERENCES} extra reference clips are used", field="extra_references"
-            )
-        if self.seed == -1:
-            object.__setattr__(self, "seed", None)
-        if self.seed is not None and not 0 <= int(self.seed) <= MAX_SEED:
-            raise TTSInputError(
-                f"seed must be between 0 and {MAX_SEED} (or -1 for a random one)", field="seed"
-            )
-        if int(self.top_k) < 1:
-            raise TTSInputError(f"top_k must be at least 1, got {self.top_k}", field="top_k")
-        if not 0.0 < self.top_p <= 1.0:
-            raise TTSInputError(f"top_p must be in (0, 1], got {self.top_p:g}", field="top_p")
+        self._check_inputs()
+        self._check_sampling()
         _check_range("temperature", self.temperature, 0.0, 5.0)
-        _check_range("repetition_penalty", self.repetition_penalty, 0.01, 5.0, " (1.0 disables it)")
+        _check_range("repetition_penalty", self.repetition_penalty, 0.01, 5.0)
         _check_range("speed", self.speed, *SPEED_RANGE)
         _check_range("pause_seconds", self.pause_seconds, 0.0, MAX_PAUSE_SECONDS)
         _check_range("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
         _check_range("batch_threshold", self.batch_threshold, 0.0, 1.0)
         if self.sample_steps is not None:
             if isinstance(self.sample_steps, bool) or int(self.sample_steps) != self.sample_steps:
-                raise TTSInputError(
-                    f"sample_steps must be a whole number, got {self.sample_steps!r}", field="sample_steps"
-                )
+                template = "{name} must be a whole number, got {value!r}"
+                fields = {"name": FIELD_NAMES["sample_steps"], "value": self.sample_steps}
+                raise TTSInputError(Message("tts.req.whole", template, **fields), field="sample_steps")
             _check_range("sample_steps", self.sample_steps, *SAMPLE_STEPS_RANGE)
+
+    def _check_inputs(self) -> None:
+        """The text, the references, the languages and the split method (normalised in place)."""
+        if not isinstance(self.text, str):
+            template = "text must be a string, not {type}"
+            raise TTSInputError(Message("tts.req.text_type", template, type=type(self.text).__name__), "text")
+        if not self.text.strip():
+            template = "the text is empty: enter something to read"
+            raise TTSInputError(Message("tts.req.text_empty", template), field="text")
+        if not isinstance(self.reference, (str, os.PathLike, bytes)):
+            template = "reference must be a file path or the bytes of an audio file"
+            raise TTSInputError(Message("tts.req.reference_type", template), field="reference")
+        for name in ("text_language", "prompt_language"):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, LanguageMode.parse(value).value)
+            except UnsupportedLanguage:
+                template = "{name}: unknown language mode {value!r}: use one of {choices} (or all_en)"
+                choices = ", ".join(m.value for m in LanguageMode)
+                fields = {"name": FIELD_NAMES[name], "value": value, "choices": choices}
+                raise TTSInputError(Message("tts.req.language", template, **fields), field=name) from None
+        try:
+            object.__setattr__(self, "split_method", SplitMethod.parse(self.split_method).value)
+        except ValueError:
+            template = "unknown text split method {value!r}: use one of {choices}"
+            choices = ", ".join(f"{m.value} ({m.name.lower()})" for m in SplitMethod)
+            message = Message("tts.req.split_method", template, value=self.split_method, choices=choices)
+            raise TTSInputError(message, field="split_method") from None
+        object.__setattr__(self, "extra_references", tuple(self.extra_references))
+        if len(self.extra_references) > MAX_EXTRA_REFERENCES:
+            template = "at most {most} extra reference clips are used"
+            message = Message("tts.req.extra_references", template, most=MAX_EXTRA_REFERENCES)
+            raise TTSInputError(message, field="extra_references")
+
+    def _check_sampling(self) -> None:
+        """The seed (-1 made None) and the GPT's top_k and top_p."""
+        if self.seed == -1:
+            object.__setattr__(self, "seed", None)
+        if self.seed is not None and not 0 <= int(self.seed) <= MAX_SEED:
+            template = "{name} must be between 0 and {most} (or -1 for a random one)"
+            message = Message("tts.req.seed", template, name=FIELD_NAMES["seed"], most=MAX_SEED)
+            raise TTSInputError(message, field="seed")
+        if int(self.top_k) < 1:
+            template = "{name} must be at least 1, got {value}"
+            message = Message("tts.req.top_k", template, name=FIELD_NAMES["top_k"], value=self.top_k)
+            raise TTSInputError(message, field="top_k")
+        if not 0.0 < self.top_p <= 1.0:
+            template = "{name} must be in (0, 1], got {value:g}"
+            message = Message("tts.req.top_p", template, name=FIELD_NAMES["top_p"], value=self.top_p)
+            raise TTSInputError(message, field="top_p")
 
     @property
     def uses_prompt(self) -> bool:

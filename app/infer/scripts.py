@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from app.messages import Message
 from app.text import LanguageMode
 
 # Unicode character-name prefixes of the scripts the frontend reads.
@@ -22,7 +23,7 @@ LANGUAGE_SCRIPTS = {
     "ja": ("CJK", "HIRAGANA", "KATAKANA", "HALFWIDTH KATAKANA"),
     "ko": ("HANGUL",),
 }
-LANGUAGES = "Chinese, English, Japanese, Korean and Cantonese"
+LANGUAGES = Message("tts.text.languages", "Chinese, English, Japanese, Korean and Cantonese")
 # Phones that carry no speech: punctuation and pauses (空/停: the Korean reader's space and pause).
 SILENT_PHONES = frozenset({"!", "?", "…", ",", ".", "-", "SP", "SP2", "SP3", "_", "UNK", "空", "停"})
 

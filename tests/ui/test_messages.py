@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,6 +102,12 @@ SHOWN_LAYERS = (
     APP / "services" / "experiments.py",
     APP / "services" / "weights.py",
     APP / "infer" / "reference.py",
+    APP / "infer" / "request.py",
+    APP / "infer" / "loading.py",
+    APP / "infer" / "longform" / "sources.py",
+    APP / "infer" / "longform" / "subtitles.py",
+    APP / "infer" / "stages" / "text.py",
+    APP / "infer" / "scripts.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
@@ -380,3 +387,88 @@ def test_a_failed_synthesis_clears_its_status_line(tmp_path):
     assert len(cleanup) == 1 and [o._id for o in cleanup[0].outputs] == [info._id]
     assert cleanup[0].trigger_only_on_failure and cleanup[0].trigger_after == run._id
     assert clear_status() == ""
+
+
+@pytest.mark.parametrize(
+    ("changes", "english", "field"),
+    [
+        ({"temperature": 9.0}, "temperature must be between 0 and 5, got 9", "temperature"),
+        (
+            {"repetition_penalty": 0.0},
+            "repetition_penalty must be between 0.01 and 5, got 0 (1.0 disables it)",
+            "repetition_penalty",
+        ),
+        ({"text": " \n"}, "the text is empty: enter something to read", "text"),
+        ({"top_k": 0}, "top_k must be at least 1, got 0", "top_k"),
+        ({"sample_steps": 8.5}, "sample_steps must be a whole number, got 8.5", "sample_steps"),
+        (
+            {"text_language": "klingon"},
+            "text_language: unknown language mode 'klingon': use one of all_zh, en, all_ja, all_ko, "
+            "all_yue, zh, ja, ko, yue, auto, auto_yue (or all_en)",
+            "text_language",
+        ),
+    ],
+)
+def test_a_tts_request_refusal_keeps_its_english_and_reads_in_every_language(changes, english, field):
+    """The API's text and field stay as they were; the page (its error helper, a zh reader) translates."""
+    from gradio.context import LocalContext
+
+    from app.infer import TTSInputError, TTSRequest
+    from app.ui.tabs.tts import _error
+
+    with pytest.raises(TTSInputError) as refused:
+        TTSRequest(**{"text": "hello", "reference": "a.wav", **changes})
+    said = refused.value.args[0]
+    assert str(refused.value) == english and refused.value.field == field and isinstance(said, Message)
+    shown = {lang: render(said, lang) for lang in LANGUAGES}
+    assert shown["en"] == english
+    assert all(shown[lang] != english for lang in LANGUAGES if lang != "en"), shown
+    token = LocalContext.request.set(_Request(cookie="studio_lang=zh"))
+    try:
+        assert _error(refused.value).message == shown["zh"].replace("'", "&#x27;")
+    finally:
+        LocalContext.request.reset(token)
+    if field == "temperature":
+        assert shown["zh"] == "温度（temperature） 必须在 0 到 5 之间，当前为 9"
+
+
+def test_missing_models_and_bad_sources_read_in_every_language(tmp_path):
+    """A model refusal keeps the download command; a subtitle's bad time is translated inside its cue's."""
+    from app.infer import PipelineSpec
+    from app.infer.loading import load_hubert
+    from app.infer.longform import SourceError, parse_source
+    from app.infer.request import ModelLoadError
+
+    spec = PipelineSpec("g.ckpt", "s.pth", tmp_path / "hubert", tmp_path / "bert")
+    with pytest.raises(ModelLoadError) as missing:
+        load_hubert(spec, torch.device("cpu"), torch.float32)
+    with pytest.raises(SourceError) as bad_time:
+        parse_source("1\n00:00:01,000 --> 00:61:00,000\nhello\n", "srt", "talk.srt")
+    assert (
+        str(bad_time.value) == "talk.srt: cue 1 ('1'): '00:61:00,000': minutes and seconds must be below 60"
+    )
+    for lang in LANGUAGES:
+        model, source = render(missing.value.args[0], lang), render(bad_time.value.args[0], lang)
+        assert "chinese-hubert-base" in model and str(tmp_path / "hubert") in model
+        assert "talk.srt" in source and "00:61:00,000" in source
+        if lang != "en":
+            assert model != str(missing.value) and source != str(bad_time.value)
+            assert "must be below 60" not in source  # the nested refusal is translated too
+
+
+def test_unreadable_text_is_refused_in_the_readers_language():
+    """The text stage's refusal (a script no model reads) names the text and the languages read, translated."""
+    from app.infer import TTSInputError
+    from app.infer.stages.text import TextStage
+
+    stage = TextStage("v2", 1024, lambda: None)
+    with pytest.raises(TTSInputError) as refused:
+        stage.segments("Привет, как дела?", "zh", "cut5")
+    said = refused.value.args[0]
+    assert refused.value.field == "text" and said.key == "tts.text.foreign_script"
+    assert str(said).startswith("text 'Привет, как дела?' cannot be read as zh: its letters (")
+    assert "(they read Chinese, English, Japanese, Korean and Cantonese)" in said
+    zh = render(said, "zh")
+    assert zh.startswith("文本 'Привет, как дела?' 无法按 zh 朗读") and "中文、英语、日语、韩语和粤语" in zh
+    for lang in LANGUAGES[1:]:
+        assert "Привет" in render(said, lang) and "cannot be read" not in render(said, lang)

@@ -31,6 +31,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from app.infer.longform.subtitles import parse_time
+from app.messages import Message
 
 # Source kinds by file suffix.
 SUFFIX_KINDS = {
@@ -96,7 +97,9 @@ def kind_of(filename: str) -> str:
     suffix = Path(filename).suffix.lower()
     if suffix not in SUFFIX_KINDS:
         known = ", ".join(sorted(SUFFIX_KINDS))
-        raise SourceError(f"{filename}: unknown source type {suffix or '(no suffix)'!r}; use one of {known}")
+        template = "{name}: unknown source type {suffix!r}; use one of {choices}"
+        fields = {"name": filename, "suffix": suffix or "(no suffix)", "choices": known}
+        raise SourceError(Message("source.err.suffix", template, **fields))
     return SUFFIX_KINDS[suffix]
 
 
@@ -105,27 +108,38 @@ def read_source(path: str | Path, kind: str | None = None) -> Script:
     path = Path(path)
     try:
         if path.stat().st_size > MAX_SOURCE_BYTES:
-            raise SourceError(f"{path}: larger than {MAX_SOURCE_BYTES >> 20} MB; split it into parts")
+            template = "{name}: larger than {megabytes} MB; split it into parts"
+            message = Message(
+                "source.err.too_large", template, name=str(path), megabytes=MAX_SOURCE_BYTES >> 20
+            )
+            raise SourceError(message)
         data = path.read_bytes()
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+        template = "{name}: cannot read the file ({problem})"
+        fields = {"name": str(path), "problem": str(exc.strerror or exc)}
+        raise SourceError(Message("source.err.cannot_read", template, **fields)) from None
     return parse_source(data, kind or kind_of(path.name), str(path))
 
 
 def parse_source(data: bytes | str, kind: str, name: str = "source") -> Script:
     """Parse ``data`` (bytes, or text for the text formats) as ``kind``."""
     if kind not in KINDS:
-        raise SourceError(f"{name}: unknown source kind {kind!r}; use one of {', '.join(KINDS)}")
+        template = "{name}: unknown source kind {kind!r}; use one of {choices}"
+        raise SourceError(
+            Message("source.err.kind", template, name=name, kind=kind, choices=", ".join(KINDS))
+        )
     if kind == "epub":
         if isinstance(data, str):
-            raise SourceError(f"{name}: an EPUB is a binary file; pass its bytes")
+            template = "{name}: an EPUB is a binary file; pass its bytes"
+            raise SourceError(Message("source.err.epub_text", template, name=name))
         lines = _epub_lines(data, name)
     else:
         text = _decode(data, name) if isinstance(data, bytes) else data
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = _TEXT_READERS[kind](text, name)
     if not lines:
-        raise SourceError(f"{name}: no text to read was found in this {kind} source")
+        template = "{name}: no text to read was found in this {kind} source"
+        raise SourceError(Message("source.err.no_text", template, name=name, kind=kind))
     return Script(kind, tuple(lines))
 
 
@@ -134,7 +148,8 @@ def _decode(data: bytes, name: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise SourceError(f"{name}: line {line} is not UTF-8 text; save the file as UTF-8") from None
+        template = "{name}: line {line} is not UTF-8 text; save the file as UTF-8"
+        raise SourceError(Message("source.err.not_utf8", template, name=name, line=line)) from None
 
 
 def _collapse(text: str) -> str:
@@ -206,24 +221,31 @@ def _cue_lines(text: str, name: str, vtt: bool) -> list[Line]:
     blocks = [b for b in re.split(r"\n\s*\n", text.strip()) if b.strip()]
     if vtt:
         if not blocks or not blocks[0].startswith("WEBVTT"):
-            raise SourceError(f"{name}: a WebVTT file starts with 'WEBVTT'; this one does not")
+            template = "{name}: a WebVTT file starts with 'WEBVTT'; this one does not"
+            raise SourceError(Message("source.err.not_vtt", template, name=name))
         blocks = blocks[1:]
     lines: list[Line] = []
     for number, block in enumerate(blocks, 1):
         rows = block.strip().split("\n")
         if vtt and rows[0].startswith(("NOTE", "STYLE", "REGION")):
             continue
-        where = f"{name}: cue {number} ({rows[0][:40]!r})"
+        where = {"name": name, "number": number, "head": rows[0][:40]}
         timing = next((i for i, row in enumerate(rows) if "-->" in row), None)
         match = _CUE_TIMES.match(rows[timing]) if timing is not None else None
         if timing is None or match is None:
-            raise SourceError(f"{where} has no 'start --> end' time line")
+            template = "{name}: cue {number} ({head!r}) has no 'start --> end' time line"
+            raise SourceError(Message("source.err.cue_no_time", template, **where))
         try:
             start, end = parse_time(match.group(1)), parse_time(match.group(2))
         except ValueError as exc:
-            raise SourceError(f"{where}: {exc}") from None
+            template = "{name}: cue {number} ({head!r}): {problem}"
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+            raise SourceError(Message("source.err.cue_time", template, **where, problem=said)) from None
         if end <= start:
-            raise SourceError(f"{where}: the cue ends ({end:.3f} s) before it starts ({start:.3f} s)")
+            template = (
+                "{name}: cue {number} ({head!r}): the cue ends ({end:.3f} s) before it starts ({start:.3f} s)"
+            )
+            raise SourceError(Message("source.err.cue_order", template, **where, start=start, end=end))
         spoken = _collapse(_SUB_TAG.sub("", " ".join(rows[timing + 1 :])))
         if spoken:
             lines.append(Line(spoken, start=start, end=end))
@@ -247,9 +269,8 @@ def _script_lines(text: str, name: str) -> list[Line]:
             continue
         fields = [f.strip() for f in row.split("|", 3)]
         if len(fields) < 2:
-            raise SourceError(
-                f"{name}: line {number} has no '|': write 'voice|text' or 'voice|language|text'"
-            )
+            template = "{name}: line {number} has no '|': write 'voice|text' or 'voice|language|text'"
+            raise SourceError(Message("source.err.no_bar", template, name=name, number=number))
         if len(fields) == 2:
             voice, language, spoken = fields[0], "", fields[1]
         elif len(fields) == 3:
@@ -257,7 +278,8 @@ def _script_lines(text: str, name: str) -> list[Line]:
         else:
             voice, language, spoken = fields[1], fields[2].lower(), fields[3]
         if not voice or not spoken:
-            raise SourceError(f"{name}: line {number}: the voice and the text must not be empty")
+            template = "{name}: line {number}: the voice and the text must not be empty"
+            raise SourceError(Message("source.err.empty_field", template, name=name, number=number))
         lines.append(Line(_collapse(spoken), voice=voice, language=language))
     return lines
 
@@ -319,9 +341,12 @@ def _xml(book: zipfile.ZipFile, member: str, name: str) -> ElementTree.Element:
     try:
         return ElementTree.fromstring(book.read(member))
     except KeyError:
-        raise SourceError(f"{name}: the EPUB lacks {member}; the file is damaged") from None
+        template = "{name}: the EPUB lacks {member}; the file is damaged"
+        raise SourceError(Message("source.err.epub_lacks", template, name=name, member=member)) from None
     except ElementTree.ParseError as exc:
-        raise SourceError(f"{name}: {member} is not well-formed XML ({exc})") from None
+        template = "{name}: {member} is not well-formed XML ({problem})"
+        fields = {"name": name, "member": member, "problem": str(exc)}
+        raise SourceError(Message("source.err.epub_xml", template, **fields)) from None
 
 
 def _local(tag: str) -> str:
@@ -333,7 +358,8 @@ def _spine(book: zipfile.ZipFile, name: str) -> list[str]:
     container = _xml(book, "META-INF/container.xml", name)
     rootfile = next((e.get("full-path") for e in container.iter() if _local(e.tag) == "rootfile"), None)
     if not rootfile:
-        raise SourceError(f"{name}: META-INF/container.xml names no package file; the EPUB is damaged")
+        template = "{name}: META-INF/container.xml names no package file; the EPUB is damaged"
+        raise SourceError(Message("source.err.epub_package", template, name=name))
     package = _xml(book, rootfile, name)
     base = posixpath.dirname(rootfile)
     manifest = {
@@ -349,14 +375,17 @@ def _epub_lines(data: bytes, name: str) -> list[Line]:
     try:
         book = zipfile.ZipFile(BytesIO(data))
     except zipfile.BadZipFile:
-        raise SourceError(f"{name}: not an EPUB (an EPUB is a zip archive); export the book again") from None
+        template = "{name}: not an EPUB (an EPUB is a zip archive); export the book again"
+        raise SourceError(Message("source.err.not_epub", template, name=name)) from None
     lines: list[Line] = []
     with book:
         for number, member in enumerate(_spine(book, name), 1):
             try:
                 html = book.read(member).decode("utf-8", errors="replace")
             except KeyError:
-                raise SourceError(f"{name}: the spine names {member}, which the EPUB lacks") from None
+                template = "{name}: the spine names {member}, which the EPUB lacks"
+                message = Message("source.err.epub_spine", template, name=name, member=member)
+                raise SourceError(message) from None
             parser = _Blocks()
             parser.feed(html)
             parser.close()

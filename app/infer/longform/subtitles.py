@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.messages import Message
+
 _TIME = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[.,](\d{1,3}))?$")
 
 
@@ -26,10 +28,12 @@ def parse_time(text: str) -> float:
     """Seconds of ``01:02:03,456`` (SRT), ``01:02:03.456`` or ``02:03.456`` (WebVTT)."""
     match = _TIME.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a time; write HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (WebVTT)")
+        template = "{text!r} is not a time; write HH:MM:SS,mmm (SRT) or HH:MM:SS.mmm (WebVTT)"
+        raise ValueError(Message("subtitle.err.time", template, text=text))
     hours, minutes, seconds, millis = match.groups()
     if int(minutes) > 59 or int(seconds) > 59:
-        raise ValueError(f"{text!r}: minutes and seconds must be below 60")
+        template = "{text!r}: minutes and seconds must be below 60"
+        raise ValueError(Message("subtitle.err.sixty", template, text=text))
     fraction = int((millis or "0").ljust(3, "0")) / 1000
     return int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds) + fraction
 

@@ -60,7 +60,10 @@ class TextStage:
         try:
             return text_to_phones(text, language, self.text_version)
         except (EmptyText, UnsupportedLanguage, OverrideError) as exc:
-            raise TTSInputError(f"{what}: {exc}", field=_field(what)) from exc
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+            template = "{what}: {problem}"
+            message = Message("tts.text.cannot_read", template, what=_named(what), problem=said)
+            raise TTSInputError(message, field=_field(what)) from exc
 
     def features(self, results: Sequence[TextResult]) -> list[torch.Tensor]:
         """(bert_dim, n_phones) float32 per result; BERT runs only when a Chinese segment exists."""
@@ -98,11 +101,13 @@ class TextStage:
             pieces = split_text(text, split_method, LanguageMode.parse(language).value)
         except (ValueError, UnsupportedLanguage) as exc:
             field = "text_language" if isinstance(exc, UnsupportedLanguage) else "split_method"
-            raise TTSInputError(str(exc), field=field) from exc
-        if not pieces:
+            # TTSRequest checked both already: a lower layer's own words, as they are.
             raise TTSInputError(
-                "the text is empty (or punctuation only): enter something to read", field="text"
-            )
+                Message("tts.text.split", "{problem}", problem=str(exc)), field=field
+            ) from exc
+        if not pieces:
+            template = "the text is empty (or punctuation only): enter something to read"
+            raise TTSInputError(Message("tts.text.empty", template), field="text")
         read = [(p, self._phones(p, language, "text")) for p in pieces]
         kept = [(p, r) for p, r in read if speaks(r.phones)]
         if not kept:
@@ -122,25 +127,41 @@ def _field(what: str) -> str:
     return what.replace(" ", "_")
 
 
+def _named(what: str) -> Message:
+    """``what`` ("text" or "prompt text") as messages name it, in the reader's language on the page."""
+    if what == "prompt text":
+        return Message("tts.what.prompt", "prompt text")
+    return Message("tts.what.text", "text")
+
+
 def _unreadable(text: str, language: str, what: str) -> TTSInputError:
     """The refusal of a text in which nothing can be read as ``language``."""
     mode = LanguageMode.parse(language).value
     shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:60] + "…"
+    fields = {"what": _named(what), "shown": shown, "mode": mode}
     other = unread_letters(text, mode)
     if other and not unreadable_letters(text):
-        return TTSInputError(
-            f"{what} {shown!r} cannot be read as {mode}: its letters ({other[:12]}) are of a language "
-            "this mode does not read; choose the text's language (or 'auto')",
-            field=_field(what),
+        template = (
+            "{what} {shown!r} cannot be read as {mode}: its letters ({letters}) are of a language "
+            "this mode does not read; choose the text's language (or 'auto')"
         )
+        message = Message("tts.text.other_language", template, **fields, letters=other[:12])
+        return TTSInputError(message, field=_field(what))
     foreign = unreadable_letters(text)
-    why = f"its letters ({foreign[:12]}) are of a script" if foreign else "it is in a language"
-    return TTSInputError(
-        f"{what} {shown!r} cannot be read as {mode}: {why} "
-        f"the models cannot speak (they read {LANGUAGES}); choose the text's language "
-        "or write it in one of those",
-        field=_field(what),
+    fields["languages"] = LANGUAGES
+    if foreign:
+        template = (
+            "{what} {shown!r} cannot be read as {mode}: its letters ({letters}) are of a script the "
+            "models cannot speak (they read {languages}); choose the text's language or write it in "
+            "one of those"
+        )
+        message = Message("tts.text.foreign_script", template, **fields, letters=foreign[:12])
+        return TTSInputError(message, field=_field(what))
+    template = (
+        "{what} {shown!r} cannot be read as {mode}: it is in a language the models cannot speak "
+        "(they read {languages}); choose the text's language or write it in one of those"
     )
+    return TTSInputError(Message("tts.text.foreign_language", template, **fields), field=_field(what))
 
 
 def _skipped(text: str, language: str, pieces: list[str]) -> list[str]:
