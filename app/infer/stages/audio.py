@@ -32,6 +32,7 @@ from app.infer.inputs import ReferenceFeatures, TextInput
 from app.infer.request import DEFAULT_SAMPLE_STEPS, ModelLoadError, TTSInputError, TTSRequest
 from app.infer.stages.base import AudioStage, TimbreInputs, Voice
 from app.infer.streaming import ChunkDecoder, StreamOptions
+from app.messages import Message
 from app.models.sovits.cfm_model import CfmPrompt, CfmSoVITS
 from app.models.sovits.model import SoVITS, Timbre
 from app.models.vocoders import Vocoder
@@ -75,11 +76,13 @@ class VitsAudio:
     def sample_steps(self, requested: int | None) -> int:
         """Refuses a step count but api_v2's default, which its clients send whatever the model."""
         if requested not in (None, DEFAULT_SAMPLE_STEPS):
-            raise TTSInputError(
-                f"sample_steps applies to v3/v4 models (flow matching); {self.file_name} is a "
-                f"{self.version} model: leave sample_steps out (or at api_v2's default, {DEFAULT_SAMPLE_STEPS})",
-                field="sample_steps",
+            template = (
+                "sample_steps applies to v3/v4 models (flow matching); {name} is a {version} model: "
+                "leave sample_steps out (or at api_v2's default, {default})"
             )
+            fields = {"name": self.file_name, "version": self.version, "default": DEFAULT_SAMPLE_STEPS}
+            message = Message("tts.audio.no_steps", template, **fields)
+            raise TTSInputError(message, field="sample_steps")
         return DEFAULT_SAMPLE_STEPS  # unused by the VITS decoder
 
     def check(self, request: TTSRequest) -> None:
@@ -183,17 +186,19 @@ class CfmAudio:
     def check(self, request: TTSRequest) -> None:
         """One reference clip, with its transcript (what the flow matching continues)."""
         if request.extra_references:
-            raise TTSInputError(
-                f"{self.version} models take their timbre from the one reference clip (upstream offers no "
-                "extra references for v3/v4): leave the extra reference clips out",
-                field="extra_references",
+            template = (
+                "{version} models take their timbre from the one reference clip (upstream offers no "
+                "extra references for v3/v4): leave the extra reference clips out"
             )
+            message = Message("tts.audio.no_extras", template, version=self.version)
+            raise TTSInputError(message, field="extra_references")
         if not request.uses_prompt:
-            raise TTSInputError(
-                f"{self.version} models continue the reference clip's speech, so they need its transcript as "
-                "the prompt text (reference-free mode is not available for v3/v4, as upstream)",
-                field="prompt_text",
+            template = (
+                "{version} models continue the reference clip's speech, so they need its transcript as "
+                "the prompt text (reference-free mode is not available for v3/v4, as upstream)"
             )
+            message = Message("tts.audio.needs_prompt", template, version=self.version)
+            raise TTSInputError(message, field="prompt_text")
 
     def reference_mel(self, wav32: np.ndarray) -> torch.Tensor:
         """(1, 100, F) normalised log-mel of a 32 kHz clip at the model's mel rate (v4 32 kHz,
@@ -219,12 +224,13 @@ class CfmAudio:
     ) -> CfmPrompt:
         """The prompt; ``prompt`` None here means trimming the clip left no matching transcript."""
         if prompt is None:
-            raise TTSInputError(
+            template = (
                 "the prompt text could not be matched to the kept part of the long reference clip, and "
-                f"{self.version} models need the transcript of what they continue: give a 3-10 s clip with "
-                "its exact text",
-                field="prompt_text",
+                "{version} models need the transcript of what they continue: give a 3-10 s clip with "
+                "its exact text"
             )
+            message = Message("tts.audio.unmatched_prompt", template, version=self.version)
+            raise TTSInputError(message, field="prompt_text")
         return self.prompt(features, prompt)
 
     def decode(
@@ -282,6 +288,7 @@ def audio_stage(
     """The audio stage of a loaded SoVITS model (a v3/v4 one needs its vocoder)."""
     if isinstance(model, CfmSoVITS):
         if vocoder is None:
-            raise ModelLoadError(f"a {model.config.version} SoVITS model needs its vocoder")
+            template = "a {version} SoVITS model needs its vocoder"
+            raise ModelLoadError(Message("tts.audio.no_vocoder", template, version=model.config.version))
         return CfmAudio(model, vocoder, decoder_dtype, device, file_name)
     return VitsAudio(model, decoder_dtype, device, file_name)

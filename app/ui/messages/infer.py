@@ -1,6 +1,6 @@
 """Texts of the synthesis layers' messages in every language: the checks of a TTS request
-(:mod:`app.infer.request`) and of its text (:mod:`app.infer.stages.text`), the loading of its
-models (:mod:`app.infer.loading`) and the reading of a long-form source
+(:mod:`app.infer.request`), its text and audio stages (:mod:`app.infer.stages`), the loading of
+its models (:mod:`app.infer.loading`) and the reading of a long-form source
 (:mod:`app.infer.longform.sources`, :mod:`app.infer.longform.subtitles`). Each English text is the
 layer's template unchanged (the HTTP API and the CLIs say it as is); a request field is named by the
 API's name in English and by the page's words, with that name, elsewhere."""
@@ -77,6 +77,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.text.other_language": "{what} {shown!r} cannot be read as {mode}: its letters ({letters}) are of a language this mode does not read; choose the text's language (or 'auto')",
         "tts.text.foreign_script": "{what} {shown!r} cannot be read as {mode}: its letters ({letters}) are of a script the models cannot speak (they read {languages}); choose the text's language or write it in one of those",
         "tts.text.foreign_language": "{what} {shown!r} cannot be read as {mode}: it is in a language the models cannot speak (they read {languages}); choose the text's language or write it in one of those",
+        "tts.audio.no_steps": "sample_steps applies to v3/v4 models (flow matching); {name} is a {version} model: leave sample_steps out (or at api_v2's default, {default})",
+        "tts.audio.no_extras": "{version} models take their timbre from the one reference clip (upstream offers no extra references for v3/v4): leave the extra reference clips out",
+        "tts.audio.needs_prompt": "{version} models continue the reference clip's speech, so they need its transcript as the prompt text (reference-free mode is not available for v3/v4, as upstream)",
+        "tts.audio.unmatched_prompt": "the prompt text could not be matched to the kept part of the long reference clip, and {version} models need the transcript of what they continue: give a 3-10 s clip with its exact text",
+        "tts.audio.no_vocoder": "a {version} SoVITS model needs its vocoder",
     },
     "zh": {
         "tts.field.text_language": "合成文本语种（text_language）",
@@ -147,6 +152,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.text.other_language": "{what} {shown!r} 无法按 {mode} 朗读：其中的字母（{letters}）属于该模式不读的语言；请选择文本的语种（或 'auto'）",
         "tts.text.foreign_script": "{what} {shown!r} 无法按 {mode} 朗读：其中的字母（{letters}）属于模型不会说的文字（模型能读 {languages}）；请选择文本的语种，或改用这些语言书写",
         "tts.text.foreign_language": "{what} {shown!r} 无法按 {mode} 朗读：它是模型不会说的语言（模型能读 {languages}）；请选择文本的语种，或改用这些语言书写",
+        "tts.audio.no_steps": "采样步数（sample_steps）只适用于 v3/v4 模型（流匹配）；{name} 是 {version} 模型：请不要设置 sample_steps（或保持 api_v2 的默认值 {default}）",
+        "tts.audio.no_extras": "{version} 模型只从一段参考音频取音色（上游的 v3/v4 不支持额外参考音频）：请去掉额外参考音频",
+        "tts.audio.needs_prompt": "{version} 模型会接着参考音频往下说，因此需要其文字内容作为参考文本（与上游一样，v3/v4 不支持无参考文本模式）",
+        "tts.audio.unmatched_prompt": "参考文本无法与长参考音频保留下来的部分对齐，而 {version} 模型需要它所接续内容的文字：请提供 3-10 秒的音频及其准确文本",
+        "tts.audio.no_vocoder": "{version} SoVITS 模型需要它的声码器",
     },
     "zh_TW": {
         "tts.field.text_language": "合成文字語言（text_language）",
@@ -217,6 +227,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.text.other_language": "{what} {shown!r} 無法以 {mode} 朗讀：其中的字母（{letters}）屬於此模式不讀的語言；請選擇文字的語言（或 'auto'）",
         "tts.text.foreign_script": "{what} {shown!r} 無法以 {mode} 朗讀：其中的字母（{letters}）屬於模型不會說的文字（模型能讀 {languages}）；請選擇文字的語言，或改用這些語言書寫",
         "tts.text.foreign_language": "{what} {shown!r} 無法以 {mode} 朗讀：它是模型不會說的語言（模型能讀 {languages}）；請選擇文字的語言，或改用這些語言書寫",
+        "tts.audio.no_steps": "取樣步數（sample_steps）只適用於 v3/v4 模型（流匹配）；{name} 是 {version} 模型：請不要設定 sample_steps（或保持 api_v2 的預設值 {default}）",
+        "tts.audio.no_extras": "{version} 模型只從一段參考音訊取音色（上游的 v3/v4 不支援額外參考音訊）：請移除額外參考音訊",
+        "tts.audio.needs_prompt": "{version} 模型會接著參考音訊往下說，因此需要其文字內容作為參考文字（與上游相同，v3/v4 不支援無參考文字模式）",
+        "tts.audio.unmatched_prompt": "參考文字無法與長參考音訊保留下來的部分對齊，而 {version} 模型需要它所接續內容的文字：請提供 3-10 秒的音訊及其準確文字",
+        "tts.audio.no_vocoder": "{version} SoVITS 模型需要它的聲碼器",
     },
     "ja": {
         "tts.field.text_language": "合成テキストの言語（text_language）",
@@ -287,6 +302,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.text.other_language": "{what} {shown!r} は {mode} として読めません：その文字（{letters}）はこのモードが読まない言語のものです。テキストの言語（または 'auto'）を選んでください",
         "tts.text.foreign_script": "{what} {shown!r} は {mode} として読めません：その文字（{letters}）はモデルが話せない文字体系のものです（読めるのは {languages}）。テキストの言語を選ぶか、これらの言語で書いてください",
         "tts.text.foreign_language": "{what} {shown!r} は {mode} として読めません：モデルが話せない言語です（読めるのは {languages}）。テキストの言語を選ぶか、これらの言語で書いてください",
+        "tts.audio.no_steps": "サンプリングステップ数（sample_steps）は v3/v4 モデル（フローマッチング）専用です。{name} は {version} モデルです：sample_steps を指定しないでください（または api_v2 の既定値 {default} のまま）",
+        "tts.audio.no_extras": "{version} モデルは 1 つの参照音声だけから声質を取ります（上流の v3/v4 には追加の参照音声がありません）：追加の参照音声を外してください",
+        "tts.audio.needs_prompt": "{version} モデルは参照音声の続きを話すため、その書き起こしを参照テキストとして必要とします（上流と同じく、v3/v4 では参照テキストなしのモードは使えません）",
+        "tts.audio.unmatched_prompt": "参照テキストを長い参照音声の残した部分に合わせられませんでした。{version} モデルは続ける内容の書き起こしを必要とします：3〜10 秒の音声とその正確なテキストを指定してください",
+        "tts.audio.no_vocoder": "{version} の SoVITS モデルにはボコーダーが必要です",
     },
     "ko": {
         "tts.field.text_language": "합성 텍스트 언어(text_language)",
@@ -357,5 +377,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.text.other_language": "{what} {shown!r}을(를) {mode}(으)로 읽을 수 없습니다: 그 글자({letters})는 이 모드가 읽지 않는 언어입니다. 텍스트의 언어(또는 'auto')를 고르세요",
         "tts.text.foreign_script": "{what} {shown!r}을(를) {mode}(으)로 읽을 수 없습니다: 그 글자({letters})는 모델이 말할 수 없는 문자입니다(읽을 수 있는 언어: {languages}). 텍스트의 언어를 고르거나 이 언어들로 쓰세요",
         "tts.text.foreign_language": "{what} {shown!r}을(를) {mode}(으)로 읽을 수 없습니다: 모델이 말할 수 없는 언어입니다(읽을 수 있는 언어: {languages}). 텍스트의 언어를 고르거나 이 언어들로 쓰세요",
+        "tts.audio.no_steps": "샘플링 단계 수(sample_steps)는 v3/v4 모델(플로 매칭)에만 적용됩니다. {name}은(는) {version} 모델입니다: sample_steps를 빼세요(또는 api_v2 기본값 {default}로 두세요)",
+        "tts.audio.no_extras": "{version} 모델은 하나의 참조 음성에서만 음색을 가져옵니다(업스트림의 v3/v4에는 추가 참조 음성이 없습니다): 추가 참조 음성을 빼세요",
+        "tts.audio.needs_prompt": "{version} 모델은 참조 음성의 말을 이어서 하므로 그 전사를 참조 텍스트로 필요로 합니다(업스트림과 같이 v3/v4에서는 참조 텍스트 없는 모드를 쓸 수 없습니다)",
+        "tts.audio.unmatched_prompt": "참조 텍스트를 긴 참조 음성의 남긴 부분과 맞출 수 없었고, {version} 모델은 이어 갈 내용의 전사가 필요합니다: 3-10초 음성과 정확한 텍스트를 주세요",
+        "tts.audio.no_vocoder": "{version} SoVITS 모델에는 보코더가 필요합니다",
     },
 }
