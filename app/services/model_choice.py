@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from app import config_io
 from app.fileio import exclusive_lock
 from app.infer.request import ModelLoadError
+from app.messages import Message
 from app.models.upstream.gpt import gpt_version, read_gpt_file
 from app.models.upstream.sovits import read_sovits
 from app.models.upstream.sovits_lora import lora_version, read_lora
@@ -81,10 +82,11 @@ def _candidates(layout: Layout, text: str) -> list[Path]:
         for root in (layout.home, layout.pretrained):
             if given.is_relative_to(root) or given.is_relative_to(root.resolve()):
                 return [resolve_inside(given, root)]
-        raise PathOutsideRoot(
-            f"{text} is outside the data folder; name a file under {layout.gpt_weights.name}/, "
-            f"{layout.sovits_weights.name}/ or pretrained_models/"
+        template = (
+            "{path} is outside the data folder; name a file under {gpt}/, {sovits}/ or pretrained_models/"
         )
+        fields = {"path": text, "gpt": layout.gpt_weights.name, "sovits": layout.sovits_weights.name}
+        raise PathOutsideRoot(Message("choice.err.outside", template, **fields))
     out = [resolve_inside(given, layout.home)]
     for prefix in UPSTREAM_PREFIXES:
         if text.startswith(prefix):
@@ -100,15 +102,15 @@ def resolve_weight(layout: Layout, kind: str, value: str, listing: WeightsListin
     out) and :class:`ModelLoadError` for anything that is not a listed model file of ``kind``.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}: use one of {KINDS}")
+        template = "unknown model kind {kind!r}: use one of {choices}"
+        raise ValueError(Message("choice.err.kind", template, kind=kind, choices=KINDS))
     text = str(value).strip()
     label = "GPT" if kind == "gpt" else "SoVITS"
     if not text:
-        raise ModelLoadError(f"no {label} model named")
+        raise ModelLoadError(Message("choice.err.unnamed", "no {label} model named", label=label))
     if ".." in Path(text).parts:
-        raise PathOutsideRoot(
-            f"{text}: '..' is not allowed in model paths; name a file under the data folder"
-        )
+        template = "{path}: '..' is not allowed in model paths; name a file under the data folder"
+        raise PathOutsideRoot(Message("choice.err.dotdot", template, path=text))
     listing = listing or list_weights(layout)
     files = {w.path.resolve(): w for w in _listed(listing, kind)}
     for path in _candidates(layout, text):
@@ -117,8 +119,13 @@ def resolve_weight(layout: Layout, kind: str, value: str, listing: WeightsListin
     by_name = [p for p in files if p.name == Path(text).name] if "/" not in text else []
     if len(by_name) == 1:
         return by_name[0]
-    known = ", ".join(relative_name(p, layout) for p in files) or "none found"
-    raise ModelLoadError(f"{label} model {text!r} is not one of the available {label} models: {known}")
+    known = ", ".join(relative_name(p, layout) for p in files)
+    fields = {"label": label, "name": text, "known": known}
+    if not known:
+        template = "{label} model {name!r} is not one of the available {label} models: none found"
+        raise ModelLoadError(Message("choice.err.none_listed", template, **fields))
+    template = "{label} model {name!r} is not one of the available {label} models: {known}"
+    raise ModelLoadError(Message("choice.err.not_listed", template, **fields))
 
 
 def inspect_weight(path: Path, kind: str) -> WeightInfo:
@@ -128,9 +135,8 @@ def inspect_weight(path: Path, kind: str) -> WeightInfo:
             _, config, _ = read_gpt_file(path)
             model = config.get("model")
             if not isinstance(model, dict):
-                raise ModelLoadError(
-                    f"{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint"
-                )
+                template = "{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint"
+                raise ModelLoadError(Message("choice.err.no_model_section", template, path=str(path)))
             return WeightInfo(path, kind, gpt_version(model, where=str(path)))
         lora = lora_version(path)
         if lora is not None:  # a v3/v4 LoRA voice: only its adapters; merged onto the base at load
@@ -140,9 +146,12 @@ def inspect_weight(path: Path, kind: str) -> WeightInfo:
     except ModelLoadError:
         raise
     except ValueError as exc:  # GPTFileError, CheckpointError, UnsafePickleError: they name the file
-        raise ModelLoadError(str(exc)) from None
+        said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+        raise ModelLoadError(said) from None
     except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot read the {kind} model ({exc.strerror})") from None
+        template = "{path}: cannot read the {kind} model ({problem})"
+        fields = {"path": str(path), "kind": kind, "problem": str(exc.strerror)}
+        raise ModelLoadError(Message("choice.err.cannot_read", template, **fields)) from None
     return WeightInfo(path, kind, record.version)
 
 
@@ -197,6 +206,8 @@ class ModelChoiceStore:
                     log.warning("the chosen %s model is gone (%s); using the first listed", kind, exc)
             files = _listed(listing, kind)
             if not files:
-                raise ModelLoadError(listing.message or f"no {kind} model found")
+                raise ModelLoadError(
+                    listing.message or Message("choice.err.none", "no {kind} model found", kind=kind)
+                )
             out.append(files[0].path.resolve())
         return out[0], out[1]

@@ -108,6 +108,7 @@ SHOWN_LAYERS = (
     APP / "infer" / "longform" / "subtitles.py",
     APP / "infer" / "stages" / "text.py",
     APP / "infer" / "scripts.py",
+    APP / "services" / "model_choice.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -1,9 +1,10 @@
 """Texts of the synthesis layers' messages in every language: the checks of a TTS request
-(:mod:`app.infer.request`), its text and audio stages (:mod:`app.infer.stages`), the loading of
-its models (:mod:`app.infer.loading`) and the reading of a long-form source
-(:mod:`app.infer.longform.sources`, :mod:`app.infer.longform.subtitles`). Each English text is the
-layer's template unchanged (the HTTP API and the CLIs say it as is); a request field is named by the
-API's name in English and by the page's words, with that name, elsewhere."""
+(:mod:`app.infer.request`), its text and audio stages (:mod:`app.infer.stages`), the choice and
+loading of its models (:mod:`app.services.model_choice`, :mod:`app.infer.loading`) and the reading
+of a long-form source (:mod:`app.infer.longform.sources`, :mod:`app.infer.longform.subtitles`).
+Each English text is the layer's template unchanged (the HTTP API and the CLIs say it as is); a
+request field is named by the API's name in English and by the page's words, with that name,
+elsewhere."""
 
 from __future__ import annotations
 
@@ -82,6 +83,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.audio.needs_prompt": "{version} models continue the reference clip's speech, so they need its transcript as the prompt text (reference-free mode is not available for v3/v4, as upstream)",
         "tts.audio.unmatched_prompt": "the prompt text could not be matched to the kept part of the long reference clip, and {version} models need the transcript of what they continue: give a 3-10 s clip with its exact text",
         "tts.audio.no_vocoder": "a {version} SoVITS model needs its vocoder",
+        "choice.err.outside": "{path} is outside the data folder; name a file under {gpt}/, {sovits}/ or pretrained_models/",
+        "choice.err.kind": "unknown model kind {kind!r}: use one of {choices}",
+        "choice.err.unnamed": "no {label} model named",
+        "choice.err.dotdot": "{path}: '..' is not allowed in model paths; name a file under the data folder",
+        "choice.err.none_listed": "{label} model {name!r} is not one of the available {label} models: none found",
+        "choice.err.not_listed": "{label} model {name!r} is not one of the available {label} models: {known}",
+        "choice.err.no_model_section": "{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint",
+        "choice.err.cannot_read": "{path}: cannot read the {kind} model ({problem})",
+        "choice.err.none": "no {kind} model found",
     },
     "zh": {
         "tts.field.text_language": "合成文本语种（text_language）",
@@ -157,6 +167,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.audio.needs_prompt": "{version} 模型会接着参考音频往下说，因此需要其文字内容作为参考文本（与上游一样，v3/v4 不支持无参考文本模式）",
         "tts.audio.unmatched_prompt": "参考文本无法与长参考音频保留下来的部分对齐，而 {version} 模型需要它所接续内容的文字：请提供 3-10 秒的音频及其准确文本",
         "tts.audio.no_vocoder": "{version} SoVITS 模型需要它的声码器",
+        "choice.err.outside": "{path} 在数据文件夹之外；请指定 {gpt}/、{sovits}/ 或 pretrained_models/ 下的文件",
+        "choice.err.kind": "未知的模型种类 {kind!r}：请使用 {choices} 之一",
+        "choice.err.unnamed": "没有指定 {label} 模型",
+        "choice.err.dotdot": "{path}：模型路径中不允许 '..'；请指定数据文件夹下的文件",
+        "choice.err.none_listed": "{label} 模型 {name!r} 不在可用的 {label} 模型中：一个也没有找到",
+        "choice.err.not_listed": "{label} 模型 {name!r} 不在可用的 {label} 模型中：{known}",
+        "choice.err.no_model_section": "{path}：配置中没有 'model' 部分；这不是 GPT-SoVITS 的 GPT 检查点",
+        "choice.err.cannot_read": "{path}：无法读取 {kind} 模型（{problem}）",
+        "choice.err.none": "没有找到 {kind} 模型",
     },
     "zh_TW": {
         "tts.field.text_language": "合成文字語言（text_language）",
@@ -232,6 +251,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.audio.needs_prompt": "{version} 模型會接著參考音訊往下說，因此需要其文字內容作為參考文字（與上游相同，v3/v4 不支援無參考文字模式）",
         "tts.audio.unmatched_prompt": "參考文字無法與長參考音訊保留下來的部分對齊，而 {version} 模型需要它所接續內容的文字：請提供 3-10 秒的音訊及其準確文字",
         "tts.audio.no_vocoder": "{version} SoVITS 模型需要它的聲碼器",
+        "choice.err.outside": "{path} 在資料資料夾之外；請指定 {gpt}/、{sovits}/ 或 pretrained_models/ 下的檔案",
+        "choice.err.kind": "未知的模型種類 {kind!r}：請使用 {choices} 之一",
+        "choice.err.unnamed": "沒有指定 {label} 模型",
+        "choice.err.dotdot": "{path}：模型路徑中不允許 '..'；請指定資料資料夾下的檔案",
+        "choice.err.none_listed": "{label} 模型 {name!r} 不在可用的 {label} 模型中：一個也沒有找到",
+        "choice.err.not_listed": "{label} 模型 {name!r} 不在可用的 {label} 模型中：{known}",
+        "choice.err.no_model_section": "{path}：設定中沒有 'model' 區段；這不是 GPT-SoVITS 的 GPT 檢查點",
+        "choice.err.cannot_read": "{path}：無法讀取 {kind} 模型（{problem}）",
+        "choice.err.none": "找不到 {kind} 模型",
     },
     "ja": {
         "tts.field.text_language": "合成テキストの言語（text_language）",
@@ -307,6 +335,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.audio.needs_prompt": "{version} モデルは参照音声の続きを話すため、その書き起こしを参照テキストとして必要とします（上流と同じく、v3/v4 では参照テキストなしのモードは使えません）",
         "tts.audio.unmatched_prompt": "参照テキストを長い参照音声の残した部分に合わせられませんでした。{version} モデルは続ける内容の書き起こしを必要とします：3〜10 秒の音声とその正確なテキストを指定してください",
         "tts.audio.no_vocoder": "{version} の SoVITS モデルにはボコーダーが必要です",
+        "choice.err.outside": "{path} はデータフォルダーの外にあります。{gpt}/、{sovits}/ または pretrained_models/ の下のファイルを指定してください",
+        "choice.err.kind": "不明なモデルの種類 {kind!r}：{choices} のいずれかを使ってください",
+        "choice.err.unnamed": "{label} モデルが指定されていません",
+        "choice.err.dotdot": "{path}：モデルのパスに '..' は使えません。データフォルダーの下のファイルを指定してください",
+        "choice.err.none_listed": "{label} モデル {name!r} は使える {label} モデルにありません：1 つも見つかりません",
+        "choice.err.not_listed": "{label} モデル {name!r} は使える {label} モデルにありません：{known}",
+        "choice.err.no_model_section": "{path}：設定に 'model' セクションがありません。GPT-SoVITS の GPT チェックポイントではありません",
+        "choice.err.cannot_read": "{path}：{kind} モデルを読み込めません（{problem}）",
+        "choice.err.none": "{kind} モデルが見つかりません",
     },
     "ko": {
         "tts.field.text_language": "합성 텍스트 언어(text_language)",
@@ -382,5 +419,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "tts.audio.needs_prompt": "{version} 모델은 참조 음성의 말을 이어서 하므로 그 전사를 참조 텍스트로 필요로 합니다(업스트림과 같이 v3/v4에서는 참조 텍스트 없는 모드를 쓸 수 없습니다)",
         "tts.audio.unmatched_prompt": "참조 텍스트를 긴 참조 음성의 남긴 부분과 맞출 수 없었고, {version} 모델은 이어 갈 내용의 전사가 필요합니다: 3-10초 음성과 정확한 텍스트를 주세요",
         "tts.audio.no_vocoder": "{version} SoVITS 모델에는 보코더가 필요합니다",
+        "choice.err.outside": "{path}은(는) 데이터 폴더 밖에 있습니다. {gpt}/, {sovits}/ 또는 pretrained_models/ 아래의 파일을 지정하세요",
+        "choice.err.kind": "알 수 없는 모델 종류 {kind!r}: {choices} 중 하나를 쓰세요",
+        "choice.err.unnamed": "{label} 모델이 지정되지 않았습니다",
+        "choice.err.dotdot": "{path}: 모델 경로에 '..'는 쓸 수 없습니다. 데이터 폴더 아래의 파일을 지정하세요",
+        "choice.err.none_listed": "{label} 모델 {name!r}은(는) 사용할 수 있는 {label} 모델이 아닙니다: 하나도 없습니다",
+        "choice.err.not_listed": "{label} 모델 {name!r}은(는) 사용할 수 있는 {label} 모델이 아닙니다: {known}",
+        "choice.err.no_model_section": "{path}: 설정에 'model' 항목이 없습니다. GPT-SoVITS GPT 체크포인트가 아닙니다",
+        "choice.err.cannot_read": "{path}: {kind} 모델을 읽을 수 없습니다({problem})",
+        "choice.err.none": "{kind} 모델을 찾지 못했습니다",
     },
 }
