@@ -42,6 +42,7 @@ from app.infer.longform import (
 from app.infer.longform.lease import HEARTBEAT_S, LEASE_S, Heartbeat, held_by_other, new_owner_id, read_lease
 from app.infer.longform.state import JOB_FILE
 from app.infer.request import AudioChunk, ModelLoadError, PipelineSpec, TTSInputError, TTSRequest
+from app.messages import Message
 from app.paths import Layout
 from app.services.device_queue import QueueFull
 from app.services.model_choice import ModelChoiceStore, resolve_weight
@@ -172,23 +173,32 @@ class LongformService:
         mapping = dict(presets or {})
         unknown = sorted(set(mapping) - set(script.voices))
         if unknown:
-            raise VoiceError(f"the script has no voice named {', '.join(unknown)}", unknown[0])
+            template = "the script has no voice named {names}"
+            raise VoiceError(Message("longform.svc.no_voice", template, names=", ".join(unknown)), unknown[0])
         wanted = [("", default_preset)] + [(n, mapping.get(n, n)) for n in script.voices if n]
         voices = []
         for name, preset in wanted:
             try:
                 voices.append(cls.preset_voice(layout, preset, name, device, precision))
             except (PresetError, ModelLoadError, TTSInputError) as exc:
-                raise VoiceError(f"voice {name or '(default)'}: {exc}", name, exc) from None
+                said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+                if name:
+                    message = Message(
+                        "longform.svc.voice", "voice {name}: {problem}", name=name, problem=said
+                    )
+                else:
+                    message = Message(
+                        "longform.svc.default_voice", "voice (default): {problem}", problem=said
+                    )
+                raise VoiceError(message, name, exc) from None
         return tuple(voices)
 
     # ---------------------------------------------------------------------------- jobs
     def submit(self, script: Script, voices: tuple[Voice, ...], options: JobOptions) -> str:
         """Start a job reading ``script`` with ``voices`` (the first is the default); its id."""
         if options.dub and not script.timed:
-            raise LongformError(
-                "dubbing fits lines to subtitle cues: give an .srt or .vtt source, or turn it off"
-            )
+            template = "dubbing fits lines to subtitle cues: give an .srt or .vtt source, or turn it off"
+            raise LongformError(Message("longform.svc.dub_untimed", template))
         job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         lines = tuple(LineState(line) for line in script.lines)
         folder = self.root / job_id
@@ -256,10 +266,12 @@ class LongformService:
         """Refuse to act on a job another live process runs."""
         lease = held_by_other(self.root / job_id, self.owner)
         if lease is not None and not self.running(job_id):
-            raise LongformError(
-                f"job {job_id} is running in another studio process ({lease.host}, pid {lease.pid}): "
+            template = (
+                "job {job} is running in another studio process ({host}, pid {pid}): "
                 "stop, resume or edit it there, or wait for it to end"
             )
+            fields = {"job": job_id, "host": lease.host, "pid": lease.pid}
+            raise LongformError(Message("longform.svc.elsewhere", template, **fields))
 
     def job(self, job_id: str) -> LongformJob:
         """The job ``job_id`` (the live one while it runs)."""
@@ -275,7 +287,8 @@ class LongformService:
             or job_id.startswith(".")
             or not (folder / JOB_FILE).is_file()
         ):
-            raise JobNotFound(f"no long-form job {job_id!r}: list the jobs to see their ids")
+            template = "no long-form job {job!r}: list the jobs to see their ids"
+            raise JobNotFound(Message("longform.svc.no_job", template, job=job_id))
         return self._checked(LongformJob.open(folder))
 
     def running(self, job_id: str) -> bool:
@@ -304,17 +317,19 @@ class LongformService:
             stop = self._stops.get(job_id)
         self._not_elsewhere(job_id)
         if stop is None or not self.running(job_id):
-            raise LongformError(f"job {job_id} is not running")
+            raise LongformError(Message("longform.svc.not_running", "job {job} is not running", job=job_id))
         stop.set()
 
     def resume(self, job_id: str) -> None:
         """Continue a stopped, failed or interrupted job from its last take."""
         if self.running(job_id):
-            raise LongformError(f"job {job_id} is running already")
+            raise LongformError(Message("longform.svc.running", "job {job} is running already", job=job_id))
         self._not_elsewhere(job_id)
         job = self.job(job_id)
         if job.state.state not in RESUMABLE:
-            raise LongformError(f"job {job_id} is {job.state.state}; only {', '.join(RESUMABLE)} jobs resume")
+            template = "job {job} is {state}; only {resumable} jobs resume"
+            fields = {"job": job_id, "state": job.state.state, "resumable": ", ".join(RESUMABLE)}
+            raise LongformError(Message("longform.svc.not_resumable", template, **fields))
         self._start(job_id, LongformJob.open(job.folder))
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobSummary:
@@ -327,7 +342,8 @@ class LongformService:
 
     def _idle(self, job_id: str) -> LongformJob:
         if self.running(job_id):
-            raise LongformError(f"job {job_id} is still running: wait for it or stop it first")
+            template = "job {job} is still running: wait for it or stop it first"
+            raise LongformError(Message("longform.svc.still_running", template, job=job_id))
         self._not_elsewhere(job_id)
         return self.job(job_id)
 
@@ -343,7 +359,8 @@ class LongformService:
         """The files of a finished job by kind (audio, srt, vtt, timestamps; fit when dubbing)."""
         job = self.job(job_id)
         if job.state.state != "done":
-            raise LongformError(f"job {job_id} is {job.state.state}: its outputs exist once it is done")
+            template = "job {job} is {state}: its outputs exist once it is done"
+            raise LongformError(Message("longform.svc.not_done", template, job=job_id, state=job.state.state))
         return job.outputs()
 
     def shutdown(self) -> None:

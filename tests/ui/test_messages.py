@@ -109,6 +109,10 @@ SHOWN_LAYERS = (
     APP / "infer" / "stages" / "text.py",
     APP / "infer" / "scripts.py",
     APP / "services" / "model_choice.py",
+    APP / "services" / "longform.py",
+    APP / "infer" / "longform" / "state.py",
+    APP / "infer" / "longform" / "job.py",
+    APP / "infer" / "longform" / "fit.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
@@ -473,3 +477,20 @@ def test_unreadable_text_is_refused_in_the_readers_language():
     assert zh.startswith("文本 'Привет, как дела?' 无法按 zh 朗读") and "中文、英语、日语、韩语和粤语" in zh
     for lang in LANGUAGES[1:]:
         assert "Привет" in render(said, lang) and "cannot be read" not in render(said, lang)
+
+
+def test_long_form_refusals_read_in_every_language():
+    """A job's options and a missing voice: the English the API gives, translated for the page."""
+    from app.infer.longform import FitOptions, JobOptions, JobStateError
+
+    with pytest.raises(JobStateError) as takes:
+        JobOptions(takes=0)
+    with pytest.raises(ValueError) as speed:
+        FitOptions(max_speed=9.0)
+    assert str(takes.value) == "takes must be between 1 and 8, got 0"
+    assert str(speed.value) == "max_speed must be between 1 and 4, got 9"
+    assert render(takes.value.args[0], "zh") == "每行的版本数必须在 1 到 8 之间，当前为 0"
+    for lang in LANGUAGES[1:]:
+        for refused, value in ((takes.value, "8"), (speed.value, "9")):
+            shown = render(refused.args[0], lang)
+            assert shown != str(refused) and value in shown

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.infer.request import SPEED_RANGE
+from app.messages import Message
 
 # Relative margin added to the computed speed: the decoder rounds lengths to whole frames.
 SPEED_MARGIN = 0.02
@@ -30,9 +31,13 @@ class FitOptions:
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.max_speed <= SPEED_RANGE[1]:
-            raise ValueError(f"max_speed must be between 1 and {SPEED_RANGE[1]:g}, got {self.max_speed:g}")
+            template = "max_speed must be between 1 and {most:g}, got {value:g}"
+            raise ValueError(
+                Message("fit.err.max_speed", template, most=SPEED_RANGE[1], value=self.max_speed)
+            )
         if not 0.0 <= self.tolerance_s <= 1.0:
-            raise ValueError(f"tolerance_s must be between 0 and 1 s, got {self.tolerance_s:g}")
+            template = "tolerance_s must be between 0 and 1 s, got {value:g}"
+            raise ValueError(Message("fit.err.tolerance", template, value=self.tolerance_s))
 
 
 @dataclass(frozen=True)

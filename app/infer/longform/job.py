@@ -41,6 +41,7 @@ from app.infer.longform.state import (
     take_file,
 )
 from app.infer.request import SPEED_RANGE, AudioChunk, PipelineSpec, TTSRequest
+from app.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class LongformJob:
         """A new job in ``folder`` (must not hold one yet)."""
         folder = Path(folder)
         if (folder / JOB_FILE).exists():
-            raise JobStateError(f"{folder} holds a job already: resume it or choose another folder")
+            template = "{folder} holds a job already: resume it or choose another folder"
+            raise JobStateError(Message("job.err.exists", template, folder=str(folder)))
         for voice_name in dict.fromkeys(s.line.voice for s in state.lines):
             state.voice(voice_name)  # every voice a line names is there
         now = time.time()
@@ -102,7 +104,7 @@ class LongformJob:
             for index in range(len(self.state.lines)):
                 while len(self.state.lines[index].takes) < self.state.options.takes:
                     if stop.is_set():
-                        raise JobStopped("stopped")
+                        raise JobStopped(Message("job.stopped", "stopped"))
                     self._add_take(speak, index)
                     if progress is not None:
                         progress(self.state.done_lines, len(self.state.lines))
@@ -168,13 +170,11 @@ class LongformJob:
         """
         with self._lock:
             if not 0 <= index < len(self.state.lines):
-                raise JobStateError(
-                    f"line {index} does not exist: lines are 0 to {len(self.state.lines) - 1}"
-                )
+                raise _no_line(index, len(self.state.lines))
             current = self.state.lines[index]
             if text is not None and " ".join(text.split()) != current.line.text:
                 if not text.strip():
-                    raise JobStateError("the new text of the line is empty")
+                    raise JobStateError(Message("job.err.empty_text", "the new text of the line is empty"))
                 edited = dataclasses.replace(current.line, text=" ".join(text.split()))
                 self._set_line(index, dataclasses.replace(current, line=edited, takes=(), chosen=0))
                 for _ in range(self.state.options.takes):
@@ -187,14 +187,12 @@ class LongformJob:
         """Assemble take ``take`` of line ``index`` from now on."""
         with self._lock:
             if not 0 <= index < len(self.state.lines):
-                raise JobStateError(
-                    f"line {index} does not exist: lines are 0 to {len(self.state.lines) - 1}"
-                )
+                raise _no_line(index, len(self.state.lines))
             current = self.state.lines[index]
             if not 0 <= take < len(current.takes):
-                raise JobStateError(
-                    f"line {index} has {len(current.takes)} take(s); take {take} does not exist"
-                )
+                template = "line {index} has {count} take(s); take {take} does not exist"
+                fields = {"index": index, "count": len(current.takes), "take": take}
+                raise JobStateError(Message("job.err.no_take", template, **fields))
             self._set_line(index, dataclasses.replace(current, chosen=take))
             return self.assemble()
 
@@ -219,7 +217,9 @@ class LongformJob:
         with self._lock:
             missing = [i for i, s in enumerate(self.state.lines) if not s.takes]
             if missing:
-                raise JobStateError(f"{len(missing)} line(s) have no take yet (first: line {missing[0]})")
+                template = "{count} line(s) have no take yet (first: line {first})"
+                message = Message("job.err.untaken", template, count=len(missing), first=missing[0])
+                raise JobStateError(message)
             return assemble(self.folder, self.state)
 
 
@@ -244,7 +244,8 @@ def _speak_once(
         if chunk.result is not None:
             texts, words = chunk.result.segments, chunk.result.words
     if not rate or not parts:
-        raise JobStateError(f"the synthesis of {line.text[:40]!r} gave no audio")
+        template = "the synthesis of {text!r} gave no audio"
+        raise JobStateError(Message("job.err.no_audio", template, text=line.text[:40]))
     pause = round(rate * request.pause_seconds)  # the runner's pause after every segment
     segments, pieces, offset, timed = [], [], 0, []
     for seg in sorted(parts):
@@ -258,5 +259,11 @@ def _speak_once(
         offset += len(audio)
     whole = np.concatenate(pieces)[: max(0, offset - pause)]
     if word_timestamps and len(words) != len(parts):
-        raise JobStateError("the synthesis gave no word timestamps: this pipeline cannot align its tokens")
+        template = "the synthesis gave no word timestamps: this pipeline cannot align its tokens"
+        raise JobStateError(Message("job.err.no_words", template))
     return whole, rate, Take(seed, "", len(whole) / rate, speed, tuple(segments), tuple(timed))
+
+
+def _no_line(index: int, count: int) -> JobStateError:
+    template = "line {index} does not exist: lines are 0 to {last}"
+    return JobStateError(Message("job.err.no_line", template, index=index, last=count - 1))

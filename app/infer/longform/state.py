@@ -23,6 +23,7 @@ from app.fileio import atomic_write_text
 from app.infer.longform.fit import FitOptions
 from app.infer.longform.sources import KINDS, Line
 from app.infer.request import MAX_PAUSE_SECONDS, MAX_SEED, PipelineSpec, TTSRequest
+from app.messages import Message
 
 JOB_FILE = "job.json"
 TAKES_DIR = "takes"
@@ -101,14 +102,18 @@ class JobOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.takes <= MAX_TAKES:
-            raise JobStateError(f"takes must be between 1 and {MAX_TAKES}, got {self.takes}")
+            template = "takes must be between 1 and {most}, got {value}"
+            raise JobStateError(Message("job.err.takes", template, most=MAX_TAKES, value=self.takes))
         if not 0 <= self.seed <= MAX_SEED:
-            raise JobStateError(f"seed must be between 0 and {MAX_SEED}, got {self.seed}")
+            template = "seed must be between 0 and {most}, got {value}"
+            raise JobStateError(Message("job.err.seed", template, most=MAX_SEED, value=self.seed))
         for name in ("line_pause", "chapter_pause"):
             if not 0.0 <= getattr(self, name) <= MAX_PAUSE_SECONDS:
-                raise JobStateError(f"{name} must be between 0 and {MAX_PAUSE_SECONDS:g} s")
+                template = "{name} must be between 0 and {most:g} s"
+                raise JobStateError(Message("job.err.pause", template, name=name, most=MAX_PAUSE_SECONDS))
         if not self.title.strip() or any(c in self.title for c in '/\\:*?"<>|') or len(self.title) > 80:
-            raise JobStateError(f'title {self.title!r}: use up to 80 characters without / \\ : * ? " < > |')
+            template = 'title {title!r}: use up to 80 characters without / \\ : * ? " < > |'
+            raise JobStateError(Message("job.err.title", template, title=self.title))
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ class JobState:
                 return voice
         if name == "" and self.voices:
             return self.voices[0]
-        raise JobStateError(f"no voice named {name!r} in this job")
+        raise JobStateError(Message("job.err.no_voice", "no voice named {name!r} in this job", name=name))
 
     @property
     def done_lines(self) -> int:
@@ -154,7 +159,8 @@ def take_file(index: int, number: int) -> str:
 # ------------------------------------------------------------------------ JSON round trip
 def _request_json(request: TTSRequest) -> dict[str, Any]:
     if isinstance(request.reference, bytes) or any(isinstance(r, bytes) for r in request.extra_references):
-        raise JobStateError("a job's voices must name their reference clips by path, not by bytes")
+        template = "a job's voices must name their reference clips by path, not by bytes"
+        raise JobStateError(Message("job.err.bytes", template))
     data = {n: getattr(request, n) for n in request.__dataclass_fields__}
     data["reference"] = str(request.reference)
     data["extra_references"] = [str(r) for r in request.extra_references]
@@ -195,7 +201,8 @@ def from_json(text: str) -> JobState:
     try:
         data = json.loads(text)
         if data.get("format") != FORMAT_VERSION or data.get("kind") not in KINDS:
-            raise JobStateError(f"not a long-form job file of format {FORMAT_VERSION}")
+            template = "not a long-form job file of format {format}"
+            raise JobStateError(Message("job.err.format", template, format=FORMAT_VERSION))
         options = dict(data["options"])
         options["fit"] = FitOptions(**options["fit"])
         voices = tuple(
@@ -222,7 +229,9 @@ def from_json(text: str) -> JobState:
             updated=float(data.get("updated", 0.0)),
         )
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-        raise JobStateError(f"damaged long-form job file ({type(exc).__name__}: {exc})") from None
+        template = "damaged long-form job file ({problem})"
+        message = Message("job.err.damaged", template, problem=f"{type(exc).__name__}: {exc}")
+        raise JobStateError(message) from None
 
 
 def save(folder: Path, state: JobState) -> None:
@@ -236,5 +245,7 @@ def load(folder: Path) -> JobState:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise JobStateError(f"{path}: cannot read the job file ({exc.strerror or exc})") from None
+        template = "{path}: cannot read the job file ({problem})"
+        fields = {"path": str(path), "problem": str(exc.strerror or exc)}
+        raise JobStateError(Message("job.err.cannot_read", template, **fields)) from None
     return from_json(text)
