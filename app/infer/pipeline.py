@@ -56,6 +56,7 @@ from app.infer.stages.reference import ReferenceStage
 from app.infer.stages.text import TextStage
 from app.infer.stages.tokens import generate_tokens, token_attention, token_limit
 from app.infer.streaming import StreamOptions
+from app.messages import Message
 from app.models.encoders.hubert import HubertEncoder
 from app.models.encoders.sv import SpeakerEncoder
 from app.models.gpt.sampling import SamplingOptions, TokenChunk
@@ -97,10 +98,12 @@ class TTSPipeline:
         # v2Pro*: the speaker-verification encoder whose embedding joins the timbre.
         self.speaker = speaker
         if sovits.config.is_pro and (speaker is None or speaker.dim != sovits.config.sv_dim):
-            raise ModelLoadError(
-                f"{sovits.config.version} SoVITS needs a {sovits.config.sv_dim}-wide speaker embedding; "
-                f"got {'none' if speaker is None else f'a {speaker.dim}-wide one'}"
-            )
+            fields = {"version": sovits.config.version, "expected": sovits.config.sv_dim}
+            if speaker is None:
+                template = "{version} SoVITS needs a {expected}-wide speaker embedding; got none"
+                raise ModelLoadError(Message("pipeline.err.no_sv", template, **fields))
+            template = "{version} SoVITS needs a {expected}-wide speaker embedding; got a {dim}-wide one"
+            raise ModelLoadError(Message("pipeline.err.sv_width", template, **fields, dim=speaker.dim))
         self.version = sovits.config.version
         # v3/v4: flow matching makes a mel, a separate vocoder the audio (its rate is the output's).
         self.is_cfm = sovits.config.is_cfm
@@ -157,7 +160,9 @@ class TTSPipeline:
     @vocoder.setter
     def vocoder(self, vocoder: Vocoder) -> None:
         if not isinstance(self.audio, CfmAudio):
-            raise TypeError(f"a {self.version} model has no vocoder")
+            raise TypeError(
+                Message("pipeline.err.no_vocoder", "a {version} model has no vocoder", version=self.version)
+            )
         self.audio.vocoder = vocoder
 
     def languages(self) -> tuple[str, ...]:
@@ -208,7 +213,8 @@ class TTSPipeline:
     ) -> Timbre:
         """Timbre of one or more references (VITS versions; v2Pro*: one embedding per spectrogram)."""
         if not isinstance(self.audio, VitsAudio):
-            raise TypeError("v3/v4 models take their timbre with the prompt: use cfm_prompt")
+            template = "v3/v4 models take their timbre with the prompt: use cfm_prompt"
+            raise TypeError(Message("pipeline.err.timbre", template))
         return self.audio.timbre(spectrograms, sv_embeddings)
 
     def cfm_prompt(self, features: ReferenceFeatures, prompt: TextInput) -> CfmPrompt:

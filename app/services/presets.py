@@ -26,6 +26,7 @@ from pathlib import Path
 
 from app import config_io
 from app.audio.io import AudioError, audio_info, load_audio
+from app.messages import Message
 from app.paths import resolve_inside, safe_name
 from app.text import LanguageMode, SplitMethod, UnsupportedLanguage
 
@@ -118,11 +119,10 @@ def check_name(name: str) -> str:
     try:
         cleaned = safe_name(name)
     except ValueError as exc:
-        raise PresetError(f"preset name: {exc}") from None
+        raise PresetError(Message("preset.err.name", "preset name: {problem}", problem=_said(exc))) from None
     if cleaned.startswith(".") or len(cleaned) > MAX_NAME_CHARS:
-        raise PresetError(
-            f"preset name {name!r}: must not start with '.' and must be at most {MAX_NAME_CHARS} characters"
-        )
+        template = "preset name {name!r}: must not start with '.' and must be at most {most} characters"
+        raise PresetError(Message("preset.err.name_form", template, name=name, most=MAX_NAME_CHARS))
     return cleaned
 
 
@@ -133,7 +133,9 @@ def _clip_suffix(clip: ClipUpload, what: str, field: str) -> str:
         # Decode it all once: a damaged, silent or overlong clip is refused now, not at synthesis.
         load_audio(clip.data, info.sample_rate, max_seconds=MAX_CLIP_SECONDS)
     except AudioError as exc:
-        raise PresetError(f"{what}: {exc}", field) from None
+        raise PresetError(
+            Message("preset.err.clip", "{what}: {problem}", what=what, problem=_said(exc)), field
+        ) from None
     sniffed = SNIFFED_EXTENSIONS.get(info.format.upper())
     if sniffed:
         return sniffed
@@ -146,12 +148,14 @@ def _check_fields(preset: VoicePreset) -> None:
         try:
             LanguageMode.parse(getattr(preset, field))
         except UnsupportedLanguage as exc:
-            raise PresetError(f"{field}: {exc}", field) from None
+            message = Message("preset.err.language", "{field}: {problem}", field=field, problem=_said(exc))
+            raise PresetError(message, field) from None
     if preset.split_method is not None:
         try:
             SplitMethod.parse(preset.split_method)
         except ValueError as exc:
-            raise PresetError(f"split_method: {exc}", "split_method") from None
+            message = Message("preset.err.split", "split_method: {problem}", problem=_said(exc))
+            raise PresetError(message, "split_method") from None
 
 
 class PresetStore:
@@ -182,12 +186,19 @@ class PresetStore:
         folder = self.folder(name)
         path = folder / PRESET_FILE
         if not path.is_file():
-            known = ", ".join(p.name for p in self.list_names()) or "none saved yet"
-            raise PresetNotFound(f"no voice preset named {name!r} (known: {known})")
+            known = ", ".join(p.name for p in self.list_names())
+            if not known:
+                template = "no voice preset named {name!r} (known: none saved yet)"
+                raise PresetNotFound(Message("preset.err.none_saved", template, name=name))
+            template = "no voice preset named {name!r} (known: {known})"
+            raise PresetNotFound(Message("preset.err.not_found_known", template, name=name, known=known))
         try:
             preset = config_io.load(VoicePreset, path)
         except config_io.ConfigError as exc:
-            raise PresetError(f"preset {name!r} is damaged: {exc}") from None
+            template = "preset {name!r} is damaged: {problem}"
+            raise PresetError(
+                Message("preset.err.damaged", template, name=name, problem=_said(exc))
+            ) from None
         if preset.name != folder.name:
             preset = dataclasses.replace(preset, name=folder.name)
         return preset
@@ -209,9 +220,13 @@ class PresetStore:
         try:
             path = resolve_inside(name, folder)
         except ValueError as exc:
-            raise PresetError(f"preset {preset.name!r}: {exc}") from None
+            template = "preset {name!r}: {problem}"
+            raise PresetError(
+                Message("preset.err.member", template, name=preset.name, problem=_said(exc))
+            ) from None
         if not path.is_file():
-            raise PresetError(f"preset {preset.name!r}: its clip {name} is missing; save the preset again")
+            template = "preset {name!r}: its clip {clip} is missing; save the preset again"
+            raise PresetError(Message("preset.err.clip_missing", template, name=preset.name, clip=name))
         return path
 
     def create(
@@ -228,9 +243,14 @@ class PresetStore:
         """
         name = check_name(preset.name)
         _check_fields(preset)
-        ref_name = "reference" + _clip_suffix(reference, "reference clip", "reference")
+        ref_name = "reference" + _clip_suffix(
+            reference, Message("preset.what.reference", "reference clip"), "reference"
+        )
         extra_names = tuple(
-            f"extra-{i}" + _clip_suffix(clip, f"extra reference clip {i}", "extra_references")
+            f"extra-{i}"
+            + _clip_suffix(
+                clip, Message("preset.what.extra", "extra reference clip {i}", i=i), "extra_references"
+            )
             for i, clip in enumerate(extra, 1)
         )
         created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
@@ -263,9 +283,8 @@ class PresetStore:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 if not overwrite:
-                    raise PresetExists(
-                        f"a voice preset named {target.name!r} exists already: delete it first or overwrite it"
-                    ) from None
+                    template = "a voice preset named {name!r} exists already: delete it first or overwrite it"
+                    raise PresetExists(Message("preset.err.exists", template, name=target.name)) from None
             # Overwrite: move the old one aside, then the new one in (the name is briefly absent).
             try:
                 trash = self._trash(target)
@@ -279,20 +298,29 @@ class PresetStore:
                     raise
             finally:
                 shutil.rmtree(trash, ignore_errors=True)
-        raise PresetError(f"preset {target.name!r} is being overwritten by others; try again")
+        template = "preset {name!r} is being overwritten by others; try again"
+        raise PresetError(Message("preset.err.contended", template, name=target.name))
 
     def _trash(self, folder: Path) -> Path:
         trash = self.root / f".trash-{uuid.uuid4().hex}"
         try:
             os.rename(folder, trash)
         except FileNotFoundError:
-            raise PresetNotFound(f"no voice preset named {folder.name!r}") from None
+            raise PresetNotFound(
+                Message("preset.err.not_found", "no voice preset named {name!r}", name=folder.name)
+            ) from None
         return trash
 
     def delete(self, name: str) -> None:
         """Remove the preset ``name`` (atomically: it disappears in one rename)."""
         folder = self.folder(name)
         if not (folder / PRESET_FILE).is_file():
-            raise PresetNotFound(f"no voice preset named {name!r}")
+            raise PresetNotFound(Message("preset.err.not_found", "no voice preset named {name!r}", name=name))
         shutil.rmtree(self._trash(folder), ignore_errors=True)
         log.info("deleted voice preset %s", name)
+
+
+def _said(exc: BaseException) -> str:
+    """What a lower layer said: its Message when it gave one (the page translates it), else its text."""
+    said = exc.args[0] if exc.args else None
+    return said if isinstance(said, Message) else str(exc)

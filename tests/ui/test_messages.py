@@ -113,6 +113,8 @@ SHOWN_LAYERS = (
     APP / "infer" / "longform" / "state.py",
     APP / "infer" / "longform" / "job.py",
     APP / "infer" / "longform" / "fit.py",
+    APP / "services" / "presets.py",
+    APP / "infer" / "pipeline.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
@@ -494,3 +496,20 @@ def test_long_form_refusals_read_in_every_language():
         for refused, value in ((takes.value, "8"), (speed.value, "9")):
             shown = render(refused.args[0], lang)
             assert shown != str(refused) and value in shown
+
+
+def test_preset_refusals_read_in_every_language(tmp_path):
+    """A missing preset as the long-form tab meets it (inside its voice's refusal), translated."""
+    from app.infer.longform import parse_source
+    from app.paths import Layout
+    from app.services.longform import LongformService, VoiceError
+
+    script = parse_source("bob|Hello there.\n", "script", "talk.txt")
+    with pytest.raises(VoiceError) as refused:
+        LongformService.script_voices(Layout(tmp_path), script, "alice", device="cpu")
+    assert str(refused.value) == "voice (default): no voice preset named 'alice' (known: none saved yet)"
+    assert (
+        render(refused.value.args[0], "zh") == "默认音色：没有名为 'alice' 的音色预设（还没有保存任何预设）"
+    )
+    for lang in LANGUAGES[1:]:
+        assert "none saved" not in render(refused.value.args[0], lang)
