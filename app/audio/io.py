@@ -20,6 +20,7 @@ import soundfile as sf
 import soxr
 
 from app.fileio import atomic_path
+from app.messages import Message
 
 # Sanity limits checked on the header before anything is decoded (a hostile header can claim
 # absurd sizes; libsndfile has had overflow bugs in exactly that class).
@@ -41,6 +42,16 @@ Source = str | os.PathLike | bytes
 
 class AudioError(ValueError):
     """Audio that cannot be used; the message names the source and the problem."""
+
+
+def _refusal(name: object, detail: Message) -> AudioError:
+    """``name: detail``; ``detail`` is kept apart (a caller that names the file its own way uses it alone)."""
+    return AudioError(Message("audio.err.named", "{name}: {detail}", name=str(name), detail=detail))
+
+
+def _too_long(name: str, seconds: float, limit: float) -> AudioError:
+    template = "{seconds:.1f} s is longer than the {limit:.0f} s limit"
+    return _refusal(name, Message("audio.err.too_long", template, seconds=seconds, limit=limit))
 
 
 @dataclass(frozen=True)
@@ -71,24 +82,27 @@ def _open(source: Source):
 def _check_exists(source: Source) -> None:
     if isinstance(source, bytes):
         if not source:
-            raise AudioError("the uploaded audio is empty (0 bytes)")
+            raise AudioError(Message("audio.err.empty_upload", "the uploaded audio is empty (0 bytes)"))
         return
     path = Path(source)
     if not path.exists():
-        raise AudioError(f"{path}: file not found")
+        raise _refusal(path, Message("audio.err.not_found", "file not found"))
     if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
+        raise _refusal(path, Message("audio.err.folder", "is a folder, not an audio file"))
     if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
+        raise _refusal(path, Message("audio.err.empty", "file is empty (0 bytes)"))
 
 
 def _check_header(info: AudioInfo, name: str) -> None:
     if not (MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE):
-        raise AudioError(
-            f"{name}: sample rate {info.sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
+        template = "sample rate {rate} Hz is outside {low}-{high} Hz"
+        fields = {"rate": info.sample_rate, "low": MIN_SAMPLE_RATE, "high": MAX_SAMPLE_RATE}
+        raise _refusal(name, Message("audio.err.rate", template, **fields))
     if not (1 <= info.channels <= MAX_CHANNELS):
-        raise AudioError(f"{name}: {info.channels} channels is not supported (1-{MAX_CHANNELS})")
+        template = "{channels} channels is not supported (1-{most})"
+        raise _refusal(
+            name, Message("audio.err.channels", template, channels=info.channels, most=MAX_CHANNELS)
+        )
 
 
 def audio_info(source: Source) -> AudioInfo:
@@ -101,7 +115,8 @@ def audio_info(source: Source) -> AudioInfo:
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         probed = _ffprobe(source)
         if probed is None:
-            raise AudioError(f"{name}: not a readable audio file ({exc})") from exc
+            template = "not a readable audio file ({problem})"
+            raise _refusal(name, Message("audio.err.unreadable", template, problem=str(exc))) from exc
         result = probed
     _check_header(result, name)
     return result
@@ -156,10 +171,11 @@ def _decode_soundfile(source: Source) -> tuple[np.ndarray, int]:
 def _decode_ffmpeg(source: Source, sr: int | None) -> tuple[np.ndarray, int]:
     exe = shutil.which("ffmpeg")
     if exe is None:
-        raise AudioError(
-            f"{_name(source)}: this format needs ffmpeg, which is not installed "
+        template = (
+            "this format needs ffmpeg, which is not installed "
             "(Debian/Ubuntu: sudo apt-get install ffmpeg), or convert the file to WAV/FLAC first"
         )
+        raise _refusal(_name(source), Message("audio.err.no_ffmpeg", template))
     rate = sr or 44100
     cmd = [exe, "-nostdin", "-v", "error", "-i", "pipe:0" if isinstance(source, bytes) else _ffmpeg_input(source),
            "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(rate), "pipe:1"]  # fmt: skip
@@ -171,12 +187,15 @@ def _decode_ffmpeg(source: Source, sr: int | None) -> tuple[np.ndarray, int]:
             timeout=FFMPEG_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as exc:
-        raise AudioError(f"{_name(source)}: decoding took longer than {FFMPEG_TIMEOUT_S} s") from exc
+        template = "decoding took longer than {seconds} s"
+        raise _refusal(
+            _name(source), Message("audio.err.timeout", template, seconds=FFMPEG_TIMEOUT_S)
+        ) from exc
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioError(
-            f"{_name(source)}: not a readable audio file ({reason[-1] if reason else 'ffmpeg failed'})"
-        )
+        template = "not a readable audio file ({problem})"
+        problem = reason[-1] if reason else "ffmpeg failed"
+        raise _refusal(_name(source), Message("audio.err.unreadable", template, problem=problem))
     return np.frombuffer(proc.stdout, dtype=np.float32).reshape(-1, 1).copy(), rate
 
 
@@ -213,23 +232,25 @@ def load_audio(
     if header is not None:
         _check_header(header, name)
         if max_seconds is not None and header.duration > max_seconds:
-            raise AudioError(f"{name}: {header.duration:.1f} s is longer than the {max_seconds:.0f} s limit")
+            raise _too_long(name, header.duration, max_seconds)
         try:
             data, rate = _decode_soundfile(source)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(f"{name}: the file is damaged or truncated ({exc})") from exc
+            template = "the file is damaged or truncated ({problem})"
+            raise _refusal(name, Message("audio.err.damaged", template, problem=str(exc))) from exc
     else:
         data, rate = _decode_ffmpeg(source, sr if mono else None)
         if max_seconds is not None and len(data) / rate > max_seconds:
-            raise AudioError(f"{name}: {len(data) / rate:.1f} s is longer than the {max_seconds:.0f} s limit")
+            raise _too_long(name, len(data) / rate, max_seconds)
     if data.size == 0:
-        raise AudioError(f"{name}: contains no audio samples")
+        raise _refusal(name, Message("audio.err.no_samples", "contains no audio samples"))
     if not np.isfinite(data).all():
-        raise AudioError(f"{name}: contains NaN or infinite sample values; re-export the file")
+        template = "contains NaN or infinite sample values; re-export the file"
+        raise _refusal(name, Message("audio.err.not_finite", template))
     wav = data.mean(axis=1) if mono else data
     wav = resample(np.ascontiguousarray(wav, dtype=np.float32), rate, sr)
     if not allow_silent and float(np.abs(wav).max(initial=0.0)) < SILENCE_PEAK:
-        raise AudioError(f"{name}: is silent (peak below -80 dBFS)")
+        raise _refusal(name, Message("audio.err.silent", "is silent (peak below -80 dBFS)"))
     return wav
 
 
@@ -243,7 +264,9 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int, *, subtype: st
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.clip(np.asarray(wav, dtype=np.float32), -1.0, 1.0)
     if not np.isfinite(data).all():
-        raise AudioError(f"{path}: refusing to write NaN or infinite samples")
+        raise _refusal(
+            path, Message("audio.err.write_not_finite", "refusing to write NaN or infinite samples")
+        )
     fmt = path.suffix.lstrip(".").upper() or "WAV"
     if fmt == "WAV" and subtype is None:
         subtype = "PCM_16"

@@ -135,7 +135,9 @@ def _load(data: bytes, name: str, sr: int, field: str = "reference") -> np.ndarr
         return load_audio(data, sr, max_seconds=MAX_SOURCE_SECONDS)
     except AudioError as exc:
         # The loader names "<N bytes of uploaded audio>"; say which clip it was instead.
-        detail = str(exc).split(": ", 1)[-1]
+        said = exc.args[0] if exc.args else None
+        named = isinstance(said, Message) and said.key == "audio.err.named"
+        detail = said.params["detail"] if named else str(exc).split(": ", 1)[-1]
         raise ReferenceAudioError(
             Message(
                 "ref.err.unreadable",

@@ -115,6 +115,7 @@ SHOWN_LAYERS = (
     APP / "infer" / "longform" / "fit.py",
     APP / "services" / "presets.py",
     APP / "infer" / "pipeline.py",
+    APP / "audio" / "io.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}
@@ -513,3 +514,20 @@ def test_preset_refusals_read_in_every_language(tmp_path):
     )
     for lang in LANGUAGES[1:]:
         assert "none saved" not in render(refused.value.args[0], lang)
+
+
+def test_an_unreadable_reference_reads_in_every_language():
+    """The audio reader's detail, inside the reference check's refusal, is translated with it."""
+    from app.audio.io import AudioError, load_audio
+    from app.infer.reference import ReferenceAudioError, load_clip
+
+    with pytest.raises(ReferenceAudioError) as refused:
+        load_clip(b"not audio at all, just text " * 10)
+    with pytest.raises(AudioError) as missing:
+        load_audio("/nonexistent/voice.wav", 16000)
+    assert str(refused.value).startswith("uploaded reference clip: not a readable audio file (")
+    assert str(missing.value) == "/nonexistent/voice.wav: file not found"
+    assert render(refused.value.args[0], "zh").startswith("上传的参考音频：不是可读取的音频文件（")
+    assert render(missing.value.args[0], "ja") == "/nonexistent/voice.wav：ファイルが見つかりません"
+    for lang in LANGUAGES[1:]:
+        assert "not a readable" not in render(refused.value.args[0], lang)
