@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from app.fileio import atomic_write_text
+from app.messages import Message
 from app.runstatus import FINAL_STATES, STATUS_FILE, RunStatus, read_status
 from app.settings import REPO_ROOT, child_environment
 
@@ -158,15 +159,22 @@ class JobManager:
         try:
             return _record_from_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise JobError(f"no job {job_id!r} under {self.root}") from None
+            message = Message(
+                "jobs.err.no_job", "no job {job!r} under {root}", job=job_id, root=str(self.root)
+            )
+            raise JobError(message) from None
         except (ValueError, TypeError, KeyError) as exc:
-            raise JobError(f"{path}: unreadable job record ({exc})") from exc
+            template = "{path}: unreadable job record ({problem})"
+            raise JobError(
+                Message("jobs.err.unreadable", template, path=str(path), problem=str(exc))
+            ) from exc
 
     # -- public API ----------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> JobView:
         """Record a job and start it now, or queue it when it needs the busy device."""
         if not Path(spec.config).is_file():
-            raise JobError(f"config file {spec.config} does not exist; write the run's config first")
+            template = "config file {path} does not exist; write the run's config first"
+            raise JobError(Message("jobs.err.no_config", template, path=str(spec.config)))
         job_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         record = JobRecord(id=job_id, spec=spec, created=time.time())
         with self._lock:
@@ -277,7 +285,9 @@ class JobManager:
             except OSError as exc:
                 record = replace(record, state="ended", ended=time.time(), returncode=-1)
                 self._save(record)
-                raise JobError(f"could not start {' '.join(argv)}: {exc}") from exc
+                template = "could not start {command}: {problem}"
+                message = Message("jobs.err.start", template, command=" ".join(argv), problem=str(exc))
+                raise JobError(message) from exc
         self._procs[record.id] = proc
         try:
             create_time = psutil.Process(proc.pid).create_time()

@@ -116,6 +116,8 @@ SHOWN_LAYERS = (
     APP / "services" / "presets.py",
     APP / "infer" / "pipeline.py",
     APP / "audio" / "io.py",
+    APP / "infer" / "svc" / "live.py",
+    APP / "services" / "jobs.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -42,6 +42,7 @@ import torch
 from app.audio.pitch import extract
 from app.infer.svc.pipeline import SVCPipeline, Voice
 from app.infer.svc.request import SvcInputError, SvcRequest
+from app.messages import Message
 from app.models.svc.synthesizer import DEFAULT_NOISE_SCALE, DEFAULT_SEED
 
 log = logging.getLogger(__name__)
@@ -112,18 +113,18 @@ class Geometry:
 def geometry(options: LiveOptions, sample_rate: int, hop: int) -> Geometry:
     """Check the block options and round them to the model's frames; raises SvcInputError."""
     if not MIN_BLOCK_SECONDS <= options.block_seconds <= MAX_BLOCK_SECONDS:
-        raise SvcInputError(
-            f"block length {options.block_seconds:g} s is out of range; choose {MIN_BLOCK_SECONDS:g}-{MAX_BLOCK_SECONDS:g} s"
-        )
+        template = "block length {value:g} s is out of range; choose {low:g}-{high:g} s"
+        fields = {"value": options.block_seconds, "low": MIN_BLOCK_SECONDS, "high": MAX_BLOCK_SECONDS}
+        raise SvcInputError(Message("live.err.block", template, **fields))
     for name in ("context_seconds", "crossfade_seconds", "search_seconds"):
         if getattr(options, name) < 0:
-            raise SvcInputError(
-                f"{name.removesuffix('_seconds')} must be >= 0 s, got {getattr(options, name):g}"
-            )
+            template = "{name} must be >= 0 s, got {value:g}"
+            fields = {"name": name.removesuffix("_seconds"), "value": getattr(options, name)}
+            raise SvcInputError(Message("live.err.negative", template, **fields))
     if options.crossfade_seconds > options.block_seconds:
-        raise SvcInputError(
-            f"the cross-fade ({options.crossfade_seconds:g} s) must not be longer than the block ({options.block_seconds:g} s)"
-        )
+        template = "the cross-fade ({crossfade:g} s) must not be longer than the block ({block:g} s)"
+        fields = {"crossfade": options.crossfade_seconds, "block": options.block_seconds}
+        raise SvcInputError(Message("live.err.crossfade", template, **fields))
 
     def frames(seconds: float) -> int:
         return round(seconds * sample_rate / hop) * hop
@@ -239,11 +240,13 @@ class LiveConverter:
         g = self.geometry
         block = np.asarray(block, dtype=np.float32)
         if block.shape != (g.block,):
-            raise SvcInputError(
-                f"a block is {g.block} samples at {g.sample_rate} Hz, got shape {block.shape}"
-            )
+            template = "a block is {samples} samples at {rate} Hz, got shape {shape}"
+            fields = {"samples": g.block, "rate": g.sample_rate, "shape": block.shape}
+            raise SvcInputError(Message("live.err.shape", template, **fields))
         if not np.isfinite(block).all():
-            raise SvcInputError("the input block contains NaN or infinite samples")
+            raise SvcInputError(
+                Message("live.err.not_finite", "the input block contains NaN or infinite samples")
+            )
         t0 = time.perf_counter()
         self._window = np.concatenate([self._window[g.block :], block])
         newest = self._window[-g.tail :]
