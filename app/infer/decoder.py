@@ -135,11 +135,11 @@ class FixedWindowDecoder(nn.Module):
         self.dtype = dtype
 
     @torch.inference_mode()
-    def warm_up(self, gin_channels: int, in_channels: int) -> None:
+    def warm_up(self) -> None:
         """Builds the kernels of every window length now (the first call at a length builds them)."""
-        g = torch.zeros(1, gin_channels, 1) if gin_channels else None
+        gin = self.inner.gin_channels
         for length in self.lengths:
-            self(torch.zeros(1, in_channels, length), g)
+            self(torch.zeros(1, self.inner.in_channels, length), torch.zeros(1, gin, 1) if gin else None)
 
     def windows(self, frames: int) -> list[tuple[int, int, int]]:
         """``(start, keep_from, keep_to)`` per window of the longest length over ``frames`` frames
@@ -221,9 +221,6 @@ class FixedWindowVocoder(FixedWindowDecoder):
         self.hop_length = vocoder.hop_length
         self.num_mels = vocoder.num_mels
 
-    def warm_up(self, gin_channels: int = 0, in_channels: int | None = None) -> None:
-        super().warm_up(gin_channels, self.num_mels if in_channels is None else in_channels)
-
     def forward(self, mel: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """(B, num_mels, T) -> (B, 1, T * hop) float32"""
         if mel.dim() != 3 or mel.shape[1] != self.num_mels:
@@ -244,11 +241,11 @@ class FixedWindowNSF(FixedWindowDecoder):
         self.source = decoder.m_source.to(dtype)
 
     @torch.inference_mode()
-    def warm_up(self, gin_channels: int, in_channels: int) -> None:
+    def warm_up(self) -> None:
         """Builds the kernels of every window length now (zero f0 and noise: no random draws)."""
         for length in self.lengths:
-            x, f0 = torch.zeros(1, in_channels, length), torch.zeros(1, length)
-            self(x, f0, torch.zeros(1, gin_channels, 1), ZeroNoise())
+            x, f0 = torch.zeros(1, self.inner.in_channels, length), torch.zeros(1, length)
+            self(x, f0, torch.zeros(1, self.inner.gin_channels, 1), ZeroNoise())
 
     def forward(self, x: torch.Tensor, f0: torch.Tensor, g: torch.Tensor, noise) -> torch.Tensor:
         """x (B, inter, T), f0 (B, T) Hz, g (B, gin, 1 or T) -> (B, 1, T * hop) float32"""

@@ -66,7 +66,7 @@ class VitsAudio:
         if fixed_windows_pay(decoder_dtype, device, model.config):
             # One or two input shapes ever (channels-last bf16 kernels built once, at load).
             model.dec = FixedWindowDecoder(model.dec, model.config, dtype=decoder_dtype)
-            model.dec.warm_up(model.config.gin_channels, model.config.inter_channels)
+            model.dec.warm_up()
             return
         if decoder_dtype != torch.float32:
             model.dec = CastDecoder(model.dec, decoder_dtype)
@@ -145,8 +145,7 @@ class VitsAudio:
 def _fast_vocoder(vocoder: Vocoder, dtype: torch.dtype, device: torch.device) -> Vocoder:
     """The vocoder in ``dtype``: v4's HiFi-GAN in fixed windows where they pay (kernels built now),
     others (v3's BigVGAN) cast."""
-    config = getattr(vocoder, "config", None)
-    if isinstance(vocoder, HiFiGANVocoder) and fixed_windows_pay(dtype, device, config):
+    if isinstance(vocoder, HiFiGANVocoder) and fixed_windows_pay(dtype, device, vocoder.config):
         fixed = FixedWindowVocoder(vocoder, dtype=dtype)
         fixed.warm_up()
         return fixed

@@ -87,7 +87,7 @@ def _cached_model(
         cfg = ckpt.model.cfg
         if fixed_windows_pay(dtype, torch.device(device), cfg):  # one or two shapes, built now
             ckpt.model.dec = FixedWindowNSF(ckpt.model.dec, cfg, dtype=dtype)
-            ckpt.model.dec.warm_up(cfg.gin_channels, cfg.inter_channels)
+            ckpt.model.dec.warm_up()
         else:
             ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
     return ckpt

@@ -66,6 +66,8 @@ class HiFiGAN2d(nn.Module):
         self.rates = [up.stride[0] for up in generator.ups]
         self.resblocks = nn.ModuleList(_ResBlock1As2d(b) for b in generator.resblocks)
         self.conv_post = Conv1dAs2d(generator.conv_post)
+        self.in_channels = generator.conv_pre.in_channels
+        self.gin_channels = generator.cond.in_channels if self.cond is not None else 0
         noise_convs = getattr(generator, "noise_convs", None)  # an NSF generator's excitation inputs
         self.noise_convs = None if noise_convs is None else nn.ModuleList(Conv1dAs2d(c) for c in noise_convs)
 
