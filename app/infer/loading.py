@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -133,6 +134,16 @@ def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str
         raise ModelLoadError(Message("load.err.sv", template, problem=_problem(exc))) from exc
 
 
+def _missing_base_file(
+    spec: PipelineSpec, version: str, path: Path, file: Path, *, key: str, template: str
+) -> ModelLoadError:
+    """A v3/v4 voice's missing base file (``file`` under pretrained_models/, expected at ``path``),
+    with the download command of its version's models."""
+    fields = {"name": spec.sovits_path.name, "version": version, "path": str(path)}
+    fields |= {"command": f"{DOWNLOAD_COMMAND} gpt-sovits-{version}", "file": file.as_posix()}
+    return ModelLoadError(Message(key, template, **fields))
+
+
 def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVITSFile, Vocoder]:
     """A v3/v4 SoVITS file (a LoRA merged onto its base) and its version's vocoder."""
     pretrained = spec.hubert_dir.parent
@@ -143,10 +154,9 @@ def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVI
             "{name} is a {version} LoRA voice, merged at load onto the {version} base model {path} "
             "(missing): download it with `{command}` or copy GPT-SoVITS's pretrained_models/{file} there"
         )
-        fields = {"name": spec.sovits_path.name, "version": version, "path": str(base)}
-        fields |= {"command": f"{DOWNLOAD_COMMAND} gpt-sovits-{version}"}
-        fields |= {"file": LORA_BASE_FILES[version].as_posix()}
-        raise ModelLoadError(Message("load.err.lora_base", template, **fields))
+        raise _missing_base_file(
+            spec, version, base, LORA_BASE_FILES[version], key="load.err.lora_base", template=template
+        )
     try:
         voice = load_cfm_voice(spec.sovits_path, pretrained, device=device)
     except ValueError as exc:  # CheckpointError / UnsafePickleError name the file
@@ -159,10 +169,9 @@ def _load_cfm(spec: PipelineSpec, device: torch.device) -> tuple[CfmSoVITS, SoVI
             "{name} is a {version} SoVITS model, which needs the {version} vocoder {path} (missing): "
             "download it with `{command}` or copy GPT-SoVITS's pretrained_models/{file} there"
         )
-        fields = {"name": spec.sovits_path.name, "version": version, "path": str(place)}
-        fields |= {"command": f"{DOWNLOAD_COMMAND} gpt-sovits-{version}"}
-        fields |= {"file": VOCODER_PATHS[version].as_posix()}
-        raise ModelLoadError(Message("load.err.vocoder_missing", template, **fields))
+        raise _missing_base_file(
+            spec, version, place, VOCODER_PATHS[version], key="load.err.vocoder_missing", template=template
+        )
     try:
         vocoder = load_vocoder(version, pretrained, device=device)
     except (OSError, ValueError) as exc:
