@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from app.paths import Layout
 from app.services.synthesis import SynthesisService
@@ -14,8 +15,8 @@ from app.ui.context import UIContext
 from app.ui.help import STRINGS as HELP_STRINGS
 from app.ui.help import attach_help
 from app.ui.i18n import COMMON, build_i18n, merge
-from app.ui.messages import LANG_SCRIPT
 from app.ui.messages import STRINGS as MESSAGE_STRINGS
+from app.ui.page_language import LANG_SCRIPT, StartLanguage
 from app.ui.tabs.registry import TABS
 
 # The actions scripts may call (gradio_client ``api_name``), each named at its event; every other
@@ -129,6 +130,8 @@ def launch_kwargs(settings: Settings, lang: str = "auto") -> dict:
         "footer_links": ["api", "settings"],
         "css": CSS,
         # Keeps the page's language (the footer's switch included) in a cookie each event carries,
-        # so toasts and status lines built on the server follow it.
+        # so toasts and status lines built on the server follow it; a switch redraws the page in it.
         "head": LANG_SCRIPT,
+        # Starts each page in the language the visitor picked (before gradio reads the browser's).
+        "app_kwargs": {"middleware": [Middleware(StartLanguage)]},
     }

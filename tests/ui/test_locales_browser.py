@@ -40,11 +40,13 @@ def locale_server(tmp_path_factory):
 
 
 def open_in(context, server, locale: str):
-    """The studio in a page whose browser speaks ``locale`` (as open_studio, with the language set first)."""
+    """The studio in a page whose browser speaks ``locale`` (as open_studio, with the language set first;
+    no language picked in the footer before)."""
+    context.clear_cookies()
     page = context.new_page()
     page.add_init_script(
-        f"Object.defineProperty(navigator, 'language', {{get: () => '{locale}'}});"
-        f"Object.defineProperty(navigator, 'languages', {{get: () => ['{locale}']}});"
+        f"Object.defineProperty(navigator, 'language', {{get: () => '{locale}', configurable: true}});"
+        f"Object.defineProperty(navigator, 'languages', {{get: () => ['{locale}'], configurable: true}});"
     )
     page.set_extra_http_headers({"Accept-Language": f"{locale},{locale.split('-')[0]};q=0.9"})
     page.goto(server.url, wait_until="domcontentloaded")
@@ -79,20 +81,22 @@ def test_the_page_speaks_the_browsers_language(studio_browser, locale_server, lo
 def test_the_footer_language_switch_reaches_the_server_messages(studio_browser, locale_server):
     """An English browser switched to Japanese in the footer's settings: labels and the toasts built
     on the server (a refused synthesis) both speak Japanese."""
-    page = open_in(studio_browser, locale_server, "en-US")
+    context = studio_browser
+    page = open_in(context, locale_server, "en-US")
     try:
         page.locator("footer").get_by_text("Settings").click()
         page.locator("input[role=combobox][aria-label=Language]:visible").click()
         page.get_by_role("option", name="日本語").click()
-        dialog = page.get_by_role("dialog")
-        page.locator(".backdrop").first.click(position={"x": 5, "y": 5})  # close the settings
-        expect(dialog).to_be_hidden()
+        # The page draws itself again in Japanese: a tab not opened yet has its Japanese title.
+        expect(page.get_by_role("tab", name=LOCALES["ja-JP"][3])).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("dialog")).to_be_hidden()
         page.get_by_role("tab", name="音声合成").click()
         page.locator("#tts-run").click()
         expect(page.get_by_text(LOCALES["ja-JP"][1]).first).to_be_visible(timeout=60_000)
         expect(page.get_by_text(LOCALES["en-US"][1])).to_have_count(0)
     finally:
         page.close()
+        context.clear_cookies()  # the pick is kept; the next pages start from their browser's language
 
 
 # Browser locale -> words of the synthesis result line (its time and its seed).

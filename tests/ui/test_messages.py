@@ -341,15 +341,6 @@ def test_the_page_language_cookie_picks_the_table(cookie, accept, lang):
         LocalContext.request.reset(token)
 
 
-def test_the_page_keeps_its_language_in_the_cookie_read_by_handlers(tmp_path):
-    from app.settings import Settings
-    from app.ui.app import launch_kwargs
-
-    head = launch_kwargs(Settings(home=tmp_path))["head"]
-    assert head == messages.LANG_SCRIPT and f'"{messages.LANG_COOKIE}="' in head
-    assert 'attributeFilter: ["lang"]' in head
-
-
 def test_the_api_server_offers_every_ui_language():
     from app.api.server import UI_LANGUAGES
 

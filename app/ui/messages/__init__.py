@@ -51,21 +51,8 @@ STRINGS: dict[str, dict[str, str]] = {
 _ENTRY = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*$")
 _TRADITIONAL = ("zh-tw", "zh-hk", "zh-mo", "zh-hant")
 # The cookie holding the locale the page shows (``<html lang>``: the browser's, or the one picked in
-# the footer's settings); the script that keeps it is :data:`LANG_SCRIPT`.
+# the footer's settings); the page's script that keeps it is :data:`app.ui.page_language.LANG_SCRIPT`.
 LANG_COOKIE = "studio_lang"
-# Set on load, whenever the page's locale changes, and before each click or key press (the last
-# tab used wins when two tabs show different languages). Goes into the page's <head>.
-LANG_SCRIPT = f"""<script>
-(() => {{
-  const keep = () => {{
-    const lang = document.documentElement.getAttribute("lang");
-    if (lang) document.cookie = "{LANG_COOKIE}=" + encodeURIComponent(lang) + "; path=/; SameSite=Lax";
-  }};
-  keep();
-  new MutationObserver(keep).observe(document.documentElement, {{attributes: true, attributeFilter: ["lang"]}});
-  for (const kind of ["pointerdown", "keydown", "focus"]) window.addEventListener(kind, keep, true);
-}})();
-</script>"""
 
 
 def language_of_tag(tag: str) -> str | None:
