@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.fileio import atomic_write_text
+from app.messages import Message
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -24,6 +25,8 @@ METRICS_FILE = "metrics.jsonl"
 # the file says running but the process is gone.
 STATES = ("queued", "starting", "running", "done", "failed", "stopped", "lost")
 FINAL_STATES = frozenset({"done", "failed", "stopped", "lost"})
+# Text fields a writer may give as a Message (kept with its key, for the reader's language).
+SAID_FIELDS = ("message", "last_error")
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,22 @@ def _floats(losses: dict[str, Any]) -> dict[str, float]:
 
 
 def write_status(path: str | os.PathLike, status: RunStatus) -> None:
-    """Atomically replace the status file with ``status`` (stamped with the current time)."""
+    """Atomically replace the status file with ``status`` (stamped with the current time).
+
+    A ``message`` or ``last_error`` that is a :class:`~app.messages.Message` is written as its
+    English text, and its key, template and values beside it (``<field>_said``), so that a reader
+    in another process (the web UI) words it in its own reader's language."""
     status = replace(status, losses=_floats(status.losses), updated=time.time())
-    atomic_write_text(path, json.dumps(asdict(status), allow_nan=True) + "\n")
+    data = asdict(status)
+    for name in SAID_FIELDS:
+        value = getattr(status, name)
+        if isinstance(value, Message):
+            data[f"{name}_said"] = {
+                "key": value.key,
+                "template": value.template,
+                "params": dict(value.params),
+            }
+    atomic_write_text(path, json.dumps(data, allow_nan=True) + "\n")
 
 
 def read_status(path: str | os.PathLike) -> RunStatus | None:
@@ -72,7 +88,24 @@ def read_status(path: str | os.PathLike) -> RunStatus | None:
     except (OSError, ValueError):
         return None
     known = {f for f in RunStatus.__dataclass_fields__}
-    return RunStatus(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    for name in SAID_FIELDS:
+        said = _said(data.get(f"{name}_said"), fields.get(name))
+        if said is not None:
+            fields[name] = said
+    return RunStatus(**fields)
+
+
+def _said(record: object, text: object) -> Message | None:
+    """The Message a status file recorded for a field whose text is ``text``; None when it recorded
+    none or one that no longer gives that text (a file edited by hand, another version's)."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        said = Message(str(record["key"]), str(record["template"]), **dict(record["params"]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return said if said == text else None
 
 
 def append_metrics(path: str | os.PathLike, *, step: int, epoch: int, losses: dict[str, float]) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from app.messages import Message
 from app.runstatus import METRICS_FILE, STATUS_FILE, RunStatus, append_metrics, write_status
 from app.settings import DistributedEnv, distributed_env
 
@@ -192,7 +193,7 @@ class TrainSession:
     ) -> None:
         if exc is not None and self._status.state not in ("done", "stopped", "failed"):
             if isinstance(exc, KeyboardInterrupt):
-                self.stopped("interrupted")
+                self.stopped(Message("train.note.interrupted", "interrupted"))
             else:
                 detail = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 log.error("training failed:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
@@ -260,11 +261,14 @@ class TrainSession:
         if self._writer is not None:
             self._writer.add_audio(tag, audio.detach().float().cpu().clamp(-1, 1), step, sample_rate)
 
-    def done(self, message: str = "finished") -> None:
+    def done(self, message: str = Message("train.note.finished", "finished")) -> None:
         self._status = replace(self._status, state="done", message=message, eta_s=0.0)
         self._write()
 
-    def stopped(self, message: str = "stopped; resume continues from the last checkpoint") -> None:
+    def stopped(
+        self,
+        message: str = Message("train.note.stopped", "stopped; resume continues from the last checkpoint"),
+    ) -> None:
         self._status = replace(self._status, state="stopped", message=message, eta_s=None)
         self._write()
 

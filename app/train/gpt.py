@@ -45,6 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from app import config_io
+from app.messages import Message
 from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_checkpoint
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
@@ -212,7 +213,7 @@ class GPTRun:
             optimizer=self.optim, scheduler=self.sched, extra=extra,
         )  # fmt: skip
         resume.prune(self.run_dir, self.cfg.keep_checkpoints)
-        self.session.message(f"saved {path.name}")
+        self.session.message(Message("train.note.saved", "saved {file}", file=path.name))
 
     def export(self, epoch: int) -> None:
         """Write ``<weights_dir>/<exp>_e<epoch>_s<step>.ckpt`` (rank 0, when the run exports weights)."""
@@ -221,7 +222,7 @@ class GPTRun:
             return
         target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, self.step, ".ckpt")
         save_gpt(self.model, target, epoch, config=export_config(self.upstream, cfg), exp_name=cfg.exp_name)
-        self.session.message(f"exported {target.name}")
+        self.session.message(Message("train.note.exported", "exported {file}", file=target.name))
 
 
 def start_run(
@@ -239,7 +240,13 @@ def start_run(
     scaler = grad_scaler(device, cfg.precision)
     run = GPTRun(cfg, run_dir, session, env, device, model, upstream, optim, sched, scaler)
     start = resume.resume_or_begin(
-        found, run_dir, env, session, run.restore, f"starting from {source}", GPTTrainError
+        found,
+        run_dir,
+        env,
+        session,
+        run.restore,
+        Message("train.note.start", "starting from {source}", source=str(source)),
+        GPTTrainError,
     )
     run.step = start.step
     return run, start
@@ -297,7 +304,8 @@ def train_epochs(
         if epoch % cfg.save_every_epoch == 0 or epoch == cfg.epochs:
             run.save(epoch, 0)
             run.export(epoch)
-    run.session.done(f"finished {cfg.epochs} epochs, {run.step} steps")
+    template = "finished {epochs} epochs, {steps} steps"
+    run.session.done(Message("train.note.finished_epochs", template, epochs=cfg.epochs, steps=run.step))
 
 
 def train(cfg: GPTRunConfig, run_dir: Path, session: TrainSession, env: DistributedEnv) -> None:

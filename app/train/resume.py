@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from app.fileio import atomic_write_text
+from app.messages import Message
 from app.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from app.runstatus import METRICS_FILE, read_metrics
 from app.settings import DistributedEnv
@@ -155,10 +156,16 @@ def resume_or_begin(
     except (KeyError, ValueError, RuntimeError, CheckpointError) as exc:
         raise error(f"{path}: cannot resume from it ({exc}); delete it to start over") from exc
     start = resumed_position(found, run_dir, env)
-    session.message(
-        f"resumed from {path.name} at step {start.step} "
-        f"(epoch {start.epochs_done + 1}, batch {start.batches_done})"
+    template = "resumed from {file} at step {step} (epoch {epoch}, batch {batch})"
+    said = Message(
+        "train.note.resumed",
+        template,
+        file=path.name,
+        step=start.step,
+        epoch=start.epochs_done + 1,
+        batch=start.batches_done,
     )
+    session.message(said)
     return start
 
 
@@ -216,5 +223,9 @@ def run_epochs(
         if epoch % save_every == 0 or epoch == epochs:
             hooks.save(Position(step, epoch, 0))
             hooks.export(epoch, step)
-    session.done(f"finished {epochs} epochs, {step} steps")
+    session.done(
+        Message(
+            "train.note.finished_epochs", "finished {epochs} epochs, {steps} steps", epochs=epochs, steps=step
+        )
+    )
     return Position(step, max(epochs, start.epochs_done), 0)

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from app import config_io
+from app.messages import Message
 from app.models.checkpoint import Checkpoint, CheckpointError, restore
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.sovits.config import SoVITSConfig, preset
@@ -245,7 +246,10 @@ def build_state(
     sched_g = torch.optim.lr_scheduler.ExponentialLR(optim_g, gamma=cfg.lr_decay)
     sched_d = torch.optim.lr_scheduler.ExponentialLR(optim_d, gamma=cfg.lr_decay)
     state = GanState(model, disc, optim_g, optim_d, sched_g, sched_d, grad_scaler(device, cfg.precision))
-    return state, f"starting from generator: {g_source}; discriminator: {d_source}"
+    template = "starting from generator: {generator}; discriminator: {discriminator}"
+    return state, Message(
+        "train.note.start_gan", template, generator=str(g_source), discriminator=str(d_source)
+    )
 
 
 def gan_hooks(
@@ -272,7 +276,7 @@ def gan_hooks(
             return
         target = Path(cfg.weights_dir) / resume.weights_name(cfg.exp_name, epoch, step, ".pth")
         write_sovits(target, model.state_dict(), export_config(config, cfg, run_dir), epoch, step)
-        session.message(f"exported {target.name}")
+        session.message(Message("train.note.exported", "exported {file}", file=target.name))
 
     return resume.EpochHooks(
         train_step=lambda batch: train_step(

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from app.messages import Message
 from app.models.checkpoint import Checkpoint, restore
 from app.models.nn.lora import add_lora, lora_layers
 from app.models.nn.skip_init import without_init
@@ -224,7 +225,7 @@ def lora_hooks(
             Path(cfg.weights_dir) / name, adapters, replaced, lora_export_config(config, cfg, run_dir),
             rank=cfg.adapter_rank, epoch=epoch, step=step,
         )  # fmt: skip
-        session.message(f"exported {target.name}")
+        session.message(Message("train.note.exported", "exported {file}", file=target.name))
 
     return resume.EpochHooks(
         train_step=lambda batch: train_step(
@@ -250,7 +251,8 @@ def train(cfg: SoVITSRunConfig, run_dir: Path, session: TrainSession, env: Distr
         restore(ckpt, model, optim, sched, source=str(path))
         scaler.load_state_dict(ckpt.extra["scaler"])
 
-    begin_message = f"starting from {source} with rank-{cfg.adapter_rank} LoRA adapters"
+    template = "starting from {source} with rank-{rank} LoRA adapters"
+    begin_message = Message("train.note.start_lora", template, source=str(source), rank=cfg.adapter_rank)
     start = resume.resume_or_begin(found, run_dir, env, session, restore_all, begin_message, SoVITSTrainError)
     dataset = CfmDataset(cfg.exp_dir, model.config, cfg.version, cfg.min_items_per_epoch)
     log.info("%d clips (%d with repeats); left out: %s", dataset.unique, len(dataset), dataset.left_out)

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from app.messages import Message
 from app.models.checkpoint import save_checkpoint
 from app.models.sovits.config import SoVITSConfig
 from app.runconfig import SoVITSRunConfig
@@ -136,7 +137,7 @@ def save_resume(
         optimizer=optimizer, scheduler=scheduler, extra=extra(),
     )  # fmt: skip
     resume.prune(run_dir, cfg.keep_checkpoints)
-    session.message(f"saved {path.name}")
+    session.message(Message("train.note.saved", "saved {file}", file=path.name))
 
 
 def train_epochs(

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from app import config_io
 from app.audio.pitch_range import REPORT_FILE
 from app.data.preprocess.svc.dataset import read_list
+from app.messages import Message
 from app.models.nn.losses import discriminator_loss
 from app.models.nn.masks import slice_segments
 from app.models.nn.spectrogram import spec_to_mel
@@ -217,7 +218,7 @@ def _save(state: _State, run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, sess
         learning_rate=res.learning_rate, iteration=state.epoch,
     )  # fmt: skip
     prune(folder, res.keep)
-    session.message(f"saved {g_path.name}")
+    session.message(Message("train.note.saved", "saved {file}", file=g_path.name))
     return g_path
 
 
@@ -357,9 +358,8 @@ def _run_epochs(state: _State, loop: _Loop, total: int) -> int | None:
                 _validation_sample(state, loop.val_set, session, loop.cfg)
                 last_saved = state.step
             if stop:
-                session.stopped(
-                    f"stopped at step {state.step}; G_{state.step}.pth saved, resume continues from it"
-                )
+                template = "stopped at step {step}; G_{step}.pth saved, resume continues from it"
+                session.stopped(Message("train.note.stopped_at", template, step=state.step))
                 return None
             if state.step >= total:
                 finished = True
@@ -380,7 +380,9 @@ def _finish(state: _State, loop: _Loop, last_saved: int) -> Path | None:
     exported = compress_checkpoint(
         tree.models / f"G_{state.step}.pth", tree.models / RELEASE_DIR / name, loop.cfg, half=run.export_half
     )
-    loop.session.message(f"exported {exported.relative_to(tree.root)}")
+    loop.session.message(
+        Message("train.note.exported", "exported {file}", file=str(exported.relative_to(tree.root)))
+    )
     return exported
 
 
@@ -413,7 +415,7 @@ def train(run: SvcRunConfig) -> Path | None:
             return None
         if env.rank == 0:
             exported = _finish(state, loop, last_saved)
-        session.done(f"finished at step {state.step}")
+        session.done(Message("train.note.finished_at", "finished at step {step}", step=state.step))
     cleanup_distributed()
     return exported
 

@@ -1,11 +1,24 @@
 """Texts of the running tools' messages in every language: the live SVC conversion's block checks
-(:mod:`app.infer.svc.live`) and the background jobs' refusals (:mod:`app.services.jobs`: training
-runs). Each English text is the layer's template unchanged."""
+(:mod:`app.infer.svc.live`), the background jobs' refusals (:mod:`app.services.jobs`: training
+runs) and the trainers' events in a run's status file (:mod:`app.train`, kept with their keys by
+:mod:`app.runstatus`). Each English text is the layer's template unchanged."""
 
 from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "train.note.saved": "saved {file}",
+        "train.note.exported": "exported {file}",
+        "train.note.finished": "finished",
+        "train.note.finished_epochs": "finished {epochs} epochs, {steps} steps",
+        "train.note.finished_at": "finished at step {step}",
+        "train.note.stopped": "stopped; resume continues from the last checkpoint",
+        "train.note.stopped_at": "stopped at step {step}; G_{step}.pth saved, resume continues from it",
+        "train.note.interrupted": "interrupted",
+        "train.note.start": "starting from {source}",
+        "train.note.start_gan": "starting from generator: {generator}; discriminator: {discriminator}",
+        "train.note.start_lora": "starting from {source} with rank-{rank} LoRA adapters",
+        "train.note.resumed": "resumed from {file} at step {step} (epoch {epoch}, batch {batch})",
         "live.err.block": "block length {value:g} s is out of range; choose {low:g}-{high:g} s",
         "live.err.negative": "{name} must be >= 0 s, got {value:g}",
         "live.err.crossfade": "the cross-fade ({crossfade:g} s) must not be longer than the block ({block:g} s)",
@@ -17,6 +30,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "could not start {command}: {problem}",
     },
     "zh": {
+        "train.note.saved": "已保存 {file}",
+        "train.note.exported": "已导出 {file}",
+        "train.note.finished": "已完成",
+        "train.note.finished_epochs": "已完成 {epochs} 轮、{steps} 步",
+        "train.note.finished_at": "在第 {step} 步完成",
+        "train.note.stopped": "已停止；继续训练会从最后一个检查点接着进行",
+        "train.note.stopped_at": "在第 {step} 步停止；已保存 G_{step}.pth，继续训练会从它接着进行",
+        "train.note.interrupted": "已中断",
+        "train.note.start": "从 {source} 开始",
+        "train.note.start_gan": "生成器从 {generator} 开始；判别器从 {discriminator} 开始",
+        "train.note.start_lora": "从 {source} 开始，使用秩为 {rank} 的 LoRA 适配器",
+        "train.note.resumed": "从 {file} 的第 {step} 步继续（第 {epoch} 轮，第 {batch} 批）",
         "live.err.block": "区块长度 {value:g} 秒超出范围；请选择 {low:g}-{high:g} 秒",
         "live.err.negative": "{name} 必须 >= 0 秒，当前为 {value:g}",
         "live.err.crossfade": "交叉淡化（{crossfade:g} 秒）不能比区块（{block:g} 秒）长",
@@ -28,6 +53,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "无法启动 {command}：{problem}",
     },
     "zh_TW": {
+        "train.note.saved": "已儲存 {file}",
+        "train.note.exported": "已匯出 {file}",
+        "train.note.finished": "已完成",
+        "train.note.finished_epochs": "已完成 {epochs} 輪、{steps} 步",
+        "train.note.finished_at": "在第 {step} 步完成",
+        "train.note.stopped": "已停止；繼續訓練會從最後一個檢查點接著進行",
+        "train.note.stopped_at": "在第 {step} 步停止；已儲存 G_{step}.pth，繼續訓練會從它接著進行",
+        "train.note.interrupted": "已中斷",
+        "train.note.start": "從 {source} 開始",
+        "train.note.start_gan": "生成器從 {generator} 開始；判別器從 {discriminator} 開始",
+        "train.note.start_lora": "從 {source} 開始，使用秩為 {rank} 的 LoRA 配接器",
+        "train.note.resumed": "從 {file} 的第 {step} 步繼續（第 {epoch} 輪，第 {batch} 批）",
         "live.err.block": "區塊長度 {value:g} 秒超出範圍；請選擇 {low:g}-{high:g} 秒",
         "live.err.negative": "{name} 必須 >= 0 秒，目前為 {value:g}",
         "live.err.crossfade": "交叉淡化（{crossfade:g} 秒）不能比區塊（{block:g} 秒）長",
@@ -39,6 +76,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "無法啟動 {command}：{problem}",
     },
     "ja": {
+        "train.note.saved": "{file} を保存しました",
+        "train.note.exported": "{file} を書き出しました",
+        "train.note.finished": "完了しました",
+        "train.note.finished_epochs": "{epochs} エポック、{steps} ステップで完了しました",
+        "train.note.finished_at": "ステップ {step} で完了しました",
+        "train.note.stopped": "停止しました。再開すると最後のチェックポイントから続きます",
+        "train.note.stopped_at": "ステップ {step} で停止しました。G_{step}.pth を保存したので、再開するとそこから続きます",
+        "train.note.interrupted": "中断されました",
+        "train.note.start": "{source} から開始します",
+        "train.note.start_gan": "生成器は {generator}、識別器は {discriminator} から開始します",
+        "train.note.start_lora": "{source} からランク {rank} の LoRA アダプターで開始します",
+        "train.note.resumed": "{file} のステップ {step}（エポック {epoch}、バッチ {batch}）から再開しました",
         "live.err.block": "ブロック長 {value:g} 秒は範囲外です。{low:g}〜{high:g} 秒にしてください",
         "live.err.negative": "{name} は 0 秒以上にしてください（現在 {value:g}）",
         "live.err.crossfade": "クロスフェード（{crossfade:g} 秒）はブロック（{block:g} 秒）より長くできません",
@@ -50,6 +99,18 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "{command} を開始できませんでした：{problem}",
     },
     "ko": {
+        "train.note.saved": "{file}을(를) 저장했습니다",
+        "train.note.exported": "{file}을(를) 내보냈습니다",
+        "train.note.finished": "끝났습니다",
+        "train.note.finished_epochs": "{epochs}에폭, {steps}스텝으로 끝났습니다",
+        "train.note.finished_at": "{step}스텝에서 끝났습니다",
+        "train.note.stopped": "멈췄습니다. 이어서 하면 마지막 체크포인트부터 계속합니다",
+        "train.note.stopped_at": "{step}스텝에서 멈췄습니다. G_{step}.pth를 저장했으니 이어서 하면 거기서 계속합니다",
+        "train.note.interrupted": "중단되었습니다",
+        "train.note.start": "{source}에서 시작합니다",
+        "train.note.start_gan": "생성기는 {generator}, 판별기는 {discriminator}에서 시작합니다",
+        "train.note.start_lora": "{source}에서 랭크 {rank} LoRA 어댑터로 시작합니다",
+        "train.note.resumed": "{file}의 {step}스텝(에폭 {epoch}, 배치 {batch})에서 이어서 시작했습니다",
         "live.err.block": "블록 길이 {value:g}초가 범위를 벗어났습니다. {low:g}-{high:g}초로 고르세요",
         "live.err.negative": "{name}은(는) 0초 이상이어야 합니다(현재 {value:g})",
         "live.err.crossfade": "크로스페이드({crossfade:g}초)는 블록({block:g}초)보다 길 수 없습니다",
