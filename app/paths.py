@@ -141,15 +141,15 @@ def safe_name(name: str) -> str:
     """
     cleaned = name.strip()
     if not cleaned or cleaned in {".", ".."} or any(c in cleaned for c in "/\\:\0"):
-        raise ValueError(
-            f"invalid name {name!r}: use letters, digits, spaces, '-', '_' or '.', without slashes"
-        )
+        template = "invalid name {name!r}: use letters, digits, spaces, '-', '_' or '.', without slashes"
+        raise ValueError(Message("path.bad_name", template, name=name))
     size = len(cleaned.encode("utf-8", "surrogatepass"))
     if size > USER_NAME_MAX:
-        raise ValueError(
-            f"name of {size} bytes is too long: at most {USER_NAME_MAX} bytes (UTF-8), so the files "
-            "named after it fit in a file name"
+        template = (
+            "name of {size} bytes is too long: at most {most} bytes (UTF-8), so the files named "
+            "after it fit in a file name"
         )
+        raise ValueError(Message("path.long_name", template, size=size, most=USER_NAME_MAX))
     return cleaned
 
 
@@ -200,10 +200,13 @@ def fit_file_name(stem: str, suffix: str = "", limit: int = NAME_MAX) -> str:
     """
     suffix_bytes = _name_bytes(suffix)
     if suffix_bytes is None or not all(_usable_char(ch) for ch in suffix):
-        raise ValueError(f"suffix {suffix!r} must be plain file name characters")
+        raise ValueError(
+            Message("path.bad_suffix", "suffix {suffix!r} must be plain file name characters", suffix=suffix)
+        )
     room = limit - len(suffix_bytes) - 1 - NAME_HASH_CHARS  # bytes left for the readable prefix
     if room < 0:
-        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} bytes")
+        template = "suffix {suffix!r} leaves no room for a name within {limit} bytes"
+        raise ValueError(Message("path.long_suffix", template, suffix=suffix, limit=limit))
     whole = stem + suffix
     full = _name_bytes(whole)
     if (

@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 import app.text.overrides as ov
+from app.messages import Message
 from app.text.characters import normalize_characters
 from app.text.cleaner import UnsupportedLanguage, clean_text, languages
 from app.text.symbols import check_version, phones_to_ids
@@ -61,7 +62,8 @@ class LanguageMode(str, Enum):
             if key in (member.value, member.name.lower()):
                 return member
         ids = ", ".join(m.value for m in cls)
-        raise UnsupportedLanguage(f"unknown language mode {value!r}: use one of {ids} (or all_en)")
+        template = "unknown language mode {value!r}: use one of {ids} (or all_en)"
+        raise UnsupportedLanguage(Message("text.err.unknown_mode", template, value=value, ids=ids))
 
     @property
     def languages(self) -> frozenset[str]:
@@ -129,10 +131,19 @@ def check_mode(mode: str | LanguageMode, version: str) -> LanguageMode:
     # "auto" stays available for v1 as upstream has it: a detected Korean run reads as ",".
     missing = set() if parsed is LanguageMode.AUTO else parsed.languages - set(languages(version))
     if missing:
-        raise UnsupportedLanguage(
-            f"language mode {parsed.value!r} needs {', '.join(sorted(missing))}, which {version} models "
-            f"cannot read: use a v2 model or one of {', '.join(modes(version))}"
+        template = (
+            "language mode {mode!r} needs {missing}, which {version} models cannot read: use a v2 "
+            "model or one of {modes}"
         )
+        message = Message(
+            "text.err.mode_version",
+            template,
+            mode=parsed.value,
+            missing=", ".join(sorted(missing)),
+            version=version,
+            modes=", ".join(modes(version)),
+        )
+        raise UnsupportedLanguage(message)
     return parsed
 
 
@@ -234,10 +245,12 @@ def text_to_phones(
     check_version(version)
     parsed = check_mode(mode, version)
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, not {type(text).__name__}")
+        raise TypeError(
+            Message("text.err.not_str", "text must be a str, not {kind}", kind=type(text).__name__)
+        )
     text = normalize_characters(text)
     if not text.strip():
-        raise EmptyText("the text is empty: enter something to read")
+        raise EmptyText(Message("text.err.empty", "the text is empty: enter something to read"))
     text = _MULTI_SPACE.sub(" ", text)
     segments = _segments(text, parsed, version, g2pw_dir)
     if sum(len(s.phones) for s in segments) >= MIN_PHONES:

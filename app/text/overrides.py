@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.messages import Message
 from app.text.symbols import (
     ARPA_BARE,
     ARPA_CONSONANTS,
@@ -37,7 +38,12 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 class OverrideError(ValueError):
-    """An inline pronunciation override that cannot be read."""
+    """An inline pronunciation override that cannot be read (its text a Message)."""
+
+
+def _shown(written: str, tokens: list[str]) -> str:
+    """The override as the reader wrote it (its reading's syllables one space apart)."""
+    return f"{{{written}|{' '.join(tokens)}}}"
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,17 @@ def _pinyin_phones(written: str, tokens: list[str]) -> tuple[list[str], list[int
     for token in tokens:
         m = _PINYIN.match(token.replace("ü", "v"))
         if m is None:
+            template = "{override}: {token!r} is not a pinyin syllable with tone 1-5"
             raise OverrideError(
-                f"{{{written}|{' '.join(tokens)}}}: {token!r} is not a pinyin syllable with tone 1-5"
+                Message("text.override.not_pinyin", template, override=_shown(written, tokens), token=token)
             )
         initial, final, tone = m.group(1) or "", m.group(2), m.group(3)
         pair = _split_pinyin(initial, final)
         if pair is None:
-            raise OverrideError(f"{{{written}|{' '.join(tokens)}}}: {token!r} is not a Mandarin syllable")
+            template = "{override}: {token!r} is not a Mandarin syllable"
+            raise OverrideError(
+                Message("text.override.not_mandarin", template, override=_shown(written, tokens), token=token)
+            )
         phones += [pair[0], pair[1] + tone]
     return phones, [2] * len(tokens)
 
@@ -106,8 +116,9 @@ def _jyutping_phones(written: str, tokens: list[str]) -> tuple[list[str], list[i
     for token in tokens:
         parts = split_syllable(token) if _JYUTPING.match(token) else None
         if parts is None:
+            template = "{override}: {token!r} is not a Jyutping syllable with tone 1-6"
             raise OverrideError(
-                f"{{{written}|{' '.join(tokens)}}}: {token!r} is not a Jyutping syllable with tone 1-6"
+                Message("text.override.not_jyutping", template, override=_shown(written, tokens), token=token)
             )
         phones += [YUE_PREFIX + p for p in parts]
     return phones, [2] * len(tokens)
@@ -118,34 +129,69 @@ def resolve(written: str, reading: str, version: str, yue: bool = False) -> Over
     table = symbol_to_id(version)
     reading = reading.strip()
     if not written.strip():
-        raise OverrideError(f"{{{written}|{reading}}}: the written text before '|' is empty")
+        template = "{override}: the written text before '|' is empty"
+        raise OverrideError(
+            Message("text.override.no_written", template, override=f"{{{written}|{reading}}}")
+        )
     if reading.startswith("="):
         phones = reading[1:].split()
         unknown = [p for p in phones if p not in table]
         if not phones or unknown:
-            raise OverrideError(
-                f"{{{written}|{reading}}}: not in the {version} phone table: {unknown or 'nothing given'}"
+            shown = f"{{{written}|{reading}}}"
+            if not phones:
+                template = "{override}: not in the {version} phone table: nothing given"
+                raise OverrideError(
+                    Message("text.override.no_phones", template, override=shown, version=version)
+                )
+            template = "{override}: not in the {version} phone table: {unknown}"
+            message = Message(
+                "text.override.unknown_phones",
+                template,
+                override=shown,
+                version=version,
+                unknown=str(unknown),
             )
+            raise OverrideError(message)
         return Override(written, "raw", tuple(phones), None)
     tokens = reading.split()
     if not tokens:
-        raise OverrideError(f"{{{written}|}}: the reading after '|' is empty")
+        template = "{override}: the reading after '|' is empty"
+        raise OverrideError(Message("text.override.no_reading", template, override=f"{{{written}|}}"))
     if all(t in _ARPABET for t in tokens):
         return Override(written, "en", tuple(tokens), None)
     han = _HAN.findall(written)
     if len(han) != len(written.strip()) or len(tokens) != len(han):
-        raise OverrideError(
-            f"{{{written}|{reading}}}: give ARPAbet phones (upper case) for a word, or one "
-            f"{'Jyutping' if yue else 'pinyin'} syllable per Chinese character "
-            f"({len(han)} characters, {len(tokens)} syllables)"
+        template = (
+            "{override}: give ARPAbet phones (upper case) for a word, or one {system} syllable per "
+            "Chinese character ({characters} characters, {syllables} syllables)"
         )
+        system = "Jyutping" if yue else "pinyin"
+        shown = f"{{{written}|{reading}}}"
+        message = Message(
+            "text.override.count",
+            template,
+            override=shown,
+            system=system,
+            characters=len(han),
+            syllables=len(tokens),
+        )
+        raise OverrideError(message)
     lang = "yue" if yue else "zh"
     if yue and version == "v1":
-        raise OverrideError(f"{{{written}|{reading}}}: Cantonese needs a v2 model")
+        template = "{override}: Cantonese needs a v2 model"
+        raise OverrideError(
+            Message("text.override.cantonese_v1", template, override=f"{{{written}|{reading}}}")
+        )
     phones, word2ph = (_jyutping_phones if yue else _pinyin_phones)(written, tokens)
     unknown = [p for p in phones if p not in table]
     if unknown:
-        raise OverrideError(
-            f"{{{written}|{reading}}}: syllables outside the {version} phone table: {unknown}"
+        template = "{override}: syllables outside the {version} phone table: {unknown}"
+        message = Message(
+            "text.override.outside_table",
+            template,
+            override=f"{{{written}|{reading}}}",
+            version=version,
+            unknown=str(unknown),
         )
+        raise OverrideError(message)
     return Override(written.strip(), lang, tuple(phones), tuple(word2ph))

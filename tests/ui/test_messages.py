@@ -118,6 +118,11 @@ SHOWN_LAYERS = (
     APP / "audio" / "io.py",
     APP / "infer" / "svc" / "live.py",
     APP / "services" / "jobs.py",
+    APP / "paths.py",
+    APP / "text" / "overrides.py",
+    APP / "text" / "frontend.py",
+    APP / "data" / "preprocess" / "slice.py",
+    APP / "data" / "preprocess" / "pipeline.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -27,6 +27,7 @@ from app.data.preprocess.cleanup import CleanupOptions, CleanupResult, clean_fil
 from app.data.preprocess.separate import SeparateOptions, SeparateResult, list_audio_files, separate_files
 from app.data.preprocess.slice import SliceReport, collect_inputs, slice_files
 from app.data.preprocess.transcribe import TranscribeOptions, TranscribeResult, transcribe_folder
+from app.messages import Message
 from app.paths import safe_name
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _separate(
     """Stage 1 (when chosen): the vocals of each recording, and the files the next stage reads."""
     if not options.separate:
         return None, sources
-    report("separate", 0.0, "loading the separation model")
+    report("separate", 0.0, Message("pipe.step.loading_separation", "loading the separation model"))
     separated = separate_files(
         sources,
         root / SEPARATED_FOLDER,
@@ -115,7 +116,9 @@ def _separate(
     )
     if not separated.files:
         reasons = "; ".join(f"{p.name}: {why}" for p, why in separated.failed)
-        raise PipelineError(f"separation produced no vocals ({reasons})")
+        raise PipelineError(
+            Message("pipe.err.no_vocals", "separation produced no vocals ({reasons})", reasons=reasons)
+        )
     return separated, [f.vocals for f in separated.files]
 
 
@@ -125,7 +128,12 @@ def _clean(
     """Stage 2 (when any step is chosen): karaoke -> de-reverb -> denoise, and the files to slice."""
     if not options.cleanup.steps:
         return None, sources
-    report("clean", 0.0, f"cleaning {len(sources)} file(s): {' -> '.join(options.cleanup.steps)}")
+    steps = " -> ".join(options.cleanup.steps)
+    report(
+        "clean",
+        0.0,
+        Message("pipe.step.cleaning", "cleaning {files} file(s): {steps}", files=len(sources), steps=steps),
+    )
     cleaned = clean_files(
         sources,
         root / CLEANED_FOLDER,
@@ -135,7 +143,9 @@ def _clean(
     )
     if not cleaned.outputs:
         reasons = "; ".join(f"{p.name}: {why}" for p, why in cleaned.failed)
-        raise PipelineError(f"clean-up left no audio ({reasons})")
+        raise PipelineError(
+            Message("pipe.err.no_cleaned", "clean-up left no audio ({reasons})", reasons=reasons)
+        )
     return cleaned, list(cleaned.outputs)
 
 
@@ -165,25 +175,37 @@ def build_dataset(
 
     sources = list_audio_files(inputs) if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     if not sources:
-        raise PipelineError(f"{inputs}: no audio files to build a dataset from")
+        template = "{inputs}: no audio files to build a dataset from"
+        raise PipelineError(Message("pipe.err.no_audio", template, inputs=str(inputs)))
 
     separated, sources = _separate(sources, root, pretrained_root, options, report)
     cleaned, sources = _clean(sources, root, pretrained_root, options, report)
 
     clips_dir = root / CLIPS_FOLDER
-    report("slice", 0.0, f"slicing {len(sources)} file(s)")
+    report("slice", 0.0, Message("pipe.step.slicing", "slicing {files} file(s)", files=len(sources)))
     sliced = slice_files(
         [p for s in sources for p in collect_inputs(s)],
         clips_dir,
         options.slicer,
         workers=options.slice_workers,
-        progress=lambda done, n, file: report("slice", done / max(1, n), f"sliced {file}"),
+        progress=lambda done, n, file: report(
+            "slice", done / max(1, n), Message("pipe.step.sliced", "sliced {file}", file=str(file))
+        ),
     )
     if not sliced.clips:
-        reasons = "; ".join(f.error for f in sliced.errors) or "every file was shorter than a clip or silent"
-        raise PipelineError(f"slicing produced no clips ({reasons})")
+        if not sliced.errors:
+            template = "slicing produced no clips (every file was shorter than a clip or silent)"
+            raise PipelineError(Message("pipe.err.no_clips_short", template))
+        reasons = "; ".join(f.error for f in sliced.errors)
+        raise PipelineError(
+            Message("pipe.err.no_clips", "slicing produced no clips ({reasons})", reasons=reasons)
+        )
 
-    report("transcribe", 0.0, f"transcribing {len(sliced.clips)} clips")
+    report(
+        "transcribe",
+        0.0,
+        Message("pipe.step.transcribing", "transcribing {clips} clips", clips=len(sliced.clips)),
+    )
     transcribed = transcribe_folder(
         clips_dir,
         root,

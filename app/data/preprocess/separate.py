@@ -45,6 +45,7 @@ from app.data.preprocess.mdx import MDX_RATE, MdxError, MdxModel, MissingMdxMode
 from app.data.preprocess.roformer import MissingRoformerModel, RoformerError, RoformerSeparator
 from app.data.preprocess.vr import MissingVrModel, VrError, VrModel, VrSeparator, models_for
 from app.devices import pick_device
+from app.messages import Message
 from app.paths import fit_file_name
 
 logger = logging.getLogger(__name__)
@@ -435,7 +436,9 @@ def list_audio_files(inputs: Path | Sequence[Path]) -> list[Path]:
         if folder.is_file():
             return [folder]
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: no such file or folder")
+            raise FileNotFoundError(
+                Message("slice.err.no_input", "{path}: no such file or folder", path=str(folder))
+            )
         return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
     return [Path(p) for p in inputs]
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from app.audio.io import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.audio.slicer import SlicerOptions, SlicerOptionsError, slice_audio
+from app.messages import Message
 from app.paths import fit_file_name
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def collect_inputs(path: str | Path) -> list[Path]:
             for p in path.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS
         )
-    raise FileNotFoundError(f"{path}: no such file or folder")
+    raise FileNotFoundError(Message("slice.err.no_input", "{path}: no such file or folder", path=str(path)))
 
 
 def clip_name(source: Path, start: int, end: int) -> str:

@@ -392,6 +392,9 @@ def _epub_lines(data: bytes, name: str) -> list[Line]:
             if not parser.blocks:
                 continue
             headings = [text for heading, text in parser.blocks if heading]
-            chapter = headings[0] if headings else f"Chapter {number}"
+            # Untitled: "Chapter 3", a Message the page words in its reader's language.
+            chapter = (
+                headings[0] if headings else Message("source.chapter", "Chapter {number}", number=number)
+            )
             lines.extend(Line(text, chapter=chapter) for _, text in parser.blocks)
     return lines

@@ -1,13 +1,25 @@
 """Texts of the dataset tools' messages in every language: ``.list`` issues and refusals
 (:mod:`app.data.filelist`, :mod:`app.data.audio_place`), proofreading edits (:mod:`app.data.labeling`,
 :mod:`app.data.preprocess.proofread`, the Label tab's undo steps and issue report), the Train tab's
-formatting steps and the experiments service's refusals. Keys made by a lower layer have its English
+formatting steps, the experiments service's refusals, and the dataset pipeline's refusals and progress
+lines (:mod:`app.data.preprocess.pipeline`, :mod:`app.data.preprocess.slice`). Keys made by a lower layer have its English
 template here unchanged."""
 
 from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "slice.err.no_input": "{path}: no such file or folder",
+        "pipe.err.no_vocals": "separation produced no vocals ({reasons})",
+        "pipe.err.no_cleaned": "clean-up left no audio ({reasons})",
+        "pipe.err.no_audio": "{inputs}: no audio files to build a dataset from",
+        "pipe.err.no_clips_short": "slicing produced no clips (every file was shorter than a clip or silent)",
+        "pipe.err.no_clips": "slicing produced no clips ({reasons})",
+        "pipe.step.loading_separation": "loading the separation model",
+        "pipe.step.cleaning": "cleaning {files} file(s): {steps}",
+        "pipe.step.slicing": "slicing {files} file(s)",
+        "pipe.step.sliced": "sliced {file}",
+        "pipe.step.transcribing": "transcribing {clips} clips",
         "list.err.language": "unknown language code {code!r}; use one of {accepted}",
         "list.err.line_break": "{field} {value!r} contains a line break; a row must stay on one line",
         "list.err.separator": "{field} {value!r} must not contain '|'",
@@ -91,6 +103,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "exp.err.not_running": "no {kind} job of {name!r} is queued or running",
     },
     "zh": {
+        "slice.err.no_input": "{path}：没有这个文件或文件夹",
+        "pipe.err.no_vocals": "分离没有得到人声（{reasons}）",
+        "pipe.err.no_cleaned": "清理后没有剩下音频（{reasons}）",
+        "pipe.err.no_audio": "{inputs}：没有可用来制作数据集的音频文件",
+        "pipe.err.no_clips_short": "切分没有得到片段（每个文件都比一个片段短，或是静音）",
+        "pipe.err.no_clips": "切分没有得到片段（{reasons}）",
+        "pipe.step.loading_separation": "正在加载分离模型",
+        "pipe.step.cleaning": "正在清理 {files} 个文件：{steps}",
+        "pipe.step.slicing": "正在切分 {files} 个文件",
+        "pipe.step.sliced": "已切分 {file}",
+        "pipe.step.transcribing": "正在转写 {clips} 个片段",
         "list.err.language": "未知的语言代码 {code!r}；请使用以下之一：{accepted}",
         "list.err.line_break": "{field} {value!r} 含有换行；每行必须保持为一行",
         "list.err.separator": "{field} {value!r} 不能包含 '|'",
@@ -174,6 +197,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "exp.err.not_running": "{name!r} 没有排队中或运行中的 {kind} 任务",
     },
     "zh_TW": {
+        "slice.err.no_input": "{path}：沒有這個檔案或資料夾",
+        "pipe.err.no_vocals": "分離沒有得到人聲（{reasons}）",
+        "pipe.err.no_cleaned": "清理後沒有剩下音訊（{reasons}）",
+        "pipe.err.no_audio": "{inputs}：沒有可用來製作資料集的音訊檔",
+        "pipe.err.no_clips_short": "切分沒有得到片段（每個檔案都比一個片段短，或是靜音）",
+        "pipe.err.no_clips": "切分沒有得到片段（{reasons}）",
+        "pipe.step.loading_separation": "正在載入分離模型",
+        "pipe.step.cleaning": "正在清理 {files} 個檔案：{steps}",
+        "pipe.step.slicing": "正在切分 {files} 個檔案",
+        "pipe.step.sliced": "已切分 {file}",
+        "pipe.step.transcribing": "正在轉寫 {clips} 個片段",
         "list.err.language": "未知的語言代碼 {code!r}；請使用以下之一：{accepted}",
         "list.err.line_break": "{field} {value!r} 含有換行；每列必須保持為一行",
         "list.err.separator": "{field} {value!r} 不能包含 '|'",
@@ -257,6 +291,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "exp.err.not_running": "{name!r} 沒有排隊中或執行中的 {kind} 工作",
     },
     "ja": {
+        "slice.err.no_input": "{path}：そのようなファイルやフォルダーはありません",
+        "pipe.err.no_vocals": "分離で歌声が得られませんでした（{reasons}）",
+        "pipe.err.no_cleaned": "クリーンアップ後に音声が残りませんでした（{reasons}）",
+        "pipe.err.no_audio": "{inputs}：データセットを作れる音声ファイルがありません",
+        "pipe.err.no_clips_short": "切り出しでクリップが得られませんでした（どのファイルもクリップより短いか無音です）",
+        "pipe.err.no_clips": "切り出しでクリップが得られませんでした（{reasons}）",
+        "pipe.step.loading_separation": "分離モデルを読み込んでいます",
+        "pipe.step.cleaning": "{files} 個のファイルをクリーンアップしています：{steps}",
+        "pipe.step.slicing": "{files} 個のファイルを切り出しています",
+        "pipe.step.sliced": "{file} を切り出しました",
+        "pipe.step.transcribing": "{clips} 個のクリップを書き起こしています",
         "list.err.language": "不明な言語コード {code!r}。次のいずれかを使ってください: {accepted}",
         "list.err.line_break": "{field} {value!r} に改行が含まれています。1 行は 1 行のままにしてください",
         "list.err.separator": "{field} {value!r} に '|' を含めることはできません",
@@ -340,6 +385,17 @@ TEXTS: dict[str, dict[str, str]] = {
         "exp.err.not_running": "{name!r} の {kind} ジョブは待機中でも実行中でもありません",
     },
     "ko": {
+        "slice.err.no_input": "{path}: 그런 파일이나 폴더가 없습니다",
+        "pipe.err.no_vocals": "분리에서 보컬을 얻지 못했습니다({reasons})",
+        "pipe.err.no_cleaned": "정리 후 남은 오디오가 없습니다({reasons})",
+        "pipe.err.no_audio": "{inputs}: 데이터셋을 만들 오디오 파일이 없습니다",
+        "pipe.err.no_clips_short": "자르기에서 클립을 얻지 못했습니다(모든 파일이 클립보다 짧거나 무음입니다)",
+        "pipe.err.no_clips": "자르기에서 클립을 얻지 못했습니다({reasons})",
+        "pipe.step.loading_separation": "분리 모델을 불러오는 중",
+        "pipe.step.cleaning": "파일 {files}개 정리 중: {steps}",
+        "pipe.step.slicing": "파일 {files}개 자르는 중",
+        "pipe.step.sliced": "{file} 자름",
+        "pipe.step.transcribing": "클립 {clips}개 받아쓰는 중",
         "list.err.language": "알 수 없는 언어 코드 {code!r}; 다음 중 하나를 쓰세요: {accepted}",
         "list.err.line_break": "{field} {value!r}에 줄바꿈이 있습니다; 한 행은 한 줄이어야 합니다",
         "list.err.separator": "{field} {value!r}에는 '|'를 넣을 수 없습니다",

@@ -10,6 +10,7 @@ alone. Messages with values are rendered here in the reader's language
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from app.infer.longform import FitOptions, JobOptions, JobStateError, SourceError, read_source
+from app.infer.longform import FitOptions, JobOptions, JobStateError, Script, SourceError, read_source
 from app.services.longform import LongformError, LongformService, VoiceError, shared_longform
 from app.services.presets import PresetStore
 from app.ui.context import UIContext
@@ -245,7 +246,7 @@ def start_job(
     mapping = _mapping(ctx, script_voices)
     name = _TITLE_BAD.sub("_", (title or "").strip() or Path(source).stem)[:80] or "longform"
     try:
-        script = read_source(source)
+        script = _titled(read_source(source), _language(ctx))
         options = JobOptions(
             title=name,
             takes=int(takes),
@@ -258,6 +259,13 @@ def start_job(
     except (SourceError, JobStateError, VoiceError, LongformError, ValueError) as exc:
         raise _fail(ctx, exc) from None
     return gr.update(choices=_job_choices(ctx), value=job_id), _status(ctx, job_id)
+
+
+def _titled(script: Script, lang: str) -> Script:
+    """``script`` with the chapters the source left untitled ("Chapter 3") named in ``lang``: the
+    job's files keep the title they were written with."""
+    lines = tuple(dataclasses.replace(line, chapter=render(line.chapter, lang)) for line in script.lines)
+    return dataclasses.replace(script, lines=lines)
 
 
 def stop_job(ctx: UIContext, job_id: str | None) -> str:

@@ -1,0 +1,132 @@
+"""Messages of lower layers the pages reach, in every language: names (``app.paths``), the text to read
+(``app.text``: language modes, ``{written|reading}`` overrides), the dataset pipeline, the trainers'
+events in a run's status file, and the title of an untitled long-form chapter."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from app.messages import Message
+from app.ui.i18n import LANGUAGES
+from app.ui.messages import render
+from tests.ui.test_messages import APP, _calls, _modules, _raw_text
+
+
+def _refusal(call, *args, **kwargs) -> Message:
+    with pytest.raises((ValueError, FileNotFoundError, RuntimeError)) as refused:
+        call(*args, **kwargs)
+    said = refused.value.args[0]
+    assert isinstance(said, Message), f"{call.__name__}: {said!r} is not a Message"
+    return said
+
+
+def _reads_in_every_language(said: Message, *kept: str) -> None:
+    """English as the API says it; another text in each other language, with the values kept."""
+    shown = {lang: render(said, lang) for lang in LANGUAGES}
+    assert shown["en"] == str(said)
+    for lang, text in shown.items():
+        assert all(value in text for value in kept), (lang, text)
+        if lang != "en":
+            assert text != str(said), (lang, text)
+
+
+def test_names_and_texts_to_read_are_refused_in_the_readers_language(tmp_path):
+    from app.data.preprocess.pipeline import build_dataset
+    from app.paths import safe_name
+    from app.text.frontend import LanguageMode, check_mode, text_to_phones
+    from app.text.overrides import resolve
+
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (_refusal(safe_name, "a/b"), ("a/b",)),
+        (_refusal(safe_name, "x" * 300), ("300", "200")),
+        (_refusal(resolve, "重庆", "chong2 qing9", "v2"), ("{重庆|chong2 qing9}", "qing9")),
+        (_refusal(resolve, "重庆", "chong2", "v2"), ("{重庆|chong2}", "pinyin")),
+        (_refusal(resolve, "係", "hai6", "v1", yue=True), ("{係|hai6}",)),
+        (_refusal(resolve, "GIF", "", "v2"), ("{GIF|}",)),
+        (_refusal(resolve, "啊", "=ZZ9", "v2"), ("{啊|=ZZ9}", "ZZ9")),
+        (_refusal(check_mode, "all_ko", "v1"), ("'all_ko'", "v1")),
+        (_refusal(LanguageMode.parse, "klingon"), ("'klingon'",)),
+        (_refusal(text_to_phones, " \n ", "zh", "v2"), ()),
+        (_refusal(build_dataset, tmp_path / "nope", "spk", tmp_path, tmp_path), ("nope",)),
+        (_refusal(build_dataset, tmp_path / "empty", "spk", tmp_path, tmp_path), ("empty",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    assert str(cases[0][0]).startswith("invalid name 'a/b'")  # the API's text is unchanged
+
+
+def test_a_bad_override_reaches_the_tts_page_translated():
+    """The text stage nests the override's refusal in its own (the field named), both translated."""
+    from app.infer.stages.text import TextStage
+
+    with pytest.raises(ValueError) as refused:
+        TextStage(text_version="v2", bert_dim=1024, bert=lambda: None).read("{重庆|chong2}", "zh")
+    said = refused.value.args[0]
+    shown = render(said, "zh")
+    assert shown.startswith("文本") and "{重庆|chong2}" in shown and "音节" in shown
+    assert "syllable" not in shown
+
+
+def test_training_events_keep_their_key_through_the_status_file(tmp_path):
+    from app.runstatus import RunStatus, read_status, write_status
+    from app.train.common import TrainSession
+
+    session = TrainSession(tmp_path / "run", stage="gpt", tensorboard=False)
+    session.message(Message("train.note.saved", "saved {file}", file="G_100.pth"))
+    said = read_status(tmp_path / "run" / "status.json").message
+    assert isinstance(said, Message) and said == "saved G_100.pth"
+    _reads_in_every_language(said, "G_100.pth")
+    session.stopped()
+    stopped = read_status(tmp_path / "run" / "status.json")
+    assert stopped.state == "stopped" and stopped.message.key == "train.note.stopped"
+    # A status file whose text no longer matches its record (edited by hand), or one without a
+    # record (written before), gives its text as it is.
+    path = tmp_path / "status.json"
+    write_status(path, RunStatus(message=Message("train.note.finished", "finished")))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["message"] = "finished by hand"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert not isinstance(read_status(path).message, Message)
+    del data["message_said"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert read_status(path).message == "finished by hand"
+
+
+def _raw_events(tree: ast.AST) -> list[int]:
+    """Lines where a trainer reports an event (message/done/stopped) as literal text or an f-string."""
+    return [
+        call.lineno
+        for call in _calls(tree)
+        if isinstance(call.func, ast.Attribute)
+        and call.func.attr in {"message", "done", "stopped"}
+        and call.args
+        and _raw_text(call.args[0])
+    ]
+
+
+def test_trainers_report_their_events_as_messages():
+    bad = [
+        f"{p.relative_to(APP.parent)}:{n}" for p, tree in _modules(APP / "train") for n in _raw_events(tree)
+    ]
+    assert not bad, "report training events with a Message (app/ui/messages/runs.py):\n" + "\n".join(bad)
+    caught = ast.parse('s.message(f"saved {p}")\ns.done("finished")\ns.stopped(Message("k", "t"))\ns.done()')
+    assert _raw_events(caught) == [1, 2]
+
+
+def test_an_untitled_chapter_is_named_in_the_readers_language():
+    from app.infer.longform import parse_source
+    from app.ui.tabs.longform import _titled
+    from tests.infer.longform.test_sources import _epub
+
+    # _epub's spine reads its second chapter first: "Named" is chapter 1, the untitled one chapter 2.
+    script = parse_source(_epub(["<p>Untitled.</p>", "<h1>Named</h1><p>Text.</p>"]), "epub")
+    chapters = [line.chapter for line in script.lines]
+    assert chapters == ["Named", "Named", "Chapter 2"]  # the API, the CLI and job files: English
+    assert [line.chapter for line in _titled(script, "zh").lines] == ["Named", "Named", "第 2 章"]
+    titled = _titled(script, "ja")
+    assert [line.text for line in titled.lines] == [line.text for line in script.lines]
+    assert not any(isinstance(line.chapter, Message) for line in titled.lines)  # saved as written
