@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.messages import Message
+
 
 class SlicerOptionsError(ValueError):
     """Slicer parameters that cannot work together."""
@@ -41,25 +43,37 @@ class SlicerOptions:
 
     def __post_init__(self) -> None:
         if self.hop_ms <= 0:
-            raise SlicerOptionsError(f"hop size must be positive, got {self.hop_ms} ms")
+            template = "hop size must be positive, got {hop} ms"
+            raise SlicerOptionsError(Message("slicer.err.hop", template, hop=self.hop_ms))
         if not self.min_length_ms >= self.min_interval_ms >= self.hop_ms:
-            raise SlicerOptionsError(
+            template = (
                 "slicer settings must satisfy min_length >= min_interval >= hop size; got "
-                f"min_length={self.min_length_ms} ms, min_interval={self.min_interval_ms} ms, "
-                f"hop={self.hop_ms} ms"
+                "min_length={length} ms, min_interval={interval} ms, hop={hop} ms"
             )
+            said = Message(
+                "slicer.err.order",
+                template,
+                length=self.min_length_ms,
+                interval=self.min_interval_ms,
+                hop=self.hop_ms,
+            )
+            raise SlicerOptionsError(said)
         if self.max_sil_kept_ms < self.hop_ms:
+            template = "max_sil_kept ({kept} ms) must be at least the hop size ({hop} ms)"
             raise SlicerOptionsError(
-                f"max_sil_kept ({self.max_sil_kept_ms} ms) must be at least the hop size ({self.hop_ms} ms)"
+                Message("slicer.err.kept", template, kept=self.max_sil_kept_ms, hop=self.hop_ms)
             )
         if not np.isfinite(self.threshold_db) or self.threshold_db > 0:
-            raise SlicerOptionsError(
-                f"threshold must be a level in dBFS at or below 0, got {self.threshold_db}"
-            )
+            template = "threshold must be a level in dBFS at or below 0, got {threshold}"
+            raise SlicerOptionsError(Message("slicer.err.threshold", template, threshold=self.threshold_db))
         if not 0.0 < self.peak <= 1.0:
-            raise SlicerOptionsError(f"peak (max) must be in (0, 1], got {self.peak}")
+            raise SlicerOptionsError(
+                Message("slicer.err.peak", "peak (max) must be in (0, 1], got {peak}", peak=self.peak)
+            )
         if not 0.0 <= self.alpha <= 1.0:
-            raise SlicerOptionsError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise SlicerOptionsError(
+                Message("slicer.err.alpha", "alpha must be in [0, 1], got {alpha}", alpha=self.alpha)
+            )
 
 
 @dataclass(frozen=True)
@@ -166,12 +180,14 @@ def find_segments(wav: np.ndarray, sr: int, options: SlicerOptions | None = None
     """Where to cut ``wav`` (float, shape ``(T,)``): the clips to keep, in order, in samples."""
     opts = options or SlicerOptions()
     if wav.ndim != 1:
-        raise ValueError(f"expected mono audio of shape (T,), got shape {wav.shape}")
+        template = "expected mono audio of shape (T,), got shape {shape}"
+        raise ValueError(Message("slicer.err.shape", template, shape=str(wav.shape)))
     if len(wav) == 0:
         return []
     f = _Frames.at(opts, sr)
     if f.hop < 1 or f.win < 1:
-        raise SlicerOptionsError(f"hop size {opts.hop_ms} ms is below one sample at {sr} Hz")
+        template = "hop size {hop} ms is below one sample at {rate} Hz"
+        raise SlicerOptionsError(Message("slicer.err.hop_rate", template, hop=opts.hop_ms, rate=sr))
     rms = frame_rms(wav, f.win, f.hop)
     total = len(rms)
     cuts = _cut_ranges(rms, f)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.fileio import atomic_write
+from app.messages import Message
 from app.paths import fit_file_name
 
 NAME2TEXT = "2-name2text.txt"
@@ -109,12 +110,16 @@ def parse_word2ph(text: str, where: str = "word2ph") -> tuple[int, ...] | None:
     if text == "None":
         return None
     if not (text.startswith("[") and text.endswith("]")):
-        raise ExperimentFileError(f"{where}: {text!r} is neither a list of integers nor None")
+        template = "{where}: {text!r} is neither a list of integers nor None"
+        raise ExperimentFileError(Message("experiment.err.word2ph", template, where=where, text=text))
     inner = text[1:-1].strip()
     try:
         return tuple(int(part) for part in inner.split(",")) if inner else ()
     except ValueError:
-        raise ExperimentFileError(f"{where}: {text!r} is not a list of integers") from None
+        template = "{where}: {text!r} is not a list of integers"
+        raise ExperimentFileError(
+            Message("experiment.err.integers", template, where=where, text=text)
+        ) from None
 
 
 def parse_text_line(line: str, where: str = "line") -> TextRow | None:
@@ -159,11 +164,15 @@ def read_semantic(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
             continue
         name, sep, codes = line.partition("\t")
         if not sep:
-            raise ExperimentFileError(f"{path}: line {line_no} has no tab between name and codes: {line!r}")
+            template = "{path}: line {line_no} has no tab between name and codes: {line!r}"
+            said = Message("experiment.err.no_tab", template, path=str(path), line_no=line_no, line=line)
+            raise ExperimentFileError(said)
         try:
             rows[name] = tuple(int(c) for c in codes.split(" ")) if codes else ()
         except ValueError:
-            raise ExperimentFileError(f"{path}: line {line_no} holds a code that is not an integer") from None
+            template = "{path}: line {line_no} holds a code that is not an integer"
+            said = Message("experiment.err.code", template, path=str(path), line_no=line_no)
+            raise ExperimentFileError(said) from None
     return rows
 
 
@@ -180,9 +189,13 @@ def _read_lines(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ExperimentFileError(f"{path}: not found; run dataset formatting first") from None
+        template = "{path}: not found; run dataset formatting first"
+        raise ExperimentFileError(Message("experiment.err.not_found", template, path=str(path))) from None
     except UnicodeDecodeError as exc:
-        raise ExperimentFileError(f"{path}: not UTF-8 text ({exc})") from None
+        said = Message(
+            "experiment.err.not_utf8", "{path}: not UTF-8 text ({problem})", path=str(path), problem=str(exc)
+        )
+        raise ExperimentFileError(said) from None
     # Upstream: f.read().strip("\n").split("\n"); blank lines are not rows.
     return [line for line in text.strip("\n").split("\n") if line]
 

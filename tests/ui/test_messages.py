@@ -123,6 +123,9 @@ SHOWN_LAYERS = (
     APP / "text" / "frontend.py",
     APP / "data" / "preprocess" / "slice.py",
     APP / "data" / "preprocess" / "pipeline.py",
+    APP / "audio" / "slicer.py",
+    APP / "data" / "experiment.py",
+    APP / "data" / "preprocess" / "svc" / "dataset.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -59,6 +59,30 @@ def test_names_and_texts_to_read_are_refused_in_the_readers_language(tmp_path):
     assert str(cases[0][0]).startswith("invalid name 'a/b'")  # the API's text is unchanged
 
 
+def test_data_preparation_refusals_read_in_every_language(tmp_path):
+    """The slicer's settings (Dataset and Label tabs), a formatted experiment's files (Train tab),
+    an SVC dataset's uploads (SVC tab)."""
+    from app.audio.slicer import SlicerOptions
+    from app.data.experiment import read_name2text
+    from app.data.preprocess.svc.dataset import add_raw_files, raw_speakers
+    from app.paths import SvcExperiment
+
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    cases = [
+        (_refusal(SlicerOptions, min_length_ms=100, min_interval_ms=300), ("100", "300")),
+        (_refusal(SlicerOptions, peak=2.0), ("2.0",)),
+        (_refusal(SlicerOptions, max_sil_kept_ms=5, hop_ms=10), ("5", "10")),
+        (_refusal(read_name2text, tmp_path / "2-name2text.txt"), ("2-name2text.txt",)),
+        (
+            _refusal(add_raw_files, SvcExperiment(tmp_path / "svc"), "spk", [tmp_path / "notes.txt"]),
+            ("notes.txt",),
+        ),
+        (_refusal(raw_speakers, tmp_path / "absent"), ("absent",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+
+
 def test_a_bad_override_reaches_the_tts_page_translated():
     """The text stage nests the override's refusal in its own (the field named), both translated."""
     from app.infer.stages.text import TextStage

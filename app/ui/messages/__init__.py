@@ -23,14 +23,29 @@ from gradio.context import LocalContext
 
 from app.messages import Message
 from app.ui.i18n import LANGUAGES
-from app.ui.messages import audio, data, en, infer, ja, ko, names, presets, runs, text, voice, zh, zh_tw
+from app.ui.messages import (
+    audio,
+    data,
+    en,
+    infer,
+    ja,
+    ko,
+    names,
+    prepare,
+    presets,
+    runs,
+    text,
+    voice,
+    zh,
+    zh_tw,
+)
 
 
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
-    ``presets``, ``audio``, ``runs``); a key twice is a bug."""
+    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``); a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text)
+    layers = (data, voice, infer, presets, audio, runs, names, text, prepare)
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:

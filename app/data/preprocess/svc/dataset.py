@@ -32,6 +32,7 @@ from app.audio import AUDIO_EXTENSIONS
 from app.audio.io import SILENCE_PEAK, AudioError, load_audio, save_audio
 from app.audio.pitch_range import PitchRange, measure
 from app.fileio import atomic_write_text
+from app.messages import Message
 from app.models.svc.config import SSL_DIM_BY_ENCODER, SvcConfig
 from app.models.upstream.svc.features import (
     CONTENT_SUFFIX,
@@ -76,9 +77,8 @@ def raw_speakers(raw_dir: Path) -> dict[str, list[Path]]:
     """``{speaker: [audio files]}`` for the speaker folders of ``raw_dir`` (sorted, hidden ignored)."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
-        raise FileNotFoundError(
-            f"{raw_dir}: no such folder; put one folder per speaker with its recordings there"
-        )
+        template = "{folder}: no such folder; put one folder per speaker with its recordings there"
+        raise FileNotFoundError(Message("svc.data.err.no_raw", template, folder=str(raw_dir)))
     out = {}
     for folder in sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
@@ -99,9 +99,9 @@ def add_raw_files(experiment: SvcExperiment, speaker: str, files: Sequence[Path]
     for src in files:
         src = Path(src)
         if src.suffix.lower() not in AUDIO_EXTENSIONS:
-            raise AudioError(
-                f"{src.name}: not an audio file type this tool reads ({', '.join(sorted(AUDIO_EXTENSIONS))})"
-            )
+            template = "{name}: not an audio file type this tool reads ({types})"
+            types = ", ".join(sorted(AUDIO_EXTENSIONS))
+            raise AudioError(Message("svc.data.err.not_audio", template, name=src.name, types=types))
         dst = target / src.name
         shutil.copyfile(src, dst)
         copied.append(dst)
@@ -242,7 +242,9 @@ def read_list(path: Path, experiment: SvcExperiment) -> list[Path]:
         clip = Path(entry)
         clip = clip if clip.is_absolute() else experiment.root / clip
         if not clip.is_file():
-            raise FileNotFoundError(f"{path}:{number}: {entry} does not exist; run the preprocessing again")
+            template = "{path}:{number}: {entry} does not exist; run the preprocessing again"
+            said = Message("svc.data.err.no_clip", template, path=str(path), number=number, entry=entry)
+            raise FileNotFoundError(said)
         out.append(clip)
     return out
 
@@ -263,7 +265,8 @@ def make_config(
         config = SvcConfig()
         width = SSL_DIM_BY_ENCODER.get(speech_encoder)
         if width is None:
-            raise ValueError(f"unknown content encoder {speech_encoder!r}")
+            template = "unknown content encoder {encoder!r}"
+            raise ValueError(Message("svc.data.err.encoder", template, encoder=speech_encoder))
         config.model.ssl_dim = config.model.gin_channels = width
         if width != 256:  # 4.1 leaves filter_channels at 768 for the 256-d encoders
             config.model.filter_channels = width
