@@ -102,6 +102,9 @@ class Kernels:
     audio_embedding: nn.Embedding
     audio_position: ScaledSinePosition
     n_head: int
+    # The native whole-stack step (csrc/step.cpp ``DecodePlan``) when every linear and the attention
+    # are native kernels, else None: the layers of step() in one call.
+    plan: DecodePlanLike | None = None
 
 
 class DecodingEngine:
@@ -209,13 +212,16 @@ class DecodingEngine:
         if kern.attention is not None:
             valid = cache.valid if cache.padded else None
             direct = B <= GEMV_ROWS and x.dtype == torch.float32  # (B, D) rows: the kernels as they are
-            for lk, k_layer, v_layer in layers:
-                qkv, out, ffn_in, ffn_out = (
-                    lk.gemv if direct and lk.gemv is not None else (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)
-                )
-                att = kern.attention(qkv(x), k_layer, v_layer, n, valid)  # (B, D); writes column n
-                x = torch.layer_norm(x + out(att), (D,), *lk.norm1, LAYER_NORM_EPS)
-                x = torch.layer_norm(x + ffn_out(ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
+            if direct and kern.plan is not None:  # the whole stack in one native call (csrc/step.cpp)
+                x = kern.plan.run(x, cache.k_layers, cache.v_layers, n, valid)
+            else:
+                for lk, k_layer, v_layer in layers:
+                    qkv, out, ffn_in, ffn_out = (
+                        lk.gemv if direct and lk.gemv is not None else (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)
+                    )
+                    att = kern.attention(qkv(x), k_layer, v_layer, n, valid)  # (B, D); writes column n
+                    x = torch.layer_norm(x + out(att), (D,), *lk.norm1, LAYER_NORM_EPS)
+                    x = torch.layer_norm(x + ffn_out(ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
         else:
             mask = cache.key_mask()
             heads = (B, 3, H, 1, D // H)
@@ -342,6 +348,7 @@ class DecodingEngine:
             audio_position=net.ar_audio_position,
             n_head=net.config.n_head,
         )
+        self.kernels.plan = _decode_plan(self.kernels)
         return self.kernels
 
 
@@ -493,6 +500,34 @@ def _chunk(
         emitted[b] = n
     B = len(lengths)
     return TokenChunk(tuple(tokens), tuple(b in done for b in range(B)), tuple(on_eos), step)
+
+
+class DecodePlanLike(Protocol):
+    def run(
+        self,
+        x: torch.Tensor,
+        k_layers: list[torch.Tensor],
+        v_layers: list[torch.Tensor],
+        n: int,
+        valid: torch.Tensor | None,
+    ) -> torch.Tensor: ...
+
+
+def _decode_plan(kern: Kernels) -> DecodePlanLike | None:
+    """The native whole-stack step for ``kern`` when its attention and every layer's linears are
+    native kernels (CPU, ``fp32`` on float16-exact weights or ``int8``), else None."""
+    if kern.attention is None or any(lk.gemv is None for lk in kern.layers):
+        return None
+    from app.models.gpt.native import decode_plan_class  # here: `python -m` runs that module
+
+    plan = decode_plan_class()
+    if plan is None:
+        return None
+    specs = []
+    for lk in kern.layers:
+        norms = [t.float().contiguous() for t in (*lk.norm1, *lk.norm2)]
+        specs.append((*(f.spec for f in (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)), *norms))  # type: ignore[attr-defined]
+    return plan(specs, kern.n_head, LAYER_NORM_EPS)
 
 
 def _stream_dtype(net: Network) -> torch.dtype:

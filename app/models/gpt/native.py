@@ -44,6 +44,8 @@ from app.settings import NATIVE_KERNELS_VAR, native_kernels_enabled, prepend_to_
 log = logging.getLogger(__name__)
 
 SOURCES = tuple(sorted(Path(__file__).with_name("csrc").glob("*.cpp")))
+# Sources and the header they share: the build's name hashes all of them.
+_HASHED = tuple(sorted(Path(__file__).with_name("csrc").glob("*.[ch]*")))
 # A build lock older than this was left by a build that was killed (a build takes ~30-120 s);
 # torch would wait on it forever.
 STALE_LOCK_SECONDS = 15 * 60
@@ -71,7 +73,7 @@ def _arch_flags() -> tuple[str, list[str]]:
 
 
 def _module_name(tag: str) -> str:
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:10]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in _HASHED)).hexdigest()[:10]
     return f"sovits_gpt_attention_{tag}_{digest}"
 
 
@@ -178,6 +180,13 @@ def linear_int8_kernel() -> LinearInt8Fn | None:
     """The int8-weight linear of the decoding step, or None when switched off or not buildable."""
     module = _module()
     return None if module is None else module.linear_int8
+
+
+def decode_plan_class():  # type: ignore[no-untyped-def]
+    """``DecodePlan`` (csrc/step.cpp): the decoding step of a whole layer stack in one native call,
+    or None when the kernels are switched off or not buildable here."""
+    module = _module()
+    return None if module is None else module.DecodePlan
 
 
 # (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16) -> (N, K) rows.

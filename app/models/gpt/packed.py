@@ -54,6 +54,8 @@ PRECISIONS: tuple[str, ...] = ("reference", "fp32", "bf16", "int8", "int8_dynami
 APPROXIMATE: tuple[str, ...] = ("bf16", "int8", "int8_dynamic")
 
 LinearFn = Callable[[torch.Tensor], torch.Tensor]
+# (packed (ceil(N/64), K, 64) float16 or int8, N, scales (N,) or None, bias (N,) or None, relu).
+NativeSpec = tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None, bool]
 # Rows up to which a native kernel's ``gemv`` may be called directly (both kernels' GEMV range).
 GEMV_ROWS = min(_INT8_GEMV_ROWS, _HALF_GEMV_ROWS)
 
@@ -61,13 +63,16 @@ GEMV_ROWS = min(_INT8_GEMV_ROWS, _HALF_GEMV_ROWS)
 class NativeLinear:
     """A linear on packed weights: called on any ``(..., K)`` input; ``gemv`` runs the native kernel
     on ``(B, K)`` float32 contiguous rows (B <= GEMV_ROWS) as they are, without the reshapes and
-    checks of the call: the decoding step makes ~100 of these calls per token (~4 us each saved)."""
+    checks of the call: the decoding step makes ~100 of these calls per token (~4 us each saved).
+    ``spec`` is what the native whole-step kernel (``DecodePlan``, csrc/step.cpp) takes of it:
+    ``(packed weight, N, scales (int8) or None, bias or None, relu)``."""
 
-    __slots__ = ("gemv", "run")
+    __slots__ = ("gemv", "run", "spec")
 
-    def __init__(self, run: LinearFn, gemv: LinearFn) -> None:
+    def __init__(self, run: LinearFn, gemv: LinearFn, spec: NativeSpec) -> None:
         self.run = run
         self.gemv = gemv
+        self.spec = spec
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
@@ -193,7 +198,9 @@ def _blocked_int8(
             y = kernel(flat.contiguous(), packed, scales, bias32, relu)
         return y.reshape(*shape[:-1], n)
 
-    return NativeLinear(run, lambda rows: kernel(rows, packed, scales, bias32, relu))
+    return NativeLinear(
+        run, lambda rows: kernel(rows, packed, scales, bias32, relu), (packed, n, scales, bias32, relu)
+    )
 
 
 def _half_weight(
@@ -219,7 +226,7 @@ def _half_weight(
             y = kernel(flat.contiguous(), packed, n, bias, relu)
         return y.reshape(*shape[:-1], n)
 
-    return NativeLinear(run, lambda rows: kernel(rows, packed, n, bias, relu))
+    return NativeLinear(run, lambda rows: kernel(rows, packed, n, bias, relu), (packed, n, None, bias, relu))
 
 
 def _cast_linear(weight: torch.Tensor, bias: torch.Tensor | None, relu: bool) -> LinearFn:

@@ -13,76 +13,27 @@
 
 #include <ATen/Parallel.h>
 
-#include <algorithm>
+#include "kernels.h"
+
 #include <cmath>
 #include <vector>
 
 namespace {
 
-// Finite "minus infinity": the module is built with -ffast-math, which assumes no infinities.
-constexpr float kMasked = -1e30f;
-
-inline float widen(float x) { return x; }
-inline float widen(c10::BFloat16 x) { return static_cast<float>(x); }
-
-template <typename KV, int HD>
-void attend(const float* qkv, KV* k, KV* v, const bool* valid, float* out, int64_t heads, int64_t rows,
+template <typename KV>
+void attend(int64_t hd, const float* qkv, KV* k, KV* v, const bool* valid, float* out, int64_t heads, int64_t rows,
             int64_t n, const int64_t* ks, const int64_t* vs, int64_t valid_stride, float scale) {
-  const int64_t dim = heads * HD;
+  const auto head = gpt_kernels::attend_for<KV>(hd, "decode_attention");
+  const int64_t dim = heads * hd;
   at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(n + 1);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / heads, h = bh % heads;
-      const float* qp = qkv + b * 3 * dim + h * HD;
-      KV* kp = k + b * ks[0] + h * ks[1];
-      KV* vp = v + b * vs[0] + h * vs[1];
-      for (int d = 0; d < HD; ++d) {
-        kp[n * ks[2] + d] = KV(qp[dim + d]);
-        vp[n * vs[2] + d] = KV(qp[2 * dim + d]);
-      }
       const bool* ok = valid == nullptr ? nullptr : valid + b * valid_stride;
-      float qv[HD];
-      for (int d = 0; d < HD; ++d) qv[d] = qp[d] * scale;
-      float top = kMasked;
-      for (int64_t j = 0; j <= n; ++j) {
-        const KV* row = kp + j * ks[2];
-        float s = 0.f;
-        for (int d = 0; d < HD; ++d) s += qv[d] * widen(row[d]);
-        if (ok != nullptr && !ok[j]) s = kMasked;
-        scores[j] = s;
-        top = std::max(top, s);
-      }
-      float total = 0.f;
-      for (int64_t j = 0; j <= n; ++j) {
-        const float e = std::exp(scores[j] - top);
-        scores[j] = e;
-        total += e;
-      }
-      float acc[HD] = {};
-      for (int64_t j = 0; j <= n; ++j) {
-        const KV* row = vp + j * vs[2];
-        const float p = scores[j];
-        for (int d = 0; d < HD; ++d) acc[d] += p * widen(row[d]);
-      }
-      float* o = out + b * dim + h * HD;
-      const float inv = 1.f / total;
-      for (int d = 0; d < HD; ++d) o[d] = acc[d] * inv;
+      head(qkv + b * 3 * dim + h * hd, dim, k + b * ks[0] + h * ks[1], v + b * vs[0] + h * vs[1], ks[2], vs[2], ok,
+           n, scale, scores.data(), out + b * dim + h * hd);
     }
   });
-}
-
-template <typename KV>
-void dispatch_head_dim(int64_t hd, const float* qkv, KV* k, KV* v, const bool* valid, float* out,
-                       int64_t heads, int64_t rows, int64_t n, const int64_t* ks, const int64_t* vs,
-                       int64_t valid_stride, float scale) {
-  switch (hd) {
-    case 8: return attend<KV, 8>(qkv, k, v, valid, out, heads, rows, n, ks, vs, valid_stride, scale);
-    case 16: return attend<KV, 16>(qkv, k, v, valid, out, heads, rows, n, ks, vs, valid_stride, scale);
-    case 32: return attend<KV, 32>(qkv, k, v, valid, out, heads, rows, n, ks, vs, valid_stride, scale);
-    case 64: return attend<KV, 64>(qkv, k, v, valid, out, heads, rows, n, ks, vs, valid_stride, scale);
-    case 128: return attend<KV, 128>(qkv, k, v, valid, out, heads, rows, n, ks, vs, valid_stride, scale);
-    default: TORCH_CHECK(false, "decode_attention: head size ", hd, " is not built (8, 16, 32, 64 or 128)");
-  }
 }
 
 }  // namespace
@@ -120,10 +71,10 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, torch::Tensor& k_cache,
   const int64_t vs[3] = {v_cache.stride(0), v_cache.stride(1), v_cache.stride(2)};
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   if (k_cache.scalar_type() == at::kFloat) {
-    dispatch_head_dim<float>(hd, qkv.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(),
+    attend<float>(hd, qkv.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(),
                              valid_ptr, out.data_ptr<float>(), H, B, n, ks, vs, valid_stride, scale);
   } else if (k_cache.scalar_type() == at::kBFloat16) {
-    dispatch_head_dim<c10::BFloat16>(hd, qkv.data_ptr<float>(), k_cache.data_ptr<c10::BFloat16>(),
+    attend<c10::BFloat16>(hd, qkv.data_ptr<float>(), k_cache.data_ptr<c10::BFloat16>(),
                                      v_cache.data_ptr<c10::BFloat16>(), valid_ptr, out.data_ptr<float>(), H, B,
                                      n, ks, vs, valid_stride, scale);
   } else {

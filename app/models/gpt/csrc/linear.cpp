@@ -19,93 +19,16 @@
 
 #include <ATen/Parallel.h>
 
-#include <immintrin.h>
+#include "kernels.h"
 
 #include <algorithm>
 #include <cstdint>
 
 namespace {
 
-constexpr int64_t kBlock = 64;  // output features per packed block
+using gpt_kernels::kBlock;
 
-// out[0:64] = sum_k col(k)[0:64] * x[k] for one block (col(k) = w + k * 64).
-inline void block_dot(const at::Half* w, const float* x, int64_t k, float* out) {
-#if defined(__AVX512F__)
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-         a3 = _mm512_setzero_ps();
-  for (int64_t i = 0; i < k; ++i) {
-    const at::Half* c = w + i * kBlock;
-    const __m512 xv = _mm512_set1_ps(x[i]);
-    a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c))), xv, a0);
-    a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 16))), xv, a1);
-    a2 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32))), xv, a2);
-    a3 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 48))), xv, a3);
-  }
-  _mm512_storeu_ps(out, a0);
-  _mm512_storeu_ps(out + 16, a1);
-  _mm512_storeu_ps(out + 32, a2);
-  _mm512_storeu_ps(out + 48, a3);
-#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-  __m256 a[8];
-  for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k; ++i) {
-    const at::Half* c = w + i * kBlock;
-    const __m256 xv = _mm256_set1_ps(x[i]);
-    for (int j = 0; j < 8; ++j) {
-      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 8 * j));
-      a[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(h), xv, a[j]);
-    }
-  }
-  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + 8 * j, a[j]);
-#else
-  for (int j = 0; j < kBlock; ++j) out[j] = 0.f;
-  for (int64_t i = 0; i < k; ++i) {
-    const at::Half* c = w + i * kBlock;
-    for (int j = 0; j < kBlock; ++j) out[j] += static_cast<float>(c[j]) * x[i];
-  }
-#endif
-}
-
-// The same for an int8 block: out[0:64] = sum_k col(k)[0:64] * x[k], unscaled.
-inline void block_dot(const int8_t* w, const float* x, int64_t k, float* out) {
-#if defined(__AVX512F__)
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
-         a3 = _mm512_setzero_ps();
-  for (int64_t i = 0; i < k; ++i) {
-    const int8_t* c = w + i * kBlock;
-    const __m512 xv = _mm512_set1_ps(x[i]);
-    const __m512i q = _mm512_loadu_si512(c);
-    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(q))), xv, a0);
-    a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 1))), xv, a1);
-    a2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 2))), xv, a2);
-    a3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(q, 3))), xv, a3);
-  }
-  _mm512_storeu_ps(out, a0);
-  _mm512_storeu_ps(out + 16, a1);
-  _mm512_storeu_ps(out + 32, a2);
-  _mm512_storeu_ps(out + 48, a3);
-#elif defined(__AVX2__) && defined(__FMA__)
-  __m256 a[8];
-  for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < k; ++i) {
-    const int8_t* c = w + i * kBlock;
-    const __m256 xv = _mm256_set1_ps(x[i]);
-    for (int j = 0; j < 8; ++j) {
-      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + 8 * j));
-      a[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), xv, a[j]);
-    }
-  }
-  for (int j = 0; j < 8; ++j) _mm256_storeu_ps(out + 8 * j, a[j]);
-#else
-  for (int j = 0; j < kBlock; ++j) out[j] = 0.f;
-  for (int64_t i = 0; i < k; ++i) {
-    const int8_t* c = w + i * kBlock;
-    for (int j = 0; j < kBlock; ++j) out[j] += static_cast<float>(c[j]) * x[i];
-  }
-#endif
-}
-
-// relu?(part * scale + bias) of every row of x for every block: the loop both dtypes share.
+// relu?(x @ W^T * scale + bias) of every row of x, blocks shared out over ATen's threads.
 template <typename W>
 torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const torch::Tensor& packed, int64_t N,
                              const float* scale, const c10::optional<torch::Tensor>& bias, bool relu) {
@@ -129,18 +52,7 @@ torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const tor
   const W* wp = static_cast<const W*>(packed.data_ptr());
   float* op = out.data_ptr<float>();
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) float part[kBlock];
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n0 = blk * kBlock, width = std::min(kBlock, N - n0);
-      for (int64_t m = 0; m < M; ++m) {
-        block_dot(wp + blk * K * kBlock, xp + m * K, K, part);
-        for (int64_t j = 0; j < width; ++j) {
-          float y = scale != nullptr ? part[j] * scale[n0 + j] : part[j];
-          y += b != nullptr ? b[n0 + j] : 0.f;
-          op[m * N + n0 + j] = relu ? std::max(y, 0.f) : y;
-        }
-      }
-    }
+    gpt_kernels::linear_part(wp, K, scale, b, relu, xp, K, M, op, N, begin * kBlock, std::min(end * kBlock, N), 0, K);
   });
   return out;
 }

@@ -8,6 +8,7 @@ torch::Tensor linear_f16(const torch::Tensor& x, const torch::Tensor& packed, in
 torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
                           const c10::optional<torch::Tensor>& bias, bool relu);
 torch::Tensor unpack_rows(const torch::Tensor& packed, int64_t N, at::ScalarType dtype);
+void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // The GIL is released while they run, as torch's own ops do: other Python threads (the web
@@ -22,4 +23,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("unpack_rows", &unpack_rows, "a weight packed in blocks of 64 outputs back to (N, K) rows of float32 or bfloat16",
         pybind11::call_guard<pybind11::gil_scoped_release>());
+  // The whole decoding step of a layer stack in one call (step.cpp).
+  bind_decode_plan(m);
 }
