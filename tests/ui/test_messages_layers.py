@@ -120,25 +120,31 @@ def test_training_events_keep_their_key_through_the_status_file(tmp_path):
     assert read_status(path).message == "finished by hand"
 
 
+# Calls that put an event into a run's status file -> the position of its text.
+EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
+
+
 def _raw_events(tree: ast.AST) -> list[int]:
-    """Lines where a trainer reports an event (message/done/stopped) as literal text or an f-string."""
+    """Lines where a trainer or the formatting run reports an event as literal text or an f-string."""
     return [
         call.lineno
         for call in _calls(tree)
         if isinstance(call.func, ast.Attribute)
-        and call.func.attr in {"message", "done", "stopped"}
-        and call.args
-        and _raw_text(call.args[0])
+        and call.func.attr in EVENTS
+        and len(call.args) > EVENTS[call.func.attr]
+        and _raw_text(call.args[EVENTS[call.func.attr]])
     ]
 
 
 def test_trainers_report_their_events_as_messages():
-    bad = [
-        f"{p.relative_to(APP.parent)}:{n}" for p, tree in _modules(APP / "train") for n in _raw_events(tree)
-    ]
-    assert not bad, "report training events with a Message (app/ui/messages/runs.py):\n" + "\n".join(bad)
-    caught = ast.parse('s.message(f"saved {p}")\ns.done("finished")\ns.stopped(Message("k", "t"))\ns.done()')
-    assert _raw_events(caught) == [1, 2]
+    runs = [*_modules(APP / "train"), *_modules(APP / "data" / "preprocess")]
+    bad = [f"{p.relative_to(APP.parent)}:{n}" for p, tree in runs for n in _raw_events(tree)]
+    assert not bad, "report a run's events with a Message (app/ui/messages/runs.py):\n" + "\n".join(bad)
+    caught = ast.parse(
+        's.message(f"saved {p}")\ns.done("finished")\ns.stopped(Message("k", "t"))\ns.done()\n'
+        's.finish("failed", "formatting failed")\ns.finish("done", DONE)'
+    )
+    assert _raw_events(caught) == [1, 2, 5]
 
 
 def test_an_untitled_chapter_is_named_in_the_readers_language():

@@ -51,6 +51,7 @@ from app.data.preprocess.tts_dataset import (
 )
 from app.data.preprocess.tts_steps import step_hubert, step_semantic, step_sv, step_text
 from app.devices import pick_device
+from app.messages import Message
 from app.runconfig import (
     FORMAT_STEPS,
     PRO_VERSIONS,
@@ -198,6 +199,9 @@ class _StatusWriter:
         write_status(self.path, self.status)
 
 
+FAILED = Message("format.note.failed", "formatting failed")  # the status line of a failed run
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m app.data.preprocess.tts_features",
@@ -268,18 +272,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_format(config, progress=status, should_stop=lambda: stop["requested"])
     except (FormatError, config_io.ConfigError) as exc:
         log.error("%s", exc)
-        status.finish("failed", "formatting failed", str(exc))
+        said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+        status.finish("failed", FAILED, said)
         return 2
     except Exception as exc:
         log.exception("formatting failed")
-        status.finish("failed", "formatting failed", f"{type(exc).__name__}: {exc}")
+        status.finish("failed", FAILED, f"{type(exc).__name__}: {exc}")
         return 1
     write_problems(run_dir / PROBLEMS_FILE, report.problems)
     write_problem_kinds(run_dir / PROBLEM_KINDS_FILE, report)
     if report.stopped:
-        status.finish("stopped", "stopped; run again to continue where it stopped")
+        status.finish(
+            "stopped", Message("format.note.stopped", "stopped; run again to continue where it stopped")
+        )
     else:
-        status.finish("done", report.summary())
+        template = "{clips} clips formatted, {problems} problem(s)"
+        status.finish(
+            "done", Message("format.note.done", template, clips=report.items, problems=len(report.problems))
+        )
     log.info("%s", report.summary())
     return 0
 

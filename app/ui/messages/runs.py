@@ -7,6 +7,9 @@ from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "format.note.failed": "formatting failed",
+        "format.note.stopped": "stopped; run again to continue where it stopped",
+        "format.note.done": "{clips} clips formatted, {problems} problem(s)",
         "train.note.saved": "saved {file}",
         "train.note.exported": "exported {file}",
         "train.note.finished": "finished",
@@ -30,6 +33,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "could not start {command}: {problem}",
     },
     "zh": {
+        "format.note.failed": "格式化失败",
+        "format.note.stopped": "已停止；再次运行会从停下的地方继续",
+        "format.note.done": "已格式化 {clips} 个片段，{problems} 个问题",
         "train.note.saved": "已保存 {file}",
         "train.note.exported": "已导出 {file}",
         "train.note.finished": "已完成",
@@ -53,6 +59,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "无法启动 {command}：{problem}",
     },
     "zh_TW": {
+        "format.note.failed": "格式化失敗",
+        "format.note.stopped": "已停止；再次執行會從停下的地方繼續",
+        "format.note.done": "已格式化 {clips} 個片段，{problems} 個問題",
         "train.note.saved": "已儲存 {file}",
         "train.note.exported": "已匯出 {file}",
         "train.note.finished": "已完成",
@@ -76,6 +85,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "無法啟動 {command}：{problem}",
     },
     "ja": {
+        "format.note.failed": "整形に失敗しました",
+        "format.note.stopped": "停止しました。もう一度実行すると止まったところから続きます",
+        "format.note.done": "{clips} 個のクリップを整形しました（問題 {problems} 件）",
         "train.note.saved": "{file} を保存しました",
         "train.note.exported": "{file} を書き出しました",
         "train.note.finished": "完了しました",
@@ -99,6 +111,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "jobs.err.start": "{command} を開始できませんでした：{problem}",
     },
     "ko": {
+        "format.note.failed": "포맷에 실패했습니다",
+        "format.note.stopped": "멈췄습니다. 다시 실행하면 멈춘 곳부터 계속합니다",
+        "format.note.done": "클립 {clips}개를 포맷했습니다(문제 {problems}건)",
         "train.note.saved": "{file}을(를) 저장했습니다",
         "train.note.exported": "{file}을(를) 내보냈습니다",
         "train.note.finished": "끝났습니다",

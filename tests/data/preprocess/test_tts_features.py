@@ -170,6 +170,9 @@ def test_bad_lines_and_audio_are_reported_with_line_numbers(tmp_path, tts_datase
     status = read_status(run_dir / "status.json")
     assert status.state == "done" and status.stage == "format:1c" and status.progress == 1.0
     problems = (run_dir / "problems.txt").read_text(encoding="utf-8").splitlines()
+    # The status line keeps its key, so the Train tab words it in the reader's language.
+    assert status.message.key == "format.note.done" and status.message.params["problems"] == len(problems)
+    problems = (run_dir / "problems.txt").read_text(encoding="utf-8").splitlines()
     by_line = {int(p.split("line ")[1].split()[0].rstrip(":")): p for p in problems}
     assert sorted(by_line) == [2, 4, 5, 6, 7]
     assert "expected 4 fields" in by_line[2] and "not found" in by_line[4]
