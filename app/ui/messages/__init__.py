@@ -24,6 +24,7 @@ from gradio.context import LocalContext
 from app.messages import Message
 from app.ui.i18n import LANGUAGES
 from app.ui.messages import (
+    asr,
     audio,
     data,
     en,
@@ -43,9 +44,9 @@ from app.ui.messages import (
 
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
-    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``); a key twice is a bug."""
+    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``); a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text, prepare)
+    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr)
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:
