@@ -43,5 +43,11 @@ class Message(str):
         return template.format(**(self.params if params is None else params))
 
 
+def said(exc: BaseException) -> str:
+    """What ``exc`` says: the :class:`Message` it was raised with (its key kept, so a layer that
+    re-raises it in its own error class keeps it translatable), else its text."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
+
+
 def _rebuild(key: str, template: str, params: dict[str, object]) -> Message:
     return Message(key, template, **params)

@@ -129,6 +129,8 @@ SHOWN_LAYERS = (
     APP / "data" / "preprocess" / "transcribe.py",
     APP / "data" / "preprocess" / "asr_base.py",
     APP / "data" / "preprocess" / "cleanup.py",
+    APP / "data" / "preprocess" / "separate.py",
+    APP / "data" / "preprocess" / "separate_base.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

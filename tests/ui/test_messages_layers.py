@@ -151,6 +151,44 @@ def test_transcription_and_clean_up_refusals_read_in_every_language(tmp_path):
         _reads_in_every_language(said, *kept)
 
 
+def test_separation_refusals_read_in_every_language(tmp_path):
+    """The Label tab's vocal separation: options, engines, and models not installed (the most common
+    refusal on a first run), kept translatable through the separators' own error classes."""
+    from app.data.preprocess.separate import (
+        MDX_SEPARATION_MODELS,
+        VR_SEPARATION_MODELS,
+        MissingModelError,
+        SeparateOptions,
+        load_demucs_separator,
+        load_mdx_separator,
+        load_vr_separator,
+        separate_files,
+    )
+
+    cases = [
+        (_refusal(SeparateOptions, overlap=1.5), ("1.5",)),
+        (
+            _refusal(separate_files, tmp_path, tmp_path / "out", tmp_path, SeparateOptions(engine="nope")),
+            ("'nope'",),
+        ),
+        (
+            _refusal(load_mdx_separator, SeparateOptions(engine="mdx", model="other.onnx"), tmp_path),
+            ("'other.onnx'",),
+        ),
+    ]
+    for load, model in (
+        (load_demucs_separator, "htdemucs"),
+        (load_mdx_separator, MDX_SEPARATION_MODELS[0]),
+        (load_vr_separator, VR_SEPARATION_MODELS[0]),
+    ):
+        with pytest.raises(MissingModelError) as missing:
+            load(SeparateOptions(model=model), tmp_path)
+        assert isinstance(missing.value.args[0], Message), load.__name__
+        cases.append((missing.value.args[0], (model, "download_models.py")))
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

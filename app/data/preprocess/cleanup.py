@@ -35,7 +35,7 @@ from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxModel, models_predicting
 from app.data.preprocess.vr import VR_MODELS, VrModel, models_for
 from app.devices import pick_device
-from app.messages import Message
+from app.messages import Message, said
 from app.paths import fit_file_name
 
 logger = logging.getLogger(__name__)
@@ -91,22 +91,22 @@ class CleanupOptions:
     def __post_init__(self) -> None:
         if self.karaoke is not None and self.karaoke not in KARAOKE_MODELS:
             template = "karaoke model {model!r}: choose one of {choices}"
-            said = Message(
+            message = Message(
                 "cleanup.err.karaoke", template, model=self.karaoke, choices=", ".join(KARAOKE_MODELS)
             )
-            raise CleanupError(said)
+            raise CleanupError(message)
         if self.dereverb is not None and self.dereverb not in DEREVERB_MODELS:
             template = "de-reverb model {model!r}: choose one of {choices}"
-            said = Message(
+            message = Message(
                 "cleanup.err.dereverb", template, model=self.dereverb, choices=", ".join(DEREVERB_MODELS)
             )
-            raise CleanupError(said)
+            raise CleanupError(message)
         if self.denoiser not in DENOISE_ENGINES:
             template = "denoiser {model!r}: choose one of {choices}"
-            said = Message(
+            message = Message(
                 "cleanup.err.denoiser", template, model=self.denoiser, choices=", ".join(DENOISE_ENGINES)
             )
-            raise CleanupError(said)
+            raise CleanupError(message)
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -173,9 +173,8 @@ def _denoise_step(denoiser: DenoiseFunction) -> StepFunction:
         try:
             kept = denoiser(wav, rate)
         except ValueError as exc:
-            said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
             raise AudioError(
-                Message("cleanup.err.denoise", "{name}: {problem}", name=source.name, problem=said)
+                Message("cleanup.err.denoise", "{name}: {problem}", name=source.name, problem=said(exc))
             ) from exc
         return kept, rate, wav - kept
 

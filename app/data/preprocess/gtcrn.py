@@ -31,6 +31,7 @@ from app import assets
 from app.assets.registry import DOWNLOAD_COMMAND
 from app.audio.denoise import DenoiseOptions, denoise
 from app.audio.resample import sinc_resample
+from app.messages import Message
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +168,10 @@ class GtcrnDenoiser:
             how = assets.missing_message(
                 [assets.asset_status(assets.get(GTCRN_ASSET), Path(pretrained_root))]
             )
+            how = how or f"{DOWNLOAD_COMMAND} {GTCRN_ASSET}"
+            template = "{name} is not installed: {path} not found.\n{how}"
             raise MissingGtcrnModel(
-                f"{GTCRN_FILE} is not installed: {path} not found.\n{how or f'{DOWNLOAD_COMMAND} {GTCRN_ASSET}'}"
+                Message("sep.err.not_installed", template, name=GTCRN_FILE, path=str(path), how=how)
             )
         self.path = str(path)
         self.meta = check_model(self.path)

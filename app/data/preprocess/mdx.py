@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from app import assets
+from app.messages import Message
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,16 @@ class MdxModel:
 
     def __init__(self, name: str, pretrained_root: Path, device: str = "cpu") -> None:
         if name not in MDX_MODELS:
-            raise MdxError(f"unknown MDX-Net model {name!r}; choose one of {', '.join(MDX_MODELS)}")
+            template = "unknown MDX-Net model {name!r}; choose one of {choices}"
+            raise MdxError(Message("sep.err.unknown_mdx", template, name=name, choices=", ".join(MDX_MODELS)))
         self.name, self.params = name, MDX_MODELS[name]
         path = model_path(name, pretrained_root)
         if not path.is_file():
             how = assets.install_hint(self.params.asset, Path(pretrained_root))
-            raise MissingMdxModel(f"{name} is not installed: {path} not found.\n{how}")
+            template = "{name} is not installed: {path} not found.\n{how}"
+            raise MissingMdxModel(
+                Message("sep.err.not_installed", template, name=name, path=str(path), how=how)
+            )
         self.session = _session(str(path), device)
         self.input = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape  # [batch, 4, dim_f, dim_t], batch symbolic or fixed

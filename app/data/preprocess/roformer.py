@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from app import assets
+from app.messages import Message
 from app.models.upstream.roformer import RoformerFileError, RoformerFiles, load_model, read_config
 
 logger = logging.getLogger(__name__)
@@ -132,21 +133,38 @@ class RoformerSeparator:
 
     def __init__(self, name: str, pretrained_root: Path, device: str = "cpu") -> None:
         if not is_roformer(name):
-            raise RoformerError(f"{name!r} is not a RoFormer checkpoint (<name>{CHECKPOINT_SUFFIX})")
+            template = "{name!r} is not a RoFormer checkpoint (<name>{suffix})"
+            raise RoformerError(
+                Message("sep.err.not_roformer", template, name=name, suffix=CHECKPOINT_SUFFIX)
+            )
         checkpoint, config = model_files(name, pretrained_root)
         missing = [p for p in (checkpoint, config) if not p.is_file()]
         if missing:
-            head = f"{name} is not installed: {' and '.join(str(p) for p in missing)} not found."
+            files = " and ".join(str(p) for p in missing)
             asset_id = ROFORMER_MODELS.get(name)
             if asset_id is None:
-                raise MissingRoformerModel(f"{head} Put the checkpoint and its {CONFIG_SUFFIX} config there.")
-            raise MissingRoformerModel(f"{head}\n{assets.install_hint(asset_id, Path(pretrained_root))}")
+                template = "{name} is not installed: {files} not found. Put the checkpoint and its {suffix} config there."
+                said = Message("sep.err.roformer_put", template, name=name, files=files, suffix=CONFIG_SUFFIX)
+                raise MissingRoformerModel(said)
+            how = assets.install_hint(asset_id, Path(pretrained_root))
+            template = "{name} is not installed: {path} not found.\n{how}"
+            raise MissingRoformerModel(
+                Message("sep.err.not_installed", template, name=name, path=files, how=how)
+            )
         try:
             self.model, self.files = _load(str(checkpoint), str(config), checkpoint.stat().st_mtime, device)
         except RoformerFileError as exc:
             raise RoformerError(str(exc)) from exc
         if len(self.files.stems) != 1 and VOCALS not in self.files.stems:
-            raise RoformerError(f"{name}: its stems {list(self.files.stems)} include no {VOCALS!r}")
+            template = "{name}: its stems {stems} include no {vocals!r}"
+            said = Message(
+                "sep.err.no_vocals_stem",
+                template,
+                name=name,
+                stems=str(list(self.files.stems)),
+                vocals=VOCALS,
+            )
+            raise RoformerError(said)
         self.samplerate = self.files.config.sample_rate
         self.channels = self.files.config.channels
 

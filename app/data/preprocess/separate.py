@@ -11,7 +11,8 @@ Loading differs from demucs' own in one point: the ``.th`` pickles are opened wi
 file cannot run code.
 
 Engines are swappable (STYLE rule 8): :data:`SEPARATORS` maps an id to a factory building a
-:class:`Separator`: ``demucs``, and ``mdx`` for UVR's MDX-Net vocal models
+:class:`Separator` (both in :mod:`app.data.preprocess.separate_base`, with the options and errors,
+which this module names too): ``demucs``, and ``mdx`` for UVR's MDX-Net vocal models
 (:mod:`app.data.preprocess.mdx`, files in ``pretrained_models/uvr5_weights/``), ``vr`` for UVR's
 VR-architecture HP2/HP3 ``.pth`` files (:mod:`app.data.preprocess.vr`, same folder), ``roformer`` for
 BS-/Mel-Band-RoFormer checkpoints with their configs (:mod:`app.data.preprocess.roformer`, same
@@ -31,7 +32,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -43,93 +43,26 @@ from app.audio import AUDIO_EXTENSIONS, AudioError, load_audio, save_audio
 from app.data.preprocess.ledger import StepLedger, StepRecord
 from app.data.preprocess.mdx import MDX_RATE, MdxError, MdxModel, MissingMdxModel, models_predicting
 from app.data.preprocess.roformer import MissingRoformerModel, RoformerError, RoformerSeparator
+from app.data.preprocess.separate_base import (
+    ACCOMPANIMENT,
+    DEMUCS_FOLDER,
+    DEMUCS_MODELS,
+    OUTPUT_FORMATS,
+    SEPARATORS,
+    VOCALS,
+    MissingModelError,
+    Progress,
+    SeparateOptions,
+    SeparationError,
+    register_separator,
+)
+from app.data.preprocess.separate_base import DEFAULT_MODEL as DEFAULT_MODEL  # the Label tab's default
 from app.data.preprocess.vr import MissingVrModel, VrError, VrModel, VrSeparator, models_for
 from app.devices import pick_device
-from app.messages import Message
+from app.messages import Message, said
 from app.paths import fit_file_name
 
 logger = logging.getLogger(__name__)
-
-# Folder under pretrained_models/ holding demucs' model repository (app.assets: "demucs-<name>").
-DEMUCS_FOLDER = "demucs"
-DEFAULT_MODEL = "htdemucs"
-# The pretrained names demucs 4 publishes (demucs/remote/*.yaml); the *_q ones need `diffq`.
-DEMUCS_MODELS: tuple[str, ...] = (
-    "htdemucs",
-    "htdemucs_ft",
-    "htdemucs_6s",
-    "hdemucs_mmi",
-    "mdx",
-    "mdx_extra",
-    "mdx_q",
-    "mdx_extra_q",
-)
-VOCALS = "vocals"
-ACCOMPANIMENT = "accompaniment"
-OUTPUT_FORMATS = ("wav", "flac")
-
-# progress(fraction in [0, 1], message)
-Progress = Callable[[float, str], None]
-
-
-class SeparationError(RuntimeError):
-    """Separation cannot run (missing or unusable model, bad options); the message says what to do."""
-
-
-class MissingModelError(SeparationError, FileNotFoundError):
-    """The weights of a separation model are not in ``pretrained_models/``."""
-
-
-@dataclass(frozen=True)
-class SeparateOptions:
-    """How to separate; the UI, API and CLI all build this."""
-
-    engine: str = "demucs"  # key of SEPARATORS
-    model: str = DEFAULT_MODEL  # demucs model name (DEMUCS_MODELS) or a signature in the repo folder
-    segment: float | None = None  # seconds per chunk; None = the model's own (htdemucs: 7.8 s, its maximum)
-    overlap: float = 0.25  # fraction of a chunk shared with the next one (demucs default)
-    shifts: int = 1  # random time shifts averaged (demucs default 1; more = slightly better, slower)
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"
-    output_format: str = "wav"  # "wav" (16-bit PCM) or "flac"
-
-    def __post_init__(self) -> None:
-        if self.segment is not None and self.segment <= 0:
-            raise SeparationError(f"segment {self.segment} s must be positive")
-        if not 0.0 <= self.overlap < 1.0:
-            raise SeparationError(f"overlap {self.overlap} must be in [0, 1)")
-        if not 0 <= self.shifts <= 20:
-            raise SeparationError(f"shifts {self.shifts} must be between 0 and 20")
-        if self.output_format not in OUTPUT_FORMATS:
-            raise SeparationError(f"output format {self.output_format!r}: choose one of {OUTPUT_FORMATS}")
-
-
-class Separator(Protocol):
-    """A loaded separation model."""
-
-    samplerate: int  # Hz the model works at
-    channels: int  # audio channels the model expects (demucs: 2)
-
-    def separate(
-        self, wav: np.ndarray, progress: Callable[[float], None] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Split ``wav`` of shape ``(T, C)`` at :attr:`samplerate` into stems, each ``(T, C)``.
-
-        The result has a ``vocals`` and an ``accompaniment`` stem (plus any others the model has).
-        """
-
-
-SeparatorFactory = Callable[[SeparateOptions, Path], Separator]
-SEPARATORS: dict[str, SeparatorFactory] = {}
-
-
-def register_separator(engine: str) -> Callable[[SeparatorFactory], SeparatorFactory]:
-    """Decorator adding a factory ``(options, pretrained_root) -> Separator`` under ``engine``."""
-
-    def add(factory: SeparatorFactory) -> SeparatorFactory:
-        SEPARATORS[engine] = factory
-        return factory
-
-    return add
 
 
 # --------------------------------------------------------------------------------------- demucs
@@ -180,7 +113,8 @@ def missing_demucs_files(name: str, pretrained_root: Path) -> list[Path]:
         try:
             signatures = [str(s) for s in yaml.safe_load(bag.read_text(encoding="utf-8"))["models"]]
         except (yaml.YAMLError, KeyError, TypeError) as exc:
-            raise SeparationError(f"{bag}: not a demucs bag file ({exc}); replace it") from None
+            template = "{bag}: not a demucs bag file ({problem}); replace it"
+            raise SeparationError(Message("sep.err.bag", template, bag=str(bag), problem=str(exc))) from None
     else:
         missing.append(bag)
         signatures = _remote_signatures(name) or []
@@ -189,17 +123,24 @@ def missing_demucs_files(name: str, pretrained_root: Path) -> list[Path]:
     return missing
 
 
-def _missing_message(name: str, missing: Sequence[Path], pretrained_root: Path) -> str:
+def _missing_message(name: str, missing: Sequence[Path], pretrained_root: Path) -> Message:
     """Which files are missing, where they go and how to get them (app.assets knows the published models)."""
-    files = ", ".join(str(p) for p in missing)
-    head = f"demucs model '{name}' is not installed in {demucs_folder(pretrained_root)}: missing {files}."
+    fields = {
+        "name": name,
+        "folder": str(demucs_folder(pretrained_root)),
+        "files": ", ".join(map(str, missing)),
+    }
+    head = "demucs model '{name}' is not installed in {folder}: missing {files}."
     try:
         asset = assets.get(f"demucs-{name}")
     except assets.UnknownAsset:
-        return f"{head} '{name}' is not a published demucs model ({', '.join(DEMUCS_MODELS)})."
+        template = head + " '{name}' is not a published demucs model ({published})."
+        return Message("sep.err.demucs_unknown", template, **fields, published=", ".join(DEMUCS_MODELS))
     how = assets.missing_message([assets.asset_status(asset, pretrained_root)])
+    how = how or f"download: {DOWNLOAD_COMMAND} {asset.id}"
     # A copy demucs downloaded earlier is in torch's hub cache under the same file names.
-    return f"{head}\n{how or f'download: {DOWNLOAD_COMMAND} {asset.id}'}\n  or copy them from ~/.cache/torch/hub/checkpoints/"
+    template = head + "\n{how}\n  or copy them from ~/.cache/torch/hub/checkpoints/"
+    return Message("sep.err.demucs_missing", template, **fields, how=how)
 
 
 def _safe_load_package(path: Path) -> dict:
@@ -214,20 +155,24 @@ def _safe_load_package(path: Path) -> dict:
         with torch.serialization.safe_globals(allowed):
             package = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, AttributeError) as exc:
-        raise SeparationError(
-            f"{path}: not a loadable demucs weight file ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "download it again"
-        ) from exc
+        template = "{path}: not a loadable demucs weight file ({kind}: {problem}); download it again"
+        problem = str(exc).splitlines()[0]
+        message = Message(
+            "sep.err.weights", template, path=str(path), kind=type(exc).__name__, problem=problem
+        )
+        raise SeparationError(message) from exc
     if not isinstance(package, dict) or not {"klass", "args", "kwargs", "state"} <= set(package):
-        raise SeparationError(f"{path}: not a demucs model package (expected klass/args/kwargs/state)")
+        template = "{path}: not a demucs model package (expected klass/args/kwargs/state)"
+        raise SeparationError(Message("sep.err.package", template, path=str(path)))
     if isinstance(package["state"], dict) and package["state"].get("__quantized"):
         try:
             import diffq  # noqa: F401
         except ImportError:
-            raise SeparationError(
-                f"{path}: a quantized demucs model (mdx_q, mdx_extra_q) needs the diffq package: "
+            template = (
+                "{path}: a quantized demucs model (mdx_q, mdx_extra_q) needs the diffq package: "
                 "pip install diffq, or choose an unquantized model such as htdemucs"
-            ) from None
+            )
+            raise SeparationError(Message("sep.err.diffq", template, path=str(path))) from None
     return package
 
 
@@ -242,7 +187,8 @@ def _load_demucs(folder: str, name: str):
 
         def get_model(self, sig: str):
             if sig not in self._models:
-                raise ModelLoadingError(f"no weight file for signature {sig} in {self.root}")
+                template = "no weight file for signature {sig} in {root}"
+                raise ModelLoadingError(Message("sep.err.signature", template, sig=sig, root=str(self.root)))
             path = self._models[sig]
             if sig in self._checksums:
                 check_checksum(path, self._checksums[sig])
@@ -253,7 +199,10 @@ def _load_demucs(folder: str, name: str):
     try:
         model = AnyModelRepo(models, BagOnlyRepo(repo, models)).get_model(name)
     except ModelLoadingError as exc:
-        raise SeparationError(f"demucs model '{name}' in {repo}: {exc}") from exc
+        template = "demucs model '{name}' in {repo}: {problem}"
+        raise SeparationError(
+            Message("sep.err.demucs", template, name=name, repo=str(repo), problem=said(exc))
+        ) from exc
     return model.eval()
 
 
@@ -268,15 +217,18 @@ class DemucsSeparator:
         self.channels = int(model.audio_channels)
         self.sources = list(model.sources)
         if VOCALS not in self.sources:
+            template = "demucs model '{name}' has no vocals stem (stems: {stems})"
             raise SeparationError(
-                f"demucs model '{options.model}' has no vocals stem (stems: {self.sources})"
+                Message("sep.err.demucs_stems", template, name=options.model, stems=str(self.sources))
             )
         # HTDemucs cannot run on chunks longer than it was trained on (demucs' api checks the same).
         limit = _segment_limit(model)
         if options.segment is not None and limit is not None and options.segment > limit:
-            raise SeparationError(
-                f"segment {options.segment} s is longer than model '{options.model}' allows ({limit:.1f} s)"
+            template = "segment {segment} s is longer than model '{name}' allows ({limit:.1f} s)"
+            message = Message(
+                "sep.err.segment_long", template, segment=options.segment, name=options.model, limit=limit
             )
+            raise SeparationError(message)
 
     def separate(
         self, wav: np.ndarray, progress: Callable[[float], None] | None = None
@@ -360,16 +312,16 @@ class MdxSeparator:
 def load_mdx_separator(options: SeparateOptions, pretrained_root: Path) -> MdxSeparator:
     """An MDX-Net separator for ``options.model`` (a file of MDX_SEPARATION_MODELS in uvr5_weights/)."""
     if options.model not in MDX_SEPARATION_MODELS:
-        raise SeparationError(
-            f"MDX-Net separation model {options.model!r}: choose one of {', '.join(MDX_SEPARATION_MODELS)}"
-        )
+        template = "MDX-Net separation model {name!r}: choose one of {choices}"
+        choices = ", ".join(MDX_SEPARATION_MODELS)
+        raise SeparationError(Message("sep.err.mdx_choice", template, name=options.model, choices=choices))
     device = pick_device(options.device).type
     try:
         return MdxSeparator(MdxModel(options.model, pretrained_root, device), device)
     except MissingMdxModel as exc:
-        raise MissingModelError(str(exc)) from exc
+        raise MissingModelError(said(exc)) from exc
     except MdxError as exc:
-        raise SeparationError(str(exc)) from exc
+        raise SeparationError(said(exc)) from exc
 
 
 # --------------------------------------------------------------------------- BS-/Mel-Band-RoFormer
@@ -380,9 +332,9 @@ def load_roformer_separator(options: SeparateOptions, pretrained_root: Path) -> 
     try:
         return RoformerSeparator(options.model, pretrained_root, device)
     except MissingRoformerModel as exc:
-        raise MissingModelError(str(exc)) from exc
+        raise MissingModelError(said(exc)) from exc
     except RoformerError as exc:
-        raise SeparationError(str(exc)) from exc
+        raise SeparationError(said(exc)) from exc
 
 
 # ------------------------------------------------------------------------------- UVR VR (.pth)
@@ -393,15 +345,15 @@ VR_SEPARATION_MODELS = models_for("separate")
 def load_vr_separator(options: SeparateOptions, pretrained_root: Path) -> VrSeparator:
     """A VR separator for ``options.model`` (HP2/HP3_all_vocals.pth in uvr5_weights/)."""
     if options.model not in VR_SEPARATION_MODELS:
-        raise SeparationError(
-            f"VR separation model {options.model!r}: choose one of {', '.join(VR_SEPARATION_MODELS)}"
-        )
+        template = "VR separation model {name!r}: choose one of {choices}"
+        choices = ", ".join(VR_SEPARATION_MODELS)
+        raise SeparationError(Message("sep.err.vr_choice", template, name=options.model, choices=choices))
     try:
         return VrSeparator(VrModel(options.model, pretrained_root, pick_device(options.device).type))
     except MissingVrModel as exc:
-        raise MissingModelError(str(exc)) from exc
+        raise MissingModelError(said(exc)) from exc
     except VrError as exc:
-        raise SeparationError(str(exc)) from exc
+        raise SeparationError(said(exc)) from exc
 
 
 # ------------------------------------------------------------------------------------ workflow
@@ -458,12 +410,15 @@ def separate_files(
     ``failed``; a missing model raises :class:`MissingModelError` before anything is read.
     """
     if options.engine not in SEPARATORS:
+        template = "unknown separation engine {engine!r}; choose one of {choices}"
         raise SeparationError(
-            f"unknown separation engine {options.engine!r}; choose one of {sorted(SEPARATORS)}"
+            Message("sep.err.engine", template, engine=options.engine, choices=str(sorted(SEPARATORS)))
         )
     files = list_audio_files(inputs)
     if not files:
-        raise SeparationError(f"{inputs}: no audio files to separate ({', '.join(AUDIO_EXTENSIONS)})")
+        template = "{inputs}: no audio files to separate ({types})"
+        message = Message("sep.err.no_files", template, inputs=str(inputs), types=", ".join(AUDIO_EXTENSIONS))
+        raise SeparationError(message)
     separator = SEPARATORS[options.engine](options, Path(pretrained_root))
     vocals_dir, accompaniment_dir = Path(output_dir) / VOCALS, Path(output_dir) / ACCOMPANIMENT
     ledger = StepLedger(Path(output_dir))

@@ -48,7 +48,7 @@ from app.data.preprocess.asr_base import (
     register_engine,
 )
 from app.devices import pick_device
-from app.messages import Message
+from app.messages import Message, said
 from app.paths import fit_file_name, safe_name
 
 logger = logging.getLogger(__name__)
@@ -134,8 +134,8 @@ def resolve_whisper_model(model: str, pretrained_root: Path) -> WhisperModelChoi
             "{model!r} is neither a Whisper size ({sizes}) nor a folder holding a "
             "CTranslate2 Whisper model (model.bin, config.json, tokenizer.json)"
         )
-        said = Message("asr.err.not_whisper", template, model=model, sizes=", ".join(WHISPER_SIZES))
-        raise MissingModelError(said)
+        message = Message("asr.err.not_whisper", template, model=model, sizes=", ".join(WHISPER_SIZES))
+        raise MissingModelError(message)
     return WhisperModelChoice(folder, folder.name, False)
 
 
@@ -330,9 +330,8 @@ def transcribe_folder(
         # The speaker names the .list file too, so it must be one safe path component.
         safe_name(speaker)
     except ValueError as exc:
-        said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
         raise TranscriptionError(
-            Message("asr.err.speaker", "speaker name: {problem}", problem=said)
+            Message("asr.err.speaker", "speaker name: {problem}", problem=said(exc))
         ) from None
     if "|" in speaker:
         template = "speaker name {speaker!r} contains '|', the .list field separator"
@@ -340,8 +339,10 @@ def transcribe_folder(
     clips = [Path(f).resolve() for f in files] if files is not None else _audio_files(input_dir)
     if not clips:
         template = "{folder}: no audio files to transcribe ({types})"
-        said = Message("asr.err.no_clips", template, folder=str(input_dir), types=", ".join(AUDIO_EXTENSIONS))
-        raise TranscriptionError(said)
+        message = Message(
+            "asr.err.no_clips", template, folder=str(input_dir), types=", ".join(AUDIO_EXTENSIONS)
+        )
+        raise TranscriptionError(message)
     engine = open_engine(options, Path(pretrained_root))
     forced = None if options.language == "auto" else options.language
     rows: list[ListRow] = []

@@ -51,7 +51,7 @@ from app.data.preprocess.tts_dataset import (
 )
 from app.data.preprocess.tts_steps import step_hubert, step_semantic, step_sv, step_text
 from app.devices import pick_device
-from app.messages import Message
+from app.messages import Message, said
 from app.runconfig import (
     FORMAT_STEPS,
     PRO_VERSIONS,
@@ -272,8 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run_format(config, progress=status, should_stop=lambda: stop["requested"])
     except (FormatError, config_io.ConfigError) as exc:
         log.error("%s", exc)
-        said = exc.args[0] if exc.args and isinstance(exc.args[0], Message) else str(exc)
-        status.finish("failed", FAILED, said)
+        status.finish("failed", FAILED, said(exc))
         return 2
     except Exception as exc:
         log.exception("formatting failed")

@@ -31,6 +31,7 @@ import torch
 
 from app import assets
 from app.data.preprocess.vr_spec import BandParams, analyse, load_bands, mirror_high_end, synthesise
+from app.messages import Message
 from app.models.upstream.safe_pickle import CheckpointError
 from app.models.upstream.uvr_vr import ASPP, CASCADED, load_vr_net
 from app.models.uvr.nets import VrNet
@@ -108,13 +109,17 @@ class VrModel:
 
     def __init__(self, name: str, pretrained_root: Path, device: str = "cpu") -> None:
         if name not in VR_MODELS:
-            raise VrError(f"unknown VR model {name!r}; choose one of {', '.join(VR_MODELS)}")
+            template = "unknown VR model {name!r}; choose one of {choices}"
+            raise VrError(Message("sep.err.unknown_vr", template, name=name, choices=", ".join(VR_MODELS)))
         self.name, self.params = name, VR_MODELS[name]
         self.bands: BandParams = load_bands(self.params.bands)
         path = model_path(name, pretrained_root)
         if not path.is_file():
             how = assets.install_hint(self.params.asset, Path(pretrained_root))
-            raise MissingVrModel(f"{name} is not installed: {path} not found.\n{how}")
+            template = "{name} is not installed: {path} not found.\n{how}"
+            raise MissingVrModel(
+                Message("sep.err.not_installed", template, name=name, path=str(path), how=how)
+            )
         try:
             self.net = _net(str(path), path.stat().st_mtime_ns, self.params.kind, self.bands.bins * 2, device)
         except CheckpointError as exc:
@@ -184,7 +189,7 @@ def _fit(wave: np.ndarray, length: int) -> np.ndarray:
 
 
 class VrSeparator:
-    """HP2/HP3 as a :class:`app.data.preprocess.separate.Separator`: vocals and accompaniment."""
+    """HP2/HP3 as a :class:`app.data.preprocess.separate_base.Separator`: vocals and accompaniment."""
 
     samplerate = VR_RATE
     channels = 2

@@ -35,6 +35,7 @@ from app.ui.messages import (
     prepare,
     presets,
     runs,
+    separation,
     text,
     voice,
     zh,
@@ -44,9 +45,10 @@ from app.ui.messages import (
 
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
-    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``); a key twice is a bug."""
+    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``);
+    a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr)
+    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation)
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:
