@@ -89,3 +89,21 @@ def test_the_page_head_keeps_the_language_and_the_pick(tmp_path):
     assert f'"{LANG_COOKIE}="' in LANG_SCRIPT and f'"{CHOICE_COOKIE}="' in LANG_SCRIPT
     assert "attributeOldValue: true" in LANG_SCRIPT and "location.reload()" in LANG_SCRIPT
     assert f"{CHOICE_COOKIE}=" in START_SCRIPT and "navigator" in START_SCRIPT
+
+
+def test_the_page_mounted_in_the_api_server_starts_in_the_picked_language_too(tmp_path):
+    """``python -m app.api`` serves the page at /ui through gradio's mount: the middleware rides along."""
+    from fastapi.testclient import TestClient
+
+    from app.api.server import build_server
+    from app.ui.mount import mount_ui
+
+    app = build_server(Settings(home=tmp_path), mount_ui=mount_ui)
+    try:
+        with TestClient(app) as client:
+            page = client.get("/ui/")
+            assert page.status_code == 200 and START_SCRIPT in page.text
+            assert page.text.index(START_SCRIPT) < page.text.index('<script type="module"')  # before gradio
+            assert START_SCRIPT not in client.get("/docs").text  # the API's own pages are left alone
+    finally:
+        app.state.api.synthesis.shutdown()
