@@ -131,6 +131,7 @@ SHOWN_LAYERS = (
     APP / "data" / "preprocess" / "cleanup.py",
     APP / "data" / "preprocess" / "separate.py",
     APP / "data" / "preprocess" / "separate_base.py",
+    APP / "models" / "upstream" / "gpt.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

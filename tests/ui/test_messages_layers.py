@@ -189,6 +189,22 @@ def test_separation_refusals_read_in_every_language(tmp_path):
         _reads_in_every_language(said, *kept)
 
 
+def test_a_wrong_gpt_file_is_refused_in_the_readers_language(tmp_path):
+    """A SoVITS file, an empty file, plain bytes or no file in the GPT slot: named, and said in the
+    reader's language (the TTS tab shows it inside its "GPT model: ..." line)."""
+    from app.models.upstream.gpt import GPTFileError, read_gpt_file
+
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    (tmp_path / "sovits.ckpt").write_bytes(b"04" + b"\0" * 64)
+    (tmp_path / "text.ckpt").write_bytes(b"hello, not a model")
+    for name in ("empty.ckpt", "sovits.ckpt", "text.ckpt", "absent.ckpt"):
+        with pytest.raises(GPTFileError) as refused:
+            read_gpt_file(tmp_path / name)
+        _reads_in_every_language(refused.value.args[0], name)
+        if name == "sovits.ckpt":
+            assert "SoVITS モデル" in render(refused.value.args[0], "ja")
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from app.fileio import atomic_write
+from app.messages import Message, said
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
 from app.models.upstream.headers import HEADER_VERSIONS
@@ -84,10 +85,8 @@ def gpt_version(model_config: dict[str, Any], where: str = "config") -> str:
     """The version rule: ``phoneme_vocab_size`` 512 -> "v1", 732 -> "v2", else an error."""
     rows = model_config.get("phoneme_vocab_size")
     if rows not in VERSION_BY_PHONEME_VOCAB:
-        raise GPTFileError(
-            f"{where}: phoneme_vocab_size {rows!r} matches no GPT-SoVITS version "
-            f"(expected 512 for v1 or 732 for v2)"
-        )
+        template = "{where}: phoneme_vocab_size {rows!r} matches no GPT-SoVITS version (expected 512 for v1 or 732 for v2)"
+        raise GPTFileError(Message("gptfile.err.vocab", template, where=where, rows=rows))
     return VERSION_BY_PHONEME_VOCAB[rows]
 
 
@@ -105,23 +104,35 @@ def load_gpt(
     weights, config, info = read_gpt_file(path)
     model_cfg = config.get("model")
     if not isinstance(model_cfg, dict):
-        raise GPTFileError(f"{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint")
+        template = "{path}: config has no 'model' section; not a GPT-SoVITS GPT checkpoint"
+        raise GPTFileError(Message("gptfile.err.no_model", template, path=str(path)))
     version = gpt_version(model_cfg, where=str(path))
     if expect_version is not None and version != expect_version:
-        raise GPTFileError(
-            f"{path}: this is a {version} GPT (phoneme_vocab_size {model_cfg['phoneme_vocab_size']}) "
-            f"but a {expect_version} GPT was expected; pick a {expect_version} file or switch version"
+        template = (
+            "{path}: this is a {version} GPT (phoneme_vocab_size {rows}) but a {expected} GPT was expected; "
+            "pick a {expected} file or switch version"
         )
+        fields = {
+            "path": str(path),
+            "version": version,
+            "rows": model_cfg["phoneme_vocab_size"],
+            "expected": expect_version,
+        }
+        raise GPTFileError(Message("gptfile.err.version", template, **fields))
     try:
         gcfg = GPTConfig.from_upstream(model_cfg)
     except GPTConfigError as exc:
-        raise GPTFileError(f"{path}: {exc}") from exc
+        raise GPTFileError(
+            Message("gptfile.err.file", "{path}: {problem}", path=str(path), problem=said(exc))
+        ) from exc
     rows = weights.get("ar_text_embedding.word_embeddings.weight")
     if rows is not None and rows.shape[0] != gcfg.phoneme_vocab_size:
-        raise GPTFileError(
-            f"{path}: config says phoneme_vocab_size {gcfg.phoneme_vocab_size} but the phoneme "
-            f"embedding has {rows.shape[0]} rows; the file is inconsistent"
+        template = (
+            "{path}: config says phoneme_vocab_size {size} but the phoneme embedding has {rows} rows; "
+            "the file is inconsistent"
         )
+        fields = {"path": str(path), "size": gcfg.phoneme_vocab_size, "rows": rows.shape[0]}
+        raise GPTFileError(Message("gptfile.err.inconsistent", template, **fields))
     model = GPT(gcfg)
     _load_strict(model, weights, path)
     model.eval().to(device)
@@ -135,7 +146,8 @@ def read_gpt_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
     path = Path(path)
     obj = _torch_load(path)
     if not isinstance(obj, dict):
-        raise GPTFileError(f"{path}: holds a {type(obj).__name__}, expected a GPT checkpoint dict")
+        template = "{path}: holds a {kind}, expected a GPT checkpoint dict"
+        raise GPTFileError(Message("gptfile.err.not_dict", template, path=str(path), kind=type(obj).__name__))
     _reject_other_kinds(obj, path)
     if "weight" in obj and "config" in obj:
         weights, config, info = obj["weight"], obj["config"], obj.get("info")
@@ -144,19 +156,26 @@ def read_gpt_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
         if isinstance(obj.get("epoch"), int):
             info = f"GPT-e{obj['epoch'] + 1}"
     else:
-        raise GPTFileError(
-            f"{path}: top-level keys {sorted(map(str, obj))[:8]} are not those of a GPT-SoVITS GPT "
-            "checkpoint (expected 'weight' + 'config', or a Lightning 'state_dict' + 'hyper_parameters')"
+        template = (
+            "{path}: top-level keys {keys} are not those of a GPT-SoVITS GPT checkpoint (expected 'weight' + "
+            "'config', or a Lightning 'state_dict' + 'hyper_parameters')"
         )
+        keys = str(sorted(map(str, obj))[:8])
+        raise GPTFileError(Message("gptfile.err.keys", template, path=str(path), keys=keys))
     if not isinstance(config, dict):
-        raise GPTFileError(f"{path}: 'config' is a {type(config).__name__}, expected a dict")
+        template = "{path}: 'config' is a {kind}, expected a dict"
+        raise GPTFileError(
+            Message("gptfile.err.config", template, path=str(path), kind=type(config).__name__)
+        )
     if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
-        raise GPTFileError(f"{path}: the weights are not a mapping of names to tensors")
+        template = "{path}: the weights are not a mapping of names to tensors"
+        raise GPTFileError(Message("gptfile.err.weights", template, path=str(path)))
     stripped = {}
     for name, tensor in weights.items():
         if not isinstance(name, str) or not name.startswith(KEY_PREFIX):
+            template = "{path}: weight {name!r} lacks the {prefix!r} prefix of GPT-SoVITS GPT files"
             raise GPTFileError(
-                f"{path}: weight {name!r} lacks the {KEY_PREFIX!r} prefix of GPT-SoVITS GPT files"
+                Message("gptfile.err.prefix", template, path=str(path), name=name, prefix=KEY_PREFIX)
             )
         stripped[name[len(KEY_PREFIX) :]] = tensor
     return stripped, config, info if isinstance(info, str) else None
@@ -232,26 +251,31 @@ def save_gpt(
 def _path_as_text(*parts: object) -> str:
     """Stand-in for pickled ``pathlib`` paths: returns the joined text, builds no path object."""
     if not all(isinstance(p, str) for p in parts):
-        raise pickle.UnpicklingError("path parts must be strings")
+        raise pickle.UnpicklingError(Message("gptfile.err.path_parts", "path parts must be strings"))
     return str(pathlib.PurePosixPath(*parts))
 
 
 def _torch_load(path: Path) -> Any:
     if not path.is_file():
-        raise GPTFileError(f"{path}: no such file; expected a GPT-SoVITS GPT .ckpt")
+        template = "{path}: no such file; expected a GPT-SoVITS GPT .ckpt"
+        raise GPTFileError(Message("gptfile.err.no_file", template, path=str(path)))
     with open(path, "rb") as fh:
         head = fh.read(4)
     if not head:
-        raise GPTFileError(f"{path}: the file is empty; expected a GPT-SoVITS GPT .ckpt")
+        template = "{path}: the file is empty; expected a GPT-SoVITS GPT .ckpt"
+        raise GPTFileError(Message("gptfile.err.empty", template, path=str(path)))
     if head[:2] in HEADER_VERSIONS:
-        raise GPTFileError(
-            f"{path}: starts with the version tag {head[:2].decode()!r} of an upstream SoVITS .pth; "
+        template = (
+            "{path}: starts with the version tag {tag!r} of an upstream SoVITS .pth; "
             "this is a SoVITS model, expected a GPT .ckpt"
         )
+        raise GPTFileError(Message("gptfile.err.sovits_tag", template, path=str(path), tag=head[:2].decode()))
     if head[:2] == b"PK" and not zipfile.is_zipfile(path):
-        raise GPTFileError(f"{path}: the zip container is truncated or corrupt; download or copy it again")
+        template = "{path}: the zip container is truncated or corrupt; download or copy it again"
+        raise GPTFileError(Message("gptfile.err.zip", template, path=str(path)))
     if head[:2] != b"PK" and head[:1] != b"\x80":  # zip, or a legacy torch.save pickle (PROTO opcode)
-        raise GPTFileError(f"{path}: not a torch checkpoint (starts with {head!r}); expected a GPT .ckpt")
+        template = "{path}: not a torch checkpoint (starts with {head!r}); expected a GPT .ckpt"
+        raise GPTFileError(Message("gptfile.err.not_torch", template, path=str(path), head=head))
     globals_ = [(_path_as_text, name) for name in _PATH_GLOBALS]
     try:
         with torch.serialization.safe_globals(globals_):
@@ -259,20 +283,24 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "HParams" in text:
-            raise GPTFileError(
-                f"{path}: holds an upstream HParams config, i.e. a SoVITS .pth; expected a GPT .ckpt"
-            ) from None
+            template = "{path}: holds an upstream HParams config, i.e. a SoVITS .pth; expected a GPT .ckpt"
+            raise GPTFileError(Message("gptfile.err.hparams", template, path=str(path))) from None
         if "GLOBAL" in text or "global" in text:
+            template = (
+                "{path}: refused to load: the pickle asks for objects other than tensors and containers "
+                "({problem}); nothing from it was run. A GPT .ckpt holds only weights and a plain config"
+            )
             raise GPTFileError(
-                f"{path}: refused to load: the pickle asks for objects other than tensors and containers "
-                f"({_first_line(text)}); nothing from it was run. A GPT .ckpt holds only weights and a "
-                "plain config"
+                Message("gptfile.err.unsafe", template, path=str(path), problem=_first_line(text))
             ) from None
-        raise GPTFileError(f"{path}: cannot be unpickled (corrupt?): {_first_line(text)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
+        template = "{path}: cannot be unpickled (corrupt?): {problem}"
         raise GPTFileError(
-            f"{path}: cannot be read as a torch checkpoint (truncated or corrupt?): {_first_line(str(exc))}"
+            Message("gptfile.err.unpickle", template, path=str(path), problem=_first_line(text))
         ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, io.UnsupportedOperation) as exc:
+        template = "{path}: cannot be read as a torch checkpoint (truncated or corrupt?): {problem}"
+        message = Message("gptfile.err.unreadable", template, path=str(path), problem=_first_line(str(exc)))
+        raise GPTFileError(message) from None
 
 
 def _first_line(text: str) -> str:
@@ -289,17 +317,25 @@ def _reject_other_kinds(obj: dict[Any, Any], path: Path) -> None:
     """Name the kind of file when it is a known non-GPT checkpoint."""
     weights = obj.get("weight")
     if isinstance(weights, dict) and any(str(k).startswith(("enc_p.", "dec.", "flow.")) for k in weights):
-        raise GPTFileError(f"{path}: holds SoVITS (s2) weights (enc_p/dec/flow); expected a GPT .ckpt")
+        template = "{path}: holds SoVITS (s2) weights (enc_p/dec/flow); expected a GPT .ckpt"
+        raise GPTFileError(Message("gptfile.err.sovits_weights", template, path=str(path)))
     if "model" in obj and "iteration" in obj:
-        raise GPTFileError(
-            f"{path}: looks like a so-vits-svc / VITS training checkpoint (G_*.pth or D_*.pth: "
+        template = (
+            "{path}: looks like a so-vits-svc / VITS training checkpoint (G_*.pth or D_*.pth: "
             "'model' + 'iteration'); expected a GPT-SoVITS GPT .ckpt"
         )
+        raise GPTFileError(Message("gptfile.err.svc", template, path=str(path)))
     if "format" in obj and "model_config" in obj:
-        raise GPTFileError(
-            f"{path}: is a SoVITS Studio training checkpoint; load it with app.models.checkpoint, "
+        template = (
+            "{path}: is a SoVITS Studio training checkpoint; load it with app.models.checkpoint, "
             "or export it as an upstream .ckpt first"
         )
+        raise GPTFileError(Message("gptfile.err.studio", template, path=str(path)))
+
+
+def _listed(names: list[str]) -> str:
+    """The first five of ``names`` as a list, then " ..." when there are more."""
+    return f"{names[:5]}{' ...' if len(names) > 5 else ''}"
 
 
 def _load_strict(model: GPT, weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -307,20 +343,27 @@ def _load_strict(model: GPT, weights: dict[str, torch.Tensor], path: Path) -> No
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     if missing or unexpected:
-        raise GPTFileError(
-            f"{path}: weights do not match a GPT of this config: missing {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-            f"{' ...' if len(unexpected) > 5 else ''}"
+        template = (
+            "{path}: weights do not match a GPT of this config: missing {missing}, unexpected {unexpected}"
         )
+        fields = {"path": str(path), "missing": _listed(missing), "unexpected": _listed(unexpected)}
+        raise GPTFileError(Message("gptfile.err.mismatch", template, **fields))
     for name, tensor in weights.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise GPTFileError(
-                f"{path}: weight {KEY_PREFIX}{name} has shape {tuple(tensor.shape)}, "
-                f"the config implies {tuple(expected[name].shape)}"
+            template = "{path}: weight {prefix}{name} has shape {shape}, the config implies {expected}"
+            fields = {
+                "path": str(path),
+                "prefix": KEY_PREFIX,
+                "name": name,
+                "shape": str(tuple(tensor.shape)),
+            }
+            message = Message(
+                "gptfile.err.shape", template, **fields, expected=str(tuple(expected[name].shape))
             )
+            raise GPTFileError(message)
         if not tensor.is_floating_point():
-            raise GPTFileError(
-                f"{path}: weight {KEY_PREFIX}{name} is {tensor.dtype}, expected floating point"
-            )
+            template = "{path}: weight {prefix}{name} is {dtype}, expected floating point"
+            fields = {"path": str(path), "prefix": KEY_PREFIX, "name": name, "dtype": str(tensor.dtype)}
+            raise GPTFileError(Message("gptfile.err.dtype", template, **fields))
     # load_state_dict copies into the float32 parameters: the same exact fp16 -> fp32 upcast as upstream.
     model.load_state_dict(weights, strict=True)

@@ -31,6 +31,7 @@ from app.ui.messages import (
     infer,
     ja,
     ko,
+    models,
     names,
     prepare,
     presets,
@@ -45,10 +46,10 @@ from app.ui.messages import (
 
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
-    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``);
-    a key twice is a bug."""
+    ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``,
+    ``models``); a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation)
+    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation, models)
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:
