@@ -132,6 +132,8 @@ SHOWN_LAYERS = (
     APP / "data" / "preprocess" / "separate.py",
     APP / "data" / "preprocess" / "separate_base.py",
     APP / "models" / "upstream" / "gpt.py",
+    APP / "models" / "upstream" / "sovits.py",
+    APP / "models" / "upstream" / "safe_pickle.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -205,6 +205,22 @@ def test_a_wrong_gpt_file_is_refused_in_the_readers_language(tmp_path):
             assert "SoVITS モデル" in render(refused.value.args[0], "ja")
 
 
+def test_a_wrong_sovits_file_is_refused_in_the_readers_language(tmp_path):
+    """An empty file, plain bytes, a broken zip, a folder or no file in the SoVITS slot."""
+    from app.models.upstream.safe_pickle import CheckpointError
+    from app.models.upstream.sovits import read_sovits
+
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "text.pth").write_bytes(b"hello, not a model")
+    (tmp_path / "broken.pth").write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    (tmp_path / "folder.pth").mkdir()
+    for name in ("empty.pth", "text.pth", "broken.pth", "folder.pth", "absent.pth"):
+        with pytest.raises(CheckpointError) as refused:
+            read_sovits(tmp_path / name)
+        _reads_in_every_language(refused.value.args[0], name)
+    assert "SoVITS 生成器" in render(_refusal(read_sovits, tmp_path / "text.pth"), "zh")
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

@@ -27,6 +27,8 @@ from typing import Any, BinaryIO, ClassVar
 import torch
 import torch._utils
 
+from app.messages import Message
+
 # Upstream pickles its config class as `utils.HParams` (GPT_SoVITS/ is on its sys.path).
 HPARAMS_GLOBAL = ("utils", "HParams")
 
@@ -53,7 +55,9 @@ class HParams:
     def __setstate__(self, state: Any) -> None:
         # Protocol-2 pickles rebuild the object with __new__ and then hand over its __dict__.
         if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-            raise UnsafePickleError("utils.HParams state is not a dict of attribute names")
+            raise UnsafePickleError(
+                Message("pickle.err.hparams", "utils.HParams state is not a dict of attribute names")
+            )
         self.__dict__.update(state)
 
     def __getitem__(self, key: str) -> Any:
@@ -125,10 +129,13 @@ def _make_unpickler(source: str, extra: Mapping[tuple[str, str], Any]) -> type[p
             try:
                 return allowed[(module, name)]
             except KeyError:
+                template = (
+                    "{source}: refused to load: its pickle asks for '{module}.{name}', which is not a tensor, container "
+                    "or upstream config class. Nothing from the file was run. Only load checkpoint files from sources "
+                    "you trust."
+                )
                 raise UnsafePickleError(
-                    f"{source}: refused to load: its pickle asks for '{module}.{name}', which is not "
-                    "a tensor, container or upstream config class. Nothing from the file was run. "
-                    "Only load checkpoint files from sources you trust."
+                    Message("pickle.err.unsafe", template, source=source, module=module, name=name)
                 ) from None
 
     return RestrictedUnpickler
@@ -142,17 +149,19 @@ def _check_container(data: bytes, source: str) -> None:
                 names = zf.namelist()
                 bad = zf.testzip()
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            template = "{source}: the file is truncated or corrupt (broken zip archive: {problem})"
             raise CheckpointError(
-                f"{source}: the file is truncated or corrupt (broken zip archive: {exc})"
+                Message("pickle.err.zip", template, source=source, problem=str(exc))
             ) from None
         if bad is not None:
-            raise CheckpointError(f"{source}: the file is corrupt (zip member {bad} fails its checksum)")
+            template = "{source}: the file is corrupt (zip member {member} fails its checksum)"
+            raise CheckpointError(Message("pickle.err.checksum", template, source=source, member=bad))
         if not any(n.endswith("data.pkl") for n in names):
-            raise CheckpointError(
-                f"{source}: a zip archive but not a PyTorch checkpoint (no data.pkl inside)"
-            )
+            template = "{source}: a zip archive but not a PyTorch checkpoint (no data.pkl inside)"
+            raise CheckpointError(Message("pickle.err.no_data", template, source=source))
     elif data[:1] != b"\x80":
-        raise CheckpointError(f"{source}: not a PyTorch checkpoint (starts with {data[:4]!r})")
+        template = "{source}: not a PyTorch checkpoint (starts with {head!r})"
+        raise CheckpointError(Message("pickle.err.not_torch", template, source=source, head=data[:4]))
 
 
 def load(
@@ -192,9 +201,9 @@ def load(
         TypeError,
         AttributeError,
     ) as exc:
-        raise CheckpointError(
-            f"{source}: the file is truncated or corrupt ({type(exc).__name__}: {exc})"
-        ) from None
+        template = "{source}: the file is truncated or corrupt ({kind}: {problem})"
+        fields = {"source": source, "kind": type(exc).__name__, "problem": str(exc)}
+        raise CheckpointError(Message("pickle.err.corrupt", template, **fields)) from None
 
 
 def read_file(path: str | os.PathLike, max_bytes: int = 4 << 30) -> bytes:
@@ -203,14 +212,19 @@ def read_file(path: str | os.PathLike, max_bytes: int = 4 << 30) -> bytes:
     try:
         size = p.stat().st_size
         if size > max_bytes:
-            raise CheckpointError(f"{p}: {size} bytes is larger than any checkpoint this app reads")
+            template = "{path}: {size} bytes is larger than any checkpoint this app reads"
+            raise CheckpointError(Message("pickle.err.too_large", template, path=str(p), size=size))
         return p.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"{p}: no such file") from None
+        raise CheckpointError(Message("pickle.err.no_file", "{path}: no such file", path=str(p))) from None
     except IsADirectoryError:
-        raise CheckpointError(f"{p}: is a folder, expected a checkpoint file") from None
+        template = "{path}: is a folder, expected a checkpoint file"
+        raise CheckpointError(Message("pickle.err.folder", template, path=str(p))) from None
     except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        template = "{path}: cannot read ({problem})"
+        raise CheckpointError(
+            Message("pickle.err.read", template, path=str(p), problem=str(exc.strerror or exc))
+        ) from None
 
 
 class _UpstreamPickler(pickle._Pickler):  # type: ignore[name-defined]

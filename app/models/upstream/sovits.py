@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from app.fileio import atomic_write
+from app.messages import Message, said
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.sovits.cfm_model import CfmSoVITS
@@ -93,14 +94,17 @@ def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any, str]:
     data = read_file(path)
     source = str(path)
     if len(data) < 4:
-        raise CheckpointError(f"{source}: {len(data)} bytes is too short for {what}")
+        template = "{source}: {size} bytes is too short for {what}"
+        raise CheckpointError(
+            Message("sovfile.err.short", template, source=source, size=len(data), what=what)
+        )
     digest = hashlib.md5(data[:HASH_BYTES], usedforsecurity=False).hexdigest()
     header = data[:2]
     if header != ZIP_HEADER:
         if header not in HEADER_VERSIONS:
+            template = "{source}: not {what}: starts with {head!r}, expected a zip ('PK') or a GPT-SoVITS version header '00'..'06'"
             raise CheckpointError(
-                f"{source}: not {what}: starts with {data[:4]!r}, expected a zip ('PK') or a "
-                "GPT-SoVITS version header '00'..'06'"
+                Message("sovfile.err.header", template, source=source, what=what, head=data[:4])
             )
         data = ZIP_HEADER + data[2:]
     return header, load(data, source), digest
@@ -109,26 +113,34 @@ def _open(path: str | os.PathLike, what: str) -> tuple[bytes, Any, str]:
 def _describe_foreign(obj: Any, source: str, expected: str) -> None:
     """Raise a clear error when the file is some other model's checkpoint."""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected {expected}, found a pickled {type(obj).__name__}")
+        template = "{source}: expected {expected}, found a pickled {kind}"
+        fields = {"source": source, "expected": expected, "kind": type(obj).__name__}
+        raise CheckpointError(Message("sovfile.err.not_dict", template, **fields))
     if "state_dict" in obj and ("pytorch-lightning_version" in obj or "epoch" in obj):
-        raise CheckpointError(f"{source}: this is a GPT (s1) Lightning checkpoint, expected {expected}")
+        template = "{source}: this is a GPT (s1) Lightning checkpoint, expected {expected}"
+        raise CheckpointError(
+            Message("sovfile.err.gpt_lightning", template, source=source, expected=expected)
+        )
     weights = obj.get("weight", obj.get("model"))
     if not isinstance(weights, Mapping):
-        raise CheckpointError(
-            f"{source}: expected {expected} (a dict with 'weight' or 'model'), found keys {sorted(obj)[:8]}"
-        )
+        template = "{source}: expected {expected} (a dict with 'weight' or 'model'), found keys {keys}"
+        fields = {"source": source, "expected": expected, "keys": str(sorted(obj)[:8])}
+        raise CheckpointError(Message("sovfile.err.keys", template, **fields))
     keys = [str(k) for k in weights]
     if any(k.startswith("model.ar_") or k.startswith("model.h.") for k in keys):
-        raise CheckpointError(
-            f"{source}: this is a GPT (s1, text-to-semantic) checkpoint, expected {expected}"
-        )
+        template = "{source}: this is a GPT (s1, text-to-semantic) checkpoint, expected {expected}"
+        raise CheckpointError(Message("sovfile.err.gpt", template, source=source, expected=expected))
     if any(k.startswith(("enc_p.f0_emb", "emb_g.", "f0_decoder.", "emb_uv.")) for k in keys):
-        raise CheckpointError(f"{source}: this is a so-vits-svc model (G_*.pth), expected {expected}")
+        template = "{source}: this is a so-vits-svc model (G_*.pth), expected {expected}"
+        raise CheckpointError(Message("sovfile.err.svc", template, source=source, expected=expected))
     if "lora_rank" in obj or any(k.startswith("cfm.base_model.") for k in keys):
+        template = (
+            "{source}: this is a GPT-SoVITS v3/v4 LoRA file (rank {rank}): it holds only the trained adapters; "
+            "merge it onto its base model (s2Gv3.pth / s2Gv4.pth) with sovits_lora.read_lora + merge_lora, "
+            "then build_cfm_sovits"
+        )
         raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS v3/v4 LoRA file (rank {obj.get('lora_rank')}): it holds "
-            "only the trained adapters; merge it onto its base model (s2Gv3.pth / s2Gv4.pth) with "
-            "sovits_lora.read_lora + merge_lora, then build_cfm_sovits"
+            Message("sovfile.err.lora", template, source=source, rank=str(obj.get("lora_rank")))
         )
 
 
@@ -141,7 +153,8 @@ def _state_dict(obj: Mapping[str, Any], source: str) -> tuple[str, dict[str, tor
         kind = "training"
     bad = [k for k, v in raw.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{source}: weight entries must be named tensors; {bad[:3]} are not")
+        template = "{source}: weight entries must be named tensors; {bad} are not"
+        raise CheckpointError(Message("sovfile.err.entries", template, source=source, bad=str(bad[:3])))
     return kind, dict(raw)
 
 
@@ -157,30 +170,30 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
     """
     header_version = HEADER_VERSIONS.get(header)
     if any(k.startswith(CFM_PREFIX) for k in state):
-        raise CheckpointError(
-            f"{source}: flow-matching (cfm.*) weights: a v3/v4 model, not a v1/v2/v2Pro SoVITS generator"
+        template = (
+            "{source}: flow-matching (cfm.*) weights: a v3/v4 model, not a v1/v2/v2Pro SoVITS generator"
         )
+        raise CheckpointError(Message("sovfile.err.cfm", template, source=source))
     if header_version in ("v3", "v3 LoRA", "v4 LoRA"):
-        raise CheckpointError(
-            f"{source}: header says GPT-SoVITS {header_version} but the weights have no "
-            "flow-matching (cfm.*) layers"
+        template = (
+            "{source}: header says GPT-SoVITS {version} but the weights have no flow-matching (cfm.*) layers"
         )
+        raise CheckpointError(Message("sovfile.err.no_cfm", template, source=source, version=header_version))
     if "enc_p.text_embedding.weight" not in state:
-        raise CheckpointError(
-            f"{source}: no 'enc_p.text_embedding.weight'; not a v1/v2/v2Pro/v3/v4 SoVITS generator"
-        )
+        template = "{source}: no 'enc_p.text_embedding.weight'; not a v1/v2/v2Pro/v3/v4 SoVITS generator"
+        raise CheckpointError(Message("sovfile.err.no_embedding", template, source=source))
     is_pro = "sv_emb.weight" in state
     rows = int(state["enc_p.text_embedding.weight"].shape[0])
     if not is_pro:
         if header_version in ("v2Pro", "v2ProPlus"):
+            template = "{source}: header says {version} but the weights have no sv_emb layer"
             raise CheckpointError(
-                f"{source}: header says {header_version} but the weights have no sv_emb layer"
+                Message("sovfile.err.no_sv", template, source=source, version=header_version)
             )
         by_rows = {n: v for v, n in N_SYMBOLS.items() if v in ("v1", "v2")}
         if rows not in by_rows:
-            raise CheckpointError(
-                f"{source}: phoneme embedding has {rows} rows; expected 322 (v1) or 732 (v2)"
-            )
+            template = "{source}: phoneme embedding has {rows} rows; expected 322 (v1) or 732 (v2)"
+            raise CheckpointError(Message("sovfile.err.rows", template, source=source, rows=rows))
         version = by_rows[rows]
         if header_version in ("v1", "v2") and header_version != version:
             # Upstream builds what the rows say, so do we; the header alone is not trusted.
@@ -193,10 +206,12 @@ def detect_version(state: Mapping[str, torch.Tensor], header: bytes, source: str
             )
         return version
     if rows != N_SYMBOLS["v2Pro"]:
-        raise CheckpointError(f"{source}: a v2Pro model must have 732 phoneme rows, found {rows}")
+        template = "{source}: a v2Pro model must have 732 phoneme rows, found {rows}"
+        raise CheckpointError(Message("sovfile.err.pro_rows", template, source=source, rows=rows))
     if header_version in ("v1", "v2"):
+        template = "{source}: header says {version} but the weights have v2Pro speaker layers"
         raise CheckpointError(
-            f"{source}: header says {header_version} but the weights have v2Pro speaker layers"
+            Message("sovfile.err.pro_layers", template, source=source, version=header_version)
         )
     if header_version in ("v2Pro", "v2ProPlus"):
         return header_version
@@ -227,9 +242,17 @@ def _check_shapes(
         expected = {k: v for k, v in expected.items() if "enc_q" not in k}
     mismatch = shape_mismatch(expected, state)
     if mismatch:
-        raise CheckpointError(
-            f"{source}: weights do not fit a {config.version} SoVITS model built from its config: {mismatch}"
-        )
+        template = "{source}: weights do not fit a {version} SoVITS model built from its config: {mismatch}"
+        fields = {"source": source, "version": config.version, "mismatch": str(mismatch)}
+        raise CheckpointError(Message("sovfile.err.mismatch", template, **fields))
+
+
+def _expect_version(version: str, expected: str | None, source: str) -> None:
+    """Refuse a file of another version than ``expected`` (None: any version)."""
+    if expected is not None and version != expected:
+        template = "{source}: this is a {version} SoVITS model, expected {expected}"
+        message = Message("sovfile.err.version", template, source=source, version=version, expected=expected)
+        raise CheckpointError(message)
 
 
 def read_sovits(
@@ -255,19 +278,21 @@ def read_sovits(
         UnsafePickleError: the pickle asks for code outside the allow-list (nothing was run).
     """
     source = str(path)
-    what = "a GPT-SoVITS SoVITS generator (.pth)"
+    what = Message("sovfile.what.generator", "a GPT-SoVITS SoVITS generator (.pth)")
     header, obj, digest = _open(path, what)
     _describe_foreign(obj, source, what)
     if header in LORA_HEADERS:
+        template = (
+            "{source}: header says GPT-SoVITS {version} LoRA; a LoRA file holds only the trained adapters: "
+            "merge it onto its base model (sovits_lora.merge_lora) first"
+        )
         raise CheckpointError(
-            f"{source}: header says GPT-SoVITS {LORA_HEADERS[header]} LoRA; a LoRA file holds only the "
-            "trained adapters: merge it onto its base model (sovits_lora.merge_lora) first"
+            Message("sovfile.err.lora_header", template, source=source, version=LORA_HEADERS[header])
         )
     kind, state = _state_dict(obj, source)
     if any(k.startswith("discriminators.") for k in state):
-        raise CheckpointError(
-            f"{source}: this is a SoVITS discriminator (D) file, expected the generator (G)"
-        )
+        template = "{source}: this is a SoVITS discriminator (D) file, expected the generator (G)"
+        raise CheckpointError(Message("sovfile.err.discriminator", template, source=source))
     raw_config = obj.get("config")
     hparams: HParams | None = None
     if isinstance(raw_config, Mapping):
@@ -275,19 +300,20 @@ def read_sovits(
     info = obj.get("info") if isinstance(obj.get("info"), str) else None
     if any(k.startswith(CFM_PREFIX) for k in state):
         version = detect_cfm_version(header, digest, hparams, source)
-        if expect_version is not None and version != expect_version:
-            raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
+        _expect_version(version, expect_version, source)
         cfg = cfm_config(state, hparams, version, source)
         check_cfm_shapes(cfg, state, source)
         return SoVITSFile(source, kind, version, header, cfg, state, info, hparams)
     version = detect_version(state, header, source)
-    if expect_version is not None and version != expect_version:
-        raise CheckpointError(f"{source}: this is a {version} SoVITS model, expected {expect_version}")
+    _expect_version(version, expect_version, source)
     if hparams is not None:
         try:
             cfg = SoVITSConfig.from_hparams(hparams, version=version)
         except ValueError as exc:
-            raise CheckpointError(f"{source}: embedded config is not usable: {exc}") from None
+            template = "{source}: embedded config is not usable: {problem}"
+            raise CheckpointError(
+                Message("sovfile.err.config", template, source=source, problem=said(exc))
+            ) from None
         # Upstream's loader forces 25 Hz tokens whatever the file says; so do we.
         cfg = replace(cfg, semantic_frame_rate="25hz")
     elif config is not None:
@@ -322,9 +348,12 @@ def load_sovits(
     """
     record = read_sovits(path, expect_version=expect_version, config=config)
     if record.config.is_cfm:
+        template = (
+            "{path}: this is a GPT-SoVITS {version} model (flow-matching mel decoder + vocoder), which this "
+            "loader does not build; load it with load_cfm_sovits"
+        )
         raise FlowMatchingModel(
-            f"{record.path}: this is a GPT-SoVITS {record.version} model (flow-matching mel decoder + "
-            "vocoder), which this loader does not build; load it with load_cfm_sovits"
+            Message("sovfile.err.cfm_loader", template, path=str(record.path), version=record.version)
         )
     # Built without random initialisation and filled with the file's tensors.
     model = without_init(lambda: SoVITS(record.config))
@@ -355,8 +384,9 @@ def load_cfm_sovits(
     model ready for inference with the file record; see :func:`read_sovits` for the rules."""
     record = read_sovits(path, expect_version=expect_version)
     if not record.config.is_cfm:
+        template = "{path}: this is a {version} SoVITS model (VITS decoder); load it with load_sovits"
         raise CheckpointError(
-            f"{record.path}: this is a {record.version} SoVITS model (VITS decoder); load it with load_sovits"
+            Message("sovfile.err.vits_loader", template, path=str(record.path), version=record.version)
         )
     return build_cfm_sovits(record.state_dict, record.config, device, dtype, record.path), record
 
@@ -364,30 +394,34 @@ def load_cfm_sovits(
 def read_discriminator(path: str | os.PathLike) -> tuple[tuple[int, ...], dict[str, torch.Tensor]]:
     """Read a pretrained or training discriminator file -> (periods, state dict)."""
     source = str(path)
-    what = "a GPT-SoVITS SoVITS discriminator (s2D*.pth)"
+    what = Message("sovfile.what.discriminator", "a GPT-SoVITS SoVITS discriminator (s2D*.pth)")
     _, obj, _ = _open(path, what)
     _describe_foreign(obj, source, what)
     _, state = _state_dict(obj, source)
     if not any(k.startswith("discriminators.") for k in state):
         if "enc_p.text_embedding.weight" in state:
-            raise CheckpointError(
-                f"{source}: this is a SoVITS generator (G) file, expected the discriminator (D)"
-            )
-        raise CheckpointError(f"{source}: expected {what}; no 'discriminators.*' weights inside")
+            template = "{source}: this is a SoVITS generator (G) file, expected the discriminator (D)"
+            raise CheckpointError(Message("sovfile.err.generator", template, source=source))
+        template = "{source}: expected {what}; no 'discriminators.*' weights inside"
+        raise CheckpointError(Message("sovfile.err.no_discriminators", template, source=source, what=what))
     count = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("discriminators."))
     # Discriminator 0 is the scale discriminator; the rest are period discriminators in order.
     for periods in (preset("v2").mpd_periods, preset("v2Pro").mpd_periods):
         if len(periods) + 1 == count:
             break
     else:
-        raise CheckpointError(f"{source}: {count} discriminators; expected 6 (v1/v2) or 8 (v2Pro*)")
+        template = "{source}: {count} discriminators; expected 6 (v1/v2) or 8 (v2Pro*)"
+        raise CheckpointError(
+            Message("sovfile.err.discriminator_count", template, source=source, count=count)
+        )
     expected = _discriminator_shapes(tuple(periods))
     wrong = sorted(set(expected) ^ set(state)) or [
         k for k in expected if tuple(expected[k]) != tuple(state[k].shape)
     ]
     if wrong:
+        template = "{source}: discriminator weights do not fit the upstream layout (e.g. {wrong})"
         raise CheckpointError(
-            f"{source}: discriminator weights do not fit the upstream layout (e.g. {wrong[:3]})"
+            Message("sovfile.err.discriminator_layout", template, source=source, wrong=str(wrong[:3]))
         )
     return periods, state
 
