@@ -6,16 +6,18 @@
 // with the inner loops of linear.cpp and attention.cpp (kernels.h), so the numbers are those of the
 // per-op path up to summation order. What changes is the scheduling. Called op by op from Python
 // the step made ~200 calls per token, each waking the thread pool and paying dispatch (measured at
-// 2 threads: the same GEMVs ran at less than half the bandwidth they reach back to back). Here one
-// OpenMP region runs the whole stack, and each thread t of T owns a share of the heads and of the
-// feed-forward features, so a layer needs two barriers:
-//   1. qkv for its own heads only (q, k and v features of those heads), their attention, and the
-//      out projection over its own features of att (a partial sum over K, without the bias);
-//   -- barrier --; every thread adds all partial sums, the bias and the residual and normalises,
-//      each into its own copy of x (the same operations in the same order: identical copies);
-//   2. linear1 + ReLU for its own hidden features, linear2 over those features (a partial sum);
-//   -- barrier --; the same reduction and LayerNorm.
-// The barrier spins briefly, then sleeps (see Barrier).
+// 2 threads: the same GEMVs ran at less than half the bandwidth they reach back to back).
+//
+// Here one OpenMP region runs the whole stack as a sequence of phases, four per layer, each a set
+// of independent work items: (A) per group of heads, their q, k and v and their attention; (B) per
+// block of 64 outputs, the out projection; (C) per chunk of hidden features, linear1 + ReLU; (D)
+// per block of outputs, linear2. Every item reads whole packed blocks, in order, which is what the
+// GEMV's prefetching needs. Threads take items from a shared counter; the thread that finishes a
+// phase's last item opens the next one, after B and D adding the residual and normalising x first.
+// Nothing waits for a particular thread: on a busy machine a thread that lost its CPU leaves its
+// items to the others (with a fixed share per thread and barriers, such a thread stalled every
+// layer: tokens of 20-30 ms instead of 3). Idle threads spin briefly, then sleep on a futex until
+// the phase moves.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -30,6 +32,7 @@
 #endif
 
 #include <atomic>
+#include <memory>
 #include <climits>
 #include <thread>
 #include <cmath>
@@ -40,22 +43,17 @@ namespace {
 
 using gpt_kernels::kBlock;
 
-// [begin, end) of `count` items for thread t of T.
-inline std::pair<int64_t, int64_t> share(int64_t count, int t, int T) {
-  return {count * t / T, count * (t + 1) / T};
-}
-
 struct Linear {
   torch::Tensor packed;  // (ceil(N / 64), K, 64) float16 or int8
   int64_t n = 0, k = 0;
   torch::Tensor scale, bias;  // (N,) float32, or undefined
   bool relu = false;
 
-  // See gpt_kernels::linear_part: outputs [lo, hi) over inputs [k0, k1); scale always, bias if asked.
+  // See gpt_kernels::linear_part: outputs [lo, hi) over inputs [k0, k1).
   void part(const float* x, int64_t xs, int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi, int64_t k0,
-            int64_t k1, bool with_bias) const {
+            int64_t k1) const {
     const float* s = scale.defined() ? scale.data_ptr<float>() : nullptr;
-    const float* b = with_bias && bias.defined() ? bias.data_ptr<float>() : nullptr;
+    const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
     if (packed.scalar_type() == at::kChar) {
       gpt_kernels::linear_part(packed.data_ptr<int8_t>(), k, s, b, relu, x, xs, M, y, ys, lo, hi, k0, k1);
     } else {
@@ -64,17 +62,15 @@ struct Linear {
   }
 };
 
-// x = LayerNorm(x + bias + sum of the T partial sums (T, M, D)) * w + b, all M rows of width D.
-void reduce_norm(float* x, const float* parts, int T, const float* bias, const float* w, const float* b, int64_t M,
-                 int64_t D, double eps) {
+// x = LayerNorm(x + y) * w + b for all M rows of width D (statistics in double).
+void add_norm(float* x, const float* y, const float* w, const float* b, int64_t M, int64_t D, double eps) {
   for (int64_t r = 0; r < M; ++r) {
     float* row = x + r * D;
+    const float* add = y + r * D;
     double sum = 0.0;
     for (int64_t i = 0; i < D; ++i) {
-      float v = row[i] + (bias != nullptr ? bias[i] : 0.f);
-      for (int p = 0; p < T; ++p) v += parts[(p * M + r) * D + i];
-      row[i] = v;
-      sum += v;
+      row[i] += add[i];
+      sum += row[i];
     }
     const double mean = sum / D;
     double sq = 0.0;
@@ -84,28 +80,25 @@ void reduce_norm(float* x, const float* parts, int T, const float* bias, const f
   }
 }
 
-// A barrier for the threads of one region: spins ~kSpin pauses (tens of microseconds: the usual
-// wait is a few), then sleeps on a futex until the last thread arrives. Spinning on (or yielding
-// to) a partner that waits for a CPU made tokens take tens of milliseconds on a busy machine.
-class Barrier {
+// The number of the open phase, which threads wait on: spin ~kSpin pauses (tens of microseconds,
+// the usual wait is a few), then sleep on a futex until it moves.
+class PhaseGate {
  public:
-  // Before any wait(), by one thread (then an OpenMP barrier): the number of threads that meet.
-  void reset(int threads) { threads_ = threads; }
+  int open() const { return phase_.load(std::memory_order_acquire); }
 
-  void wait() {
-    const int phase = phase_.load(std::memory_order_acquire);
-    if (waiting_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
-      waiting_.store(0, std::memory_order_relaxed);
-      phase_.store(phase + 1, std::memory_order_release);
-      if (sleepers_.load(std::memory_order_acquire) > 0) wake_all();
-      return;
-    }
+  void advance(int to) {
+    phase_.store(to, std::memory_order_release);
+    if (sleepers_.load(std::memory_order_acquire) > 0) wake_all();
+  }
+
+  // Returns once the open phase is no longer `phase`.
+  void wait_past(int phase) {
     for (int i = 0; i < kSpin; ++i) {
-      if (phase_.load(std::memory_order_acquire) != phase) return;
+      if (open() != phase) return;
       _mm_pause();
     }
     sleepers_.fetch_add(1, std::memory_order_acq_rel);
-    while (phase_.load(std::memory_order_acquire) == phase) sleep_while(phase);
+    while (open() == phase) sleep_while(phase);
     sleepers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 
@@ -125,8 +118,7 @@ class Barrier {
   void wake_all() {}
 #endif
 
-  int threads_ = 1;
-  std::atomic<int> waiting_{0}, phase_{0}, sleepers_{0};
+  std::atomic<int> phase_{0}, sleepers_{0};
   static_assert(sizeof(std::atomic<int>) == sizeof(int), "the futex word is the atomic's int");
 };
 
@@ -245,58 +237,77 @@ class DecodePlan {
     const int64_t B = x.size(0), D = dim_, H = heads_, hd = D / H, F = hidden_;
     const auto head = gpt_kernels::attend_for<KV>(hd, "DecodePlan.run");
     const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-    const int T = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), H)));
+    // Items: groups of heads whose features fill one block of 64 where they can (hd 32: pairs),
+    // single blocks of the projections' outputs, chunks of 4 blocks of hidden features.
+    const int64_t group = (hd < kBlock && kBlock % hd == 0 && H % (kBlock / hd) == 0) ? kBlock / hd : 1;
+    const int64_t chunk = 4 * kBlock;
+    const int64_t counts[4] = {H / group, (D + kBlock - 1) / kBlock, (F + chunk - 1) / chunk, (D + kBlock - 1) / kBlock};
+    const int64_t phases = 4 * static_cast<int64_t>(layers_.size());
     auto opts = x.options();
-    // Shared: q/k/v and att (each thread writes its heads' features), hidden features (its own
-    // share), and two sets of partial sums (T, B, D), used by alternate halves of a layer.
+    // Shared: q/k/v, att, hidden features and the projections' outputs (each item writes its own).
     auto qkv_t = torch::empty({B, 3 * D}, opts), att_t = torch::empty({B, D}, opts);
-    auto hid_t = torch::empty({B, F}, opts), parts_t = torch::empty({2, T, B, D}, opts);
+    auto hid_t = torch::empty({B, F}, opts), y_t = torch::empty({B, D}, opts);
     float *qkv = qkv_t.data_ptr<float>(), *att = att_t.data_ptr<float>(), *hid = hid_t.data_ptr<float>();
-    float *parts1 = parts_t.data_ptr<float>(), *parts2 = parts1 + T * B * D;
-    float* out = x.data_ptr<float>();
+    float *y = y_t.data_ptr<float>(), *xp = x.data_ptr<float>();
     std::vector<KV*> kp, vp;
     for (size_t l = 0; l < layers_.size(); ++l) {
       kp.push_back(k_layers[l].data_ptr<KV>());
       vp.push_back(v_layers[l].data_ptr<KV>());
     }
     const auto ks = k_layers[0].strides(), vs = v_layers[0].strides();
-    const int64_t hidden_blocks = (F + kBlock - 1) / kBlock;
-    Barrier barrier;
-#pragma omp parallel num_threads(T)
-    {
-      // OpenMP may give fewer threads than asked (a nested region, a thread limit): share by the
-      // number actually running.
-      const int t = omp_get_thread_num(), Ta = omp_get_num_threads();
-#pragma omp single
-      barrier.reset(Ta);
-      const auto [h0, h1] = share(H, t, Ta);
-      const int64_t f0 = std::min(share(hidden_blocks, t, Ta).first * kBlock, F);
-      const int64_t f1 = std::min(share(hidden_blocks, t, Ta).second * kBlock, F);
-      std::vector<float> xv(out, out + B * D), scores(n + 1);
-      float* xp = xv.data();
-      float *my1 = parts1 + t * B * D, *my2 = parts2 + t * B * D;
-      for (size_t l = 0; l < layers_.size(); ++l) {
-        const Layer& L = layers_[l];
-        for (int64_t s = 0; s < 3; ++s) {  // q, k, v of this thread's heads
-          L.qkv.part(xp, D, B, qkv, 3 * D, s * D + h0 * hd, s * D + h1 * hd, 0, D, true);
+    // Per phase: the next item to take and the items finished.
+    std::unique_ptr<std::atomic<int64_t>[]> next(new std::atomic<int64_t>[phases]());
+    std::unique_ptr<std::atomic<int64_t>[]> done(new std::atomic<int64_t>[phases]());
+    PhaseGate gate;
+
+    const auto item = [&](size_t l, int stage, int64_t i) {
+      const Layer& L = layers_[l];
+      if (stage == 0) {
+        const int64_t h0 = i * group, h1 = h0 + group;
+        for (int64_t s = 0; s < 3; ++s) {  // q, k, v of these heads
+          L.qkv.part(xp, D, B, qkv, 3 * D, s * D + h0 * hd, s * D + h1 * hd, 0, D);
         }
+        std::vector<float> scores(n + 1);
         for (int64_t b = 0; b < B; ++b) {
           for (int64_t h = h0; h < h1; ++h) {
             head(qkv + b * 3 * D + h * hd, D, kp[l] + b * ks[0] + h * ks[1], vp[l] + b * vs[0] + h * vs[1], ks[2],
                  vs[2], ok == nullptr ? nullptr : ok + b * ok_stride, n, scale, scores.data(), att + b * D + h * hd);
           }
         }
-        L.out.part(att, D, B, my1, D, 0, D, h0 * hd, h1 * hd, false);
-        barrier.wait();
-        reduce_norm(xp, parts1, Ta, L.out.bias.defined() ? L.out.bias.data_ptr<float>() : nullptr,
-                    L.norm1_w.data_ptr<float>(), L.norm1_b.data_ptr<float>(), B, D, eps_);
-        L.ffn_in.part(xp, D, B, hid, F, f0, f1, 0, D, true);
-        L.ffn_out.part(hid, F, B, my2, D, 0, D, f0, f1, false);
-        barrier.wait();
-        reduce_norm(xp, parts2, Ta, L.ffn_out.bias.defined() ? L.ffn_out.bias.data_ptr<float>() : nullptr,
-                    L.norm2_w.data_ptr<float>(), L.norm2_b.data_ptr<float>(), B, D, eps_);
+      } else if (stage == 1) {
+        L.out.part(att, D, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D), 0, D);
+      } else if (stage == 2) {
+        L.ffn_in.part(xp, D, B, hid, F, i * chunk, std::min((i + 1) * chunk, F), 0, D);
+      } else {
+        L.ffn_out.part(hid, F, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D), 0, F);
       }
-      if (t == 0) std::copy(xv.begin(), xv.end(), out);
+    };
+    // The last item of a phase done: after a projection, x = LayerNorm(x + y); then the next phase.
+    const auto finish = [&](size_t l, int stage) {
+      const Layer& L = layers_[l];
+      if (stage == 1) add_norm(xp, y, L.norm1_w.data_ptr<float>(), L.norm1_b.data_ptr<float>(), B, D, eps_);
+      if (stage == 3) add_norm(xp, y, L.norm2_w.data_ptr<float>(), L.norm2_b.data_ptr<float>(), B, D, eps_);
+    };
+
+    const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), counts[1])));
+#pragma omp parallel num_threads(threads)
+    {
+      for (int p = gate.open(); p < phases; p = gate.open()) {
+        const size_t l = static_cast<size_t>(p / 4);
+        const int stage = p % 4;
+        bool closed = false;
+        for (int64_t i = next[p].fetch_add(1, std::memory_order_relaxed); i < counts[stage];
+             i = next[p].fetch_add(1, std::memory_order_relaxed)) {
+          item(l, stage, i);
+          if (done[p].fetch_add(1, std::memory_order_acq_rel) == counts[stage] - 1) {
+            finish(l, stage);
+            gate.advance(p + 1);
+            closed = true;
+            break;
+          }
+        }
+        if (!closed) gate.wait_past(p);
+      }
     }
   }
 
