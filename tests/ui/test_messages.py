@@ -134,6 +134,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "gpt.py",
     APP / "models" / "upstream" / "sovits.py",
     APP / "models" / "upstream" / "safe_pickle.py",
+    APP / "models" / "upstream" / "svc" / "checkpoint.py",
+    APP / "data" / "preprocess" / "svc" / "features.py",
+    APP / "data" / "preprocess" / "svc" / "cluster.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

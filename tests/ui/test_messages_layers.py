@@ -221,6 +221,28 @@ def test_a_wrong_sovits_file_is_refused_in_the_readers_language(tmp_path):
     assert "SoVITS 生成器" in render(_refusal(read_sovits, tmp_path / "text.pth"), "zh")
 
 
+def test_svc_model_files_and_preprocessing_are_refused_in_the_readers_language(tmp_path):
+    """The SVC tab: a GPT-SoVITS file or plain bytes in the SVC slot, no config.json, no recordings."""
+    from app.data.preprocess.svc.features import SvcPreprocessOptions, check_requirements, preprocess_svc
+    from app.models.upstream.safe_pickle import CheckpointError
+    from app.models.upstream.svc.checkpoint import read_config, read_svc
+    from app.paths import SvcExperiment
+
+    (tmp_path / "G_1.pth").write_bytes(b"04" + b"\0" * 64)  # a GPT-SoVITS SoVITS file's header
+    (tmp_path / "G_2.pth").write_bytes(b"hello, not a model")
+    for name in ("G_1.pth", "G_2.pth"):
+        with pytest.raises(CheckpointError) as refused:
+            read_svc(tmp_path / name)
+        _reads_in_every_language(refused.value.args[0], name)
+    _reads_in_every_language(_refusal(read_config, tmp_path / "config.json"), "config.json")
+    experiment = SvcExperiment(tmp_path / "svc" / "voice").ensure()
+    _reads_in_every_language(
+        _refusal(preprocess_svc, experiment, SvcPreprocessOptions(pretrained_root=tmp_path))
+    )
+    rmvpe = SvcPreprocessOptions(pretrained_root=tmp_path, f0_method="rmvpe")
+    _reads_in_every_language(_refusal(check_requirements, rmvpe), "rmvpe.pt", "download_models.py rmvpe")
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.messages import Message
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # every content encoder here reads 16 kHz audio
@@ -136,7 +138,8 @@ def encoder_folder(name: str, pretrained_root: Path) -> Path:
 
 
 def missing_encoder_message(name: str, pretrained_root: Path) -> str:
-    """Why encoder ``name`` cannot be loaded from ``pretrained_root`` and how to get it; "" when present."""
+    """Why encoder ``name`` cannot be loaded from ``pretrained_root`` and how to get it (a Message, the
+    page words it in its reader's language); "" when present."""
     from app import assets
 
     folder = encoder_folder(name, pretrained_root)
@@ -145,12 +148,14 @@ def missing_encoder_message(name: str, pretrained_root: Path) -> str:
     if (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights):
         return ""
     if asset_id is None:
-        return (
-            f"the {name} content encoder is missing: download bshall's file with `python tools/download_models.py "
-            f"hubert-soft`, then convert it into {folder}/ with `python -m app.models.upstream.hubert_soft`"
+        template = (
+            "the {name} content encoder is missing: download bshall's file with `python tools/download_models.py "
+            "hubert-soft`, then convert it into {folder}/ with `python -m app.models.upstream.hubert_soft`"
         )
-    message = assets.missing_message(assets.status(pretrained_root, [assets.get(asset_id)]))
-    return f"the {name} content encoder is missing.\n{message}" if message else ""
+        return Message("encoder.err.soft_missing", template, name=name, folder=str(folder))
+    how = assets.missing_message(assets.status(pretrained_root, [assets.get(asset_id)]))
+    template = "the {name} content encoder is missing.\n{how}"
+    return Message("encoder.err.missing", template, name=name, how=how) if how else ""
 
 
 @lru_cache(maxsize=2)

@@ -37,6 +37,7 @@ from app.ui.messages import (
     presets,
     runs,
     separation,
+    svc,
     text,
     voice,
     zh,
@@ -47,9 +48,9 @@ from app.ui.messages import (
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
     ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``,
-    ``models``); a key twice is a bug."""
+    ``models``, ``svc``); a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation, models)
+    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation, models, svc)
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.messages import Message
 from app.models.svc.retrieval import kmeans_centers
 from app.models.upstream.svc.features import CLUSTER_FILE, read_content, write_cluster
 from app.paths import SvcExperiment
@@ -46,9 +47,8 @@ def train_clusters(
         if progress is not None:
             progress(i, len(speakers), folder.name)
     if not centers:
-        raise FileNotFoundError(
-            f"{experiment.dataset}: no .soft.pt content features; run the SVC preprocessing first"
-        )
+        template = "{folder}: no .soft.pt content features; run the SVC preprocessing first"
+        raise FileNotFoundError(Message("svcprep.err.no_features", template, folder=str(experiment.dataset)))
     return write_cluster(experiment.models / CLUSTER_FILE, centers)
 
 

@@ -40,6 +40,7 @@ from app.data.preprocess.svc.dataset import (
     speaker_pitch,
     split_lists,
 )
+from app.messages import Message
 from app.models.encoders.content import (
     ENCODERS,
     SAMPLE_RATE,
@@ -219,21 +220,29 @@ def extract_all(
 def check_requirements(options: SvcPreprocessOptions) -> Path:
     """The content encoder folder to use; raises with the download command when it is missing."""
     if options.f0_method not in TRACKERS:
-        raise SvcPreprocessError(
-            f"unknown f0 method {options.f0_method!r}; choose one of {', '.join(TRACKERS)}"
-        )
+        template = "unknown f0 method {method!r}; choose one of {choices}"
+        message = Message("svcprep.err.f0", template, method=options.f0_method, choices=", ".join(TRACKERS))
+        raise SvcPreprocessError(message)
     if options.f0_method == "rmvpe" and not (options.pretrained_root / "rmvpe.pt").is_file():
+        template = (
+            "f0 method rmvpe needs {file}: run `python tools/download_models.py rmvpe`, or choose fcpe "
+            "(weights bundled) or pm"
+        )
         raise SvcPreprocessError(
-            f"f0 method rmvpe needs {options.pretrained_root / 'rmvpe.pt'}: run "
-            "`python tools/download_models.py rmvpe`, or choose fcpe (weights bundled) or pm"
+            Message("svcprep.err.rmvpe", template, file=str(options.pretrained_root / "rmvpe.pt"))
         )
     if options.speech_encoder not in ENCODERS:
-        raise SvcPreprocessError(
-            f"unknown content encoder {options.speech_encoder!r}; choose one of {', '.join(ENCODERS)}"
+        template = "unknown content encoder {encoder!r}; choose one of {choices}"
+        message = Message(
+            "svcprep.err.encoder", template, encoder=options.speech_encoder, choices=", ".join(ENCODERS)
         )
+        raise SvcPreprocessError(message)
     if options.encoder_dir is not None:
         if not (options.encoder_dir / "config.json").is_file():
-            raise SvcPreprocessError(f"{options.encoder_dir}: no content encoder here (config.json missing)")
+            template = "{folder}: no content encoder here (config.json missing)"
+            raise SvcPreprocessError(
+                Message("svcprep.err.no_encoder", template, folder=str(options.encoder_dir))
+            )
         return options.encoder_dir
     message = missing_encoder_message(options.speech_encoder, options.pretrained_root)
     if message:
@@ -272,9 +281,8 @@ def preprocess_svc(
     sources = raw_speakers(experiment.raw if raw is None else raw) if not isinstance(raw, Mapping) else raw
     sources = {name: [Path(p) for p in files] for name, files in sources.items() if files}
     if not sources:
-        raise SvcPreprocessError(
-            f"no recordings found: put audio files in {experiment.raw}/<speaker name>/ (one folder per speaker)"
-        )
+        template = "no recordings found: put audio files in {folder}/<speaker name>/ (one folder per speaker)"
+        raise SvcPreprocessError(Message("svcprep.err.no_recordings", template, folder=str(experiment.raw)))
     experiment.ensure()
     config = _config_for(experiment, list(sources), options)
     sr, hop = config.data.sampling_rate, config.data.hop_length
@@ -289,7 +297,8 @@ def preprocess_svc(
     )  # fmt: skip
     if not clips.clips:
         reasons = "; ".join(f"{s.source.name}: {s.reason}" for s in clips.skipped[:5])
-        raise SvcPreprocessError(f"none of the recordings could be used ({reasons})")
+        template = "none of the recordings could be used ({reasons})"
+        raise SvcPreprocessError(Message("svcprep.err.none_usable", template, reasons=reasons))
     config = make_config(
         list(clips.clips), template=config, speech_encoder=options.speech_encoder,
         vol_embedding=options.vol_embedding,
@@ -331,10 +340,12 @@ def _check_encoder_width(config: SvcConfig, job: FeatureJob) -> None:
     """config.json's ssl_dim must equal the encoder's width, or training fails much later."""
     encoder = load_content_encoder(job.encoder, job.encoder_dir, job.device)
     if encoder.dim != config.model.ssl_dim:
-        raise SvcPreprocessError(
-            f"content encoder {job.encoder} gives {encoder.dim}-d features but config.json has "
-            f"model.ssl_dim = {config.model.ssl_dim}; use a matching config template or encoder"
+        template = (
+            "content encoder {encoder} gives {dim}-d features but config.json has model.ssl_dim = {ssl_dim}; "
+            "use a matching config template or encoder"
         )
+        fields = {"encoder": job.encoder, "dim": encoder.dim, "ssl_dim": config.model.ssl_dim}
+        raise SvcPreprocessError(Message("svcprep.err.width", template, **fields))
 
 
 # -- CLI ----------------------------------------------------------------------------------------------------

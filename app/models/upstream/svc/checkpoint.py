@@ -33,6 +33,7 @@ import torch
 
 from app.config_io import save as save_json
 from app.fileio import atomic_write
+from app.messages import Message, said
 from app.models.nn.norm import fold_weight_norm
 from app.models.svc.config import SvcConfig, SvcConfigError, Variant
 from app.models.svc.synthesizer import SvcSynthesizer
@@ -95,21 +96,24 @@ def detect_variant(state: Mapping[str, torch.Tensor], source: str) -> Variant:
         return "sovits41"
     keys = list(state)
     if any(k.startswith(("discriminators.", "module.discriminators.")) for k in keys):
-        raise CheckpointError(
-            f"{source}: this is a discriminator checkpoint (D_*.pth); choose the G_*.pth beside it"
-        )
+        template = "{source}: this is a discriminator checkpoint (D_*.pth); choose the G_*.pth beside it"
+        raise CheckpointError(Message("svcfile.err.discriminator", template, source=source))
     if any(k.startswith(("enc_p.text_embedding", "ssl_proj.", "quantizer.")) for k in keys):
-        raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS SoVITS model, not a so-vits-svc generator; load it as a TTS voice"
+        template = (
+            "{source}: this is a GPT-SoVITS SoVITS model, not a so-vits-svc generator; load it as a TTS voice"
         )
+        raise CheckpointError(Message("svcfile.err.sovits", template, source=source))
     if any(k.startswith(("model.ar_", "model.h.")) for k in keys):
-        raise CheckpointError(f"{source}: this is a GPT-SoVITS GPT (s1) model, not a so-vits-svc generator")
+        template = "{source}: this is a GPT-SoVITS GPT (s1) model, not a so-vits-svc generator"
+        raise CheckpointError(Message("svcfile.err.gpt", template, source=source))
     if any(k.startswith("enc_p.emb_phone") for k in keys):
-        raise CheckpointError(f"{source}: this is an RVC model, which is not supported as so-vits-svc")
-    raise CheckpointError(
-        f"{source}: not a so-vits-svc generator: expected tensors 'pre.weight' + 'enc_p.f0_emb.weight' "
-        f"(4.x) or 'enc_p_.pre.weight' (32k); found e.g. {keys[:4]}"
+        template = "{source}: this is an RVC model, which is not supported as so-vits-svc"
+        raise CheckpointError(Message("svcfile.err.rvc", template, source=source))
+    template = (
+        "{source}: not a so-vits-svc generator: expected tensors 'pre.weight' + 'enc_p.f0_emb.weight' "
+        "(4.x) or 'enc_p_.pre.weight' (32k); found e.g. {keys}"
     )
+    raise CheckpointError(Message("svcfile.err.not_generator", template, source=source, keys=str(keys[:4])))
 
 
 def read_svc(path: str | os.PathLike) -> SvcFile:
@@ -117,47 +121,58 @@ def read_svc(path: str | os.PathLike) -> SvcFile:
     source = str(path)
     data = read_file(path)
     if data[:2] in HEADER_VERSIONS:  # GPT-SoVITS files start with their version tag
-        raise CheckpointError(
-            f"{source}: starts with the GPT-SoVITS version header {data[:2]!r}: this is a GPT-SoVITS "
-            "SoVITS model, not a so-vits-svc G_*.pth; load it as a TTS voice"
+        template = (
+            "{source}: starts with the GPT-SoVITS version header {head!r}: this is a GPT-SoVITS SoVITS model, "
+            "not a so-vits-svc G_*.pth; load it as a TTS voice"
         )
+        raise CheckpointError(Message("svcfile.err.sovits_header", template, source=source, head=data[:2]))
     if data[:2] != b"PK" and data[:1] != b"\x80":  # zip archive, or a legacy pickle
-        raise CheckpointError(
-            f"{source}: not a PyTorch checkpoint (a G_*.pth is a zip archive starting with 'PK'; "
-            f"this file starts with {data[:8]!r})"
+        template = (
+            "{source}: not a PyTorch checkpoint (a G_*.pth is a zip archive starting with 'PK'; this file starts "
+            "with {head!r})"
         )
+        raise CheckpointError(Message("svcfile.err.not_torch", template, source=source, head=data[:8]))
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         if "HParams" in str(exc):  # GPT-SoVITS stage-2 files pickle their config as utils.HParams
-            raise CheckpointError(
-                f"{source}: this is a GPT-SoVITS SoVITS model (it embeds a utils.HParams config), not a "
-                "so-vits-svc G_*.pth; load it as a TTS voice"
-            ) from None
-        raise CheckpointError(
-            f"{source}: cannot be read as a so-vits-svc G_*.pth ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-        ) from None
+            template = (
+                "{source}: this is a GPT-SoVITS SoVITS model (it embeds a utils.HParams config), not a so-vits-svc "
+                "G_*.pth; load it as a TTS voice"
+            )
+            raise CheckpointError(Message("svcfile.err.hparams", template, source=source)) from None
+        template = "{source}: cannot be read as a so-vits-svc G_*.pth ({kind}: {problem})"
+        problem = str(exc).splitlines()[0][:160]
+        message = Message(
+            "svcfile.err.unreadable", template, source=source, kind=type(exc).__name__, problem=problem
+        )
+        raise CheckpointError(message) from None
     if not isinstance(obj, Mapping):
+        template = "{source}: expected a dict with a 'model' state dict, found {kind}"
         raise CheckpointError(
-            f"{source}: expected a dict with a 'model' state dict, found {type(obj).__name__}"
+            Message("svcfile.err.not_dict", template, source=source, kind=type(obj).__name__)
         )
     if "model" in obj and isinstance(obj["model"], Mapping):
         raw = obj["model"]
     elif "weight" in obj and isinstance(obj["weight"], Mapping):
         raw = obj["weight"]  # let detect_variant name the foreign format
     elif "state_dict" in obj:
-        raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS GPT (s1) Lightning checkpoint, not so-vits-svc"
-        )
+        template = "{source}: this is a GPT-SoVITS GPT (s1) Lightning checkpoint, not so-vits-svc"
+        raise CheckpointError(Message("svcfile.err.gpt_lightning", template, source=source))
     elif all(isinstance(v, torch.Tensor) for v in obj.values()):
         raw = obj  # a bare state dict (some community exports)
     else:
-        raise CheckpointError(
-            f"{source}: expected so-vits-svc keys {list(TRAINING_KEYS)}, found {sorted(map(str, obj))[:6]}"
-        )
+        template = "{source}: expected so-vits-svc keys {expected}, found {found}"
+        fields = {
+            "source": source,
+            "expected": str(list(TRAINING_KEYS)),
+            "found": str(sorted(map(str, obj))[:6]),
+        }
+        raise CheckpointError(Message("svcfile.err.keys", template, **fields))
     state = {str(k): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     if not state:
-        raise CheckpointError(f"{source}: the 'model' entry holds no tensors")
+        template = "{source}: the 'model' entry holds no tensors"
+        raise CheckpointError(Message("svcfile.err.no_tensors", template, source=source))
     variant = detect_variant(state, source)
     return SvcFile(
         path=source,
@@ -178,11 +193,15 @@ def read_config(path: str | os.PathLike) -> SvcConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SvcConfigError(
-            f"{path}: config file not found; so-vits-svc needs the config.json the model was trained with"
-        ) from None
+        template = (
+            "{path}: config file not found; so-vits-svc needs the config.json the model was trained with"
+        )
+        raise SvcConfigError(Message("svcfile.err.no_config", template, path=str(path))) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SvcConfigError(f"{path}: not a readable JSON config ({exc})") from None
+        template = "{path}: not a readable JSON config ({problem})"
+        raise SvcConfigError(
+            Message("svcfile.err.config_json", template, path=str(path), problem=str(exc))
+        ) from None
     return SvcConfig.from_json(data, str(path))
 
 
@@ -236,27 +255,25 @@ def load_svc(
     try:
         net_cfg = config.synthesizer(file.variant)
     except SvcConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(
+            Message("svcfile.err.config", "{path}: {problem}", path=str(path), problem=said(exc))
+        ) from None
     model = SvcSynthesizer(net_cfg)
     report = copy_matching(model, file.state_dict)
     allowed = ALLOWED_MISSING[purpose]
     bad_missing = [k for k in report.missing if not k.startswith(allowed)]
     bad_shapes = [k for k in report.mismatched if not k.startswith(allowed)]
     if bad_missing or bad_shapes:
-        raise CheckpointError(
-            f"{path}: does not match its config ({file.variant} layout): "
-            + "; ".join(
-                part
-                for part in (
-                    f"missing {bad_missing[:6]}{' ...' if len(bad_missing) > 6 else ''}"
-                    if bad_missing
-                    else "",
-                    f"different shapes {bad_shapes[:4]}" if bad_shapes else "",
-                )
-                if part
-            )
-            + ". Check that config.json is the one this model was trained with."
+        parts = (
+            f"missing {bad_missing[:6]}{' ...' if len(bad_missing) > 6 else ''}" if bad_missing else "",
+            f"different shapes {bad_shapes[:4]}" if bad_shapes else "",
         )
+        template = (
+            "{path}: does not match its config ({variant} layout): {problems}. Check that config.json is the one "
+            "this model was trained with."
+        )
+        fields = {"path": str(path), "variant": file.variant, "problems": "; ".join(p for p in parts if p)}
+        raise CheckpointError(Message("svcfile.err.mismatch", template, **fields))
     if report.unexpected:
         logger.warning(
             "%s: %d tensors not used by the model built from config.json (e.g. %s); "
@@ -374,14 +391,16 @@ def read_discriminator(path: str | os.PathLike) -> DiscriminatorFile:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(
-            f"{source}: cannot be read as a so-vits-svc D_*.pth ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
-        ) from None
+        template = "{source}: cannot be read as a so-vits-svc D_*.pth ({kind}: {problem})"
+        problem = str(exc).splitlines()[0][:160]
+        message = Message(
+            "svcfile.err.d_unreadable", template, source=source, kind=type(exc).__name__, problem=problem
+        )
+        raise CheckpointError(message) from None
     model = obj.get("model") if isinstance(obj, Mapping) else None
     if not isinstance(model, Mapping) or not any(str(k).startswith("discriminators.") for k in model):
-        raise CheckpointError(
-            f"{source}: not a so-vits-svc discriminator (expected a 'model' dict with discriminators.* tensors)"
-        )
+        template = "{source}: not a so-vits-svc discriminator (expected a 'model' dict with discriminators.* tensors)"
+        raise CheckpointError(Message("svcfile.err.not_discriminator", template, source=source))
     return DiscriminatorFile(
         path=source,
         state_dict={str(k): v for k, v in model.items() if isinstance(v, torch.Tensor)},
