@@ -551,12 +551,14 @@ def _layer(
     k_layer.narrow(2, end - T, T).copy_(k)
     v_layer.narrow(2, end - T, T).copy_(v)
     if k_layer.dtype == q.dtype:
-        keys, values = k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end)
-    elif end == T:  # a bf16 cache filled by this pass: attend its exact float32 keys
-        keys, values = k, v
+        att = F.scaled_dot_product_attention(q, k_layer.narrow(2, 0, end), v_layer.narrow(2, 0, end), mask)
+    elif end == T:
+        # A bf16 cache (an approximate precision) filled by this pass: attend in bf16 what the
+        # decoding step will read (CPU flash attention: ~3x faster than float32 on these shapes).
+        low = k_layer.dtype
+        att = F.scaled_dot_product_attention(q.to(low), k.to(low), v.to(low), mask).float()
     else:
         raise RuntimeError("a low-precision KV cache is only read by the decoding step")
-    att = F.scaled_dot_product_attention(q, keys, values, mask)
     x = F.layer_norm(x + lk.out(att.transpose(1, 2).reshape(B, T, D)), (D,), *lk.norm1, LAYER_NORM_EPS)
     return F.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
 
