@@ -10,6 +10,7 @@ its text keeps it in ``exc.args[0]``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +42,32 @@ class Message(str):
         """This message in the words of ``template`` (another language's text of ``key``), with
         ``params`` (default: its own; an interface passes them translated or shortened)."""
         return template.format(**(self.params if params is None else params))
+
+
+def record(text: str) -> dict[str, object] | None:
+    """What a file (a status file, a job file) keeps beside ``text`` so that a reader in another
+    process words it in its own language: the key, template and values of a :class:`Message`
+    whose values JSON can hold; None for plain text (nothing to keep)."""
+    if not isinstance(text, Message):
+        return None
+    kept = {"key": text.key, "template": text.template, "params": dict(text.params)}
+    try:
+        json.dumps(kept)
+    except (TypeError, ValueError):
+        return None
+    return kept
+
+
+def rebuilt(kept: object, text: object) -> Message | None:
+    """The :class:`Message` a file kept (:func:`record`) for a field whose text is ``text``; None
+    when it kept none, or one that no longer gives that text (a file edited by hand, another version's)."""
+    if not isinstance(kept, dict):
+        return None
+    try:
+        message = Message(str(kept["key"]), str(kept["template"]), **dict(kept["params"]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return message if message == text else None
 
 
 def said(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.fileio import atomic_write_text
-from app.messages import Message
+from app.messages import rebuilt, record
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -71,13 +71,9 @@ def write_status(path: str | os.PathLike, status: RunStatus) -> None:
     status = replace(status, losses=_floats(status.losses), updated=time.time())
     data = asdict(status)
     for name in SAID_FIELDS:
-        value = getattr(status, name)
-        if isinstance(value, Message):
-            data[f"{name}_said"] = {
-                "key": value.key,
-                "template": value.template,
-                "params": dict(value.params),
-            }
+        kept = record(getattr(status, name) or "")
+        if kept is not None:
+            data[f"{name}_said"] = kept
     atomic_write_text(path, json.dumps(data, allow_nan=True) + "\n")
 
 
@@ -90,22 +86,10 @@ def read_status(path: str | os.PathLike) -> RunStatus | None:
     known = {f for f in RunStatus.__dataclass_fields__}
     fields = {k: v for k, v in data.items() if k in known}
     for name in SAID_FIELDS:
-        said = _said(data.get(f"{name}_said"), fields.get(name))
-        if said is not None:
-            fields[name] = said
+        message = rebuilt(data.get(f"{name}_said"), fields.get(name))
+        if message is not None:
+            fields[name] = message
     return RunStatus(**fields)
-
-
-def _said(record: object, text: object) -> Message | None:
-    """The Message a status file recorded for a field whose text is ``text``; None when it recorded
-    none or one that no longer gives that text (a file edited by hand, another version's)."""
-    if not isinstance(record, dict):
-        return None
-    try:
-        said = Message(str(record["key"]), str(record["template"]), **dict(record["params"]))
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return said if said == text else None
 
 
 def append_metrics(path: str | os.PathLike, *, step: int, epoch: int, losses: dict[str, float]) -> None:

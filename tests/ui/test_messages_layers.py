@@ -243,6 +243,23 @@ def test_svc_model_files_and_preprocessing_are_refused_in_the_readers_language(t
     _reads_in_every_language(_refusal(check_requirements, rmvpe), "rmvpe.pt", "download_models.py rmvpe")
 
 
+def test_a_failed_long_form_job_keeps_its_error_translatable():
+    """job.json keeps the error's key beside its English text, so the Long-form tab words it in its
+    reader's language; a file whose text no longer matches its record gives the text as it is."""
+    from app.infer.longform.sources import KINDS
+    from app.infer.longform.state import JobOptions, JobState, from_json, to_json
+    from app.paths import safe_name
+
+    said = _refusal(safe_name, "a/b")
+    state = JobState(kind=KINDS[0], options=JobOptions(), voices=(), lines=(), state="failed", error=said)
+    error = from_json(to_json(state)).error
+    assert isinstance(error, Message) and error == str(said)  # the API's status says the English
+    _reads_in_every_language(error, "a/b")
+    data = json.loads(to_json(state))
+    data["error"] = "edited by hand"
+    assert from_json(json.dumps(data)).error == "edited by hand"
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

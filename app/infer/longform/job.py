@@ -41,7 +41,7 @@ from app.infer.longform.state import (
     take_file,
 )
 from app.infer.request import SPEED_RANGE, AudioChunk, PipelineSpec, TTSRequest
-from app.messages import Message
+from app.messages import Message, said
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class LongformJob:
             self.set_state("stopped")
             raise
         except Exception as exc:
-            self.set_state("failed", str(exc))
+            self.set_state("failed", said(exc))  # a Message stays one: the page translates it
             raise
         self.set_state("done")
         return result

@@ -23,7 +23,7 @@ from app.fileio import atomic_write_text
 from app.infer.longform.fit import FitOptions
 from app.infer.longform.sources import KINDS, Line
 from app.infer.request import MAX_PAUSE_SECONDS, MAX_SEED, PipelineSpec, TTSRequest
-from app.messages import Message
+from app.messages import Message, rebuilt, record
 
 JOB_FILE = "job.json"
 TAKES_DIR = "takes"
@@ -184,6 +184,8 @@ def to_json(state: JobState) -> str:
         "lines": [dataclasses.asdict(s) for s in state.lines],
         "state": state.state,
         "error": state.error,
+        # The error's key and values (when it is a Message): the page words it in its reader's language.
+        "error_said": record(state.error),
         "created": state.created,
         "updated": state.updated,
     }
@@ -224,7 +226,7 @@ def from_json(text: str) -> JobState:
             voices=voices,
             lines=lines,
             state=state,
-            error=str(data.get("error", "")),
+            error=rebuilt(data.get("error_said"), data.get("error")) or str(data.get("error", "")),
             created=float(data.get("created", 0.0)),
             updated=float(data.get("updated", 0.0)),
         )

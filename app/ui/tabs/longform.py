@@ -92,7 +92,7 @@ def _status(ctx: UIContext, job_id: str) -> str:
         )
     ]
     if state.error:
-        lines.append(_say(ctx, "longform.status.error", error=state.error))
+        lines.append(_say(ctx, "longform.status.error", error=render(state.error)))
     fit = job.outputs().get("fit")
     if fit is not None and state.state == "done":
         import json
