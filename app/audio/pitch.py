@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from app.audio.io import resample
+from app.messages import Message
 from app.paths import ROOT
 
 logger = logging.getLogger(__name__)
@@ -122,21 +123,35 @@ def extract(
     unvoiced frames are filled (RVC's ``filter_radius``); 0 or 1 = off.
     """
     if method not in TRACKERS:
-        raise PitchError(f"unknown f0 method {method!r}; choose one of: {', '.join(sorted(TRACKERS))}")
+        choices = ", ".join(sorted(TRACKERS))
+        raise PitchError(
+            Message(
+                "pitch.err.method",
+                "unknown f0 method {method!r}; choose one of: {choices}",
+                method=method,
+                choices=choices,
+            )
+        )
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
-        raise PitchError(f"f0 tracking needs mono audio of shape (samples,), got shape {wav.shape}")
+        template = "f0 tracking needs mono audio of shape (samples,), got shape {shape}"
+        raise PitchError(Message("pitch.err.shape", template, shape=str(wav.shape)))
     if sr <= 0 or hop <= 0:
-        raise PitchError(f"sample rate and hop must be positive, got sr={sr}, hop={hop}")
+        template = "sample rate and hop must be positive, got sr={sr}, hop={hop}"
+        raise PitchError(Message("pitch.err.rate", template, sr=sr, hop=hop))
     if not 0 < f0_min < f0_max:
-        raise PitchError(f"need 0 < f0_min < f0_max, got f0_min={f0_min}, f0_max={f0_max}")
+        template = "need 0 < f0_min < f0_max, got f0_min={low}, f0_max={high}"
+        raise PitchError(Message("pitch.err.range", template, low=f0_min, high=f0_max))
     if not np.isfinite(wav).all():
-        raise PitchError("the audio contains NaN or infinite samples; re-export or re-decode it")
+        template = "the audio contains NaN or infinite samples; re-export or re-decode it"
+        raise PitchError(Message("pitch.err.not_finite", template))
     n_frames = len(wav) // hop
     if n_frames < 1:
-        raise PitchError(f"the audio is shorter than one frame ({len(wav)} samples < hop {hop})")
+        template = "the audio is shorter than one frame ({samples} samples < hop {hop})"
+        raise PitchError(Message("pitch.err.short", template, samples=len(wav), hop=hop))
     if median_filter not in (0, 1) and (median_filter < 3 or median_filter % 2 == 0):
-        raise PitchError(f"median_filter must be 0 (off) or an odd size >= 3, got {median_filter}")
+        template = "median_filter must be 0 (off) or an odd size >= 3, got {size}"
+        raise PitchError(Message("pitch.err.median", template, size=median_filter))
     tracker = TRACKERS[method]
     request = PitchRequest(
         wav=wav,
@@ -210,7 +225,8 @@ def coarse_pitch(
         mel = torch.where(mel > 0, (mel - mel_min) * (COARSE_BINS - 2) / (mel_max - mel_min) + 1, mel)
         mel = mel.clamp(1.0, COARSE_BINS - 1.0)
         return (mel + 0.5).long()
-    raise PitchError(f"unknown coarse pitch style {style!r}; use 'sovits41' or 'clip'")
+    template = "unknown coarse pitch style {style!r}; use 'sovits41' or 'clip'"
+    raise PitchError(Message("pitch.err.style", template, style=style))
 
 
 def _fit_length(f0: np.ndarray, n_frames: int) -> np.ndarray:
@@ -249,10 +265,13 @@ def _pm(request: PitchRequest) -> np.ndarray:
     step = request.hop / request.sr
     # Praat needs three periods of the lowest pitch in its window.
     if len(request.wav) / request.sr < 3.0 / request.f0_min:
-        raise PitchError(
-            f"audio of {len(request.wav) / request.sr:.3f} s is too short for pm with f0_min "
-            f"{request.f0_min} Hz (needs {3.0 / request.f0_min:.3f} s); use a longer clip"
-        )
+        template = "audio of {seconds:.3f} s is too short for pm with f0_min {low} Hz (needs {needed:.3f} s); use a longer clip"
+        fields = {
+            "seconds": len(request.wav) / request.sr,
+            "low": request.f0_min,
+            "needed": 3.0 / request.f0_min,
+        }
+        raise PitchError(Message("pitch.err.pm_short", template, **fields))
     pitch = parselmouth.Sound(request.wav.astype(np.float64), request.sr).to_pitch_ac(
         time_step=step,
         voicing_threshold=request.threshold,
@@ -417,7 +436,10 @@ def _import_without_torchaudio(package: str) -> types.ModuleType:
         try:
             return importlib.import_module(package)
         except ImportError as exc:
+            template = (
+                "the f0 tracker needs the package {package!r}, which failed to import ({problem}); install it with: "
+                "pip install --no-deps -r requirements-nodeps.txt"
+            )
             raise PitchError(
-                f"the f0 tracker needs the package {package!r}, which failed to import ({exc}); "
-                f"install it with: pip install --no-deps -r requirements-nodeps.txt"
+                Message("pitch.err.package", template, package=package, problem=str(exc))
             ) from exc

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from app.messages import Message
 from app.text.symbols import check_version, to_known_phones
 from app.text.types import G2P
 
@@ -59,8 +60,11 @@ def check_language(language: str, version: str) -> str:
     """Return ``language`` if ``version`` reads it, else raise :class:`UnsupportedLanguage`."""
     table = LANGUAGE_MODULES[check_version(version)]
     if language not in table:
+        template = "language {language!r} is not available for {version}: use one of {choices}"
         raise UnsupportedLanguage(
-            f"language {language!r} is not available for {version}: use one of {', '.join(table)}"
+            Message(
+                "text.err.language", template, language=language, version=version, choices=", ".join(table)
+            )
         )
     return language
 
@@ -112,7 +116,14 @@ def _check_alignment(
 ) -> None:
     # A mismatch would misalign BERT features with phones: fail loudly, naming the text.
     if len(word2ph) != len(norm_text) or sum(word2ph) != len(phones):
-        raise RuntimeError(
-            f"{language} reader produced {len(phones)} phones / {len(word2ph)} word2ph entries for "
-            f"{len(norm_text)} characters of {norm_text!r}; please report this text"
+        template = (
+            "{language} reader produced {phones} phones / {word2ph} word2ph entries for {chars} characters of "
+            "{text!r}; please report this text"
         )
+        fields = {
+            "language": language,
+            "phones": len(phones),
+            "word2ph": len(word2ph),
+            "chars": len(norm_text),
+        }
+        raise RuntimeError(Message("text.err.reader", template, **fields, text=norm_text))

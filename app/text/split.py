@@ -28,6 +28,7 @@ import unicodedata
 from collections.abc import Callable
 from enum import Enum
 
+from app.messages import Message
 from app.text.characters import normalize_characters
 
 
@@ -51,7 +52,8 @@ class SplitMethod(str, Enum):
             if key == member.value or key.upper() == member.name:
                 return member
         names = ", ".join(f"{m.value} ({m.name.lower()})" for m in cls)
-        raise ValueError(f"unknown text split method {value!r}: use one of {names}")
+        template = "unknown text split method {value!r}: use one of {names}"
+        raise ValueError(Message("text.err.split", template, value=value, names=names))
 
 
 # Marks that end a clause for cut1/cut2 and for the first-clause test.

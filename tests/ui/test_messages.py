@@ -137,6 +137,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "svc" / "checkpoint.py",
     APP / "data" / "preprocess" / "svc" / "features.py",
     APP / "data" / "preprocess" / "svc" / "cluster.py",
+    APP / "audio" / "pitch.py",
+    APP / "text" / "cleaner.py",
+    APP / "text" / "split.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

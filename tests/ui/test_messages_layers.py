@@ -260,6 +260,18 @@ def test_a_failed_long_form_job_keeps_its_error_translatable():
     assert from_json(json.dumps(data)).error == "edited by hand"
 
 
+def test_pitch_tracking_refusals_read_in_every_language():
+    """SVC conversion and preprocessing: a clip too short for pm, NaN samples, an unknown method."""
+    import numpy as np
+
+    from app.audio.pitch import extract
+
+    short = np.zeros(800, dtype=np.float32)
+    _reads_in_every_language(_refusal(extract, short, 16000, hop=160, method="pm"), "0.050")
+    _reads_in_every_language(_refusal(extract, np.full(3200, np.nan, dtype=np.float32), 16000, hop=160))
+    _reads_in_every_language(_refusal(extract, short, 16000, hop=160, method="guess"), "'guess'")
+
+
 # Calls that put an event into a run's status file -> the position of its text.
 EVENTS = {"message": 0, "done": 0, "stopped": 0, "finish": 1}
 

@@ -2,13 +2,24 @@
 a GPT-SoVITS or RVC file in the SVC slot, a discriminator, a missing or unreadable config.json, a
 corrupt file) and of its preprocessing (:mod:`app.data.preprocess.svc.features`, :mod:`~app.data.preprocess.svc.cluster`:
 no recordings, the rmvpe weights or the content encoder missing (:mod:`app.models.encoders.content`), an
-encoder that does not fit the config) in every language.
+encoder that does not fit the config) and of pitch tracking (:mod:`app.audio.pitch`: a clip too short
+for pm, NaN samples, a tracker's package missing) in every language.
 Each English text is the layer's template unchanged; file kinds and key names stay as written."""
 
 from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "pitch.err.median": "median_filter must be 0 (off) or an odd size >= 3, got {size}",
+        "pitch.err.method": "unknown f0 method {method!r}; choose one of: {choices}",
+        "pitch.err.not_finite": "the audio contains NaN or infinite samples; re-export or re-decode it",
+        "pitch.err.package": "the f0 tracker needs the package {package!r}, which failed to import ({problem}); install it with: pip install --no-deps -r requirements-nodeps.txt",
+        "pitch.err.pm_short": "audio of {seconds:.3f} s is too short for pm with f0_min {low} Hz (needs {needed:.3f} s); use a longer clip",
+        "pitch.err.range": "need 0 < f0_min < f0_max, got f0_min={low}, f0_max={high}",
+        "pitch.err.rate": "sample rate and hop must be positive, got sr={sr}, hop={hop}",
+        "pitch.err.shape": "f0 tracking needs mono audio of shape (samples,), got shape {shape}",
+        "pitch.err.short": "the audio is shorter than one frame ({samples} samples < hop {hop})",
+        "pitch.err.style": "unknown coarse pitch style {style!r}; use 'sovits41' or 'clip'",
         "encoder.err.missing": "the {name} content encoder is missing.\n{how}",
         "encoder.err.soft_missing": "the {name} content encoder is missing: download bshall's file with `python tools/download_models.py hubert-soft`, then convert it into {folder}/ with `python -m app.models.upstream.hubert_soft`",
         "svcfile.err.config": "{path}: {problem}",
@@ -40,6 +51,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "svcprep.err.width": "content encoder {encoder} gives {dim}-d features but config.json has model.ssl_dim = {ssl_dim}; use a matching config template or encoder",
     },
     "zh": {
+        "pitch.err.median": "median_filter 必须为 0（关闭）或不小于 3 的奇数，当前为 {size}",
+        "pitch.err.method": "未知的 f0 方法 {method!r}；请选择其一：{choices}",
+        "pitch.err.not_finite": "音频含有 NaN 或无穷大的采样；请重新导出或重新解码",
+        "pitch.err.package": "f0 追踪器需要 {package!r} 包，但它导入失败（{problem}）；请用以下命令安装：pip install --no-deps -r requirements-nodeps.txt",
+        "pitch.err.pm_short": "{seconds:.3f} 秒的音频对 f0_min 为 {low} Hz 的 pm 来说太短（需要 {needed:.3f} 秒）；请用更长的片段",
+        "pitch.err.range": "需要 0 < f0_min < f0_max，当前 f0_min={low}，f0_max={high}",
+        "pitch.err.rate": "采样率和跳步必须为正，当前 sr={sr}，hop={hop}",
+        "pitch.err.shape": "f0 追踪需要形状为 (samples,) 的单声道音频，收到的形状为 {shape}",
+        "pitch.err.short": "音频比一帧还短（{samples} 个采样 < 跳步 {hop}）",
+        "pitch.err.style": "未知的粗粒度音高方式 {style!r}；请用 'sovits41' 或 'clip'",
         "encoder.err.missing": "缺少 {name} 内容编码器。\n{how}",
         "encoder.err.soft_missing": "缺少 {name} 内容编码器：请用 `python tools/download_models.py hubert-soft` 下载 bshall 的文件，再用 `python -m app.models.upstream.hubert_soft` 把它转换到 {folder}/",
         "svcfile.err.config": "{path}：{problem}",
@@ -71,6 +92,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "svcprep.err.width": "内容编码器 {encoder} 给出 {dim} 维特征，但 config.json 里的 model.ssl_dim = {ssl_dim}；请使用匹配的配置模板或编码器",
     },
     "zh_TW": {
+        "pitch.err.median": "median_filter 必須為 0（關閉）或不小於 3 的奇數，目前為 {size}",
+        "pitch.err.method": "未知的 f0 方法 {method!r}；請選擇其一：{choices}",
+        "pitch.err.not_finite": "音訊含有 NaN 或無窮大的取樣；請重新匯出或重新解碼",
+        "pitch.err.package": "f0 追蹤器需要 {package!r} 套件，但它匯入失敗（{problem}）；請用以下指令安裝：pip install --no-deps -r requirements-nodeps.txt",
+        "pitch.err.pm_short": "{seconds:.3f} 秒的音訊對 f0_min 為 {low} Hz 的 pm 來說太短（需要 {needed:.3f} 秒）；請用更長的片段",
+        "pitch.err.range": "需要 0 < f0_min < f0_max，目前 f0_min={low}，f0_max={high}",
+        "pitch.err.rate": "取樣率和跳步必須為正，目前 sr={sr}，hop={hop}",
+        "pitch.err.shape": "f0 追蹤需要形狀為 (samples,) 的單聲道音訊，收到的形狀為 {shape}",
+        "pitch.err.short": "音訊比一幀還短（{samples} 個取樣 < 跳步 {hop}）",
+        "pitch.err.style": "未知的粗粒度音高方式 {style!r}；請用 'sovits41' 或 'clip'",
         "encoder.err.missing": "缺少 {name} 內容編碼器。\n{how}",
         "encoder.err.soft_missing": "缺少 {name} 內容編碼器：請用 `python tools/download_models.py hubert-soft` 下載 bshall 的檔案，再用 `python -m app.models.upstream.hubert_soft` 把它轉換到 {folder}/",
         "svcfile.err.config": "{path}：{problem}",
@@ -102,6 +133,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "svcprep.err.width": "內容編碼器 {encoder} 給出 {dim} 維特徵，但 config.json 裡的 model.ssl_dim = {ssl_dim}；請使用相符的設定範本或編碼器",
     },
     "ja": {
+        "pitch.err.median": "median_filter は 0（オフ）か 3 以上の奇数にしてください（現在 {size}）",
+        "pitch.err.method": "不明な f0 推定方式 {method!r} です。次のいずれかを選んでください：{choices}",
+        "pitch.err.not_finite": "音声に NaN か無限大のサンプルがあります。書き出しかデコードをやり直してください",
+        "pitch.err.package": "f0 推定には {package!r} パッケージが必要ですが、読み込めませんでした（{problem}）。次でインストールしてください：pip install --no-deps -r requirements-nodeps.txt",
+        "pitch.err.pm_short": "{seconds:.3f} 秒の音声は f0_min {low} Hz の pm には短すぎます（{needed:.3f} 秒必要）。もっと長いクリップを使ってください",
+        "pitch.err.range": "0 < f0_min < f0_max にしてください（現在 f0_min={low}、f0_max={high}）",
+        "pitch.err.rate": "サンプルレートとホップは正の値にしてください（現在 sr={sr}、hop={hop}）",
+        "pitch.err.shape": "f0 推定には形状 (samples,) のモノラル音声が必要ですが、形状 {shape} でした",
+        "pitch.err.short": "音声が 1 フレームより短いです（{samples} サンプル < ホップ {hop}）",
+        "pitch.err.style": "不明な粗いピッチの方式 {style!r} です。'sovits41' か 'clip' を使ってください",
         "encoder.err.missing": "{name} のコンテンツエンコーダーがありません。\n{how}",
         "encoder.err.soft_missing": "{name} のコンテンツエンコーダーがありません。`python tools/download_models.py hubert-soft` で bshall のファイルをダウンロードし、`python -m app.models.upstream.hubert_soft` で {folder}/ に変換してください",
         "svcfile.err.config": "{path}：{problem}",
@@ -133,6 +174,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "svcprep.err.width": "コンテンツエンコーダー {encoder} の特徴は {dim} 次元ですが、config.json の model.ssl_dim は {ssl_dim} です。合う設定テンプレートかエンコーダーを使ってください",
     },
     "ko": {
+        "pitch.err.median": "median_filter는 0(끔) 또는 3 이상의 홀수여야 합니다(현재 {size})",
+        "pitch.err.method": "알 수 없는 f0 방식 {method!r}입니다. 다음 중 하나를 고르세요: {choices}",
+        "pitch.err.not_finite": "오디오에 NaN 또는 무한대 샘플이 있습니다. 다시 내보내거나 다시 디코드하세요",
+        "pitch.err.package": "f0 추적기에는 {package!r} 패키지가 필요한데 가져오지 못했습니다({problem}). 다음으로 설치하세요: pip install --no-deps -r requirements-nodeps.txt",
+        "pitch.err.pm_short": "{seconds:.3f}초 오디오는 f0_min {low} Hz의 pm에 너무 짧습니다({needed:.3f}초 필요). 더 긴 클립을 쓰세요",
+        "pitch.err.range": "0 < f0_min < f0_max여야 합니다(현재 f0_min={low}, f0_max={high})",
+        "pitch.err.rate": "샘플레이트와 홉은 양수여야 합니다(현재 sr={sr}, hop={hop})",
+        "pitch.err.shape": "f0 추적에는 모양이 (samples,)인 모노 오디오가 필요한데 모양 {shape}입니다",
+        "pitch.err.short": "오디오가 한 프레임보다 짧습니다({samples}샘플 < 홉 {hop})",
+        "pitch.err.style": "알 수 없는 거친 피치 방식 {style!r}입니다. 'sovits41' 또는 'clip'을 쓰세요",
         "encoder.err.missing": "{name} 콘텐츠 인코더가 없습니다.\n{how}",
         "encoder.err.soft_missing": "{name} 콘텐츠 인코더가 없습니다. `python tools/download_models.py hubert-soft`로 bshall의 파일을 내려받은 뒤 `python -m app.models.upstream.hubert_soft`로 {folder}/에 변환하세요",
         "svcfile.err.config": "{path}: {problem}",

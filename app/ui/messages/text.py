@@ -1,13 +1,17 @@
-"""Texts of the refusals of a text to read (:mod:`app.text.frontend`: empty text, language modes a
-model cannot read; :mod:`app.text.overrides`: ``{written|reading}`` pronunciation overrides) and the
-default title of a long-form chapter without a heading (:mod:`app.infer.longform.sources`) in every
-language. Each English text is the layer's template unchanged; ``{override}`` is the override as the
-reader wrote it, and ``{system}`` the name of a romanisation (pinyin, Jyutping), both kept as they are."""
+"""Texts of the refusals of a text to read in every language: empty text, language modes and
+languages a model cannot read, split methods (:mod:`app.text.frontend`, :mod:`app.text.cleaner`,
+:mod:`app.text.split`), ``{written|reading}`` pronunciation overrides (:mod:`app.text.overrides`), and
+the default title of a long-form chapter without a heading (:mod:`app.infer.longform.sources`). Each
+English text is the layer's template unchanged; ``{override}`` is the override as the reader wrote
+it, and ``{system}`` the name of a romanisation (pinyin, Jyutping), both kept as they are."""
 
 from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "text.err.language": "language {language!r} is not available for {version}: use one of {choices}",
+        "text.err.reader": "{language} reader produced {phones} phones / {word2ph} word2ph entries for {chars} characters of {text!r}; please report this text",
+        "text.err.split": "unknown text split method {value!r}: use one of {names}",
         "text.err.empty": "the text is empty: enter something to read",
         "text.err.not_str": "text must be a str, not {kind}",
         "text.err.unknown_mode": "unknown language mode {value!r}: use one of {ids} (or all_en)",
@@ -25,6 +29,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "source.chapter": "Chapter {number}",
     },
     "zh": {
+        "text.err.language": "语言 {language!r} 在 {version} 中不可用：请使用 {choices} 之一",
+        "text.err.reader": "{language} 朗读器为 {text!r} 的 {chars} 个字符给出了 {phones} 个音素 / {word2ph} 个 word2ph 条目；请报告这段文本",
+        "text.err.split": "未知的文本切分方法 {value!r}：请使用 {names} 之一",
         "text.err.empty": "文本为空：请输入要朗读的内容",
         "text.err.not_str": "文本必须是字符串，而不是 {kind}",
         "text.err.unknown_mode": "未知的语言模式 {value!r}：请使用 {ids} 之一（或 all_en）",
@@ -42,6 +49,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "source.chapter": "第 {number} 章",
     },
     "zh_TW": {
+        "text.err.language": "語言 {language!r} 在 {version} 中不可用：請使用 {choices} 之一",
+        "text.err.reader": "{language} 朗讀器為 {text!r} 的 {chars} 個字元給出了 {phones} 個音素 / {word2ph} 個 word2ph 條目；請回報這段文字",
+        "text.err.split": "未知的文字切分方法 {value!r}：請使用 {names} 之一",
         "text.err.empty": "文字為空：請輸入要朗讀的內容",
         "text.err.not_str": "文字必須是字串，而不是 {kind}",
         "text.err.unknown_mode": "未知的語言模式 {value!r}：請使用 {ids} 之一（或 all_en）",
@@ -59,6 +69,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "source.chapter": "第 {number} 章",
     },
     "ja": {
+        "text.err.language": "言語 {language!r} は {version} では使えません。{choices} のいずれかを使ってください",
+        "text.err.reader": "{language} の読み上げ処理が {text!r} の {chars} 文字に対して {phones} 個の音素 / {word2ph} 個の word2ph を出しました。このテキストを報告してください",
+        "text.err.split": "不明なテキスト分割方式 {value!r} です。{names} のいずれかを使ってください",
         "text.err.empty": "テキストが空です。読み上げる内容を入力してください",
         "text.err.not_str": "テキストは文字列でなければなりません（{kind} を受け取りました）",
         "text.err.unknown_mode": "不明な言語モード {value!r} です。{ids}（または all_en）のいずれかを使ってください",
@@ -76,6 +89,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "source.chapter": "第 {number} 章",
     },
     "ko": {
+        "text.err.language": "언어 {language!r}은(는) {version}에서 쓸 수 없습니다. {choices} 중 하나를 쓰세요",
+        "text.err.reader": "{language} 읽기 처리가 {text!r}의 {chars}글자에 대해 음소 {phones}개 / word2ph {word2ph}개를 냈습니다. 이 텍스트를 알려 주세요",
+        "text.err.split": "알 수 없는 텍스트 나누기 방식 {value!r}입니다. {names} 중 하나를 쓰세요",
         "text.err.empty": "텍스트가 비어 있습니다. 읽을 내용을 입력하세요",
         "text.err.not_str": "텍스트는 문자열이어야 합니다({kind}을(를) 받았습니다)",
         "text.err.unknown_mode": "알 수 없는 언어 모드 {value!r}입니다. {ids} 중 하나(또는 all_en)를 쓰세요",
