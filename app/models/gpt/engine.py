@@ -39,6 +39,7 @@ from app.models.gpt.packed import (
     resolve_precision,
 )
 from app.models.gpt.sampling import DecodeResult, SamplingOptions, TokenChunk, choose_tokens
+from app.models.gpt.stepplan import DecodePlanLike, decode_plan, gather_weights
 
 if TYPE_CHECKING:
     from app.models.gpt.native import AttentionFn
@@ -348,7 +349,11 @@ class DecodingEngine:
             audio_position=net.ar_audio_position,
             n_head=net.config.n_head,
         )
-        self.kernels.plan = _decode_plan(self.kernels)
+        gather_weights(
+            [f for lk in layers for f in (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)] + [self.kernels.predict]
+        )
+        if self.kernels.attention is not None:
+            self.kernels.plan = decode_plan(layers, self.kernels.n_head)
         return self.kernels
 
 
@@ -500,34 +505,6 @@ def _chunk(
         emitted[b] = n
     B = len(lengths)
     return TokenChunk(tuple(tokens), tuple(b in done for b in range(B)), tuple(on_eos), step)
-
-
-class DecodePlanLike(Protocol):
-    def run(
-        self,
-        x: torch.Tensor,
-        k_layers: list[torch.Tensor],
-        v_layers: list[torch.Tensor],
-        n: int,
-        valid: torch.Tensor | None,
-    ) -> torch.Tensor: ...
-
-
-def _decode_plan(kern: Kernels) -> DecodePlanLike | None:
-    """The native whole-stack step for ``kern`` when its attention and every layer's linears are
-    native kernels (CPU, ``fp32`` on float16-exact weights or ``int8``), else None."""
-    if kern.attention is None or any(lk.gemv is None for lk in kern.layers):
-        return None
-    from app.models.gpt.native import decode_plan_class  # here: `python -m` runs that module
-
-    plan = decode_plan_class()
-    if plan is None:
-        return None
-    specs = []
-    for lk in kern.layers:
-        norms = [t.float().contiguous() for t in (*lk.norm1, *lk.norm2)]
-        specs.append((*(f.spec for f in (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out)), *norms))  # type: ignore[attr-defined]
-    return plan(specs, kern.n_head, LAYER_NORM_EPS)
 
 
 def _stream_dtype(net: Network) -> torch.dtype:
