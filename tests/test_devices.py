@@ -7,7 +7,7 @@ import ctypes
 import pytest
 import torch
 
-from app.devices import pick_device, pick_dtype, release_free_memory
+from app.devices import hugepage_buffer, pick_device, pick_dtype, release_free_memory
 
 
 def _rss_mb() -> float:
@@ -62,3 +62,11 @@ def test_pages_of_a_read_only_file_map_are_given_back_unchanged(tmp_path) -> Non
     mapped[0] = -1.0
     assert release_file_pages(path) == 0 and mapped[0].item() == -1.0 and torch.equal(mapped[1:], data[1:])
     assert release_file_pages(tmp_path / "not-mapped.bin") == 0
+
+
+@pytest.mark.parametrize("nbytes", [1, 4096, (2 << 20) + 5, 5 << 20])
+def test_hugepage_buffer_is_aligned_and_usable(nbytes: int) -> None:
+    buf = hugepage_buffer(nbytes)
+    assert buf.shape == (nbytes,) and buf.dtype == torch.uint8 and buf.data_ptr() % (2 << 20) == 0
+    buf.fill_(7)
+    assert int(buf.sum()) == 7 * nbytes
