@@ -25,7 +25,8 @@ class Message(str):
     template: str
     params: Mapping[str, object]
 
-    def __new__(cls, key: str, template: str, **params: object) -> Message:
+    def __new__(cls, key: str, template: str, /, **params: object) -> Message:
+        # key and template are positional only, so a template may have fields named "key" or "template".
         self = super().__new__(cls, template.format(**params))  # an unfilled field fails here
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "template", template)

@@ -140,6 +140,9 @@ SHOWN_LAYERS = (
     APP / "audio" / "pitch.py",
     APP / "text" / "cleaner.py",
     APP / "text" / "split.py",
+    APP / "models" / "upstream" / "sovits_cfm.py",
+    APP / "models" / "upstream" / "sovits_lora.py",
+    APP / "models" / "upstream" / "cfm_voice.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

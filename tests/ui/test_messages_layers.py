@@ -219,6 +219,10 @@ def test_a_wrong_sovits_file_is_refused_in_the_readers_language(tmp_path):
             read_sovits(tmp_path / name)
         _reads_in_every_language(refused.value.args[0], name)
     assert "SoVITS 生成器" in render(_refusal(read_sovits, tmp_path / "text.pth"), "zh")
+    from app.models.upstream.sovits_lora import read_lora
+
+    (tmp_path / "lora.pth").write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    _reads_in_every_language(_refusal(read_lora, tmp_path / "lora.pth"), "lora.pth")
 
 
 def test_svc_model_files_and_preprocessing_are_refused_in_the_readers_language(tmp_path):
@@ -312,3 +316,12 @@ def test_an_untitled_chapter_is_named_in_the_readers_language():
     titled = _titled(script, "ja")
     assert [line.text for line in titled.lines] == [line.text for line in script.lines]
     assert not any(isinstance(line.chapter, Message) for line in titled.lines)  # saved as written
+
+
+def test_a_message_may_have_fields_named_key_and_template():
+    """The key and template are positional only: a layer's template may name a weight's key."""
+    said = Message(
+        "lorafile.err.base_lacks", "{path}: adapts {key} ({template})", path="a.pth", key="k", template="t"
+    )
+    assert said == "a.pth: adapts k (t)" and said.key == "lorafile.err.base_lacks"
+    assert dict(said.params) == {"path": "a.pth", "key": "k", "template": "t"}

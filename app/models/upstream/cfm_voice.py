@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from app.messages import Message
 from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.upstream.headers import LORA_HEADERS
 from app.models.upstream.safe_pickle import CheckpointError
@@ -87,9 +88,11 @@ def load_cfm_voice(
         return CfmVoice(model, record, None)
     lora = read_lora(path)
     if not base_path.is_file():
+        template = "{path} is a {version} LoRA voice; it is merged onto the {version} base model {base}, which is missing"
         raise CheckpointError(
-            f"{path} is a {lora.version} LoRA voice; it is merged onto the {lora.version} base model "
-            f"{base_path}, which is missing"
+            Message(
+                "lorafile.err.no_base", template, path=str(path), version=lora.version, base=str(base_path)
+            )
         )
     base = read_sovits(base_path, expect_version=lora.version)
     state = merge_lora(base.state_dict, lora, str(base_path))

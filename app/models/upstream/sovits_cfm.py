@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from app.messages import Message, said
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.sovits.cfm_model import CfmSoVITS
 from app.models.sovits.config import CFM_VERSIONS, SoVITSConfig, preset
@@ -68,9 +69,10 @@ def detect_cfm_version(header: bytes, digest: str, tree: Mapping[str, Any] | Non
     """
     header_version = HEADER_VERSIONS.get(header)
     if header_version is not None and header_version != "v3":
-        raise CheckpointError(
-            f"{source}: header says GPT-SoVITS {header_version} but the weights are a v3/v4 flow-matching model"
+        template = (
+            "{source}: header says GPT-SoVITS {version} but the weights are a v3/v4 flow-matching model"
         )
+        raise CheckpointError(Message("cfmfile.err.header", template, source=source, version=header_version))
     said = _config_tree_version(tree)
     by_header = "v3" if header == b"02" else None
     decided = by_header or PRETRAINED_CFM_HASHES.get(digest)
@@ -82,11 +84,12 @@ def detect_cfm_version(header: bytes, digest: str, tree: Mapping[str, Any] | Non
         return decided
     if said in CFM_VERSIONS:
         return str(said)
-    raise CheckpointError(
-        f"{source}: flow-matching (cfm.*) weights of a GPT-SoVITS v3/v4 model, but no usable version: "
-        f"the config's model.version is {said!r} (v3 and v4 weights look the same; set model.version "
+    template = (
+        "{source}: flow-matching (cfm.*) weights of a GPT-SoVITS v3/v4 model, but no usable version: "
+        "the config's model.version is {said!r} (v3 and v4 weights look the same; set model.version "
         "to 'v3' or 'v4' in the file's config, or use upstream's s2Gv3.pth / s2Gv4.pth)"
     )
+    raise CheckpointError(Message("cfmfile.err.version", template, source=source, said=said))
 
 
 def _count_indexed(state: Mapping[str, torch.Tensor], prefix: str) -> int:
@@ -119,8 +122,9 @@ def cfm_config(
     )
     missing = [k for k in needed if k not in state]
     if missing:
+        template = "{source}: flow-matching weights without {missing}; not a v3/v4 SoVITS file"
         raise CheckpointError(
-            f"{source}: flow-matching weights without {missing[:3]}; not a v3/v4 SoVITS file"
+            Message("cfmfile.err.missing", template, source=source, missing=str(missing[:3]))
         )
     dim = int(state[f"{dit}proj_out.weight"].shape[1])
     inner = int(state[f"{dit}transformer_blocks.0.attn.to_q.weight"].shape[0])
@@ -147,9 +151,9 @@ def cfm_config(
         # Upstream's loader forces 25 Hz tokens whatever the file says; so do we.
         return replace(base, semantic_frame_rate="25hz", **sizes)
     except ValueError as exc:
-        raise CheckpointError(
-            f"{source}: embedded config is not usable for a {version} model: {exc}"
-        ) from None
+        template = "{source}: embedded config is not usable for a {version} model: {problem}"
+        message = Message("cfmfile.err.config", template, source=source, version=version, problem=said(exc))
+        raise CheckpointError(message) from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,9 +170,11 @@ def check_cfm_shapes(config: SoVITSConfig, state: Mapping[str, torch.Tensor], so
         expected = {k: v for k, v in expected.items() if not k.startswith(OPTIONAL_CFM_PREFIX)}
     mismatch = shape_mismatch(expected, state)
     if mismatch:
-        raise CheckpointError(
-            f"{source}: weights do not fit a {config.version} (flow-matching) SoVITS model: {mismatch}"
+        template = "{source}: weights do not fit a {version} (flow-matching) SoVITS model: {mismatch}"
+        message = Message(
+            "cfmfile.err.mismatch", template, source=source, version=config.version, mismatch=str(mismatch)
         )
+        raise CheckpointError(message)
 
 
 def build_cfm_sovits(
@@ -189,7 +195,8 @@ def build_cfm_sovits(
         CheckpointError: the config is not v3/v4 or the weights do not fit it (names ``source``).
     """
     if not config.is_cfm:
-        raise CheckpointError(f"{source}: build_cfm_sovits needs a v3/v4 config, got {config.version}")
+        template = "{source}: build_cfm_sovits needs a v3/v4 config, got {version}"
+        raise CheckpointError(Message("cfmfile.err.build", template, source=source, version=config.version))
     check_cfm_shapes(config, state, source)
     # Built without random initialisation and filled with the given tensors.
     model = without_init(lambda: CfmSoVITS(config))

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from app.fileio import atomic_write
+from app.messages import Message
 from app.models.sovits.config import SoVITSConfig
 from app.models.upstream.headers import LORA_HEADERS
 from app.models.upstream.safe_pickle import CheckpointError, HParams, save
@@ -87,22 +88,23 @@ def read_lora(path: str | Path) -> LoRAFile:
     header, obj, _ = _open(path, "a GPT-SoVITS v3/v4 LoRA file")
     version = LORA_HEADERS.get(header)
     if version is None:
-        raise CheckpointError(
-            f"{source}: not a v3/v4 LoRA file: it starts with {header!r}, LoRA exports start with "
-            "'03' (v3) or '04' (v4)"
-        )
+        template = "{source}: not a v3/v4 LoRA file: it starts with {header!r}, LoRA exports start with '03' (v3) or '04' (v4)"
+        raise CheckpointError(Message("lorafile.err.header", template, source=source, header=header))
     if not isinstance(obj, Mapping) or not isinstance(obj.get("weight"), Mapping):
-        raise CheckpointError(f"{source}: a LoRA file is a dict with 'weight', 'config' and 'lora_rank'")
+        template = "{source}: a LoRA file is a dict with 'weight', 'config' and 'lora_rank'"
+        raise CheckpointError(Message("lorafile.err.dict", template, source=source))
     rank = obj.get("lora_rank")
     if isinstance(rank, str) and rank.isdigit():
         rank = int(rank)
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise CheckpointError(f"{source}: 'lora_rank' must be a positive whole number, found {rank!r}")
+        template = "{source}: 'lora_rank' must be a positive whole number, found {rank!r}"
+        raise CheckpointError(Message("lorafile.err.rank", template, source=source, rank=rank))
     halves: dict[str, dict[str, torch.Tensor]] = {}
     replaced: dict[str, torch.Tensor] = {}
     for name, tensor in obj["weight"].items():
         if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{source}: weight entries must be named tensors; {name!r} is not")
+            template = "{source}: weight entries must be named tensors; {name!r} is not"
+            raise CheckpointError(Message("lorafile.err.entries", template, source=source, name=name))
         found = _ADAPTER.match(name)
         if found is None:
             replaced[_merged_name(name)] = tensor
@@ -111,20 +113,32 @@ def read_lora(path: str | Path) -> LoRAFile:
     adapters: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for layer, pair in sorted(halves.items()):
         if set(pair) != {"A", "B"}:
-            raise CheckpointError(f"{source}: adapter {layer} has lora_{''.join(pair)} but not both A and B")
+            template = "{source}: adapter {layer} has lora_{halves} but not both A and B"
+            raise CheckpointError(
+                Message("lorafile.err.half", template, source=source, layer=layer, halves="".join(pair))
+            )
         a, b = pair["A"], pair["B"]
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != rank or b.shape[1] != rank:
-            raise CheckpointError(
-                f"{source}: adapter {layer} has A {tuple(a.shape)} and B {tuple(b.shape)}; expected "
-                f"[{rank}, in] and [out, {rank}] for lora_rank {rank}"
-            )
+            template = "{source}: adapter {layer} has A {a} and B {b}; expected [{rank}, in] and [out, {rank}] for lora_rank {rank}"
+            fields = {
+                "source": source,
+                "layer": layer,
+                "a": str(tuple(a.shape)),
+                "b": str(tuple(b.shape)),
+                "rank": rank,
+            }
+            raise CheckpointError(Message("lorafile.err.shapes", template, **fields))
         if layer.rsplit(".attn.", 1)[-1] not in LORA_TARGETS or not layer.startswith("cfm.estimator."):
+            template = "{source}: adapter on {layer}; upstream adapts only {targets} of the DiT"
             raise CheckpointError(
-                f"{source}: adapter on {layer}; upstream adapts only {LORA_TARGETS} of the DiT"
+                Message(
+                    "lorafile.err.target", template, source=source, layer=layer, targets=str(LORA_TARGETS)
+                )
             )
         adapters[layer] = (a, b)
     if not adapters:
-        raise CheckpointError(f"{source}: no LoRA adapters (lora_A/lora_B weights) in the file")
+        template = "{source}: no LoRA adapters (lora_A/lora_B weights) in the file"
+        raise CheckpointError(Message("lorafile.err.no_adapters", template, source=source))
     config = obj.get("config")
     info = obj.get("info")
     return LoRAFile(
@@ -146,11 +160,25 @@ def merge_lora(
         key = f"{layer}.weight"
         weight = base.get(key)
         if weight is None:
-            raise CheckpointError(f"{lora.path}: adapts {key}, which {base_source} does not have")
-        if tuple(weight.shape) != (b.shape[0], a.shape[1]):
+            template = "{path}: adapts {weight}, which {base} does not have"
             raise CheckpointError(
-                f"{lora.path}: adapter {layer} gives [{b.shape[0]}, {a.shape[1]}] but {base_source} has "
-                f"{key} of {tuple(weight.shape)}: the LoRA was trained on another base model"
+                Message(
+                    "lorafile.err.base_lacks", template, path=str(lora.path), weight=key, base=base_source
+                )
+            )
+        if tuple(weight.shape) != (b.shape[0], a.shape[1]):
+            template = "{path}: adapter {layer} gives [{rows}, {cols}] but {base} has {weight} of {shape}: the LoRA was trained on another base model"
+            fields = {
+                "path": str(lora.path),
+                "layer": layer,
+                "rows": b.shape[0],
+                "cols": a.shape[1],
+                "base": base_source,
+            }
+            raise CheckpointError(
+                Message(
+                    "lorafile.err.base_shape", template, **fields, weight=key, shape=str(tuple(weight.shape))
+                )
             )
         # float32, as upstream merges into its float32 model (fp16 would round the sum again)
         merged[key] = weight.float() + b.float() @ a.float()
@@ -161,11 +189,26 @@ def merge_lora(
             merged[key] = tensor
             continue
         if old is None:
-            raise CheckpointError(f"{lora.path}: holds {key}, which {base_source} does not have")
-        if old.shape != tensor.shape:
+            template = "{path}: holds {weight}, which {base} does not have"
             raise CheckpointError(
-                f"{lora.path}: {key} is {tuple(tensor.shape)} but {base_source} has {tuple(old.shape)}: "
-                "the LoRA was trained on another base model"
+                Message(
+                    "lorafile.err.base_lacks_tensor",
+                    template,
+                    path=str(lora.path),
+                    weight=key,
+                    base=base_source,
+                )
+            )
+        if old.shape != tensor.shape:
+            template = "{path}: {weight} is {shape} but {base} has {base_shape}: the LoRA was trained on another base model"
+            fields = {
+                "path": str(lora.path),
+                "weight": key,
+                "shape": str(tuple(tensor.shape)),
+                "base": base_source,
+            }
+            raise CheckpointError(
+                Message("lorafile.err.base_tensor", template, **fields, base_shape=str(tuple(old.shape)))
             )
         merged[key] = tensor
     return merged
@@ -193,11 +236,15 @@ def lora_weights(
     out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for name, tensor in sorted(replaced.items(), key=lambda kv: kv[0].startswith("cfm.")):
         if _ADAPTER.match(name) or ".lora_" in name:
-            raise ValueError(f"{name}: adapter matrices go in 'adapters', not among the replaced tensors")
+            template = "{name}: adapter matrices go in 'adapters', not among the replaced tensors"
+            raise ValueError(Message("lorafile.err.replaced", template, name=name))
         out[_peft_name(name)] = tensor
     for layer, (a, b) in adapters.items():
         if layer.rsplit(".attn.", 1)[-1] not in LORA_TARGETS or not layer.startswith("cfm.estimator."):
-            raise ValueError(f"adapter on {layer}; upstream adapts only {LORA_TARGETS} of the DiT")
+            template = "adapter on {layer}; upstream adapts only {targets} of the DiT"
+            raise ValueError(
+                Message("lorafile.err.write_target", template, layer=layer, targets=str(LORA_TARGETS))
+            )
         out[f"{_peft_name(layer)}.lora_A.default.weight"] = a
         out[f"{_peft_name(layer)}.lora_B.default.weight"] = b
     return out
@@ -230,18 +277,30 @@ def write_lora(
         ValueError: not a v3/v4 config, no adapters, or matrices that do not have ``rank``.
     """
     if config.version not in VERSION_LORA_HEADERS:
-        raise ValueError(f"LoRA exports are v3/v4 files; the config is {config.version}")
+        raise ValueError(
+            Message(
+                "lorafile.err.write_version",
+                "LoRA exports are v3/v4 files; the config is {version}",
+                version=config.version,
+            )
+        )
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be a positive whole number, got {rank!r}")
+        raise ValueError(
+            Message(
+                "lorafile.err.write_rank", "rank must be a positive whole number, got {rank!r}", rank=rank
+            )
+        )
     if not adapters:
-        raise ValueError("no adapters to write: a LoRA export holds at least one lora_A/lora_B pair")
+        template = "no adapters to write: a LoRA export holds at least one lora_A/lora_B pair"
+        raise ValueError(Message("lorafile.err.write_none", template))
     wrong = [
         f"{layer}: A {tuple(a.shape)}, B {tuple(b.shape)}"
         for layer, (a, b) in adapters.items()
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != rank or b.shape[1] != rank
     ]
     if wrong:
-        raise ValueError(f"adapters do not have rank {rank} ([{rank}, in] and [out, {rank}]): {wrong[:3]}")
+        template = "adapters do not have rank {rank} ([{rank}, in] and [out, {rank}]): {wrong}"
+        raise ValueError(Message("lorafile.err.write_shapes", template, rank=rank, wrong=str(wrong[:3])))
     target = Path(path)
     payload: OrderedDict[str, Any] = OrderedDict()
     payload["weight"] = {
