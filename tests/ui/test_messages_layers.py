@@ -223,6 +223,12 @@ def test_a_wrong_sovits_file_is_refused_in_the_readers_language(tmp_path):
 
     (tmp_path / "lora.pth").write_bytes(b"PK\x03\x04" + b"\0" * 64)
     _reads_in_every_language(_refusal(read_lora, tmp_path / "lora.pth"), "lora.pth")
+    from app.models.upstream.sv import read_sv
+    from app.models.upstream.vocoder import read_bigvgan, read_v4_vocoder
+
+    _reads_in_every_language(_refusal(read_v4_vocoder, tmp_path / "vocoder.pth"), "vocoder.pth")
+    _reads_in_every_language(_refusal(read_bigvgan, tmp_path / "bigvgan"), "bigvgan")
+    _reads_in_every_language(_refusal(read_sv, tmp_path / "sv.ckpt"), "sv.ckpt", "download_models.py")
 
 
 def test_svc_model_files_and_preprocessing_are_refused_in_the_readers_language(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
+from app.messages import Message
 from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import shape_mismatch, state_shapes
 from app.models.upstream.headers import HEADER_VERSIONS
@@ -103,10 +104,12 @@ def read_sv(path: str | os.PathLike) -> tuple[SVConfig, dict[str, torch.Tensor]]
     p = Path(path)
     source = str(p)
     if not p.exists():
-        raise CheckpointError(
-            f"{source}: no such file; the speaker-verification model v2Pro/v2ProPlus need "
-            f"({SV_FILE} under pretrained_models/) is downloaded with: {DOWNLOAD_COMMAND} {SV_ASSET}"
+        template = (
+            "{source}: no such file; the speaker-verification model v2Pro/v2ProPlus need ({file} under "
+            "pretrained_models/) is downloaded with: {command} {asset}"
         )
+        fields = {"source": source, "file": str(SV_FILE), "command": DOWNLOAD_COMMAND, "asset": SV_ASSET}
+        raise CheckpointError(Message("sv.err.missing", template, **fields))
     data = read_file(p)
     if len(data) < 4:
         raise CheckpointError(f"{source}: {len(data)} bytes is too short for {EXPECTED}")

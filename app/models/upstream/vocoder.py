@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from app.messages import Message
 from app.models.nn.norm import fold_weight_norm_state
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.upstream.headers import HEADER_VERSIONS
@@ -202,9 +203,12 @@ def read_v4_vocoder(path: str | os.PathLike) -> tuple[HiFiGANVocoderConfig, dict
     p = Path(path)
     source = str(p)
     if not p.exists():
+        template = (
+            "{source}: no such file; GPT-SoVITS v4 synthesis needs its vocoder at pretrained_models/{file} "
+            "(from the GPT-SoVITS pretrained models)"
+        )
         raise CheckpointError(
-            f"{source}: no such file; GPT-SoVITS v4 synthesis needs its vocoder at "
-            f"pretrained_models/{V4_VOCODER_FILE.as_posix()} (from the GPT-SoVITS pretrained models)"
+            Message("vocoder.err.v4_missing", template, source=source, file=V4_VOCODER_FILE.as_posix())
         )
     obj = _read_pickle(p, V4_EXPECTED)
     if not isinstance(obj, Mapping):
@@ -282,8 +286,9 @@ def read_bigvgan_config(path: str | os.PathLike) -> BigVGANConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
+        template = "{path}: no such file; a BigVGAN folder holds {config} beside its weights"
         raise CheckpointError(
-            f"{p}: no such file; a BigVGAN folder holds {BIGVGAN_CONFIG_FILE} beside its weights"
+            Message("vocoder.err.no_config", template, path=str(p), config=BIGVGAN_CONFIG_FILE)
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{p}: cannot read the BigVGAN config ({exc})") from None
@@ -356,16 +361,25 @@ def read_bigvgan(folder: str | os.PathLike) -> BigVGANFile:
     """
     d = Path(folder)
     if not d.is_dir():
-        state = "is a file" if d.exists() else "no such folder"
+        template = (
+            "{folder}: {state}; expected a BigVGAN folder with {config} and {weights} "
+            "(GPT-SoVITS v3 uses pretrained_models/{standard})"
+        )
+        fields = {"folder": str(d), "config": BIGVGAN_CONFIG_FILE, "weights": BIGVGAN_WEIGHTS_FILE}
+        state = (
+            Message("vocoder.what.file", "is a file")
+            if d.exists()
+            else Message("vocoder.what.no_folder", "no such folder")
+        )
         raise CheckpointError(
-            f"{d}: {state}; expected a BigVGAN folder with {BIGVGAN_CONFIG_FILE} and {BIGVGAN_WEIGHTS_FILE} "
-            f"(GPT-SoVITS v3 uses pretrained_models/{BIGVGAN_DIR.as_posix()})"
+            Message("vocoder.err.v3_folder", template, **fields, state=state, standard=BIGVGAN_DIR.as_posix())
         )
     config = read_bigvgan_config(d / BIGVGAN_CONFIG_FILE)
     weights = d / BIGVGAN_WEIGHTS_FILE
     source = str(weights)
     if not weights.exists():
-        raise CheckpointError(f"{source}: no such file; the BigVGAN folder needs its generator weights")
+        template = "{source}: no such file; the BigVGAN folder needs its generator weights"
+        raise CheckpointError(Message("vocoder.err.v3_weights", template, source=source))
     state = _bigvgan_state(_read_pickle(weights, BIGVGAN_EXPECTED), source)
     weight_norm = any(k.endswith(".weight_g") for k in state)
     mismatch = shape_mismatch(bigvgan_expected_shapes(config, weight_norm), state)

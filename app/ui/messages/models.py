@@ -1,15 +1,24 @@
 """Texts of the refusals of a model file in every language: a GPT file (:mod:`app.models.upstream.gpt`),
-a SoVITS file (:mod:`app.models.upstream.sovits`, v3/v4: :mod:`~app.models.upstream.sovits_cfm`, LoRA
-voices: :mod:`~app.models.upstream.sovits_lora`, :mod:`~app.models.upstream.cfm_voice`) and any checkpoint read through the restricted
-unpickler (:mod:`app.models.upstream.safe_pickle`): a file of another kind in the slot, another
-version, an empty, corrupt or unsafe file. The TTS tab shows them inside its "GPT model: ..." /
-"SoVITS model: ..." lines. Each English text is the layer's template unchanged; file kinds
-(.ckpt, .pth, so-vits-svc) and key names stay as they are written."""
+a SoVITS file (:mod:`app.models.upstream.sovits`; v3/v4: :mod:`~app.models.upstream.sovits_cfm`; LoRA
+voices: :mod:`~app.models.upstream.sovits_lora`, :mod:`~app.models.upstream.cfm_voice`), the v3/v4
+vocoder and the v2Pro speaker model when missing (:mod:`~app.models.upstream.vocoder`,
+:mod:`~app.models.upstream.sv`), and any checkpoint read through the restricted unpickler
+(:mod:`app.models.upstream.safe_pickle`): a file of another kind in the slot, another version, an
+empty, corrupt or unsafe file. The TTS tab shows them inside its "GPT model: ..." / "SoVITS model:
+..." lines. Each English text is the layer's template unchanged; file kinds (.ckpt, .pth,
+so-vits-svc) and key names stay as they are written."""
 
 from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "sv.err.missing": "{source}: no such file; the speaker-verification model v2Pro/v2ProPlus need ({file} under pretrained_models/) is downloaded with: {command} {asset}",
+        "vocoder.err.no_config": "{path}: no such file; a BigVGAN folder holds {config} beside its weights",
+        "vocoder.err.v3_folder": "{folder}: {state}; expected a BigVGAN folder with {config} and {weights} (GPT-SoVITS v3 uses pretrained_models/{standard})",
+        "vocoder.err.v3_weights": "{source}: no such file; the BigVGAN folder needs its generator weights",
+        "vocoder.err.v4_missing": "{source}: no such file; GPT-SoVITS v4 synthesis needs its vocoder at pretrained_models/{file} (from the GPT-SoVITS pretrained models)",
+        "vocoder.what.file": "is a file",
+        "vocoder.what.no_folder": "no such folder",
         "cfmfile.err.build": "{source}: build_cfm_sovits needs a v3/v4 config, got {version}",
         "cfmfile.err.config": "{source}: embedded config is not usable for a {version} model: {problem}",
         "cfmfile.err.header": "{source}: header says GPT-SoVITS {version} but the weights are a v3/v4 flow-matching model",
@@ -103,6 +112,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "gptfile.err.zip": "{path}: the zip container is truncated or corrupt; download or copy it again",
     },
     "zh": {
+        "sv.err.missing": "{source}：没有这个文件；v2Pro/v2ProPlus 需要的说话人验证模型（pretrained_models/ 下的 {file}）可以这样下载：{command} {asset}",
+        "vocoder.err.no_config": "{path}：没有这个文件；BigVGAN 文件夹中，{config} 与权重放在一起",
+        "vocoder.err.v3_folder": "{folder}：{state}；需要一个含 {config} 和 {weights} 的 BigVGAN 文件夹（GPT-SoVITS v3 使用 pretrained_models/{standard}）",
+        "vocoder.err.v3_weights": "{source}：没有这个文件；BigVGAN 文件夹需要它的生成器权重",
+        "vocoder.err.v4_missing": "{source}：没有这个文件；GPT-SoVITS v4 合成需要位于 pretrained_models/{file} 的声码器（来自 GPT-SoVITS 的预训练模型）",
+        "vocoder.what.file": "这是一个文件",
+        "vocoder.what.no_folder": "没有这个文件夹",
         "cfmfile.err.build": "{source}：build_cfm_sovits 需要 v3/v4 的配置，收到的是 {version}",
         "cfmfile.err.config": "{source}：内嵌的配置不能用于 {version} 模型：{problem}",
         "cfmfile.err.header": "{source}：文件头标明是 GPT-SoVITS {version}，但权重是 v3/v4 的流匹配模型",
@@ -196,6 +212,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "gptfile.err.zip": "{path}：zip 容器不完整或已损坏；请重新下载或复制",
     },
     "zh_TW": {
+        "sv.err.missing": "{source}：沒有這個檔案；v2Pro/v2ProPlus 需要的說話者驗證模型（pretrained_models/ 下的 {file}）可以這樣下載：{command} {asset}",
+        "vocoder.err.no_config": "{path}：沒有這個檔案；BigVGAN 資料夾中，{config} 與權重放在一起",
+        "vocoder.err.v3_folder": "{folder}：{state}；需要一個含 {config} 和 {weights} 的 BigVGAN 資料夾（GPT-SoVITS v3 使用 pretrained_models/{standard}）",
+        "vocoder.err.v3_weights": "{source}：沒有這個檔案；BigVGAN 資料夾需要它的生成器權重",
+        "vocoder.err.v4_missing": "{source}：沒有這個檔案；GPT-SoVITS v4 合成需要位於 pretrained_models/{file} 的聲碼器（來自 GPT-SoVITS 的預訓練模型）",
+        "vocoder.what.file": "這是一個檔案",
+        "vocoder.what.no_folder": "沒有這個資料夾",
         "cfmfile.err.build": "{source}：build_cfm_sovits 需要 v3/v4 的設定，收到的是 {version}",
         "cfmfile.err.config": "{source}：內嵌的設定不能用於 {version} 模型：{problem}",
         "cfmfile.err.header": "{source}：檔案標頭標明是 GPT-SoVITS {version}，但權重是 v3/v4 的流匹配模型",
@@ -289,6 +312,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "gptfile.err.zip": "{path}：zip 容器不完整或已損壞；請重新下載或複製",
     },
     "ja": {
+        "sv.err.missing": "{source}：そのようなファイルはありません。v2Pro/v2ProPlus が使う話者照合モデル（pretrained_models/ の {file}）は次でダウンロードします：{command} {asset}",
+        "vocoder.err.no_config": "{path}：そのようなファイルはありません。BigVGAN のフォルダーでは重みの隣に {config} があります",
+        "vocoder.err.v3_folder": "{folder}：{state}。{config} と {weights} のある BigVGAN フォルダーが必要です（GPT-SoVITS v3 は pretrained_models/{standard} を使います）",
+        "vocoder.err.v3_weights": "{source}：そのようなファイルはありません。BigVGAN のフォルダーには生成器の重みが必要です",
+        "vocoder.err.v4_missing": "{source}：そのようなファイルはありません。GPT-SoVITS v4 の合成には pretrained_models/{file} のボコーダー（GPT-SoVITS の事前学習モデル）が必要です",
+        "vocoder.what.file": "ファイルです",
+        "vocoder.what.no_folder": "そのようなフォルダーはありません",
         "cfmfile.err.build": "{source}：build_cfm_sovits には v3/v4 の設定が必要ですが、{version} でした",
         "cfmfile.err.config": "{source}：埋め込まれた設定は {version} モデルには使えません：{problem}",
         "cfmfile.err.header": "{source}：ヘッダーは GPT-SoVITS {version} ですが、重みは v3/v4 のフローマッチングモデルです",
@@ -382,6 +412,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "gptfile.err.zip": "{path}：zip コンテナが途中で切れているか壊れています。ダウンロードかコピーをやり直してください",
     },
     "ko": {
+        "sv.err.missing": "{source}: 그런 파일이 없습니다. v2Pro/v2ProPlus가 쓰는 화자 검증 모델(pretrained_models/ 아래의 {file})은 다음으로 내려받습니다: {command} {asset}",
+        "vocoder.err.no_config": "{path}: 그런 파일이 없습니다. BigVGAN 폴더에는 가중치 옆에 {config}이(가) 있습니다",
+        "vocoder.err.v3_folder": "{folder}: {state}. {config}와(과) {weights}이(가) 있는 BigVGAN 폴더가 필요합니다(GPT-SoVITS v3는 pretrained_models/{standard}를 씁니다)",
+        "vocoder.err.v3_weights": "{source}: 그런 파일이 없습니다. BigVGAN 폴더에는 생성기 가중치가 있어야 합니다",
+        "vocoder.err.v4_missing": "{source}: 그런 파일이 없습니다. GPT-SoVITS v4 합성에는 pretrained_models/{file}의 보코더(GPT-SoVITS 사전 학습 모델)가 필요합니다",
+        "vocoder.what.file": "파일입니다",
+        "vocoder.what.no_folder": "그런 폴더가 없습니다",
         "cfmfile.err.build": "{source}: build_cfm_sovits에는 v3/v4 설정이 필요한데 {version}입니다",
         "cfmfile.err.config": "{source}: 내장된 설정을 {version} 모델에 쓸 수 없습니다: {problem}",
         "cfmfile.err.header": "{source}: 헤더는 GPT-SoVITS {version}인데 가중치는 v3/v4 플로 매칭 모델입니다",
