@@ -32,10 +32,10 @@
 #endif
 
 #include <atomic>
-#include <memory>
 #include <climits>
-#include <thread>
 #include <cmath>
+#include <memory>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -86,9 +86,11 @@ class PhaseGate {
  public:
   int open() const { return phase_.load(std::memory_order_acquire); }
 
+  // The store and the load of sleepers_ are sequentially consistent (and the sleeper's count and
+  // check below): a waiter that registered after this load finds the new phase (or futex does).
   void advance(int to) {
-    phase_.store(to, std::memory_order_release);
-    if (sleepers_.load(std::memory_order_acquire) > 0) wake_all();
+    phase_.store(to, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_all();
   }
 
   // Returns once the open phase is no longer `phase`.
@@ -97,8 +99,8 @@ class PhaseGate {
       if (open() != phase) return;
       _mm_pause();
     }
-    sleepers_.fetch_add(1, std::memory_order_acq_rel);
-    while (open() == phase) sleep_while(phase);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    while (phase_.load(std::memory_order_seq_cst) == phase) sleep_while(phase);
     sleepers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 
