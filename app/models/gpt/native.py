@@ -189,14 +189,14 @@ def decode_plan_class():  # type: ignore[no-untyped-def]
     return None if module is None else module.DecodePlan
 
 
-# (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16) -> (N, K) rows.
+# (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16) -> W^T, (K, N).
 UnpackFn = Callable[[torch.Tensor, int, torch.dtype], torch.Tensor]
 
 
-def unpack_rows_kernel() -> UnpackFn | None:
-    """The packed weights back to (N, K) rows for the prefill's GEMMs, or None when switched off."""
+def unpack_cols_kernel() -> UnpackFn | None:
+    """The packed weights as W^T (K, N) for the prefill's GEMMs, or None when switched off."""
     module = _module()
-    return None if module is None else module.unpack_rows
+    return None if module is None else module.unpack_cols
 
 
 @functools.cache

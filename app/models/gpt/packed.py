@@ -179,7 +179,7 @@ def _blocked_int8(
 ) -> LinearFn:
     packed = _blocks(qweight)
     n = qweight.shape[0]
-    unpack = _native("unpack_rows_kernel")
+    unpack = _native("unpack_cols_kernel")
     bias32 = None if bias is None else bias.float().contiguous()
 
     # Decoding rows: the native GEMV. Prefill rows: a bf16 GEMM on the int8 weight widened per call.
@@ -188,9 +188,9 @@ def _blocked_int8(
         flat = x.reshape(-1, shape[-1]).float()
         rows = flat.shape[0]
         if rows > _INT8_GEMV_ROWS:
-            # Back to (N, K) rows in bf16 for one oneDNN GEMM (batched products per block of 64
-            # outputs run at half its speed).
-            y = F.linear(flat.bfloat16(), unpack(packed, n, torch.bfloat16))  # (rows, n) bf16
+            # W^T in bf16 (exact) for one oneDNN GEMM (batched products per block of 64 outputs
+            # run at half its speed).
+            y = torch.matmul(flat.bfloat16(), unpack(packed, n, torch.bfloat16))  # (rows, n) bf16
             # Scale and bias in one float32 pass (bf16 * float32 promotes), the ReLU in place.
             y = torch.mul(y, scales) if bias32 is None else torch.addcmul(bias32, y, scales)
             y = y.relu_() if relu else y

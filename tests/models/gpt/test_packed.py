@@ -129,18 +129,20 @@ def test_int8_holds_a_quarter_of_the_bytes_and_prefills_close() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 200), k=st.integers(1, 100), half=st.booleans(), bf16=st.booleans())
-def test_unpack_rows_returns_the_weight(n: int, k: int, half: bool, bf16: bool) -> None:
-    """The prefill's (N, K) rows from a packing: exact for float16 and int8 weights, any shape."""
-    unpack = native.unpack_rows_kernel()
+def test_unpack_cols_returns_the_transposed_weight(n: int, k: int, half: bool, bf16: bool) -> None:
+    """The prefill's W^T (K, N) from a packing: exact for float16 and int8 weights, any shape."""
+    unpack = native.unpack_cols_kernel()
     assert unpack is not None
     if half:
         weight = torch.randn(n, k).half()
         if bf16:  # float16 is not exact in bfloat16: the kernel's rounding is torch's
-            return torch.testing.assert_close(unpack(_blocks(weight), n, torch.bfloat16), weight.bfloat16())
+            return torch.testing.assert_close(
+                unpack(_blocks(weight), n, torch.bfloat16), weight.t().bfloat16()
+            )
     else:
-        weight = torch.randint(-127, 128, (n, k), dtype=torch.int8)
+        weight = torch.randint(-128, 128, (n, k), dtype=torch.int8)
     dtype = torch.bfloat16 if bf16 else torch.float32
-    assert torch.equal(unpack(_blocks(weight), n, dtype), weight.to(dtype))
+    assert torch.equal(unpack(_blocks(weight), n, dtype), weight.t().to(dtype))
 
 
 @pytest.mark.parametrize(("relu", "with_bias"), [(False, False), (True, True), (False, True)])

@@ -21,6 +21,8 @@
 
 #include "kernels.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 
@@ -57,17 +59,50 @@ torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const tor
   return out;
 }
 
-// Block b of the packing back to rows n0..n0+63 of a row-major (N, K) weight of type O, tile by
-// tile (16 columns of the block) so that reads and writes both stay in cache lines.
+// Row k of the packing's W^T: out[blk * 64 + j] = w[(blk * K + k) * 64 + j] for every block, the
+// last one cut at N. Widened with AVX-512 where there is a fast exact way, else one by one.
+inline void widen_run(const int8_t* src, int64_t width, float* dst) {
+  int64_t j = 0;
+#if defined(__AVX512F__)
+  for (; j + 16 <= width; j += 16) {
+    _mm512_storeu_ps(dst + j, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j)))));
+  }
+#endif
+  for (; j < width; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
+inline void widen_run(const int8_t* src, int64_t width, at::BFloat16* dst) {
+  int64_t j = 0;
+#if defined(__AVX512F__)
+  // |q| <= 128 fits bfloat16's 8 significant bits: the float's upper half is its exact bfloat16.
+  for (; j + 16 <= width; j += 16) {
+    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(f), 16)));
+  }
+#endif
+  for (; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]));
+}
+
+inline void widen_run(const at::Half* src, int64_t width, float* dst) {
+  int64_t j = 0;
+#if defined(__AVX512F__)
+  for (; j + 16 <= width; j += 16) {
+    _mm512_storeu_ps(dst + j, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j))));
+  }
+#endif
+  for (; j < width; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
+inline void widen_run(const at::Half* src, int64_t width, at::BFloat16* dst) {
+  for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]));
+}
+
 template <typename W, typename O>
-void unpack_block(const W* w, int64_t K, int64_t n0, int64_t width, O* out) {
-  constexpr int64_t kTile = 16;
-  for (int64_t k0 = 0; k0 < K; k0 += kTile) {
-    const int64_t kn = std::min(kTile, K - k0);
-    for (int64_t j = 0; j < width; ++j) {
-      O* row = out + (n0 + j) * K + k0;
-      const W* col = w + k0 * kBlock + j;
-      for (int64_t i = 0; i < kn; ++i) row[i] = static_cast<O>(static_cast<float>(col[i * kBlock]));
+void unpack_cols_rows(const W* w, int64_t K, int64_t N, int64_t k0, int64_t k1, O* out) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  for (int64_t k = k0; k < k1; ++k) {
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      widen_run(w + (blk * K + k) * kBlock, std::min(kBlock, N - blk * kBlock), out + k * N + blk * kBlock);
     }
   }
 }
@@ -91,31 +126,29 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, c
   return blocked_linear<int8_t>("linear_int8", x, packed, scale.size(0), scale.data_ptr<float>(), bias, relu);
 }
 
-// The packed weight back to a row-major (N, K) tensor of `dtype` (float32 or bfloat16; both hold a
-// float16 or int8 weight exactly), unscaled: the prefill's many rows are a GEMM for oneDNN.
-torch::Tensor unpack_rows(const torch::Tensor& packed, int64_t N, at::ScalarType dtype) {
+// The packed weight as W^T, a row-major (K, N) tensor of `dtype` (float32 or bfloat16; both hold
+// an int8 weight exactly, float32 a float16 one), unscaled: the prefill's many rows are then one
+// GEMM for oneDNN (x @ W^T). Row k gathers the k-th 64-wide column of every block: contiguous
+// runs in, one contiguous row out.
+torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype) {
   TORCH_CHECK(packed.device().is_cpu() && packed.dim() == 3 && packed.is_contiguous() && packed.size(2) == kBlock,
-              "unpack_rows: the weight must be a contiguous CPU tensor packed as (N / 64, K, 64)");
+              "unpack_cols: the weight must be a contiguous CPU tensor packed as (N / 64, K, 64)");
   const int64_t K = packed.size(1), blocks = packed.size(0);
-  TORCH_CHECK(N > (blocks - 1) * kBlock && N <= blocks * kBlock, "unpack_rows: ", N, " rows do not match ",
+  TORCH_CHECK(N > (blocks - 1) * kBlock && N <= blocks * kBlock, "unpack_cols: ", N, " columns do not match ",
               blocks, " packed blocks");
-  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "unpack_rows: float32 or bfloat16 only");
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "unpack_cols: float32 or bfloat16 only");
   TORCH_CHECK(packed.scalar_type() == at::kHalf || packed.scalar_type() == at::kChar,
-              "unpack_rows: the packed weight must be float16 or int8");
-  auto out = torch::empty({N, K}, packed.options().dtype(dtype));
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n0 = blk * kBlock, width = std::min(kBlock, N - n0);
-      const int64_t at = blk * K * kBlock;
-      if (packed.scalar_type() == at::kHalf) {
-        const at::Half* w = packed.data_ptr<at::Half>() + at;
-        if (dtype == at::kFloat) unpack_block(w, K, n0, width, out.data_ptr<float>());
-        else unpack_block(w, K, n0, width, out.data_ptr<at::BFloat16>());
-      } else {
-        const int8_t* w = packed.data_ptr<int8_t>() + at;
-        if (dtype == at::kFloat) unpack_block(w, K, n0, width, out.data_ptr<float>());
-        else unpack_block(w, K, n0, width, out.data_ptr<at::BFloat16>());
-      }
+              "unpack_cols: the packed weight must be float16 or int8");
+  auto out = torch::empty({K, N}, packed.options().dtype(dtype));
+  at::parallel_for(0, K, 8, [&](int64_t k0, int64_t k1) {
+    if (packed.scalar_type() == at::kHalf) {
+      const at::Half* w = packed.data_ptr<at::Half>();
+      if (dtype == at::kFloat) unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<float>());
+      else unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<at::BFloat16>());
+    } else {
+      const int8_t* w = packed.data_ptr<int8_t>();
+      if (dtype == at::kFloat) unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<float>());
+      else unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<at::BFloat16>());
     }
   });
   return out;
