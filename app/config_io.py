@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from app.fileio import atomic_write_text
+from app.messages import Message, said
 
 T = TypeVar("T")
 
@@ -41,44 +42,32 @@ def to_dict(obj: Any) -> Any:
 def _convert(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    kind = type(value).__name__
     if hint is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {hint}")
+        return _convert_union(value, hint, args, where)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping for {hint.__name__}, got {type(value).__name__}")
+            template = "{where}: expected a mapping for {name}, got {kind}"
+            raise ConfigError(
+                Message("config.err.mapping_for", template, where=where, name=hint.__name__, kind=kind)
+            )
         return from_dict(hint, value, where)
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(
-                _convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
-            )
-        item = args[0] if args else Any
-        converted = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(converted) if origin is tuple else converted
+        return _convert_sequence(value, origin, args, where)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+            template = "{where}: expected a mapping, got {kind}"
+            raise ConfigError(Message("config.err.mapping", template, where=where, kind=kind))
         key_t, val_t = args if args else (Any, Any)
         return {_convert(k, key_t, where): _convert(v, val_t, f"{where}.{k}") for k, v in value.items()}
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+            template = "{where}: {value!r} is not one of {choices}"
+            raise ConfigError(
+                Message("config.err.literal", template, where=where, value=value, choices=str(list(args)))
+            )
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -86,10 +75,46 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         return Path(value)
     if isinstance(hint, type):
         if hint is int and isinstance(value, bool):
-            raise ConfigError(f"{where}: expected int, got bool")
+            raise ConfigError(Message("config.err.bool", "{where}: expected int, got bool", where=where))
         if not isinstance(value, hint):
-            raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+            template = "{where}: expected {name}, got {kind} {value!r}"
+            fields = {"where": where, "name": hint.__name__, "kind": kind, "value": value}
+            raise ConfigError(Message("config.err.type", template, **fields))
     return value
+
+
+def _convert_union(value: Any, hint: Any, args: tuple[Any, ...], where: str) -> Any:
+    """``value`` as the first member of the union ``hint`` it fits."""
+    if value is None and type(None) in args:
+        return None
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _convert(value, arg, where)
+        except ConfigError:
+            continue
+    template = "{where}: {value!r} matches none of {hint}"
+    raise ConfigError(Message("config.err.union", template, where=where, value=value, hint=str(hint)))
+
+
+def _convert_sequence(value: Any, origin: Any, args: tuple[Any, ...], where: str) -> Any:
+    """``value`` as a list, a fixed-length tuple or a ``tuple[X, ...]``."""
+    if not isinstance(value, (list, tuple)):
+        template = "{where}: expected a list, got {kind}"
+        raise ConfigError(Message("config.err.list", template, where=where, kind=type(value).__name__))
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            template = "{where}: expected {count} items, got {got}"
+            raise ConfigError(
+                Message("config.err.items", template, where=where, count=len(args), got=len(value))
+            )
+        return tuple(
+            _convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    item = args[0] if args else Any
+    converted = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(converted) if origin is tuple else converted
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T:
@@ -98,13 +123,19 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(fields)}")
+        template = "{where}: unknown keys {unknown}; known keys are {known}"
+        known = str(sorted(fields))
+        raise ConfigError(
+            Message("config.err.unknown_keys", template, where=where, unknown=str(unknown), known=known)
+        )
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(
+            Message("config.err.build", "{where}: {problem}", where=where, problem=said(exc))
+        ) from exc
 
 
 def save(obj: Any, path: str | os.PathLike) -> Path:
@@ -116,7 +147,8 @@ def save(obj: Any, path: str | os.PathLike) -> Path:
     elif path.suffix == ".json":
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     else:
-        raise ConfigError(f"{path}: config files must end in .yaml, .yml or .json")
+        template = "{path}: config files must end in .yaml, .yml or .json"
+        raise ConfigError(Message("config.err.suffix", template, path=str(path)))
     atomic_write_text(path, text)
     return path
 
@@ -127,16 +159,25 @@ def load(cls: type[T], path: str | os.PathLike) -> T:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+        template = "{path}: cannot read config ({problem})"
+        raise ConfigError(
+            Message("config.err.read", template, path=str(path), problem=str(exc.strerror))
+        ) from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        template = "{path}: not valid {kind} ({problem})"
+        kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ConfigError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})"
+            Message("config.err.syntax", template, path=str(path), kind=kind, problem=str(exc))
         ) from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(
+            Message("config.err.top", "{path}: expected a mapping at the top level", path=str(path))
+        )
     try:
         return from_dict(cls, data)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(
+            Message("config.err.in_file", "{path}: {problem}", path=str(path), problem=said(exc))
+        ) from exc

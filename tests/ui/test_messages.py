@@ -143,6 +143,7 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "sovits_cfm.py",
     APP / "models" / "upstream" / "sovits_lora.py",
     APP / "models" / "upstream" / "cfm_voice.py",
+    APP / "config_io.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

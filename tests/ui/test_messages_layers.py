@@ -81,6 +81,12 @@ def test_data_preparation_refusals_read_in_every_language(tmp_path):
     ]
     for said, kept in cases:
         _reads_in_every_language(said, *kept)
+    from app import config_io
+
+    (tmp_path / "run.yaml").write_text("step: [1\n", encoding="utf-8")
+    (tmp_path / "odd.yaml").write_text("min_length_ms: 100\nspeed: 2\n", encoding="utf-8")
+    for name, kept in (("run.yaml", "YAML"), ("odd.yaml", "speed")):
+        _reads_in_every_language(_refusal(config_io.load, SlicerOptions, tmp_path / name), name, kept)
 
 
 def test_a_bad_override_reaches_the_tts_page_translated():
