@@ -87,10 +87,10 @@ class _ConvLayer(nn.Module):
             self.layer_norm = nn.GroupNorm(c_out, c_out, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
         if hasattr(self, "layer_norm"):
-            x = self.layer_norm(x)
-        return F.gelu(x)
+            return F.gelu(self.layer_norm(self.conv(x)))
+        fused = getattr(self.conv, "gelu", None)  # channels-last (Conv1dAs2d): GELU in the convolution
+        return fused(x) if fused is not None else F.gelu(self.conv(x))
 
 
 class _FeatureEncoder(nn.Module):

@@ -70,6 +70,13 @@ class Conv1dAs2d(nn.Module):
             return F.leaky_relu(self(x), slope, inplace=True)
         return torch.ops.mkldnn._convolution_pointwise(x, *self._args(), "leaky_relu", [slope], "")
 
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """``gelu(self(x))`` (the erf form), fused into the convolution where oneDNN can, in bf16
+        only: float32 keeps torch's own GELU values (the exact paths compare to upstream's)."""
+        if self.transposed or x.dtype != torch.bfloat16 or not pointwise_fusion(x.dtype):
+            return F.gelu(self(x))
+        return torch.ops.mkldnn._convolution_pointwise(x, *self._args(), "gelu", [], "none")
+
     def plus(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """``self(x) + other`` (a new tensor), fused into the convolution where oneDNN can."""
         if self.transposed or not pointwise_fusion(x.dtype):
@@ -125,10 +132,12 @@ def pointwise_fusion(dtype: torch.dtype) -> bool:
         args = (weight, bias, (0, 1), (1, 1), (1, 1), 1)
         with torch.inference_mode():
             got = torch.ops.mkldnn._convolution_pointwise(x, *args, "leaky_relu", [0.1], "")
+            gelu = torch.ops.mkldnn._convolution_pointwise(x, *args, "gelu", [], "none")
             plus = torch.ops.mkldnn._convolution_pointwise.binary(x, x, *args, "add", 1.0, None, [], None)
             want = F.conv2d(x, weight, bias, padding=(0, 1))
         tol = 1e-5 if dtype == torch.float32 else 2e-2
         ok = torch.allclose(got.float(), F.leaky_relu(want, 0.1).float(), atol=tol, rtol=tol)
+        ok = ok and torch.allclose(gelu.float(), F.gelu(want.float()), atol=tol, rtol=tol)
         return ok and torch.allclose(plus.float(), (want + x).float(), atol=tol, rtol=tol)
     except (AttributeError, RuntimeError) as err:  # a build without the fused kernels
         log.info("oneDNN fused convolutions unavailable (%s); plain convolutions and activations", err)

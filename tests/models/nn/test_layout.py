@@ -75,3 +75,20 @@ def test_one_input_channel_by_a_strided_view_equals_the_conv(kernel, stride, pad
         want = conv(x)
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(from_2d(got), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gelu_fused_into_the_convolution_equals_conv_then_gelu(dtype: torch.dtype) -> None:
+    """bf16: oneDNN's fused GELU (erf form) within bf16 rounding of conv then GELU; float32 keeps
+    torch's own ops (bit for bit)."""
+    torch.manual_seed(0)
+    conv = nn.Conv1d(16, 24, 3, stride=2, bias=False)
+    layer = Conv1dAs2d(conv).to(dtype)
+    x = to_2d(torch.randn(2, 16, 50)).to(dtype)
+    with torch.inference_mode():
+        got = from_2d(layer.gelu(x)).float()
+        want = torch.nn.functional.gelu(from_2d(layer(x)).float())
+    if dtype == torch.float32:
+        assert torch.equal(got, want)
+    else:
+        torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
