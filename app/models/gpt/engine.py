@@ -39,7 +39,7 @@ from app.models.gpt.packed import (
     resolve_precision,
 )
 from app.models.gpt.sampling import DecodeResult, SamplingOptions, TokenChunk, choose_tokens
-from app.models.gpt.stepplan import DecodePlanLike, decode_plan, gather_weights
+from app.models.gpt.stepplan import PLAN_ROWS, DecodePlanLike, decode_plan, gather_weights
 
 if TYPE_CHECKING:
     from app.models.gpt.native import AttentionFn
@@ -213,7 +213,8 @@ class DecodingEngine:
         if kern.attention is not None:
             valid = cache.valid if cache.padded else None
             direct = B <= GEMV_ROWS and x.dtype == torch.float32  # (B, D) rows: the kernels as they are
-            if direct and kern.plan is not None:  # the whole stack in one native call (csrc/step.cpp)
+            if kern.plan is not None and B <= PLAN_ROWS and x.dtype == torch.float32:
+                # The whole stack in one native call (csrc/step.cpp).
                 x = kern.plan.run(x, cache.k_layers, cache.v_layers, n, valid)
             else:
                 for lk, k_layer, v_layer in layers:
