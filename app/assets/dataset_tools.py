@@ -9,42 +9,53 @@ presence only, and the download tool prints the sha256 of what it fetched.
 from __future__ import annotations
 
 from app.assets.registry import Asset, AssetFile
+from app.messages import Message
 
 # sherpa-onnx exports of FunASR's models: the Hugging Face repository is csukuangfj/<folder>.
 SHERPA_REPO_OWNER = "csukuangfj"
-FUNASR_LICENCE = "licence: FunASR model licence (Alibaba)"
 # (folder, files, description)
-SHERPA_MODELS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+SHERPA_MODELS: tuple[tuple[str, tuple[str, ...], Message], ...] = (
     (
         "sherpa-onnx-sense-voice-zh-en-ja-ko-yue-2024-07-17",
         ("model.int8.onnx", "tokens.txt"),
-        f"SenseVoice-Small int8 (zh/yue/ja/ko/en ASR), ~230 MB; {FUNASR_LICENCE}",
+        Message(
+            "asset.sensevoice",
+            "SenseVoice-Small int8 (zh/yue/ja/ko/en ASR), ~230 MB; licence: FunASR model licence (Alibaba)",
+        ),
     ),
     (
         "sherpa-onnx-paraformer-zh-2023-09-14",
         ("model.int8.onnx", "tokens.txt"),
-        f"Paraformer-large zh int8 (Chinese ASR), ~230 MB; {FUNASR_LICENCE}",
+        Message(
+            "asset.paraformer",
+            "Paraformer-large zh int8 (Chinese ASR), ~230 MB; licence: FunASR model licence (Alibaba)",
+        ),
     ),
     (
         "sherpa-onnx-punct-ct-transformer-zh-en-vocab272727-2024-04-12",
         ("model.onnx",),
-        f"CT-Transformer zh/en punctuation (FunASR's ct-punc) for Paraformer's text, ~280 MB; {FUNASR_LICENCE}",
+        Message(
+            "asset.ct_punc",
+            "CT-Transformer zh/en punctuation (FunASR's ct-punc) for Paraformer's text, ~280 MB; licence: FunASR model licence (Alibaba)",
+        ),
     ),
 )
 # UVR's public model release and upstream's folder for UVR weights (tools/uvr5/uvr5_weights/).
 UVR_RELEASE_URL = "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/"
 UVR_FOLDER = "uvr5_weights"
 # (asset id, file, description) of the files UVR publishes.
-UVR_MODELS: tuple[tuple[str, str, str], ...] = (
+UVR_MODELS: tuple[tuple[str, str, Message], ...] = (
     (
         "uvr-mdx-kim-vocal-2",
         "Kim_Vocal_2.onnx",
-        "MDX-Net vocals/instrumental separator, ~65 MB; licence: MIT (UVR)",
+        Message("asset.mdx_vocals", "MDX-Net vocals/instrumental separator, ~65 MB; licence: MIT (UVR)"),
     ),
     (
         "uvr-mdx-karaoke-2",
         "UVR_MDXNET_KARA_2.onnx",
-        "MDX-Net karaoke: lead vocal vs backing vocals, ~50 MB; licence: MIT (UVR)",
+        Message(
+            "asset.mdx_karaoke", "MDX-Net karaoke: lead vocal vs backing vocals, ~50 MB; licence: MIT (UVR)"
+        ),
     ),
 )
 FOXJOY_DEREVERB = "onnx_dereverb_By_FoxJoy/vocals.onnx"  # upstream's path under uvr5_weights/
@@ -62,29 +73,56 @@ RVC_UVR_SHA256 = {
 # UVR's VR-architecture files as upstream GPT-SoVITS uses them (tools/uvr5/uvr5_weights/), from the
 # same repository. (asset id, file, description); sizes from the weight counts (HP: 31.7 M float16
 # weights, UVR's "61968KB" networks; DeEcho 31.7 M and DeReverb 55.8 M float32).
-VR_LICENCE = "licence: none stated with the file (UVR's code is MIT)"
-VR_MODELS: tuple[tuple[str, str, str], ...] = (
-    ("uvr-vr-hp2", "HP2_all_vocals.pth", f"VR HP2: vocals/instrumental separator, ~63 MB; {VR_LICENCE}"),
-    ("uvr-vr-hp3", "HP3_all_vocals.pth", f"VR HP3: vocals/instrumental separator, ~63 MB; {VR_LICENCE}"),
+VR_MODELS: tuple[tuple[str, str, Message], ...] = (
+    (
+        "uvr-vr-hp2",
+        "HP2_all_vocals.pth",
+        Message(
+            "asset.vr_hp",
+            "VR {model}: vocals/instrumental separator, ~63 MB; licence: none stated with the file (UVR's code is MIT)",
+            model="HP2",
+        ),
+    ),
+    (
+        "uvr-vr-hp3",
+        "HP3_all_vocals.pth",
+        Message(
+            "asset.vr_hp",
+            "VR {model}: vocals/instrumental separator, ~63 MB; licence: none stated with the file (UVR's code is MIT)",
+            model="HP3",
+        ),
+    ),
     (
         "uvr-vr-hp5",
         "HP5_only_main_vocal.pth",
-        f"VR HP5: lead vocal vs backing vocals and instruments (karaoke), ~63 MB; {VR_LICENCE}",
+        Message(
+            "asset.vr_hp5",
+            "VR HP5: lead vocal vs backing vocals and instruments (karaoke), ~63 MB; licence: none stated with the file (UVR's code is MIT)",
+        ),
     ),
     (
         "uvr-vr-deecho-normal",
         "VR-DeEchoNormal.pth",
-        f"VR DeEcho Normal: echo/delay removal (FoxJoy), ~127 MB; {VR_LICENCE}",
+        Message(
+            "asset.vr_deecho",
+            "VR DeEcho Normal: echo/delay removal (FoxJoy), ~127 MB; licence: none stated with the file (UVR's code is MIT)",
+        ),
     ),
     (
         "uvr-vr-deecho-aggressive",
         "VR-DeEchoAggressive.pth",
-        f"VR DeEcho Aggressive: stronger echo/delay removal (FoxJoy), ~127 MB; {VR_LICENCE}",
+        Message(
+            "asset.vr_deecho_aggressive",
+            "VR DeEcho Aggressive: stronger echo/delay removal (FoxJoy), ~127 MB; licence: none stated with the file (UVR's code is MIT)",
+        ),
     ),
     (
         "uvr-vr-deecho-dereverb",
         "VR-DeEchoDeReverb.pth",
-        f"VR DeEcho DeReverb: echo and reverb removal (FoxJoy), ~223 MB, about twice as slow; {VR_LICENCE}",
+        Message(
+            "asset.vr_dereverb",
+            "VR DeEcho DeReverb: echo and reverb removal (FoxJoy), ~223 MB, about twice as slow; licence: none stated with the file (UVR's code is MIT)",
+        ),
     ),
 )
 # BS-RoFormer by viperx as UVR publishes it; its config from ZFTurbo's Music-Source-Separation-Training
@@ -145,7 +183,10 @@ def _rvc_uvr_assets(rvc_repo: str) -> list[Asset]:
     out = [
         Asset(
             id="uvr-dereverb-foxjoy",
-            description="MDX-Net de-reverb by FoxJoy (upstream's onnx_dereverb_By_FoxJoy), ~100 MB; licence: none stated",
+            description=Message(
+                "asset.foxjoy",
+                "MDX-Net de-reverb by FoxJoy (upstream's onnx_dereverb_By_FoxJoy), ~100 MB; licence: none stated",
+            ),
             source="hf",
             repo_id=rvc_repo,
             revision="main",
@@ -183,7 +224,9 @@ def _separation_and_denoise_assets() -> list[Asset]:
     return [
         Asset(
             id="roformer-bs-viperx-1297",
-            description="BS-RoFormer vocals (viperx, SDR 12.98), ~640 MB; licence: none stated",
+            description=Message(
+                "asset.roformer", "BS-RoFormer vocals (viperx, SDR 12.98), ~640 MB; licence: none stated"
+            ),
             source="url",
             repo_id=None,
             revision=None,
@@ -197,7 +240,10 @@ def _separation_and_denoise_assets() -> list[Asset]:
         ),
         Asset(
             id="gtcrn-simple",
-            description="GTCRN speech denoiser (sherpa-onnx export, 16 kHz), ~0.5 MB; licence: MIT (Xiaobin Rong)",
+            description=Message(
+                "asset.gtcrn",
+                "GTCRN speech denoiser (sherpa-onnx export, 16 kHz), ~0.5 MB; licence: MIT (Xiaobin Rong)",
+            ),
             source="url",
             repo_id=None,
             revision=None,

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from app.messages import Message
 
 # Where an asset comes from:
 #   hf      - a Hugging Face model repository, fetched with huggingface_hub at a pinned revision
@@ -187,9 +189,53 @@ def asset_status(asset: Asset, pretrained_root: Path, *, verify: bool = False) -
 def _where_from(asset: Asset, file: AssetFile) -> str:
     if file.origin.startswith(PACKAGE_PREFIX):
         package, _, resource = file.origin[len(PACKAGE_PREFIX) :].partition("/")
-        return f"  <- copy {resource} from the installed {package} package"
+        template = "  <- copy {resource} from the installed {package} package"
+        return Message("assets.from_package", template, resource=resource, package=package)
     url = asset.file_url(file)
     return f"  <- {url}" if url else ""
+
+
+def _joined(parts: Sequence[str], sep: str) -> str:
+    """``sep.join(parts)`` as nested Messages, so that each part is translated where it is one."""
+    out = parts[-1]
+    for part in reversed(parts[:-1]):
+        if sep == "\n":
+            out = Message("assets.lines", "{first}\n{rest}", first=part, rest=out)
+        else:
+            out = Message("assets.blocks", "{first}\n\n{rest}", first=part, rest=out)
+    return out
+
+
+def _by_hand(asset: Asset, folder: str) -> Message:
+    """The line saying how to fetch ``asset``'s files without the download tool."""
+    if asset.archive is not None:
+        strip = Message("assets.zip_folder", " (its {folder} folder)", folder=asset.archive.strip)
+        template = "  by hand: unzip {url}{strip} into {folder}/"
+        url = asset.archive_url()
+        return Message(
+            "assets.by_hand_zip", template, url=url, strip=strip if asset.archive.strip else "", folder=folder
+        )
+    if asset.source == "hf":
+        template = "  by hand: get the files above from {url} (revision {revision}) and put them in {folder}/"
+        url = f"{HF_ENDPOINT}/{asset.repo_id}"
+        return Message("assets.by_hand_hf", template, url=url, revision=str(asset.revision), folder=folder)
+    return Message("assets.by_hand_url", "  by hand: download the URLs above into {folder}/", folder=folder)
+
+
+def _problem(asset: Asset, fs: FileStatus) -> Message:
+    source = _where_from(asset, fs.file)
+    if fs.state == "wrong_size":
+        return Message(
+            "assets.wrong_size", "  incomplete (wrong size): {path}{source}", path=str(fs.path), source=source
+        )
+    if fs.state == "wrong_hash":
+        return Message(
+            "assets.wrong_hash",
+            "  corrupt (sha256 differs): {path}{source}",
+            path=str(fs.path),
+            source=source,
+        )
+    return Message("assets.missing", "  missing: {path}{source}", path=str(fs.path), source=source)
 
 
 def missing_message(
@@ -197,7 +243,8 @@ def missing_message(
     *,
     command: str = DOWNLOAD_COMMAND,
 ) -> str:
-    """Text naming every missing file, the folder it belongs in, and how to get it.
+    """Text naming every missing file, the folder it belongs in, and how to get it (a Message whose
+    parts the web UI words in the reader's language; file names, URLs and commands stay as they are).
 
     Returns "" when nothing is missing.
     """
@@ -206,31 +253,22 @@ def missing_message(
         if st.ok:
             continue
         asset = st.asset
-        head = f"{asset.id} ({asset.description}; used by {asset.used_by})"
+        template = "{id} ({description}; used by {used_by})"
+        head = Message(
+            "assets.head", template, id=asset.id, description=asset.description, used_by=asset.used_by
+        )
         if asset.source == "bundled":
-            blocks.append(
-                f"{head}: the Python package {asset.repo_id!r} is not installed; "
-                f"run `make run` or `pip install -r requirements.txt`."
-            )
+            template = "{head}: the Python package {package} is not installed; run `make run` or `pip install -r requirements.txt`."
+            blocks.append(Message("assets.package", template, head=head, package=repr(asset.repo_id)))
             continue
-        lines = [f"{head} is incomplete. It belongs in {st.folder}/"]
-        for fs in st.problems:
-            why = {
-                "missing": "missing",
-                "wrong_size": "incomplete (wrong size)",
-                "wrong_hash": "corrupt (sha256 differs)",
-            }
-            lines.append(f"  {why[fs.state]}: {fs.path}{_where_from(asset, fs.file)}")
-        lines.append(f"  download: {command} {asset.id}")
-        if asset.archive is not None:
-            strip = f" (its {asset.archive.strip} folder)" if asset.archive.strip else ""
-            lines.append(f"  by hand: unzip {asset.archive_url()}{strip} into {st.folder}/")
-        elif asset.source == "hf":
-            lines.append(
-                f"  by hand: get the files above from {HF_ENDPOINT}/{asset.repo_id} "
-                f"(revision {asset.revision}) and put them in {st.folder}/"
+        folder = str(st.folder)
+        lines = [
+            Message(
+                "assets.incomplete", "{head} is incomplete. It belongs in {folder}/", head=head, folder=folder
             )
-        else:
-            lines.append(f"  by hand: download the URLs above into {st.folder}/")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        ]
+        lines += [_problem(asset, fs) for fs in st.problems]
+        lines.append(Message("assets.download", "  download: {command} {id}", command=command, id=asset.id))
+        lines.append(_by_hand(asset, folder))
+        blocks.append(_joined(lines, "\n"))
+    return _joined(blocks, "\n\n") if blocks else ""

@@ -337,3 +337,27 @@ def test_a_message_may_have_fields_named_key_and_template():
     )
     assert said == "a.pth: adapts k (t)" and said.key == "lorafile.err.base_lacks"
     assert dict(said.params) == {"path": "a.pth", "key": "k", "template": "t"}
+
+
+def test_the_download_catalog_describes_its_models_in_every_language(tmp_path):
+    """Every asset's description is a Message with a text in each language; the "not installed"
+    text around it (missing files, folder, how to fetch) is translated, file names and URLs kept."""
+    from app.assets import all_assets, asset_status, get, missing_message
+
+    for asset in all_assets():
+        assert isinstance(asset.description, Message), asset.id
+        shown = {lang: render(asset.description, lang) for lang in LANGUAGES}
+        assert shown["en"] == str(asset.description)
+        assert all(text != shown["en"] for lang, text in shown.items() if lang != "en"), asset.id
+    statuses = [asset_status(get(i), tmp_path) for i in ("rmvpe", "g2pw", "content-vec-best", "fcpe")]
+    said = missing_message(statuses, command="fetch")
+    assert str(said).startswith(
+        "rmvpe (RMVPE pitch estimator; used by SVC: f0 extraction (rmvpe)) is incomplete."
+    )
+    kept = ("rmvpe.pt", "G2PWModel.zip", "https://huggingface.co/lj1995/VoiceConversionWebUI", "fetch rmvpe")
+    _reads_in_every_language(said, *kept, str(tmp_path / "content-vec-best"))
+    for lang in LANGUAGES[1:]:
+        shown = render(said, lang)
+        assert not any(
+            words in shown for words in ("is incomplete", "by hand", "missing:", "pitch estimator")
+        )

@@ -44,3 +44,29 @@ def test_a_job_without_its_base_models_is_refused_or_warned(tmp_path):
         check_before_job(layout, ("rmvpe",), required=True)
     with pytest.warns(UserWarning, match="Missing base models: rmvpe"):
         check_before_job(layout, ("rmvpe",), required=False)
+
+
+def test_the_panel_says_what_each_model_is_in_the_readers_language(tmp_path):
+    """The describing words come from the catalog's Message, in the page's language; the id, files
+    and command stay as they are."""
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from app.ui.i18n import LANGUAGES
+    from app.ui.messages import STRINGS
+
+    layout = Layout(tmp_path, tmp_path / "pretrained_models").ensure()
+    english = get("rmvpe").description
+    assert english == "RMVPE pitch estimator" and english.key == "asset.rmvpe"  # the API/CLI keep English
+    for lang in LANGUAGES:
+        token = LocalContext.blocks.set(SimpleNamespace(studio_lang=lang))  # as ``webui.py --lang`` does
+        try:
+            text = asset_text(layout, ("rmvpe", "demucs-htdemucs"))
+        finally:
+            LocalContext.blocks.reset(token)
+        assert f"**rmvpe** ({STRINGS[lang]['asset.rmvpe']}) → `pretrained_models/`: `rmvpe.pt`" in text
+        assert STRINGS[lang]["asset.demucs"].format(name="htdemucs") in text
+        assert "`python tools/download_models.py rmvpe demucs-htdemucs`" in text
+        if lang != "en":
+            assert english not in text and "source separation" not in text and "copy the" not in text

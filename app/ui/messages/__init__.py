@@ -25,6 +25,7 @@ from app.messages import Message
 from app.ui.i18n import LANGUAGES
 from app.ui.messages import (
     asr,
+    assets,
     audio,
     data,
     en,
@@ -48,9 +49,24 @@ from app.ui.messages import (
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
     ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``,
-    ``models``, ``svc``); a key twice is a bug."""
+    ``models``, ``svc``, ``assets``); a key twice is a bug."""
     out = dict(page)
-    layers = (data, voice, infer, presets, audio, runs, names, text, prepare, asr, separation, models, svc)
+    layers = (
+        data,
+        voice,
+        infer,
+        presets,
+        audio,
+        runs,
+        names,
+        text,
+        prepare,
+        asr,
+        separation,
+        models,
+        svc,
+        assets,
+    )
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
         if clash:

@@ -1,7 +1,7 @@
 """The missing-models panel each tab shows when base models are not in the data folder.
 
-One short, collapsible panel: which assets are missing (their folders and files relative to the
-data folder), the one command that fetches them all, and the other way: copying the
+One short, collapsible panel: which assets are missing (what each is, in the reader's language,
+and its folder and files relative to the data folder), the one command that fetches them all, and the other way: copying the
 ``pretrained_models/`` folder of an existing upstream install. Worded in the reader's language on
 each page load (the Markdown's value is a function gradio calls per visit).
 """
@@ -19,7 +19,7 @@ from app.paths import Layout
 from app.services.model_choice import relative_name
 from app.services.weights import WEIGHT_FILES
 from app.ui.context import UIContext
-from app.ui.messages import error, say, warning
+from app.ui.messages import error, render, say, warning
 
 FILES_NAMED = 4  # files listed per asset; the rest are counted
 
@@ -65,7 +65,9 @@ def missing_text(layout: Layout, statuses: Sequence[AssetStatus], lacking: Seque
     downloads = [st for st in statuses if st.asset.source != "bundled"]
     for st in downloads:
         folder = relative_name(st.folder, layout)
-        lines.append(f"- **{st.asset.id}** → `{folder}/`: {_files(st, layout)}")
+        lines.append(
+            f"- **{st.asset.id}** ({render(st.asset.description)}) → `{folder}/`: {_files(st, layout)}"
+        )
     for st in bundled:
         lines.append("- " + say("missing.package", id=st.asset.id, package=st.asset.repo_id or st.asset.id))
     if downloads:
