@@ -133,12 +133,25 @@ def list_weights(layout: Layout) -> WeightsListing:
     message = missing_message(missing)
     kinds = tuple(k for k, v in (("GPT", gpt), ("SoVITS", sovits)) if not v)
     if not gpt or not sovits:
-        lacking = " and ".join(kinds)
-        message = (
-            f"No {lacking} model found: put fine-tuned files in {layout.gpt_weights.name}/ and "
-            f"{layout.sovits_weights.name}/, or download the base models (below).\n\n{message}"
-        ).strip()
+        message = _none_found(layout, kinds, message)
     return WeightsListing(tuple(gpt), tuple(sovits), hubert_dir, bert_dir, message, tuple(missing), kinds)
+
+
+def _none_found(layout: Layout, kinds: tuple[str, ...], below: str) -> Message:
+    """The refusal when no GPT or no SoVITS model is there, ``below`` (the missing base models) after it."""
+    both = Message("weights.gpt_and_sovits", "GPT and SoVITS")
+    template = (
+        "No {lacking} model found: put fine-tuned files in {gpt}/ and {sovits}/, or download the base "
+        "models (below).{below}"
+    )
+    return Message(
+        "weights.none",
+        template,
+        lacking=both if len(kinds) == 2 else kinds[0],
+        gpt=layout.gpt_weights.name,
+        sovits=layout.sovits_weights.name,
+        below=Message("weights.below", "\n\n{listing}", listing=below) if below else "",
+    )
 
 
 def _inside_data(path: str | Path, layout: Layout) -> Path:

@@ -361,3 +361,18 @@ def test_the_download_catalog_describes_its_models_in_every_language(tmp_path):
         assert not any(
             words in shown for words in ("is incomplete", "by hand", "missing:", "pitch estimator")
         )
+
+
+def test_no_voice_model_at_all_is_said_in_the_readers_language(tmp_path):
+    """The TTS tab's refusal when no GPT/SoVITS model is there, with the missing base models under it."""
+    from app.paths import Layout
+    from app.services.weights import list_weights
+
+    said = list_weights(Layout(tmp_path, tmp_path / "pretrained_models").ensure()).message
+    assert isinstance(said, Message) and said.startswith(
+        "No GPT and SoVITS model found: put fine-tuned files"
+    )
+    _reads_in_every_language(said, "GPT_weights/", "SoVITS_weights/", "chinese-hubert-base", "s2G2333k.pth")
+    assert "(below)." in said and "is incomplete" in said
+    for lang in LANGUAGES[1:]:
+        assert not any(words in render(said, lang) for words in ("model found", "is incomplete", "GPT and"))

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
+        "weights.none": "No {lacking} model found: put fine-tuned files in {gpt}/ and {sovits}/, or download the base models (below).{below}",
+        "weights.gpt_and_sovits": "GPT and SoVITS",
+        "weights.below": "\n\n{listing}",
         "asset.hubert": "Chinese HuBERT base, the content encoder behind semantic tokens",
         "asset.roberta": "Chinese RoBERTa wwm-ext large, phone-level BERT features for Chinese text",
         "asset.v1": "GPT-SoVITS v1 pretrained GPT + SoVITS G/D (zh/en/ja)",
@@ -57,6 +60,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "assets.blocks": "{first}\n\n{rest}",
     },
     "zh": {
+        "weights.none": "未找到 {lacking} 模型：把微调得到的文件放进 {gpt}/ 和 {sovits}/，或下载底模（见下）。{below}",
+        "weights.gpt_and_sovits": "GPT 和 SoVITS",
+        "weights.below": "\n\n{listing}",
         "asset.hubert": "中文 HuBERT base，生成语义 token 的内容编码器",
         "asset.roberta": "中文 RoBERTa wwm-ext large，为中文文本提供音素级 BERT 特征",
         "asset.v1": "GPT-SoVITS v1 预训练 GPT + SoVITS G/D（中/英/日）",
@@ -106,6 +112,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "assets.blocks": "{first}\n\n{rest}",
     },
     "zh_TW": {
+        "weights.none": "找不到 {lacking} 模型：把微調得到的檔案放進 {gpt}/ 和 {sovits}/，或下載底模（見下）。{below}",
+        "weights.gpt_and_sovits": "GPT 和 SoVITS",
+        "weights.below": "\n\n{listing}",
         "asset.hubert": "中文 HuBERT base，產生語意 token 的內容編碼器",
         "asset.roberta": "中文 RoBERTa wwm-ext large，為中文文字提供音素級 BERT 特徵",
         "asset.v1": "GPT-SoVITS v1 預訓練 GPT + SoVITS G/D（中/英/日）",
@@ -155,6 +164,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "assets.blocks": "{first}\n\n{rest}",
     },
     "ja": {
+        "weights.none": "{lacking} モデルが見つかりません：微調整したファイルを {gpt}/ と {sovits}/ に置くか、ベースモデルをダウンロードしてください（下記）。{below}",
+        "weights.gpt_and_sovits": "GPT と SoVITS",
+        "weights.below": "\n\n{listing}",
         "asset.hubert": "中国語 HuBERT base（セマンティックトークンを作る内容エンコーダー）",
         "asset.roberta": "中国語 RoBERTa wwm-ext large（中国語テキストの音素単位 BERT 特徴）",
         "asset.v1": "GPT-SoVITS v1 事前学習済み GPT + SoVITS G/D（中/英/日）",
@@ -204,6 +216,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "assets.blocks": "{first}\n\n{rest}",
     },
     "ko": {
+        "weights.none": "{lacking} 모델이 없습니다: 미세 조정한 파일을 {gpt}/와 {sovits}/에 넣거나 베이스 모델을 내려받으세요 (아래 참고).{below}",
+        "weights.gpt_and_sovits": "GPT 및 SoVITS",
+        "weights.below": "\n\n{listing}",
         "asset.hubert": "중국어 HuBERT base, 의미 토큰을 만드는 콘텐츠 인코더",
         "asset.roberta": "중국어 RoBERTa wwm-ext large, 중국어 텍스트의 음소 단위 BERT 특징",
         "asset.v1": "GPT-SoVITS v1 사전 학습 GPT + SoVITS G/D (중/영/일)",
