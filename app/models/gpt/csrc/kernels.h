@@ -24,6 +24,12 @@ constexpr int64_t kPrefetch = 4096;  // bytes ahead of the read position (measur
 // Finite "minus infinity": the module is built with -ffast-math, which assumes no infinities.
 constexpr float kMasked = -1e30f;
 
+// Asks for the `lines` cache lines kPrefetch bytes past `at`.
+inline void prefetch_ahead(const void* at, int lines) {
+  const char* p = static_cast<const char*>(at) + kPrefetch;
+  for (int l = 0; l < lines; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T0);
+}
+
 // out[0:64] = sum_k col(k)[0:64] * x[k] for one float16 block (col(k) = w + k * 64).
 inline void block_dot(const at::Half* w, const float* x, int64_t k, float* out) {
 #if defined(__AVX512F__)
@@ -31,9 +37,7 @@ inline void block_dot(const at::Half* w, const float* x, int64_t k, float* out) 
          a3 = _mm512_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
     const at::Half* c = w + i * kBlock;
-    const char* ahead = reinterpret_cast<const char*>(c) + kPrefetch;
-    _mm_prefetch(ahead, _MM_HINT_T0);
-    _mm_prefetch(ahead + 64, _MM_HINT_T0);
+    prefetch_ahead(c, 2);
     const __m512 xv = _mm512_set1_ps(x[i]);
     a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c))), xv, a0);
     a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 16))), xv, a1);
@@ -49,9 +53,7 @@ inline void block_dot(const at::Half* w, const float* x, int64_t k, float* out) 
   for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
     const at::Half* c = w + i * kBlock;
-    const char* ahead = reinterpret_cast<const char*>(c) + kPrefetch;
-    _mm_prefetch(ahead, _MM_HINT_T0);
-    _mm_prefetch(ahead + 64, _MM_HINT_T0);
+    prefetch_ahead(c, 2);
     const __m256 xv = _mm256_set1_ps(x[i]);
     for (int j = 0; j < 8; ++j) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 8 * j));
@@ -76,7 +78,7 @@ inline void block_dot(const int8_t* w, const float* x, int64_t k, float* out) {
          a3 = _mm512_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
     const int8_t* c = w + i * kBlock;
-    _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetch, _MM_HINT_T0);
+    prefetch_ahead(c, 1);
     const __m512 xv = _mm512_set1_ps(x[i]);
     const auto q = [c](int j) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * j)); };
     a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q(0))), xv, a0);
@@ -93,7 +95,7 @@ inline void block_dot(const int8_t* w, const float* x, int64_t k, float* out) {
   for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_ps();
   for (int64_t i = 0; i < k; ++i) {
     const int8_t* c = w + i * kBlock;
-    _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetch, _MM_HINT_T0);
+    prefetch_ahead(c, 1);
     const __m256 xv = _mm256_set1_ps(x[i]);
     for (int j = 0; j < 8; ++j) {
       const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + 8 * j));
