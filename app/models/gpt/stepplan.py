@@ -23,8 +23,8 @@ from app.models.gpt.packed import LinearFn, NativeLinear
 PLAN_ROWS = 20
 
 
-class LayerKernels(Protocol):
-    """What a plan takes of one layer (:class:`app.models.gpt.engine.LayerKernels`)."""
+class PlanLayer(Protocol):
+    """What a plan takes of one layer (an :class:`app.models.gpt.engine.LayerKernels`)."""
 
     qkv: LinearFn
     out: LinearFn
@@ -56,6 +56,8 @@ def gather_weights(linears: list[LinearFn]) -> None:
 
 
 class DecodePlanLike(Protocol):
+    """csrc/step.cpp's ``DecodePlan``: ``run(x (B, D), k_layers, v_layers, n, valid)`` -> (B, D)."""
+
     def run(
         self,
         x: torch.Tensor,
@@ -66,7 +68,7 @@ class DecodePlanLike(Protocol):
     ) -> torch.Tensor: ...
 
 
-def decode_plan(layers: list[LayerKernels], n_head: int) -> DecodePlanLike | None:
+def decode_plan(layers: list[PlanLayer], n_head: int) -> DecodePlanLike | None:
     """The native whole-stack step over ``layers`` when every layer's linears are native kernels
     (CPU, ``fp32`` on float16-exact weights or ``int8``; the caller checks the attention is native
     too), else None."""
