@@ -16,6 +16,10 @@ float32 weight's up to summation order, for half the bytes read per token; and i
 one scale per output (the fast mode), float32 activations, a quarter of the bytes
 (:mod:`app.models.gpt.packed`).
 
+``csrc/step.cpp`` (``DecodePlan``) runs the whole decoding step of the layer stack in one call with
+those inner loops (``csrc/kernels.h``): one OpenMP region per token, threads taking work items
+phase by phase (:mod:`app.models.gpt.stepplan` builds it).
+
 The kernels are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and
 ``ninja``; ~30 s once, then cached under ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``). Where that is impossible (no compiler, e.g. a stock Windows
