@@ -144,6 +144,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "sovits_lora.py",
     APP / "models" / "upstream" / "cfm_voice.py",
     APP / "config_io.py",
+    APP / "models" / "upstream" / "vocoder.py",
+    APP / "models" / "vocoders" / "bigvgan.py",
+    APP / "models" / "vocoders" / "hifigan.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -376,3 +376,55 @@ def test_no_voice_model_at_all_is_said_in_the_readers_language(tmp_path):
     assert "(below)." in said and "is incomplete" in said
     for lang in LANGUAGES[1:]:
         assert not any(words in render(said, lang) for words in ("model found", "is incomplete", "GPT and"))
+
+
+def test_a_wrong_vocoder_file_is_refused_in_the_readers_language(tmp_path):
+    """Another model's file, a truncated file and a broken config in the v4/v3 vocoder slots: the
+    sentence, the file kinds nested in it and the config's own refusal are all translated."""
+    import torch
+
+    from app.models.upstream.vocoder import load_vocoder, read_bigvgan_config, read_v4_vocoder
+    from app.models.vocoders.hifigan import HiFiGANVocoderConfig
+
+    torch.save({"model.ar_text_embedding.weight": torch.zeros(2, 2)}, tmp_path / "gpt.pth")
+    torch.save({"conv_pre.weight": torch.zeros(2, 2)}, tmp_path / "flat.pth")
+    (tmp_path / "short.pth").write_bytes(b"PK")
+    config = {
+        "num_mels": 4,
+        "upsample_rates": [2],
+        "upsample_kernel_sizes": [4],
+        "upsample_initial_channel": 8,
+        "resblock": "1",
+        "resblock_kernel_sizes": [3],
+        "resblock_dilation_sizes": [[1]],
+        "activation": "snakebeta",
+        "snake_logscale": True,
+        "sampling_rate": 100,
+        "hop_size": 3,
+    }
+    (tmp_path / "hop.json").write_text(json.dumps(config), encoding="utf-8")
+    (tmp_path / "hifigan.json").write_text(json.dumps({"resblock": "1"}), encoding="utf-8")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    gpt = _refusal(read_v4_vocoder, tmp_path / "gpt.pth")
+    assert gpt.endswith(
+        "this is a GPT-SoVITS GPT (s1) model's weights, expected the GPT-SoVITS v4 vocoder "
+        "(gsv-v4-pretrained/vocoder.pth, a bare state dict without weight norm)"
+    )
+    cases = [
+        (gpt, ("gpt.pth", "s1", "vocoder.pth")),
+        (_refusal(read_v4_vocoder, tmp_path / "flat.pth"), ("flat.pth", "'conv_pre.weight'")),
+        (_refusal(read_v4_vocoder, tmp_path / "short.pth"), ("short.pth", "2")),
+        (_refusal(read_bigvgan_config, tmp_path / "hop.json"), ("hop.json", "hop_size 3", "[2]")),
+        (
+            _refusal(read_bigvgan_config, tmp_path / "hifigan.json"),
+            ("hifigan.json", "HiFi-GAN", "'activation'"),
+        ),
+        (_refusal(read_bigvgan_config, tmp_path / "bad.json"), ("bad.json", "config.json")),
+        (_refusal(HiFiGANVocoderConfig, resblock="3"), ("'3'",)),
+        (_refusal(load_vocoder, "v2", tmp_path), ("'v2'",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    for lang in LANGUAGES[1:]:  # the nested parts too
+        assert "model's weights" not in render(gpt, lang) and "bare state dict" not in render(gpt, lang)
+        assert "differs from" not in render(cases[3][0], lang)

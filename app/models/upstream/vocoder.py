@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from app.messages import Message
+from app.messages import Message, said
 from app.models.nn.norm import fold_weight_norm_state
 from app.models.nn.skip_init import shape_mismatch, state_shapes, without_init
 from app.models.upstream.headers import HEADER_VERSIONS
@@ -51,10 +51,16 @@ from app.models.vocoders.hifigan import (
 
 logger = logging.getLogger(__name__)
 
-V4_EXPECTED = f"the GPT-SoVITS v4 vocoder ({V4_VOCODER_FILE}, a bare state dict without weight norm)"
-BIGVGAN_EXPECTED = (
-    f"BigVGAN generator weights ({BIGVGAN_WEIGHTS_FILE}, a dict {{'generator': state dict}}, "
-    f"as in {BIGVGAN_DIR})"
+V4_EXPECTED = Message(
+    "vocfile.expected_v4",
+    "the GPT-SoVITS v4 vocoder ({file}, a bare state dict without weight norm)",
+    file=str(V4_VOCODER_FILE),
+)
+BIGVGAN_EXPECTED = Message(
+    "vocfile.expected_bigvgan",
+    "BigVGAN generator weights ({file}, a dict {{'generator': state dict}}, as in {folder})",
+    file=BIGVGAN_WEIGHTS_FILE,
+    folder=str(BIGVGAN_DIR),
 )
 
 # config.json keys the generator is built from (BigVGAN.__init__ / AMPBlock reads them unconditionally),
@@ -114,25 +120,41 @@ _BIGVGAN_TRAINING_KEYS = frozenset(
 
 # Key prefixes/fragments of the other model files a user might point at a vocoder path, and what they are.
 _FOREIGN = (
-    (("enc_p.", "dec.ups.", "ref_enc.", "cfm."), "a GPT-SoVITS SoVITS (s2) model's weights"),
-    (("model.ar_", "ar_text_embedding.", "ar_audio_embedding."), "a GPT-SoVITS GPT (s1) model's weights"),
-    (("layer1.", "conv1.weight"), "a speaker-verification (ERes2NetV2) model's weights"),
-    (("feature_extractor.", "encoder.layers.", "feature_projection."), "a HuBERT content encoder's weights"),
-    (("bert.", "embeddings.word_embeddings."), "a BERT model's weights"),
-    (("emb_g.", "f0_decoder.", "enc_q."), "a so-vits-svc model's weights"),
-    (("discriminators.",), "a discriminator's weights"),
+    (
+        ("enc_p.", "dec.ups.", "ref_enc.", "cfm."),
+        Message("vocfile.what.sovits", "a GPT-SoVITS SoVITS (s2) model's weights"),
+    ),
+    (
+        ("model.ar_", "ar_text_embedding.", "ar_audio_embedding."),
+        Message("vocfile.what.gpt", "a GPT-SoVITS GPT (s1) model's weights"),
+    ),
+    (
+        ("layer1.", "conv1.weight"),
+        Message("vocfile.what.sv", "a speaker-verification (ERes2NetV2) model's weights"),
+    ),
+    (
+        ("feature_extractor.", "encoder.layers.", "feature_projection."),
+        Message("vocfile.what.hubert", "a HuBERT content encoder's weights"),
+    ),
+    (("bert.", "embeddings.word_embeddings."), Message("vocfile.what.bert", "a BERT model's weights")),
+    (("emb_g.", "f0_decoder.", "enc_q."), Message("vocfile.what.svc", "a so-vits-svc model's weights")),
+    (("discriminators.",), Message("vocfile.what.discriminator", "a discriminator's weights")),
 )
+
+
+HIFIGAN_WEIGHTS = Message("vocfile.what.hifigan", "a HiFi-GAN-style vocoder's weights")
 
 
 def _describe(keys: list[str]) -> str | None:
     """What a state dict with these keys is, when it is a model file this app knows of."""
     if any(".activations." in k or k.startswith("activation_post.") for k in keys):
-        return f"BigVGAN's weights (the v3 vocoder, {BIGVGAN_WEIGHTS_FILE})"
+        template = "BigVGAN's weights (the v3 vocoder, {file})"
+        return Message("vocfile.what.bigvgan", template, file=BIGVGAN_WEIGHTS_FILE)
     for prefixes, what in _FOREIGN:
         if any(k.startswith(prefixes) for k in keys):
             return what
     if "conv_pre.weight" in keys or "conv_pre.weight_g" in keys:
-        return "a HiFi-GAN-style vocoder's weights"
+        return HIFIGAN_WEIGHTS
     return None
 
 
@@ -140,8 +162,9 @@ def _named_tensors(obj: Any, source: str, expected: str) -> dict[str, torch.Tens
     """``obj`` as a name -> tensor dict, or a CheckpointError naming what it is instead."""
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
+        template = "{source}: expected {expected}; found a dict whose entries {bad} are not named tensors"
         raise CheckpointError(
-            f"{source}: expected {expected}; found a dict whose entries {bad[:3]} are not named tensors"
+            Message("vocfile.err.entries", template, source=source, expected=expected, bad=str(bad[:3]))
         )
     return dict(obj)
 
@@ -149,33 +172,61 @@ def _named_tensors(obj: Any, source: str, expected: str) -> dict[str, torch.Tens
 def _refuse_wrappers(obj: Mapping, source: str, expected: str, allowed: str | None) -> None:
     """Name the file kind when ``obj`` is a wrapper dict other than ``allowed`` (e.g. SoVITS ``weight``)."""
     if "state_dict" in obj and ("pytorch-lightning_version" in obj or "epoch" in obj):
-        raise CheckpointError(
-            f"{source}: this is a Lightning training checkpoint (GPT s1?), expected {expected}"
-        )
+        template = "{source}: this is a Lightning training checkpoint (GPT s1?), expected {expected}"
+        raise CheckpointError(Message("vocfile.err.lightning", template, source=source, expected=expected))
     for wrapper in ("weight", "model", "generator", "state_dict"):
         inner = obj.get(wrapper)
         if wrapper != allowed and isinstance(inner, Mapping) and not isinstance(inner, torch.Tensor):
-            what = _describe([str(k) for k in inner]) or f"a model file with its weights under '{wrapper}'"
-            raise CheckpointError(f"{source}: this is {what}, expected {expected}")
+            what = _describe([str(k) for k in inner]) or Message(
+                "vocfile.what.wrapped", "a model file with its weights under '{wrapper}'", wrapper=wrapper
+            )
+            raise CheckpointError(_is_other(source, what, expected))
+
+
+def _is_other(source: str, what: str, expected: str) -> Message:
+    """ "``source``: this is ``what``, expected ``expected``"."""
+    return Message(
+        "vocfile.err.other",
+        "{source}: this is {what}, expected {expected}",
+        source=source,
+        what=what,
+        expected=expected,
+    )
+
+
+def _pickled(source: str, expected: str, obj: object) -> Message:
+    template = "{source}: expected {expected}, found a pickled {kind}"
+    return Message("vocfile.err.pickled", template, source=source, expected=expected, kind=type(obj).__name__)
 
 
 def _read_pickle(path: Path, expected: str) -> Any:
     """The unpickled object of a checkpoint file (SoVITS header bytes recognised)."""
     data = read_file(path)
     if len(data) < 4:
-        raise CheckpointError(f"{path}: {len(data)} bytes is too short for {expected}")
-    if data[:2] in HEADER_VERSIONS:
+        template = "{path}: {size} bytes is too short for {expected}"
         raise CheckpointError(
-            f"{path}: this is a GPT-SoVITS {HEADER_VERSIONS[data[:2]]} SoVITS model file "
-            f"(header {data[:2].decode()!r}), expected {expected}"
+            Message("vocfile.err.short", template, path=str(path), size=len(data), expected=expected)
         )
+    if data[:2] in HEADER_VERSIONS:
+        template = (
+            "{path}: this is a GPT-SoVITS {version} SoVITS model file (header {header}), expected {expected}"
+        )
+        fields = {
+            "version": HEADER_VERSIONS[data[:2]],
+            "header": repr(data[:2].decode()),
+            "expected": expected,
+        }
+        raise CheckpointError(Message("vocfile.err.sovits", template, path=str(path), **fields))
     return load(data, str(path))
 
 
 def _check_floats(state: Mapping[str, torch.Tensor], source: str) -> None:
     not_float = [k for k, v in state.items() if not v.is_floating_point()]
     if not_float:
-        raise CheckpointError(f"{source}: weights must be floating point; {not_float[:3]} are not")
+        template = "{source}: weights must be floating point; {names} are not"
+        raise CheckpointError(
+            Message("vocfile.err.not_float", template, source=source, names=str(not_float[:3]))
+        )
 
 
 def _to(state: Mapping[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -212,31 +263,38 @@ def read_v4_vocoder(path: str | os.PathLike) -> tuple[HiFiGANVocoderConfig, dict
         )
     obj = _read_pickle(p, V4_EXPECTED)
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected {V4_EXPECTED}, found a pickled {type(obj).__name__}")
+        raise CheckpointError(_pickled(source, V4_EXPECTED, obj))
     _refuse_wrappers(obj, source, V4_EXPECTED, allowed=None)
     state = _named_tensors(obj, source, V4_EXPECTED)
     keys = list(state)
     if any(k.endswith((".weight_g", ".weight_v")) for k in keys):
         what = _describe(keys)
         if what is not None and what.startswith("BigVGAN"):
-            raise CheckpointError(f"{source}: this is {what}, expected {V4_EXPECTED}")
-        raise CheckpointError(
-            f"{source}: the weights are weight-normalised (weight_g/weight_v); expected {V4_EXPECTED}: "
+            raise CheckpointError(_is_other(source, what, V4_EXPECTED))
+        template = (
+            "{source}: the weights are weight-normalised (weight_g/weight_v); expected {expected}: "
             "upstream saves it after remove_weight_norm and loads it strictly"
         )
+        raise CheckpointError(
+            Message("vocfile.err.weight_norm", template, source=source, expected=V4_EXPECTED)
+        )
     what = _describe(keys)
-    if what is not None and what != "a HiFi-GAN-style vocoder's weights":
-        raise CheckpointError(f"{source}: this is {what}, expected {V4_EXPECTED}")
+    if what is not None and what != HIFIGAN_WEIGHTS:
+        raise CheckpointError(_is_other(source, what, V4_EXPECTED))
     try:
         config = HiFiGANVocoderConfig.from_state_dict(state)
     except HiFiGANVocoderConfigError as exc:
-        raise CheckpointError(f"{source}: not {V4_EXPECTED}: {exc} (first keys: {keys[:4]})") from None
+        template = "{source}: not {expected}: {problem} (first keys: {keys})"
+        fields = {"expected": V4_EXPECTED, "problem": said(exc), "keys": str(keys[:4])}
+        raise CheckpointError(Message("vocfile.err.not_v4", template, source=source, **fields)) from None
     mismatch = shape_mismatch(v4_expected_shapes(config), state)
     if mismatch:
-        raise CheckpointError(
-            f"{source}: weights do not fit upstream's v4 vocoder (num_mels {config.num_mels}, "
-            f"upsample_initial_channel {config.upsample_initial_channel}): {mismatch}"
+        template = (
+            "{source}: weights do not fit upstream's v4 vocoder (num_mels {mels}, "
+            "upsample_initial_channel {channels}): {mismatch}"
         )
+        fields = {"mels": config.num_mels, "channels": config.upsample_initial_channel, "mismatch": mismatch}
+        raise CheckpointError(Message("vocfile.err.v4_shapes", template, source=source, **fields))
     _check_floats(state, source)
     return config, state
 
@@ -291,21 +349,29 @@ def read_bigvgan_config(path: str | os.PathLike) -> BigVGANConfig:
             Message("vocoder.err.no_config", template, path=str(p), config=BIGVGAN_CONFIG_FILE)
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{p}: cannot read the BigVGAN config ({exc})") from None
+        template = "{path}: cannot read the BigVGAN config ({problem})"
+        raise CheckpointError(
+            Message("vocfile.err.config_read", template, path=str(p), problem=str(exc))
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CheckpointError(
-            f"{p}: not valid JSON ({exc}); expected BigVGAN's {BIGVGAN_CONFIG_FILE}"
-        ) from None
+        template = "{path}: not valid JSON ({problem}); expected BigVGAN's {file}"
+        fields = {"path": str(p), "problem": str(exc), "file": BIGVGAN_CONFIG_FILE}
+        raise CheckpointError(Message("vocfile.err.config_json", template, **fields)) from None
     if not isinstance(data, dict):
+        template = "{path}: expected a JSON object of BigVGAN hyper-parameters, found {kind}"
         raise CheckpointError(
-            f"{p}: expected a JSON object of BigVGAN hyper-parameters, found {type(data).__name__}"
+            Message("vocfile.err.config_object", template, path=str(p), kind=type(data).__name__)
         )
     missing = [k for k in _BIGVGAN_REQUIRED if k not in data]
     if missing:
-        hint = " (a HiFi-GAN config, not BigVGAN?)" if "activation" in missing and "resblock" in data else ""
-        raise CheckpointError(f"{p}: not a BigVGAN generator config{hint}: missing keys {missing}")
+        hint = Message("vocfile.hint.hifigan", " (a HiFi-GAN config, not BigVGAN?)")
+        template = "{path}: not a BigVGAN generator config{hint}: missing keys {missing}"
+        hint = hint if "activation" in missing and "resblock" in data else ""
+        raise CheckpointError(
+            Message("vocfile.err.config_keys", template, path=str(p), hint=hint, missing=str(missing))
+        )
     unknown = sorted(
         k
         for k in data
@@ -318,7 +384,10 @@ def read_bigvgan_config(path: str | os.PathLike) -> BigVGANConfig:
     try:
         return BigVGANConfig(**values)
     except (BigVGANConfigError, TypeError) as exc:
-        raise CheckpointError(f"{p}: invalid BigVGAN config: {exc}") from None
+        template = "{path}: invalid BigVGAN config: {problem}"
+        raise CheckpointError(
+            Message("vocfile.err.config_invalid", template, path=str(p), problem=said(exc))
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -330,23 +399,25 @@ def bigvgan_expected_shapes(config: BigVGANConfig, weight_norm: bool) -> dict[st
 def _bigvgan_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
     """The generator state dict inside a ``bigvgan_generator.pt`` object, or a clear refusal."""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected {BIGVGAN_EXPECTED}, found a pickled {type(obj).__name__}")
+        raise CheckpointError(_pickled(source, BIGVGAN_EXPECTED, obj))
     _refuse_wrappers(obj, source, BIGVGAN_EXPECTED, allowed="generator")
     inner = obj.get("generator")
     if not isinstance(inner, Mapping):
         keys = [str(k) for k in obj]
         what = _describe(keys)
         if what is not None:
-            raise CheckpointError(
-                f"{source}: this is {what} as a bare state dict, expected {BIGVGAN_EXPECTED}"
-            )
-        raise CheckpointError(
-            f"{source}: expected {BIGVGAN_EXPECTED}; the file has no 'generator' (keys: {keys[:4]})"
-        )
+            template = "{source}: this is {what} as a bare state dict, expected {expected}"
+            fields = {"source": source, "what": what, "expected": BIGVGAN_EXPECTED}
+            raise CheckpointError(Message("vocfile.err.bare", template, **fields))
+        template = "{source}: expected {expected}; the file has no 'generator' (keys: {keys})"
+        fields = {"source": source, "expected": BIGVGAN_EXPECTED, "keys": str(keys[:4])}
+        raise CheckpointError(Message("vocfile.err.no_generator", template, **fields))
     state = _named_tensors(inner, source, BIGVGAN_EXPECTED)
     what = _describe(list(state))
     if what is not None and not what.startswith(("BigVGAN", "a HiFi-GAN")):
-        raise CheckpointError(f"{source}: its 'generator' holds {what}, expected {BIGVGAN_EXPECTED}")
+        template = "{source}: its 'generator' holds {what}, expected {expected}"
+        fields = {"source": source, "what": what, "expected": BIGVGAN_EXPECTED}
+        raise CheckpointError(Message("vocfile.err.generator_holds", template, **fields))
     return state
 
 
@@ -384,11 +455,14 @@ def read_bigvgan(folder: str | os.PathLike) -> BigVGANFile:
     weight_norm = any(k.endswith(".weight_g") for k in state)
     mismatch = shape_mismatch(bigvgan_expected_shapes(config, weight_norm), state)
     if mismatch:
-        layout = "with weight norm" if weight_norm else "without weight norm"
-        raise CheckpointError(
-            f"{source}: weights ({layout}) do not fit the BigVGAN generator {d / BIGVGAN_CONFIG_FILE} "
-            f"describes: {mismatch}. Check that config.json and the weights belong together."
+        with_norm = Message("vocfile.with_norm", "with weight norm")
+        layout = with_norm if weight_norm else Message("vocfile.without_norm", "without weight norm")
+        template = (
+            "{source}: weights ({layout}) do not fit the BigVGAN generator {config} describes: {mismatch}. "
+            "Check that config.json and the weights belong together."
         )
+        fields = {"layout": layout, "config": str(d / BIGVGAN_CONFIG_FILE), "mismatch": mismatch}
+        raise CheckpointError(Message("vocfile.err.v3_shapes", template, source=source, **fields))
     _check_floats(state, source)
     return BigVGANFile(config, state, weight_norm)
 
@@ -423,7 +497,8 @@ def load_vocoder(
     :func:`load_v4_vocoder` on ``pretrained_dir / V4_VOCODER_FILE``.
     """
     if version not in VOCODER_PATHS:
-        raise ValueError(f"only SoVITS v3 and v4 use a separate vocoder; got version {version!r}")
+        template = "only SoVITS v3 and v4 use a separate vocoder; got version {version!r}"
+        raise ValueError(Message("vocfile.err.version", template, version=version))
     path = Path(pretrained_dir) / VOCODER_PATHS[version]
     if version == "v3":
         return load_bigvgan(path, device, dtype)

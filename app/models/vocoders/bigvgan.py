@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from app.messages import Message
 from app.models.nn.alias_free import AntiAliasedActivation, make_snake
 from app.models.nn.masks import same_padding
 from app.models.nn.norm import WNConv1d, WNConvTranspose1d
@@ -78,7 +79,14 @@ class BigVGANConfig:
         }
         for name, value in ints.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BigVGANConfigError(f"{name} must be a positive integer, got {value!r}")
+                raise BigVGANConfigError(
+                    Message(
+                        "bigvgan.err.int",
+                        "{name} must be a positive integer, got {value!r}",
+                        name=name,
+                        value=value,
+                    )
+                )
         lists = {
             "upsample_rates": self.upsample_rates,
             "upsample_kernel_sizes": self.upsample_kernel_sizes,
@@ -87,36 +95,43 @@ class BigVGANConfig:
         }
         for name, values in lists.items():
             if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-                raise BigVGANConfigError(
-                    f"{name} must be a non-empty list of positive integers, got {values!r}"
-                )
+                template = "{name} must be a non-empty list of positive integers, got {values!r}"
+                raise BigVGANConfigError(Message("bigvgan.err.list", template, name=name, values=values))
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise BigVGANConfigError(
-                f"upsample_rates {list(self.upsample_rates)} and upsample_kernel_sizes "
-                f"{list(self.upsample_kernel_sizes)} must have the same length"
-            )
+            template = "upsample_rates {rates} and upsample_kernel_sizes {kernels} must have the same length"
+            fields = {"rates": list(self.upsample_rates), "kernels": list(self.upsample_kernel_sizes)}
+            raise BigVGANConfigError(Message("vocoder.err.upsample_lengths", template, **fields))
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise BigVGANConfigError(
-                f"resblock_kernel_sizes {list(self.resblock_kernel_sizes)} and resblock_dilation_sizes "
-                f"must have the same length, got {len(self.resblock_dilation_sizes)} dilation lists"
+            template = (
+                "resblock_kernel_sizes {kernels} and resblock_dilation_sizes must have the same length, "
+                "got {count} dilation lists"
             )
+            fields = {"kernels": list(self.resblock_kernel_sizes), "count": len(self.resblock_dilation_sizes)}
+            raise BigVGANConfigError(Message("bigvgan.err.resblock_lengths", template, **fields))
         if self.resblock not in RESBLOCKS:
-            raise BigVGANConfigError(f"resblock must be one of {RESBLOCKS}, got {self.resblock!r}")
+            template = "resblock must be one of {choices}, got {value!r}"
+            raise BigVGANConfigError(
+                Message("bigvgan.err.resblock", template, choices=RESBLOCKS, value=self.resblock)
+            )
         if self.activation not in ACTIVATIONS:
-            raise BigVGANConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+            template = "activation must be one of {choices}, got {value!r}"
+            raise BigVGANConfigError(
+                Message("bigvgan.err.activation", template, choices=ACTIVATIONS, value=self.activation)
+            )
         for name in ("snake_logscale", "use_tanh_at_final", "use_bias_at_final"):
             if not isinstance(getattr(self, name), bool):
-                raise BigVGANConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+                template = "{name} must be true or false, got {value!r}"
+                raise BigVGANConfigError(
+                    Message("bigvgan.err.bool", template, name=name, value=getattr(self, name))
+                )
         if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
-            raise BigVGANConfigError(
-                f"upsample_initial_channel {self.upsample_initial_channel} cannot be halved "
-                f"{len(self.upsample_rates)} times"
-            )
+            template = "upsample_initial_channel {channels} cannot be halved {times} times"
+            fields = {"channels": self.upsample_initial_channel, "times": len(self.upsample_rates)}
+            raise BigVGANConfigError(Message("vocoder.err.halved", template, **fields))
         if math.prod(self.upsample_rates) != self.hop_size:
-            raise BigVGANConfigError(
-                f"hop_size {self.hop_size} differs from the product of upsample_rates "
-                f"{list(self.upsample_rates)} = {math.prod(self.upsample_rates)}"
-            )
+            template = "hop_size {hop} differs from the product of upsample_rates {rates} = {product}"
+            fields = {"rates": list(self.upsample_rates), "product": math.prod(self.upsample_rates)}
+            raise BigVGANConfigError(Message("bigvgan.err.hop", template, hop=self.hop_size, **fields))
 
     def channels(self, stage: int) -> int:
         """Width after upsampling stage ``stage`` (0-based)."""
@@ -244,7 +259,10 @@ class BigVGAN(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, num_mels, T) log-mel (natural log) -> audio (B, 1, T * hop_length) in [-1, 1]."""
         if mel.dim() != 3 or mel.shape[1] != self.num_mels:
-            raise ValueError(f"expected mel (B, {self.num_mels}, T), got shape {tuple(mel.shape)}")
+            template = "expected mel (B, {mels}, T), got shape {shape}"
+            raise ValueError(
+                Message("vocoder.err.mel_shape", template, mels=self.num_mels, shape=tuple(mel.shape))
+            )
         x = self.conv_pre(mel)
         for i, stage in enumerate(self.ups):
             for up in stage:

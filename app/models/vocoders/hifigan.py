@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from app.messages import Message
 from app.models.nn.hifigan import HiFiGANGenerator
 
 # Where upstream keeps the v4 vocoder, relative to pretrained_models/ (inference_webui.py init_hifigan).
@@ -52,24 +53,24 @@ class HiFiGANVocoderConfig:
             tuple(tuple(int(d) for d in ds) for ds in self.resblock_dilation_sizes),
         )
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise HiFiGANVocoderConfigError(
-                f"upsample_rates {self.upsample_rates} and upsample_kernel_sizes "
-                f"{self.upsample_kernel_sizes} must have the same length"
-            )
+            template = "upsample_rates {rates} and upsample_kernel_sizes {kernels} must have the same length"
+            fields = {"rates": self.upsample_rates, "kernels": self.upsample_kernel_sizes}
+            raise HiFiGANVocoderConfigError(Message("vocoder.err.upsample_lengths", template, **fields))
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise HiFiGANVocoderConfigError(
-                f"resblock_kernel_sizes {self.resblock_kernel_sizes} and resblock_dilation_sizes "
-                f"{self.resblock_dilation_sizes} must have the same length"
-            )
+            template = "resblock_kernel_sizes {kernels} and resblock_dilation_sizes {dilations} must have the same length"
+            fields = {"kernels": self.resblock_kernel_sizes, "dilations": self.resblock_dilation_sizes}
+            raise HiFiGANVocoderConfigError(Message("hifigan.err.resblock_lengths", template, **fields))
         if self.resblock not in ("1", "2"):
-            raise HiFiGANVocoderConfigError(f"resblock must be '1' or '2', got {self.resblock!r}")
+            template = "resblock must be '1' or '2', got {value!r}"
+            raise HiFiGANVocoderConfigError(Message("hifigan.err.resblock", template, value=self.resblock))
         if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
-            raise HiFiGANVocoderConfigError(
-                f"upsample_initial_channel {self.upsample_initial_channel} cannot be halved "
-                f"{len(self.upsample_rates)} times"
-            )
+            template = "upsample_initial_channel {channels} cannot be halved {times} times"
+            fields = {"channels": self.upsample_initial_channel, "times": len(self.upsample_rates)}
+            raise HiFiGANVocoderConfigError(Message("vocoder.err.halved", template, **fields))
         if min(self.num_mels, self.sample_rate, *self.upsample_rates) < 1:
-            raise HiFiGANVocoderConfigError(f"sizes must be positive: {self}")
+            raise HiFiGANVocoderConfigError(
+                Message("hifigan.err.sizes", "sizes must be positive: {config}", config=str(self))
+            )
 
     @property
     def hop_length(self) -> int:
@@ -85,9 +86,8 @@ class HiFiGANVocoderConfig:
         """
         conv_pre = state.get("conv_pre.weight")
         if not isinstance(conv_pre, torch.Tensor) or conv_pre.dim() != 3:
-            raise HiFiGANVocoderConfigError(
-                "no 3-dimensional 'conv_pre.weight' to read the vocoder's widths from"
-            )
+            template = "no 3-dimensional 'conv_pre.weight' to read the vocoder's widths from"
+            raise HiFiGANVocoderConfigError(Message("hifigan.err.conv_pre", template))
         return cls(num_mels=conv_pre.shape[1], upsample_initial_channel=conv_pre.shape[0])
 
 
@@ -127,7 +127,10 @@ class HiFiGANVocoder(HiFiGANGenerator):
         ``g`` exists for the parent's signature; the v4 vocoder has no conditioning and refuses one.
         """
         if g is not None:
-            raise ValueError("the v4 vocoder takes no conditioning input g")
+            raise ValueError(Message("hifigan.err.g", "the v4 vocoder takes no conditioning input g"))
         if mel.dim() != 3 or mel.shape[1] != self.num_mels:
-            raise ValueError(f"expected mel (B, {self.num_mels}, T), got shape {tuple(mel.shape)}")
+            template = "expected mel (B, {mels}, T), got shape {shape}"
+            raise ValueError(
+                Message("vocoder.err.mel_shape", template, mels=self.num_mels, shape=tuple(mel.shape))
+            )
         return super().forward(mel)

@@ -40,6 +40,7 @@ from app.ui.messages import (
     separation,
     svc,
     text,
+    vocoders,
     voice,
     zh,
     zh_tw,
@@ -49,7 +50,7 @@ from app.ui.messages import (
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
     ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``,
-    ``models``, ``svc``, ``assets``); a key twice is a bug."""
+    ``models``, ``svc``, ``assets``, ``vocoders``); a key twice is a bug."""
     out = dict(page)
     layers = (
         data,
@@ -66,6 +67,7 @@ def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
         models,
         svc,
         assets,
+        vocoders,
     )
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
