@@ -147,6 +147,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "vocoder.py",
     APP / "models" / "vocoders" / "bigvgan.py",
     APP / "models" / "vocoders" / "hifigan.py",
+    APP / "models" / "upstream" / "sv.py",
+    APP / "models" / "encoders" / "sv.py",
+    APP / "models" / "encoders" / "sv_net.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

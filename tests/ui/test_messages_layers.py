@@ -428,3 +428,28 @@ def test_a_wrong_vocoder_file_is_refused_in_the_readers_language(tmp_path):
     for lang in LANGUAGES[1:]:  # the nested parts too
         assert "model's weights" not in render(gpt, lang) and "bare state dict" not in render(gpt, lang)
         assert "differs from" not in render(cases[3][0], lang)
+
+
+def test_a_wrong_speaker_verification_file_is_refused_in_the_readers_language(tmp_path):
+    """Another model's file, a file without ERes2NetV2's first layers, one whose layers do not add up."""
+    import torch
+
+    from app.models.upstream.sv import read_sv
+
+    torch.save({"enc_p.proj.weight": torch.zeros(2)}, tmp_path / "sovits.ckpt")
+    torch.save({"other.weight": torch.zeros(2)}, tmp_path / "odd.ckpt")
+    state = {"conv1.weight": torch.zeros(4, 1, 3, 3), "layer1.0.conv3.weight": torch.zeros(6, 1, 1, 1)}
+    state["layer1.0.convs.0.weight"] = torch.zeros(2, 2, 3, 3)
+    torch.save(state, tmp_path / "layers.ckpt")
+    sovits = _refusal(read_sv, tmp_path / "sovits.ckpt")
+    assert sovits.endswith(
+        "this is a GPT-SoVITS SoVITS (s2) model's weights, expected the ERes2NetV2 speaker-verification "
+        "weights (pretrained_eres2netv2w24s4ep4.ckpt, a bare state dict)"
+    )
+    layers = _refusal(read_sv, tmp_path / "layers.ckpt")
+    assert layers.endswith("layer1 outputs 6 channels, not a multiple of m_channels 4")
+    for said, kept in ((sovits, ("sovits.ckpt", "s2")), (layers, ("layers.ckpt", "6", "m_channels 4"))):
+        _reads_in_every_language(said, *kept)
+    _reads_in_every_language(_refusal(read_sv, tmp_path / "odd.ckpt"), "odd.ckpt", "'conv1.weight'")
+    for lang in LANGUAGES[1:]:
+        assert "not a multiple" not in render(layers, lang) and "bare state dict" not in render(sovits, lang)

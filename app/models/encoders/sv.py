@@ -15,6 +15,7 @@ import torch
 
 from app.audio.fbank import kaldi_fbank
 from app.audio.resample import SOVITS_SR, SV_SR, sinc_resample
+from app.messages import Message
 from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import without_init
 from app.models.upstream.sv import read_sv
@@ -60,7 +61,8 @@ class SpeakerEncoder:
         """
         wav = wav16.reshape(1, -1) if wav16.dim() == 1 else wav16
         if wav.dim() != 2:
-            raise ValueError(f"expected (B, N) or (N,) waves, got shape {tuple(wav16.shape)}")
+            template = "expected (B, N) or (N,) waves, got shape {shape}"
+            raise ValueError(Message("sv.err.wave_shape", template, shape=tuple(wav16.shape)))
         wav = wav.to(self.device, torch.float32)
         feats = torch.stack([kaldi_fbank(row, self.config.feat_dim, SV_SR) for row in wav])  # (B, T, F)
         return self.model.forward3(feats.to(self.dtype)).float().cpu()

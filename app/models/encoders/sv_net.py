@@ -32,6 +32,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from app.messages import Message
+
 # Where upstream keeps the pretrained file, relative to pretrained_models/ (GPT_SoVITS/sv.py).
 SV_FILE = Path("sv") / "pretrained_eres2netv2w24s4ep4.ckpt"
 # Its id in the download catalog (app/assets/catalog.py).
@@ -66,14 +68,17 @@ class SVConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_blocks", tuple(int(n) for n in self.num_blocks))
         if len(self.num_blocks) != 4 or min(self.num_blocks) < 1:
-            raise SVConfigError(f"num_blocks must be 4 positive counts, got {self.num_blocks}")
+            template = "num_blocks must be 4 positive counts, got {counts}"
+            raise SVConfigError(Message("svnet.err.blocks", template, counts=self.num_blocks))
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name != "num_blocks" and (not isinstance(value, int) or value < 1):
-                raise SVConfigError(f"{f.name} must be a positive integer, got {value!r}")
+                template = "{name} must be a positive integer, got {value!r}"
+                raise SVConfigError(Message("svnet.err.int", template, name=f.name, value=value))
         if min(self.width(s) for s in range(4)) < 1:
+            template = "base_width {width} gives empty Res2Net chunks for m={m}"
             raise SVConfigError(
-                f"base_width {self.base_width} gives empty Res2Net chunks for m={self.m_channels}"
+                Message("svnet.err.width", template, width=self.base_width, m=self.m_channels)
             )
 
     def planes(self, stage: int) -> int:
@@ -122,21 +127,25 @@ class SVConfig:
 
         def shape(key: str) -> torch.Size:
             if key not in state:
-                raise SVConfigError(f"no '{key}' among the weights")
+                raise SVConfigError(Message("svnet.err.no_key", "no '{key}' among the weights", key=key))
             return state[key].shape
 
         m = int(shape("conv1.weight")[0])
         scale = sum(1 for k in state if re.fullmatch(r"layer1\.0\.convs\.\d+\.weight", k))
         if scale < 1:
-            raise SVConfigError("no 'layer1.0.convs.N.weight' among the weights")
+            raise SVConfigError(
+                Message("svnet.err.no_convs", "no 'layer1.0.convs.N.weight' among the weights")
+            )
         block_out = int(shape("layer1.0.conv3.weight")[0])
         if block_out % m:
-            raise SVConfigError(f"layer1 outputs {block_out} channels, not a multiple of m_channels {m}")
+            template = "layer1 outputs {channels} channels, not a multiple of m_channels {m}"
+            raise SVConfigError(Message("svnet.err.layer1", template, channels=block_out, m=m))
         num_blocks = []
         for n in range(1, 5):
             ids = {int(g.group(1)) for k in state if (g := re.match(rf"layer{n}\.(\d+)\.", k))}
             if ids != set(range(len(ids))) or not ids:
-                raise SVConfigError(f"layer{n} blocks are not numbered 0..N-1: {sorted(ids)}")
+                template = "layer{n} blocks are not numbered 0..N-1: {ids}"
+                raise SVConfigError(Message("svnet.err.numbered", template, n=n, ids=sorted(ids)))
             num_blocks.append(len(ids))
         widths = [int(shape(f"layer{n}.0.convs.0.weight")[0]) for n in range(1, 5)]
         top_planes = m * 8
@@ -144,7 +153,8 @@ class SVConfig:
         head_out, head_in = (int(s) for s in shape("seg_1.weight"))
         per_row = m * 8 * (block_out // m) * POOL_STATS
         if head_in % per_row:
-            raise SVConfigError(f"seg_1 reads {head_in} features, not a multiple of {per_row}")
+            template = "seg_1 reads {features} features, not a multiple of {per_row}"
+            raise SVConfigError(Message("svnet.err.seg1", template, features=head_in, per_row=per_row))
         config = cls(
             m_channels=m,
             base_width=base_width,
@@ -156,7 +166,8 @@ class SVConfig:
         )
         got = [config.width(s) for s in range(4)]
         if got != widths:
-            raise SVConfigError(f"chunk widths {widths} of layer1..4 fit no single base_width")
+            template = "chunk widths {widths} of layer1..4 fit no single base_width"
+            raise SVConfigError(Message("svnet.err.widths", template, widths=widths))
         return config
 
 

@@ -20,22 +20,35 @@ from typing import Any
 import torch
 
 from app.assets.registry import DOWNLOAD_COMMAND
-from app.messages import Message
+from app.messages import Message, said
 from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import shape_mismatch, state_shapes
 from app.models.upstream.headers import HEADER_VERSIONS
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
 
-EXPECTED = f"the ERes2NetV2 speaker-verification weights ({SV_FILE.name}, a bare state dict)"
+EXPECTED = Message(
+    "sv.expected",
+    "the ERes2NetV2 speaker-verification weights ({file}, a bare state dict)",
+    file=SV_FILE.name,
+)
 # Key prefixes of the other models a user might point at this file by mistake, and what they are.
 _FOREIGN_PREFIXES = (
-    (("model.ar_", "ar_text_embedding.", "ar_audio_embedding."), "a GPT-SoVITS GPT (s1) model's weights"),
-    (("enc_p.", "dec.ups.", "ref_enc."), "a GPT-SoVITS SoVITS (s2) model's weights"),
-    (("discriminators.",), "a SoVITS discriminator's weights"),
-    (("feature_extractor.", "encoder.layers.", "feature_projection."), "a HuBERT content encoder's weights"),
-    (("bert.", "embeddings.word_embeddings."), "a BERT model's weights"),
-    (("conv_pre.", "resblocks.", "ups."), "a vocoder's weights"),
-    (("emb_g.", "f0_decoder."), "a so-vits-svc model's weights"),
+    (
+        ("model.ar_", "ar_text_embedding.", "ar_audio_embedding."),
+        Message("vocfile.what.gpt", "a GPT-SoVITS GPT (s1) model's weights"),
+    ),
+    (
+        ("enc_p.", "dec.ups.", "ref_enc."),
+        Message("vocfile.what.sovits", "a GPT-SoVITS SoVITS (s2) model's weights"),
+    ),
+    (("discriminators.",), Message("sv.what.discriminator", "a SoVITS discriminator's weights")),
+    (
+        ("feature_extractor.", "encoder.layers.", "feature_projection."),
+        Message("vocfile.what.hubert", "a HuBERT content encoder's weights"),
+    ),
+    (("bert.", "embeddings.word_embeddings."), Message("vocfile.what.bert", "a BERT model's weights")),
+    (("conv_pre.", "resblocks.", "ups."), Message("sv.what.vocoder", "a vocoder's weights")),
+    (("emb_g.", "f0_decoder."), Message("vocfile.what.svc", "a so-vits-svc model's weights")),
 )
 
 
@@ -46,31 +59,44 @@ def _kind_of(keys: list[str]) -> str | None:
     return None
 
 
+def _is_other(source: str, what: str) -> Message:
+    template = "{source}: this is {what}, expected {expected}"
+    return Message("vocfile.err.other", template, source=source, what=what, expected=EXPECTED)
+
+
 def _refuse_foreign(obj: Any, source: str) -> dict[str, torch.Tensor]:
     """The file's object as a state dict, or a CheckpointError saying what it is instead."""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected {EXPECTED}, found a pickled {type(obj).__name__}")
-    if "state_dict" in obj and ("pytorch-lightning_version" in obj or "epoch" in obj):
+        template = "{source}: expected {expected}, found a pickled {kind}"
         raise CheckpointError(
-            f"{source}: this is a Lightning training checkpoint (GPT s1?), expected {EXPECTED}"
+            Message(
+                "vocfile.err.pickled", template, source=source, expected=EXPECTED, kind=type(obj).__name__
+            )
         )
+    if "state_dict" in obj and ("pytorch-lightning_version" in obj or "epoch" in obj):
+        template = "{source}: this is a Lightning training checkpoint (GPT s1?), expected {expected}"
+        raise CheckpointError(Message("vocfile.err.lightning", template, source=source, expected=EXPECTED))
     for wrapper in ("weight", "model", "generator", "state_dict"):
         inner = obj.get(wrapper)
         if isinstance(inner, Mapping) and not isinstance(inner, torch.Tensor):
-            what = _kind_of([str(k) for k in inner]) or f"a model file with its weights under '{wrapper}'"
-            raise CheckpointError(f"{source}: this is {what}, expected {EXPECTED}")
+            what = _kind_of([str(k) for k in inner]) or Message(
+                "vocfile.what.wrapped", "a model file with its weights under '{wrapper}'", wrapper=wrapper
+            )
+            raise CheckpointError(_is_other(source, what))
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
+        template = "{source}: expected {expected}; found a dict whose entries {bad} are not named tensors"
         raise CheckpointError(
-            f"{source}: expected {EXPECTED}; found a dict whose entries {bad[:3]} are not named tensors"
+            Message("vocfile.err.entries", template, source=source, expected=EXPECTED, bad=str(bad[:3]))
         )
     keys = list(obj)
     if "conv1.weight" not in obj or not any(k.startswith("layer1.") for k in keys):
         what = _kind_of(keys)
         if what is not None:
-            raise CheckpointError(f"{source}: this is {what}, expected {EXPECTED}")
+            raise CheckpointError(_is_other(source, what))
+        template = "{source}: not {expected}: no 'conv1.weight' / 'layer1.*' (first keys: {keys})"
         raise CheckpointError(
-            f"{source}: not {EXPECTED}: no 'conv1.weight' / 'layer1.*' (first keys: {keys[:4]})"
+            Message("sv.err.no_conv1", template, source=source, expected=EXPECTED, keys=str(keys[:4]))
         )
     return dict(obj)
 
@@ -84,12 +110,15 @@ def expected_shapes(config: SVConfig) -> dict[str, torch.Size]:
 def _check_shapes(config: SVConfig, state: Mapping[str, torch.Tensor], source: str) -> None:
     mismatch = shape_mismatch(expected_shapes(config), state)
     if mismatch:
-        raise CheckpointError(
-            f"{source}: weights do not fit the ERes2NetV2 their shapes describe ({config}): {mismatch}"
-        )
+        template = "{source}: weights do not fit the ERes2NetV2 their shapes describe ({config}): {mismatch}"
+        fields = {"source": source, "config": str(config), "mismatch": mismatch}
+        raise CheckpointError(Message("sv.err.shapes", template, **fields))
     not_float = [k for k, v in state.items() if not v.is_floating_point() and "num_batches_tracked" not in k]
     if not_float:
-        raise CheckpointError(f"{source}: weights must be floating point; {not_float[:3]} are not")
+        template = "{source}: weights must be floating point; {names} are not"
+        raise CheckpointError(
+            Message("vocfile.err.not_float", template, source=source, names=str(not_float[:3]))
+        )
 
 
 def read_sv(path: str | os.PathLike) -> tuple[SVConfig, dict[str, torch.Tensor]]:
@@ -112,16 +141,27 @@ def read_sv(path: str | os.PathLike) -> tuple[SVConfig, dict[str, torch.Tensor]]
         raise CheckpointError(Message("sv.err.missing", template, **fields))
     data = read_file(p)
     if len(data) < 4:
-        raise CheckpointError(f"{source}: {len(data)} bytes is too short for {EXPECTED}")
-    if data[:2] in HEADER_VERSIONS:
+        template = "{path}: {size} bytes is too short for {expected}"
         raise CheckpointError(
-            f"{source}: this is a GPT-SoVITS {HEADER_VERSIONS[data[:2]]} SoVITS model file "
-            f"(header {data[:2].decode()!r}), expected {EXPECTED}"
+            Message("vocfile.err.short", template, path=source, size=len(data), expected=EXPECTED)
         )
+    if data[:2] in HEADER_VERSIONS:
+        template = (
+            "{path}: this is a GPT-SoVITS {version} SoVITS model file (header {header}), expected {expected}"
+        )
+        fields = {
+            "version": HEADER_VERSIONS[data[:2]],
+            "header": repr(data[:2].decode()),
+            "expected": EXPECTED,
+        }
+        raise CheckpointError(Message("vocfile.err.sovits", template, path=source, **fields))
     state = _refuse_foreign(load(data, source), source)
     try:
         config = SVConfig.from_state_dict(state)
     except SVConfigError as exc:
-        raise CheckpointError(f"{source}: not {EXPECTED}: {exc}") from None
+        template = "{source}: not {expected}: {problem}"
+        raise CheckpointError(
+            Message("sv.err.not_sv", template, source=source, expected=EXPECTED, problem=said(exc))
+        ) from None
     _check_shapes(config, state, source)
     return config, state
