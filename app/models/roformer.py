@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.messages import Message
+
 KINDS = ("bs_roformer", "mel_band_roformer")
 
 
@@ -51,11 +53,14 @@ class RoformerConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"Roformer kind {self.kind!r}: one of {', '.join(KINDS)}")
-        if self.kind == "bs_roformer" and sum(self.freqs_per_bands) != self.stft_n_fft // 2 + 1:
+            template = "Roformer kind {kind!r}: one of {kinds}"
             raise ValueError(
-                f"freqs_per_bands sum to {sum(self.freqs_per_bands)}, the STFT has {self.stft_n_fft // 2 + 1} bins"
+                Message("roformer.err.kind_name", template, kind=self.kind, kinds=", ".join(KINDS))
             )
+        if self.kind == "bs_roformer" and sum(self.freqs_per_bands) != self.stft_n_fft // 2 + 1:
+            template = "freqs_per_bands sum to {total}, the STFT has {bins} bins"
+            fields = {"total": sum(self.freqs_per_bands), "bins": self.stft_n_fft // 2 + 1}
+            raise ValueError(Message("roformer.err.bands_sum", template, **fields))
 
     @property
     def channels(self) -> int:
@@ -204,8 +209,9 @@ def mel_band_bins(config: RoformerConfig) -> torch.Tensor:
     bank[-1, -1] = 1.0
     bins = bank > 0
     if not bins.any(dim=0).all():
+        template = "{bands} mel bands leave STFT bins uncovered at n_fft {n_fft}"
         raise ValueError(
-            f"{config.num_bands} mel bands leave STFT bins uncovered at n_fft {config.stft_n_fft}"
+            Message("roformer.err.uncovered", template, bands=config.num_bands, n_fft=config.stft_n_fft)
         )
     return bins
 
@@ -280,7 +286,8 @@ class Roformer(nn.Module):
         c = self.config
         batch, channels, length = mix.shape
         if channels != c.channels:
-            raise ValueError(f"this model takes {c.channels} channel(s), got {channels}")
+            template = "this model takes {channels} channel(s), got {got}"
+            raise ValueError(Message("roformer.err.channels", template, channels=c.channels, got=channels))
         spec = torch.stft(mix.reshape(batch * channels, length), return_complex=True, **self._stft_kwargs())
         spec = spec.reshape(batch, channels, *spec.shape[-2:]).permute(0, 2, 1, 3)  # (B, F, C, N)
         spec = spec.reshape(batch, -1, spec.shape[-1])  # (B, F * C, N): channels inside each bin

@@ -150,6 +150,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "sv.py",
     APP / "models" / "encoders" / "sv.py",
     APP / "models" / "encoders" / "sv_net.py",
+    APP / "models" / "upstream" / "roformer.py",
+    APP / "models" / "roformer.py",
+    APP / "data" / "preprocess" / "roformer.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

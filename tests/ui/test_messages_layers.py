@@ -453,3 +453,30 @@ def test_a_wrong_speaker_verification_file_is_refused_in_the_readers_language(tm
     _reads_in_every_language(_refusal(read_sv, tmp_path / "odd.ckpt"), "odd.ckpt", "'conv1.weight'")
     for lang in LANGUAGES[1:]:
         assert "not a multiple" not in render(layers, lang) and "bare state dict" not in render(sovits, lang)
+
+
+def test_a_roformer_config_or_checkpoint_that_does_not_fit_is_refused_in_the_readers_language(tmp_path):
+    """The .yaml published with a RoFormer checkpoint: unreadable, a section or setting wrong; and a
+    checkpoint that is not a state dict. The nested config refusal is translated too."""
+    import torch
+
+    from app.models.upstream.roformer import load_model, read_config
+
+    (tmp_path / "bad.yaml").write_text("model: [1\n", encoding="utf-8")
+    (tmp_path / "nomodel.yaml").write_text("audio: {}\ntraining: {}\n", encoding="utf-8")
+    (tmp_path / "odd.yaml").write_text("model: {wings: 2}\naudio: {}\ntraining: {}\n", encoding="utf-8")
+    bands = "model: {dim: 8, depth: 1, freqs_per_bands: [2, 2], stft_n_fft: 8}\naudio: {}\ntraining: {}\n"
+    (tmp_path / "bands_roformer.yaml").write_text(bands, encoding="utf-8")
+    torch.save([1, 2], tmp_path / "list.ckpt")
+    cases = [
+        (_refusal(read_config, tmp_path / "bad.yaml"), ("bad.yaml",)),
+        (_refusal(read_config, tmp_path / "nomodel.yaml"), ("nomodel.yaml", "'model:'")),
+        (_refusal(read_config, tmp_path / "odd.yaml"), ("odd.yaml", "wings")),
+        (_refusal(read_config, tmp_path / "bands_roformer.yaml"), ("bands_roformer.yaml", "4", "5")),
+        (_refusal(load_model, tmp_path / "list.ckpt", None), ("list.ckpt",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    assert cases[3][0].endswith("freqs_per_bands sum to 4, the STFT has 5 bins")
+    for lang in LANGUAGES[1:]:
+        assert "the STFT has" not in render(cases[3][0], lang)

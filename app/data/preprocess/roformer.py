@@ -154,7 +154,7 @@ class RoformerSeparator:
         try:
             self.model, self.files = _load(str(checkpoint), str(config), checkpoint.stat().st_mtime, device)
         except RoformerFileError as exc:
-            raise RoformerError(str(exc)) from exc
+            raise RoformerError(exc.args[0]) from exc  # a Message (its key kept)
         if len(self.files.stems) != 1 and VOCALS not in self.files.stems:
             template = "{name}: its stems {stems} include no {vocals!r}"
             said = Message(

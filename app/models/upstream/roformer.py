@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from app.messages import Message, said
 from app.models.roformer import Roformer, RoformerConfig
 from app.models.upstream import safe_pickle
 
@@ -70,7 +71,8 @@ _TupleLoader.add_constructor(
 def _section(data: dict, name: str, path: Path) -> dict:
     value = data.get(name)
     if not isinstance(value, dict):
-        raise RoformerFileError(f"{path}: no '{name}:' section; use the config published with the checkpoint")
+        template = "{path}: no '{name}:' section; use the config published with the checkpoint"
+        raise RoformerFileError(Message("roformer.err.section", template, path=str(path), name=name))
     return value
 
 
@@ -84,7 +86,8 @@ def _kind(model: dict, name: str, path: Path) -> str:
         return "bs_roformer"
     if "mel_band_roformer" in lowered or "melbandroformer" in lowered:
         return "mel_band_roformer"
-    raise RoformerFileError(f"{path}: neither freqs_per_bands (BS-RoFormer) nor num_bands (Mel-Band) is set")
+    template = "{path}: neither freqs_per_bands (BS-RoFormer) nor num_bands (Mel-Band) is set"
+    raise RoformerFileError(Message("roformer.err.kind", template, path=str(path)))
 
 
 def read_config(path: Path) -> RoformerFiles:
@@ -93,35 +96,51 @@ def read_config(path: Path) -> RoformerFiles:
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TupleLoader)  # a SafeLoader plus tuples
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RoformerFileError(f"{path}: not a readable YAML config ({exc})") from exc
+        template = "{path}: not a readable YAML config ({problem})"
+        raise RoformerFileError(
+            Message("roformer.err.yaml", template, path=str(path), problem=str(exc))
+        ) from exc
     if not isinstance(data, dict):
-        raise RoformerFileError(f"{path}: not a RoFormer config (no sections)")
+        raise RoformerFileError(
+            Message("roformer.err.no_sections", "{path}: not a RoFormer config (no sections)", path=str(path))
+        )
     model = dict(_section(data, "model", path))
     audio, training = _section(data, "audio", path), _section(data, "training", path)
     inference = data.get("inference") or {}
     if model.pop("linear_transformer_depth", 0):
-        raise RoformerFileError(f"{path}: linear_transformer_depth > 0 (linear attention) is not supported")
+        template = "{path}: linear_transformer_depth > 0 (linear attention) is not supported"
+        raise RoformerFileError(Message("roformer.err.linear", template, path=str(path)))
     known = {f.name for f in fields(RoformerConfig)} - {"kind"}
     unknown = sorted(set(model) - known - TRAINING_KEYS)
     if unknown:
-        raise RoformerFileError(f"{path}: unknown model settings {', '.join(unknown)}")
+        template = "{path}: unknown model settings {names}"
+        raise RoformerFileError(
+            Message("roformer.err.unknown", template, path=str(path), names=", ".join(unknown))
+        )
     values: dict[str, Any] = {k: v for k, v in model.items() if k in known}
     if "freqs_per_bands" in values:
         values["freqs_per_bands"] = tuple(int(n) for n in values["freqs_per_bands"])
     rate = int(audio.get("sample_rate", values.get("sample_rate", 44100)))
     if values.setdefault("sample_rate", rate) != rate:
-        raise RoformerFileError(f"{path}: audio.sample_rate {rate} differs from model.sample_rate")
+        template = "{path}: audio.sample_rate {rate} differs from model.sample_rate"
+        raise RoformerFileError(Message("roformer.err.rate", template, path=str(path), rate=rate))
     try:
         config = RoformerConfig(kind=_kind(model, path.stem, path), **values)
     except (TypeError, ValueError) as exc:
-        raise RoformerFileError(f"{path}: {exc}") from exc
+        raise RoformerFileError(
+            Message("roformer.err.config", "{path}: {problem}", path=str(path), problem=said(exc))
+        ) from exc
     if "dim_freqs_in" in model and model["dim_freqs_in"] != config.stft_n_fft // 2 + 1:
-        raise RoformerFileError(f"{path}: dim_freqs_in {model['dim_freqs_in']} does not match stft_n_fft")
+        template = "{path}: dim_freqs_in {value} does not match stft_n_fft"
+        raise RoformerFileError(
+            Message("roformer.err.dim_freqs", template, path=str(path), value=model["dim_freqs_in"])
+        )
     target = training.get("target_instrument")
     stems = (str(target),) if target else tuple(str(s) for s in training.get("instruments") or ())
     if len(stems) != config.num_stems:
+        template = "{path}: {count} stem(s) in the model, training names {stems}"
         raise RoformerFileError(
-            f"{path}: {config.num_stems} stem(s) in the model, training names {list(stems)}"
+            Message("roformer.err.stems", template, path=str(path), count=config.num_stems, stems=list(stems))
         )
     files = RoformerFiles(
         config=config,
@@ -131,9 +150,8 @@ def read_config(path: Path) -> RoformerFiles:
         stems=stems,
     )
     if files.chunk_size < config.stft_n_fft or files.num_overlap < 1 or files.batch_size < 1:
-        raise RoformerFileError(
-            f"{path}: audio.chunk_size, inference.num_overlap and batch_size must be positive"
-        )
+        template = "{path}: audio.chunk_size, inference.num_overlap and batch_size must be positive"
+        raise RoformerFileError(Message("roformer.err.positive", template, path=str(path)))
     return files
 
 
@@ -143,18 +161,23 @@ def load_model(checkpoint: Path, files: RoformerFiles) -> Roformer:
     try:
         state = safe_pickle.load(safe_pickle.read_file(checkpoint), str(checkpoint))
     except (OSError, safe_pickle.CheckpointError) as exc:
-        raise RoformerFileError(f"{checkpoint}: {exc}") from exc
+        raise RoformerFileError(
+            Message("roformer.err.config", "{path}: {problem}", path=str(checkpoint), problem=said(exc))
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint: the weights are inside
     if not isinstance(state, dict):
-        raise RoformerFileError(f"{checkpoint}: not a state dict")
+        raise RoformerFileError(
+            Message("roformer.err.not_state", "{path}: not a state dict", path=str(checkpoint))
+        )
     model = Roformer(files.config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         head = str(exc).splitlines()[1:3]
+        template = "{path} does not fit its config ({problem}); use the .yaml published with this checkpoint"
+        problem = " ".join(h.strip() for h in head)[:300]
         raise RoformerFileError(
-            f"{checkpoint} does not fit its config ({' '.join(h.strip() for h in head)[:300]}); "
-            "use the .yaml published with this checkpoint"
+            Message("roformer.err.fit", template, path=str(checkpoint), problem=problem)
         ) from exc
     return model.eval()
