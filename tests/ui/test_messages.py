@@ -153,6 +153,9 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "roformer.py",
     APP / "models" / "roformer.py",
     APP / "data" / "preprocess" / "roformer.py",
+    APP / "models" / "upstream" / "uvr_vr.py",
+    APP / "data" / "preprocess" / "vr.py",
+    APP / "data" / "preprocess" / "mdx.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -480,3 +480,25 @@ def test_a_roformer_config_or_checkpoint_that_does_not_fit_is_refused_in_the_rea
     assert cases[3][0].endswith("freqs_per_bands sum to 4, the STFT has 5 bins")
     for lang in LANGUAGES[1:]:
         assert "the STFT has" not in render(cases[3][0], lang)
+
+
+def test_a_uvr_vr_file_that_does_not_fit_is_refused_in_the_readers_language(tmp_path):
+    """A UVR VR-architecture file of the other network kind, or without its output layer."""
+    import torch
+
+    from app.models.upstream.uvr_vr import ASPP, CASCADED, load_vr_net
+
+    torch.save({"x.weight": torch.zeros(2)}, tmp_path / "odd.pth")
+    torch.save({"stg2_bridge.conv.0.weight": torch.zeros(2)}, tmp_path / "aspp.pth")
+    other = _refusal(load_vr_net, tmp_path / "odd.pth", ASPP, 1024)
+    assert other.endswith(
+        "this is not a UVR VR-architecture network, expected a aspp network for this file name"
+    )
+    cases = [
+        (other, ("odd.pth", "aspp")),
+        (_refusal(load_vr_net, tmp_path / "aspp.pth", CASCADED, 1024), ("aspp.pth", "cascaded")),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    for lang in LANGUAGES[1:]:
+        assert "network" not in render(other, lang)

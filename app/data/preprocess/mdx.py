@@ -96,7 +96,8 @@ def _session(path: str, device: str):
     try:
         return ort.InferenceSession(path, providers=providers)
     except Exception as exc:  # onnxruntime raises its own unexported exception types
-        raise MdxError(f"{path}: not a loadable ONNX model ({exc}); download it again") from exc
+        template = "{path}: not a loadable ONNX model ({problem}); download it again"
+        raise MdxError(Message("sep.err.onnx", template, path=path, problem=str(exc))) from exc
 
 
 class MdxModel:
@@ -122,9 +123,9 @@ class MdxModel:
             want,
             [4, None, None],
         ):
-            raise MdxError(
-                f"{path}: input shape {shape} is not {name}'s (B, {', '.join(map(str, want))}); download it again"
-            )
+            template = "{path}: input shape {shape} is not {name}'s (B, {want}); download it again"
+            fields = {"path": str(path), "shape": str(shape), "name": name, "want": ", ".join(map(str, want))}
+            raise MdxError(Message("sep.err.mdx_shape", template, **fields))
         p = self.params
         self.window = torch.hann_window(p.n_fft, periodic=True)
         self.chunk = MDX_HOP * (p.dim_t - 1)  # samples per chunk: dim_t frames of a centred STFT
@@ -167,7 +168,8 @@ class MdxModel:
     def predict(self, mix: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
         """The stem the network outputs (``params.predicts``) for ``mix`` ``(T, 2)`` at 44.1 kHz; ``(T, 2)``."""
         if mix.ndim != 2 or mix.shape[1] != 2:
-            raise MdxError(f"MDX-Net needs stereo audio (T, 2), got shape {mix.shape}")
+            template = "MDX-Net needs stereo audio (T, 2), got shape {shape}"
+            raise MdxError(Message("sep.err.mdx_stereo", template, shape=tuple(mix.shape)))
         length = mix.shape[0]
         pad = self.step - length % self.step
         wave = torch.from_numpy(np.ascontiguousarray(mix.T, dtype=np.float32))  # (2, T)

@@ -31,7 +31,7 @@ import torch
 
 from app import assets
 from app.data.preprocess.vr_spec import BandParams, analyse, load_bands, mirror_high_end, synthesise
-from app.messages import Message
+from app.messages import Message, said
 from app.models.upstream.safe_pickle import CheckpointError
 from app.models.upstream.uvr_vr import ASPP, CASCADED, load_vr_net
 from app.models.uvr.nets import VrNet
@@ -123,7 +123,7 @@ class VrModel:
         try:
             self.net = _net(str(path), path.stat().st_mtime_ns, self.params.kind, self.bands.bins * 2, device)
         except CheckpointError as exc:
-            raise VrError(str(exc)) from exc
+            raise VrError(said(exc)) from exc
         self.device = device
         self.description = f"VR {name}"
 
@@ -168,7 +168,8 @@ class VrModel:
         end up to a hop early).
         """
         if mix.ndim != 2 or mix.shape[1] != 2:
-            raise VrError(f"VR models need stereo audio (T, 2), got shape {mix.shape}")
+            template = "VR models need stereo audio (T, 2), got shape {shape}"
+            raise VrError(Message("sep.err.vr_stereo", template, shape=tuple(mix.shape)))
         padded = np.pad(mix.T, ((0, 0), (0, self.bands.bands[-1].n_fft)))  # (2, T + n_fft)
         spec, high_end = analyse(padded, self.bands)  # (2, bins + 1, frames), (2, h, frames)
         masked_mag = self.predict_magnitude(np.abs(spec), progress)
@@ -196,9 +197,9 @@ class VrSeparator:
 
     def __init__(self, model: VrModel) -> None:
         if model.params.role != "separate":
-            raise VrError(
-                f"{model.name} is not a separation model; choose one of {', '.join(models_for('separate'))}"
-            )
+            template = "{name} is not a separation model; choose one of {choices}"
+            choices = ", ".join(models_for("separate"))
+            raise VrError(Message("sep.err.vr_not_separation", template, name=model.name, choices=choices))
         self.model, self.device = model, model.device
 
     def separate(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from app.messages import Message, said
 from app.models.nn.skip_init import shape_mismatch, state_shapes
 from app.models.upstream.safe_pickle import CheckpointError, load, read_file
 from app.models.uvr.nets import AsppNet, AsppNetConfig, CascadedNet, CascadedNetConfig, VrNet
@@ -44,9 +45,12 @@ def config_from_state(state: Mapping[str, torch.Tensor], n_fft: int) -> AsppNetC
     if kind == CASCADED:
         dense = state[_MARKERS[CASCADED]].shape  # (nin_lstm, nout_lstm): nin_lstm = n_fft / 4
         if int(dense[0]) * 4 != n_fft:
-            raise ValueError(f"its LSTM reads {int(dense[0])} bins, the band parameters give {n_fft // 4}")
+            template = "its LSTM reads {bins} bins, the band parameters give {wanted}"
+            raise ValueError(Message("uvr.err.lstm", template, bins=int(dense[0]), wanted=n_fft // 4))
         return CascadedNetConfig(n_fft=n_fft, nout=channels, nout_lstm=int(dense[1]))
-    raise ValueError("not a UVR VR-architecture state dict (no stg2_bridge or lstm_dec2 keys)")
+    raise ValueError(
+        Message("uvr.err.markers", "not a UVR VR-architecture state dict (no stg2_bridge or lstm_dec2 keys)")
+    )
 
 
 def load_vr_net(path: Path, kind: str, n_fft: int) -> VrNet:
@@ -54,22 +58,29 @@ def load_vr_net(path: Path, kind: str, n_fft: int) -> VrNet:
     a ``kind`` network with ``n_fft`` bins, or does not load strictly."""
     obj = load(read_file(path), str(path))
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a UVR VR-architecture state dict (name -> tensor)")
+        template = "{path}: expected a UVR VR-architecture state dict (name -> tensor)"
+        raise CheckpointError(Message("uvr.err.not_state", template, path=str(path)))
     state = {str(k): v for k, v in obj.items()}
     found = net_kind(state)
     if found != kind:
-        what = f"a {found} network" if found else "not a UVR VR-architecture network"
-        raise CheckpointError(f"{path}: this is {what}, expected a {kind} network for this file name")
+        other = Message("uvr.what.network", "a {kind} network", kind=found) if found else ""
+        what = other or Message("uvr.what.not_vr", "not a UVR VR-architecture network")
+        template = "{path}: this is {what}, expected a {kind} network for this file name"
+        raise CheckpointError(Message("uvr.err.kind", template, path=str(path), what=what, kind=kind))
     if "out.weight" not in state:
-        raise CheckpointError(f"{path}: the output layer (out.weight) is missing; download the file again")
+        template = "{path}: the output layer (out.weight) is missing; download the file again"
+        raise CheckpointError(Message("uvr.err.no_out", template, path=str(path)))
     try:
         config = config_from_state(state, n_fft)
     except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(
+            Message("uvr.err.config", "{path}: {problem}", path=str(path), problem=said(exc))
+        ) from None
     build = (lambda: AsppNet(config)) if kind == ASPP else (lambda: CascadedNet(config))  # type: ignore[arg-type]
     problem = shape_mismatch(state_shapes(build), state)
     if problem:
-        raise CheckpointError(f"{path}: does not fit UVR's {kind} network ({problem}); download it again")
+        template = "{path}: does not fit UVR's {kind} network ({problem}); download it again"
+        raise CheckpointError(Message("uvr.err.shapes", template, path=str(path), kind=kind, problem=problem))
     net = build()
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return net.eval()
