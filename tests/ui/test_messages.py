@@ -156,6 +156,7 @@ SHOWN_LAYERS = (
     APP / "models" / "upstream" / "uvr_vr.py",
     APP / "data" / "preprocess" / "vr.py",
     APP / "data" / "preprocess" / "mdx.py",
+    APP / "models" / "upstream" / "svc" / "features.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

@@ -502,3 +502,32 @@ def test_a_uvr_vr_file_that_does_not_fit_is_refused_in_the_readers_language(tmp_
         _reads_in_every_language(said, *kept)
     for lang in LANGUAGES[1:]:
         assert "network" not in render(other, lang)
+
+
+def test_broken_svc_feature_files_are_refused_in_the_readers_language(tmp_path):
+    """Per-clip feature files of the SVC preprocessing: missing, of the wrong shape or kind, and a
+    cluster model that is not one; the file kind named in the sentence is translated too."""
+    import numpy as np
+    import torch
+
+    from app.models.upstream.svc.features import read_cluster, read_content, read_f0, read_spec, read_volume
+
+    torch.save(torch.zeros(2, 2, 2, 2), tmp_path / "a.soft.pt")
+    torch.save({"x": 1}, tmp_path / "b.spec.pt")
+    np.save(tmp_path / "c.f0.npy", np.zeros((2, 3, 1), dtype=np.float32))
+    torch.save({"spk": {"n": 1}}, tmp_path / "kmeans_10000.pt")
+    missing = _refusal(read_content, tmp_path / "absent.soft.pt")
+    assert missing.endswith("absent.soft.pt: missing content features; run the SVC preprocessing again")
+    cases = [
+        (missing, ("absent.soft.pt",)),
+        (_refusal(read_content, tmp_path / "a.soft.pt"), ("a.soft.pt", "(2, 2, 2, 2)")),
+        (_refusal(read_spec, tmp_path / "b.spec.pt"), ("b.spec.pt",)),
+        (_refusal(read_volume, tmp_path / "absent.vol.npy"), ("absent.vol.npy",)),
+        (_refusal(read_f0, tmp_path / "c.f0.npy"), ("c.f0.npy",)),
+        (_refusal(read_cluster, tmp_path / "kmeans_10000.pt"), ("kmeans_10000.pt", "'spk'")),
+        (_refusal(read_cluster, tmp_path / "none.pt"), ("none.pt",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    for lang in LANGUAGES[1:]:
+        assert "content features" not in render(missing, lang)

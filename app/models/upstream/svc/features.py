@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from app.fileio import atomic_write
+from app.messages import Message
 from app.models.upstream.safe_pickle import CheckpointError, UnsafePickleError
 from app.models.upstream.safe_pickle import load as safe_load
 
@@ -80,31 +81,38 @@ def write_content(path: Path, features: torch.Tensor) -> Path:
     c = features.detach().float().cpu()
     c = c.unsqueeze(0) if c.dim() == 2 else c
     if c.dim() != 3 or c.size(0) != 1:
-        raise ValueError(f"content features must be (C, T) or (1, C, T), got {tuple(features.shape)}")
+        template = "content features must be (C, T) or (1, C, T), got {shape}"
+        raise ValueError(Message("svcfile.err.content_write", template, shape=tuple(features.shape)))
     return _atomic(path, lambda fh: torch.save(c.contiguous(), fh))
 
 
-def _load_tensor(path: Path, what: str) -> torch.Tensor:
+def _load_tensor(path: Path, what: Message) -> torch.Tensor:
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FeatureFileError(f"{path}: missing {what}; run the SVC preprocessing again") from None
+        template = "{path}: missing {what}; run the SVC preprocessing again"
+        raise FeatureFileError(Message("svcfile.err.missing", template, path=str(path), what=what)) from None
     except Exception as exc:
-        raise FeatureFileError(
-            f"{path}: unreadable {what} ({type(exc).__name__}); delete it and run the preprocessing again"
-        ) from None
+        template = "{path}: unreadable {what} ({kind}); delete it and run the preprocessing again"
+        fields = {"path": str(path), "what": what, "kind": type(exc).__name__}
+        raise FeatureFileError(Message("svcfile.err.unreadable_feature", template, **fields)) from None
     if not isinstance(value, torch.Tensor):
-        raise FeatureFileError(f"{path}: expected a tensor of {what}, found {type(value).__name__}")
+        template = "{path}: expected a tensor of {what}, found {kind}"
+        fields = {"path": str(path), "what": what, "kind": type(value).__name__}
+        raise FeatureFileError(Message("svcfile.err.not_tensor", template, **fields))
     return value
 
 
 def read_content(path: Path) -> torch.Tensor:
     """Content features as ``(C, T)`` float32."""
-    c = _load_tensor(path, "content features")
+    c = _load_tensor(path, Message("svcfile.what.content", "content features"))
     if c.dim() == 3 and c.size(0) == 1:
         c = c[0]
     if c.dim() != 2:
-        raise FeatureFileError(f"{path}: content features of shape {tuple(c.shape)}; expected (1, C, T)")
+        template = "{path}: content features of shape {shape}; expected (1, C, T)"
+        raise FeatureFileError(
+            Message("svcfile.err.content_shape", template, path=str(path), shape=tuple(c.shape))
+        )
     return c.float()
 
 
@@ -117,10 +125,13 @@ def write_spec(path: Path, spec: torch.Tensor) -> Path:
 
 def read_spec(path: Path) -> torch.Tensor:
     """A linear spectrogram ``(F, T)`` float32."""
-    s = _load_tensor(path, "spectrogram")
+    s = _load_tensor(path, Message("svcfile.what.spec", "spectrogram"))
     s = s[0] if s.dim() == 3 and s.size(0) == 1 else s
     if s.dim() != 2:
-        raise FeatureFileError(f"{path}: spectrogram of shape {tuple(s.shape)}; expected (F, T)")
+        template = "{path}: spectrogram of shape {shape}; expected (F, T)"
+        raise FeatureFileError(
+            Message("svcfile.err.spec_shape", template, path=str(path), shape=tuple(s.shape))
+        )
     return s.float()
 
 
@@ -135,9 +146,14 @@ def read_volume(path: Path) -> np.ndarray:
     try:
         v = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise FeatureFileError(f"{path}: missing volume; run the SVC preprocessing again") from None
+        what = Message("svcfile.what.volume", "volume")
+        template = "{path}: missing {what}; run the SVC preprocessing again"
+        raise FeatureFileError(Message("svcfile.err.missing", template, path=str(path), what=what)) from None
     except ValueError as exc:
-        raise FeatureFileError(f"{path}: unreadable volume file ({exc})") from None
+        template = "{path}: unreadable volume file ({problem})"
+        raise FeatureFileError(
+            Message("svcfile.err.volume", template, path=str(path), problem=str(exc))
+        ) from None
     return np.asarray(v, dtype=np.float32).reshape(-1)
 
 
@@ -147,7 +163,8 @@ def write_f0(path: Path, f0: np.ndarray, uv: np.ndarray) -> Path:
     f0 = np.asarray(f0, dtype=np.float32).reshape(-1)
     uv = np.asarray(uv, dtype=np.float32).reshape(-1)
     if f0.shape != uv.shape:
-        raise ValueError(f"f0 and uv differ in length: {f0.shape} vs {uv.shape}")
+        template = "f0 and uv differ in length: {f0} vs {uv}"
+        raise ValueError(Message("svcfile.err.f0_write", template, f0=f0.shape, uv=uv.shape))
     return _atomic(path, lambda fh: np.save(fh, np.stack([f0, uv]), allow_pickle=False))
 
 
@@ -160,10 +177,12 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         try:
             return _NUMPY_GLOBALS[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
-                f"{self.source}: refused to load: its pickle asks for '{module}.{name}', which is not a "
+            template = (
+                "{source}: refused to load: its pickle asks for '{module}.{name}', which is not a "
                 "numpy array. Nothing from the file was run; delete it and run the preprocessing again."
-            ) from None
+            )
+            fields = {"source": self.source, "module": module, "name": name}
+            raise UnsafePickleError(Message("svcfile.err.unsafe", template, **fields)) from None
 
 
 def read_f0(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -182,12 +201,15 @@ def read_f0(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 fh.seek(0)
                 array = np.load(fh, allow_pickle=False)
     except FileNotFoundError:
-        raise FeatureFileError(f"{path}: missing f0; run the SVC preprocessing again") from None
+        what = Message("svcfile.what.f0", "f0")
+        template = "{path}: missing {what}; run the SVC preprocessing again"
+        raise FeatureFileError(Message("svcfile.err.missing", template, path=str(path), what=what)) from None
     except UnsafePickleError:
         raise
     except (ValueError, EOFError, pickle.UnpicklingError, TypeError) as exc:
+        template = "{path}: not a readable f0 file ({problem}); run the preprocessing again"
         raise FeatureFileError(
-            f"{path}: not a readable f0 file ({exc}); run the preprocessing again"
+            Message("svcfile.err.f0", template, path=str(path), problem=str(exc))
         ) from None
     try:
         array = np.asarray(array)
@@ -197,11 +219,17 @@ def read_f0(path: Path) -> tuple[np.ndarray, np.ndarray]:
         else:
             f0, uv = (np.asarray(row, dtype=np.float32) for row in array)
     except (TypeError, ValueError, IndexError):
+        template = (
+            "{path}: expected (f0, uv) rows, found an array of shape {shape}; run the preprocessing again"
+        )
         raise FeatureFileError(
-            f"{path}: expected (f0, uv) rows, found an array of shape {shape}; run the preprocessing again"
+            Message("svcfile.err.f0_rows", template, path=str(path), shape=shape)
         ) from None
     if f0.shape != uv.shape or f0.ndim != 1:
-        raise FeatureFileError(f"{path}: f0 and uv rows differ ({f0.shape} vs {uv.shape})")
+        template = "{path}: f0 and uv rows differ ({f0} vs {uv})"
+        raise FeatureFileError(
+            Message("svcfile.err.f0_differ", template, path=str(path), f0=f0.shape, uv=uv.shape)
+        )
     return f0, uv
 
 
@@ -212,7 +240,10 @@ def write_cluster(path: Path, centers: Mapping[str, np.ndarray]) -> Path:
     for speaker, value in centers.items():
         array = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
         if array.ndim != 2:
-            raise ValueError(f"centres of {speaker!r} must be (K, C), got {array.shape}")
+            template = "centres of {speaker!r} must be (K, C), got {shape}"
+            raise ValueError(
+                Message("svcfile.err.centres_write", template, speaker=speaker, shape=array.shape)
+            )
         payload[str(speaker)] = {
             "n_features_in_": int(array.shape[1]),
             "_n_threads": 1,
@@ -227,27 +258,28 @@ def read_cluster(path: Path) -> dict[str, np.ndarray]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FeatureFileError(
-            f"{path}: no such cluster model; build it from the training features first"
-        ) from None
+        template = "{path}: no such cluster model; build it from the training features first"
+        raise FeatureFileError(Message("svcfile.err.no_cluster", template, path=str(path))) from None
     obj = safe_load(data, str(path), extra_globals=_NUMPY_GLOBALS)
     if not isinstance(obj, Mapping) or not obj:
+        template = "{path}: expected {{speaker: {{'cluster_centers_': ...}}}}, found {kind}"
         raise FeatureFileError(
-            f"{path}: expected {{speaker: {{'cluster_centers_': ...}}}}, found {type(obj).__name__}"
+            Message("svcfile.err.cluster", template, path=str(path), kind=type(obj).__name__)
         )
     out = {}
     for speaker, entry in obj.items():
         centers = entry.get("cluster_centers_") if isinstance(entry, Mapping) else None
         if centers is None:
+            template = "{path}: speaker {speaker!r} has no 'cluster_centers_'; not a 4.1 cluster model"
             raise FeatureFileError(
-                f"{path}: speaker {speaker!r} has no 'cluster_centers_'; not a 4.1 cluster model"
+                Message("svcfile.err.no_centres", template, path=str(path), speaker=speaker)
             )
         array = np.asarray(
             centers.numpy() if isinstance(centers, torch.Tensor) else centers, dtype=np.float32
         )
         if array.ndim != 2:
-            raise FeatureFileError(
-                f"{path}: centres of {speaker!r} have shape {array.shape}; expected (K, C)"
-            )
+            template = "{path}: centres of {speaker!r} have shape {shape}; expected (K, C)"
+            fields = {"path": str(path), "speaker": speaker, "shape": array.shape}
+            raise FeatureFileError(Message("svcfile.err.centres", template, **fields))
         out[str(speaker)] = array
     return out
