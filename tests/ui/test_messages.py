@@ -157,6 +157,10 @@ SHOWN_LAYERS = (
     APP / "data" / "preprocess" / "vr.py",
     APP / "data" / "preprocess" / "mdx.py",
     APP / "models" / "upstream" / "svc" / "features.py",
+    APP / "models" / "encoders" / "content.py",
+    APP / "models" / "encoders" / "hubert.py",
+    APP / "models" / "encoders" / "hubert_net.py",
+    APP / "models" / "encoders" / "bert.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

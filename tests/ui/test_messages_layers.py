@@ -531,3 +531,29 @@ def test_broken_svc_feature_files_are_refused_in_the_readers_language(tmp_path):
         _reads_in_every_language(said, *kept)
     for lang in LANGUAGES[1:]:
         assert "content features" not in render(missing, lang)
+
+
+def test_content_encoder_refusals_read_in_every_language(tmp_path):
+    """An encoder folder without its model, an encoder no SVC model uses, a silent or too loud
+    training clip, the BERT folder missing."""
+    import numpy as np
+
+    from app.models.encoders.bert import BertFeaturizer, BertOptions
+    from app.models.encoders.content import encoder_folder, load_content_encoder
+    from app.models.encoders.hubert import HubertEncoder, training_input
+
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (
+            _refusal(load_content_encoder, "vec768l12", tmp_path / "empty"),
+            ("empty", "vec768l12", "config.json"),
+        ),
+        (_refusal(load_content_encoder, "whisper-ppg", tmp_path), ("'whisper-ppg'", "vec768l12")),
+        (_refusal(encoder_folder, "whisper-ppg", tmp_path), ("'whisper-ppg'",)),
+        (_refusal(HubertEncoder, tmp_path / "empty"), ("empty", "chinese-hubert-base")),
+        (_refusal(training_input, np.zeros(400, dtype=np.float32)), ()),
+        (_refusal(training_input, np.full(400, 3.0, dtype=np.float32)), ("3.00", "2.2")),
+        (_refusal(BertFeaturizer, BertOptions(model_dir=tmp_path / "empty")), ("empty", "chinese-roberta")),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from app.messages import Message
+
 if TYPE_CHECKING:
     from app.text.frontend import TextResult
 
@@ -56,9 +58,12 @@ class BertFeaturizer:
     def __init__(self, options: BertOptions) -> None:
         folder = Path(options.model_dir)
         if not (folder / "config.json").is_file():
+            template = (
+                "no BERT model in {folder} (config.json missing): put chinese-roberta-wwm-ext-large "
+                "there (e.g. copy pretrained_models/{default} from GPT-SoVITS)"
+            )
             raise BertModelMissing(
-                f"no BERT model in {folder} (config.json missing): put chinese-roberta-wwm-ext-large "
-                f"there (e.g. copy pretrained_models/{DEFAULT_FOLDER} from GPT-SoVITS)"
+                Message("bert.err.missing", template, folder=str(folder), default=DEFAULT_FOLDER)
             )
         from transformers import AutoModelForMaskedLM, AutoTokenizer  # lazy: heavy import
 
@@ -114,12 +119,13 @@ class BertFeaturizer:
         """Features of several (norm_text, word2ph) pairs, each (dim, sum(word2ph)) float32."""
         for text, word2ph in items:
             if len(word2ph) != len(text):
-                raise ValueError(f"word2ph has {len(word2ph)} entries for {len(text)} characters of {text!r}")
-            if len(text) > MAX_CHARS:
+                template = "word2ph has {entries} entries for {count} characters of {text!r}"
                 raise ValueError(
-                    f"text of {len(text)} characters is longer than BERT's {MAX_CHARS}: split it first "
-                    "(app.text.split_text does)"
+                    Message("bert.err.word2ph", template, entries=len(word2ph), count=len(text), text=text)
                 )
+            if len(text) > MAX_CHARS:
+                template = "text of {count} characters is longer than BERT's {limit}: split it first (app.text.split_text does)"
+                raise ValueError(Message("bert.err.long", template, count=len(text), limit=MAX_CHARS))
         chars = self._char_features([text for text, _ in items])
         out = []
         for feats, (_, word2ph) in zip(chars, items, strict=True):

@@ -93,9 +93,9 @@ class ContentEncoder(nn.Module):
         self.spec = spec
         n_layers = hubert.config.num_hidden_layers
         if spec.layer is not None and spec.layer > n_layers:
-            raise ContentEncoderError(
-                f"{spec.name} reads transformer layer {spec.layer}, but this model has only {n_layers} layers"
-            )
+            template = "{name} reads transformer layer {layer}, but this model has only {count} layers"
+            fields = {"name": spec.name, "layer": spec.layer, "count": n_layers}
+            raise ContentEncoderError(Message("content.err.layers", template, **fields))
 
     @property
     def dim(self) -> int:
@@ -109,17 +109,15 @@ class ContentEncoder(nn.Module):
         if wav16k.dim() == 1:
             wav16k = wav16k.unsqueeze(0)
         if wav16k.dim() != 2:
-            raise ContentEncoderError(
-                f"expected audio of shape (samples,) or (batch, samples), got {tuple(wav16k.shape)}"
-            )
+            template = "expected audio of shape (samples,) or (batch, samples), got {shape}"
+            raise ContentEncoderError(Message("content.err.shape", template, shape=tuple(wav16k.shape)))
         param = next(self.hubert.parameters())
         x = wav16k.to(device=param.device, dtype=param.dtype)
         if self.spec.pad:
             x = F.pad(x, (self.spec.pad, self.spec.pad))
         if x.size(1) < 400:  # the conv front-end's receptive field (25 ms)
-            raise ContentEncoderError(
-                f"audio of {wav16k.size(1)} samples is too short for content features (needs 400)"
-            )
+            template = "audio of {samples} samples is too short for content features (needs 400)"
+            raise ContentEncoderError(Message("content.err.short", template, samples=wav16k.size(1)))
         out = self.hubert(x, output_hidden_states=self.spec.layer is not None)
         hidden = out.last_hidden_state if self.spec.layer is None else out.hidden_states[self.spec.layer]
         if self.spec.project:
@@ -130,10 +128,11 @@ class ContentEncoder(nn.Module):
 def encoder_folder(name: str, pretrained_root: Path) -> Path:
     """The folder under ``pretrained_root`` that holds encoder ``name``'s transformers model."""
     if name not in ENCODER_ASSETS:
-        raise ContentEncoderError(
-            f"content encoder {name!r} is not supported; so-vits-svc models using one of "
-            f"{', '.join(ENCODER_ASSETS)} can be used"
+        template = (
+            "content encoder {name!r} is not supported; so-vits-svc models using one of {choices} can be used"
         )
+        choices = ", ".join(ENCODER_ASSETS)
+        raise ContentEncoderError(Message("content.err.unsupported", template, name=name, choices=choices))
     return Path(pretrained_root) / ENCODER_ASSETS[name][1]
 
 
@@ -165,30 +164,39 @@ def load_content_encoder(
     """Load ``name`` (see :data:`ENCODERS`) from a local transformers HuBERT folder (cached), its
     weights and arithmetic in ``dtype`` (features come out float32 whatever it is)."""
     if name not in ENCODERS:
-        raise ContentEncoderError(f"unknown content encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+        template = "unknown content encoder {name!r}; choose one of {choices}"
+        raise ContentEncoderError(
+            Message("content.err.unknown", template, name=name, choices=", ".join(ENCODERS))
+        )
     spec = ENCODERS[name]
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise ContentEncoderError(
-            f"{folder}: no transformers HuBERT model here (config.json missing); put the {name} "
-            f"encoder there (see app.models.encoders.content for the layout)"
+        template = (
+            "{folder}: no transformers HuBERT model here (config.json missing); put the {name} "
+            "encoder there (see app.models.encoders.content for the layout)"
         )
+        raise ContentEncoderError(Message("content.err.no_config", template, folder=str(folder), name=name))
     try:
         model, info = _hubert_class().from_pretrained(
             str(folder), local_files_only=True, output_loading_info=True
         )
     except (OSError, ValueError) as exc:
-        raise ContentEncoderError(f"{folder}: cannot load the HuBERT model ({exc})") from exc
+        template = "{folder}: cannot load the HuBERT model ({problem})"
+        raise ContentEncoderError(
+            Message("content.err.load", template, folder=str(folder), problem=str(exc))
+        ) from exc
     missing = set(info.get("missing_keys", ()))
     if spec.project and missing & {"final_proj.weight", "final_proj.bias"}:
-        raise ContentEncoderError(
-            f"{folder}: {name} needs the projection final_proj.weight/bias in the weights file; "
-            f"this folder has none (a plain HuBERT/ContentVec export only serves vec768l12)"
+        template = (
+            "{folder}: {name} needs the projection final_proj.weight/bias in the weights file; "
+            "this folder has none (a plain HuBERT/ContentVec export only serves vec768l12)"
         )
+        raise ContentEncoderError(Message("content.err.no_proj", template, folder=str(folder), name=name))
     other = sorted(k for k in missing if not k.startswith("final_proj."))
     if other:
+        template = "{folder}: weights file lacks {names}; is it a complete HuBERT export?"
         raise ContentEncoderError(
-            f"{folder}: weights file lacks {other[:4]}; is it a complete HuBERT export?"
+            Message("content.err.lacks", template, folder=str(folder), names=str(other[:4]))
         )
     logger.info("loaded content encoder %s from %s", name, folder)
     return ContentEncoder(model.eval(), spec).to(device, dtype)
@@ -214,5 +222,6 @@ def align_frames(units: torch.Tensor, n_frames: int, mode: str = "nearest") -> t
         index = torch.arange(n_frames, device=x.device) * x.size(-1) // n_frames
         out = x[..., index]
     else:
-        raise ContentEncoderError(f"unit_interpolate_mode must be 'nearest' or 'left', got {mode!r}")
+        template = "unit_interpolate_mode must be 'nearest' or 'left', got {mode!r}"
+        raise ContentEncoderError(Message("content.err.mode", template, mode=mode))
     return out[0] if squeeze else out

@@ -24,6 +24,7 @@ import torch
 
 from app.audio.io import resample
 from app.devices import clean_file_maps, drop_pages, release_file_pages
+from app.messages import Message
 from app.models.encoders.hubert_net import load_hubert_net
 from app.models.nn.layout import channels_last_pays
 
@@ -66,9 +67,10 @@ class HubertEncoder:
     ) -> None:
         path = Path(model_dir)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path}: no HuBERT model here (config.json missing); put chinese-hubert-base in this folder"
+            template = (
+                "{path}: no HuBERT model here (config.json missing); put chinese-hubert-base in this folder"
             )
+            raise FileNotFoundError(Message("hubert.err.no_config", template, path=str(path)))
         try:
             # Our own HuBERT-base (no transformers import: ~127 MB less resident, see hubert_net);
             # configurations it does not implement load through transformers.
@@ -91,7 +93,10 @@ class HubertEncoder:
                 if dtype == torch.bfloat16 and channels_last_pays(torch.device(device)):
                     net.feature_extractor.to_channels_last()
         except OSError as exc:
-            raise FileNotFoundError(f"{path}: cannot load the HuBERT weights: {exc}") from None
+            template = "{path}: cannot load the HuBERT weights: {problem}"
+            raise FileNotFoundError(
+                Message("hubert.err.load", template, path=str(path), problem=str(exc))
+            ) from None
         self.device = torch.device(device)
         self.dtype = dtype
         # The file whose mapped pages are given back after each call (float32 on CPU only).
@@ -178,11 +183,11 @@ def training_input(wav_32k: np.ndarray) -> np.ndarray:
     """
     peak = float(np.abs(wav_32k).max()) if wav_32k.size else 0.0
     if peak == 0.0:
-        raise ValueError("silent clip: HuBERT features of silence are undefined in upstream's scaling")
+        template = "silent clip: HuBERT features of silence are undefined in upstream's scaling"
+        raise ValueError(Message("hubert.err.silent", template))
     if peak > TRAIN_MAX_PEAK:
-        raise ValueError(
-            f"clip peak {peak:.2f} exceeds {TRAIN_MAX_PEAK}; upstream skips such clips as broken"
-        )
+        template = "clip peak {peak:.2f} exceeds {limit}; upstream skips such clips as broken"
+        raise ValueError(Message("hubert.err.peak", template, peak=peak, limit=TRAIN_MAX_PEAK))
     mixed = (
         wav_32k / peak * (TRAIN_PEAK * TRAIN_ALPHA * TRAIN_FULL_SCALE)
         + (1 - TRAIN_ALPHA) * TRAIN_FULL_SCALE * wav_32k

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.messages import Message, said
 from app.models.nn.layout import convs_as_2d, to_2d
 from app.models.nn.skip_init import without_init
 
@@ -280,10 +281,14 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         with path.open("rb") as f:
             (header_len,) = struct.unpack("<Q", f.read(8))
             if header_len > size_on_disk - 8:
-                raise ValueError(f"header of {header_len} bytes in a {size_on_disk}-byte file")
+                template = "header of {header} bytes in a {size}-byte file"
+                raise ValueError(Message("hubert.err.header", template, header=header_len, size=size_on_disk))
             header = json.loads(f.read(header_len))
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        raise OSError(f"{path}: not a safetensors file or truncated ({exc})") from None
+        template = "{path}: not a safetensors file or truncated ({problem})"
+        raise OSError(
+            Message("hubert.err.safetensors", template, path=str(path), problem=said(exc))
+        ) from None
     base = 8 + header_len
     storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size_on_disk)
     out = {}
@@ -293,7 +298,9 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         dtype = _SAFETENSORS_DTYPES[info["dtype"]]
         start, end = info["data_offsets"]
         if base + end > size_on_disk:
-            raise OSError(f"{path}: truncated ({name} ends at byte {base + end} of {size_on_disk})")
+            template = "{path}: truncated ({name} ends at byte {end} of {size})"
+            fields = {"path": str(path), "name": name, "end": base + end, "size": size_on_disk}
+            raise OSError(Message("hubert.err.truncated", template, **fields))
         size = torch.empty(0, dtype=dtype).element_size()
         if (base + start) % size:  # not aligned for its dtype: copy these bytes out
             raw = torch.empty(0, dtype=torch.uint8).set_(storage, base + start, (end - start,))
@@ -323,7 +330,11 @@ def load_hubert_net(folder: Path) -> HubertNet | None:
     try:
         raw = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as exc:
-        raise OSError(f"{folder / 'config.json'}: {exc}") from None
+        raise OSError(
+            Message(
+                "hubert.err.file", "{path}: {problem}", path=str(folder / "config.json"), problem=str(exc)
+            )
+        ) from None
     if raw.get("model_type", "hubert") != "hubert":
         return None
     config = HubertNetConfig.from_transformers(raw)
@@ -335,7 +346,8 @@ def load_hubert_net(folder: Path) -> HubertNet | None:
         try:
             state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # truncated / not a zip: transformers gives its own message
-            raise OSError(f"{folder / 'pytorch_model.bin'}: {exc}") from None
+            fields = {"path": str(folder / "pytorch_model.bin"), "problem": str(exc)}
+            raise OSError(Message("hubert.err.file", "{path}: {problem}", **fields)) from None
     else:
         return None  # sharded or other formats: transformers knows them
     model = without_init(lambda: HubertNet(config))

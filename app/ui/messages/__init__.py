@@ -29,6 +29,7 @@ from app.ui.messages import (
     audio,
     data,
     en,
+    encoders,
     infer,
     ja,
     ko,
@@ -50,7 +51,7 @@ from app.ui.messages import (
 def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
     """One language's texts: the page's table and the layers' (``data``, ``voice``, ``infer``,
     ``presets``, ``audio``, ``runs``, ``names``, ``text``, ``prepare``, ``asr``, ``separation``,
-    ``models``, ``svc``, ``assets``, ``vocoders``); a key twice is a bug."""
+    ``models``, ``svc``, ``assets``, ``vocoders``, ``encoders``); a key twice is a bug."""
     out = dict(page)
     layers = (
         data,
@@ -68,6 +69,7 @@ def _joined(page: Mapping[str, str], lang: str) -> dict[str, str]:
         svc,
         assets,
         vocoders,
+        encoders,
     )
     for tools in (layer.TEXTS[lang] for layer in layers):
         clash = sorted(set(out) & set(tools))
