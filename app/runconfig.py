@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app import config_io
+from app.messages import Message
 from app.paths import SvcExperiment
 
 RUN_FILE = "run.yaml"
@@ -87,7 +88,8 @@ def run_folder(kind: str, version: str) -> str:
     for training, ``format`` for dataset formatting."""
     folders = {"format": "format", "sovits": f"logs_s2_{version}", "gpt": f"logs_s1_{version}"}
     if kind not in folders:
-        raise ValueError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}")
+        template = "unknown run kind {kind!r}; expected one of {kinds}"
+        raise ValueError(Message("runconfig.err.kind", template, kind=kind, kinds=RUN_KINDS))
     return folders[kind]
 
 
@@ -161,27 +163,45 @@ class SoVITSRunConfig:
     def __post_init__(self) -> None:
         if not is_lora(self.version):
             if self.lora_rank is not None or self.grad_checkpoint:
-                raise config_io.ConfigError(
-                    f"lora_rank and grad_checkpoint are v3/v4 (LoRA) settings; a {self.version} run "
+                template = (
+                    "lora_rank and grad_checkpoint are v3/v4 (LoRA) settings; a {version} run "
                     "trains the whole model: leave them unset"
+                )
+                raise config_io.ConfigError(
+                    Message("runconfig.err.lora_only", template, version=self.version)
                 )
             return
         if self.lora_rank is not None and (isinstance(self.lora_rank, bool) or self.lora_rank < 1):
-            raise config_io.ConfigError(f"lora_rank must be a positive whole number, got {self.lora_rank!r}")
+            template = "lora_rank must be a positive whole number, got {rank!r}"
+            raise config_io.ConfigError(Message("runconfig.err.rank", template, rank=self.lora_rank))
         # What a v3/v4 LoRA run has no use for must not be set (it would be ignored).
         unused = [
             *(
-                ["pretrained_d (v3/v4 train without a discriminator)"]
+                [
+                    Message(
+                        "runconfig.unused.pretrained_d", "pretrained_d (v3/v4 train without a discriminator)"
+                    )
+                ]
                 if self.pretrained_d is not None
                 else []
             ),
             *(["discriminator_width_divisor"] if self.discriminator_width_divisor != 1 else []),
-            *(["text_low_lr_rate (enc_p is frozen)"] if self.text_low_lr_rate != TEXT_LOW_LR_RATE else []),
-            *(["model (the adapters keep the base's shape)"] if self.model else []),
+            *(
+                [Message("runconfig.unused.text_low_lr_rate", "text_low_lr_rate (enc_p is frozen)")]
+                if self.text_low_lr_rate != TEXT_LOW_LR_RATE
+                else []
+            ),
+            *(
+                [Message("runconfig.unused.model", "model (the adapters keep the base's shape)")]
+                if self.model
+                else []
+            ),
         ]
         if unused:
+            template = "{version} LoRA training does not use {unused}; leave them at their defaults"
+            listed = _listed(unused)
             raise config_io.ConfigError(
-                f"{self.version} LoRA training does not use {', '.join(unused)}; leave them at their defaults"
+                Message("runconfig.err.lora_unused", template, version=self.version, unused=listed)
             )
 
     @property
@@ -257,7 +277,10 @@ class SvcRunConfig:
 
     def __post_init__(self) -> None:
         if self.precision is not None and self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r}: choose one of {PRECISIONS}")
+            template = "precision {precision!r}: choose one of {choices}"
+            raise ValueError(
+                Message("runconfig.err.precision", template, precision=self.precision, choices=PRECISIONS)
+            )
 
     @property
     def tree(self) -> SvcExperiment:
@@ -267,3 +290,11 @@ class SvcRunConfig:
 def save_svc_run(run: SvcRunConfig) -> Path:
     """Write ``run`` to ``<experiment>/logs/44k/run.yaml`` (what the job is started with)."""
     return config_io.save(run, run.tree.models / RUN_FILE)
+
+
+def _listed(items: list[str]) -> str:
+    """``", ".join(items)`` as nested Messages, so that each item that is one is translated."""
+    out = items[-1]
+    for item in reversed(items[:-1]):
+        out = Message("runconfig.list", "{first}, {rest}", first=item, rest=out)
+    return out

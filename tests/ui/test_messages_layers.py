@@ -557,3 +557,30 @@ def test_content_encoder_refusals_read_in_every_language(tmp_path):
     ]
     for said, kept in cases:
         _reads_in_every_language(said, *kept)
+
+
+def test_run_config_refusals_read_in_every_language(tmp_path):
+    """A training run's settings that do not go together (the Train and SVC tabs' run.yaml)."""
+    from app.runconfig import SoVITSRunConfig, SvcRunConfig, run_folder
+
+    base = {"exp_name": "x", "exp_dir": tmp_path, "weights_dir": tmp_path, "pretrained_g": None}
+    unused = _refusal(
+        SoVITSRunConfig, **base, pretrained_d=tmp_path / "D.pth", version="v4", text_low_lr_rate=0.1
+    )
+    assert str(unused).startswith(
+        "v4 LoRA training does not use pretrained_d (v3/v4 train without a discriminator), "
+    )
+    cases = [
+        (unused, ("v4", "pretrained_d", "text_low_lr_rate")),
+        (
+            _refusal(SoVITSRunConfig, **base, pretrained_d=None, version="v2", lora_rank=4),
+            ("v2", "lora_rank"),
+        ),
+        (_refusal(SoVITSRunConfig, **base, pretrained_d=None, version="v4", lora_rank=0), ("0",)),
+        (_refusal(SvcRunConfig, experiment=tmp_path, precision="fp8"), ("'fp8'",)),
+        (_refusal(run_folder, "svc", "v2"), ("'svc'",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)
+    for lang in LANGUAGES[1:]:
+        assert "discriminator" not in render(unused, lang) and "frozen" not in render(unused, lang)
