@@ -584,3 +584,16 @@ def test_run_config_refusals_read_in_every_language(tmp_path):
         _reads_in_every_language(said, *kept)
     for lang in LANGUAGES[1:]:
         assert "discriminator" not in render(unused, lang) and "frozen" not in render(unused, lang)
+
+
+def test_an_svc_config_that_does_not_fit_is_refused_in_the_readers_language():
+    """A so-vits-svc config.json without its sections, with bad speaker ids or an unsupported vocoder."""
+    from app.models.svc.config import SvcConfig
+
+    cases = [
+        (_refusal(SvcConfig.from_json, [], "x/config.json"), ("x/config.json",)),
+        (_refusal(SvcConfig.from_json, {"data": {}}, "x/config.json"), ("'model'",)),
+        (_refusal(SvcConfig.from_json, {"data": {}, "model": {}, "spk": {"a": "b"}}), ("'spk'",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)

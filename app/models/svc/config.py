@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.messages import Message
+
 Variant = Literal["sovits41", "legacy32k"]
 
 # ssl_dim (and 4.1 default gin/filter width) per content encoder name (4.1 preprocess_flist_config).
@@ -57,7 +59,10 @@ class _Section:
     @classmethod
     def from_json(cls, data: Any, where: str):  # type: ignore[no-untyped-def]
         if not isinstance(data, dict):
-            raise SvcConfigError(f"{where}: expected an object, got {type(data).__name__}")
+            template = "{where}: expected an object, got {kind}"
+            raise SvcConfigError(
+                Message("svccfg.err.object", template, where=where, kind=type(data).__name__)
+            )
         names = cls.known()
         values = {k: data[k] for k in names if k in data}
         extra = {k: v for k, v in data.items() if k not in names}
@@ -162,13 +167,17 @@ class SvcConfig:
     @classmethod
     def from_json(cls, data: Any, where: str = "config.json") -> SvcConfig:
         if not isinstance(data, dict):
-            raise SvcConfigError(f"{where}: expected a JSON object at the top level")
+            raise SvcConfigError(
+                Message("svccfg.err.top", "{where}: expected a JSON object at the top level", where=where)
+            )
         for key in ("data", "model"):
             if key not in data:
-                raise SvcConfigError(f"{where}: no '{key}' section; is this a so-vits-svc config.json?")
+                template = "{where}: no '{key}' section; is this a so-vits-svc config.json?"
+                raise SvcConfigError(Message("svccfg.err.section", template, where=where, key=key))
         spk = data.get("spk", {})
         if not isinstance(spk, dict) or not all(isinstance(v, int) for v in spk.values()):
-            raise SvcConfigError(f"{where}: 'spk' must map speaker names to integer ids")
+            template = "{where}: 'spk' must map speaker names to integer ids"
+            raise SvcConfigError(Message("svccfg.err.spk", template, where=where))
         return cls(
             train=TrainSection.from_json(data.get("train", {}), f"{where}: train"),
             data=DataSection.from_json(data["data"], f"{where}: data"),
@@ -224,11 +233,11 @@ class SvcConfig:
             )
         for option in UNSUPPORTED_TRUE:
             if getattr(m, option) and option not in m.absent:
-                raise SvcConfigError(f"config.json: model.{option} = true is not supported yet")
+                template = "config.json: model.{option} = true is not supported yet"
+                raise SvcConfigError(Message("svccfg.err.option", template, option=option))
         if m.vocoder_name not in ("nsf-hifigan",):
-            raise SvcConfigError(
-                f"config.json: model.vocoder_name {m.vocoder_name!r} is not supported yet (only nsf-hifigan)"
-            )
+            template = "config.json: model.vocoder_name {name!r} is not supported yet (only nsf-hifigan)"
+            raise SvcConfigError(Message("svccfg.err.vocoder", template, name=m.vocoder_name))
         return SynthesizerConfig(
             variant="sovits41",
             spec_channels=d.filter_length // 2 + 1,
