@@ -597,3 +597,19 @@ def test_an_svc_config_that_does_not_fit_is_refused_in_the_readers_language():
     ]
     for said, kept in cases:
         _reads_in_every_language(said, *kept)
+
+
+def test_a_broken_hubert_weights_file_is_refused_in_the_readers_language(tmp_path):
+    """A HuBERT folder whose model.safetensors is cut short: the loader's sentence and the file
+    reader's reason nested in it are both translated."""
+    from app.models.encoders.hubert import HubertEncoder
+
+    folder = tmp_path / "chinese-hubert-base"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "hubert"}', encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"\xff" * 16)
+    said = _refusal(HubertEncoder, folder)
+    _reads_in_every_language(said, "model.safetensors")
+    assert "not a safetensors file" in said
+    for lang in LANGUAGES[1:]:
+        assert "not a safetensors file" not in render(said, lang)

@@ -24,7 +24,7 @@ import torch
 
 from app.audio.io import resample
 from app.devices import clean_file_maps, drop_pages, release_file_pages
-from app.messages import Message
+from app.messages import Message, said
 from app.models.encoders.hubert_net import load_hubert_net
 from app.models.nn.layout import channels_last_pays
 
@@ -95,7 +95,7 @@ class HubertEncoder:
         except OSError as exc:
             template = "{path}: cannot load the HuBERT weights: {problem}"
             raise FileNotFoundError(
-                Message("hubert.err.load", template, path=str(path), problem=str(exc))
+                Message("hubert.err.load", template, path=str(path), problem=said(exc))
             ) from None
         self.device = torch.device(device)
         self.dtype = dtype
