@@ -163,6 +163,7 @@ SHOWN_LAYERS = (
     APP / "models" / "encoders" / "bert.py",
     APP / "runconfig.py",
     APP / "models" / "svc" / "config.py",
+    APP / "models" / "svc" / "synthesizer.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

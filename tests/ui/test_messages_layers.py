@@ -613,3 +613,21 @@ def test_a_broken_hubert_weights_file_is_refused_in_the_readers_language(tmp_pat
     assert "not a safetensors file" in said
     for lang in LANGUAGES[1:]:
         assert "not a safetensors file" not in render(said, lang)
+
+
+def test_svc_synthesis_refusals_read_in_every_language():
+    """Content features of another encoder's width, a speaker the model lacks, no uv."""
+    import torch
+
+    from app.models.svc.synthesizer import SvcSynthesizer
+    from tests.models.svc.tiny import tiny_config
+
+    model = SvcSynthesizer(tiny_config().synthesizer()).eval()
+    f0, uv = torch.full((1, 8), 200.0), torch.ones(1, 8)
+    cases = [
+        (_refusal(model.infer, torch.zeros(1, 5, 8), f0, uv, sid=0), ("5", "12")),
+        (_refusal(model.infer, torch.zeros(1, 12, 8), f0, uv, sid=99), ("[99]",)),
+        (_refusal(model.infer, torch.zeros(1, 12, 8), f0, None, sid=0), ("uv",)),
+    ]
+    for said, kept in cases:
+        _reads_in_every_language(said, *kept)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from app.audio.pitch import coarse_pitch
+from app.messages import Message
 from app.models.nn.flow import ResidualCouplingBlock
 from app.models.nn.masks import length_mask, rand_slice_segments, slice_segments
 from app.models.svc.config import SynthesizerConfig
@@ -153,16 +154,16 @@ class SvcSynthesizer(nn.Module):
         """
         n = self.cfg.n_speakers
         if (sid is None) == (mix is None):
-            raise ValueError("give exactly one of sid (a speaker id) or mix (weights per speaker)")
+            template = "give exactly one of sid (a speaker id) or mix (weights per speaker)"
+            raise ValueError(Message("svcnet.err.sid_or_mix", template))
         table = self.emb_g.weight  # (S, gin)
         if mix is not None:
             mix = mix.to(device=table.device, dtype=table.dtype)
             if mix.dim() == 1:
                 mix = mix.unsqueeze(0).expand(batch, -1)
             if mix.dim() not in (2, 3) or mix.size(1) != n:
-                raise ValueError(
-                    f"mix must have shape (S,), (B, S) or (B, S, T) with S = {n}, got {tuple(mix.shape)}"
-                )
+                template = "mix must have shape (S,), (B, S) or (B, S, T) with S = {n}, got {shape}"
+                raise ValueError(Message("svcnet.err.mix", template, n=n, shape=tuple(mix.shape)))
             if mix.dim() == 2:
                 return torch.einsum("bs,sc->bc", mix, table).unsqueeze(-1)
             return torch.einsum("bst,sc->bct", mix, table)
@@ -170,7 +171,8 @@ class SvcSynthesizer(nn.Module):
         if ids.numel() == 1 and batch > 1:
             ids = ids.expand(batch)
         if (ids < 0).any() or (ids >= n).any():
-            raise ValueError(f"speaker id {ids.tolist()} out of range: this model has {n} speaker(s)")
+            template = "speaker id {ids} out of range: this model has {n} speaker(s)"
+            raise ValueError(Message("svcnet.err.speaker", template, ids=ids.tolist(), n=n))
         return self.emb_g(ids).unsqueeze(-1)  # (B, gin, 1)
 
     def _content(
@@ -180,11 +182,14 @@ class SvcSynthesizer(nn.Module):
         if self.legacy:
             return c
         if uv is None:
-            raise ValueError("so-vits-svc 4.x models need uv (1 = voiced frame) beside f0")
+            raise ValueError(
+                Message("svcnet.err.uv", "so-vits-svc 4.x models need uv (1 = voiced frame) beside f0")
+            )
         x = self.pre(c) * x_mask + self.emb_uv(uv.long()).transpose(1, 2)
         if self.cfg.vol_embedding:
             if vol is None:
-                raise ValueError("this model was trained with vol_embedding: pass vol (frame RMS, B x T)")
+                template = "this model was trained with vol_embedding: pass vol (frame RMS, B x T)"
+                raise ValueError(Message("svcnet.err.vol", template))
             x = x + self.emb_vol(vol.to(x.dtype)[:, :, None]).transpose(1, 2)
         return x
 
@@ -219,12 +224,12 @@ class SvcSynthesizer(nn.Module):
         c = c.to(device=param.device, dtype=param.dtype)
         f0 = f0.to(device=param.device, dtype=torch.float32)
         if c.dim() != 3 or f0.dim() != 2 or c.size(2) != f0.size(1) or c.size(0) != f0.size(0):
-            raise ValueError(
-                f"expected c (B, C, T) and f0 (B, T) with equal B and T, got {tuple(c.shape)} and {tuple(f0.shape)}"
-            )
+            template = "expected c (B, C, T) and f0 (B, T) with equal B and T, got {c} and {f0}"
+            raise ValueError(Message("svcnet.err.shapes", template, c=tuple(c.shape), f0=tuple(f0.shape)))
         if c.size(1) != self.cfg.ssl_dim:
+            template = "content features have {channels} channels, this model expects {expected}"
             raise ValueError(
-                f"content features have {c.size(1)} channels, this model expects {self.cfg.ssl_dim}"
+                Message("svcnet.err.channels", template, channels=c.size(1), expected=self.cfg.ssl_dim)
             )
         if uv is not None:
             uv = uv.to(device=param.device, dtype=torch.float32)
@@ -237,9 +242,8 @@ class SvcSynthesizer(nn.Module):
         x = self._content(c, uv, vol, x_mask)
         if predict_f0:
             if self.legacy or not hasattr(self, "f0_decoder"):
-                raise ValueError(
-                    "this model has no F0 decoder (use_automatic_f0_prediction was off): predict_f0 is unavailable"
-                )
+                template = "this model has no F0 decoder (use_automatic_f0_prediction was off): predict_f0 is unavailable"
+                raise ValueError(Message("svcnet.err.no_f0_decoder", template))
             norm_lf0 = normalize_lf0(f0_to_lf0(f0), x_mask, uv if uv is not None else (f0 > 0).float())
             f0 = lf0_to_f0(self.f0_decoder(x, norm_lf0.to(x.dtype), x_mask, g).float())
         m_p, logs_p = self.prior(x, x_mask, self.coarse(f0))
