@@ -23,8 +23,8 @@ from app.assets.registry import DOWNLOAD_COMMAND
 from app.messages import Message, said
 from app.models.encoders.sv_net import SV_ASSET, SV_FILE, ERes2NetV2, SVConfig, SVConfigError
 from app.models.nn.skip_init import shape_mismatch, state_shapes
-from app.models.upstream.headers import HEADER_VERSIONS
-from app.models.upstream.safe_pickle import CheckpointError, load, read_file
+from app.models.upstream.safe_pickle import CheckpointError
+from app.models.upstream.vocoder import read_model_pickle
 
 EXPECTED = Message(
     "sv.expected",
@@ -139,23 +139,7 @@ def read_sv(path: str | os.PathLike) -> tuple[SVConfig, dict[str, torch.Tensor]]
         )
         fields = {"source": source, "file": str(SV_FILE), "command": DOWNLOAD_COMMAND, "asset": SV_ASSET}
         raise CheckpointError(Message("sv.err.missing", template, **fields))
-    data = read_file(p)
-    if len(data) < 4:
-        template = "{path}: {size} bytes is too short for {expected}"
-        raise CheckpointError(
-            Message("vocfile.err.short", template, path=source, size=len(data), expected=EXPECTED)
-        )
-    if data[:2] in HEADER_VERSIONS:
-        template = (
-            "{path}: this is a GPT-SoVITS {version} SoVITS model file (header {header}), expected {expected}"
-        )
-        fields = {
-            "version": HEADER_VERSIONS[data[:2]],
-            "header": repr(data[:2].decode()),
-            "expected": EXPECTED,
-        }
-        raise CheckpointError(Message("vocfile.err.sovits", template, path=source, **fields))
-    state = _refuse_foreign(load(data, source), source)
+    state = _refuse_foreign(read_model_pickle(p, EXPECTED), source)
     try:
         config = SVConfig.from_state_dict(state)
     except SVConfigError as exc:

@@ -199,8 +199,9 @@ def _pickled(source: str, expected: str, obj: object) -> Message:
     return Message("vocfile.err.pickled", template, source=source, expected=expected, kind=type(obj).__name__)
 
 
-def _read_pickle(path: Path, expected: str) -> Any:
-    """The unpickled object of a checkpoint file (SoVITS header bytes recognised)."""
+def read_model_pickle(path: Path, expected: str) -> Any:
+    """The unpickled object of a checkpoint file expected to hold ``expected`` (the vocoders', the
+    speaker model's): refused when too short or when its header says it is a SoVITS file."""
     data = read_file(path)
     if len(data) < 4:
         template = "{path}: {size} bytes is too short for {expected}"
@@ -261,7 +262,7 @@ def read_v4_vocoder(path: str | os.PathLike) -> tuple[HiFiGANVocoderConfig, dict
         raise CheckpointError(
             Message("vocoder.err.v4_missing", template, source=source, file=V4_VOCODER_FILE.as_posix())
         )
-    obj = _read_pickle(p, V4_EXPECTED)
+    obj = read_model_pickle(p, V4_EXPECTED)
     if not isinstance(obj, Mapping):
         raise CheckpointError(_pickled(source, V4_EXPECTED, obj))
     _refuse_wrappers(obj, source, V4_EXPECTED, allowed=None)
@@ -451,7 +452,7 @@ def read_bigvgan(folder: str | os.PathLike) -> BigVGANFile:
     if not weights.exists():
         template = "{source}: no such file; the BigVGAN folder needs its generator weights"
         raise CheckpointError(Message("vocoder.err.v3_weights", template, source=source))
-    state = _bigvgan_state(_read_pickle(weights, BIGVGAN_EXPECTED), source)
+    state = _bigvgan_state(read_model_pickle(weights, BIGVGAN_EXPECTED), source)
     weight_norm = any(k.endswith(".weight_g") for k in state)
     mismatch = shape_mismatch(bigvgan_expected_shapes(config, weight_norm), state)
     if mismatch:
