@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+import app.assets.uses as uses
 from app.assets.dataset_tools import dataset_tool_assets
 from app.assets.registry import (
     DOWNLOAD_COMMAND,
@@ -33,9 +34,6 @@ RVC_REPO = "lj1995/VoiceConversionWebUI"
 RVC_REVISION = "0658a97f086c16951f55b4349c0b25503b6ffdba"
 GSV_BUNDLES_REPO = "XXXXRT/GPT-SoVITS-Pretrained"  # upstream install.sh's zip bundles
 DEMUCS_URL = "https://dl.fbaipublicfiles.com/demucs/"
-
-TTS = "TTS"
-TRAIN = "training"
 
 
 # What each model is: a Message, which the web UI words in the reader's language (the API and the
@@ -135,7 +133,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 ),
             ),
             required=True,
-            used_by=f"{TTS} reference encoding, {TRAIN} feature extraction (1b)",
+            used_by=uses.tts_training("hubert"),
             **common,
         ),
         Asset(
@@ -161,7 +159,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 ),
             ),
             required=True,
-            used_by=f"{TTS} Chinese text, {TRAIN} feature extraction (1a), G2PW tokenizer",
+            used_by=uses.tts_training("roberta"),
             **common,
         ),
         Asset(
@@ -174,7 +172,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 _gsv("s2D488k.pth"),
             ),
             required=False,
-            used_by=f"{TRAIN} of v1 models, base-model {TTS}",
+            used_by=uses.base_models("v1"),
             **common,
         ),
         Asset(
@@ -187,7 +185,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 _gsv("s2D2333k.pth", folder=v2),
             ),
             required=True,
-            used_by=f"{TRAIN} of v2 models, base-model {TTS}",
+            used_by=uses.base_models("v2"),
             **common,
         ),
         Asset(
@@ -196,7 +194,7 @@ def _gpt_sovits_assets() -> list[Asset]:
             folder="",
             files=(s1v3, _gsv("v2Pro/s2Gv2Pro.pth"), _gsv("v2Pro/s2Dv2Pro.pth"), sv),
             required=False,
-            used_by=f"{TRAIN} of v2Pro models, base-model {TTS}",
+            used_by=uses.base_models("v2Pro"),
             **common,
         ),
         Asset(
@@ -213,7 +211,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 sv,
             ),
             required=False,
-            used_by=f"{TRAIN} of v2ProPlus models, base-model {TTS}",
+            used_by=uses.base_models("v2ProPlus"),
             **common,
         ),
         Asset(
@@ -226,7 +224,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 *(_gsv(f"{bigvgan}/{name}") for name in ("config.json", "bigvgan_generator.pt")),
             ),
             required=False,
-            used_by=f"v3 {TTS} (base and LoRA voices)",
+            used_by=uses.flow_models("v3"),
             **common,
         ),
         Asset(
@@ -235,7 +233,7 @@ def _gpt_sovits_assets() -> list[Asset]:
             folder="",
             files=(s1v3, _gsv(f"{v4}/s2Gv4.pth"), _gsv(f"{v4}/vocoder.pth")),
             required=False,
-            used_by=f"v4 {TTS} (base and LoRA voices)",
+            used_by=uses.flow_models("v4"),
             **common,
         ),
         Asset(
@@ -244,7 +242,7 @@ def _gpt_sovits_assets() -> list[Asset]:
             folder="sv",
             files=(_gsv(sv_file, sv_sha, folder="sv"),),
             required=False,
-            used_by=f"v2Pro/v2ProPlus {TTS} and {TRAIN} (speaker embedding)",
+            used_by=uses.SPEAKER,
             **common,
         ),
         Asset(
@@ -271,7 +269,7 @@ def _gpt_sovits_assets() -> list[Asset]:
                 strip="G2PWModel/",
             ),
             required=False,
-            used_by="Chinese text frontend (v2+ polyphones); pypinyin is used without it",
+            used_by=uses.G2PW,
         ),
     ]
 
@@ -312,7 +310,7 @@ def _whisper_assets() -> list[Asset]:
                 folder=f"faster-whisper-{size}",
                 files=tuple(AssetFile(n, origin=n) for n in names),
                 required=False,
-                used_by="Dataset: transcription (ASR)",
+                used_by=uses.ASR,
             )
         )
     out.append(
@@ -328,7 +326,7 @@ def _whisper_assets() -> list[Asset]:
             folder="",
             files=(),
             required=False,
-            used_by="Dataset: offline default English ASR",
+            used_by=uses.ASR_ENGLISH,
         )
     )
     return out
@@ -403,7 +401,7 @@ def _demucs_assets() -> list[Asset]:
                 folder="demucs",
                 files=tuple(files),
                 required=False,
-                used_by="Dataset: vocal separation",
+                used_by=uses.SEPARATION,
             )
         )
     return out
@@ -424,7 +422,7 @@ def _svc_assets() -> list[Asset]:
                 AssetFile("pytorch_model.bin", origin="pytorch_model.bin"),
             ),
             required=False,
-            used_by="SVC: content features (so-vits-svc 4.1 vec768l12)",
+            used_by=uses.content_features("4.1 vec768l12"),
         ),
         Asset(
             id="contentvec-legacy",
@@ -438,7 +436,7 @@ def _svc_assets() -> list[Asset]:
                 ),
             ),
             required=False,
-            used_by="SVC: importing so-vits-svc 4.1 setups that point at the fairseq file",
+            used_by=uses.SVC_IMPORT,
             **rvc,
         ),
         Asset(
@@ -456,7 +454,7 @@ def _svc_assets() -> list[Asset]:
                 ),
             ),
             required=False,
-            used_by="SVC: content features (so-vits-svc hubertsoft)",
+            used_by=uses.content_features("hubertsoft"),
         ),
         Asset(
             id="rmvpe",
@@ -470,7 +468,7 @@ def _svc_assets() -> list[Asset]:
                 ),
             ),
             required=False,
-            used_by="SVC: f0 extraction (rmvpe)",
+            used_by=uses.pitch("rmvpe"),
             **rvc,
         ),
         Asset(
@@ -482,7 +480,7 @@ def _svc_assets() -> list[Asset]:
             folder="",
             files=(),
             required=False,
-            used_by="SVC: f0 extraction (fcpe)",
+            used_by=uses.pitch("fcpe"),
         ),
         Asset(
             id="nsf-hifigan",
@@ -497,7 +495,7 @@ def _svc_assets() -> list[Asset]:
                 strip="nsf_hifigan/",
             ),
             required=False,
-            used_by="SVC: optional NSF-HiFiGAN enhancer",
+            used_by=uses.ENHANCER,
         ),
     ]
 
@@ -520,7 +518,7 @@ def _text_assets() -> list[Asset]:
                 ),
             ),
             required=False,
-            used_by="Text: language detection for mixed-language input",
+            used_by=uses.LANGUAGE_ID,
         ),
     ]
 

@@ -8,6 +8,7 @@ presence only, and the download tool prints the sha256 of what it fetched.
 
 from __future__ import annotations
 
+import app.assets.uses as uses
 from app.assets.registry import Asset, AssetFile
 from app.messages import Message
 
@@ -155,7 +156,7 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             folder=folder,
             files=tuple(AssetFile(name, origin=name) for name in files),
             required=False,
-            used_by="Dataset: transcription (ASR) of Chinese, Cantonese, Japanese, Korean",
+            used_by=uses.ASR_CJK,
         )
         for folder, files, what in SHERPA_MODELS
     ]
@@ -169,7 +170,7 @@ def dataset_tool_assets(rvc_repo: str) -> list[Asset]:
             folder=UVR_FOLDER,
             files=(AssetFile(path, origin=UVR_RELEASE_URL + path),),
             required=False,
-            used_by="Dataset: vocal clean-up",
+            used_by=uses.CLEAN_UP,
         )
         for asset_id, path, what in UVR_MODELS
     ]
@@ -199,7 +200,7 @@ def _rvc_uvr_assets(rvc_repo: str) -> list[Asset]:
                 ),
             ),
             required=False,
-            used_by="Dataset: vocal clean-up (de-reverb)",
+            used_by=uses.DEREVERB,
         )
     ]
     out += [
@@ -212,7 +213,7 @@ def _rvc_uvr_assets(rvc_repo: str) -> list[Asset]:
             folder=UVR_FOLDER,
             files=(AssetFile(path, origin=f"{UVR_FOLDER}/{path}", sha256=RVC_UVR_SHA256[path]),),
             required=False,
-            used_by="Dataset: vocal separation and clean-up (UVR VR models)",
+            used_by=uses.VR,
         )
         for asset_id, path, what in VR_MODELS
     ]
@@ -236,7 +237,7 @@ def _separation_and_denoise_assets() -> list[Asset]:
                 AssetFile(BS_ROFORMER_CONFIG, origin=ZFTURBO_CONFIGS + BS_ROFORMER_CONFIG),
             ),
             required=False,
-            used_by="Dataset: vocal separation (BS-RoFormer)",
+            used_by=uses.ROFORMER,
         ),
         Asset(
             id="gtcrn-simple",
@@ -250,6 +251,6 @@ def _separation_and_denoise_assets() -> list[Asset]:
             folder="denoise-model",
             files=(AssetFile("gtcrn_simple.onnx", origin=GTCRN_URL, sha256=GTCRN_SHA256, size=GTCRN_SIZE),),
             required=False,
-            used_by="Dataset: vocal clean-up (learned denoiser)",
+            used_by=uses.DENOISER,
         ),
     ]

@@ -82,7 +82,8 @@ class Asset:
     files: tuple[AssetFile, ...]
     # True when a default workflow cannot run without it (`--check` fails while it is missing).
     required: bool
-    # Which feature loads it, for messages ("TTS: Chinese BERT features").
+    # Which feature loads it, for messages (a Message of app.assets.uses: the web UI words it in
+    # the reader's language, the API and CLIs say its English).
     used_by: str
     # Set when the files are published inside a zip.
     archive: Archive | None = None
