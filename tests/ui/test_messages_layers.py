@@ -631,3 +631,45 @@ def test_svc_synthesis_refusals_read_in_every_language():
     ]
     for said, kept in cases:
         _reads_in_every_language(said, *kept)
+
+
+def test_library_reasons_are_worded_in_plain_words_with_the_library_text_as_detail(tmp_path):
+    """A RoFormer config lacking a required setting, a VR file whose LSTM does not fit its band
+    parameters, a HuBERT config.json that is not JSON and a pytorch_model.bin that is not one: each
+    is said in a sentence of its own in every language; the library's text only trails as a detail."""
+    import torch
+
+    from app.models.encoders.hubert_net import load_hubert_net
+    from app.models.upstream.roformer import read_config
+    from app.models.upstream.uvr_vr import CASCADED, load_vr_net
+
+    lacking = "model: {depth: 1, freqs_per_bands: [2, 3], stft_n_fft: 8}\naudio: {}\ntraining: {}\n"
+    (tmp_path / "lacking_roformer.yaml").write_text(lacking, encoding="utf-8")
+    roformer = _refusal(read_config, tmp_path / "lacking_roformer.yaml")
+    assert "the model section lacks required settings: dim (detail: " in roformer
+    state = {
+        "out.weight": torch.zeros(2, 8, 1, 1),
+        "stg3_full_band_net.lstm_dec2.dense.0.weight": torch.zeros(3, 4),
+    }
+    torch.save(state, tmp_path / "vr.pth")
+    vr = _refusal(load_vr_net, tmp_path / "vr.pth", CASCADED, 1024)
+    assert "does not fit the band parameters" in vr and "its LSTM reads 3 bins" in vr
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{model_type", encoding="utf-8")
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "config.json").write_text('{"model_type": "hubert"}', encoding="utf-8")
+    (tmp_path / "torn" / "pytorch_model.bin").write_bytes(b"\x00" * 32)
+    hubert = []
+    for folder in ("broken", "torn"):
+        with pytest.raises(OSError) as refused:
+            load_hubert_net(tmp_path / folder)
+        hubert.append(refused.value.args[0])
+    assert "not valid JSON" in hubert[0] and "not a readable PyTorch weights file" in hubert[1]
+    for said, kept in [(roformer, ("lacking_roformer.yaml", "dim")), (vr, ("vr.pth", "3", "256"))]:
+        _reads_in_every_language(said, *kept)
+    for said, name in zip(hubert, ("config.json", "pytorch_model.bin"), strict=True):
+        assert isinstance(said, Message)
+        _reads_in_every_language(said, name, said.params["detail"])
+    for lang in LANGUAGES[1:]:
+        assert "lacks required" not in render(roformer, lang) and "LSTM reads" not in render(vr, lang)
+        assert "missing 1 required" in render(roformer, lang)  # Python's own words, as the detail

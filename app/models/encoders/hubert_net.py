@@ -329,11 +329,17 @@ def load_hubert_net(folder: Path) -> HubertNet | None:
     """
     try:
         raw = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        template = "{path}: the file cannot be read; check that it is there and readable (detail: {detail})"
         raise OSError(
-            Message(
-                "hubert.err.file", "{path}: {problem}", path=str(folder / "config.json"), problem=str(exc)
-            )
+            Message("hubert.err.config_read", template, path=str(folder / "config.json"), detail=str(exc))
+        ) from None
+    except ValueError as exc:
+        template = (
+            "{path}: not valid JSON (cut short or edited?); download the model again (detail: {detail})"
+        )
+        raise OSError(
+            Message("hubert.err.config_json", template, path=str(folder / "config.json"), detail=str(exc))
         ) from None
     if raw.get("model_type", "hubert") != "hubert":
         return None
@@ -346,8 +352,9 @@ def load_hubert_net(folder: Path) -> HubertNet | None:
         try:
             state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # truncated / not a zip: transformers gives its own message
-            fields = {"path": str(folder / "pytorch_model.bin"), "problem": str(exc)}
-            raise OSError(Message("hubert.err.file", "{path}: {problem}", **fields)) from None
+            fields = {"path": str(folder / "pytorch_model.bin"), "detail": str(exc)}
+            template = "{path}: not a readable PyTorch weights file (cut short or another format); download it again (detail: {detail})"
+            raise OSError(Message("hubert.err.weights", template, **fields)) from None
     else:
         return None  # sharded or other formats: transformers knows them
     model = without_init(lambda: HubertNet(config))

@@ -15,6 +15,7 @@ Upstream picks BS or Mel-Band from the file name, then from the config; the conf
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -127,9 +128,7 @@ def read_config(path: Path) -> RoformerFiles:
     try:
         config = RoformerConfig(kind=_kind(model, path.stem, path), **values)
     except (TypeError, ValueError) as exc:
-        raise RoformerFileError(
-            Message("roformer.err.config", "{path}: {problem}", path=str(path), problem=said(exc))
-        ) from exc
+        raise RoformerFileError(_config_refusal(path, exc)) from exc
     if "dim_freqs_in" in model and model["dim_freqs_in"] != config.stft_n_fft // 2 + 1:
         template = "{path}: dim_freqs_in {value} does not match stft_n_fft"
         raise RoformerFileError(
@@ -155,15 +154,33 @@ def read_config(path: Path) -> RoformerFiles:
     return files
 
 
+def _config_refusal(path: Path, exc: Exception) -> Message:
+    """What was wrong with ``path`` in plain words: a refusal of our own (a Message) nested as it is;
+    a missing constructor argument named as a lacking setting; any other library text kept as a
+    trailing detail."""
+    problem = said(exc)
+    if isinstance(problem, Message):
+        return Message("roformer.err.config", "{path}: {problem}", path=str(path), problem=problem)
+    missing = re.findall(r"'(\w+)'", problem) if isinstance(exc, TypeError) else []
+    if missing:
+        template = "{path}: the model section lacks required settings: {fields} (detail: {detail})"
+        return Message(
+            "roformer.err.lacks", template, path=str(path), fields=", ".join(missing), detail=problem
+        )
+    if isinstance(exc, OSError):
+        template = "{path}: the file cannot be read; check that it is there and readable (detail: {detail})"
+        return Message("roformer.err.unreadable", template, path=str(path), detail=problem)
+    template = "{path}: a model setting has a value the network cannot use; use the .yaml published with the checkpoint (detail: {detail})"
+    return Message("roformer.err.value", template, path=str(path), detail=problem)
+
+
 def load_model(checkpoint: Path, files: RoformerFiles) -> Roformer:
     """The network of ``files.config`` with the ``.ckpt`` state dict loaded strict, in eval mode."""
     checkpoint = Path(checkpoint)
     try:
         state = safe_pickle.load(safe_pickle.read_file(checkpoint), str(checkpoint))
     except (OSError, safe_pickle.CheckpointError) as exc:
-        raise RoformerFileError(
-            Message("roformer.err.config", "{path}: {problem}", path=str(checkpoint), problem=said(exc))
-        ) from exc
+        raise RoformerFileError(_config_refusal(checkpoint, exc)) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # a training checkpoint: the weights are inside
     if not isinstance(state, dict):

@@ -74,7 +74,12 @@ def load_vr_net(path: Path, kind: str, n_fft: int) -> VrNet:
         config = config_from_state(state, n_fft)
     except ValueError as exc:
         raise CheckpointError(
-            Message("uvr.err.config", "{path}: {problem}", path=str(path), problem=said(exc))
+            Message(
+                "uvr.err.config",
+                "{path}: the network does not fit the band parameters of its file name ({problem}); download the file again or keep upstream's name",
+                path=str(path),
+                problem=said(exc),
+            )
         ) from None
     build = (lambda: AsppNet(config)) if kind == ASPP else (lambda: CascadedNet(config))  # type: ignore[arg-type]
     problem = shape_mismatch(state_shapes(build), state)
