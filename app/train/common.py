@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from app.messages import Message
+from app.messages import Message, said
 from app.runstatus import METRICS_FILE, STATUS_FILE, RunStatus, append_metrics, write_status
 from app.settings import DistributedEnv, distributed_env
 
@@ -197,7 +197,8 @@ class TrainSession:
             else:
                 detail = "".join(traceback.format_exception_only(exc_type, exc)).strip()
                 log.error("training failed:\n%s", "".join(traceback.format_exception(exc_type, exc, tb)))
-                self.failed(detail)
+                kept = said(exc)  # a Message keeps its key, so the web UI words it in the reader's language
+                self.failed(kept if isinstance(kept, Message) else detail)
         if self._writer is not None:
             self._writer.close()
         if self._previous_handler is not None:

@@ -164,6 +164,8 @@ SHOWN_LAYERS = (
     APP / "runconfig.py",
     APP / "models" / "svc" / "config.py",
     APP / "models" / "svc" / "synthesizer.py",
+    APP / "train" / "svc" / "data.py",
+    APP / "train" / "svc" / "trainer.py",
 )
 # Calls whose text argument is shown: (callee, position of the text).
 SHOWN_ARGS = {"LineError": 2, "AudioPathError": 1}

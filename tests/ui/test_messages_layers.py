@@ -673,3 +673,23 @@ def test_library_reasons_are_worded_in_plain_words_with_the_library_text_as_deta
     for lang in LANGUAGES[1:]:
         assert "lacks required" not in render(roformer, lang) and "LSTM reads" not in render(vr, lang)
         assert "missing 1 required" in render(roformer, lang)  # Python's own words, as the detail
+
+
+def test_svc_training_refusals_reach_the_status_file_translatable(tmp_path):
+    """A clip of a speaker config.json does not know is refused with a Message; a training session
+    that ends on such a refusal keeps its key in the status file, so the SVC tab words it."""
+    from app.runstatus import read_status
+    from app.train.common import TrainSession
+    from app.train.svc.data import SvcDataError, SvcDataset
+    from tests.models.svc.tiny import tiny_config
+
+    config = tiny_config()
+    with pytest.raises(SvcDataError) as refused, TrainSession(tmp_path, stage="svc", tensorboard=False):
+        SvcDataset([tmp_path / "nobody" / "a.wav"], config)
+    said = refused.value.args[0]
+    assert isinstance(said, Message) and "speaker folder 'nobody' is not in" in said
+    _reads_in_every_language(said, "a.wav", "'nobody'")
+    shown = read_status(tmp_path / "status.json").last_error
+    assert shown.key == said.key and shown == said
+    for lang in LANGUAGES[1:]:
+        assert "is not in config.json" not in render(shown, lang)

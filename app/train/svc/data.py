@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from app.audio.volume import frame_volume
+from app.messages import Message
 from app.models.encoders.content import align_frames
 from app.models.svc.config import SvcConfig
 from app.models.svc.losses import linear_spectrogram
@@ -75,9 +76,8 @@ class SvcBatch:
 def _read_audio(path: Path, sr: int) -> torch.Tensor:
     data, rate = sf.read(path, dtype="float32", always_2d=True)
     if rate != sr:
-        raise SvcDataError(
-            f"{path}: sampled at {rate} Hz, config.json says {sr}; run the preprocessing again"
-        )
+        template = "{path}: sampled at {rate} Hz, config.json says {sr}; run the preprocessing again"
+        raise SvcDataError(Message("svctrain.err.rate", template, path=str(path), rate=rate, sr=sr))
     return torch.from_numpy(data.mean(axis=1))
 
 
@@ -98,9 +98,9 @@ class SvcDataset(Dataset):
         self.too_short: list[Path] = []
         for clip in clips:
             if clip.parent.name not in self.spk:
-                raise SvcDataError(
-                    f"{clip}: speaker folder {clip.parent.name!r} is not in config.json's spk map {sorted(self.spk)}"
-                )
+                template = "{clip}: speaker folder {folder!r} is not in config.json's spk map {speakers}"
+                fields = {"clip": str(clip), "folder": clip.parent.name, "speakers": sorted(self.spk)}
+                raise SvcDataError(Message("svctrain.err.speaker", template, **fields))
             frames = sf.info(clip).frames // self.hop
             (self.clips if frames >= self.segment else self.too_short).append(clip)
         if self.too_short:
@@ -123,10 +123,12 @@ class SvcDataset(Dataset):
         volume = torch.from_numpy(read_volume(paths["volume"])) if self.volume else None
         n = min(content.size(-1), spec.size(-1))
         if abs(content.size(-1) - spec.size(-1)) >= LENGTH_TOLERANCE or audio.numel() < (n - 1) * self.hop:
-            raise SvcDataError(
-                f"{clip}: features do not match the audio (f0 {f0.numel()} frames, spectrogram {spec.size(-1)}, "
-                f"{audio.numel()} samples at hop {self.hop}); delete its feature files and run the preprocessing again"
+            template = (
+                "{clip}: features do not match the audio (f0 {f0} frames, spectrogram {spec}, {samples} samples"
+                " at hop {hop}); delete its feature files and run the preprocessing again"
             )
+            fields = {"f0": f0.numel(), "spec": spec.size(-1), "samples": audio.numel(), "hop": self.hop}
+            raise SvcDataError(Message("svctrain.err.features", template, clip=str(clip), **fields))
         return SvcItem(
             content=content[:, :n],
             f0=f0[:n],

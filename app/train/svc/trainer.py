@@ -174,9 +174,9 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
         if Path(base_g).is_file():
             loaded = load_svc(base_g, cfg, purpose="training")
             if loaded.file.variant != "sovits41":
-                raise ValueError(
-                    f"{base_g}: a {loaded.file.variant} model cannot be the base of 4.1 training"
-                )
+                template = "{path}: a {variant} model cannot be the base of 4.1 training"
+                fields = {"path": str(base_g), "variant": loaded.file.variant}
+                raise ValueError(Message("svctrain.err.base", template, **fields))
             net_g.load_state_dict(loaded.model.state_dict())
             log.info(
                 "starting from base model %s (%d tensors kept their initial values)",
@@ -312,7 +312,8 @@ def _data(
     tree = run.tree
     train_set = SvcDataset(read_list(tree.train_list, tree), cfg, seed=res.seed + env.rank)
     if not len(train_set):
-        raise ValueError(f"{tree.train_list}: no usable training clips; run the SVC preprocessing first")
+        template = "{path}: no usable training clips; run the SVC preprocessing first"
+        raise ValueError(Message("svctrain.err.no_clips", template, path=str(tree.train_list)))
     val_set = (
         SvcDataset(read_list(tree.val_list, tree), cfg, augment=False) if tree.val_list.is_file() else None
     )
@@ -396,11 +397,13 @@ def train(run: SvcRunConfig) -> Path | None:
     res = _resolve(run, cfg)
     device = train_device(env, run.device)
     seed_everything(res.seed, env.rank)
-    loader, sampler, val_set = _data(run, cfg, res, env, device)
     exported = None
     with TrainSession(
         tree.models, stage="svc", total_epochs=res.epochs, env=env, tensorboard=run.tensorboard
     ) as session:
+        # Inside the session, so that a refusal of the data (no usable clip, an unknown speaker)
+        # reaches the status file the SVC tab shows.
+        loader, sampler, val_set = _data(run, cfg, res, env, device)
         state = _build(run, cfg, res, device)
         if env.rank == 0:
             report = tree.config.parent / REPORT_FILE
@@ -447,8 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 device=args.device,
             )
             if not run.tree.config.is_file():
+                template = "{path} does not exist; run the SVC preprocessing first"
                 raise config_io.ConfigError(
-                    f"{run.tree.config} does not exist; run the SVC preprocessing first"
+                    Message("svctrain.err.no_config", template, path=str(run.tree.config))
                 )
             save_svc_run(run)
         else:
