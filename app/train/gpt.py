@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from app import config_io
-from app.messages import Message
+from app.messages import Message, said
 from app.models.checkpoint import Checkpoint, CheckpointError, restore, save_checkpoint
 from app.models.gpt.config import GPTConfig, GPTConfigError
 from app.models.gpt.model import GPT
@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train(cfg, run_dir, session, env)
             except (config_io.ConfigError, GPTTrainError, CheckpointError, TrainingDataError) as exc:
                 log.error("%s", exc)
-                session.failed(str(exc))
+                session.failed(said(exc))  # a Message keeps its key: the Train tab words it
                 return 2
     except Exception:
         return 1

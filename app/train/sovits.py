@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from app import config_io
-from app.messages import Message
+from app.messages import Message, said
 from app.models.checkpoint import Checkpoint, CheckpointError, restore
 from app.models.nn.discriminators import MultiPeriodDiscriminator
 from app.models.sovits.config import SoVITSConfig, preset
@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 train(cfg, run_dir, session, env)
             except (config_io.ConfigError, SoVITSTrainError, CheckpointError, TrainingDataError) as exc:
                 log.error("%s", exc)
-                session.failed(str(exc))
+                session.failed(said(exc))  # a Message keeps its key: the Train tab words it
                 return 2
     except Exception:
         return 1

@@ -86,3 +86,20 @@ def test_single_process_helpers():
     assert train_device(env, "cpu") == torch.device("cpu")
     with autocast(torch.device("cpu"), "bf16"):
         assert torch.get_autocast_dtype("cpu") is not None  # no-op context on CPU
+
+
+@pytest.mark.parametrize("kind", ["gpt", "sovits"])
+def test_a_refused_run_config_reaches_the_status_file_with_its_key(tmp_path, kind: str) -> None:
+    """GPT/SoVITS training that stops on a refusal keeps the Message (its key) in status.json, so
+    the Train tab words it in the reader's language, as the SVC trainer does."""
+    import importlib
+
+    from app.messages import Message
+    from app.runstatus import read_status
+
+    config = tmp_path / "run.yaml"
+    config.write_text("- not\n- a mapping\n", encoding="utf-8")
+    trainer = importlib.import_module(f"app.train.{kind}")
+    assert trainer.main(["--config", str(config)]) == 2
+    shown = read_status(tmp_path / "status.json").last_error
+    assert shown is not None and isinstance(shown, Message) and shown.key.startswith("config.err.")
