@@ -37,9 +37,13 @@ class Gate:
                         pipeline.stream(request, token_chunks=token_chunks, options=options)
                     ):
                         gate.chunks += 1
+                        if i == 0:
+                            # Set before the chunk leaves: a client that decodes it at once must
+                            # find the synthesis held (set after the yield, it raced the server's
+                            # next pull).
+                            gate.held.set()
                         yield chunk
                         if i == 0:
-                            gate.held.set()
                             gate.timed_out = not gate.release.wait(30)
                     complete = True
                     gate.finished = True
