@@ -112,18 +112,18 @@ inline void block_dot(const int8_t* w, const float* x, int64_t k, float* out) {
 #endif
 }
 
-// y[m, n] = relu?(scale[n] * sum_{k0 <= k < k1} W[n, k] x[m, k] + bias[n]) for rows m < M and
+// y[m, n] = relu?(scale[n] * sum_k W[n, k] x[m, k] + bias[n]) for rows m < M and
 // outputs lo <= n < hi, from the packed (ceil(N / 64), K, 64) weight: the blocks covering [lo, hi)
-// are computed, only [lo, hi) written. x and y are row-major with row strides xs and ys; scale and
-// bias may be null. A part of K gives a partial sum (csrc/step.cpp adds the parts of its threads).
+// are computed, only [lo, hi) written. x is (M, K) row-major, y row-major with row stride ys; scale and
+// bias may be null.
 template <typename W>
 void linear_part(const W* packed, int64_t K, const float* scale, const float* bias, bool relu, const float* x,
-                 int64_t xs, int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi, int64_t k0, int64_t k1) {
+                 int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi) {
   alignas(64) float part[kBlock];
   for (int64_t blk = lo / kBlock; blk * kBlock < hi; ++blk) {
     const int64_t n0 = std::max(blk * kBlock, lo), n1 = std::min((blk + 1) * kBlock, hi);
     for (int64_t m = 0; m < M; ++m) {
-      block_dot(packed + (blk * K + k0) * kBlock, x + m * xs + k0, k1 - k0, part);
+      block_dot(packed + blk * K * kBlock, x + m * K, K, part);
       for (int64_t n = n0; n < n1; ++n) {
         float v = part[n - blk * kBlock];
         v = scale != nullptr ? v * scale[n] : v;

@@ -54,7 +54,7 @@ torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const tor
   const W* wp = static_cast<const W*>(packed.data_ptr());
   float* op = out.data_ptr<float>();
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    gpt_kernels::linear_part(wp, K, scale, b, relu, xp, K, M, op, N, begin * kBlock, std::min(end * kBlock, N), 0, K);
+    gpt_kernels::linear_part(wp, K, scale, b, relu, xp, M, op, N, begin * kBlock, std::min(end * kBlock, N));
   });
   return out;
 }

@@ -49,15 +49,14 @@ struct Linear {
   torch::Tensor scale, bias;  // (N,) float32, or undefined
   bool relu = false;
 
-  // See gpt_kernels::linear_part: outputs [lo, hi) over inputs [k0, k1).
-  void part(const float* x, int64_t xs, int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi, int64_t k0,
-            int64_t k1) const {
+  // See gpt_kernels::linear_part: outputs [lo, hi).
+  void part(const float* x, int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi) const {
     const float* s = scale.defined() ? scale.data_ptr<float>() : nullptr;
     const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
     if (packed.scalar_type() == at::kChar) {
-      gpt_kernels::linear_part(packed.data_ptr<int8_t>(), k, s, b, relu, x, xs, M, y, ys, lo, hi, k0, k1);
+      gpt_kernels::linear_part(packed.data_ptr<int8_t>(), k, s, b, relu, x, M, y, ys, lo, hi);
     } else {
-      gpt_kernels::linear_part(packed.data_ptr<at::Half>(), k, s, b, relu, x, xs, M, y, ys, lo, hi, k0, k1);
+      gpt_kernels::linear_part(packed.data_ptr<at::Half>(), k, s, b, relu, x, M, y, ys, lo, hi);
     }
   }
 };
@@ -267,7 +266,7 @@ class DecodePlan {
       if (stage == 0) {
         const int64_t h0 = i * group, h1 = h0 + group;
         for (int64_t s = 0; s < 3; ++s) {  // q, k, v of these heads
-          L.qkv.part(xp, D, B, qkv, 3 * D, s * D + h0 * hd, s * D + h1 * hd, 0, D);
+          L.qkv.part(xp, B, qkv, 3 * D, s * D + h0 * hd, s * D + h1 * hd);
         }
         std::vector<float> scores(n + 1);
         for (int64_t b = 0; b < B; ++b) {
@@ -277,11 +276,11 @@ class DecodePlan {
           }
         }
       } else if (stage == 1) {
-        L.out.part(att, D, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D), 0, D);
+        L.out.part(att, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D));
       } else if (stage == 2) {
-        L.ffn_in.part(xp, D, B, hid, F, i * chunk, std::min((i + 1) * chunk, F), 0, D);
+        L.ffn_in.part(xp, B, hid, F, i * chunk, std::min((i + 1) * chunk, F));
       } else {
-        L.ffn_out.part(hid, F, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D), 0, F);
+        L.ffn_out.part(hid, B, y, D, i * kBlock, std::min((i + 1) * kBlock, D));
       }
     };
     // The last item of a phase done: after a projection, x = LayerNorm(x + y); then the next phase.
