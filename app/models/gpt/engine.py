@@ -524,6 +524,8 @@ def _layer(
 ) -> torch.Tensor:
     """One layer on the newest ``T`` columns ``x (B, T, D)``, keys/values written at ``[end-T, end)``."""
     B, T, D = x.shape
+    if end == T and cache.k_layers[i].dtype == torch.bfloat16 and _low_linears(lk) is not None:
+        return _layer_low(x, lk, cache, i, mask, n_head)
     q, k, v = lk.qkv(x).view(B, T, 3, n_head, D // n_head).transpose(1, 3).unbind(2)  # 3 x (B, H, T, hd)
     k_layer, v_layer = cache.k_layers[i], cache.v_layers[i]  # (B, H, S, hd)
     k_layer.narrow(2, end - T, T).copy_(k)
@@ -539,6 +541,32 @@ def _layer(
         raise RuntimeError("a low-precision KV cache is only read by the decoding step")
     x = F.layer_norm(x + lk.out(att.transpose(1, 2).reshape(B, T, D)), (D,), *lk.norm1, LAYER_NORM_EPS)
     return F.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
+
+
+def _low_linears(lk: LayerKernels) -> tuple[LinearFn, LinearFn, LinearFn, LinearFn] | None:
+    """The layer's four bf16-in, bf16-out products (packed.NativeLinear.low), or None."""
+    lows = tuple(getattr(f, "low", None) for f in (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out))
+    return None if any(f is None for f in lows) else lows  # type: ignore[return-value]
+
+
+def _layer_low(
+    x: torch.Tensor, lk: LayerKernels, cache: KVCache, i: int, mask: torch.Tensor | None, n_head: int
+) -> torch.Tensor:
+    """:func:`_layer` filling a bf16 cache from scratch (an approximate precision): between the
+    residual stream's float32 LayerNorms every product and the attention take and give bf16 (the
+    cache's and the GEMMs' own type), so no float32 copy of q/k/v, of the attention's output or
+    of the FFN's hidden layer is made."""
+    qkv, out, ffn_in, ffn_out = _low_linears(lk)  # type: ignore[misc]
+    B, T, D = x.shape
+    rows = qkv(x.reshape(B * T, D).bfloat16())
+    q, k, v = rows.view(B, T, 3, n_head, D // n_head).transpose(1, 3).unbind(2)  # 3 x (B, H, T, hd)
+    cache.k_layers[i].narrow(2, 0, T).copy_(k)
+    cache.v_layers[i].narrow(2, 0, T).copy_(v)
+    att = F.scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, hd) bf16
+    att = out(att.transpose(1, 2).reshape(B * T, D)).view(B, T, D)
+    x = F.layer_norm(x + att, (D,), *lk.norm1, LAYER_NORM_EPS)
+    hidden = ffn_out(ffn_in(x.reshape(B * T, D).bfloat16())).view(B, T, D)
+    return F.layer_norm(x + hidden, (D,), *lk.norm2, LAYER_NORM_EPS)
 
 
 def _lengths(lens: torch.Tensor | None, batch: int, width: int, name: str) -> list[int]:

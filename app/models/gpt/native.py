@@ -193,8 +193,9 @@ def decode_plan_class():  # type: ignore[no-untyped-def]
     return None if module is None else module.DecodePlan
 
 
-# (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16) -> W^T, (K, N).
-UnpackFn = Callable[[torch.Tensor, int, torch.dtype], torch.Tensor]
+# (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16[, scales (N,) of an
+# int8 weight, applied before rounding to dtype]) -> W^T, (K, N).
+UnpackFn = Callable[..., torch.Tensor]
 
 
 def unpack_cols_kernel() -> UnpackFn | None:

@@ -65,14 +65,17 @@ class NativeLinear:
     on ``(B, K)`` float32 contiguous rows (B <= GEMV_ROWS) as they are, without the reshapes and
     checks of the call: the decoding step makes ~100 of these calls per token (~4 us each saved).
     ``spec`` is what the native whole-step kernel (``DecodePlan``, csrc/step.cpp) takes of it:
-    ``(packed weight, N, scales (int8) or None, bias or None, relu)``."""
+    ``(packed weight, N, scales (int8) or None, bias or None, relu)``. ``low``, where not None,
+    takes and returns bfloat16 ``(M, K) -> (M, N)`` rows (a prefill that stays in bf16 between
+    its products)."""
 
-    __slots__ = ("gemv", "run", "spec")
+    __slots__ = ("gemv", "low", "run", "spec")
 
-    def __init__(self, run: LinearFn, gemv: LinearFn, spec: NativeSpec) -> None:
+    def __init__(self, run: LinearFn, gemv: LinearFn, spec: NativeSpec, low: LinearFn | None = None) -> None:
         self.run = run
         self.gemv = gemv
         self.spec = spec
+        self.low = low
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
@@ -181,25 +184,34 @@ def _blocked_int8(
     n = qweight.shape[0]
     unpack = _native("unpack_cols_kernel")
     bias32 = None if bias is None else bias.float().contiguous()
+    bias16 = None if bias is None else bias.bfloat16()
+    onednn = _onednn_available(qweight.device)
 
-    # Decoding rows: the native GEMV. Prefill rows: a bf16 GEMM on the int8 weight widened per call.
+    # Prefill rows: one bf16 GEMM (oneDNN) on the weight widened per call to W^T with the scales
+    # applied (each weight then rounded to bf16: a relative 2^-9 on top of the int8 rounding),
+    # the bias added in the GEMM, the ReLU in place. (Batched products per block of 64 outputs
+    # run at half a GEMM's speed; scaling the bf16 product instead costs a float32 pass.)
+    def low(x: torch.Tensor) -> torch.Tensor:
+        weight = unpack(packed, n, torch.bfloat16, scales)  # W^T (K, n)
+        if onednn:  # the ReLU fused too (~20 % faster on the FFN's first product)
+            return torch.ops.mkldnn._linear_pointwise(
+                x, weight.t(), bias16, "relu" if relu else "none", [], ""
+            )
+        y = torch.mm(x, weight) if bias16 is None else torch.addmm(bias16, x, weight)
+        return y.relu_() if relu else y
+
+    # Decoding rows: the native GEMV on float32 rows.
     def run(x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, shape[-1]).float()
-        rows = flat.shape[0]
-        if rows > _INT8_GEMV_ROWS:
-            # W^T in bf16 (exact) for one oneDNN GEMM (batched products per block of 64 outputs
-            # run at half its speed).
-            y = torch.matmul(flat.bfloat16(), unpack(packed, n, torch.bfloat16))  # (rows, n) bf16
-            # Scale and bias in one float32 pass (bf16 * float32 promotes), the ReLU in place.
-            y = torch.mul(y, scales) if bias32 is None else torch.addcmul(bias32, y, scales)
-            y = y.relu_() if relu else y
+        flat = x.reshape(-1, shape[-1])
+        if flat.shape[0] > _INT8_GEMV_ROWS:
+            y = low(flat.bfloat16()).float()
         else:
-            y = kernel(flat.contiguous(), packed, scales, bias32, relu)
+            y = kernel(flat.float().contiguous(), packed, scales, bias32, relu)
         return y.reshape(*shape[:-1], n)
 
     return NativeLinear(
-        run, lambda rows: kernel(rows, packed, scales, bias32, relu), (packed, n, scales, bias32, relu)
+        run, lambda rows: kernel(rows, packed, scales, bias32, relu), (packed, n, scales, bias32, relu), low
     )
 
 

@@ -8,10 +8,11 @@ import weakref
 import pytest
 import torch
 
+import app.models.gpt.engine as engine_module
 from app.models.gpt.engine import _prefill_mask, decode
 from app.models.gpt.model import GPT
 from app.models.gpt.sampling import SamplingOptions
-from tests.models.gpt.tiny import batched_and_single_logits, tiny_gpt, tiny_inputs
+from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
 
 def test_prefill_mask_padding_rows_see_only_themselves() -> None:
@@ -74,6 +75,35 @@ def test_precisions_follow_reference(precision: str, tolerance: float) -> None:
     assert error < tolerance
     if precision != "fp32":
         assert error > 0  # really another kernel
+
+
+def test_int8_prefill_stays_in_bf16_and_fills_the_cache_as_the_float32_epilogue_did(monkeypatch) -> None:
+    """The int8 prefill (bf16 KV cache) keeps q/k/v, the attention and the FFN's hidden layer in
+    bf16 (packed.NativeLinear.low); logits and cache agree with the float32-epilogue layer to bf16
+    precision, padded rows included."""
+    model = tiny_gpt(dim=64, n_layer=3)
+    model.set_precision("int8")
+    rows = [tiny_inputs(model, 9, 7, seed=1), tiny_inputs(model, 5, 3, seed=2)]
+    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
+    calls = []
+    layer_low = engine_module._layer_low
+    monkeypatch.setattr(engine_module, "_layer_low", lambda *a: calls.append(1) or layer_low(*a))
+
+    def prefill() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cache = model.new_cache(2, 20)
+        with torch.inference_mode():
+            logits = model.prefill(cache, phones, bert, prompt, x_lens, y_lens)
+        width = int((x_lens + y_lens).max())  # the positions the prefill wrote
+        return logits, cache.k[..., :width, :].float().clone(), cache.v[..., :width, :].float().clone()
+
+    low = prefill()
+    assert len(calls) == model.config.n_layer  # every layer in bf16
+    monkeypatch.setattr(engine_module, "_low_linears", lambda lk: None)
+    full = prefill()
+    assert len(calls) == model.config.n_layer
+    for got, want in zip(low, full, strict=True):
+        assert got.abs().sum() > 0
+        assert (got - want).abs().max().item() < 0.05 * want.std().item()
 
 
 def test_kernels_are_repacked_after_weights_change() -> None:

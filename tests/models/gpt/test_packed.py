@@ -157,3 +157,40 @@ def test_int8_prefill_rows_scale_bias_and_relu(relu: bool, with_bias: bool) -> N
     rows = torch.cat([fn.gemv(x[i : i + 1]) for i in range(40)])  # one row at a time: the GEMV
     assert many.dtype == torch.float32 and (not relu or bool((many >= 0).all()))
     torch.testing.assert_close(many, rows, rtol=0.02, atol=0.02)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 200), k=st.integers(1, 100), bf16=st.booleans(), seed=st.integers(0, 2**16))
+def test_unpack_cols_applies_the_scales_then_rounds(n: int, k: int, bf16: bool, seed: int) -> None:
+    """With an int8 weight's scales: W^T * scale in float32, then rounded to the dtype (nearest
+    even, as torch rounds), for any shape (the AVX-512 body and the scalar tail)."""
+    unpack = native.unpack_cols_kernel()
+    assert unpack is not None
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randint(-128, 128, (n, k), dtype=torch.int8, generator=gen)
+    scales = torch.rand(n, generator=gen) * 0.05
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    want = (weight.float() * scales[:, None]).t().to(dtype)
+    assert torch.equal(unpack(_blocks(weight), n, dtype, scales), want)
+
+
+def test_unpack_cols_refuses_scales_it_cannot_apply() -> None:
+    unpack = native.unpack_cols_kernel()
+    assert unpack is not None
+    with pytest.raises(RuntimeError, match="int8 weight only"):
+        unpack(_blocks(torch.randn(8, 4).half()), 8, torch.float32, torch.ones(8))
+    with pytest.raises(RuntimeError, match=r"\(N,\) float32"):
+        unpack(_blocks(torch.ones(8, 4, dtype=torch.int8)), 8, torch.float32, torch.ones(7))
+
+
+@pytest.mark.parametrize(("relu", "with_bias"), [(False, False), (True, True)])
+def test_int8_low_rows_are_the_prefill_rows_in_bf16(relu: bool, with_bias: bool) -> None:
+    """``low`` (bf16 in, bf16 out: the prefill that stays in bf16) computes what the float32 call
+    computes for many rows, to bf16 precision."""
+    gen = torch.Generator().manual_seed(4)
+    weight, x = torch.randn(70, 96, generator=gen) / 8, torch.randn(40, 96, generator=gen)
+    bias = torch.randn(70, generator=gen) if with_bias else None
+    fn = pack_linear(weight, bias, "int8", relu=relu)
+    low = fn.low(x.bfloat16())
+    assert low.dtype == torch.bfloat16 and low.shape == (40, 70)
+    torch.testing.assert_close(low.float(), fn(x), rtol=0.02, atol=0.02)

@@ -61,29 +61,43 @@ torch::Tensor blocked_linear(const char* name, const torch::Tensor& x, const tor
 
 // Row k of the packing's W^T: out[blk * 64 + j] = w[(blk * K + k) * 64 + j] for every block, the
 // last one cut at N. Widened with AVX-512 where there is a fast exact way, else one by one.
-inline void widen_run(const int8_t* src, int64_t width, float* dst) {
+// With `scale` (int8 weights only) each value is multiplied by its column's scale first (in float32;
+// a bfloat16 result is then rounded to nearest even).
+inline void widen_run(const int8_t* src, const float* scale, int64_t width, float* dst) {
   int64_t j = 0;
 #if defined(__AVX512F__)
   for (; j + 16 <= width; j += 16) {
-    _mm512_storeu_ps(dst + j, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j)))));
+    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+    if (scale) f = _mm512_mul_ps(f, _mm512_loadu_ps(scale + j));
+    _mm512_storeu_ps(dst + j, f);
   }
 #endif
-  for (; j < width; ++j) dst[j] = static_cast<float>(src[j]);
+  for (; j < width; ++j) dst[j] = static_cast<float>(src[j]) * (scale ? scale[j] : 1.0f);
 }
 
-inline void widen_run(const int8_t* src, int64_t width, at::BFloat16* dst) {
+inline void widen_run(const int8_t* src, const float* scale, int64_t width, at::BFloat16* dst) {
   int64_t j = 0;
 #if defined(__AVX512F__)
-  // |q| <= 128 fits bfloat16's 8 significant bits: the float's upper half is its exact bfloat16.
+  // Unscaled, |q| <= 128 fits bfloat16's 8 significant bits: the float's upper half is its exact
+  // bfloat16. Scaled, the float is rounded to nearest even first (finite values only).
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
   for (; j + 16 <= width; j += 16) {
-    const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(f), 16)));
+    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+    __m512i bits;
+    if (scale) {
+      bits = _mm512_castps_si512(_mm512_mul_ps(f, _mm512_loadu_ps(scale + j)));
+      const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
+      bits = _mm512_add_epi32(bits, _mm512_add_epi32(half, odd));
+    } else {
+      bits = _mm512_castps_si512(f);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
   }
 #endif
-  for (; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]));
+  for (; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]) * (scale ? scale[j] : 1.0f));
 }
 
-inline void widen_run(const at::Half* src, int64_t width, float* dst) {
+inline void widen_run(const at::Half* src, const float* /*scale: int8 only*/, int64_t width, float* dst) {
   int64_t j = 0;
 #if defined(__AVX512F__)
   for (; j + 16 <= width; j += 16) {
@@ -93,16 +107,17 @@ inline void widen_run(const at::Half* src, int64_t width, float* dst) {
   for (; j < width; ++j) dst[j] = static_cast<float>(src[j]);
 }
 
-inline void widen_run(const at::Half* src, int64_t width, at::BFloat16* dst) {
+inline void widen_run(const at::Half* src, const float* /*scale: int8 only*/, int64_t width, at::BFloat16* dst) {
   for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]));
 }
 
 template <typename W, typename O>
-void unpack_cols_rows(const W* w, int64_t K, int64_t N, int64_t k0, int64_t k1, O* out) {
+void unpack_cols_rows(const W* w, const float* scale, int64_t K, int64_t N, int64_t k0, int64_t k1, O* out) {
   const int64_t blocks = (N + kBlock - 1) / kBlock;
   for (int64_t k = k0; k < k1; ++k) {
     for (int64_t blk = 0; blk < blocks; ++blk) {
-      widen_run(w + (blk * K + k) * kBlock, std::min(kBlock, N - blk * kBlock), out + k * N + blk * kBlock);
+      widen_run(w + (blk * K + k) * kBlock, scale ? scale + blk * kBlock : nullptr,
+                std::min(kBlock, N - blk * kBlock), out + k * N + blk * kBlock);
     }
   }
 }
@@ -127,10 +142,12 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, c
 }
 
 // The packed weight as W^T, a row-major (K, N) tensor of `dtype` (float32 or bfloat16; both hold
-// an int8 weight exactly, float32 a float16 one), unscaled: the prefill's many rows are then one
-// GEMM for oneDNN (x @ W^T). Row k gathers the k-th 64-wide column of every block: contiguous
-// runs in, one contiguous row out.
-torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype) {
+// an int8 weight exactly, float32 a float16 one): the prefill's many rows are then one GEMM for
+// oneDNN (x @ W^T). Unscaled, or with an int8 weight's `scale` (N,) float32 applied (then rounded
+// to `dtype`). Row k gathers the k-th 64-wide column of every block: contiguous runs in, one
+// contiguous row out.
+torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype,
+                          const c10::optional<torch::Tensor>& scale) {
   TORCH_CHECK(packed.device().is_cpu() && packed.dim() == 3 && packed.is_contiguous() && packed.size(2) == kBlock,
               "unpack_cols: the weight must be a contiguous CPU tensor packed as (N / 64, K, 64)");
   const int64_t K = packed.size(1), blocks = packed.size(0);
@@ -139,16 +156,24 @@ torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "unpack_cols: float32 or bfloat16 only");
   TORCH_CHECK(packed.scalar_type() == at::kHalf || packed.scalar_type() == at::kChar,
               "unpack_cols: the packed weight must be float16 or int8");
+  const float* scales = nullptr;
+  if (scale.has_value()) {
+    TORCH_CHECK(packed.scalar_type() == at::kChar, "unpack_cols: scales apply to an int8 weight only");
+    TORCH_CHECK(scale->dim() == 1 && scale->size(0) == N && scale->is_contiguous() &&
+                    scale->scalar_type() == at::kFloat && scale->device().is_cpu(),
+                "unpack_cols: the scales must be a contiguous (N,) float32 CPU tensor");
+    scales = scale->data_ptr<float>();
+  }
   auto out = torch::empty({K, N}, packed.options().dtype(dtype));
   at::parallel_for(0, K, 8, [&](int64_t k0, int64_t k1) {
     if (packed.scalar_type() == at::kHalf) {
       const at::Half* w = packed.data_ptr<at::Half>();
-      if (dtype == at::kFloat) unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<float>());
-      else unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<at::BFloat16>());
+      if (dtype == at::kFloat) unpack_cols_rows(w, scales, K, N, k0, k1, out.data_ptr<float>());
+      else unpack_cols_rows(w, scales, K, N, k0, k1, out.data_ptr<at::BFloat16>());
     } else {
       const int8_t* w = packed.data_ptr<int8_t>();
-      if (dtype == at::kFloat) unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<float>());
-      else unpack_cols_rows(w, K, N, k0, k1, out.data_ptr<at::BFloat16>());
+      if (dtype == at::kFloat) unpack_cols_rows(w, scales, K, N, k0, k1, out.data_ptr<float>());
+      else unpack_cols_rows(w, scales, K, N, k0, k1, out.data_ptr<at::BFloat16>());
     }
   });
   return out;

@@ -7,7 +7,8 @@ torch::Tensor linear_f16(const torch::Tensor& x, const torch::Tensor& packed, in
                          const c10::optional<torch::Tensor>& bias, bool relu);
 torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, const torch::Tensor& scale,
                           const c10::optional<torch::Tensor>& bias, bool relu);
-torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype);
+torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype,
+                          const c10::optional<torch::Tensor>& scale);
 void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -21,7 +22,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear_int8", &linear_int8,
         "relu?((x @ Q^T) * scale + bias) for float32 x and an int8 weight packed in blocks of 64 outputs",
         pybind11::call_guard<pybind11::gil_scoped_release>());
-  m.def("unpack_cols", &unpack_cols, "a weight packed in blocks of 64 outputs as W^T, (K, N) of float32 or bfloat16",
+  m.def("unpack_cols", &unpack_cols,
+        "a weight packed in blocks of 64 outputs as W^T, (K, N) of float32 or bfloat16, int8 ones optionally scaled",
+        pybind11::arg("packed"), pybind11::arg("N"), pybind11::arg("dtype"), pybind11::arg("scale") = pybind11::none(),
         pybind11::call_guard<pybind11::gil_scoped_release>());
   // The whole decoding step of a layer stack in one call (step.cpp).
   bind_decode_plan(m);
