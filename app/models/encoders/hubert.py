@@ -26,7 +26,7 @@ from app.audio.io import resample
 from app.devices import clean_file_maps, drop_pages, release_file_pages
 from app.messages import Message, said
 from app.models.encoders.hubert_net import load_hubert_net
-from app.models.nn.layout import channels_last_pays
+from app.models.nn.layout import channels_last_pays, pointwise_fusion
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class HubertEncoder:
                 # bf16 only: float32 keeps its memory-mapped conv weights and upstream's exact sums.
                 if dtype == torch.bfloat16 and channels_last_pays(torch.device(device)):
                     net.feature_extractor.to_channels_last()
+                    if pointwise_fusion(dtype):
+                        net.pack_for_inference()
         except OSError as exc:
             template = "{path}: cannot load the HuBERT weights: {problem}"
             raise FileNotFoundError(

@@ -195,12 +195,79 @@ def test_released_pages_come_back_with_the_same_weights(hubert_dir: Path) -> Non
     assert HubertEncoder(hubert_dir, dtype=torch.bfloat16, release_pages=True)._mapped is None  # a copy
 
 
-def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path) -> None:
-    from app.models.encoders.hubert_net import load_hubert_net
+def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path, monkeypatch) -> None:
+    from app.models.encoders.hubert_net import HubertNet, load_hubert_net
 
+    monkeypatch.setattr(HubertNet, "pack_for_inference", lambda self, rows=256: 0)  # the weights as cast
     cast = HubertEncoder(hubert_dir, dtype=torch.bfloat16).model.state_dict()
     plain = load_hubert_net(hubert_dir).to(torch.bfloat16).state_dict()
     # (The conv stack's kernels are (out, in, 1, k) channels-last there: see to_channels_last.)
     assert cast.keys() == plain.keys() and all(
         torch.equal(cast[k].reshape(plain[k].shape), plain[k]) for k in cast
     )
+
+
+def test_bf16_inference_layout_computes_the_plain_bf16_features(hubert_dir: Path, monkeypatch) -> None:
+    """bf16 on oneDNN: linears on packed weights (the FFN's GELU fused), the positional conv's
+    weight norm folded, the first layer's GroupNorm folded into its conv: as close to float32 as
+    the plain bf16 network, and the packing replaces the weights (no second copy)."""
+    from app.models.encoders.hubert_net import HubertNet, _PackedLinear
+    from app.models.nn.layout import pointwise_fusion
+
+    if not pointwise_fusion(torch.bfloat16):
+        pytest.skip("oneDNN's fused kernels are not in this torch build")  # CPU builds have them
+    wav = 0.1 * torch.randn(24_000, generator=torch.Generator().manual_seed(8))
+    reference = HubertEncoder(hubert_dir).features(wav)
+    packed = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
+    net = packed.model
+    assert sum(isinstance(m, _PackedLinear) for m in net.modules()) == 6 * len(net.encoder.layers)
+    assert not any(isinstance(m, torch.nn.Linear) for m in net.encoder.layers.modules())
+    assert net.encoder.pos_conv_embed.conv.folded is not None
+    assert not hasattr(net.encoder.pos_conv_embed.conv, "weight_v")
+    monkeypatch.setattr(HubertNet, "pack_for_inference", lambda self, rows=256: 0)
+    plain = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
+    plain.model.feature_extractor._first_layer = _unfolded_first_layer(
+        plain.model.feature_extractor
+    )  # GroupNorm as is
+
+    def error(features: torch.Tensor) -> float:
+        return ((features.float() - reference).norm() / reference.norm()).item()
+
+    assert error(packed.features(wav)) < 1.5 * error(plain.features(wav)) + 1e-3
+
+
+def _unfolded_first_layer(stack):  # type: ignore[no-untyped-def]
+    from app.models.nn.layout import to_2d
+
+    def first_layer(wav: torch.Tensor):  # type: ignore[no-untyped-def]
+        first = stack.conv_layers[0]
+        x = first.layer_norm(first.conv(to_2d(wav[:, None])))
+        return x.shape[-1], lambda a, b: torch.nn.functional.gelu(x[..., a:b])
+
+    return first_layer
+
+
+@settings(max_examples=20, deadline=None)
+@given(samples=st.integers(20, 3000), offset=st.floats(-1.0, 1.0), seed=st.integers(0, 2**16))
+def test_group_norm_folded_into_the_first_conv_is_the_same_maths(
+    samples: int, offset: float, seed: int
+) -> None:
+    """GroupNorm(C, C) after a one-channel conv as one affine map of each window (statistics from
+    the windows' covariance), in float64: the normalised conv's values, any clip and DC offset."""
+    from app.models.encoders.hubert_net import _FeatureEncoder
+    from app.models.nn.layout import Conv1dAs2d
+
+    gen = torch.Generator().manual_seed(seed)
+    conv = torch.nn.Conv1d(1, 12, 10, stride=5, bias=bool(seed % 2)).double()
+    norm = torch.nn.GroupNorm(12, 12).double()
+    with torch.no_grad():
+        norm.weight.normal_(generator=gen)
+        norm.bias.normal_(generator=gen)
+    wav = (0.1 * torch.randn(1, samples, generator=gen) + offset).double()
+    length, window = _FeatureEncoder._folded_first(wav, Conv1dAs2d(conv), norm)
+    with torch.inference_mode():
+        want = torch.nn.functional.gelu(norm(conv(wav[:, None])))
+        cut = length // 3
+        got = torch.cat([window(0, cut).squeeze(2), window(cut, length).squeeze(2)], dim=-1)
+    assert length == want.shape[-1]
+    torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7)

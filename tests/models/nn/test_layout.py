@@ -94,3 +94,65 @@ def test_gelu_fused_into_the_convolution_equals_conv_then_gelu(dtype: torch.dtyp
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     else:
         torch.testing.assert_close(got, want, rtol=2e-2, atol=2e-2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    c_in=st.integers(1, 24),
+    c_out=st.integers(1, 24),
+    shape=st.sampled_from([(3, 2), (2, 2), (4, 2), (5, 3), (3, 3)]),
+    extra=st.integers(0, 40),
+    bias=st.booleans(),
+    gelu=st.booleans(),
+)
+def test_strided_bf16_convolutions_as_one_gemm_equal_the_conv(batch, c_in, c_out, shape, extra, bias, gelu):
+    """Strided unpadded convolutions in bf16 run as one GEMM over the input's overlapping row
+    windows (HuBERT's feature encoder): the conv's values to bf16 rounding, any size, channels-last
+    out."""
+    kernel, stride = shape
+    gen = torch.Generator().manual_seed(batch * 1000 + c_in * 31 + extra)
+    conv = nn.Conv1d(c_in, c_out, kernel, stride, bias=bias)
+    layer = Conv1dAs2d(conv).bfloat16()
+    assert layer.as_gemm
+    x = torch.randn(batch, c_in, kernel + extra, generator=gen)
+    with torch.inference_mode():
+        got = layer.gelu(to_2d(x.bfloat16())) if gelu else layer(to_2d(x.bfloat16()))
+        weight = conv.weight.bfloat16().float()
+        want = torch.nn.functional.conv1d(
+            x.bfloat16().float(), weight, None if conv.bias is None else conv.bias.bfloat16().float(), stride
+        )
+        want = torch.nn.functional.gelu(want) if gelu else want
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    scale = want.abs().max().item() + 1e-3
+    torch.testing.assert_close(from_2d(got).float(), want, rtol=0, atol=2e-2 * scale)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "as_gemm"),
+    [
+        ({"kernel_size": 3, "stride": 2}, True),
+        ({"kernel_size": 3, "stride": 1}, False),  # windows overlap 3x: oneDNN's convolution
+        ({"kernel_size": 5, "stride": 2}, False),
+        ({"kernel_size": 3, "stride": 2, "padding": 1}, False),
+        ({"kernel_size": 4, "stride": 2, "groups": 2}, False),
+        ({"kernel_size": 3, "stride": 2, "dilation": 2}, False),
+    ],
+)
+def test_only_unpadded_strided_convolutions_take_the_gemm(kwargs, as_gemm):
+    layer = Conv1dAs2d(nn.Conv1d(4, 4, **kwargs))
+    assert layer.as_gemm is as_gemm
+    x = to_2d(torch.randn(1, 4, 21))
+    with torch.inference_mode():  # float32 is never a GEMM: the convolution's own sums
+        torch.testing.assert_close(
+            from_2d(layer(x)),
+            nn.functional.conv1d(
+                x.squeeze(2),
+                layer.weight.squeeze(2).contiguous(),
+                layer.bias,
+                layer.stride[1],
+                layer.padding[1],
+                layer.dilation[1],
+                layer.groups,
+            ),
+        )
