@@ -32,11 +32,15 @@ from app.models.sovits.model import SoVITS, Timbre
 class StreamOptions:
     """Chunking of token streaming; sizes are in 25 Hz semantic tokens unless named frames."""
 
-    # Tokens before the first audio is decoded (12 tokens = 0.48 s of speech).
-    first_chunk: int = 12
+    # Tokens before the first audio is decoded (8 tokens = 0.32 s of speech, 0.24 s of it sent:
+    # the rest is held for the cross-fade).
+    first_chunk: int = 8
     # Tokens of the second chunk; each later chunk doubles, up to ``max_chunk``: small chunks start
-    # the audio early, larger ones later cost less context overhead per second of audio.
-    chunk: int = 24
+    # the audio early, larger ones later cost less context overhead per second of audio. 8 tokens
+    # with their decoder context still fit the fast decoder's 32-frame window, so the second
+    # chunk comes before the first one's 0.24 s have played (2 threads: ~0.12 s; 1 thread ~0.2 s);
+    # the third (16 tokens) before the second's 0.32 s.
+    chunk: int = 8
     # Largest chunk.
     max_chunk: int = 96
     # Earlier tokens the prior encoder sees with each chunk.
@@ -96,6 +100,7 @@ class ChunkDecoder:
         self.sent = 0  # frames whose samples were returned
         self.tail: torch.Tensor | None = None  # held samples of frames [sent, decoded end)
         self.decoded = 0  # frames decoded so far
+        self.encoded_text: tuple[torch.Tensor, torch.Tensor] | None = None  # the phones' branch, once
 
     def push(self, tokens: torch.Tensor, final: bool = False) -> np.ndarray:
         """Add ``tokens (n,)``; returns float32 samples ready to play (possibly empty).
@@ -139,7 +144,11 @@ class ChunkDecoder:
         n = quantized.shape[-1]
         lengths = torch.tensor([n], device=codes.device)
         text_lengths = torch.tensor([self.phones.shape[-1]], device=codes.device)
-        m_p, logs_p, _ = m.enc_p(quantized, lengths, self.phones, text_lengths, self.timbre.ge_text)
+        if self.encoded_text is None:
+            self.encoded_text = m.enc_p.encode_text(self.phones, text_lengths, quantized.dtype)
+        m_p, logs_p, _ = m.enc_p(
+            quantized, lengths, self.phones, text_lengths, self.timbre.ge_text, encoded_text=self.encoded_text
+        )
         skip = start - first_token * fpt
         m_p, logs_p = m_p[:, :, skip:], logs_p[:, :, skip:]  # frames [start, frames)
         missing = frames - self.noise.shape[-1]

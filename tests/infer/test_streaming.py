@@ -88,6 +88,34 @@ def test_one_push_equals_the_whole_segment_decode(pipeline, ref_wav):
     assert decoder.push(tokens[:0], final=True).size == 0
 
 
+def test_a_stream_encodes_its_phones_once_with_the_values_of_every_chunk(pipeline, ref_wav, monkeypatch):
+    """The prior encoder's phone branch does not depend on the frames: one computation per
+    segment, reused by every chunk, gives the audio of computing it per chunk."""
+    plan, *_ = pipeline.plan(_request(ref_wav, split_method="cut0"))
+    tokens = torch.randint(0, 1024, (40,), generator=torch.Generator().manual_seed(1))
+    phones = torch.tensor([plan.segments[0].phones])
+    enc_p = pipeline.sovits.enc_p
+    real = type(enc_p).encode_text
+    calls: list[int] = []
+    monkeypatch.setattr(type(enc_p), "encode_text", lambda self, *a: calls.append(1) or real(self, *a))
+    options = StreamOptions(first_chunk=6, chunk=6)
+
+    def pushed() -> np.ndarray:
+        decoder = ChunkDecoder(pipeline.sovits, phones, plan.timbre, 0.0, None, options)
+        parts = [decoder.push(tokens[i : i + 6]) for i in range(0, 36, 6)]
+        return np.concatenate([*parts, decoder.push(tokens[36:], final=True)])
+
+    once = pushed()
+    assert len(calls) == 1
+    forward = type(enc_p).forward  # every chunk encodes the phones again
+    monkeypatch.setattr(
+        type(enc_p), "forward", lambda self, *a, encoded_text=None, **k: forward(self, *a, **k)
+    )
+    every = pushed()
+    assert len(calls) > 3
+    np.testing.assert_array_equal(once, every)
+
+
 def test_closing_a_stream_stops_it_and_frees_the_pipeline(pipeline, ref_wav, monkeypatch):
     calls = _counting(pipeline, monkeypatch)
     stream = pipeline.stream(_request(ref_wav), token_chunks=False)

@@ -20,6 +20,7 @@ import torch
 from app.audio.resample import sinc_resample
 from app.devices import release_free_memory
 from app.infer.decoder import (
+    STREAM_WINDOW_LENGTHS,
     CastDecoder,
     CastSampler,
     CastVocoder,
@@ -65,7 +66,9 @@ class VitsAudio:
         self.file_name = file_name  # named in refusals
         if fixed_windows_pay(decoder_dtype, device, model.config):
             # One or two input shapes ever (channels-last bf16 kernels built once, at load).
-            model.dec = FixedWindowDecoder(model.dec, model.config, dtype=decoder_dtype)
+            model.dec = FixedWindowDecoder(
+                model.dec, model.config, lengths=STREAM_WINDOW_LENGTHS, dtype=decoder_dtype
+            )
             model.dec.warm_up()
             return
         if decoder_dtype != torch.float32:

@@ -83,6 +83,16 @@ class TextEncoder(nn.Module):
         self.encoder2 = TransformerEncoder(*args, n_layers // 2, kernel_size, p_dropout)
         self.proj = nn.Conv1d(hidden_channels, out_channels * 2, 1)
 
+    def encode_text(
+        self, text: torch.Tensor, text_lengths: torch.Tensor, dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phones' branch, which does not depend on the frames: ``(B, hidden, P)`` encoded
+        phones and their ``(B, 1, P)`` mask. A stream computes it once per segment and passes it
+        to every chunk (``encoded_text``): ~14 ms of a chunk's ~25 ms at 2 threads for 80 phones."""
+        text_mask = length_mask(text_lengths, text.size(1), dtype)
+        t = self.text_embedding(text).transpose(1, 2)  # (B, C, P)
+        return self.encoder_text(t * text_mask, text_mask), text_mask
+
     def hidden(
         self,
         y: torch.Tensor,
@@ -91,6 +101,7 @@ class TextEncoder(nn.Module):
         text_lengths: torch.Tensor,
         ge: torch.Tensor | None,
         speed: float = 1.0,
+        encoded_text: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's hidden frames before the projection (what v3/v4's ``bridge`` reads).
 
@@ -103,9 +114,9 @@ class TextEncoder(nn.Module):
         y_mask = length_mask(y_lengths, y.size(2), y.dtype)
         y = self.ssl_proj(y * y_mask) * y_mask
         y = self.encoder_ssl(y * y_mask, y_mask)
-        text_mask = length_mask(text_lengths, text.size(1), y.dtype)
-        t = self.text_embedding(text).transpose(1, 2)  # (B, C, P)
-        t = self.encoder_text(t * text_mask, text_mask)
+        t, text_mask = (
+            encoded_text if encoded_text is not None else self.encode_text(text, text_lengths, y.dtype)
+        )
         y = self.mrte(y, y_mask, t, text_mask, ge)
         y = self.encoder2(y * y_mask, y_mask)
         if speed != 1:
@@ -122,6 +133,7 @@ class TextEncoder(nn.Module):
         text_lengths: torch.Tensor,
         ge: torch.Tensor | None,
         speed: float = 1.0,
+        encoded_text: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode.
 
@@ -131,11 +143,12 @@ class TextEncoder(nn.Module):
             text: (B, P) phoneme ids; text_lengths (B,).
             ge: (B, 512, 1) timbre vector for MRTE (``ge_to512(ge)`` for v2Pro*).
             speed: >1 speaks faster: frames are linearly resampled to ``int(T / speed) + 1``.
+            encoded_text: :meth:`encode_text` of ``text`` computed before (else computed here).
 
         Returns:
             m_p, logs_p (B, out_channels, L) and y_mask (B, 1, L); L = T when speed == 1.
         """
-        y, y_mask = self.hidden(y, y_lengths, text, text_lengths, ge, speed)
+        y, y_mask = self.hidden(y, y_lengths, text, text_lengths, ge, speed, encoded_text)
         stats = self.proj(y) * y_mask
         m_p, logs_p = torch.split(stats, self.out_channels, dim=1)
         return m_p, logs_p, y_mask
