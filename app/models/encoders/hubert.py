@@ -93,7 +93,7 @@ class HubertEncoder:
                 if dtype == torch.bfloat16 and channels_last_pays(torch.device(device)):
                     net.feature_extractor.to_channels_last()
                     if pointwise_fusion(dtype):
-                        net.pack_for_inference()
+                        net.for_inference()
         except OSError as exc:
             template = "{path}: cannot load the HuBERT weights: {problem}"
             raise FileNotFoundError(

@@ -198,7 +198,7 @@ def test_released_pages_come_back_with_the_same_weights(hubert_dir: Path) -> Non
 def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path, monkeypatch) -> None:
     from app.models.encoders.hubert_net import HubertNet, load_hubert_net
 
-    monkeypatch.setattr(HubertNet, "pack_for_inference", lambda self, rows=256: 0)  # the weights as cast
+    monkeypatch.setattr(HubertNet, "for_inference", lambda self: 0)  # the weights as cast
     cast = HubertEncoder(hubert_dir, dtype=torch.bfloat16).model.state_dict()
     plain = load_hubert_net(hubert_dir).to(torch.bfloat16).state_dict()
     # (The conv stack's kernels are (out, in, 1, k) channels-last there: see to_channels_last.)
@@ -208,23 +208,23 @@ def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path, monkey
 
 
 def test_bf16_inference_layout_computes_the_plain_bf16_features(hubert_dir: Path, monkeypatch) -> None:
-    """bf16 on oneDNN: linears on packed weights (the FFN's GELU fused), the positional conv's
-    weight norm folded, the first layer's GroupNorm folded into its conv: as close to float32 as
-    the plain bf16 network, and the packing replaces the weights (no second copy)."""
-    from app.models.encoders.hubert_net import HubertNet, _PackedLinear
+    """bf16 on oneDNN: linears through oneDNN (the FFN's GELU fused), the positional conv's
+    weight norm folded (g and v dropped), the first layer's GroupNorm folded into its conv: as
+    close to float32 as the plain bf16 network."""
+    from app.models.encoders.hubert_net import HubertNet, _OneDnnLinear
     from app.models.nn.layout import pointwise_fusion
 
     if not pointwise_fusion(torch.bfloat16):
         pytest.skip("oneDNN's fused kernels are not in this torch build")  # CPU builds have them
     wav = 0.1 * torch.randn(24_000, generator=torch.Generator().manual_seed(8))
     reference = HubertEncoder(hubert_dir).features(wav)
-    packed = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
-    net = packed.model
-    assert sum(isinstance(m, _PackedLinear) for m in net.modules()) == 6 * len(net.encoder.layers)
+    prepared = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
+    net = prepared.model
+    assert sum(isinstance(m, _OneDnnLinear) for m in net.modules()) == 6 * len(net.encoder.layers)
     assert not any(isinstance(m, torch.nn.Linear) for m in net.encoder.layers.modules())
     assert net.encoder.pos_conv_embed.conv.folded is not None
     assert not hasattr(net.encoder.pos_conv_embed.conv, "weight_v")
-    monkeypatch.setattr(HubertNet, "pack_for_inference", lambda self, rows=256: 0)
+    monkeypatch.setattr(HubertNet, "for_inference", lambda self: 0)
     plain = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
     plain.model.feature_extractor._first_layer = _unfolded_first_layer(
         plain.model.feature_extractor
@@ -233,7 +233,7 @@ def test_bf16_inference_layout_computes_the_plain_bf16_features(hubert_dir: Path
     def error(features: torch.Tensor) -> float:
         return ((features.float() - reference).norm() / reference.norm()).item()
 
-    assert error(packed.features(wav)) < 1.5 * error(plain.features(wav)) + 1e-3
+    assert error(prepared.features(wav)) < 1.5 * error(plain.features(wav)) + 1e-3
 
 
 def _unfolded_first_layer(stack):  # type: ignore[no-untyped-def]
