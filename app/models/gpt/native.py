@@ -194,7 +194,7 @@ def decode_plan_class():  # type: ignore[no-untyped-def]
 
 
 # (packed (ceil(N / 64), K, 64) float16 or int8, N, dtype float32 or bfloat16[, scales (N,) of an
-# int8 weight, applied before rounding to dtype]) -> W^T, (K, N).
+# int8 weight, applied before rounding to dtype]; or an int8 weight as int8, unscaled) -> W^T, (K, N).
 UnpackFn = Callable[..., torch.Tensor]
 
 
@@ -202,6 +202,17 @@ def unpack_cols_kernel() -> UnpackFn | None:
     """The packed weights as W^T (K, N) for the prefill's GEMMs, or None when switched off."""
     module = _module()
     return None if module is None else module.unpack_cols
+
+
+# (x (M, K) bfloat16 or float32, W^T (K, N) int8, scales (N,), bias (N,) float32 or None, relu)
+# -> (M, N) bfloat16: x quantised per row to int8, one int8 GEMM.
+LinearW8A8Fn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+
+
+def linear_w8a8_kernel() -> LinearW8A8Fn | None:
+    """The prefill's int8 x int8 product (csrc/linear.cpp), or None when switched off or not buildable."""
+    module = _module()
+    return None if module is None else module.linear_w8a8
 
 
 @functools.cache

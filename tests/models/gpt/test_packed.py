@@ -143,12 +143,85 @@ def test_unpack_cols_returns_the_transposed_weight(n: int, k: int, half: bool, b
         weight = torch.randint(-128, 128, (n, k), dtype=torch.int8)
     dtype = torch.bfloat16 if bf16 else torch.float32
     assert torch.equal(unpack(_blocks(weight), n, dtype), weight.t().to(dtype))
+    if not half:  # the int8 weight as int8 too (the prefill's int8 GEMM)
+        assert torch.equal(unpack(_blocks(weight), n, torch.int8), weight.t())
+
+
+def _row_quantisation_bound(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """What quantising each row of ``x`` to int8 (one scale, max|x| -> 127) may move ``x @ W^T``:
+    half a step per input times |W|, plus the bfloat16 rounding of the result and of ``x``."""
+    step = x.abs().amax(dim=1, keepdim=True) / 127
+    return step / 2 * weight.abs().sum(dim=1)[None] + 2**-7 * (y.abs() + x.abs() @ weight.abs().t()) + 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(1, 40), k=st.integers(1, 100), n=st.integers(1, 150), relu=st.booleans(),
+    with_bias=st.booleans(), bf16_in=st.booleans(), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_w8a8_is_the_row_quantised_int8_product(
+    m: int, k: int, n: int, relu: bool, with_bias: bool, bf16_in: bool, seed: int
+) -> None:
+    """The prefill's int8 x int8 product (any shape: the AVX-512 bodies and the scalar tails).
+    Rows that are int8 codes times a power of two (one code +-127) are quantised back to exactly
+    those codes: the result is then the exact int32 sums with scales, bias and ReLU applied in
+    float32 and rounded to bfloat16 (a bfloat16 step apart at most: the compiler may fuse the
+    multiply and the add). A row of zeros gives the bias."""
+    kernel = native.linear_w8a8_kernel()
+    assert kernel is not None
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(-127, 128, (m, k), generator=gen).float()
+    codes[:, 0] = torch.where(torch.rand(m, generator=gen) < 0.5, -127.0, 127.0)
+    row_scale = 2.0 ** torch.randint(-12, 4, (m, 1), generator=gen).float()
+    codes[0] = 0  # scale 1, all-zero codes
+    x = codes * row_scale
+    x = x.bfloat16() if bf16_in else x  # exact either way (8 significant bits)
+    wt = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=gen)
+    scale = torch.rand(n, generator=gen) * 0.05
+    bias = torch.randn(n, generator=gen) if with_bias else None
+    got = kernel(x, wt, scale, bias, relu)
+    step = torch.where(codes.abs().amax(dim=1, keepdim=True) > 0, row_scale, torch.ones_like(row_scale))
+    want = (codes.double() @ wt.double()).float() * step * scale[None]
+    want = want if bias is None else want + bias
+    want = (want.relu() if relu else want).bfloat16()
+    assert got.dtype == torch.bfloat16 and got.shape == (m, n)
+    torch.testing.assert_close(got.float(), want.float(), rtol=2**-7, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 30), k=st.integers(1, 100), n=st.integers(1, 80), seed=st.integers(0, 2**16))
+def test_w8a8_stays_within_the_row_quantisation_bound(m: int, k: int, n: int, seed: int) -> None:
+    """Any float32 rows: within half a quantisation step per input of the float32 product."""
+    kernel = native.linear_w8a8_kernel()
+    assert kernel is not None
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=gen) * torch.rand(m, 1, generator=gen) * 10
+    wt = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=gen)
+    scale = torch.rand(n, generator=gen) * 0.05
+    weight = wt.t().float() * scale[:, None]
+    exact = x.double() @ weight.double().t()
+    got = kernel(x, wt, scale, None, False).double()
+    assert bool(((got - exact).abs() <= _row_quantisation_bound(x, weight, exact.float()).double()).all())
+
+
+def test_w8a8_refuses_what_it_cannot_multiply() -> None:
+    kernel = native.linear_w8a8_kernel()
+    assert kernel is not None
+    x, wt, scale = torch.randn(4, 8), torch.ones(8, 6, dtype=torch.int8), torch.ones(6)
+    with pytest.raises(RuntimeError, match=r"\(K, N\) int8"):
+        kernel(x, wt.float(), scale, None, False)
+    with pytest.raises(RuntimeError, match="x has 7 features"):
+        kernel(torch.randn(4, 7), wt, scale, None, False)
+    with pytest.raises(RuntimeError, match=r"\(N,\) float32"):
+        kernel(x, wt, torch.ones(5), None, False)
+    with pytest.raises(RuntimeError, match="bfloat16 or float32"):
+        kernel(x.half(), wt, scale, None, False)
 
 
 @pytest.mark.parametrize(("relu", "with_bias"), [(False, False), (True, True), (False, True)])
 def test_int8_prefill_rows_scale_bias_and_relu(relu: bool, with_bias: bool) -> None:
-    """Many rows take the bf16 GEMM on the widened weight; its float32 epilogue (scale, bias, ReLU)
-    gives the GEMV's results to bf16 activation precision."""
+    """Many rows take the int8 x int8 GEMM (each row quantised to int8); they give the GEMV's
+    float32-activation results to within what that quantisation can move them."""
     gen = torch.Generator().manual_seed(3)
     weight, x = torch.randn(70, 96, generator=gen) / 8, torch.randn(40, 96, generator=gen)
     bias = torch.randn(70, generator=gen) if with_bias else None
@@ -156,7 +229,8 @@ def test_int8_prefill_rows_scale_bias_and_relu(relu: bool, with_bias: bool) -> N
     many = fn(x)  # 40 rows: the prefill path
     rows = torch.cat([fn.gemv(x[i : i + 1]) for i in range(40)])  # one row at a time: the GEMV
     assert many.dtype == torch.float32 and (not relu or bool((many >= 0).all()))
-    torch.testing.assert_close(many, rows, rtol=0.02, atol=0.02)
+    assert bool(((many - rows).abs() <= _row_quantisation_bound(x, weight, rows)).all())
+    assert not torch.equal(many, rows)  # the int8 activations are not the float32 ones
 
 
 @settings(max_examples=30, deadline=None)
@@ -181,12 +255,16 @@ def test_unpack_cols_refuses_scales_it_cannot_apply() -> None:
         unpack(_blocks(torch.randn(8, 4).half()), 8, torch.float32, torch.ones(8))
     with pytest.raises(RuntimeError, match=r"\(N,\) float32"):
         unpack(_blocks(torch.ones(8, 4, dtype=torch.int8)), 8, torch.float32, torch.ones(7))
+    with pytest.raises(RuntimeError, match="int8 weight unscaled as int8"):
+        unpack(_blocks(torch.ones(8, 4, dtype=torch.int8)), 8, torch.int8, torch.ones(8))
+    with pytest.raises(RuntimeError, match="int8 weight unscaled as int8"):
+        unpack(_blocks(torch.randn(8, 4).half()), 8, torch.int8)
 
 
 @pytest.mark.parametrize(("relu", "with_bias"), [(False, False), (True, True)])
 def test_int8_low_rows_are_the_prefill_rows_in_bf16(relu: bool, with_bias: bool) -> None:
     """``low`` (bf16 in, bf16 out: the prefill that stays in bf16) computes what the float32 call
-    computes for many rows, to bf16 precision."""
+    computes for many rows (both quantise the rows to int8), to bf16 precision."""
     gen = torch.Generator().manual_seed(4)
     weight, x = torch.randn(70, 96, generator=gen) / 8, torch.randn(40, 96, generator=gen)
     bias = torch.randn(70, generator=gen) if with_bias else None
@@ -194,3 +272,15 @@ def test_int8_low_rows_are_the_prefill_rows_in_bf16(relu: bool, with_bias: bool)
     low = fn.low(x.bfloat16())
     assert low.dtype == torch.bfloat16 and low.shape == (40, 70)
     torch.testing.assert_close(low.float(), fn(x), rtol=0.02, atol=0.02)
+
+
+def test_int8_prefill_without_native_kernels_is_the_bf16_gemm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without linear_w8a8 (kernels off) the prefill rows stay float activations: one bf16 GEMM on
+    the widened weight, bf16 rounding only."""
+    monkeypatch.setattr(native, "linear_w8a8_kernel", lambda: None)
+    gen = torch.Generator().manual_seed(5)
+    weight, x = torch.randn(70, 96, generator=gen) / 8, torch.randn(40, 96, generator=gen)
+    fn = pack_linear(weight, None, "int8")
+    rows = torch.cat([fn.gemv(x[i : i + 1]) for i in range(40)])
+    torch.testing.assert_close(fn(x), rows, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(fn.low(x.bfloat16()).float(), rows, rtol=0.02, atol=0.02)

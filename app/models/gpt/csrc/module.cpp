@@ -9,6 +9,8 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& packed, c
                           const c10::optional<torch::Tensor>& bias, bool relu);
 torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType dtype,
                           const c10::optional<torch::Tensor>& scale);
+torch::Tensor linear_w8a8(const torch::Tensor& x, const torch::Tensor& wt, const torch::Tensor& scale,
+                          const c10::optional<torch::Tensor>& bias, bool relu);
 void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -23,8 +25,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "relu?((x @ Q^T) * scale + bias) for float32 x and an int8 weight packed in blocks of 64 outputs",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("unpack_cols", &unpack_cols,
-        "a weight packed in blocks of 64 outputs as W^T, (K, N) of float32 or bfloat16, int8 ones optionally scaled",
+        "a weight packed in blocks of 64 outputs as W^T, (K, N) of float32 or bfloat16 (int8 ones optionally scaled), or int8 as int8",
         pybind11::arg("packed"), pybind11::arg("N"), pybind11::arg("dtype"), pybind11::arg("scale") = pybind11::none(),
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("linear_w8a8", &linear_w8a8,
+        "relu?(x @ W^T * scale + bias) as bfloat16: x quantised to int8 per row, one int8 GEMM (the prefill)",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   // The whole decoding step of a layer stack in one call (step.cpp).
   bind_decode_plan(m);
