@@ -207,20 +207,28 @@ def test_a_bf16_cast_from_the_map_equals_the_plain_cast(hubert_dir: Path, monkey
     )
 
 
-def test_bf16_inference_layout_computes_the_plain_bf16_features(hubert_dir: Path, monkeypatch) -> None:
-    """bf16 on oneDNN: linears through oneDNN (the FFN's GELU fused), the positional conv's
-    weight norm folded (g and v dropped), the first layer's GroupNorm folded into its conv: as
-    close to float32 as the plain bf16 network."""
-    from app.models.encoders.hubert_net import HubertNet, _OneDnnLinear
+@pytest.mark.parametrize("int8", [True, False])
+def test_bf16_inference_layout_computes_the_plain_bf16_features(
+    hubert_dir: Path, monkeypatch, int8: bool
+) -> None:
+    """Fast inference on CPU: the transformer's linears as int8 products (native kernels) or,
+    without those kernels, through oneDNN in bf16 (the FFN's GELU fused); the positional conv's
+    weight norm folded (g and v dropped), the first layer's GroupNorm folded into its conv: close
+    to float32 (bf16: as close as the plain bf16 network; int8: within ~3x its error)."""
+    from app.models.encoders import hubert_net
+    from app.models.encoders.hubert_net import HubertNet, _Int8Linear, _OneDnnLinear
     from app.models.nn.layout import pointwise_fusion
 
     if not pointwise_fusion(torch.bfloat16):
         pytest.skip("oneDNN's fused kernels are not in this torch build")  # CPU builds have them
+    if not int8:
+        monkeypatch.setattr(hubert_net, "w8a8_kernel", lambda: None)
     wav = 0.1 * torch.randn(24_000, generator=torch.Generator().manual_seed(8))
     reference = HubertEncoder(hubert_dir).features(wav)
     prepared = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
     net = prepared.model
-    assert sum(isinstance(m, _OneDnnLinear) for m in net.modules()) == 6 * len(net.encoder.layers)
+    kind = _Int8Linear if int8 else _OneDnnLinear
+    assert sum(isinstance(m, kind) for m in net.modules()) == 6 * len(net.encoder.layers)
     assert not any(isinstance(m, torch.nn.Linear) for m in net.encoder.layers.modules())
     assert net.encoder.pos_conv_embed.conv.folded is not None
     assert not hasattr(net.encoder.pos_conv_embed.conv, "weight_v")
@@ -233,7 +241,35 @@ def test_bf16_inference_layout_computes_the_plain_bf16_features(hubert_dir: Path
     def error(features: torch.Tensor) -> float:
         return ((features.float() - reference).norm() / reference.norm()).item()
 
-    assert error(prepared.features(wav)) < 1.5 * error(plain.features(wav)) + 1e-3
+    assert error(prepared.features(wav)) < (3.0 if int8 else 1.5) * error(plain.features(wav)) + 1e-3
+
+
+def test_int8_linear_is_its_linear_within_the_quantisation_bound() -> None:
+    """_Int8Linear: weight codes per output row, each input row quantised per call: within half a
+    step of each (weight and input) of the float32 product, bf16 out; GELU on top for the FFN."""
+    from app.models.encoders.hubert_net import _Int8Linear
+    from app.models.nn.int8 import w8a8_kernel
+
+    kernel = w8a8_kernel()
+    assert kernel is not None  # built by make; CI has a compiler
+    gen = torch.Generator().manual_seed(11)
+    linear = torch.nn.Linear(96, 40)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(40, 96, generator=gen) / 8)
+        linear.weight[3] = 0  # an all-zero row: codes 0, output = bias
+    x = torch.randn(2, 7, 96, generator=gen)
+    fast = _Int8Linear(linear, kernel)
+    got = fast(x.bfloat16())
+    assert got.dtype == torch.bfloat16 and got.shape == (2, 7, 40)
+    want = linear(x).detach()
+    rows = x.reshape(-1, 96)
+    w = linear.weight.detach()
+    bound = (rows.abs().amax(1, keepdim=True) / 254) @ w.abs().sum(1, keepdim=True).t()  # the rows' steps
+    bound = bound + rows.abs() @ (w.abs().amax(1, keepdim=True) / 254).expand(-1, 96).t()  # the weight's
+    bound = bound + 2**-7 * want.reshape(-1, 40).abs() + 2**-7 * (rows.abs() @ w.abs().t()) + 1e-5
+    assert bool(((got.float() - want).reshape(-1, 40).abs() <= bound).all())
+    torch.testing.assert_close(got[..., 3].float(), linear.bias.detach()[3].expand(2, 7).bfloat16().float())
+    torch.testing.assert_close(fast.gelu(x.bfloat16()), torch.nn.functional.gelu(got))
 
 
 def _unfolded_first_layer(stack):  # type: ignore[no-untyped-def]
