@@ -63,10 +63,13 @@ def load_models(spec: PipelineSpec) -> LoadedModels:
         raise ModelLoadError(Message("load.err.gpt", "GPT model: {problem}", problem=_problem(exc))) from exc
     # Packed for decoding (its float32 weights freed) before SoVITS loads: the two files' float32
     # weights are never resident together (the load's peak memory).
-    pack_gpt(gpt.model, plan_for(spec.precision, device).gpt)
+    plan = plan_for(spec.precision, device)
+    pack_gpt(gpt.model, plan.gpt)
     release_free_memory()
     sovits, record, vocoder = _load_sovits(spec, device)
-    speaker = _load_speaker_encoder(spec, device, record.version) if record.config.is_pro else None
+    speaker = (
+        _load_speaker_encoder(spec, device, record.version, plan.speaker) if record.config.is_pro else None
+    )
     if speaker is not None and speaker.dim != record.config.sv_dim:
         template = (
             "{path} gives {dim}-wide speaker embeddings but {sovits} expects {expected}: use "
@@ -116,8 +119,10 @@ def _load_sovits(
     return _load_cfm(spec, device)
 
 
-def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str) -> SpeakerEncoder:
-    """The ERes2NetV2 speaker-verification model a v2Pro/v2ProPlus SoVITS needs."""
+def _load_speaker_encoder(
+    spec: PipelineSpec, device: torch.device, version: str, dtype: torch.dtype
+) -> SpeakerEncoder:
+    """The ERes2NetV2 speaker-verification model a v2Pro/v2ProPlus SoVITS needs, in ``dtype``."""
     path = spec.sv_path or spec.hubert_dir.parent / SV_FILE
     if not path.is_file():
         template = (
@@ -128,7 +133,7 @@ def _load_speaker_encoder(spec: PipelineSpec, device: torch.device, version: str
         fields |= {"command": f"{DOWNLOAD_COMMAND} {SV_ASSET}", "file": SV_FILE.as_posix()}
         raise ModelLoadError(Message("load.err.sv_missing", template, **fields))
     try:
-        return SpeakerEncoder(path, device=device)
+        return SpeakerEncoder(path, device=device, dtype=dtype)
     except (OSError, ValueError) as exc:  # CheckpointError / UnsafePickleError name the file
         template = "speaker-verification model: {problem}"
         raise ModelLoadError(Message("load.err.sv", template, problem=_problem(exc))) from exc

@@ -37,12 +37,12 @@ def test_unusable_files_are_named(tiny_home, tmp_path):
 def test_precision_plans():
     cpu = torch.device("cpu")
     assert plan_for("fp32", cpu).gpt == "fp32" and plan_for("fp32", cpu).decoder == torch.float32
+    assert plan_for("fp32", cpu).hubert == plan_for("fp32", cpu).speaker == torch.float32
     fast = plan_for("fast", cpu)
-    assert fast.gpt == fast_cpu_gpt() == "int8" and fast.decoder == (
-        torch.bfloat16 if native_bf16(cpu) else torch.float32
-    )
+    low = torch.bfloat16 if native_bf16(cpu) else torch.float32
+    assert fast.gpt == fast_cpu_gpt() == "int8" and fast.decoder == fast.hubert == fast.speaker == low
     cuda = plan_for("fast", torch.device("cuda"))
-    assert cuda.gpt == "bf16" and cuda.decoder == torch.bfloat16
+    assert cuda.gpt == "bf16" and cuda.decoder == cuda.speaker == torch.bfloat16
     with pytest.raises(ValueError, match="unknown precision"):
         plan_for("fp8", cpu)
 

@@ -119,6 +119,19 @@ def test_fast_precision_and_streaming(pro_home, ref_wav):
     assert len(streamed) == len(result.audio)
 
 
+def test_fast_speaker_model_runs_in_the_plans_dtype_close_to_float32(pro, pro_home):
+    """fast: the speaker model in the precision plan's dtype (bf16 where it is native), its
+    embedding within a small angle of the float32 model's."""
+    fast = TTSPipeline.load(spec_for(pro_home, precision="fast", sovits=PRO_SOVITS_NAME))
+    assert fast.speaker is not None and fast.speaker.dtype == fast.precision.speaker
+    assert pro.speaker.dtype == pro.precision.speaker == torch.float32
+    rng = np.random.default_rng(3)
+    wav32 = (0.5 * np.sin(np.arange(32000 * 3) / 9.0) * rng.uniform(0.2, 1.0, 32000 * 3)).astype(np.float32)
+    (_, low), (_, exact) = fast.timbre_inputs(wav32), pro.timbre_inputs(wav32)
+    assert low.dtype == exact.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(low, exact).item() > 0.999
+
+
 def test_missing_speaker_model_names_the_file_and_the_command(pro_home, tmp_path):
     spec = dataclasses.replace(spec_for(pro_home, sovits=PRO_SOVITS_NAME), sv_path=tmp_path / "none.ckpt")
     with pytest.raises(ModelLoadError) as err:
