@@ -14,7 +14,9 @@ to float32 in registers: float16 weights (a GPT file's weights are float16; upst
 with their exact float32 upcast), so every product and sum is float32 and the numbers are the
 float32 weight's up to summation order, for half the bytes read per token; and int8 weights with
 one scale per output (the fast mode), float32 activations, a quarter of the bytes
-(:mod:`app.models.gpt.packed`).
+(:mod:`app.models.gpt.packed`). ``linear_w8a8`` is the compute-bound counterpart for many rows
+(the prefill, HuBERT's linears: :mod:`app.models.nn.int8`): rows quantised to int8 per row, one
+int8 GEMM (oneDNN's VNNI kernels through ``at::_int_mm``), scales and bias in float32.
 
 ``csrc/step.cpp`` (``DecodePlan``) runs the whole decoding step of the layer stack in one call with
 those inner loops (``csrc/kernels.h``): one OpenMP region per token, threads taking work items

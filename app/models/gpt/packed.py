@@ -19,7 +19,9 @@ these precisions:
   float32. Half the weight traffic.
 - ``int8``: weight-only int8 (one scale per output row, symmetric). With the native kernels the
   weight is packed like ``fp32``'s float16 one and widened in registers, activations and sums stay
-  float32 (the fastest CPU kernel here, and the only error is the weights' rounding); without them
+  float32 for the decoding rows (the GEMV is memory-bound: the only error is the weights'
+  rounding); the prefill's many rows, compute-bound, are quantised to int8 per row for one int8
+  GEMM (``linear_w8a8``, ~2x a bf16 GEMM on CPUs without AMX). Without the native kernels
   activations are rounded to bf16 for ``torch._weight_int8pack_mm``. A quarter of the weight
   traffic; CPU only.
 - ``int8_dynamic``: fbgemm dynamic quantisation: the same int8 weights, activations quantised per
