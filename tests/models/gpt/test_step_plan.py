@@ -73,7 +73,12 @@ def test_the_plan_computes_the_per_op_step(shape, threads, batch, precision, see
     with _threads(threads):
         got = _logits(model, rows, steps, use_plan=True)
         want = _logits(model, rows, steps, use_plan=False)
-    torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * max(1.0, want.abs().max().item()))
+    # Both paths sum in float32 in another order. int8 decodes over a bfloat16 KV cache: a step's
+    # keys/values a float32 rounding apart can round to neighbouring bfloat16 values (2^-8 apart)
+    # and move the later logits by ~1e-5-1e-4 of their scale (60 random cases: at most 1e-5; one
+    # found by hypothesis: 2.8e-5). A wrong block, scale or phase moves them by far more.
+    scale = max(1.0, want.abs().max().item())
+    torch.testing.assert_close(got, want, rtol=0, atol=(2e-5 if precision == "fp32" else 2e-4) * scale)
 
 
 def test_fp32_through_the_plan_keeps_the_reference_numbers() -> None:
