@@ -192,10 +192,11 @@ def _blocked_int8(
     # Prefill rows (compute-bound): with the native kernels, the rows quantised to int8 (one scale
     # per row) times the int8 weight in one int8 GEMM (linear_w8a8: VNNI, ~2x a bf16 GEMM's rate
     # without AMX; ~0.8 % relative error against the float32 product of the same int8 weight,
-    # ~2.5x bf16's), scales, bias and ReLU applied to the int32 sums. Without them, one bf16 GEMM
-    # (oneDNN) on the weight widened per call to W^T with the scales applied, the bias added in
-    # the GEMM, the ReLU in place. (Batched products per block of 64 outputs run at half a
-    # GEMM's speed; scaling the bf16 product instead costs a float32 pass.)
+    # ~2.5x bf16's), scales, bias and ReLU applied to the int32 sums; the int8 W^T is unpacked per
+    # call (~6 ms for all 96 weights per prefill at 2 threads; a kept copy would be +75 MB of RSS).
+    # Without them, one bf16 GEMM (oneDNN) on the weight widened per call to W^T with the scales
+    # applied, the bias added in the GEMM, the ReLU in place. (Batched products per block of 64
+    # outputs run at half a GEMM's speed; scaling the bf16 product instead costs a float32 pass.)
     w8a8 = _native("linear_w8a8_kernel")
 
     def low(x: torch.Tensor) -> torch.Tensor:

@@ -12,19 +12,16 @@ error is then ~0.8 % (bf16's ~0.3 %), the weights take half of bf16's memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-# (rows (M, K) bf16/float32, W^T (K, N) int8, scales (N,), bias (N,) float32 or None, relu) -> (M, N) bf16
-W8A8Fn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
+from app.models.gpt import native  # the project's native CPU kernels
+from app.models.gpt.native import LinearW8A8Fn as W8A8Fn
 
 
 def w8a8_kernel() -> W8A8Fn | None:
     """The native int8 x int8 product, or None (kernels switched off or not buildable here)."""
-    from app.models.gpt import native  # the project's native CPU kernels
-
     return native.linear_w8a8_kernel()
 
 

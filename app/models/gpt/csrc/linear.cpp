@@ -78,23 +78,26 @@ inline void widen_run(const int8_t* src, const float* scale, int64_t width, floa
   for (; j < width; ++j) dst[j] = static_cast<float>(src[j]) * (scale ? scale[j] : 1.0f);
 }
 
+#if defined(__AVX512F__)
+// Stores 16 finite floats as bfloat16, rounded to nearest even. A float that is already a
+// bfloat16 (its lower 16 bits zero) is stored exactly: the added 0x7FFF (+1 if odd) never carries.
+inline void store_bf16_rne(at::BFloat16* dst, __m512 v) {
+  __m512i bits = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  bits = _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
+}
+#endif
+
 inline void widen_run(const int8_t* src, const float* scale, int64_t width, at::BFloat16* dst) {
   int64_t j = 0;
 #if defined(__AVX512F__)
-  // Unscaled, |q| <= 128 fits bfloat16's 8 significant bits: the float's upper half is its exact
-  // bfloat16. Scaled, the float is rounded to nearest even first (finite values only).
-  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
+  // Unscaled, |q| <= 128 fits bfloat16's 8 significant bits: the float is its exact bfloat16.
+  // Scaled, the float is rounded to nearest even (finite values only).
   for (; j + 16 <= width; j += 16) {
-    __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
-    __m512i bits;
-    if (scale) {
-      bits = _mm512_castps_si512(_mm512_mul_ps(f, _mm512_loadu_ps(scale + j)));
-      const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), one);
-      bits = _mm512_add_epi32(bits, _mm512_add_epi32(half, odd));
-    } else {
-      bits = _mm512_castps_si512(f);
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
+    const __m512 f =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+    store_bf16_rne(dst + j, scale ? _mm512_mul_ps(f, _mm512_loadu_ps(scale + j)) : f);
   }
 #endif
   for (; j < width; ++j) dst[j] = static_cast<at::BFloat16>(static_cast<float>(src[j]) * (scale ? scale[j] : 1.0f));
@@ -233,14 +236,11 @@ void dequantize_row(const int32_t* acc, float rs, const float* cs, const float* 
   int64_t j = 0;
 #if defined(__AVX512F__)
   const __m512 vrs = _mm512_set1_ps(rs), zero = _mm512_setzero_ps();
-  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7FFF);
   for (; j + 16 <= N; j += 16) {
     __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + j)), vrs), _mm512_loadu_ps(cs + j));
     if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + j));
     if (relu) v = _mm512_max_ps(v, zero);
-    __m512i bits = _mm512_castps_si512(v);
-    bits = _mm512_add_epi32(bits, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bits, 16)));
+    store_bf16_rne(out + j, v);
   }
 #endif
   for (; j < N; ++j) {
