@@ -18,6 +18,8 @@ from app.infer.decoder import (
     receptive_frames,
 )
 from app.models.nn.hifigan import HiFiGANGenerator
+from app.models.nn.hifigan2d import tile, tiled
+from app.models.nn.layout import Conv1dAs2d, to_2d
 from app.models.sovits.config import preset
 from app.models.svc.config import SynthesizerConfig
 from app.models.svc.noise import TorchNoise
@@ -101,7 +103,7 @@ def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
 @pytest.fixture(scope="module")
 def fixed_decoders():
     """Per dtype: the narrow decoder in that dtype and a FixedWindowDecoder of it (windows 8 and 40:
-    inputs of 1-130 frames take the short window, the long one padded, or 2-7 overlapping windows)."""
+    inputs of 1-130 frames take the short window, the long one padded, or layer by layer windows)."""
     out = {}
     for dtype in (torch.float32, torch.bfloat16):
         dec = _narrow_v2_decoder()
@@ -110,19 +112,88 @@ def fixed_decoders():
     return out
 
 
-@given(frames=st.integers(40, 2000))
+@given(
+    samples=st.integers(1, 3000),
+    halo=st.integers(0, 40),
+    lengths=st.lists(st.integers(1, 400), min_size=1, max_size=4, unique=True).map(sorted),
+)
 @settings(deadline=None)
-def test_fixed_windows_tile_the_latent(fixed_decoders, frames):
-    """Every frame is kept exactly once, every window is the long length, and a kept frame has the
-    receptive field's context on each side that is not an end of the latent."""
+def test_tiles_cover_the_input_once_with_their_halos(samples, halo, lengths):
+    """Every sample is kept exactly once, windows lie inside the input and have one of the lengths,
+    and a kept sample has ``halo`` inputs of its window on each side that is not an end of the
+    input; where no length fits inside with room for the halos, tiling is refused."""
+    if not any(2 * halo < n <= samples for n in lengths):
+        with pytest.raises(ValueError, match="twice the halo"):
+            tile(samples, halo, lengths)
+        return
+    windows, keep = tile(samples, halo, lengths), 0
+    for start, length, a, b in windows:
+        assert length in lengths and start >= 0 and start + length <= samples
+        assert a == keep < b and start <= a and b <= start + length
+        assert start == 0 or a - start >= halo
+        assert start + length == samples or start + length - b >= halo
+        keep = b
+    assert keep == samples
+
+
+@st.composite
+def _convs(draw):
+    """A stride-1 convolution (any kernel, dilation, 'same' padding) or a transposed one whose output
+    is its stride times its input (kernel - 2 * padding = stride), few channels."""
+    channels_in, channels_out = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        stride = draw(st.integers(2, 10))
+        pad = draw(st.integers(0, 6))
+        return torch.nn.ConvTranspose1d(channels_in, channels_out, stride + 2 * pad, stride, padding=pad)
+    kernel, dilation = draw(st.sampled_from([1, 3, 5, 7, 11])), draw(st.integers(1, 5))
+    return torch.nn.Conv1d(
+        channels_in, channels_out, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2
+    )
+
+
+@given(conv=_convs(), extra=st.integers(0, 300), seed=st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_a_tiled_convolution_is_the_whole_ones(conv, extra, seed):
+    """Any stride-1 or transposed convolution over an input of any length, in windows of fixed
+    lengths, gives the whole input's output (float32, up to summation order), with a residual too."""
+    layer = Conv1dAs2d(conv)
+    lengths = [24, 64]  # a halo of up to 25 (kernel 11, dilation 5) fits the longer
+    samples = max(lengths) + extra
+    gen = torch.Generator().manual_seed(seed)
+    x = to_2d(torch.randn(1, conv.in_channels, samples, generator=gen))
+    with torch.inference_mode():
+        whole = layer(x)
+        got = tiled(layer, x, lengths)
+        residual = torch.randn(whole.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+        plus = tiled(layer, x, lengths, lambda w, r: layer(w) + r, residual=residual)
+    assert got.shape == whole.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, whole, rtol=0, atol=1e-5)
+    torch.testing.assert_close(plus, whole + residual, rtol=0, atol=1e-5)
+
+
+@given(frames=st.lists(st.integers(1, 400), min_size=1, max_size=4))
+@settings(max_examples=10, deadline=None)
+def test_fixed_windows_only_meet_the_warmed_shapes(fixed_decoders, frames):
+    """After warm_up, latents of any length hand every convolution only input lengths it met at
+    warm-up: oneDNN builds no new kernels (nor keeps their state) for them."""
     fixed = fixed_decoders[torch.float32][1]
-    windows, c = fixed.windows(frames), fixed.context
-    assert windows[0][1] == 0 and windows[-1][2] == frames
-    for (start, a, b), nxt in zip(windows, [*windows[1:], None], strict=True):
-        assert 0 <= start <= a < b <= start + 40 <= frames
-        assert start == 0 or a - start >= c
-        assert start + 40 == frames or start + 40 - b >= c
-        assert nxt is None or nxt[1] == b
+    seen: set[tuple[int, int]] = set()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("forward", "leaky_relu", "plus"):
+            inner = getattr(Conv1dAs2d, name)
+
+            def spy(self, x, *args, inner=inner):
+                seen.add((id(self), x.shape[-1]))
+                return inner(self, x, *args)
+
+            patch.setattr(Conv1dAs2d, name, spy)
+        fixed.warm_up()
+        warmed, g = set(seen), torch.randn(1, 16, 1)
+        seen.clear()
+        with torch.inference_mode():
+            for n in frames:
+                fixed(torch.randn(1, 8, n), g)
+    assert seen and seen <= warmed, sorted(seen - warmed)[:5]
 
 
 def test_fixed_windows_refuse_lengths_without_room_for_context():
