@@ -12,6 +12,7 @@
   so-vits-svc's NSF decoder.
 - :class:`CastDecoder`: runs the decoder in another dtype (bf16 in the fast mode elsewhere).
 - :class:`CastSampler`, :class:`CastVocoder`: the same for the v3/v4 flow matching and vocoder.
+- :class:`CastPrior`, :class:`CastFlow`: the VITS prior encoder and flow in another dtype.
 - :class:`CastNSF`: the same for so-vits-svc's NSF-HiFiGAN decoder (its f0 and harmonic phases
   stay float32).
 """
@@ -268,6 +269,60 @@ class CastDecoder(nn.Module):
         """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
         out = self.inner(x.to(self.dtype), g=None if g is None else g.to(self.dtype))
         return out.float()
+
+
+class CastPrior(nn.Module):
+    """Runs the VITS prior encoder (:class:`~app.models.sovits.encoders.TextEncoder`) in another
+    dtype: float inputs are cast in, ``m_p``, ``logs_p`` and the mask come back float32; the text
+    encoding :meth:`encode_text` gives (to pass back as ``encoded_text``) stays in ``dtype``."""
+
+    def __init__(self, encoder: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = encoder.to(dtype)
+        self.dtype = dtype
+
+    def encode_text(
+        self, text: torch.Tensor, text_lengths: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As the encoder's, in this wrapper's dtype whatever ``dtype`` the caller's frames have."""
+        return self.inner.encode_text(text, text_lengths, self.dtype)
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        y_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        ge: torch.Tensor | None,
+        speed: float = 1.0,
+        encoded_text: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As ``TextEncoder.forward``; the outputs float32."""
+        d = self.dtype
+        ge = None if ge is None else ge.to(d)
+        outs = self.inner(y.to(d), y_lengths, text, text_lengths, ge, speed, encoded_text=encoded_text)
+        m_p, logs_p, y_mask = (t.float() for t in outs)
+        return m_p, logs_p, y_mask
+
+
+class CastFlow(nn.Module):
+    """Runs the VITS flow (:class:`~app.models.nn.flow.ResidualCouplingBlock`) in another dtype,
+    inference's direction (``reverse=True``) only; the output float32."""
+
+    def __init__(self, flow: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner = flow.to(dtype)
+        self.dtype = dtype
+
+    def forward(
+        self, x: torch.Tensor, x_mask: torch.Tensor, g: torch.Tensor | None = None, reverse: bool = False
+    ) -> torch.Tensor:
+        """(B, C, T) prior sample -> (B, C, T) latent, float32."""
+        if not reverse:
+            raise ValueError("CastFlow runs the flow for inference (reverse=True) only")
+        d = self.dtype
+        g = None if g is None else g.to(d)
+        return self.inner(x.to(d), x_mask.to(d), g=g, reverse=True).float()
 
 
 class CastNSF(nn.Module):

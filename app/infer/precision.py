@@ -9,7 +9,8 @@
   quantisation where the native kernels are not built; HuBERT and the SoVITS HiFi-GAN decoder (almost all
   of the decode's arithmetic) run bfloat16 when the CPU has native bf16 dot products
   (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. On CUDA the
-  GPT, HuBERT and the decoder run bf16. The prior encoder and the flow stay fp32 (cheap).
+  GPT, HuBERT and the decoder run bf16. The prior encoder and the flow (v1-v2ProPlus) run bf16 on
+  such a CPU too (~10 % of a decode there); on CUDA they stay fp32 (not measured there).
 
 The deviation of ``fast`` from ``fp32`` is measured by ``bench/tts_cpu.py`` and documented in the
 README ("Text to speech").
@@ -46,6 +47,9 @@ class PrecisionPlan:
     # float32 always). bf16 on a 2-core Zen 4: 1.2 -> 0.52 s per new 5 s reference, the embedding's
     # cosine similarity to float32's 0.999995.
     speaker: torch.dtype = torch.float32
+    # Weights and compute dtype of the VITS prior encoder (enc_p) and flow of v1-v2ProPlus. bf16 on
+    # a 2-core Zen 4, 1 thread, 10 s of audio: 0.27 -> 0.15 s, the latent z 42.7 dB from float32's.
+    prior: torch.dtype = torch.float32
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -69,7 +73,7 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
             gpt="bf16", decoder=torch.bfloat16, hubert=torch.bfloat16, speaker=torch.bfloat16
         )
     low = torch.bfloat16 if native_bf16(device) else torch.float32
-    return PrecisionPlan(gpt=fast_cpu_gpt(), decoder=low, hubert=low, speaker=low)
+    return PrecisionPlan(gpt=fast_cpu_gpt(), decoder=low, hubert=low, speaker=low, prior=low)
 
 
 def pack_gpt(gpt: GPT, precision: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import pytest
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from app.infer.decoder import (
     CastDecoder,
+    CastFlow,
+    CastPrior,
     FixedWindowDecoder,
     FixedWindowNSF,
     FixedWindowVocoder,
@@ -21,10 +24,12 @@ from app.models.nn.hifigan import HiFiGANGenerator
 from app.models.nn.hifigan2d import tile, tiled
 from app.models.nn.layout import Conv1dAs2d, to_2d
 from app.models.sovits.config import preset
+from app.models.sovits.model import SoVITS
 from app.models.svc.config import SynthesizerConfig
 from app.models.svc.noise import TorchNoise
 from app.models.svc.nsf import NSFGenerator
 from app.models.vocoders.hifigan import HiFiGANVocoder, HiFiGANVocoderConfig
+from tests.models.conftest import randomize, tiny_sovits_config
 
 V2 = preset("v2")
 
@@ -71,6 +76,34 @@ def test_cast_decoder_returns_float32():
     with torch.inference_mode():
         out = dec(torch.randn(1, 8, 10), g=torch.randn(1, 16, 1))
     assert out.dtype == torch.float32 and next(dec.inner.parameters()).dtype == torch.bfloat16
+
+
+def test_cast_prior_and_flow_follow_the_float32_ones():
+    """The prior encoder and the flow in bf16: float32 out, within bf16's rounding of the float32
+    modules (forward, and with the text encoded beforehand as streaming does); the flow runs the
+    inference direction only."""
+    config = tiny_sovits_config("v2")
+    model = randomize(SoVITS(config), seed=0).eval()
+    enc, flow = copy.deepcopy(model.enc_p), copy.deepcopy(model.flow)
+    cast_enc, cast_flow = CastPrior(model.enc_p, torch.bfloat16), CastFlow(model.flow, torch.bfloat16)
+    frames, phones = 20, torch.randint(1, 100, (1, 9))
+    y, ge = torch.randn(1, 768, frames), torch.randn(1, 512, 1)  # MRTE's timbre is 512 wide
+    lengths, text_lengths = torch.tensor([frames]), torch.tensor([9])
+    with torch.inference_mode():
+        want = enc(y, lengths, phones, text_lengths, ge)
+        got = cast_enc(y, lengths, phones, text_lengths, ge)
+        encoded = cast_enc.encode_text(phones, text_lengths, torch.float32)
+        again = cast_enc(y, lengths, phones, text_lengths, ge, encoded_text=encoded)
+        z_p, g = want[0], torch.randn(1, config.gin_channels, 1)
+        z_want, z_got = flow(z_p, want[2], g=g, reverse=True), cast_flow(z_p, want[2], g=g, reverse=True)
+    assert encoded[0].dtype == torch.bfloat16
+    for w, a, b in zip(want, got, again, strict=True):
+        assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
+        torch.testing.assert_close(a, w, rtol=0.05, atol=0.05)
+    assert z_got.dtype == torch.float32
+    assert float((z_got - z_want).norm() / z_want.norm()) < 0.02
+    with pytest.raises(ValueError, match="reverse=True"):
+        cast_flow(z_p, want[2], g=g)
 
 
 def test_receptive_field_grows_with_kernels():

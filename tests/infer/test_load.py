@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from app.infer import ModelLoadError, TTSPipeline, TTSRequest
-from app.infer.decoder import CastDecoder, FixedWindowDecoder, WindowedDecoder, fixed_windows_pay
+from app.infer.decoder import (
+    CastDecoder,
+    CastFlow,
+    CastPrior,
+    FixedWindowDecoder,
+    WindowedDecoder,
+    fixed_windows_pay,
+)
 from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
 from tests.infer.tiny import spec_for
 
@@ -41,8 +48,10 @@ def test_precision_plans():
     fast = plan_for("fast", cpu)
     low = torch.bfloat16 if native_bf16(cpu) else torch.float32
     assert fast.gpt == fast_cpu_gpt() == "int8" and fast.decoder == fast.hubert == fast.speaker == low
+    assert fast.prior == low and plan_for("fp32", cpu).prior == torch.float32
     cuda = plan_for("fast", torch.device("cuda"))
     assert cuda.gpt == "bf16" and cuda.decoder == cuda.speaker == torch.bfloat16
+    assert cuda.prior == torch.float32
     with pytest.raises(ValueError, match="unknown precision"):
         plan_for("fp8", cpu)
 
@@ -58,6 +67,11 @@ def test_fast_mode_synthesizes(tiny_home, ref_wav):
         assert isinstance(pipe.sovits.dec, FixedWindowDecoder) and pipe.sovits.dec.dtype == torch.bfloat16
     else:
         assert isinstance(pipe.sovits.dec.inner, CastDecoder)
+    if pipe.precision.prior == torch.float32:
+        assert not isinstance(pipe.sovits.enc_p, CastPrior) and not isinstance(pipe.sovits.flow, CastFlow)
+    else:
+        assert isinstance(pipe.sovits.enc_p, CastPrior) and isinstance(pipe.sovits.flow, CastFlow)
+        assert next(pipe.sovits.enc_p.parameters()).dtype == pipe.precision.prior
     result = pipe.synthesize(
         TTSRequest(text="Fast mode works.", text_language="en", reference=str(ref_wav), seed=1)
     )

@@ -22,6 +22,8 @@ from app.devices import release_free_memory
 from app.infer.decoder import (
     STREAM_WINDOW_LENGTHS,
     CastDecoder,
+    CastFlow,
+    CastPrior,
     CastSampler,
     CastVocoder,
     FixedWindowDecoder,
@@ -51,19 +53,28 @@ class VitsAudio:
 
     Installs on ``model.dec`` windowed decoding: in bf16 on CPU (fast mode) windows of fixed lengths on
     channels-last activations (:class:`~app.infer.decoder.FixedWindowDecoder`), otherwise a cast to
-    ``decoder_dtype`` and windows of at most 320 frames.
+    ``decoder_dtype`` and windows of at most 320 frames; the prior encoder and the flow run in
+    ``prior_dtype`` (casts around them where it is not float32).
     """
 
     streams_token_chunks = True
 
     def __init__(
-        self, model: SoVITS, decoder_dtype: torch.dtype, device: torch.device, file_name: str
+        self,
+        model: SoVITS,
+        decoder_dtype: torch.dtype,
+        device: torch.device,
+        file_name: str,
+        prior_dtype: torch.dtype = torch.float32,
     ) -> None:
         self.model = model
         self.version = model.config.version
         self.sample_rate = model.config.sampling_rate
         self.device = device
         self.file_name = file_name  # named in refusals
+        if prior_dtype != torch.float32:
+            model.enc_p = CastPrior(model.enc_p, prior_dtype)
+            model.flow = CastFlow(model.flow, prior_dtype)
         if fixed_windows_pay(decoder_dtype, device, model.config):
             # One or two input shapes ever (channels-last bf16 kernels built once, at load).
             model.dec = FixedWindowDecoder(
@@ -286,11 +297,13 @@ def audio_stage(
     decoder_dtype: torch.dtype,
     device: torch.device,
     file_name: str,
+    prior_dtype: torch.dtype = torch.float32,
 ) -> AudioStage:
-    """The audio stage of a loaded SoVITS model (a v3/v4 one needs its vocoder)."""
+    """The audio stage of a loaded SoVITS model (a v3/v4 one needs its vocoder; ``prior_dtype`` is
+    v1-v2ProPlus's prior encoder and flow's)."""
     if isinstance(model, CfmSoVITS):
         if vocoder is None:
             template = "a {version} SoVITS model needs its vocoder"
             raise ModelLoadError(Message("tts.audio.no_vocoder", template, version=model.config.version))
         return CfmAudio(model, vocoder, decoder_dtype, device, file_name)
-    return VitsAudio(model, decoder_dtype, device, file_name)
+    return VitsAudio(model, decoder_dtype, device, file_name, prior_dtype)
