@@ -17,7 +17,8 @@ v2ProPlus SoVITS (gin 1024, the 768-wide decoder) and a full-size ERes2NetV2 spe
 (w24 s4 ep4, random weights, seed 1234) in place of the v2 SoVITS, plus stage ``sv_embedding``: the
 32 kHz clip after the level rule, resampled to 16 kHz, 80-bin fbank, ERes2NetV2 -> (1, 20480). It
 counts in the total and the RTF (upstream computes it for every reference it has not seen). Also: time to first audio when the same request
-is streamed (token chunks, reference encoding included), the seam error of streaming against a
+is streamed (token chunks, reference encoding included) and where it goes (``first_audio_breakdown_s``:
+timers around the stages until the first chunk), the seam error of streaming against a
 whole decode (noise 0), a long text (10 segments of 100 tokens, batched vs one by one), and, for
 ``fast``, its deviation from ``fp32``. Every (threads, precision) runs in a fresh process with
 OMP/MKL threads set. Prints one JSON line.
@@ -254,8 +255,11 @@ def worker(
             sample_steps=steps,
         )  # fmt: skip
 
+    clock = _FirstChunkClock(p)
+
     def streamed():
         start = time.perf_counter()
+        clock.start()
         first = None
         pt = p.prompt_tokens(inputs["wav16"])
         if cfm:
@@ -267,19 +271,25 @@ def worker(
         for chunk in p.run(plan_of(pt, timbre), token_chunks=True):
             if first is None and len(chunk.audio):
                 first = time.perf_counter() - start
+                clock.first()
             n += len(chunk.audio)
         return first, time.perf_counter() - start, n
 
-    firsts, totals = [], []
-    streamed()  # warm-up
-    for _ in range(runs):
-        first, whole, n = streamed()
-        firsts.append(first)
-        totals.append(whole)
+    firsts, totals, parts = [], [], []
+    with clock:
+        streamed()  # warm-up
+        for _ in range(runs):
+            first, whole, n = streamed()
+            firsts.append(first)
+            totals.append(whole)
+            parts.append(clock.breakdown(first))
     assert n == samples, n
     out["stream"] = {
         "first_audio_s": round(statistics.median(firsts), 3),
         "first_audio_runs_s": _r(firsts),
+        # Where the time to first audio goes (median per stage over the runs; "other": text
+        # planning, sampling, the runner's own work and the timers).
+        "first_audio_breakdown_s": {k: round(statistics.median(b[k] for b in parts), 3) for k in parts[0]},
         "total_s": round(statistics.median(totals), 3),
         "chunk_tokens": "whole segments (v3/v4 decode no token chunks)"
         if cfm
@@ -371,6 +381,68 @@ class _CfmSplit:
 
     def reset(self) -> None:
         self.seconds = {"cfm": 0.0, "vocoder": 0.0}
+
+
+class _FirstChunkClock:
+    """Where a streamed request's time to its first audio goes: while installed (``with``), the
+    pipeline's stages are wrapped with timers (HuBERT + VQ, spectrogram + timbre with the v2Pro*
+    speaker embedding, the GPT's prefill and decoding steps, the token-chunk decoder: its prior
+    encoder, flow and decoder window); :meth:`first` freezes their sums when the first chunk
+    arrives. The rest is "other" (for v3/v4, whose segments are not token-chunked, their prompt
+    and whole decode too)."""
+
+    STAGES = ("hubert_vq", "timbre", "gpt_prefill", "gpt_steps", "chunk_decode")
+
+    def __init__(self, p) -> None:
+        from app.infer.streaming import ChunkDecoder
+
+        self.targets = [
+            (p, "prompt_tokens", "hubert_vq"),
+            (p, "timbre_inputs", "timbre"),
+            (p, "timbre", "timbre"),
+            (p.gpt.engine, "prefill", "gpt_prefill"),
+            (p.gpt.engine, "step", "gpt_steps"),
+            (ChunkDecoder, "push", "chunk_decode"),
+        ]
+        self.saved: list = []
+        self.start()
+
+    def start(self) -> None:
+        self.totals = dict.fromkeys(self.STAGES, 0.0)
+        self.frozen: dict[str, float] | None = None
+
+    def first(self) -> None:
+        if self.frozen is None:
+            self.frozen = dict(self.totals)
+
+    def breakdown(self, first_s: float) -> dict[str, float]:
+        parts = dict(self.frozen or self.totals)
+        parts["other"] = first_s - sum(parts.values())
+        return parts
+
+    def __enter__(self) -> _FirstChunkClock:
+        for owner, name, stage in self.targets:
+            self.saved.append((owner, name, owner.__dict__.get(name)))
+            setattr(owner, name, self._timed(getattr(owner, name), stage))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, before in reversed(self.saved):
+            if before is None:
+                delattr(owner, name)  # an instance's method: the class's shows again
+            else:
+                setattr(owner, name, before)
+        self.saved.clear()
+
+    def _timed(self, inner, stage: str):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.totals[stage] += time.perf_counter() - start
+
+        return timed
 
 
 def _cfm_prompt(p, wav32, prompt_tokens, prompt_in):
