@@ -40,6 +40,10 @@ HiFiGANShape = SoVITSConfig | HiFiGANVocoderConfig | SynthesizerConfig
 MAX_WINDOW_FRAMES = 320
 # FixedWindowDecoder's window lengths (50 Hz frames): a stream's first chunks, then everything else.
 FIXED_WINDOW_LENGTHS = (32, 128)
+# FixedWindowDecoder decodes a latent of up to this many frames layer by layer in one go (its
+# whole activations held: v2 ~120 KB per frame, +60 MB at 500 frames) and longer ones in spans
+# of at most as many, each with the receptive field's context (~6 % more work at 2 spans).
+MAX_TILED_FRAMES = 512
 # The VITS decoder's (token streaming, app.infer.streaming): a first chunk of 8 tokens is 16
 # frames (a 16-frame window decodes in ~31 ms at 2 threads against ~50 ms padded to 32, for
 # ~29 MB more kernel state), the next 8 tokens with 16 frames of context fill 32.
@@ -111,7 +115,9 @@ class FixedWindowDecoder(nn.Module):
     layer by layer (:meth:`HiFiGAN2d.tiled <app.models.nn.hifigan2d.HiFiGAN2d.tiled>`): each
     convolution runs on windows of exactly the input lengths it has at ``lengths`` frames, each
     window with that layer's reach of real input on every side that is not an end of the latent,
-    so the output is the whole decode's up to float summation order. oneDNN thus builds kernels
+    so the output is the whole decode's up to float summation order; a latent of more than
+    ``max_tiled`` frames (:data:`MAX_TILED_FRAMES`) in spans of at most that many, each with the
+    receptive field's context (the activations held at once stay bounded). oneDNN thus builds kernels
     for ``len(lengths)`` shapes once (at load: :meth:`warm_up`) instead of one per request, which
     in this layout costs ~1 s per 100 frames in bf16 the first time and ~100 MB of kernel state
     per shape. Measured (v2, 500 frames, bf16, 2-core Zen 4): 2.65 -> 2.24 s at 1 thread and
@@ -123,6 +129,7 @@ class FixedWindowDecoder(nn.Module):
         config: its model config (hop, receptive field).
         lengths: the window lengths in frames, ascending; a latent longer than the last is tiled.
         dtype: compute dtype (float32 or bfloat16); the output is float32.
+        max_tiled: the longest latent decoded layer by layer in one go (frames).
     """
 
     def __init__(
@@ -131,6 +138,7 @@ class FixedWindowDecoder(nn.Module):
         config: HiFiGANShape,
         lengths: tuple[int, ...] = FIXED_WINDOW_LENGTHS,
         dtype: torch.dtype = torch.float32,
+        max_tiled: int = MAX_TILED_FRAMES,
     ) -> None:
         super().__init__()
         self.context = receptive_frames(config)
@@ -140,6 +148,12 @@ class FixedWindowDecoder(nn.Module):
             )
         self.inner = HiFiGAN2d(decoder).to(dtype)
         self.lengths = tuple(lengths)
+        if max_tiled < 2 * (lengths[-1] + self.context):
+            raise ValueError(
+                f"max_tiled ({max_tiled}) must be at least twice the longest window plus the context"
+                f" ({lengths[-1]} + {self.context}): its spans must be longer than every window"
+            )
+        self.max_tiled = max_tiled
         self.hop = config.hop_length
         self.dtype = dtype
 
@@ -184,7 +198,17 @@ class FixedWindowDecoder(nn.Module):
         fits = [n for n in self.lengths if n >= frames]
         if fits:
             return self._run(*self._window(x, g, excitation, 0, fits[0]), valid=frames)
-        return self._run_tiled(x, g, excitation)
+        if frames <= self.max_tiled:
+            return self._run_tiled(x, g, excitation)
+        # Longer: spans of at most max_tiled frames, each with the receptive field's context.
+        n = math.ceil(frames / self.max_tiled)
+        bounds = [round(frames * i / n) for i in range(n + 1)]
+        parts = []
+        for a, b in itertools.pairwise(bounds):
+            lo, hi = max(0, a - self.context), min(frames, b + self.context)
+            out = self._run_tiled(*self._window(x, g, excitation, lo, hi - lo))
+            parts.append(out[..., (a - lo) * self.hop : (b - lo) * self.hop])
+        return torch.cat(parts, dim=-1)
 
     def _run_tiled(
         self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None

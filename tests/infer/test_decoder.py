@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.infer.decoder import (
@@ -112,8 +112,11 @@ def test_receptive_field_grows_with_kernels():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@given(frames=st.integers(1, 130))
-@settings(max_examples=6, deadline=None)
+@given(frames=st.integers(1, 260))
+@example(frames=5).via("padded")
+@example(frames=77).via("layer by layer")
+@example(frames=233).via("spans")
+@settings(max_examples=8, deadline=None)
 def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
     """Padded-and-masked short inputs and overlapping fixed windows give the whole float32 decode's
     samples: float32 up to summation order, bf16 as close as the plain bf16 network gets."""
@@ -136,11 +139,12 @@ def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
 @pytest.fixture(scope="module")
 def fixed_decoders():
     """Per dtype: the narrow decoder in that dtype and a FixedWindowDecoder of it (windows 8 and 40:
-    inputs of 1-130 frames take the short window, the long one padded, or layer by layer windows)."""
+    inputs of 1-130 frames take the short window, the long one padded, layer by layer windows, or
+    above 110 frames spans of those with the receptive field's context)."""
     out = {}
     for dtype in (torch.float32, torch.bfloat16):
         dec = _narrow_v2_decoder()
-        fixed = FixedWindowDecoder(dec, V2, lengths=(8, 40), dtype=dtype)
+        fixed = FixedWindowDecoder(dec, V2, lengths=(8, 40), dtype=dtype, max_tiled=110)
         out[dtype] = (dec, fixed)
     return out
 
@@ -234,6 +238,8 @@ def test_fixed_windows_refuse_lengths_without_room_for_context():
         FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(8, 30))
     with pytest.raises(ValueError, match="ascend"):
         FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(64, 40))
+    with pytest.raises(ValueError, match="max_tiled"):
+        FixedWindowDecoder(_narrow_v2_decoder(), V2, lengths=(8, 40), max_tiled=100)
 
 
 def test_fixed_window_vocoder_gives_the_vocoders_samples():

@@ -14,7 +14,9 @@ activations between layers held whole (C x T: a few MB), each convolution run on
 the lengths it has in :meth:`HiFiGAN2d.forward` at those lengths (:func:`tile`, :func:`tiled`), so
 oneDNN still meets only the shapes it has built, and a window's seams cost that one layer's reach
 (a few samples at its rate) instead of the whole network's receptive field (v2: 15 frames each
-side; 500 frames cost 640 in whole-network windows of 128, ~515 layer by layer).
+side; 500 frames cost 640 in whole-network windows of 128, ~515 layer by layer). The whole
+activations cost memory in proportion to the input (v2: ~120 KB per frame), so the caller
+(:class:`~app.infer.decoder.FixedWindowDecoder`) bounds the length it hands over.
 
 The leaky ReLU after a residual block's first convolution and the residual sum after its second are
 fused into the convolutions where oneDNN has the fused kernels (float32 gives the same values; bf16
