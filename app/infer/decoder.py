@@ -40,10 +40,10 @@ HiFiGANShape = SoVITSConfig | HiFiGANVocoderConfig | SynthesizerConfig
 MAX_WINDOW_FRAMES = 320
 # FixedWindowDecoder's window lengths (50 Hz frames): a stream's first chunks, then everything else.
 FIXED_WINDOW_LENGTHS = (32, 128)
-# FixedWindowDecoder decodes a latent of up to this many frames layer by layer in one go (its
-# whole activations held: v2 ~120 KB per frame, +60 MB at 500 frames) and longer ones in spans
-# of at most as many, each with the receptive field's context (~6 % more work at 2 spans).
-MAX_TILED_FRAMES = 512
+# FixedWindowDecoder decodes a latent of up to this many frames (v2: 20 s) layer by layer in one
+# go (its whole activations held: v2 ~120 KB per frame, +60 MB at 500 frames, +150 MB at 1000)
+# and longer ones in spans of at most as many, each with the receptive field's context.
+MAX_TILED_FRAMES = 1024
 # The VITS decoder's (token streaming, app.infer.streaming): a first chunk of 8 tokens is 16
 # frames (a 16-frame window decodes in ~31 ms at 2 threads against ~50 ms padded to 32, for
 # ~29 MB more kernel state), the next 8 tokens with 16 frames of context fill 32.
