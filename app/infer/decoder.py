@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,21 @@ def receptive_frames(config: HiFiGANShape) -> int:
     return math.ceil(reach) + 2
 
 
+def decode_in_spans(
+    frames: int, max_frames: int, context: int, hop: int, decode: Callable[[int, int], torch.Tensor]
+) -> torch.Tensor:
+    """The samples of ``frames`` latent frames decoded in equal spans of at most ``max_frames``,
+    each with ``context`` frames more on every side that is not an end: ``decode(lo, hi)`` gives
+    the (B, 1, (hi - lo) * hop) samples of frames ``[lo, hi)``; each span keeps its own frames'."""
+    n = math.ceil(frames / max_frames)
+    bounds = [round(frames * i / n) for i in range(n + 1)]
+    parts = []
+    for a, b in itertools.pairwise(bounds):
+        lo, hi = max(0, a - context), min(frames, b + context)
+        parts.append(decode(lo, hi)[..., (a - lo) * hop : (b - lo) * hop])
+    return torch.cat(parts, dim=-1)
+
+
 class WindowedDecoder(nn.Module):
     """``dec(x, g)`` over windows of at most ``max_frames`` frames plus ``context`` frames each side."""
 
@@ -85,14 +101,9 @@ class WindowedDecoder(nn.Module):
         frames = x.shape[-1]
         if frames <= self.max_frames:
             return self.inner(x, g=g)
-        n = math.ceil(frames / self.max_frames)
-        bounds = [round(frames * i / n) for i in range(n + 1)]
-        parts = []
-        for a, b in itertools.pairwise(bounds):
-            lo, hi = max(0, a - self.context), min(frames, b + self.context)
-            out = self.inner(x[:, :, lo:hi], g=g)
-            parts.append(out[:, :, (a - lo) * self.hop : (b - lo) * self.hop])
-        return torch.cat(parts, dim=-1)
+        return decode_in_spans(
+            frames, self.max_frames, self.context, self.hop, lambda lo, hi: self.inner(x[:, :, lo:hi], g=g)
+        )
 
 
 def fixed_windows_pay(dtype: torch.dtype, device: torch.device, config: HiFiGANShape) -> bool:
@@ -168,10 +179,17 @@ class FixedWindowDecoder(nn.Module):
         self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None, valid: int
     ) -> torch.Tensor:
         """x (1, C, L), g (1, gin, 1 or L), excitation (1, 1, L * hop) or None -> (1, 1, valid * hop) float32."""
+        x2d, g2d, e2d = self._as_2d(x, g, excitation)
+        out = self.inner(x2d, g2d, valid, e2d)
+        return from_2d(out)[..., : valid * self.hop].float()
+
+    def _as_2d(
+        self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The decoder's inputs in its dtype and channels-last 2-D layout (``x``, ``g``, ``excitation``)."""
         g2d = None if g is None else to_2d(g.to(self.dtype))
         e2d = None if excitation is None else to_2d(excitation.to(self.dtype))
-        out = self.inner(to_2d(x.to(self.dtype)), g2d, valid, e2d)
-        return from_2d(out)[..., : valid * self.hop].float()
+        return to_2d(x.to(self.dtype)), g2d, e2d
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C, T), g (B, gin, 1) -> (B, 1, T * hop) float32"""
@@ -201,24 +219,21 @@ class FixedWindowDecoder(nn.Module):
         if frames <= self.max_tiled:
             return self._run_tiled(x, g, excitation)
         # Longer: spans of at most max_tiled frames, each with the receptive field's context.
-        n = math.ceil(frames / self.max_tiled)
-        bounds = [round(frames * i / n) for i in range(n + 1)]
-        parts = []
-        for a, b in itertools.pairwise(bounds):
-            lo, hi = max(0, a - self.context), min(frames, b + self.context)
-            out = self._run_tiled(*self._window(x, g, excitation, lo, hi - lo))
-            parts.append(out[..., (a - lo) * self.hop : (b - lo) * self.hop])
-        return torch.cat(parts, dim=-1)
+        return decode_in_spans(
+            frames,
+            self.max_tiled,
+            self.context,
+            self.hop,
+            lambda lo, hi: self._run_tiled(*self._window(x, g, excitation, lo, hi - lo)),
+        )
 
     def _run_tiled(
         self, x: torch.Tensor, g: torch.Tensor | None, excitation: torch.Tensor | None
     ) -> torch.Tensor:
         """A latent longer than every window, layer by layer, each convolution in windows of the
         lengths it meets in :meth:`_run` (:meth:`HiFiGAN2d.tiled`) -> (1, 1, T * hop) float32."""
-        g2d = None if g is None else to_2d(g.to(self.dtype))
-        e2d = None if excitation is None else to_2d(excitation.to(self.dtype))
-        out = self.inner.tiled(to_2d(x.to(self.dtype)), self.lengths, g2d, e2d)
-        return from_2d(out).float()
+        x2d, g2d, e2d = self._as_2d(x, g, excitation)
+        return from_2d(self.inner.tiled(x2d, self.lengths, g2d, e2d)).float()
 
     def _window(
         self,

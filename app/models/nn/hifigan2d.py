@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
-from app.models.nn.layout import CHANNELS_LAST, Conv1dAs2d
+from app.models.nn.layout import Conv1dAs2d
 
 
 def _zero_tail(x: torch.Tensor, valid: int) -> torch.Tensor:
@@ -127,7 +127,7 @@ def tiled(
     out: every kept output sample is the whole input's, while oneDNN only meets the window
     shapes. ``x`` and ``residual`` (the output's length) are (1, C, 1, T) channels-last; the
     windows are views of them, each window's kept output is copied once (into a buffer taken
-    from ``buffers`` when given)."""
+    from ``buffers``, or a fresh one)."""
     run = conv if run is None else run
     halo, ratio, samples = _halo(conv), conv.stride[1] if conv.transposed else 1, x.shape[-1]
     out = None
@@ -139,10 +139,8 @@ def tiled(
             y = run(window, residual[..., start * ratio : (start + length) * ratio])
         if y.shape[-1] != length * ratio:
             raise ValueError(f"tiled convolutions keep the length (times a transposed stride), got {y.shape}")
-        if out is None and buffers is not None:
-            out = buffers.take(y.shape[1], samples * ratio)
-        elif out is None:
-            out = torch.empty((1, y.shape[1], 1, samples * ratio), dtype=y.dtype, memory_format=CHANNELS_LAST)
+        if out is None:
+            out = (buffers or Buffers(y.dtype)).take(y.shape[1], samples * ratio)
         out[..., a * ratio : b * ratio] = y[..., (a - start) * ratio : (b - start) * ratio]
     assert out is not None
     return out
@@ -214,8 +212,7 @@ class HiFiGAN2d(nn.Module):
         """x (B, initial_channel, 1, L) channels-last, g (B, gin, 1, 1 or L) or None, ``valid`` real
         frames (default all), an NSF generator's excitation (B, 1, 1, L * prod(rates)) ->
         (B, 1, 1, L * prod(rates)); samples past ``valid * prod(rates)`` are zero."""
-        if (excitation is None) != (self.noise_convs is None):
-            raise ValueError("an NSF generator takes its excitation, a plain HiFi-GAN none")
+        self._check_excitation(excitation)
         valid = x.shape[-1] if valid is None else valid
         x = self.conv_pre(x)
         if self.cond is not None and g is not None:
@@ -236,6 +233,10 @@ class HiFiGAN2d(nn.Module):
         x = _zero_tail(self.conv_post(F.leaky_relu(x, inplace=True)), valid)
         return torch.tanh_(x)
 
+    def _check_excitation(self, excitation: torch.Tensor | None) -> None:
+        if (excitation is None) != (self.noise_convs is None):
+            raise ValueError("an NSF generator takes its excitation, a plain HiFi-GAN none")
+
     def tiled(
         self,
         x: torch.Tensor,
@@ -253,20 +254,18 @@ class HiFiGAN2d(nn.Module):
         activations between layers (small: C x T) are held whole. A single-channel convolution (an
         NSF excitation's) runs whole: it does not go through oneDNN.
         """
-        if (excitation is None) != (self.noise_convs is None):
-            raise ValueError("an NSF generator takes its excitation, a plain HiFi-GAN none")
+        self._check_excitation(excitation)
         buffers, rate = Buffers(x.dtype), 1
 
         def at(rate: int) -> list[int]:
             return [n * rate for n in lengths]
 
-        x = tiled(self.conv_pre, x, at(rate))
+        x = tiled(self.conv_pre, x, at(rate), buffers=buffers)
         if self.cond is not None and g is not None:
             x += self.cond(g) if g.shape[-1] == 1 else tiled(self.cond, g, at(rate))
         for i, up in enumerate(self.ups):
             stage_in = tiled(up, F.leaky_relu(x, LRELU_SLOPE, inplace=True), at(rate), buffers=buffers)
-            if i:
-                buffers.give(x)
+            buffers.give(x)
             rate *= self.rates[i]
             if self.noise_convs is not None:
                 stage_in += self.noise_convs[i](excitation)
