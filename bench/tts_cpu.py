@@ -354,33 +354,30 @@ def _long_text(p, plan_of, timbre, prompt, runs: int) -> dict:
     return report
 
 
+def _timer(inner, seconds: dict[str, float], key: str):
+    """``inner`` wrapped to add each call's wall time (raising calls too) to ``seconds[key]``."""
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            seconds[key] += time.perf_counter() - t0
+
+    return timed
+
+
 class _CfmSplit:
     """Wall time of a v3/v4 pipeline's ``CfmSoVITS.decode_mel`` and vocoder calls, wrapped here
     (instance attributes) so the library code is timed as it runs, unchanged."""
 
     def __init__(self, p) -> None:
         self.seconds = {"cfm": 0.0, "vocoder": 0.0}
-        decode_mel, vocoder = p.sovits.decode_mel, p.vocoder
-
-        def timed_mel(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return decode_mel(*args, **kwargs)
-            finally:
-                self.seconds["cfm"] += time.perf_counter() - t0
-
-        def timed_vocoder(mel):
-            t0 = time.perf_counter()
-            try:
-                return vocoder(mel)
-            finally:
-                self.seconds["vocoder"] += time.perf_counter() - t0
-
-        p.sovits.decode_mel = timed_mel
-        p.vocoder = timed_vocoder
+        p.sovits.decode_mel = _timer(p.sovits.decode_mel, self.seconds, "cfm")
+        p.vocoder = _timer(p.vocoder, self.seconds, "vocoder")
 
     def reset(self) -> None:
-        self.seconds = {"cfm": 0.0, "vocoder": 0.0}
+        self.seconds.update(cfm=0.0, vocoder=0.0)  # in place: the timers add to this dict
 
 
 class _FirstChunkClock:
@@ -405,11 +402,12 @@ class _FirstChunkClock:
             (ChunkDecoder, "push", "chunk_decode"),
         ]
         self.saved: list = []
-        self.start()
-
-    def start(self) -> None:
         self.totals = dict.fromkeys(self.STAGES, 0.0)
         self.frozen: dict[str, float] | None = None
+
+    def start(self) -> None:
+        self.totals.update(dict.fromkeys(self.STAGES, 0.0))  # in place: the timers add to this dict
+        self.frozen = None
 
     def first(self) -> None:
         if self.frozen is None:
@@ -423,7 +421,7 @@ class _FirstChunkClock:
     def __enter__(self) -> _FirstChunkClock:
         for owner, name, stage in self.targets:
             self.saved.append((owner, name, owner.__dict__.get(name)))
-            setattr(owner, name, self._timed(getattr(owner, name), stage))
+            setattr(owner, name, _timer(getattr(owner, name), self.totals, stage))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -433,16 +431,6 @@ class _FirstChunkClock:
             else:
                 setattr(owner, name, before)
         self.saved.clear()
-
-    def _timed(self, inner, stage: str):
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.totals[stage] += time.perf_counter() - start
-
-        return timed
 
 
 def _cfm_prompt(p, wav32, prompt_tokens, prompt_in):
