@@ -42,7 +42,7 @@ from app.models.gpt.sampling import DecodeResult, SamplingOptions, TokenChunk, c
 from app.models.gpt.stepplan import PLAN_ROWS, DecodePlanLike, decode_plan, gather_weights
 
 if TYPE_CHECKING:
-    from app.models.gpt.native import AttentionFn
+    from app.models.gpt.native import AttentionFn, PrefillAttentionFn
 
 # The weights each layer's packed kernels copy (besides bert_proj and ar_predict_layer).
 _PACKED_LAYER_WEIGHTS = (
@@ -106,6 +106,8 @@ class Kernels:
     # The native whole-stack step (csrc/step.cpp ``DecodePlan``) when every linear and the attention
     # are native kernels, else None: the layers of step() in one call.
     plan: DecodePlanLike | None = None
+    # The prefill's bf16 attention (csrc/attention.cpp) where it fills a bf16 cache, else None (SDPA).
+    prefill_attention: PrefillAttentionFn | None = None
 
 
 class DecodingEngine:
@@ -188,9 +190,10 @@ class DecodingEngine:
         offsets = [P - t for t in totals]
         cache.start(B, P, offsets, y_lens)
         allowed = _prefill_mask(offsets, x_lens, P, device)  # (B, 1, P, P)
+        ranges = None if kern.prefill_attention is None else key_ranges(allowed)
 
         for i, lk in enumerate(kern.layers):
-            xy = _layer(xy, lk, cache, i, allowed, P, kern.n_head)
+            xy = _layer(xy, lk, cache, i, allowed, P, kern.n_head, kern.prefill_attention, ranges)
         return kern.predict(xy[:, -1])
 
     @torch.inference_mode()
@@ -355,6 +358,11 @@ class DecodingEngine:
         )
         if self.kernels.attention is not None:
             self.kernels.plan = decode_plan(layers, self.kernels.n_head)
+            if self._kv_dtype(net) == torch.bfloat16:
+                from app.models.gpt.native import PREFILL_HEAD_DIMS, prefill_attention_kernel
+
+                if net.config.head_dim in PREFILL_HEAD_DIMS:
+                    self.kernels.prefill_attention = prefill_attention_kernel()
         return self.kernels
 
 
@@ -521,11 +529,16 @@ def _layer(
     mask: torch.Tensor | None,
     end: int,
     n_head: int,
+    attend: PrefillAttentionFn | None = None,
+    ranges: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """One layer on the newest ``T`` columns ``x (B, T, D)``, keys/values written at ``[end-T, end)``."""
+    """One layer on the newest ``T`` columns ``x (B, T, D)``, keys/values written at ``[end-T, end)``.
+    ``attend`` and ``ranges`` (:func:`key_ranges` of ``mask``): the native bf16 attention of a
+    prefill that fills a bf16 cache."""
     B, T, D = x.shape
     if end == T and cache.k_layers[i].dtype == torch.bfloat16 and _low_linears(lk) is not None:
-        return _layer_low(x, lk, cache, i, mask, n_head)
+        native = None if attend is None or ranges is None else (attend, ranges)
+        return _layer_low(x, lk, cache, i, mask, n_head, native)
     q, k, v = lk.qkv(x).view(B, T, 3, n_head, D // n_head).transpose(1, 3).unbind(2)  # 3 x (B, H, T, hd)
     k_layer, v_layer = cache.k_layers[i], cache.v_layers[i]  # (B, H, S, hd)
     k_layer.narrow(2, end - T, T).copy_(k)
@@ -543,6 +556,18 @@ def _layer(
     return F.layer_norm(x + lk.ffn_out(lk.ffn_in(x)), (D,), *lk.norm2, LAYER_NORM_EPS)
 
 
+def key_ranges(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Each query's allowed keys of a ``(B, 1, T, T)`` bool mask as ``[lo, hi)`` ((B, T) int32 each),
+    or None where some query's keys are not one non-empty range."""
+    rows = mask[:, 0]
+    T = rows.shape[-1]
+    lo = rows.int().argmax(dim=-1)
+    hi = T - rows.flip(-1).int().argmax(dim=-1)
+    if not bool((rows.sum(dim=-1) == hi - lo).all()) or not bool(rows.any(dim=-1).all()):
+        return None
+    return lo.int().contiguous(), hi.int().contiguous()
+
+
 def _low_linears(lk: LayerKernels) -> tuple[LinearFn, LinearFn, LinearFn, LinearFn] | None:
     """The layer's four bf16-in, bf16-out products (packed.NativeLinear.low), or None."""
     lows = tuple(getattr(f, "low", None) for f in (lk.qkv, lk.out, lk.ffn_in, lk.ffn_out))
@@ -550,20 +575,32 @@ def _low_linears(lk: LayerKernels) -> tuple[LinearFn, LinearFn, LinearFn, Linear
 
 
 def _layer_low(
-    x: torch.Tensor, lk: LayerKernels, cache: KVCache, i: int, mask: torch.Tensor | None, n_head: int
+    x: torch.Tensor,
+    lk: LayerKernels,
+    cache: KVCache,
+    i: int,
+    mask: torch.Tensor | None,
+    n_head: int,
+    native: tuple[PrefillAttentionFn, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """:func:`_layer` filling a bf16 cache from scratch (an approximate precision): between the
     residual stream's float32 LayerNorms every product and the attention take and give bf16 (the
     cache's and the GEMMs' own type), so no float32 copy of q/k/v, of the attention's output or
-    of the FFN's hidden layer is made."""
+    of the FFN's hidden layer is made. With ``native`` (the kernel and each query's key range) the
+    attention is csrc/attention.cpp's (float32 products and softmax over each query's own keys:
+    ~2.5x torch's flash kernel here, which computes every masked score)."""
     qkv, out, ffn_in, ffn_out = _low_linears(lk)  # type: ignore[misc]
     B, T, D = x.shape
     rows = qkv(x.reshape(B * T, D).bfloat16())
     q, k, v = rows.view(B, T, 3, n_head, D // n_head).transpose(1, 3).unbind(2)  # 3 x (B, H, T, hd)
     cache.k_layers[i].narrow(2, 0, T).copy_(k)
     cache.v_layers[i].narrow(2, 0, T).copy_(v)
-    att = F.scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, hd) bf16
-    att = out(att.transpose(1, 2).reshape(B * T, D)).view(B, T, D)
+    if native is not None:
+        attend, (lo, hi) = native
+        att = attend(q, k, v, lo, hi).view(B * T, D)  # (B, T, H * hd) bf16
+    else:
+        att = F.scaled_dot_product_attention(q, k, v, mask).transpose(1, 2).reshape(B * T, D)  # bf16
+    att = out(att).view(B, T, D)
     x = F.layer_norm(x + att, (D,), *lk.norm1, LAYER_NORM_EPS)
     hidden = ffn_out(ffn_in(x.reshape(B * T, D).bfloat16())).view(B, T, D)
     return F.layer_norm(x + hidden, (D,), *lk.norm2, LAYER_NORM_EPS)

@@ -217,6 +217,21 @@ def linear_w8a8_kernel() -> LinearW8A8Fn | None:
     return None if module is None else module.linear_w8a8
 
 
+# (q, k, v (B, H, T, hd) bfloat16, lo, hi (B, T) int32: each query's keys [lo, hi)) -> (B, T, H * hd)
+# bfloat16; float32 products and softmax (csrc/attention.cpp).
+PrefillAttentionFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+]
+# Head sizes prefill_attention is built for.
+PREFILL_HEAD_DIMS = (16, 32, 64, 128)
+
+
+def prefill_attention_kernel() -> PrefillAttentionFn | None:
+    """The many-query bf16 attention (the fast prefill, HuBERT), or None when switched off or not buildable."""
+    module = _module()
+    return None if module is None else module.prefill_attention
+
+
 @functools.cache
 def _module():  # type: ignore[no-untyped-def]
     """The compiled extension module, or None (one warning) when switched off or not buildable."""

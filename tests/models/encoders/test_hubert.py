@@ -232,6 +232,7 @@ def test_bf16_inference_layout_computes_the_plain_bf16_features(
     assert not any(isinstance(m, torch.nn.Linear) for m in net.encoder.layers.modules())
     assert net.encoder.pos_conv_embed.conv.folded is not None
     assert not hasattr(net.encoder.pos_conv_embed.conv, "weight_v")
+    assert all(layer.attention.native is not None for layer in net.encoder.layers)  # the native kernel's
     monkeypatch.setattr(HubertNet, "for_inference", lambda self: 0)
     plain = HubertEncoder(hubert_dir, dtype=torch.bfloat16)
     plain.model.feature_extractor._first_layer = _unfolded_first_layer(

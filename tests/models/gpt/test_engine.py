@@ -7,9 +7,11 @@ import weakref
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import app.models.gpt.engine as engine_module
-from app.models.gpt.engine import _prefill_mask, decode
+from app.models.gpt.engine import _prefill_mask, decode, key_ranges
 from app.models.gpt.model import GPT
 from app.models.gpt.sampling import SamplingOptions
 from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
@@ -20,6 +22,28 @@ def test_prefill_mask_padding_rows_see_only_themselves() -> None:
     assert torch.equal(mask[0], torch.tensor([1, 0, 0, 0, 0], dtype=torch.bool))
     assert torch.equal(mask[2], torch.tensor([0, 0, 1, 1, 0], dtype=torch.bool))
     assert torch.equal(mask[4], torch.tensor([0, 0, 1, 1, 1], dtype=torch.bool))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=4))
+def test_key_ranges_are_the_prefill_mask(rows: list[tuple[int, int]]) -> None:
+    """Every query of a prefill (padding, text, prompt; rows right-aligned) sees one range of keys:
+    the ranges rebuild the mask exactly. A mask that is not ranges gives None."""
+    totals = [x + y for x, y in rows]
+    width = max(1, max(totals))
+    mask = _prefill_mask([width - t for t in totals], [x for x, _ in rows], width, torch.device("cpu"))
+    ranges = key_ranges(mask)
+    assert ranges is not None
+    lo, hi = ranges
+    assert lo.dtype == hi.dtype == torch.int32 and lo.shape == hi.shape == (len(rows), width)
+    col = torch.arange(width)
+    assert torch.equal((col >= lo[..., None]) & (col < hi[..., None]), mask[:, 0])
+    holed, empty = mask.clone(), mask.clone()
+    holed[0, 0, -1] = False
+    holed[0, 0, -1, 0] = holed[0, 0, -1, -1] = True  # keys 0 and last only: two ranges from width 3
+    assert (key_ranges(holed) is None) == (width > 2)
+    empty[-1, 0, 0] = False  # a query that sees nothing
+    assert key_ranges(empty) is None
 
 
 @pytest.mark.parametrize("ty", [0, 6])
@@ -104,6 +128,45 @@ def test_int8_prefill_stays_in_bf16_and_fills_the_cache_as_the_float32_epilogue_
     for got, want in zip(low, full, strict=True):
         assert got.abs().sum() > 0
         assert (got - want).abs().max().item() < 0.05 * want.std().item()
+
+
+def test_the_int8_prefill_attends_natively_as_sdpa_does(monkeypatch) -> None:
+    """int8 (bf16 cache): the prefill's attention is the native kernel (csrc/attention.cpp) over
+    each query's key range; logits and cache agree with the SDPA path's to bf16 precision, padded
+    rows included, and the logits are as close to the float32 reference's."""
+    model = tiny_gpt(dim=64, n_layer=3)
+    model.set_precision("int8")
+    rows = [
+        tiny_inputs(model, 9, 7, seed=1),
+        tiny_inputs(model, 5, 3, seed=2),
+        tiny_inputs(model, 6, 0, seed=3),
+    ]
+    phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
+
+    def prefill() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cache = model.new_cache(3, 20)
+        with torch.inference_mode():
+            logits = model.prefill(cache, phones, bert, prompt, x_lens, y_lens)
+        width = int((x_lens + y_lens).max())
+        return logits, cache.k[..., :width, :].float().clone(), cache.v[..., :width, :].float().clone()
+
+    model.set_precision("reference")
+    reference = prefill()[0]
+    model.set_precision("int8")
+    calls = []
+    native = prefill()
+    kernels = model.engine.kernels
+    assert kernels is not None and kernels.prefill_attention is not None
+    attend = kernels.prefill_attention
+    kernels.prefill_attention = lambda *a: calls.append(1) or attend(*a)
+    assert torch.equal(prefill()[0], native[0]) and len(calls) == model.config.n_layer
+    kernels.prefill_attention = None  # SDPA on the mask
+    sdpa = prefill()
+    for got, want in zip(native, sdpa, strict=True):
+        assert got.abs().sum() > 0
+        assert (got - want).abs().max().item() < 0.05 * want.std().item()
+    error = [(logits - reference).abs().max().item() for logits in (native[0], sdpa[0])]
+    assert error[0] < 1.25 * error[1] + 1e-3 * reference.std().item()
 
 
 def test_kernels_are_repacked_after_weights_change() -> None:

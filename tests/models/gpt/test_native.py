@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.models.gpt import native
 from app.models.gpt.engine import decode
@@ -252,3 +254,54 @@ def test_a_lock_whose_builder_has_ended_is_cleared_at_once(monkeypatch, tmp_path
     lock.write_text("")
     owner.write_text(f"another-host {gone.pid}")  # a build elsewhere on a shared cache: age rule only
     assert not native.clear_stale_lock(name) and lock.exists()
+
+
+def _ranged_attention(q, k, v, lo, hi):  # type: ignore[no-untyped-def]
+    """float64 attention of each query over its keys [lo, hi): what prefill_attention computes."""
+    T = q.shape[2]
+    col = torch.arange(T)
+    allowed = (col >= lo[..., None]) & (col < hi[..., None])  # (B, T, T)
+    out = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), allowed[:, None])
+    return out.transpose(1, 2).reshape(q.shape[0], T, -1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    B=st.integers(1, 2),
+    H=st.integers(1, 3),
+    T=st.integers(1, 150),
+    hd=st.sampled_from(native.PREFILL_HEAD_DIMS),
+    seed=st.integers(0, 2**16),
+)
+def test_prefill_attention_is_each_querys_attention_over_its_key_range(
+    B: int, H: int, T: int, hd: int, seed: int
+) -> None:
+    """Any shape, any non-empty key range per query (the group of four queries sharing a pass
+    included): float32 maths on the bf16 inputs, one rounding of the output to bf16."""
+    kernel = native.prefill_attention_kernel()
+    assert kernel is not None
+    gen = torch.Generator().manual_seed(seed)
+    rows = (torch.randn(B, T, 3, H, hd, generator=gen) * 2).bfloat16()
+    q, k, v = rows.transpose(1, 3).unbind(2)  # (B, H, T, hd) views of the projection's rows
+    a = torch.randint(0, T, (B, T), generator=gen)
+    b = torch.randint(0, T, (B, T), generator=gen)
+    lo, hi = torch.minimum(a, b).int(), (torch.maximum(a, b) + 1).int()
+    got = kernel(q, k, v, lo, hi)
+    assert got.dtype == torch.bfloat16 and got.shape == (B, T, H * hd) and got.is_contiguous()
+    torch.testing.assert_close(got.double(), _ranged_attention(q, k, v, lo, hi), rtol=2**-8, atol=1e-5)
+
+
+def test_prefill_attention_refuses_what_it_cannot_compute() -> None:
+    kernel = native.prefill_attention_kernel()
+    q = torch.randn(1, 2, 5, 16).bfloat16()
+    lo, hi = torch.zeros(1, 5, dtype=torch.int32), torch.full((1, 5), 5, dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="key range"):
+        kernel(q, q, q, lo, lo)  # empty ranges
+    with pytest.raises(RuntimeError, match="key range"):
+        kernel(q, q, q, lo, hi + 1)  # past the last key
+    with pytest.raises(RuntimeError, match="bfloat16"):
+        kernel(q.float(), q.float(), q.float(), lo, hi)
+    with pytest.raises(RuntimeError, match="head size 8"):
+        kernel(q[..., :8], q[..., :8], q[..., :8], lo, hi)
+    with pytest.raises(RuntimeError, match="int32"):
+        kernel(q, q, q, lo.long(), hi.long())

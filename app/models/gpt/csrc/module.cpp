@@ -11,6 +11,8 @@ torch::Tensor unpack_cols(const torch::Tensor& packed, int64_t N, at::ScalarType
                           const c10::optional<torch::Tensor>& scale);
 torch::Tensor linear_w8a8(const torch::Tensor& x, const torch::Tensor& wt, const torch::Tensor& scale,
                           const c10::optional<torch::Tensor>& bias, bool relu);
+torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                const torch::Tensor& lo, const torch::Tensor& hi);
 void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -30,6 +32,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("linear_w8a8", &linear_w8a8,
         "relu?(x @ W^T * scale + bias) as bfloat16: x quantised to int8 per row, one int8 GEMM (the prefill)",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("prefill_attention", &prefill_attention,
+        "bfloat16 attention of many queries, each over its own key range (the prefill, HuBERT)",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   // The whole decoding step of a layer stack in one call (step.cpp).
   bind_decode_plan(m);
