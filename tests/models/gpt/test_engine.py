@@ -10,15 +10,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import app.models.gpt.engine as engine_module
-from app.models.gpt.engine import _prefill_mask, decode, key_ranges
+import app.models.gpt.layerpass as layerpass
+from app.models.gpt.engine import decode
+from app.models.gpt.layerpass import key_ranges, prefill_mask
 from app.models.gpt.model import GPT
 from app.models.gpt.sampling import SamplingOptions
 from tests.models.gpt.tiny import batched_and_single_logits, pad_batch, tiny_gpt, tiny_inputs
 
 
 def test_prefill_mask_padding_rows_see_only_themselves() -> None:
-    mask = _prefill_mask([2], [2], 5, torch.device("cpu"))[0, 0]  # pad pad text text audio
+    mask = prefill_mask([2], [2], 5, torch.device("cpu"))[0, 0]  # pad pad text text audio
     assert torch.equal(mask[0], torch.tensor([1, 0, 0, 0, 0], dtype=torch.bool))
     assert torch.equal(mask[2], torch.tensor([0, 0, 1, 1, 0], dtype=torch.bool))
     assert torch.equal(mask[4], torch.tensor([0, 0, 1, 1, 1], dtype=torch.bool))
@@ -26,12 +27,12 @@ def test_prefill_mask_padding_rows_see_only_themselves() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=4))
-def test_key_ranges_are_the_prefill_mask(rows: list[tuple[int, int]]) -> None:
+def test_key_ranges_are_theprefill_mask(rows: list[tuple[int, int]]) -> None:
     """Every query of a prefill (padding, text, prompt; rows right-aligned) sees one range of keys:
     the ranges rebuild the mask exactly. A mask that is not ranges gives None."""
     totals = [x + y for x, y in rows]
     width = max(1, max(totals))
-    mask = _prefill_mask([width - t for t in totals], [x for x, _ in rows], width, torch.device("cpu"))
+    mask = prefill_mask([width - t for t in totals], [x for x, _ in rows], width, torch.device("cpu"))
     ranges = key_ranges(mask)
     assert ranges is not None
     lo, hi = ranges
@@ -110,8 +111,8 @@ def test_int8_prefill_stays_in_bf16_and_fills_the_cache_as_the_float32_epilogue_
     rows = [tiny_inputs(model, 9, 7, seed=1), tiny_inputs(model, 5, 3, seed=2)]
     phones, x_lens, bert, prompt, y_lens = pad_batch(rows)
     calls = []
-    layer_low = engine_module._layer_low
-    monkeypatch.setattr(engine_module, "_layer_low", lambda *a: calls.append(1) or layer_low(*a))
+    layer_low = layerpass.layer_low
+    monkeypatch.setattr(layerpass, "layer_low", lambda *a: calls.append(1) or layer_low(*a))
 
     def prefill() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cache = model.new_cache(2, 20)
@@ -122,7 +123,7 @@ def test_int8_prefill_stays_in_bf16_and_fills_the_cache_as_the_float32_epilogue_
 
     low = prefill()
     assert len(calls) == model.config.n_layer  # every layer in bf16
-    monkeypatch.setattr(engine_module, "_low_linears", lambda lk: None)
+    monkeypatch.setattr(layerpass, "low_linears", lambda lk: None)
     full = prefill()
     assert len(calls) == model.config.n_layer
     for got, want in zip(low, full, strict=True):

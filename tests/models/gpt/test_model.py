@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.models.gpt.engine import _prefill_mask
+from app.models.gpt.layerpass import prefill_mask
 from app.models.gpt.layers import sine_table
 from app.models.gpt.model import _text_audio_mask
 from tests.models.gpt.tiny import pad_batch, tiny_gpt, tiny_inputs
@@ -36,7 +36,7 @@ def test_text_audio_mask_rule() -> None:
     )
     assert torch.equal(allowed, expected)
     # the prefill mask of an unpadded row is the same rule
-    assert torch.equal(_prefill_mask([0], [3], 5, torch.device("cpu"))[0, 0], expected)
+    assert torch.equal(prefill_mask([0], [3], 5, torch.device("cpu"))[0, 0], expected)
 
 
 def test_training_loss_is_batch_invariant_with_correct_masking() -> None:
