@@ -205,6 +205,17 @@ inline void block_dot_i16(const int8_t* w, const int16_t* q, int64_t K, int32_t*
 // are computed, only [lo, hi) written. x is (M, K) row-major, y row-major with row stride ys; scale and
 // bias may be null. An int8 weight on AVX-512 takes each row as int16 (block_dot_i16) unless it holds
 // an infinity or a NaN.
+// y[m, n0:n1] from one block's 64 sums part (outputs blk * 64 ...): relu?(part * scale + bias).
+inline void store_block(const float* part, int64_t blk, int64_t n0, int64_t n1, const float* scale,
+                        const float* bias, bool relu, float* row) {
+  for (int64_t n = n0; n < n1; ++n) {
+    float v = part[n - blk * kBlock];
+    v = scale != nullptr ? v * scale[n] : v;
+    v += bias != nullptr ? bias[n] : 0.f;
+    row[n] = relu ? std::max(v, 0.f) : v;
+  }
+}
+
 template <typename W>
 void linear_part(const W* packed, int64_t K, const float* scale, const float* bias, bool relu, const float* x,
                  int64_t M, float* y, int64_t ys, int64_t lo, int64_t hi) {
@@ -227,12 +238,7 @@ void linear_part(const W* packed, int64_t K, const float* scale, const float* bi
         } else {
           block_dot(packed + blk * K * kBlock, x + m * K, K, part);
         }
-        for (int64_t n = n0; n < n1; ++n) {
-          float v = part[n - blk * kBlock];
-          v = scale != nullptr ? v * scale[n] : v;
-          v += bias != nullptr ? bias[n] : 0.f;
-          y[m * ys + n] = relu ? std::max(v, 0.f) : v;
-        }
+        store_block(part, blk, n0, n1, scale, bias, relu, y + m * ys);
       }
     }
     return;
@@ -242,12 +248,7 @@ void linear_part(const W* packed, int64_t K, const float* scale, const float* bi
     const int64_t n0 = std::max(blk * kBlock, lo), n1 = std::min((blk + 1) * kBlock, hi);
     for (int64_t m = 0; m < M; ++m) {
       block_dot(packed + blk * K * kBlock, x + m * K, K, part);
-      for (int64_t n = n0; n < n1; ++n) {
-        float v = part[n - blk * kBlock];
-        v = scale != nullptr ? v * scale[n] : v;
-        v += bias != nullptr ? bias[n] : 0.f;
-        y[m * ys + n] = relu ? std::max(v, 0.f) : v;
-      }
+      store_block(part, blk, n0, n1, scale, bias, relu, y + m * ys);
     }
   }
 }
