@@ -96,7 +96,7 @@ def layer_low(
     n_head: int,
     native: tuple[PrefillAttentionFn, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
-    """:func:`_layer` filling a bf16 cache from scratch (an approximate precision): between the
+    """:func:`run_layer` filling a bf16 cache from scratch (an approximate precision): between the
     residual stream's float32 LayerNorms every product and the attention take and give bf16 (the
     cache's and the GEMMs' own type), so no float32 copy of q/k/v, of the attention's output or
     of the FFN's hidden layer is made. With ``native`` (the kernel and each query's key range) the

@@ -11,7 +11,8 @@
 // with the weights in cache and ~19 GB/s from memory, below the ~27 GB/s it reads otherwise; with
 // the row as int16 (one scale; |q| small enough that no sum can overflow int32), pairs of k are
 // multiplied and added in one instruction (vpmaddwd): ~54 GB/s in cache, ~25 GB/s from memory on
-// Zen 4, ~a third less time per token at 1 thread. The row's rounding is at most half of
+// Zen 4 in isolation; in the whole decoding step a few % at 1 thread, 1.4-1.5x per weight for 4-8
+// batched rows (compute-bound there). The row's rounding is at most half of
 // max|x| / 8256 (K <= 2048), ~1e-4 of a product next to the int8 weight's ~1e-2.
 //
 // attend_head: one (row, head) of single-query attention over a key/value cache (attention.cpp).
