@@ -274,8 +274,17 @@ class SvcRunConfig:
     export: bool = True  # write the compressed inference file at the end
     export_half: bool = False  # store it in float16
     tensorboard: bool = True
+    # Divides every discriminator width (1 = 4.1's discriminator, the one D_*.pth files hold;
+    # tests and experiments train narrower ones, which cannot start from such a file).
+    discriminator_width_divisor: int = 1
 
     def __post_init__(self) -> None:
+        divisor = self.discriminator_width_divisor
+        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+            template = (
+                "discriminator_width_divisor must be a whole number >= 1 (1: 4.1's width), got {value!r}"
+            )
+            raise ValueError(Message("runconfig.err.svc_divisor", template, value=divisor))
         if self.precision is not None and self.precision not in PRECISIONS:
             template = "precision {precision!r}: choose one of {choices}"
             raise ValueError(

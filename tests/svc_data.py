@@ -168,6 +168,11 @@ class TrainedSvc:
         return self.experiment.models / f"G_{self.steps}.pth"
 
 
+# Tests train a discriminator this many times narrower than 4.1's (whose D_*.pth with AdamW moments
+# is ~560 MB: each saved pair cost the suite half a gigabyte of disk).
+TINY_D = 8
+
+
 def prepare_experiment(root: Path, *, bad_files: bool = False) -> tuple[SvcExperiment, Path]:
     """Raw dataset + tiny encoder + preprocessing (pm f0) under ``root``."""
     from app.data.preprocess.svc.features import SvcPreprocessOptions, preprocess_svc
@@ -196,7 +201,7 @@ def train_tiny_svc(root: Path, steps: int = 30) -> TrainedSvc:
     jobs = JobManager(root / "jobs")
     run = SvcRunConfig(
         experiment=experiment.root, max_steps=steps, save_every=steps // 2, keep_checkpoints=2,
-        log_every=1, cpu_threads=1,
+        log_every=1, cpu_threads=1, discriminator_width_divisor=TINY_D,
     )  # fmt: skip
     view = run_training_job(jobs, run)
     return TrainedSvc(

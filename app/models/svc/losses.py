@@ -42,9 +42,10 @@ def mel_spectrogram(y: torch.Tensor, data: DataSection) -> torch.Tensor:
     )
 
 
-def build_discriminator() -> MultiPeriodDiscriminator:
-    """The discriminator of ``D_*.pth`` (scale discriminator + periods 2, 3, 5, 7, 11)."""
-    return MultiPeriodDiscriminator(DISCRIMINATOR_PERIODS)
+def build_discriminator(width_divisor: int = 1) -> MultiPeriodDiscriminator:
+    """The discriminator of ``D_*.pth`` (scale discriminator + periods 2, 3, 5, 7, 11); a
+    ``width_divisor`` > 1 divides every width (tests, experiments: such files fit no 4.1 D)."""
+    return MultiPeriodDiscriminator(DISCRIMINATOR_PERIODS, width_divisor)
 
 
 def slice_audio(y: torch.Tensor, out: SvcTrainOutput, hop: int) -> torch.Tensor:

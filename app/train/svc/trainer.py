@@ -151,7 +151,7 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
     """Models and optimisers, from the newest checkpoint, a base pair or random weights."""
     tree = run.tree
     net_g = SvcSynthesizer(cfg.synthesizer("sovits41"))
-    net_d = build_discriminator()
+    net_d = build_discriminator(run.discriminator_width_divisor)
     g_ckpts = training_checkpoints(tree.models, "G")
     step, epoch, g_opt, d_opt = 0, 1, None, None
     if g_ckpts:
@@ -162,7 +162,7 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
         g_opt = loaded.file.optimizer
         if d_path.is_file():
             d_file = read_discriminator(d_path)
-            copy_matching(net_d, d_file.state_dict)
+            _load_discriminator(net_d, d_file.state_dict, d_path, run)
             d_opt = d_file.optimizer
         else:
             log.warning("%s has no matching %s; the discriminator starts over", g_path.name, d_path.name)
@@ -184,7 +184,7 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
                 len(loaded.report.missing) + len(loaded.report.mismatched),
             )
             if Path(base_d).is_file():
-                copy_matching(net_d, read_discriminator(base_d).state_dict)
+                _load_discriminator(net_d, read_discriminator(base_d).state_dict, Path(base_d), run)
             else:
                 log.warning("no base discriminator %s; it starts from random weights", base_d)
         else:
@@ -205,6 +205,28 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
             except (ValueError, KeyError, RuntimeError) as exc:
                 log.warning("optimizer state not restored (%s); its moments start over", exc)
     return _State(net_g, net_d, optim_g, optim_d, step=step, epoch=epoch)
+
+
+def _load_discriminator(net_d: torch.nn.Module, state: dict, path: Path, run: SvcRunConfig) -> None:
+    """Copy ``path``'s matching tensors into ``net_d`` (4.1's rule); refuse a file of another width."""
+    report = copy_matching(net_d, state)
+    if report.mismatched and run.discriminator_width_divisor != 1:
+        template = (
+            "{path} holds a discriminator of another width than discriminator_width_divisor "
+            "{divisor} builds ({first}); set discriminator_width_divisor to the one it was trained "
+            "with (1 for so-vits-svc's D_*.pth files), or move the file away to start afresh"
+        )
+        fields = {
+            "path": str(path),
+            "divisor": run.discriminator_width_divisor,
+            "first": report.mismatched[0],
+        }
+        raise ValueError(Message("svctrain.err.d_width", template, **fields))
+    if report.missing or report.mismatched:
+        log.warning(
+            "%s: %d discriminator tensors kept their initial values", path,
+            len(report.missing) + len(report.mismatched),
+        )  # fmt: skip
 
 
 def _save(state: _State, run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, session: TrainSession) -> Path:

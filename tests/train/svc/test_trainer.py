@@ -16,7 +16,7 @@ from app.runconfig import SvcRunConfig
 from app.runstatus import read_metrics, read_status
 from app.services.jobs import JobManager
 from app.train.svc.trainer import lr_at, prune, train, training_checkpoints
-from tests.svc_data import run_training_job, tiny_template
+from tests.svc_data import TINY_D, run_training_job, tiny_template
 
 
 def test_job_trains_from_scratch_and_losses_fall(svc_trained) -> None:
@@ -78,7 +78,13 @@ def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_pa
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     jobs = JobManager(tmp_path / "jobs")
     run = SvcRunConfig(
-        experiment=tree.root, max_steps=500, save_every=1000, log_every=1, cpu_threads=1, export=False
+        experiment=tree.root,
+        max_steps=500,
+        save_every=1000,
+        log_every=1,
+        cpu_threads=1,
+        export=False,
+        discriminator_width_divisor=TINY_D,
     )
     from app.runconfig import SVC_MODULE, save_svc_run
     from app.services.jobs import JobSpec
@@ -101,7 +107,14 @@ def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_pa
 
     resumed = run_training_job(
         jobs,
-        SvcRunConfig(experiment=tree.root, max_steps=step + 2, log_every=1, cpu_threads=1, export=False),
+        SvcRunConfig(
+            experiment=tree.root,
+            max_steps=step + 2,
+            log_every=1,
+            cpu_threads=1,
+            export=False,
+            discriminator_width_divisor=TINY_D,
+        ),
     )
     log = jobs.tail(resumed.id)
     assert resumed.state == "done", log
@@ -118,7 +131,13 @@ def test_base_g0_is_the_start_when_present(svc_trained, tmp_path, caplog) -> Non
     caplog.set_level("INFO")
     train(
         SvcRunConfig(
-            experiment=tree.root, max_steps=1, log_every=1, cpu_threads=1, export=False, tensorboard=False
+            experiment=tree.root,
+            max_steps=1,
+            log_every=1,
+            cpu_threads=1,
+            export=False,
+            tensorboard=False,
+            discriminator_width_divisor=TINY_D,
         )
     )
     assert "starting from base model" in caplog.text
@@ -127,6 +146,26 @@ def test_base_g0_is_the_start_when_present(svc_trained, tmp_path, caplog) -> Non
     # One AdamW step at lr 1e-4 moves each weight by about 1e-4: the run started from the base.
     assert max(float((after[k] - base[k]).abs().max()) for k in base) < 1e-3
     assert (tree.models / "G_0.pth").is_file()  # a base is never pruned
+
+
+def test_a_base_discriminator_of_another_width_is_refused_with_what_to_do(svc_trained, tmp_path) -> None:
+    tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
+    shutil.copyfile(svc_trained.model, tree.models / "G_0.pth")
+    shutil.copyfile(svc_trained.experiment.models / f"D_{svc_trained.steps}.pth", tree.models / "D_0.pth")
+    run = SvcRunConfig(
+        experiment=tree.root, max_steps=1, cpu_threads=1, export=False, tensorboard=False,
+        discriminator_width_divisor=2 * TINY_D,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"D_0\.pth holds a discriminator of another width") as caught:
+        train(run)
+    assert "discriminator_width_divisor 16" in str(caught.value) and "1 for so-vits-svc" in str(caught.value)
+    assert not (tree.models / "G_1.pth").exists()
+
+
+@pytest.mark.parametrize("divisor", [0, -1, 1.5, True, "8"])
+def test_discriminator_width_divisor_must_be_a_whole_number(divisor) -> None:
+    with pytest.raises(ValueError, match="discriminator_width_divisor must be a whole number >= 1"):
+        SvcRunConfig(experiment="x", discriminator_width_divisor=divisor)
 
 
 def test_learning_rate_schedule_is_41s() -> None:
@@ -157,7 +196,13 @@ def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     run_yaml = save_svc_run(
         SvcRunConfig(
-            experiment=tree.root, max_steps=2, log_every=1, batch_size=2, cpu_threads=1, export=False
+            experiment=tree.root,
+            max_steps=2,
+            log_every=1,
+            batch_size=2,
+            cpu_threads=1,
+            export=False,
+            discriminator_width_divisor=TINY_D,
         )
     )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -197,7 +242,16 @@ def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
     clip = tree.dataset / "alto" / "phrase0.wav"
     volume = read_volume(feature_paths(clip)["volume"])
     assert report.speakers == {"alto": 0} and volume.max() > 0.1
-    train(SvcRunConfig(experiment=tree.root, max_steps=2, log_every=1, cpu_threads=1, tensorboard=False))
+    train(
+        SvcRunConfig(
+            experiment=tree.root,
+            max_steps=2,
+            log_every=1,
+            cpu_threads=1,
+            tensorboard=False,
+            discriminator_width_divisor=TINY_D,
+        )
+    )
     model = load_svc(tree.models / "G_2.pth").model
     assert model.cfg.vol_embedding and "emb_vol.weight" in model.state_dict()
     loud = SVCPipeline(svc_trained.pretrained).convert(SvcRequest(audio=clip, model=tree.models / "G_2.pth"))
