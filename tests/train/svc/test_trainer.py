@@ -66,6 +66,19 @@ def test_export_is_a_compressed_inference_file(svc_trained) -> None:
     assert load_svc(release).model.cfg.n_speakers == 2
 
 
+def _tiny_run(tree: SvcExperiment, **fields) -> SvcRunConfig:
+    """A run of ``tree`` as the tests train it: one thread, a line per step, the narrow discriminator."""
+    return SvcRunConfig(
+        **{
+            "experiment": tree.root,
+            "log_every": 1,
+            "cpu_threads": 1,
+            "discriminator_width_divisor": TINY_D,
+            **fields,
+        }
+    )
+
+
 def _copy_dataset(source: SvcExperiment, target: SvcExperiment) -> SvcExperiment:
     for part in ("dataset", "filelists", "configs"):
         shutil.copytree(source.root / part, target.root / part)
@@ -77,15 +90,7 @@ def _copy_dataset(source: SvcExperiment, target: SvcExperiment) -> SvcExperiment
 def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_path) -> None:
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     jobs = JobManager(tmp_path / "jobs")
-    run = SvcRunConfig(
-        experiment=tree.root,
-        max_steps=500,
-        save_every=1000,
-        log_every=1,
-        cpu_threads=1,
-        export=False,
-        discriminator_width_divisor=TINY_D,
-    )
+    run = _tiny_run(tree, max_steps=500, save_every=1000, export=False)
     from app.runconfig import SVC_MODULE, save_svc_run
     from app.services.jobs import JobSpec
 
@@ -107,14 +112,7 @@ def test_stop_saves_and_resume_continues_from_the_saved_step(svc_trained, tmp_pa
 
     resumed = run_training_job(
         jobs,
-        SvcRunConfig(
-            experiment=tree.root,
-            max_steps=step + 2,
-            log_every=1,
-            cpu_threads=1,
-            export=False,
-            discriminator_width_divisor=TINY_D,
-        ),
+        _tiny_run(tree, max_steps=step + 2, export=False),
     )
     log = jobs.tail(resumed.id)
     assert resumed.state == "done", log
@@ -129,17 +127,7 @@ def test_base_g0_is_the_start_when_present(svc_trained, tmp_path, caplog) -> Non
     shutil.copyfile(svc_trained.model, tree.models / "G_0.pth")
     shutil.copyfile(svc_trained.experiment.models / f"D_{svc_trained.steps}.pth", tree.models / "D_0.pth")
     caplog.set_level("INFO")
-    train(
-        SvcRunConfig(
-            experiment=tree.root,
-            max_steps=1,
-            log_every=1,
-            cpu_threads=1,
-            export=False,
-            tensorboard=False,
-            discriminator_width_divisor=TINY_D,
-        )
-    )
+    train(_tiny_run(tree, max_steps=1, export=False, tensorboard=False))
     assert "starting from base model" in caplog.text
     base = read_svc(tree.models / "G_0.pth").state_dict
     after = read_svc(tree.models / "G_1.pth").state_dict
@@ -152,10 +140,9 @@ def test_a_base_discriminator_of_another_width_is_refused_with_what_to_do(svc_tr
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     shutil.copyfile(svc_trained.model, tree.models / "G_0.pth")
     shutil.copyfile(svc_trained.experiment.models / f"D_{svc_trained.steps}.pth", tree.models / "D_0.pth")
-    run = SvcRunConfig(
-        experiment=tree.root, max_steps=1, cpu_threads=1, export=False, tensorboard=False,
-        discriminator_width_divisor=2 * TINY_D,
-    )  # fmt: skip
+    run = _tiny_run(
+        tree, max_steps=1, export=False, tensorboard=False, discriminator_width_divisor=2 * TINY_D
+    )
     with pytest.raises(ValueError, match=r"D_0\.pth holds a discriminator of another width") as caught:
         train(run)
     assert "discriminator_width_divisor 16" in str(caught.value) and "1 for so-vits-svc" in str(caught.value)
@@ -194,17 +181,7 @@ def test_torchrun_ddp_on_two_cpu_processes(svc_trained, tmp_path) -> None:
     from app.runconfig import save_svc_run
 
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
-    run_yaml = save_svc_run(
-        SvcRunConfig(
-            experiment=tree.root,
-            max_steps=2,
-            log_every=1,
-            batch_size=2,
-            cpu_threads=1,
-            export=False,
-            discriminator_width_divisor=TINY_D,
-        )
-    )
+    run_yaml = save_svc_run(_tiny_run(tree, max_steps=2, batch_size=2, export=False))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "app.train.svc", "--config", str(run_yaml)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -242,16 +219,7 @@ def test_volume_embedding_end_to_end(svc_trained, tmp_path) -> None:
     clip = tree.dataset / "alto" / "phrase0.wav"
     volume = read_volume(feature_paths(clip)["volume"])
     assert report.speakers == {"alto": 0} and volume.max() > 0.1
-    train(
-        SvcRunConfig(
-            experiment=tree.root,
-            max_steps=2,
-            log_every=1,
-            cpu_threads=1,
-            tensorboard=False,
-            discriminator_width_divisor=TINY_D,
-        )
-    )
+    train(_tiny_run(tree, max_steps=2, tensorboard=False))
     model = load_svc(tree.models / "G_2.pth").model
     assert model.cfg.vol_embedding and "emb_vol.weight" in model.state_dict()
     loud = SVCPipeline(svc_trained.pretrained).convert(SvcRequest(audio=clip, model=tree.models / "G_2.pth"))
