@@ -208,9 +208,11 @@ def _build(run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, device: torch.devi
 
 
 def _load_discriminator(net_d: torch.nn.Module, state: dict, path: Path, run: SvcRunConfig) -> None:
-    """Copy ``path``'s matching tensors into ``net_d`` (4.1's rule); refuse a file of another width."""
+    """Copy ``path``'s matching tensors into ``net_d`` (4.1's rule); refuse a file of another width
+    (4.1's discriminator has one shape: a mismatch is a divisor other than the file's, in either
+    direction, and would leave the discriminator random)."""
     report = copy_matching(net_d, state)
-    if report.mismatched and run.discriminator_width_divisor != 1:
+    if report.mismatched:
         template = (
             "{path} holds a discriminator of another width than discriminator_width_divisor "
             "{divisor} builds ({first}); set discriminator_width_divisor to the one it was trained "

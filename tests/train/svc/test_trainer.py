@@ -136,16 +136,20 @@ def test_base_g0_is_the_start_when_present(svc_trained, tmp_path, caplog) -> Non
     assert (tree.models / "G_0.pth").is_file()  # a base is never pruned
 
 
-def test_a_base_discriminator_of_another_width_is_refused_with_what_to_do(svc_trained, tmp_path) -> None:
+@pytest.mark.parametrize("divisor", [1, 2 * TINY_D])
+def test_a_base_discriminator_of_another_width_is_refused_with_what_to_do(
+    svc_trained, tmp_path, divisor
+) -> None:
+    """A D file narrower (divisor 1: 4.1's width) or wider than the run builds would leave the
+    discriminator random: refused, naming the divisor and what to set."""
     tree = _copy_dataset(svc_trained.experiment, SvcExperiment(tmp_path / "exp"))
     shutil.copyfile(svc_trained.model, tree.models / "G_0.pth")
     shutil.copyfile(svc_trained.experiment.models / f"D_{svc_trained.steps}.pth", tree.models / "D_0.pth")
-    run = _tiny_run(
-        tree, max_steps=1, export=False, tensorboard=False, discriminator_width_divisor=2 * TINY_D
-    )
+    run = _tiny_run(tree, max_steps=1, export=False, tensorboard=False, discriminator_width_divisor=divisor)
     with pytest.raises(ValueError, match=r"D_0\.pth holds a discriminator of another width") as caught:
         train(run)
-    assert "discriminator_width_divisor 16" in str(caught.value) and "1 for so-vits-svc" in str(caught.value)
+    assert f"discriminator_width_divisor {divisor} builds" in str(caught.value)
+    assert "1 for so-vits-svc" in str(caught.value)
     assert not (tree.models / "G_1.pth").exists()
 
 
