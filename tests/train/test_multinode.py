@@ -67,7 +67,13 @@ def train_on_two_nodes(nodes: list[Path], experiment: Path, epochs: int) -> list
                 other.kill()
             raise
         logs.append(out)
-        assert proc.returncode == 0, out[-4000:]
+    # Both nodes' logs on a failure: one node's crash usually shows as the other's lost peer.
+    failed = [
+        f"node {i} (exit {p.returncode}):\n{log[-3000:]}"
+        for i, (p, log) in enumerate(zip(procs, logs, strict=True))
+        if p.returncode
+    ]
+    assert not failed, "\n\n".join(failed)
     return logs
 
 
