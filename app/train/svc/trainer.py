@@ -224,11 +224,8 @@ def _load_discriminator(net_d: torch.nn.Module, state: dict, path: Path, run: Sv
             "first": report.mismatched[0],
         }
         raise ValueError(Message("svctrain.err.d_width", template, **fields))
-    if report.missing or report.mismatched:
-        log.warning(
-            "%s: %d discriminator tensors kept their initial values", path,
-            len(report.missing) + len(report.mismatched),
-        )  # fmt: skip
+    if report.missing:
+        log.warning("%s: %d discriminator tensors kept their initial values", path, len(report.missing))
 
 
 def _save(state: _State, run: SvcRunConfig, cfg: SvcConfig, res: _Resolved, session: TrainSession) -> Path:
