@@ -260,6 +260,15 @@ void linear_part(const W* packed, int64_t K, const float* scale, const float* bi
 inline float widen(float x) { return x; }
 inline float widen(c10::BFloat16 x) { return static_cast<float>(x); }
 
+// The step's key and value (qp + dim, qp + 2 * dim) written at column n, rounded to the cache dtype.
+template <typename KV, int HD>
+inline void write_column(const float* qp, int64_t dim, KV* kp, KV* vp, int64_t ks, int64_t vs, int64_t n) {
+  for (int d = 0; d < HD; ++d) {
+    kp[n * ks + d] = KV(qp[dim + d]);
+    vp[n * vs + d] = KV(qp[2 * dim + d]);
+  }
+}
+
 // One (row, head): writes the step's key and value (qp + dim, qp + 2 * dim; rounded to the cache
 // dtype) at column n of kp / vp (column stride ks / vs), then out[0:HD] = softmax(scale * q . k_j)
 // weighted sum of v_j over columns j <= n whose ok[j] is true (ok == nullptr: all). scores holds
@@ -267,10 +276,7 @@ inline float widen(c10::BFloat16 x) { return static_cast<float>(x); }
 template <typename KV, int HD>
 void attend_head(const float* qp, int64_t dim, KV* kp, KV* vp, int64_t ks, int64_t vs, const bool* ok, int64_t n,
                  float scale, float* scores, float* out) {
-  for (int d = 0; d < HD; ++d) {
-    kp[n * ks + d] = KV(qp[dim + d]);
-    vp[n * vs + d] = KV(qp[2 * dim + d]);
-  }
+  write_column<KV, HD>(qp, dim, kp, vp, ks, vs, n);
   float qv[HD];
   for (int d = 0; d < HD; ++d) qv[d] = qp[d] * scale;
   float top = kMasked;
@@ -337,10 +343,7 @@ void attend_head_bf16(const float* qp, int64_t dim, c10::BFloat16* kp, c10::BFlo
   constexpr int R = HD / 32;       // 64-byte vectors per row
   constexpr int64_t kAhead = 2048;  // bytes
   constexpr int64_t ahead = std::max<int64_t>(1, kAhead / (HD * 2));
-  for (int d = 0; d < HD; ++d) {
-    kp[n * ks + d] = c10::BFloat16(qp[dim + d]);
-    vp[n * vs + d] = c10::BFloat16(qp[2 * dim + d]);
-  }
+  write_column<c10::BFloat16, HD>(qp, dim, kp, vp, ks, vs, n);
   const __m512 sc = _mm512_set1_ps(scale);
   __m512 q[2 * R];
   for (int r = 0; r < 2 * R; ++r) q[r] = _mm512_mul_ps(_mm512_loadu_ps(qp + 16 * r), sc);
