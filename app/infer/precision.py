@@ -8,10 +8,7 @@
   decoding step): the native int8 kernel with float32 activations, or fbgemm's dynamic
   quantisation where the native kernels are not built; HuBERT and the SoVITS HiFi-GAN decoder (almost all
   of the decode's arithmetic) run bfloat16 when the CPU has native bf16 dot products
-  (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. Where bf16 is
-  native the HiFi-GAN decoders' residual blocks (SoVITS v1-v2ProPlus, so-vits-svc's NSF) run int8
-  convolutions on uint8 codes of each activation instead (oneDNN's VNNI/AMX kernels, twice bf16's
-  rate: :mod:`app.models.nn.qconv`), once their self-check passes. On CUDA the
+  (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. On CUDA the
   GPT, HuBERT and the decoder run bf16. The prior encoder and the flow (v1-v2ProPlus) run bf16 on
   such a CPU too (~10 % of a decode there); on CUDA they stay fp32 (not measured there).
 
