@@ -106,7 +106,7 @@ class StudioBackend:
             "precision": self.precision,
             "plan": {
                 "gpt": p.precision.gpt,
-                "sovits_decoder": str(p.precision.decoder).removeprefix("torch."),
+                "sovits_decoder": p.precision.decoder_label,
             },
             "torch": torch.__version__,
         }

@@ -212,7 +212,7 @@ def worker(
         "workload": WORKLOADS[version],
         "threads": threads,
         "precision": precision,
-        "plan": {"gpt": p.precision.gpt, "sovits_decoder": str(p.precision.decoder).removeprefix("torch.")},
+        "plan": {"gpt": p.precision.gpt, "sovits_decoder": p.precision.decoder_label},
         "load_s": round(load_s, 2),
         "stage1_hubert_vq_s": round(s1, 3),
         "stage2_ar_decode_s": round(s2, 3),

@@ -141,6 +141,8 @@ class FixedWindowDecoder(nn.Module):
         lengths: the window lengths in frames, ascending; a latent longer than the last is tiled.
         dtype: compute dtype (float32 or bfloat16); the output is float32.
         max_tiled: the longest latent decoded layer by layer in one go (frames).
+        int8: the residual blocks' convolutions as int8 (:mod:`app.models.nn.qconv`; the fast
+            mode where :func:`~app.models.nn.qconv.int8_convolutions` holds).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class FixedWindowDecoder(nn.Module):
         lengths: tuple[int, ...] = FIXED_WINDOW_LENGTHS,
         dtype: torch.dtype = torch.float32,
         max_tiled: int = MAX_TILED_FRAMES,
+        int8: bool = False,
     ) -> None:
         super().__init__()
         self.context = receptive_frames(config)
@@ -157,7 +160,7 @@ class FixedWindowDecoder(nn.Module):
             raise ValueError(
                 f"window lengths must ascend and the longest exceed twice the context ({self.context}): {lengths}"
             )
-        self.inner = HiFiGAN2d(decoder).to(dtype)
+        self.inner = HiFiGAN2d(decoder, int8).to(dtype)
         self.lengths = tuple(lengths)
         if max_tiled < 2 * (lengths[-1] + self.context):
             raise ValueError(

@@ -114,7 +114,13 @@ class TTSPipeline:
             "GPT %s kernels packed; %.0f MB of unpacked weights freed", self.precision.gpt, freed / 2**20
         )
         self.audio = audio_stage(
-            sovits, vocoder, self.precision.decoder, self.device, spec.sovits_path.name, self.precision.prior
+            sovits,
+            vocoder,
+            self.precision.decoder,
+            self.device,
+            spec.sovits_path.name,
+            self.precision.prior,
+            self.precision.decoder_int8,
         )
         self.sample_rate = self.audio.sample_rate
         self._hubert: HubertEncoder | None = None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from app.models.gpt.model import GPT
+from app.models.nn.qconv import int8_convolutions
 
 
 def fast_cpu_gpt() -> str:
@@ -50,6 +51,16 @@ class PrecisionPlan:
     # Weights and compute dtype of the VITS prior encoder (enc_p) and flow of v1-v2ProPlus. bf16 on
     # a 2-core Zen 4, 1 thread, 10 s of audio: 0.27 -> 0.15 s, the latent z 42.7 dB from float32's.
     prior: torch.dtype = torch.float32
+    # The VITS decoder's residual-block convolutions as int8 weights x uint8 activations (oneDNN's
+    # VNNI/AMX kernels, app.models.nn.qconv) in its bf16 channels-last windows. A 2-core Zen 4, 1
+    # thread, 10 s of audio: the decoder 2.3 -> ~1.3 s; its audio ~48 dB from float32's.
+    decoder_int8: bool = False
+
+    @property
+    def decoder_label(self) -> str:
+        """What the VITS decoder computes in, for reports: "bfloat16", "bfloat16 + int8 residual blocks"."""
+        name = str(self.decoder).removeprefix("torch.")
+        return f"{name} + int8 residual blocks" if self.decoder_int8 else name
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -73,7 +84,10 @@ def plan_for(precision: str, device: torch.device) -> PrecisionPlan:
             gpt="bf16", decoder=torch.bfloat16, hubert=torch.bfloat16, speaker=torch.bfloat16
         )
     low = torch.bfloat16 if native_bf16(device) else torch.float32
-    return PrecisionPlan(gpt=fast_cpu_gpt(), decoder=low, hubert=low, speaker=low, prior=low)
+    int8 = low == torch.bfloat16 and int8_convolutions()
+    return PrecisionPlan(
+        gpt=fast_cpu_gpt(), decoder=low, hubert=low, speaker=low, prior=low, decoder_int8=int8
+    )
 
 
 def pack_gpt(gpt: GPT, precision: str) -> int:

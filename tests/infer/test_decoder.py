@@ -20,9 +20,10 @@ from app.infer.decoder import (
     WindowedDecoder,
     receptive_frames,
 )
-from app.models.nn.hifigan import HiFiGANGenerator
-from app.models.nn.hifigan2d import tile, tiled
+from app.models.nn.hifigan import HiFiGANGenerator, ResBlock1
+from app.models.nn.hifigan2d import Buffers, _ResBlock1As2d, tile, tiled
 from app.models.nn.layout import Conv1dAs2d, to_2d
+from app.models.nn.qconv import Int8Conv, int8_convolutions
 from app.models.sovits.config import preset
 from app.models.sovits.model import SoVITS
 from app.models.svc.config import SynthesizerConfig
@@ -111,16 +112,20 @@ def test_receptive_field_grows_with_kernels():
     assert receptive_frames(wider) > receptive_frames(V2)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["float32", "bfloat16", "int8"])
 @given(frames=st.integers(1, 260))
 @example(frames=5).via("padded")
 @example(frames=77).via("layer by layer")
 @example(frames=233).via("spans")
 @settings(max_examples=8, deadline=None)
-def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
+def test_fixed_windows_equal_the_whole_decode(fixed_decoders, mode, frames):
     """Padded-and-masked short inputs and overlapping fixed windows give the whole float32 decode's
-    samples: float32 up to summation order, bf16 as close as the plain bf16 network gets."""
-    dec, fixed = fixed_decoders[dtype]
+    samples: float32 up to summation order, bf16 and int8 residual blocks (bf16 around them) as
+    close as the plain bf16 network gets."""
+    if mode == "int8" and not int8_convolutions():
+        pytest.skip("needs oneDNN's int8 convolutions and the native kernels")
+    dec, fixed = fixed_decoders[mode]
+    dtype = fixed.dtype
     x = torch.randn(1, 8, frames, generator=torch.Generator().manual_seed(frames))
     g = torch.randn(1, 16, 1, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
@@ -129,11 +134,27 @@ def test_fixed_windows_equal_the_whole_decode(fixed_decoders, dtype, frames):
         plain = dec.to(dtype)(x.to(dtype), g=g.to(dtype)).float()
         dec.float()
     assert got.dtype == torch.float32 and got.shape == want.shape == (1, 1, frames * V2.hop_length)
-    if dtype == torch.float32:
+    if mode == "float32":
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    else:
-        error, plain_error = (float((y - want).norm() / want.norm()) for y in (got, plain))
-        assert error <= 2 * plain_error + 1e-3, (error, plain_error)
+        return
+    error, plain_error = (float((y - want).norm() / want.norm()) for y in (got, plain))
+    assert error <= 2 * plain_error + 1e-3, (error, plain_error)
+
+
+@pytest.mark.skipif(not int8_convolutions(), reason="needs oneDNN's int8 convolutions and the native kernels")
+@given(samples=st.integers(64, 700), seed=st.integers(0, 2**16), kernel=st.sampled_from([3, 7, 11]))
+@settings(max_examples=15, deadline=None)
+def test_int8_residual_blocks_tiled_are_the_whole_ones(samples, seed, kernel):
+    """An int8 residual block over an input of any length, each convolution in windows: every
+    activation is quantised whole (one scale for all its windows), so the output is the whole
+    input's (float32 activations: int32 sums, the same dequantisation), whatever the tiling."""
+    torch.manual_seed(seed)
+    block = _ResBlock1As2d(ResBlock1(6, kernel, (1, 3, 5)), int8=True)
+    x = to_2d(torch.randn(1, 6, samples, generator=torch.Generator().manual_seed(seed)))
+    with torch.inference_mode():
+        whole = block(x, samples)
+        got = block.tiled(x, [64, 128], Buffers(torch.float32))  # halos up to 25 (kernel 11, dilation 5)
+    torch.testing.assert_close(got, whole, rtol=0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +163,12 @@ def fixed_decoders():
     inputs of 1-130 frames take the short window, the long one padded, layer by layer windows, or
     above 110 frames spans of those with the receptive field's context)."""
     out = {}
-    for dtype in (torch.float32, torch.bfloat16):
+    for mode, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("int8", torch.bfloat16)):
+        if mode == "int8" and not int8_convolutions():
+            continue
         dec = _narrow_v2_decoder()
-        fixed = FixedWindowDecoder(dec, V2, lengths=(8, 40), dtype=dtype, max_tiled=110)
-        out[dtype] = (dec, fixed)
+        fixed = FixedWindowDecoder(dec, V2, lengths=(8, 40), dtype=dtype, max_tiled=110, int8=mode == "int8")
+        out[mode] = (dec, fixed)
     return out
 
 
@@ -211,26 +234,28 @@ def test_a_tiled_convolution_is_the_whole_ones(conv, extra, seed):
 @given(frames=st.lists(st.integers(1, 400), min_size=1, max_size=4))
 @settings(max_examples=10, deadline=None)
 def test_fixed_windows_only_meet_the_warmed_shapes(fixed_decoders, frames):
-    """After warm_up, latents of any length hand every convolution only input lengths it met at
-    warm-up: oneDNN builds no new kernels (nor keeps their state) for them."""
-    fixed = fixed_decoders[torch.float32][1]
+    """After warm_up, latents of any length hand every convolution (int8 ones too) only input
+    lengths it met at warm-up: oneDNN builds no new kernels (nor keeps their state) for them."""
     seen: set[tuple[int, int]] = set()
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("forward", "leaky_relu", "plus"):
-            inner = getattr(Conv1dAs2d, name)
+        layers = [(Conv1dAs2d, name) for name in ("forward", "leaky_relu", "plus")] + [(Int8Conv, "forward")]
+        for cls, name in layers:
+            inner = getattr(cls, name)
 
             def spy(self, x, *args, inner=inner):
                 seen.add((id(self), x.shape[-1]))
                 return inner(self, x, *args)
 
-            patch.setattr(Conv1dAs2d, name, spy)
-        fixed.warm_up()
-        warmed, g = set(seen), torch.randn(1, 16, 1)
-        seen.clear()
-        with torch.inference_mode():
-            for n in frames:
-                fixed(torch.randn(1, 8, n), g)
-    assert seen and seen <= warmed, sorted(seen - warmed)[:5]
+            patch.setattr(cls, name, spy)
+        for mode, (_, fixed) in fixed_decoders.items():
+            seen.clear()
+            fixed.warm_up()
+            warmed, g = set(seen), torch.randn(1, 16, 1)
+            seen.clear()
+            with torch.inference_mode():
+                for n in frames:
+                    fixed(torch.randn(1, 8, n), g)
+            assert seen and seen <= warmed, (mode, sorted(seen - warmed)[:5])
 
 
 def test_fixed_windows_refuse_lengths_without_room_for_context():

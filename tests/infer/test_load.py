@@ -18,6 +18,7 @@ from app.infer.decoder import (
     fixed_windows_pay,
 )
 from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
+from app.models.nn.qconv import int8_convolutions
 from tests.infer.tiny import spec_for
 
 
@@ -49,9 +50,13 @@ def test_precision_plans():
     low = torch.bfloat16 if native_bf16(cpu) else torch.float32
     assert fast.gpt == fast_cpu_gpt() == "int8" and fast.decoder == fast.hubert == fast.speaker == low
     assert fast.prior == low and plan_for("fp32", cpu).prior == torch.float32
+    # int8 residual blocks where the decoder is bf16 and oneDNN's int8 convolutions check out.
+    assert fast.decoder_int8 == (low == torch.bfloat16 and int8_convolutions())
+    assert not plan_for("fp32", cpu).decoder_int8
+    assert fast.decoder_label == ("bfloat16 + int8 residual blocks" if fast.decoder_int8 else str(low)[6:])
     cuda = plan_for("fast", torch.device("cuda"))
     assert cuda.gpt == "bf16" and cuda.decoder == cuda.speaker == torch.bfloat16
-    assert cuda.prior == torch.float32
+    assert cuda.prior == torch.float32 and not cuda.decoder_int8
     with pytest.raises(ValueError, match="unknown precision"):
         plan_for("fp8", cpu)
 
@@ -65,6 +70,8 @@ def test_fast_mode_synthesizes(tiny_home, ref_wav):
         )
     elif fixed_windows_pay(pipe.precision.decoder, torch.device("cpu"), pipe.sovits.config):
         assert isinstance(pipe.sovits.dec, FixedWindowDecoder) and pipe.sovits.dec.dtype == torch.bfloat16
+        int8 = [block.int8 is not None for block in pipe.sovits.dec.inner.resblocks]
+        assert int8 == [pipe.precision.decoder_int8] * len(int8)
     else:
         assert isinstance(pipe.sovits.dec.inner, CastDecoder)
     if pipe.precision.prior == torch.float32:

@@ -66,6 +66,7 @@ class VitsAudio:
         device: torch.device,
         file_name: str,
         prior_dtype: torch.dtype = torch.float32,
+        decoder_int8: bool = False,
     ) -> None:
         self.model = model
         self.version = model.config.version
@@ -78,7 +79,7 @@ class VitsAudio:
         if fixed_windows_pay(decoder_dtype, device, model.config):
             # One or two input shapes ever (channels-last bf16 kernels built once, at load).
             model.dec = FixedWindowDecoder(
-                model.dec, model.config, lengths=STREAM_WINDOW_LENGTHS, dtype=decoder_dtype
+                model.dec, model.config, lengths=STREAM_WINDOW_LENGTHS, dtype=decoder_dtype, int8=decoder_int8
             )
             model.dec.warm_up()
             return
@@ -298,12 +299,13 @@ def audio_stage(
     device: torch.device,
     file_name: str,
     prior_dtype: torch.dtype = torch.float32,
+    decoder_int8: bool = False,
 ) -> AudioStage:
     """The audio stage of a loaded SoVITS model (a v3/v4 one needs its vocoder; ``prior_dtype`` is
-    v1-v2ProPlus's prior encoder and flow's)."""
+    v1-v2ProPlus's prior encoder and flow's, ``decoder_int8`` their decoder's residual blocks')."""
     if isinstance(model, CfmSoVITS):
         if vocoder is None:
             template = "a {version} SoVITS model needs its vocoder"
             raise ModelLoadError(Message("tts.audio.no_vocoder", template, version=model.config.version))
         return CfmAudio(model, vocoder, decoder_dtype, device, file_name)
-    return VitsAudio(model, decoder_dtype, device, file_name, prior_dtype)
+    return VitsAudio(model, decoder_dtype, device, file_name, prior_dtype, decoder_int8)

@@ -18,6 +18,9 @@ one scale per output (the fast mode), float32 activations, a quarter of the byte
 (the prefill, HuBERT's linears: :mod:`app.models.nn.int8`): rows quantised to int8 per row, one
 int8 GEMM (oneDNN's VNNI kernels through ``at::_int_mm``), scales and bias in float32.
 
+``csrc/quantize.cpp`` (``quantize_u8``) turns an activation into per-tensor uint8 codes for the
+fast mode's int8 HiFi-GAN convolutions (:mod:`app.models.nn.qconv`).
+
 ``csrc/step.cpp`` (``DecodePlan``) runs the whole decoding step of the layer stack in one call with
 those inner loops (``csrc/kernels.h``): one OpenMP region per token, threads taking work items
 phase by phase (:mod:`app.models.gpt.stepplan` builds it).
@@ -230,6 +233,19 @@ def prefill_attention_kernel() -> PrefillAttentionFn | None:
     """The many-query bf16 attention (the fast prefill, HuBERT), or None when switched off or not buildable."""
     module = _module()
     return None if module is None else module.prefill_attention
+
+
+# (x float32 or bfloat16, dense in any dimension order, leaky ReLU slope in (0, 1] (1: none), tail)
+# -> (codes (numel + tail,) uint8 in x's memory order, scale, zero point): leaky_relu(x) per tensor
+# (zero always in range), the tail codes of zero (csrc/quantize.cpp).
+QuantizeU8Fn = Callable[[torch.Tensor, float, int], tuple[torch.Tensor, float, int]]
+
+
+def quantize_u8_kernel() -> QuantizeU8Fn | None:
+    """The activation quantiser of the int8 convolutions (:mod:`app.models.nn.int8`), or None
+    when switched off or not buildable here."""
+    module = _module()
+    return None if module is None else module.quantize_u8
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from torch import nn
 
 from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
 from app.models.nn.layout import Conv1dAs2d
+from app.models.nn.qconv import Codes, Int8Conv
 
 
 def _zero_tail(x: torch.Tensor, valid: int) -> torch.Tensor:
@@ -147,25 +148,47 @@ def tiled(
 
 
 class _ResBlock1As2d(nn.Module):
-    """:class:`~app.models.nn.hifigan.ResBlock1` on channels-last input, padding masked."""
+    """:class:`~app.models.nn.hifigan.ResBlock1` on channels-last input, padding masked; with
+    ``int8``, its convolutions as :class:`~app.models.nn.qconv.Int8Conv` (batch 1)."""
 
-    def __init__(self, block: ResBlock1) -> None:
+    def __init__(self, block: ResBlock1, int8: bool = False) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs1)
         self.convs2 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs2)
+        self.int8 = (
+            None
+            if not int8
+            else nn.ModuleList(nn.ModuleList((Int8Conv(c1), Int8Conv(c2))) for c1, c2 in self._pairs())
+        )
+
+    def _pairs(self) -> list[tuple[Conv1dAs2d, Conv1dAs2d]]:
+        return list(zip(self.convs1, self.convs2, strict=True))
 
     def forward(self, x: torch.Tensor, valid: int) -> torch.Tensor:
         """(B, C, 1, T) -> (B, C, 1, T), zero past ``valid``; ``x`` is left as it is."""
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+        if self.int8 is not None:
+            return self._forward_int8(x, valid)
+        for c1, c2 in self._pairs():
             xt = _zero_tail(c1.leaky_relu(F.leaky_relu(x, LRELU_SLOPE), LRELU_SLOPE), valid)
             x = _zero_tail(c2.plus(xt, x), valid)
+        return x
+
+    def _forward_int8(self, x: torch.Tensor, valid: int) -> torch.Tensor:
+        """:meth:`forward` with int8 convolutions, each input quantised whole (its leaky ReLU fused)."""
+        for q1, q2 in self.int8:
+            a = Codes.of(x, LRELU_SLOPE, q1.tail)
+            xt = _zero_tail(q1(a.codes, a.scale, a.zero_point, x.dtype), valid)
+            b = Codes.of(xt, LRELU_SLOPE, q2.tail)
+            x = _zero_tail(q2(b.codes, b.scale, b.zero_point, x.dtype).add_(x), valid)
         return x
 
     def tiled(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
         """:meth:`forward` on an input of any length, each convolution in windows of ``lengths``;
         the result is a buffer of ``buffers``, ``x`` is left as it is."""
+        if self.int8 is not None:
+            return self._tiled_int8(x, lengths, buffers)
         out = x
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+        for c1, c2 in self._pairs():
 
             def act(w: torch.Tensor, c1: Conv1dAs2d = c1) -> torch.Tensor:
                 return c1.leaky_relu(w, LRELU_SLOPE)
@@ -177,16 +200,41 @@ class _ResBlock1As2d(nn.Module):
             out = nxt
         return out
 
+    def _tiled_int8(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
+        """:meth:`tiled` with int8 convolutions: each input quantised whole (one scale for all its
+        windows, so the windows' outputs are the whole input's), then run in windows of ``lengths``."""
+        out = x
+        for (c1, c2), (q1, q2) in zip(self._pairs(), self.int8, strict=True):
+            a = Codes.of(out, LRELU_SLOPE, q1.tail)
+
+            def first(w: torch.Tensor, a: Codes = a, q1: Int8Conv = q1) -> torch.Tensor:
+                return q1(w, a.scale, a.zero_point, x.dtype)
+
+            xt = tiled(c1, a.codes, lengths, first, buffers=buffers)
+            b = Codes.of(xt, LRELU_SLOPE, q2.tail)
+            buffers.give(xt)
+
+            def second(w: torch.Tensor, r: torch.Tensor, b: Codes = b, q2: Int8Conv = q2) -> torch.Tensor:
+                return q2(w, b.scale, b.zero_point, x.dtype).add_(r)
+
+            nxt = tiled(c2, b.codes, lengths, second, residual=out, buffers=buffers)
+            if out is not x:
+                buffers.give(out)
+            out = nxt
+        return out
+
 
 class HiFiGAN2d(nn.Module):
     """A :class:`HiFiGANGenerator` (residual blocks of type "1") for inference on channels-last input;
     also so-vits-svc's NSF generator (the same stages, plus its excitation added after each upsampling
     through ``noise_convs``; the excitation itself is made outside, from the whole f0).
 
-    The weights are copied (weight norm folded); the generator given is left as it is.
+    The weights are copied (weight norm folded); the generator given is left as it is. With
+    ``int8`` the residual blocks' convolutions run as :class:`~app.models.nn.qconv.Int8Conv`
+    (quantised from the float32 weights given; batch 1 only, see :mod:`app.models.nn.qconv`).
     """
 
-    def __init__(self, generator: nn.Module) -> None:
+    def __init__(self, generator: nn.Module, int8: bool = False) -> None:
         super().__init__()
         if not all(isinstance(b, ResBlock1) for b in generator.resblocks):
             raise ValueError("HiFiGAN2d converts generators with residual blocks of type '1' only")
@@ -195,7 +243,7 @@ class HiFiGAN2d(nn.Module):
         self.cond = Conv1dAs2d(generator.cond) if hasattr(generator, "cond") else None
         self.ups = nn.ModuleList(Conv1dAs2d(up) for up in generator.ups)
         self.rates = [up.stride[0] for up in generator.ups]
-        self.resblocks = nn.ModuleList(_ResBlock1As2d(b) for b in generator.resblocks)
+        self.resblocks = nn.ModuleList(_ResBlock1As2d(b, int8) for b in generator.resblocks)
         self.conv_post = Conv1dAs2d(generator.conv_post)
         self.in_channels = generator.conv_pre.in_channels
         self.gin_channels = generator.cond.in_channels if self.cond is not None else 0

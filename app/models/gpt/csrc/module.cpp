@@ -13,6 +13,7 @@ torch::Tensor linear_w8a8(const torch::Tensor& x, const torch::Tensor& wt, const
                           const c10::optional<torch::Tensor>& bias, bool relu);
 torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                 const torch::Tensor& lo, const torch::Tensor& hi);
+std::tuple<torch::Tensor, double, int64_t> quantize_u8(const torch::Tensor& x, double slope, int64_t tail);
 void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -35,6 +36,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("prefill_attention", &prefill_attention,
         "bfloat16 attention of many queries, each over its own key range (the prefill, HuBERT)",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("quantize_u8", &quantize_u8,
+        "(codes, scale, zero point): leaky_relu(x, slope) as per-tensor uint8 codes in x's memory order, "
+        "then tail codes of zero (quantize.cpp)",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   // The whole decoding step of a layer stack in one call (step.cpp).
   bind_decode_plan(m);
