@@ -88,8 +88,8 @@ def _ours(model_path: Path, precision: str, runs: int) -> tuple[float, list[floa
     from app.infer.precision import plan_for
     from app.infer.svc.pipeline import load_model
 
-    dtype = plan_for(precision, torch.device("cpu")).decoder
-    ckpt = load_model(model_path, None, "cpu", dtype)
+    plan = plan_for(precision, torch.device("cpu"))
+    ckpt = load_model(model_path, None, "cpu", plan.decoder, plan.decoder_int8)
     x = {
         k: torch.from_numpy(v)
         for k, v in inputs(ckpt.model.hop_length, ckpt.config.data.sampling_rate).items()
@@ -101,7 +101,7 @@ def _ours(model_path: Path, precision: str, runs: int) -> tuple[float, list[floa
         return out.audio[0, 0].numpy()
 
     median, times, audio = _median_runs(infer, runs)
-    return median, times, audio, {"decoder": str(dtype).removeprefix("torch.")}
+    return median, times, audio, {"decoder": plan.decoder_label}
 
 
 def _upstream(model_path: Path, runs: int) -> tuple[float, list[float], np.ndarray, dict]:

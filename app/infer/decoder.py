@@ -282,8 +282,10 @@ class FixedWindowNSF(FixedWindowDecoder):
     with the latent and a per-frame speaker vector.
     """
 
-    def __init__(self, decoder: nn.Module, config: HiFiGANShape, dtype: torch.dtype = torch.float32) -> None:
-        super().__init__(decoder, config, dtype=dtype)
+    def __init__(
+        self, decoder: nn.Module, config: HiFiGANShape, dtype: torch.dtype = torch.float32, int8: bool = False
+    ) -> None:
+        super().__init__(decoder, config, dtype=dtype, int8=int8)
         self.source = decoder.m_source.to(dtype)
 
     @torch.inference_mode()

@@ -80,13 +80,18 @@ def _no_speaker(name: str, speakers: dict[str, int]) -> Message:
 
 @lru_cache(maxsize=4)
 def _cached_model(
-    model: str, config: str, _stamp: tuple[int, int], device: str, dtype: torch.dtype = torch.float32
+    model: str,
+    config: str,
+    _stamp: tuple[int, int],
+    device: str,
+    dtype: torch.dtype = torch.float32,
+    int8: bool = False,
 ) -> SvcCheckpoint:
     ckpt = load_svc(model, config, purpose="inference", device=device)
     if dtype != torch.float32:  # its own copy (the cache key holds the dtype): fp32 users keep theirs
         cfg = ckpt.model.cfg
         if fixed_windows_pay(dtype, torch.device(device), cfg):  # one or two shapes, built now
-            ckpt.model.dec = FixedWindowNSF(ckpt.model.dec, cfg, dtype=dtype)
+            ckpt.model.dec = FixedWindowNSF(ckpt.model.dec, cfg, dtype=dtype, int8=int8)
             ckpt.model.dec.warm_up()
         else:
             ckpt.model.dec = CastNSF(ckpt.model.dec, dtype)
@@ -103,10 +108,15 @@ def _stamp(path: Path) -> int:
 
 
 def load_model(
-    model: Path, config: Path | None, device: str | torch.device, dtype: torch.dtype = torch.float32
+    model: Path,
+    config: Path | None,
+    device: str | torch.device,
+    dtype: torch.dtype = torch.float32,
+    int8: bool = False,
 ) -> SvcCheckpoint:
-    """The model + config, its decoder in ``dtype`` (cached per files, device and dtype; a changed
-    file is reloaded)."""
+    """The model + config, its decoder in ``dtype`` (with ``int8``, its residual blocks' convolutions
+    in int8 where the decoder runs in fixed bf16 windows; cached per files, device, dtype and
+    ``int8``; a changed file is reloaded)."""
     model = Path(model)
     config = Path(config) if config is not None else model.parent / "config.json"
     if not model.is_file():
@@ -119,9 +129,8 @@ def load_model(
             "{path}: no such config.json; choose an existing G_*.pth and the config.json it was trained with"
         )
         raise SvcModelError(Message("svc.conv.no_config", template, path=str(config)))
-    return _cached_model(
-        str(model.resolve()), str(config.resolve()), (_stamp(model), _stamp(config)), str(device), dtype
-    )
+    stamps = (_stamp(model), _stamp(config))
+    return _cached_model(str(model.resolve()), str(config.resolve()), stamps, str(device), dtype, int8)
 
 
 class SVCPipeline:
@@ -292,8 +301,9 @@ class SVCPipeline:
             raise SvcInputError(
                 Message("svc.conv.precision", template, precision=request.precision, choices=choices)
             )
-        low = plan_for(request.precision, self.device).decoder  # bf16 where native, else float32
-        ckpt = load_model(request.model, request.config, self.device, low)
+        plan = plan_for(request.precision, self.device)
+        low = plan.decoder  # bf16 where native, else float32
+        ckpt = load_model(request.model, request.config, self.device, low, plan.decoder_int8)
         speaker, sid, mix = self._speaker(ckpt, request)
         centers = self._cluster(request, speaker)
         name = ckpt.config.speech_encoder

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from app.infer.decoder import CastNSF, FixedWindowNSF
-from app.infer.precision import native_bf16
+from app.infer.precision import native_bf16, plan_for
 from app.infer.svc import cli
 from app.infer.svc.pipeline import SVCPipeline, load_model
 from app.infer.svc.request import SvcInputError, SvcRequest
@@ -46,10 +46,13 @@ def test_fast_converts_close_to_fp32_and_leaves_the_fp32_model_alone(svc_trained
     again = pipeline.convert(request)
     np.testing.assert_array_equal(again.audio, ref.audio)  # the cached fp32 model was not cast
     fp32_dec = load_model(svc_trained.model, None, "cpu").model.dec
-    fast_dec = load_model(svc_trained.model, None, "cpu", torch.bfloat16).model.dec
+    plan = plan_for("fast", torch.device("cpu"))  # the request's: its cached model
+    fast_dec = load_model(svc_trained.model, None, "cpu", plan.decoder, plan.decoder_int8).model.dec
     assert isinstance(fp32_dec, NSFGenerator) and fp32_dec.conv_pre.weight_v.dtype == torch.float32
     if isinstance(fast_dec, FixedWindowNSF):  # CPU with oneDNN: bf16 channels-last windows
         assert fast_dec.dtype == torch.bfloat16 and fast_dec.inner.conv_pre.weight.dtype == torch.bfloat16
+        int8 = [block.int8 is not None for block in fast_dec.inner.resblocks]  # where int8 convs hold
+        assert int8 == [plan.decoder_int8] * len(int8)
     else:
         assert isinstance(fast_dec, CastNSF) and fast_dec.inner.conv_pre.weight_v.dtype == torch.bfloat16
     assert fast.audio.shape == ref.audio.shape and fast.audio.dtype == np.float32
