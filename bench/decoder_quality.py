@@ -18,7 +18,10 @@ loaded into this project's :class:`~app.models.nn.hifigan.HiFiGANGenerator`:
   convolutions with int8 weights (one scale per output channel) and uint8 activations, one scale
   and zero point per whole activation (``int8_per_tensor``), per block of 1024 or 256 samples
   (``int8_block1024``, ``int8_block256``), or int8 weights with float activations
-  (``int8_weights_only``).
+  (``int8_weights_only``);
+- ``int8_blocks_kernel``: the fast mode's block-scaled int8 convolutions themselves
+  (:class:`~app.models.nn.qconv.Int8Conv`, oneDNN's kernels, bf16 activations between them; where
+  :func:`~app.models.nn.qconv.int8_convolutions` holds).
 
 Figures per variant: SNR against float32 (dB), log-spectral distance (dB, 1024-point frames, hop
 256) and DNSMOS P.835 (overall, signal, background; speechmos) of the audio. Prints one JSON line.
@@ -131,6 +134,25 @@ class _Restore:
         self.conv.weight.data = self.weight
 
 
+def real_int8(decoder: torch.nn.Module) -> list:
+    """Hooks that run the residual blocks' convolutions through this project's block-scaled int8
+    convolution (:class:`~app.models.nn.qconv.Int8Conv`, oneDNN's kernels), bf16 activations as
+    the fast mode's decoder holds them; returns the handles."""
+    from app.models.nn.layout import Conv1dAs2d, from_2d, to_2d
+    from app.models.nn.qconv import Int8Conv
+
+    handles = []
+    for block_module in decoder.resblocks:
+        for conv in block_module.convs:
+            q = Int8Conv(Conv1dAs2d(conv))
+
+            def run(_m, args, _out, q=q):
+                return from_2d(q(to_2d(args[0].to(torch.bfloat16)))).float()
+
+            handles.append(conv.register_forward_hook(run))
+    return handles
+
+
 def _snr(ref: np.ndarray, other: np.ndarray) -> float:
     err = float(np.sum((ref.astype(np.float64) - other) ** 2))
     return round(10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err), 2) if err else float("inf")
@@ -165,6 +187,10 @@ def main() -> None:
         "int8_block256": (256, True),
         "int8_weights_only": (None, True),
     }
+    from app.models.nn.qconv import int8_convolutions
+
+    if int8_convolutions():
+        variants["int8_blocks_kernel"] = "real"
     figures: dict[str, dict] = {}
     with torch.inference_mode():
         reference = decoder(latent).ravel().numpy()
@@ -177,7 +203,7 @@ def main() -> None:
             if callable(variant):
                 audio = variant().ravel().numpy()
             else:
-                handles = fake_int8(decoder, *variant)
+                handles = real_int8(decoder) if variant == "real" else fake_int8(decoder, *variant)
                 try:
                     audio = decoder(latent).ravel().numpy()
                 finally:

@@ -8,7 +8,10 @@
   decoding step): the native int8 kernel with float32 activations, or fbgemm's dynamic
   quantisation where the native kernels are not built; HuBERT and the SoVITS HiFi-GAN decoder (almost all
   of the decode's arithmetic) run bfloat16 when the CPU has native bf16 dot products
-  (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. On CUDA the
+  (AVX512-BF16 / AMX); without them bf16 is emulated and slower, so those stay fp32. Where bf16 is
+  native the HiFi-GAN decoders' residual blocks (SoVITS v1-v2ProPlus, so-vits-svc's NSF) run int8
+  convolutions on uint8 codes with one scale per block of samples instead (oneDNN's VNNI/AMX
+  kernels, twice bf16's rate: :mod:`app.models.nn.qconv`), once their self-check passes. On CUDA the
   GPT, HuBERT and the decoder run bf16. The prior encoder and the flow (v1-v2ProPlus) run bf16 on
   such a CPU too (~10 % of a decode there); on CUDA they stay fp32 (not measured there).
 
@@ -51,9 +54,10 @@ class PrecisionPlan:
     # Weights and compute dtype of the VITS prior encoder (enc_p) and flow of v1-v2ProPlus. bf16 on
     # a 2-core Zen 4, 1 thread, 10 s of audio: 0.27 -> 0.15 s, the latent z 42.7 dB from float32's.
     prior: torch.dtype = torch.float32
-    # The VITS decoder's residual-block convolutions as int8 weights x uint8 activations (oneDNN's
-    # VNNI/AMX kernels, app.models.nn.qconv) in its bf16 channels-last windows. A 2-core Zen 4, 1
-    # thread, 10 s of audio: the decoder 2.3 -> ~1.3 s; its audio ~48 dB from float32's.
+    # The HiFi-GAN decoders' residual-block convolutions as int8 weights x block-scaled uint8
+    # activations (oneDNN's VNNI/AMX kernels, app.models.nn.qconv) in the bf16 channels-last
+    # decoder. A 2-core Zen 4, 1 thread, the v2 workload: the SoVITS stage 2.30 -> 1.82 s; on a
+    # trained decoder (bench/decoder_quality.py) DNSMOS within 0.05 of float32's.
     decoder_int8: bool = False
 
     @property

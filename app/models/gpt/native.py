@@ -18,8 +18,9 @@ one scale per output (the fast mode), float32 activations, a quarter of the byte
 (the prefill, HuBERT's linears: :mod:`app.models.nn.int8`): rows quantised to int8 per row, one
 int8 GEMM (oneDNN's VNNI kernels through ``at::_int_mm``), scales and bias in float32.
 
-``csrc/quantize.cpp`` (``quantize_u8``) turns an activation into per-tensor uint8 codes for the
-fast mode's int8 HiFi-GAN convolutions (:mod:`app.models.nn.qconv`).
+``csrc/quantize.cpp`` (``quantize_blocks``, ``finish_blocks``) turns an activation into uint8 codes
+with one scale per block of samples, and finishes the int8 convolution's output, for the fast
+mode's int8 HiFi-GAN convolutions (:mod:`app.models.nn.qconv`).
 
 ``csrc/step.cpp`` (``DecodePlan``) runs the whole decoding step of the layer stack in one call with
 those inner loops (``csrc/kernels.h``): one OpenMP region per token, threads taking work items
@@ -235,17 +236,17 @@ def prefill_attention_kernel() -> PrefillAttentionFn | None:
     return None if module is None else module.prefill_attention
 
 
-# (x float32 or bfloat16, dense in any dimension order, leaky ReLU slope in (0, 1] (1: none), tail)
-# -> (codes (numel + tail,) uint8 in x's memory order, scale, zero point): leaky_relu(x) per tensor
-# (zero always in range), the tail codes of zero (csrc/quantize.cpp).
-QuantizeU8Fn = Callable[[torch.Tensor, float, int], tuple[torch.Tensor, float, int]]
+# quantize_blocks(x (1, C, 1, T) channels-last float32/bf16, slope, block, reach, blocks) -> (codes
+# (blocks, block + 2 reach, C) uint8, scales (blocks,) float32, zero points (blocks,) int32), and
+# finish_blocks(acc, scales, zeros, colsum, bias, residual, out, block, start) (csrc/quantize.cpp).
+QuantizeBlocksFn = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def quantize_u8_kernel() -> QuantizeU8Fn | None:
-    """The activation quantiser of the int8 convolutions (:mod:`app.models.nn.int8`), or None
-    when switched off or not buildable here."""
+def block_quantiser() -> tuple[QuantizeBlocksFn, Callable[..., None]] | None:
+    """The block-scaled int8 convolutions' two native halves (:mod:`app.models.nn.qconv`): the
+    activation quantiser and the output's finishing pass; None when switched off or not buildable."""
     module = _module()
-    return None if module is None else module.quantize_u8
+    return None if module is None else (module.quantize_blocks, module.finish_blocks)
 
 
 @functools.cache

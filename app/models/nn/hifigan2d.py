@@ -34,7 +34,7 @@ from torch import nn
 
 from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
 from app.models.nn.layout import Conv1dAs2d
-from app.models.nn.qconv import Codes, Int8Conv
+from app.models.nn.qconv import Int8Conv
 
 
 def _zero_tail(x: torch.Tensor, valid: int) -> torch.Tensor:
@@ -174,12 +174,11 @@ class _ResBlock1As2d(nn.Module):
         return x
 
     def _forward_int8(self, x: torch.Tensor, valid: int) -> torch.Tensor:
-        """:meth:`forward` with int8 convolutions, each input quantised whole (its leaky ReLU fused)."""
+        """:meth:`forward` with block-scaled int8 convolutions (the leaky ReLUs fused into their
+        quantisers, the residual sum into the second's finishing pass)."""
         for q1, q2 in self.int8:
-            a = Codes.of(x, LRELU_SLOPE, q1.tail)
-            xt = _zero_tail(q1(a.codes, a.scale, a.zero_point, x.dtype), valid)
-            b = Codes.of(xt, LRELU_SLOPE, q2.tail)
-            x = _zero_tail(q2(b.codes, b.scale, b.zero_point, x.dtype).add_(x), valid)
+            xt = _zero_tail(q1(x, LRELU_SLOPE), valid)
+            x = _zero_tail(q2(xt, LRELU_SLOPE, residual=x), valid)
         return x
 
     def tiled(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
@@ -201,27 +200,9 @@ class _ResBlock1As2d(nn.Module):
         return out
 
     def _tiled_int8(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
-        """:meth:`tiled` with int8 convolutions: each input quantised whole (one scale for all its
-        windows, so the windows' outputs are the whole input's), then run in windows of ``lengths``."""
-        out = x
-        for (c1, c2), (q1, q2) in zip(self._pairs(), self.int8, strict=True):
-            a = Codes.of(out, LRELU_SLOPE, q1.tail)
-
-            def first(w: torch.Tensor, a: Codes = a, q1: Int8Conv = q1) -> torch.Tensor:
-                return q1(w, a.scale, a.zero_point, x.dtype)
-
-            xt = tiled(c1, a.codes, lengths, first, buffers=buffers)
-            b = Codes.of(xt, LRELU_SLOPE, q2.tail)
-            buffers.give(xt)
-
-            def second(w: torch.Tensor, r: torch.Tensor, b: Codes = b, q2: Int8Conv = q2) -> torch.Tensor:
-                return q2(w, b.scale, b.zero_point, x.dtype).add_(r)
-
-            nxt = tiled(c2, b.codes, lengths, second, residual=out, buffers=buffers)
-            if out is not x:
-                buffers.give(out)
-            out = nxt
-        return out
+        """:meth:`tiled` with int8 convolutions: they tile themselves (blocks of a few hundred
+        samples, a few batch sizes per call), so the whole input goes through :meth:`forward`."""
+        return self._forward_int8(x, x.shape[-1])
 
 
 class HiFiGAN2d(nn.Module):

@@ -13,7 +13,12 @@ torch::Tensor linear_w8a8(const torch::Tensor& x, const torch::Tensor& wt, const
                           const c10::optional<torch::Tensor>& bias, bool relu);
 torch::Tensor prefill_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                 const torch::Tensor& lo, const torch::Tensor& hi);
-std::tuple<torch::Tensor, double, int64_t> quantize_u8(const torch::Tensor& x, double slope, int64_t tail);
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> quantize_blocks(const torch::Tensor& x, double slope,
+                                                                         int64_t block, int64_t reach,
+                                                                         int64_t blocks);
+void finish_blocks(const torch::Tensor& acc, const torch::Tensor& scales, const torch::Tensor& zeros,
+                   const torch::Tensor& colsum, const c10::optional<torch::Tensor>& bias,
+                   const c10::optional<torch::Tensor>& residual, torch::Tensor& out, int64_t block, int64_t start);
 void bind_decode_plan(pybind11::module& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -37,9 +42,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("prefill_attention", &prefill_attention,
         "bfloat16 attention of many queries, each over its own key range (the prefill, HuBERT)",
         pybind11::call_guard<pybind11::gil_scoped_release>());
-  m.def("quantize_u8", &quantize_u8,
-        "(codes, scale, zero point): leaky_relu(x, slope) as per-tensor uint8 codes in x's memory order, "
-        "then tail codes of zero (quantize.cpp)",
+  m.def("quantize_blocks", &quantize_blocks,
+        "(codes, scales, zero points): leaky_relu(x, slope) as uint8 codes per block of output samples, "
+        "each over its input window (quantize.cpp)",
+        pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("finish_blocks", &finish_blocks,
+        "the block-scaled int8 convolution's output: per-block scale and zero point, bias, residual, into out",
         pybind11::call_guard<pybind11::gil_scoped_release>());
   // The whole decoding step of a layer stack in one call (step.cpp).
   bind_decode_plan(m);
