@@ -18,7 +18,7 @@ from app.infer.decoder import (
     fixed_windows_pay,
 )
 from app.infer.precision import fast_cpu_gpt, native_bf16, plan_for
-from app.models.nn.qconv import int8_convolutions
+from app.models.nn.qconv import int8_convolutions, int8_pays
 from tests.infer.tiny import spec_for
 
 
@@ -70,8 +70,11 @@ def test_fast_mode_synthesizes(tiny_home, ref_wav):
         )
     elif fixed_windows_pay(pipe.precision.decoder, torch.device("cpu"), pipe.sovits.config):
         assert isinstance(pipe.sovits.dec, FixedWindowDecoder) and pipe.sovits.dec.dtype == torch.bfloat16
-        int8 = [block.int8 is not None for block in pipe.sovits.dec.inner.resblocks]
-        assert int8 == [pipe.precision.decoder_int8] * len(int8)
+        blocks = pipe.sovits.dec.inner.resblocks  # int8 where the convolutions hold and pay
+        int8 = [block.int8 is not None for block in blocks]
+        assert int8 == [
+            pipe.precision.decoder_int8 and int8_pays(b.convs1[0].weight.shape[1]) for b in blocks
+        ]
     else:
         assert isinstance(pipe.sovits.dec.inner, CastDecoder)
     if pipe.precision.prior == torch.float32:

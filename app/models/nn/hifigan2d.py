@@ -34,7 +34,7 @@ from torch import nn
 
 from app.models.nn.hifigan import LRELU_SLOPE, ResBlock1
 from app.models.nn.layout import Conv1dAs2d
-from app.models.nn.qconv import Int8Conv
+from app.models.nn.qconv import Int8Conv, int8_pays
 
 
 def _zero_tail(x: torch.Tensor, valid: int) -> torch.Tensor:
@@ -149,15 +149,17 @@ def tiled(
 
 class _ResBlock1As2d(nn.Module):
     """:class:`~app.models.nn.hifigan.ResBlock1` on channels-last input, padding masked; with
-    ``int8``, its convolutions as :class:`~app.models.nn.qconv.Int8Conv` (batch 1)."""
+    ``int8``, its convolutions as :class:`~app.models.nn.qconv.Int8Conv` (batch 1) where that pays
+    for its width (:func:`~app.models.nn.qconv.int8_pays`)."""
 
     def __init__(self, block: ResBlock1, int8: bool = False) -> None:
         super().__init__()
         self.convs1 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs1)
         self.convs2 = nn.ModuleList(Conv1dAs2d(c) for c in block.convs2)
+        pays = int8 and int8_pays(block.convs1[0].in_channels)
         self.int8 = (
             None
-            if not int8
+            if not pays
             else nn.ModuleList(nn.ModuleList((Int8Conv(c1), Int8Conv(c2))) for c1, c2 in self._pairs())
         )
 

@@ -50,6 +50,16 @@ BLOCK_SAMPLES = 480
 MAX_BLOCKS = 32
 
 
+def int8_pays(channels: int) -> bool:
+    """Whether a residual block of ``channels`` channels runs int8 (else bf16): where oneDNN's
+    int8 kernels beat its bf16 ones. Measured on a 2-core Zen 4 (2 threads, a kernel-11
+    convolution over 10 s of a decoder stage, quantising and finishing included, int8 / bf16 ms):
+    16 ch 5.0 / 4.1, 24 ch 11.5 / 12.1, 48 ch 12.5 / 18.8, 96 ch 27.4 / 35.7, 192 ch 82.8 / 71.7,
+    256 ch 9.4 / 15.9, 384 ch 151.7 / 37.0 (oneDNN's int8 kernel for 192 and 384 channels ran at a
+    third of its rate on the others)."""
+    return 32 <= channels <= 128 or channels == 256
+
+
 def _calls(blocks: int) -> list[tuple[int, int]]:
     """``(first block, blocks)`` of each call: ``MAX_BLOCKS`` at a time, the rest in powers of two
     (its binary digits): no padding, and oneDNN meets at most log2(MAX_BLOCKS) + 1 batch sizes."""

@@ -12,6 +12,7 @@ from app.infer.precision import native_bf16, plan_for
 from app.infer.svc import cli
 from app.infer.svc.pipeline import SVCPipeline, load_model
 from app.infer.svc.request import SvcInputError, SvcRequest
+from app.models.nn.qconv import int8_pays
 from app.models.svc.noise import TorchNoise
 from app.models.svc.nsf import NSFGenerator
 from tests.svc_data import SR, melody
@@ -51,8 +52,10 @@ def test_fast_converts_close_to_fp32_and_leaves_the_fp32_model_alone(svc_trained
     assert isinstance(fp32_dec, NSFGenerator) and fp32_dec.conv_pre.weight_v.dtype == torch.float32
     if isinstance(fast_dec, FixedWindowNSF):  # CPU with oneDNN: bf16 channels-last windows
         assert fast_dec.dtype == torch.bfloat16 and fast_dec.inner.conv_pre.weight.dtype == torch.bfloat16
-        int8 = [block.int8 is not None for block in fast_dec.inner.resblocks]  # where int8 convs hold
-        assert int8 == [plan.decoder_int8] * len(int8)
+        int8 = [block.int8 is not None for block in fast_dec.inner.resblocks]  # where int8 convs hold and pay
+        assert int8 == [
+            plan.decoder_int8 and int8_pays(b.convs1[0].weight.shape[1]) for b in fast_dec.inner.resblocks
+        ]
     else:
         assert isinstance(fast_dec, CastNSF) and fast_dec.inner.conv_pre.weight_v.dtype == torch.bfloat16
     assert fast.audio.shape == ref.audio.shape and fast.audio.dtype == np.float32
