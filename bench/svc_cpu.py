@@ -202,6 +202,8 @@ def main() -> None:
                 "infer_cpu_s": round(statistics.median(c for _, c in pairs), 3),
                 "runs_wall_cpu_s": pairs,
             }
+            if "decoder" in runs[(threads, variant)][-1]:  # ours: what the decoder computed in
+                row[variant]["decoder"] = runs[(threads, variant)][-1]["decoder"]
         for variant in ("fp32", "fast"):
             if "upstream" in row:
                 up, ours = row["upstream"], row[variant]
