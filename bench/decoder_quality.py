@@ -33,11 +33,13 @@ import argparse
 import copy
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.models.nn.int8 import int8_rows
 from bench.denoise_quality import SENTENCES, _mos
 
 SAMPLE_RATE = 22050
@@ -101,56 +103,52 @@ def quantise_activation(x: torch.Tensor, block: int) -> torch.Tensor:
 
 def quantise_weight(w: torch.Tensor) -> torch.Tensor:
     """int8 codes, one scale per output channel (max|w| -> 127), back to float."""
-    scale = (w.abs().amax(dim=(1, 2), keepdim=True) / 127).clamp_min(1e-30)
-    return torch.round(w / scale).clamp(-127, 127) * scale
+    codes, scale = int8_rows(w)
+    return codes.float() * scale[:, None, None]
 
 
-def fake_int8(decoder: torch.nn.Module, block: int | None, weights: bool) -> list:
-    """Hooks that fake-quantise the residual blocks' convolutions (inputs unless ``block`` is None,
-    weights if ``weights``); returns the handles (remove them to undo)."""
-    handles = []
+def _swap(conv: torch.nn.Conv1d, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+    """Runs ``conv`` as ``forward`` until the returned call puts its own forward back."""
+    conv.forward = forward
+    return lambda: delattr(conv, "forward")
+
+
+def fake_int8(decoder: torch.nn.Module, block: int | None, weights: bool) -> list[Callable[[], None]]:
+    """Runs the residual blocks' convolutions fake-quantised (inputs unless ``block`` is None,
+    weights if ``weights``); returns the calls that undo it."""
+    undo = []
     for block_module in decoder.resblocks:
         for conv in block_module.convs:
-            if weights:
-                original = conv.weight.detach().clone()
-                conv.weight.data = quantise_weight(original)
-                handles.append(_Restore(conv, original))
-            if block is not None:
-                handles.append(
-                    conv.register_forward_pre_hook(
-                        lambda _m, args, b=block: (quantise_activation(args[0], b),)
-                    )
+            weight = quantise_weight(conv.weight) if weights else conv.weight
+
+            def run(
+                x: torch.Tensor, conv: torch.nn.Conv1d = conv, weight: torch.Tensor = weight
+            ) -> torch.Tensor:
+                return conv._conv_forward(
+                    x if block is None else quantise_activation(x, block), weight, conv.bias
                 )
-    return handles
+
+            undo.append(_swap(conv, run))
+    return undo
 
 
-class _Restore:
-    """A handle that puts a convolution's float weight back."""
-
-    def __init__(self, conv: torch.nn.Conv1d, weight: torch.Tensor) -> None:
-        self.conv, self.weight = conv, weight
-
-    def remove(self) -> None:
-        self.conv.weight.data = self.weight
-
-
-def real_int8(decoder: torch.nn.Module) -> list:
-    """Hooks that run the residual blocks' convolutions through this project's block-scaled int8
-    convolution (:class:`~app.models.nn.qconv.Int8Conv`, oneDNN's kernels), bf16 activations as
-    the fast mode's decoder holds them; returns the handles."""
+def real_int8(decoder: torch.nn.Module) -> list[Callable[[], None]]:
+    """Runs the residual blocks' convolutions through this project's block-scaled int8 convolution
+    (:class:`~app.models.nn.qconv.Int8Conv`, oneDNN's kernels), bf16 activations as the fast mode's
+    decoder holds them; returns the calls that undo it."""
     from app.models.nn.layout import Conv1dAs2d, from_2d, to_2d
     from app.models.nn.qconv import Int8Conv
 
-    handles = []
+    undo = []
     for block_module in decoder.resblocks:
         for conv in block_module.convs:
             q = Int8Conv(Conv1dAs2d(conv))
 
-            def run(_m, args, _out, q=q):
-                return from_2d(q(to_2d(args[0].to(torch.bfloat16)))).float()
+            def run(x: torch.Tensor, q: Int8Conv = q) -> torch.Tensor:
+                return from_2d(q(to_2d(x.to(torch.bfloat16)))).float()
 
-            handles.append(conv.register_forward_hook(run))
-    return handles
+            undo.append(_swap(conv, run))
+    return undo
 
 
 def _snr(ref: np.ndarray, other: np.ndarray) -> float:
@@ -203,12 +201,12 @@ def main() -> None:
             if callable(variant):
                 audio = variant().ravel().numpy()
             else:
-                handles = real_int8(decoder) if variant == "real" else fake_int8(decoder, *variant)
+                undo = real_int8(decoder) if variant == "real" else fake_int8(decoder, *variant)
                 try:
                     audio = decoder(latent).ravel().numpy()
                 finally:
-                    for handle in handles:
-                        handle.remove()
+                    for restore in undo:
+                        restore()
             figures[name] = {
                 "snr_db": _snr(reference, audio),
                 "lsd_db": _lsd(reference, audio),

@@ -186,8 +186,8 @@ class _ResBlock1As2d(nn.Module):
     def tiled(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
         """:meth:`forward` on an input of any length, each convolution in windows of ``lengths``;
         the result is a buffer of ``buffers``, ``x`` is left as it is."""
-        if self.int8 is not None:
-            return self._tiled_int8(x, lengths, buffers)
+        if self.int8 is not None:  # int8 convolutions tile themselves (blocks, a few batch sizes)
+            return self._forward_int8(x, x.shape[-1])
         out = x
         for c1, c2 in self._pairs():
 
@@ -200,11 +200,6 @@ class _ResBlock1As2d(nn.Module):
             buffers.give(a, xt, *([] if out is x else [out]))
             out = nxt
         return out
-
-    def _tiled_int8(self, x: torch.Tensor, lengths: Sequence[int], buffers: Buffers) -> torch.Tensor:
-        """:meth:`tiled` with int8 convolutions: they tile themselves (blocks of a few hundred
-        samples, a few batch sizes per call), so the whole input goes through :meth:`forward`."""
-        return self._forward_int8(x, x.shape[-1])
 
 
 class HiFiGAN2d(nn.Module):

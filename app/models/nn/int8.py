@@ -20,6 +20,16 @@ from app.models.gpt import native  # the project's native CPU kernels
 from app.models.gpt.native import LinearW8A8Fn as W8A8Fn
 
 
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of a weight of any float dtype and shape, one float32 scale per output
+    (dim 0: its largest |w| -> 127; rounded to nearest, codes in [-127, 127], an all-zero output
+    gets codes 0): ``(codes int8 of weight's shape, scale (out,))``."""
+    w = weight.detach().float()
+    scale = (w.flatten(1).abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float32).tiny)
+    codes = torch.round(w / scale.view(-1, *[1] * (w.dim() - 1))).clamp_(-127, 127).to(torch.int8)
+    return codes, scale
+
+
 def w8a8_kernel() -> W8A8Fn | None:
     """The native int8 x int8 product, or None (kernels switched off or not buildable here)."""
     return native.linear_w8a8_kernel()
@@ -38,9 +48,7 @@ class Int8Product:
     def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, kernel: W8A8Fn) -> Int8Product:
         """From a ``(N, K)`` weight of any float dtype (rounded to nearest, codes in [-127, 127];
         an all-zero row gets codes 0)."""
-        w = weight.detach().float()
-        scale = (w.abs().amax(dim=1) / 127).clamp_min(torch.finfo(torch.float32).tiny)
-        codes = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        codes, scale = int8_rows(weight)
         b = None if bias is None else bias.detach().float().contiguous()
         return cls(codes.t().contiguous(), scale.contiguous(), b, kernel)
 

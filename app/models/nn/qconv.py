@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.models.gpt import native  # the project's native CPU kernels
+from app.models.nn.int8 import int8_rows
 from app.models.nn.layout import CHANNELS_LAST, Conv1dAs2d
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,13 @@ class Int8Conv(nn.Module):
                 "int8 convolutions are stride-1, ungrouped, of an odd kernel and keep the length"
                 " (padding = dilation * (kernel - 1) / 2)"
             )
-        weight = conv.weight.detach().float()  # (out, in, 1, k)
-        scale = (weight.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(torch.finfo(torch.float32).tiny)
-        codes = torch.round(weight / scale[:, None, None, None]).clamp_(-127, 127)
+        codes, scale = int8_rows(conv.weight)  # (out, in, 1, k)
         self.weight_scale = scale.contiguous()
         # What a block's zero point adds to each output: zero * scale * sum of the output's codes.
-        self.colsum = (scale * codes.sum(dim=(1, 2, 3))).contiguous()
+        self.colsum = (scale * codes.sum(dim=(1, 2, 3)).float()).contiguous()
         self.weight_zero = torch.zeros(scale.shape[0], dtype=torch.int64)
         self.bias = None if conv.bias is None else conv.bias.detach().float().contiguous()
-        taps = codes.to(torch.int8).permute(0, 1, 3, 2).contiguous()  # (out, in, k, 1): taps over rows
+        taps = codes.permute(0, 1, 3, 2).contiguous()  # (out, in, k, 1): taps over rows
         self.packed = torch.ops.onednn.qconv_prepack(
             taps, self.weight_scale, 1.0, 0, [1, 1], [0, 0], [1, 1], 1, None
         )
